@@ -1,0 +1,115 @@
+//! Engine errors: one small enum per family of operations and the umbrella [`Error`].
+//! Variants carry data; front-ends choose status codes and exit codes from them.
+
+use crate::model::{EntityKind, Id};
+
+/// A reference (a name, a path or an id) that resolves to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{reference}`")]
+pub struct NotFound {
+    pub kind: EntityKind,
+    pub reference: String,
+}
+
+impl NotFound {
+    pub fn new(kind: EntityKind, reference: impl Into<String>) -> NotFound {
+        NotFound {
+            kind,
+            reference: reference.into(),
+        }
+    }
+}
+
+/// Why a write was refused. A refused write changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    #[error("{kind} `{name}` already exists")]
+    Duplicate { kind: EntityKind, name: String },
+    #[error("email `{0}` is already used by another user")]
+    DuplicateEmail(String),
+    #[error("{kind} id `{id}` already exists")]
+    DuplicateId { kind: EntityKind, id: Id },
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("making `{child}` a subgroup of `{parent}` would create a cycle")]
+    GroupCycle { parent: String, child: String },
+    #[error("moving node `{node}` under `{parent}` would put it inside itself")]
+    NodeCycle { node: String, parent: String },
+    #[error("node `{0}` still has child nodes or assets; move or delete them first")]
+    NodeNotEmpty(String),
+    #[error("the root node `/Default` cannot be renamed, moved or deleted")]
+    RootNode,
+    #[error("built-in role `{0}` cannot be changed or deleted")]
+    BuiltinRole(String),
+    #[error("role `{role}` is still held by {holder}")]
+    RoleInUse { role: String, holder: String },
+}
+
+impl ValidationError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ValidationError {
+        ValidationError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A failure of the storage layer. The write it interrupted changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at `{path}`: {message}")]
+    Open { path: String, message: String },
+    #[error("the store at `{0}` is in use by another process")]
+    Locked(String),
+    #[error("storage failure: {0}")]
+    Io(String),
+    #[error("the store holds a record that cannot be read ({table} `{key}`): {message}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("the store was written by a newer version (schema {found}, this build reads {supported})")]
+    Schema { found: u64, supported: u64 },
+}
+
+/// Everything an engine call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine is shutting down")]
+    Closed,
+}
+
+impl From<NotFound> for Error {
+    fn from(error: NotFound) -> Error {
+        Error::Validation(ValidationError::NotFound(error))
+    }
+}
+
+macro_rules! store_error_from {
+    ($($source:ty),*) => {$(
+        impl From<$source> for StoreError {
+            fn from(error: $source) -> StoreError {
+                StoreError::Io(error.to_string())
+            }
+        }
+        impl From<$source> for Error {
+            fn from(error: $source) -> Error {
+                Error::Store(StoreError::from(error))
+            }
+        }
+    )*};
+}
+
+store_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

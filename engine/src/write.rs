@@ -1,0 +1,5 @@
+//! Writes: specs in, validated entities and snapshot updates out.
+
+mod spec;
+
+pub use spec::*;
