@@ -92,24 +92,3 @@ impl From<NotFound> for Error {
     }
 }
 
-macro_rules! store_error_from {
-    ($($source:ty),*) => {$(
-        impl From<$source> for StoreError {
-            fn from(error: $source) -> StoreError {
-                StoreError::Io(error.to_string())
-            }
-        }
-        impl From<$source> for Error {
-            fn from(error: $source) -> Error {
-                Error::Store(StoreError::from(error))
-            }
-        }
-    )*};
-}
-
-store_error_from!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);

@@ -10,6 +10,9 @@ pub(crate) mod reference;
 use serde::Serialize;
 use smallvec::SmallVec;
 
+pub use fast::{AssetIdx, Page, UserIdx};
+pub use reference::Reference;
+
 use crate::error::NotFound;
 use crate::model::{Actions, Effect, Id, Time};
 

@@ -1,9 +1,16 @@
+mod engine;
 mod error;
 mod eval;
 mod model;
+mod secrets;
+mod snapshot;
+mod store;
 mod write;
 
+pub use engine::{Engine, WriteOutcome};
 pub use error::*;
 pub use eval::*;
 pub use model::*;
+pub use secrets::TOKEN_PREFIX;
+pub use snapshot::{Counts, ListQuery, Snapshot};
 pub use write::*;

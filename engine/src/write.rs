@@ -1,5 +1,13 @@
 //! Writes: specs in, validated entities and snapshot updates out.
 
+mod apply;
 mod spec;
+mod working;
 
-pub use spec::*;
+pub use apply::{MAX_LIST_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS};
+pub(crate) use spec::PasswordForm;
+pub use spec::{
+    AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, Password, RoleSpec, RuleSpec,
+    Spec, SpecEdit, SubgroupSpec, TokenSpec, UserSpec,
+};
+pub(crate) use working::{SecretWrite, Working, group_closure};

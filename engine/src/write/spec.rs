@@ -63,9 +63,29 @@ pub struct UserSpec {
 }
 
 /// A password in transit. Its `Debug` form hides it, so it never reaches a log.
+/// The engine hashes it (argon2id) before it reaches the writer.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Password(pub String);
+#[serde(from = "String")]
+pub struct Password(pub(crate) PasswordForm);
+
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum PasswordForm {
+    Plain(String),
+    /// A PHC string from argon2id.
+    Hashed(String),
+}
+
+impl Password {
+    pub fn new(plain: impl Into<String>) -> Password {
+        Password(PasswordForm::Plain(plain.into()))
+    }
+}
+
+impl From<String> for Password {
+    fn from(plain: String) -> Password {
+        Password::new(plain)
+    }
+}
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,0 +1,511 @@
+//! The engine: a store, the published snapshot, and the writer that joins them.
+//!
+//! Readers call [`Engine::snapshot`] and never wait. Writes go to one writer thread,
+//! which takes every write that is waiting, applies each to a working copy of the
+//! snapshot (a refused write is dropped alone), commits them all in one redb
+//! transaction (group commit), and then publishes the new snapshot.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::error::{Error, NotFound, StoreError};
+use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
+use crate::secrets;
+use crate::snapshot::Snapshot;
+use crate::store::{Commit, Loaded, Store};
+use crate::write::{Op, PasswordForm, Spec, TokenSpec, Working};
+
+/// The most writes the writer joins into one transaction.
+const MAX_GROUP: usize = 512;
+/// How many writes may wait for the writer before callers block.
+const QUEUE: usize = 4096;
+
+/// What a successful write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The revision that holds the write.
+    pub revision: u64,
+    /// Per operation, the id of the entity it created, changed or deleted.
+    pub ids: Vec<Id>,
+}
+
+/// What the writer is asked to do: a caller's operation, or the creation of what
+/// every store starts with.
+enum Command {
+    Op(Op),
+    Bootstrap {
+        root: bool,
+        roles: Vec<(String, String, Vec<String>)>,
+    },
+}
+
+struct Request {
+    actor: String,
+    commands: Vec<Command>,
+    token_hashes: Vec<Option<[u8; 32]>>,
+    reply: SyncSender<Result<WriteOutcome, Error>>,
+}
+
+struct Shared {
+    store: Store,
+    current: ArcSwap<Snapshot>,
+    /// The revision last published, for waiters.
+    published: Mutex<u64>,
+    publish_signal: Condvar,
+}
+
+/// An embedded Portcullis engine. Cheap to share across threads (`Arc` it, or clone
+/// the snapshots it hands out).
+pub struct Engine {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<SyncSender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Opens the store file at `path`, creating it when missing, and builds the
+    /// snapshot from it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Engine, Error> {
+        Engine::start(Store::open(path.as_ref())?)
+    }
+
+    /// An engine whose store lives in memory only.
+    pub fn in_memory() -> Result<Engine, Error> {
+        Engine::start(Store::in_memory()?)
+    }
+
+    fn start(store: Store) -> Result<Engine, Error> {
+        let loaded = store.load()?;
+        let seq = loaded.seq;
+        let snapshot = Snapshot::from_loaded(loaded)?;
+        let revision = snapshot.revision;
+        let shared = Arc::new(Shared {
+            store,
+            current: ArcSwap::from_pointee(snapshot),
+            published: Mutex::new(revision),
+            publish_signal: Condvar::new(),
+        });
+        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("portcullis-writer".to_owned())
+            .spawn(move || write_loop(&writer_shared, &receiver, seq))
+            .map_err(|error| StoreError::Io(format!("cannot start the writer thread: {error}")))?;
+        let engine = Engine {
+            shared,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+        };
+        engine.bootstrap()?;
+        Ok(engine)
+    }
+
+    /// Creates the root node and the built-in roles when they are missing (a new
+    /// store, or one from a build with fewer built-in roles).
+    fn bootstrap(&self) -> Result<(), Error> {
+        let snapshot = self.snapshot();
+        let missing_root = snapshot.ids.get(&crate::model::ROOT_NODE_ID).is_none();
+        let missing_roles: Vec<_> = builtin_roles()
+            .into_iter()
+            .filter(|(name, _, _)| snapshot.role_index(name).is_none())
+            .collect();
+        if !missing_root && missing_roles.is_empty() {
+            return Ok(());
+        }
+        self.submit(
+            "system",
+            vec![Command::Bootstrap {
+                root: missing_root,
+                roles: missing_roles
+                    .into_iter()
+                    .map(|(name, description, permissions)| {
+                        (name.to_owned(), description.to_owned(), permissions)
+                    })
+                    .collect(),
+            }],
+            vec![None],
+        )?;
+        Ok(())
+    }
+
+    /// The current snapshot. It never changes; ask again to see later writes.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.current.load_full()
+    }
+
+    /// Applies `ops` as one atomic write on behalf of `actor` (recorded in the log).
+    /// Either every operation applies and the write is durable when this returns, or
+    /// nothing changes and the error says what was wrong.
+    pub fn write(&self, actor: &str, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
+        // Hash passwords here, on the caller's thread, not in the writer.
+        for op in &mut ops {
+            if let Op::Create(Spec::User(spec)) | Op::Replace { spec: Spec::User(spec), .. } = op {
+                if let Some(password) = &mut spec.password {
+                    if let PasswordForm::Plain(plain) = &password.0 {
+                        password.0 = PasswordForm::Hashed(secrets::hash_password(plain));
+                    }
+                }
+            }
+        }
+        let hashes = vec![None; ops.len()];
+        self.submit(actor, ops.into_iter().map(Command::Op).collect(), hashes)
+    }
+
+    /// Creates an API token. Returns the outcome and the secret, which is shown this
+    /// once: only its hash is stored.
+    pub fn create_token(&self, actor: &str, spec: TokenSpec) -> Result<(WriteOutcome, String), Error> {
+        let (secret, hash) = secrets::new_token();
+        let outcome = self.submit(
+            actor,
+            vec![Command::Op(Op::Create(Spec::Token(spec)))],
+            vec![Some(hash)],
+        )?;
+        Ok((outcome, secret))
+    }
+
+    fn submit(
+        &self,
+        actor: &str,
+        commands: Vec<Command>,
+        token_hashes: Vec<Option<[u8; 32]>>,
+    ) -> Result<WriteOutcome, Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let request = Request {
+            actor: actor.to_owned(),
+            commands,
+            token_hashes,
+            reply,
+        };
+        let sender = self.sender.lock().expect("sender lock").clone().ok_or(Error::Closed)?;
+        sender.send(request).map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Waits until a snapshot at `revision` or later is published, at most `timeout`.
+    /// Returns the current snapshot either way; compare its revision.
+    pub fn wait_for_revision(&self, revision: u64, timeout: Duration) -> Arc<Snapshot> {
+        let published = self.shared.published.lock().expect("publish lock");
+        let _unused = self
+            .shared
+            .publish_signal
+            .wait_timeout_while(published, timeout, |current| *current < revision)
+            .expect("publish lock");
+        self.snapshot()
+    }
+
+    /// Change records with a revision above `since`, oldest first, at most `limit`.
+    pub fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<Change>, Error> {
+        Ok(self.shared.store.changes_since(since, limit)?)
+    }
+
+    /// The token whose secret this is, if it exists and has not expired at `at`.
+    /// The comparison of hashes is constant-time.
+    pub fn authenticate_token(&self, secret: &str, at: Time) -> Option<Arc<Token>> {
+        let hash = secrets::token_hash(secret);
+        let snapshot = self.snapshot();
+        let index = *snapshot.token_hashes.get(&hash)?;
+        let entry = snapshot.token_entry(index)?;
+        let valid = secrets::hashes_equal(&entry.hash, &hash)
+            && entry.token.expires_at.is_none_or(|expires| at < expires);
+        valid.then(|| entry.token.clone())
+    }
+
+    /// Whether `password` is the user's. Users without a password match nothing.
+    /// Takes about as long for an unknown user as for a wrong password.
+    pub fn verify_password(&self, user: &str, password: &str) -> Result<bool, Error> {
+        let snapshot = self.snapshot();
+        let id = snapshot
+            .user_index(user)
+            .and_then(|i| snapshot.user_entry(i))
+            .map(|e| e.user.id);
+        let hash = match id {
+            Some(id) => self.shared.store.password_hash(id)?,
+            None => None,
+        };
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        Ok(secrets::verify_password(password, &hash) && id.is_some())
+    }
+
+    /// Where the store lives on disk (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.store.path()
+    }
+
+    /// Stops the writer after the writes already queued. Later writes fail with
+    /// [`Error::Closed`]; reads go on working.
+    pub fn close(&self) {
+        self.sender.lock().expect("sender lock").take();
+        if let Some(writer) = self.writer.lock().expect("writer lock").take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// An argon2id hash of a random password, verified against when a user is unknown so
+/// that the answer takes as long as for a known one.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2YIiv3s2lKA6Bdvqeb+TNoRMxBwMUMoeMMCRnqDCAZ4";
+
+fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        seq = write_group(shared, group, seq);
+    }
+}
+
+/// Applies a group of writes and commits them together. Returns the next sequence.
+fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
+    let published = shared.current.load_full();
+    let mut base: Snapshot = (*published).clone();
+    let mut next_seq = seq;
+    let mut replies = Vec::with_capacity(group.len());
+    let mut changes = Vec::new();
+    let mut touched = std::collections::BTreeSet::new();
+    let mut secrets = Vec::new();
+    let now = Time::now();
+    for request in group {
+        let mut working = Working::new(base.clone(), now, &request.actor);
+        let applied: Result<Vec<Id>, _> = request
+            .commands
+            .into_iter()
+            .zip(request.token_hashes)
+            .map(|(command, hash)| match command {
+                Command::Op(op) => working.apply(op, hash),
+                Command::Bootstrap { root, roles } => {
+                    if root {
+                        working.create_root_node();
+                    }
+                    for (name, description, permissions) in roles {
+                        working.create_builtin_role(&name, &description, permissions);
+                    }
+                    Ok(crate::model::ROOT_NODE_ID)
+                }
+            })
+            .collect();
+        let ids = match applied {
+            Ok(ids) => ids,
+            Err(error) => {
+                replies.push((request.reply, Err(Error::Validation(error))));
+                continue;
+            }
+        };
+        let (mut snapshot, request_changes, request_touched, request_secrets) = working.finish();
+        snapshot.revision = base.revision + 1;
+        for mut change in request_changes {
+            next_seq += 1;
+            change.revision = snapshot.revision;
+            change.seq = next_seq;
+            changes.push(change);
+        }
+        touched.extend(request_touched);
+        secrets.extend(request_secrets);
+        let outcome = WriteOutcome {
+            revision: snapshot.revision,
+            ids,
+        };
+        replies.push((request.reply, Ok(outcome)));
+        base = snapshot;
+    }
+    if base.revision == published.revision {
+        // Every write in the group was refused: nothing to commit.
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        return seq;
+    }
+    let commit = Commit {
+        snapshot: &base,
+        touched: touched.into_iter().collect(),
+        secrets,
+        changes,
+        revision: base.revision,
+        seq: next_seq,
+    };
+    if let Err(error) = shared.store.commit(commit) {
+        let message = error.to_string();
+        for (reply, result) in replies {
+            let answer = match result {
+                Ok(_) => Err(Error::Store(StoreError::Io(message.clone()))),
+                Err(error) => Err(error),
+            };
+            let _ = reply.send(answer);
+        }
+        return seq;
+    }
+    let revision = base.revision;
+    shared.current.store(Arc::new(base));
+    *shared.published.lock().expect("publish lock") = revision;
+    shared.publish_signal.notify_all();
+    for (reply, result) in replies {
+        let _ = reply.send(result);
+    }
+    next_seq
+}
+
+impl Snapshot {
+    /// Builds a snapshot from everything a store holds.
+    fn from_loaded(loaded: Loaded) -> Result<Snapshot, Error> {
+        let Loaded {
+            estate,
+            token_hashes,
+            revision,
+            ..
+        } = loaded;
+        let mut snapshot = Snapshot::build(estate, &token_hashes)?;
+        snapshot.revision = revision;
+        Ok(snapshot)
+    }
+
+    /// Builds a snapshot from plain entities, all derived indexes computed afresh.
+    #[doc(hidden)]
+    pub fn build(estate: Estate, token_hashes: &[(Id, [u8; 32])]) -> Result<Snapshot, StoreError> {
+        let corrupt = |table: &'static str, id: Id, message: &str| StoreError::Corrupt {
+            table,
+            key: id.to_string(),
+            message: message.to_owned(),
+        };
+        let mut working = Working::unrecorded(Snapshot::empty());
+        for role in estate.roles {
+            working.set_role(None, Some(role));
+        }
+        // Nodes parents first.
+        let mut nodes = estate.nodes;
+        let mut placed = std::collections::HashSet::new();
+        while !nodes.is_empty() {
+            let before = nodes.len();
+            let (ready, waiting): (Vec<_>, Vec<_>) = nodes
+                .into_iter()
+                .partition(|n| n.parent.is_none_or(|p| placed.contains(&p)));
+            for node in ready {
+                placed.insert(node.id);
+                working.set_node(None, Some(node));
+            }
+            nodes = waiting;
+            if nodes.len() == before {
+                return Err(corrupt("nodes", nodes[0].id, "its parent is missing"));
+            }
+        }
+        for user in estate.users {
+            working.set_user(None, Some(user));
+        }
+        check_references(&working.snap, &estate.groups, &estate.assets, &estate.rules, &estate.tokens)?;
+        let mut indexes = Vec::with_capacity(estate.groups.len());
+        for group in &estate.groups {
+            let mut bare = group.clone();
+            bare.members.clear();
+            bare.subgroups.clear();
+            indexes.push(working.set_group(None, Some(bare)));
+        }
+        for (group, index) in estate.groups.into_iter().zip(indexes) {
+            working.set_group(index, Some(group));
+        }
+        for asset in estate.assets {
+            working.set_asset(None, Some(asset));
+        }
+        for rule in estate.rules {
+            working.set_rule(None, Some(rule));
+        }
+        for token in estate.tokens {
+            let hash = token_hashes
+                .iter()
+                .find(|(id, _)| *id == token.id)
+                .map(|(_, hash)| *hash)
+                .ok_or_else(|| corrupt("tokens", token.id, "its hash is missing"))?;
+            working.set_token(None, Some(token), Some(hash));
+        }
+        Ok(working.finish().0)
+    }
+
+    /// Every entity, as plain lists (dense index order).
+    pub fn estate(&self) -> Estate {
+        Estate {
+            users: self.users.iter().flatten().map(|e| (*e.user).clone()).collect(),
+            groups: self.groups.iter().flatten().map(|e| (*e.group).clone()).collect(),
+            nodes: self.nodes.iter().flatten().map(|e| (*e.node).clone()).collect(),
+            assets: self.assets.iter().flatten().map(|e| (*e.asset).clone()).collect(),
+            rules: self.rules.iter().flatten().map(|e| (*e.rule).clone()).collect(),
+            roles: self.roles.iter().flatten().map(|r| (**r).clone()).collect(),
+            tokens: self.tokens.iter().flatten().map(|e| (*e.token).clone()).collect(),
+        }
+    }
+}
+
+/// Refuses a store whose records refer to entities it does not hold (the set
+/// functions assume every reference resolves).
+fn check_references(
+    snapshot: &Snapshot,
+    groups: &[crate::model::Group],
+    assets: &[crate::model::Asset],
+    rules: &[crate::model::Rule],
+    tokens: &[Token],
+) -> Result<(), StoreError> {
+    let group_ids: std::collections::HashSet<Id> = groups.iter().map(|g| g.id).collect();
+    let asset_ids: std::collections::HashSet<Id> = assets.iter().map(|a| a.id).collect();
+    let is = |id: &Id, kind: EntityKind| snapshot.slot(*id).is_some_and(|s| s.kind == kind);
+    let broken = |table: &'static str, id: Id, what: &str| StoreError::Corrupt {
+        table,
+        key: id.to_string(),
+        message: format!("it refers to a missing {what}"),
+    };
+    for group in groups {
+        if !group.members.iter().all(|m| is(&m.user, EntityKind::User)) {
+            return Err(broken("groups", group.id, "user"));
+        }
+        if !group.subgroups.iter().all(|m| group_ids.contains(&m.group)) {
+            return Err(broken("groups", group.id, "group"));
+        }
+    }
+    for asset in assets {
+        if !asset.nodes.iter().all(|n| is(n, EntityKind::Node)) {
+            return Err(broken("assets", asset.id, "node"));
+        }
+    }
+    for rule in rules {
+        let ok = rule.users.iter().all(|u| is(u, EntityKind::User))
+            && rule.groups.iter().all(|g| group_ids.contains(g))
+            && rule.assets.iter().all(|a| asset_ids.contains(a))
+            && rule.nodes.iter().all(|n| is(n, EntityKind::Node));
+        if !ok {
+            return Err(broken("rules", rule.id, "user, group, asset or node"));
+        }
+    }
+    for token in tokens {
+        if token.user.is_some_and(|u| !is(&u, EntityKind::User)) {
+            return Err(broken("tokens", token.id, "user"));
+        }
+    }
+    Ok(())
+}
+
+/// Looks up an entity's id by reference, for callers that hold a snapshot.
+impl Snapshot {
+    /// The id of the entity of `kind` that `reference` (name, path or id) names.
+    pub fn resolve(&self, kind: EntityKind, reference: &str) -> Result<Id, NotFound> {
+        let found = match kind {
+            EntityKind::User => self.user_index(reference).and_then(|i| self.user_entry(i)).map(|e| e.user.id),
+            EntityKind::Group => self.group_index(reference).and_then(|i| self.group_entry(i)).map(|e| e.group.id),
+            EntityKind::Node => self.node_index(reference).and_then(|i| self.node_entry(i)).map(|e| e.node.id),
+            EntityKind::Asset => self.asset_index(reference).and_then(|i| self.asset_entry(i)).map(|e| e.asset.id),
+            EntityKind::Rule => self.rule_index(reference).and_then(|i| self.rule_entry(i)).map(|e| e.rule.id),
+            EntityKind::Role => self.role_index(reference).and_then(|i| self.role_entry(i)).map(|r| r.id),
+            EntityKind::Token => self.token_index(reference).and_then(|i| self.token_entry(i)).map(|e| e.token.id),
+        };
+        found.ok_or_else(|| NotFound::new(kind, reference))
+    }
+}

@@ -1,0 +1,543 @@
+//! The in-memory snapshot: dense indexes, roaring bitmaps and name maps over the
+//! whole estate, published immutably.
+//!
+//! INVARIANT: a published `Snapshot` never changes. Writers clone it (cheaply: every
+//! table shares its chunks), change the clone, and publish the clone.
+//!
+//! Dense indexes are never reused within a process: a deleted entity leaves an empty
+//! slot, so a stale index can never name a different entity. Reopening the store
+//! compacts them.
+//!
+//! The snapshot does not depend on the clock. Expiring memberships, rule windows and
+//! user expiry are kept as instants and judged at evaluation time, so an answer for
+//! any instant, past or future, is exact without a refresh.
+
+mod cow_vec;
+mod name_index;
+mod views;
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use smallvec::SmallVec;
+
+use crate::model::{
+    AccountSelector, Asset, EntityKind, Group, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
+    Token, User,
+};
+
+pub(crate) use cow_vec::CowVec;
+pub(crate) use name_index::{NameIndex, same_name};
+pub use views::ListQuery;
+
+/// Where an id lives: its kind and dense index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) kind: EntityKind,
+    pub(crate) index: u32,
+}
+
+#[derive(Clone)]
+pub(crate) struct UserEntry {
+    pub(crate) user: Arc<User>,
+    /// Groups the user is a direct member of, with the membership's end (`Time::MAX`:
+    /// none).
+    pub(crate) direct_groups: SmallVec<[(u32, Time); 4]>,
+    /// Rules that name the user.
+    pub(crate) direct_rules: RoaringBitmap,
+    // Derived (recomputed when marked dirty):
+    /// Every group reached through memberships, with the latest instant some chain of
+    /// memberships to it still counts.
+    pub(crate) groups: Box<[(u32, Time)]>,
+    /// Every rule that names the user or a group in `groups`, at any instant.
+    pub(crate) rules: RoaringBitmap,
+    /// For rules in `rules` reached only through expiring memberships: until when.
+    /// Sorted by rule index. Rules absent here reach the user forever.
+    pub(crate) rule_until: Box<[(u32, Time)]>,
+}
+
+impl UserEntry {
+    /// Until when `rule` reaches the user by membership (`Time::MAX`: always).
+    #[inline]
+    pub(crate) fn rule_until(&self, rule: u32) -> Time {
+        if self.rule_until.is_empty() {
+            return Time::MAX;
+        }
+        match self.rule_until.binary_search_by_key(&rule, |(r, _)| *r) {
+            Ok(position) => self.rule_until[position].1,
+            Err(_) => Time::MAX,
+        }
+    }
+
+    /// Until when the user is in `group` (`None`: not at all).
+    pub(crate) fn group_until(&self, group: u32) -> Option<Time> {
+        self.groups
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, until)| *until)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct GroupEntry {
+    pub(crate) group: Arc<Group>,
+    /// Direct user members, whatever their expiry.
+    pub(crate) members: RoaringBitmap,
+    /// Direct subgroups, whatever their expiry.
+    pub(crate) subgroups: SmallVec<[u32; 4]>,
+    /// Groups this one is a subgroup of, with the edge's end.
+    pub(crate) parents: SmallVec<[(u32, Time); 2]>,
+    /// Rules that name the group.
+    pub(crate) rules: RoaringBitmap,
+}
+
+#[derive(Clone)]
+pub(crate) struct NodeEntry {
+    pub(crate) node: Arc<Node>,
+    pub(crate) parent: Option<u32>,
+    pub(crate) children: SmallVec<[u32; 4]>,
+    /// Assets sitting directly in this node.
+    pub(crate) assets: RoaringBitmap,
+    /// Rules that name the node.
+    pub(crate) rules: RoaringBitmap,
+}
+
+#[derive(Clone)]
+pub(crate) struct AssetEntry {
+    pub(crate) asset: Arc<Asset>,
+    pub(crate) nodes: SmallVec<[u32; 2]>,
+    /// Rules that name the asset.
+    pub(crate) direct_rules: RoaringBitmap,
+    // Derived:
+    /// Every rule that names the asset or a node above it.
+    pub(crate) rules: RoaringBitmap,
+}
+
+/// A rule's accounts spec, compiled for matching.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub(crate) struct AccountMatcher {
+    pub(crate) all: bool,
+    pub(crate) same_as_user: bool,
+    pub(crate) input: bool,
+    pub(crate) anonymous: bool,
+    pub(crate) named: Box<[Box<str>]>,
+    pub(crate) excluded: Box<[Box<str>]>,
+}
+
+impl AccountMatcher {
+    pub(crate) fn new(selectors: &[AccountSelector]) -> AccountMatcher {
+        let mut matcher = AccountMatcher::default();
+        let mut named = Vec::new();
+        let mut excluded = Vec::new();
+        for selector in selectors {
+            match selector {
+                AccountSelector::All => matcher.all = true,
+                AccountSelector::SameAsUser => matcher.same_as_user = true,
+                AccountSelector::Input => matcher.input = true,
+                AccountSelector::Anonymous => matcher.anonymous = true,
+                AccountSelector::Named(name) => named.push(name.clone()),
+                AccountSelector::Excluded(name) => excluded.push(name.clone()),
+            }
+        }
+        matcher.named = named.into();
+        matcher.excluded = excluded.into();
+        matcher
+    }
+
+    /// Whether account `account` on `asset` matches for a user named `username`.
+    #[inline]
+    pub(crate) fn matches(&self, account: &str, asset: &Asset, username: &str) -> bool {
+        match account {
+            crate::model::INPUT_ACCOUNT => self.input,
+            crate::model::ANON_ACCOUNT => self.anonymous,
+            _ => {
+                if self.same_as_user && account == username {
+                    return true;
+                }
+                let exists = || asset.accounts.iter().any(|a| a.username == account);
+                if self.named.iter().any(|n| &**n == account) && exists() {
+                    return true;
+                }
+                self.all && !self.excluded.iter().any(|n| &**n == account) && exists()
+            }
+        }
+    }
+
+    /// Whether some account of `asset` (real or virtual) can match for some user.
+    pub(crate) fn matches_some_account(&self, asset: &Asset) -> bool {
+        self.same_as_user
+            || self.input
+            || self.anonymous
+            || asset.accounts.iter().any(|account| {
+                self.named.iter().any(|n| **n == account.username)
+                    || (self.all && !self.excluded.iter().any(|n| **n == account.username))
+            })
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct RuleEntry {
+    pub(crate) rule: Arc<Rule>,
+    /// `Rule::is_complete`: everything of "in force" but the clock.
+    pub(crate) complete: bool,
+    pub(crate) accounts: AccountMatcher,
+    pub(crate) users: Box<[u32]>,
+    pub(crate) groups: Box<[u32]>,
+    pub(crate) assets: Box<[u32]>,
+    pub(crate) nodes: Box<[u32]>,
+    // Derived:
+    /// Assets the rule names (directly or through nodes) on which some account and
+    /// some protocol can match: where it can grant something to someone.
+    pub(crate) objects: RoaringBitmap,
+}
+
+impl RuleEntry {
+    /// Whether the rule can match some account and protocol on `asset`.
+    pub(crate) fn effective_on(&self, asset: &Asset) -> bool {
+        asset
+            .protocols
+            .iter()
+            .any(|protocol| self.rule.protocols.allows(protocol.name()))
+            && self.accounts.matches_some_account(asset)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct TokenEntry {
+    pub(crate) token: Arc<Token>,
+    pub(crate) hash: [u8; 32],
+}
+
+/// An immutable view of the whole estate at one revision. Cheap to clone; every
+/// question the engine answers is answered from one of these.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub(crate) revision: u64,
+    pub(crate) users: CowVec<Option<Arc<UserEntry>>>,
+    pub(crate) groups: CowVec<Option<Arc<GroupEntry>>>,
+    pub(crate) nodes: CowVec<Option<Arc<NodeEntry>>>,
+    pub(crate) assets: CowVec<Option<Arc<AssetEntry>>>,
+    pub(crate) rules: CowVec<Option<Arc<RuleEntry>>>,
+    pub(crate) roles: CowVec<Option<Arc<Role>>>,
+    pub(crate) tokens: CowVec<Option<TokenEntry>>,
+    pub(crate) ids: imbl::HashMap<Id, Slot>,
+    pub(crate) user_names: NameIndex,
+    pub(crate) user_emails: NameIndex,
+    pub(crate) group_names: NameIndex,
+    pub(crate) asset_names: NameIndex,
+    pub(crate) rule_names: NameIndex,
+    pub(crate) role_names: NameIndex,
+    pub(crate) token_names: NameIndex,
+    pub(crate) token_hashes: imbl::HashMap<[u8; 32], u32>,
+    /// Active assets.
+    pub(crate) active_assets: Arc<RoaringBitmap>,
+    pub(crate) next_node_number: u64,
+    pub(crate) counts: Counts,
+}
+
+/// How many live entities of each kind a snapshot holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub users: u64,
+    pub groups: u64,
+    pub nodes: u64,
+    pub assets: u64,
+    pub rules: u64,
+    pub roles: u64,
+    pub tokens: u64,
+}
+
+impl Counts {
+    pub(crate) fn get_mut(&mut self, kind: EntityKind) -> &mut u64 {
+        match kind {
+            EntityKind::User => &mut self.users,
+            EntityKind::Group => &mut self.groups,
+            EntityKind::Node => &mut self.nodes,
+            EntityKind::Asset => &mut self.assets,
+            EntityKind::Rule => &mut self.rules,
+            EntityKind::Role => &mut self.roles,
+            EntityKind::Token => &mut self.tokens,
+        }
+    }
+}
+
+macro_rules! entry_getters {
+    ($($get:ident, $field:ident, $entry:ty);* $(;)?) => {$(
+        #[inline]
+        pub(crate) fn $get(&self, index: u32) -> Option<&$entry> {
+            self.$field.get(index as usize).and_then(|slot| slot.as_deref())
+        }
+    )*};
+}
+
+impl Snapshot {
+    /// An empty snapshot, before the root node and built-in roles exist.
+    pub(crate) fn empty() -> Snapshot {
+        Snapshot {
+            revision: 0,
+            users: CowVec::new(),
+            groups: CowVec::new(),
+            nodes: CowVec::new(),
+            assets: CowVec::new(),
+            rules: CowVec::new(),
+            roles: CowVec::new(),
+            tokens: CowVec::new(),
+            ids: imbl::HashMap::new(),
+            user_names: NameIndex::new(),
+            user_emails: NameIndex::new(),
+            group_names: NameIndex::new(),
+            asset_names: NameIndex::new(),
+            rule_names: NameIndex::new(),
+            role_names: NameIndex::new(),
+            token_names: NameIndex::new(),
+            token_hashes: imbl::HashMap::new(),
+            active_assets: Arc::new(RoaringBitmap::new()),
+            next_node_number: 1,
+            counts: Counts::default(),
+        }
+    }
+
+    entry_getters!(
+        user_entry, users, UserEntry;
+        group_entry, groups, GroupEntry;
+        node_entry, nodes, NodeEntry;
+        asset_entry, assets, AssetEntry;
+        rule_entry, rules, RuleEntry;
+        role_entry, roles, Role;
+    );
+
+    pub(crate) fn token_entry(&self, index: u32) -> Option<&TokenEntry> {
+        self.tokens.get(index as usize).and_then(Option::as_ref)
+    }
+
+    /// The store revision this snapshot reflects.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// How many entities of each kind it holds.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub(crate) fn slot(&self, id: Id) -> Option<Slot> {
+        self.ids.get(&id).copied()
+    }
+
+    fn slot_of(&self, kind: EntityKind, id: Id) -> Option<u32> {
+        self.slot(id)
+            .filter(|slot| slot.kind == kind)
+            .map(|slot| slot.index)
+    }
+
+    /// The dense index of a user, by id or username (case-insensitive).
+    #[inline]
+    pub(crate) fn user_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::User, id) {
+                return Some(index);
+            }
+        }
+        self.user_names.get(reference, |i| {
+            self.user_entry(i).map(|e| e.user.username.as_str())
+        })
+    }
+
+    /// The dense index of an asset, by id or name (case-insensitive).
+    #[inline]
+    pub(crate) fn asset_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Asset, id) {
+                return Some(index);
+            }
+        }
+        self.asset_names
+            .get(reference, |i| self.asset_entry(i).map(|e| e.asset.name.as_str()))
+    }
+
+    pub(crate) fn group_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Group, id) {
+                return Some(index);
+            }
+        }
+        self.group_names
+            .get(reference, |i| self.group_entry(i).map(|e| e.group.name.as_str()))
+    }
+
+    pub(crate) fn rule_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Rule, id) {
+                return Some(index);
+            }
+        }
+        self.rule_names
+            .get(reference, |i| self.rule_entry(i).map(|e| e.rule.name.as_str()))
+    }
+
+    pub(crate) fn role_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Role, id) {
+                return Some(index);
+            }
+        }
+        self.role_names
+            .get(reference, |i| self.role_entry(i).map(|r| r.name.as_str()))
+    }
+
+    pub(crate) fn token_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Token, id) {
+                return Some(index);
+            }
+        }
+        self.token_names.get(reference, |i| {
+            self.token_entry(i).map(|e| e.token.name.as_str())
+        })
+    }
+
+    pub(crate) fn user_by_email(&self, email: &str) -> Option<u32> {
+        self.user_emails.get(email, |i| {
+            self.user_entry(i).and_then(|e| e.user.email.as_deref())
+        })
+    }
+
+    pub(crate) fn root_node(&self) -> u32 {
+        self.slot_of(EntityKind::Node, ROOT_NODE_ID)
+            .expect("INVARIANT: the root node always exists")
+    }
+
+    /// The dense index of a node, by id or path (`/Default/Prod/DB`, case-insensitive
+    /// per segment; a trailing `/` is ignored).
+    pub(crate) fn node_index(&self, reference: &str) -> Option<u32> {
+        if let Some(id) = Id::parse(reference) {
+            if let Some(index) = self.slot_of(EntityKind::Node, id) {
+                return Some(index);
+            }
+        }
+        let path = reference.strip_prefix('/')?;
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let mut segments = path.split('/');
+        let root = self.root_node();
+        let root_name = &self.node_entry(root)?.node.name;
+        if !same_name(segments.next()?, root_name) {
+            return None;
+        }
+        segments.try_fold(root, |node, segment| self.child_named(node, segment))
+    }
+
+    pub(crate) fn child_named(&self, parent: u32, name: &str) -> Option<u32> {
+        self.node_entry(parent)?
+            .children
+            .iter()
+            .copied()
+            .find(|&child| {
+                self.node_entry(child)
+                    .is_some_and(|entry| same_name(&entry.node.name, name))
+            })
+    }
+
+    /// `/Default/Prod/DB`.
+    pub(crate) fn node_path(&self, index: u32) -> String {
+        let mut names = Vec::new();
+        let mut current = Some(index);
+        while let Some(node) = current.and_then(|i| self.node_entry(i)) {
+            names.push(node.node.name.as_str());
+            current = node.parent;
+        }
+        names.reverse();
+        let mut path = String::new();
+        for name in names {
+            path.push('/');
+            path.push_str(name);
+        }
+        path
+    }
+
+    /// `1:4:9`: the numbers of the node and its ancestors, root first.
+    pub(crate) fn node_key(&self, index: u32) -> String {
+        let mut numbers = Vec::new();
+        let mut current = Some(index);
+        while let Some(node) = current.and_then(|i| self.node_entry(i)) {
+            numbers.push(node.node.number.to_string());
+            current = node.parent;
+        }
+        numbers.reverse();
+        numbers.join(":")
+    }
+
+    /// The node and its ancestors, nearest first.
+    pub(crate) fn node_ancestry(&self, index: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(index), move |&i| self.node_entry(i).and_then(|n| n.parent))
+    }
+
+    /// The node and all its descendants.
+    pub(crate) fn node_subtree(&self, index: u32) -> Vec<u32> {
+        let mut nodes = vec![index];
+        let mut next = 0;
+        while next < nodes.len() {
+            if let Some(entry) = self.node_entry(nodes[next]) {
+                nodes.extend(entry.children.iter().copied());
+            }
+            next += 1;
+        }
+        nodes
+    }
+
+    /// Assets sitting in the node or any descendant.
+    pub(crate) fn subtree_assets(&self, index: u32) -> RoaringBitmap {
+        let mut assets = RoaringBitmap::new();
+        for node in self.node_subtree(index) {
+            if let Some(entry) = self.node_entry(node) {
+                assets |= &entry.assets;
+            }
+        }
+        assets
+    }
+
+    /// The group and every group nested in it, at any depth, whatever the expiry.
+    pub(crate) fn group_descendants(&self, index: u32) -> Vec<u32> {
+        let mut groups = vec![index];
+        let mut seen = RoaringBitmap::new();
+        seen.insert(index);
+        let mut next = 0;
+        while next < groups.len() {
+            if let Some(entry) = self.group_entry(groups[next]) {
+                for &child in &entry.subgroups {
+                    if seen.insert(child) {
+                        groups.push(child);
+                    }
+                }
+            }
+            next += 1;
+        }
+        groups
+    }
+
+    /// Users in the group or any nested group, whatever the expiry.
+    pub(crate) fn group_all_members(&self, index: u32) -> RoaringBitmap {
+        let mut users = RoaringBitmap::new();
+        for group in self.group_descendants(index) {
+            if let Some(entry) = self.group_entry(group) {
+                users |= &entry.members;
+            }
+        }
+        users
+    }
+
+    /// Every group that `index` is nested in, at any depth (not `index` itself).
+    pub(crate) fn group_ancestors(&self, index: u32) -> RoaringBitmap {
+        let mut seen = RoaringBitmap::new();
+        let mut stack = vec![index];
+        while let Some(group) = stack.pop() {
+            if let Some(entry) = self.group_entry(group) {
+                for &(parent, _) in &entry.parents {
+                    if seen.insert(parent) {
+                        stack.push(parent);
+                    }
+                }
+            }
+        }
+        seen
+    }
+}

@@ -1,0 +1,161 @@
+//! Read access for front-ends: entities as JSON (the model's field names), pages of
+//! them, and their spec form.
+
+use serde_json::Value;
+
+use crate::error::NotFound;
+use crate::eval::Page;
+use crate::model::EntityKind;
+use crate::snapshot::{Snapshot, same_name};
+use crate::write::Spec;
+
+/// What to list, and which page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Keep entities whose name (username for users) contains this text,
+    /// case-insensitively.
+    pub search: Option<String>,
+    /// Keep entities whose top-level JSON field equals the value: a string field
+    /// equal to it (case-insensitively), or a boolean or number written the same way.
+    pub fields: Vec<(String, String)>,
+    pub offset: u64,
+    pub limit: usize,
+}
+
+fn contains_folded(haystack: &str, needle: &str) -> bool {
+    let haystack = haystack.to_lowercase();
+    haystack.contains(&needle.to_lowercase())
+}
+
+fn field_matches(value: &Value, field: &str, wanted: &str) -> bool {
+    match value.get(field) {
+        Some(Value::String(text)) => same_name(text, wanted),
+        Some(Value::Bool(flag)) => wanted.parse::<bool>().is_ok_and(|w| w == *flag),
+        Some(Value::Number(number)) => number.to_string() == wanted,
+        Some(Value::Null) => wanted == "null",
+        Some(Value::Array(items)) => items.iter().any(|item| matches!(item, Value::String(t) if same_name(t, wanted))),
+        _ => false,
+    }
+}
+
+impl Snapshot {
+    fn index_of_kind(&self, kind: EntityKind, reference: &str) -> Option<u32> {
+        match kind {
+            EntityKind::User => self.user_index(reference),
+            EntityKind::Group => self.group_index(reference),
+            EntityKind::Node => self.node_index(reference),
+            EntityKind::Asset => self.asset_index(reference),
+            EntityKind::Rule => self.rule_index(reference),
+            EntityKind::Role => self.role_index(reference),
+            EntityKind::Token => self.token_index(reference),
+        }
+    }
+
+    fn slots_of_kind(&self, kind: EntityKind) -> usize {
+        match kind {
+            EntityKind::User => self.users.len(),
+            EntityKind::Group => self.groups.len(),
+            EntityKind::Node => self.nodes.len(),
+            EntityKind::Asset => self.assets.len(),
+            EntityKind::Rule => self.rules.len(),
+            EntityKind::Role => self.roles.len(),
+            EntityKind::Token => self.tokens.len(),
+        }
+    }
+
+    /// The name an entity is looked up by (a username, a node's name).
+    fn name_at(&self, kind: EntityKind, index: u32) -> Option<&str> {
+        match kind {
+            EntityKind::User => self.user_entry(index).map(|e| e.user.username.as_str()),
+            EntityKind::Group => self.group_entry(index).map(|e| e.group.name.as_str()),
+            EntityKind::Node => self.node_entry(index).map(|e| e.node.name.as_str()),
+            EntityKind::Asset => self.asset_entry(index).map(|e| e.asset.name.as_str()),
+            EntityKind::Rule => self.rule_entry(index).map(|e| e.rule.name.as_str()),
+            EntityKind::Role => self.role_entry(index).map(|r| r.name.as_str()),
+            EntityKind::Token => self.token_entry(index).map(|e| e.token.name.as_str()),
+        }
+    }
+
+    fn json_at(&self, kind: EntityKind, index: u32) -> Option<Value> {
+        let json = |value: &dyn erased::Serialize| erased::to_value(value);
+        Some(match kind {
+            EntityKind::User => json(&*self.user_entry(index)?.user),
+            EntityKind::Group => json(&*self.group_entry(index)?.group),
+            EntityKind::Node => {
+                let mut value = json(&*self.node_entry(index)?.node);
+                value["path"] = Value::String(self.node_path(index));
+                value["key"] = Value::String(self.node_key(index));
+                value
+            }
+            EntityKind::Asset => json(&*self.asset_entry(index)?.asset),
+            EntityKind::Rule => json(&*self.rule_entry(index)?.rule),
+            EntityKind::Role => json(self.role_entry(index)?),
+            EntityKind::Token => json(&*self.token_entry(index)?.token),
+        })
+    }
+
+    /// One entity as JSON, by name (path for nodes) or id. Nodes carry their `path`
+    /// and `key`. No secret is ever part of an entity.
+    pub fn entity_json(&self, kind: EntityKind, reference: &str) -> Result<Value, NotFound> {
+        self.index_of_kind(kind, reference)
+            .and_then(|index| self.json_at(kind, index))
+            .ok_or_else(|| NotFound::new(kind, reference))
+    }
+
+    /// The spec that would recreate an entity, references by name: what a PATCH edits.
+    pub fn spec(&self, kind: EntityKind, reference: &str) -> Result<Spec, NotFound> {
+        self.index_of_kind(kind, reference)
+            .map(|index| self.spec_of(kind, index))
+            .ok_or_else(|| NotFound::new(kind, reference))
+    }
+
+    /// A page of entities of one kind, in a stable order (creation order within a
+    /// process), filtered.
+    pub fn list_json(&self, kind: EntityKind, query: &ListQuery) -> Page<Value> {
+        let mut total = 0u64;
+        let mut items = Vec::new();
+        for index in 0..self.slots_of_kind(kind) as u32 {
+            let Some(name) = self.name_at(kind, index) else {
+                continue;
+            };
+            if query.search.as_deref().is_some_and(|search| !contains_folded(name, search)) {
+                continue;
+            }
+            let in_page = total >= query.offset && items.len() < query.limit;
+            if query.fields.is_empty() {
+                if in_page {
+                    items.extend(self.json_at(kind, index));
+                }
+                total += 1;
+                continue;
+            }
+            let Some(value) = self.json_at(kind, index) else {
+                continue;
+            };
+            if query.fields.iter().all(|(field, wanted)| field_matches(&value, field, wanted)) {
+                if in_page {
+                    items.push(value);
+                }
+                total += 1;
+            }
+        }
+        Page { total, items }
+    }
+}
+
+/// Serializing through a trait object, so one closure handles every kind.
+mod erased {
+    pub(super) trait Serialize {
+        fn to_json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Serialize for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("INVARIANT: model types serialize to JSON")
+        }
+    }
+
+    pub(super) fn to_value(value: &dyn Serialize) -> serde_json::Value {
+        value.to_json()
+    }
+}

@@ -1,0 +1,747 @@
+//! A snapshot under change: entity puts that keep every link index in step, dirty
+//! marks, and the recomputation of derived indexes for what is dirty.
+//!
+//! Every change to the estate goes through one `set_*` function per kind, with the
+//! old and the new entity: creation is `None → Some`, deletion `Some → None`. The
+//! function updates the link indexes (who is in which group, which rule names what)
+//! by diffing old and new, and marks dirty the users and assets whose derived
+//! indexes may change. [`Working::finish`] recomputes exactly those. Building a
+//! snapshot from the store is the same code with everything new.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::model::{
+    Asset, Change, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
+};
+use crate::snapshot::{
+    AccountMatcher, AssetEntry, GroupEntry, NodeEntry, RuleEntry, Slot, Snapshot, TokenEntry,
+    UserEntry,
+};
+
+/// What a write will store besides the entities: password hashes and token hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SecretWrite {
+    Password { user: Id, hash: Option<String> },
+    TokenHash { token: Id, hash: Option<[u8; 32]> },
+}
+
+pub(crate) struct Working {
+    pub(crate) snap: Snapshot,
+    pub(crate) now: Time,
+    pub(crate) actor: String,
+    dirty_users: RoaringBitmap,
+    dirty_assets: RoaringBitmap,
+    /// Change records, without revision and sequence numbers yet.
+    pub(crate) changes: Vec<Change>,
+    /// Entities whose stored record must be rewritten (or deleted) on commit.
+    pub(crate) touched: BTreeSet<(EntityKind, Id)>,
+    pub(crate) secrets: Vec<SecretWrite>,
+    /// Whether to record changes (not when building from the store).
+    record: bool,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("INVARIANT: model types serialize to JSON")
+}
+
+fn ids_diff<'a>(old: &'a [u32], new: &'a [u32]) -> (Vec<u32>, Vec<u32>) {
+    let removed = old.iter().copied().filter(|i| !new.contains(i)).collect();
+    let added = new.iter().copied().filter(|i| !old.contains(i)).collect();
+    (removed, added)
+}
+
+impl Working {
+    pub(crate) fn new(snap: Snapshot, now: Time, actor: &str) -> Working {
+        Working {
+            snap,
+            now,
+            actor: actor.to_owned(),
+            dirty_users: RoaringBitmap::new(),
+            dirty_assets: RoaringBitmap::new(),
+            changes: Vec::new(),
+            touched: BTreeSet::new(),
+            secrets: Vec::new(),
+            record: true,
+        }
+    }
+
+    /// A working copy that records nothing: for building from the store.
+    pub(crate) fn unrecorded(snap: Snapshot) -> Working {
+        let mut working = Working::new(snap, Time::MIN, "");
+        working.record = false;
+        working
+    }
+
+    fn record<T: serde::Serialize>(
+        &mut self,
+        entity: EntityKind,
+        id: Id,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) {
+        if !self.record {
+            return;
+        }
+        let operation = match (before, after) {
+            (None, Some(_)) => Operation::Create,
+            (Some(_), None) => Operation::Delete,
+            _ => Operation::Update,
+        };
+        self.touched.insert((entity, id));
+        self.changes.push(Change {
+            revision: 0,
+            seq: 0,
+            time: self.now,
+            actor: self.actor.clone(),
+            entity,
+            id,
+            operation,
+            before: before.map(to_json),
+            after: after.map(to_json),
+        });
+    }
+
+    fn register(&mut self, kind: EntityKind, id: Id, index: u32) {
+        self.snap.ids.insert(id, Slot { kind, index });
+        *self.snap.counts.get_mut(kind) += 1;
+    }
+
+    fn unregister(&mut self, kind: EntityKind, id: Id) {
+        self.snap.ids.remove(&id);
+        *self.snap.counts.get_mut(kind) -= 1;
+    }
+
+    fn user_mut(&mut self, index: u32) -> &mut UserEntry {
+        let slot = self.snap.users.get_mut(index as usize);
+        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked user exists"))
+    }
+
+    fn group_mut(&mut self, index: u32) -> &mut GroupEntry {
+        let slot = self.snap.groups.get_mut(index as usize);
+        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked group exists"))
+    }
+
+    fn node_mut(&mut self, index: u32) -> &mut NodeEntry {
+        let slot = self.snap.nodes.get_mut(index as usize);
+        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked node exists"))
+    }
+
+    fn asset_mut(&mut self, index: u32) -> &mut AssetEntry {
+        let slot = self.snap.assets.get_mut(index as usize);
+        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked asset exists"))
+    }
+
+    fn rule_mut(&mut self, index: u32) -> &mut RuleEntry {
+        let slot = self.snap.rules.get_mut(index as usize);
+        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked rule exists"))
+    }
+
+    fn index_of(&self, kind: EntityKind, id: Id) -> u32 {
+        match self.snap.slot(id) {
+            Some(slot) if slot.kind == kind => slot.index,
+            _ => panic!("INVARIANT: resolved {kind} {id} exists"),
+        }
+    }
+
+    fn indexes(&self, kind: EntityKind, ids: &[Id]) -> Box<[u32]> {
+        ids.iter().map(|id| self.index_of(kind, *id)).collect()
+    }
+
+    /// Users in the group or nested in it: their closures change with the group's.
+    fn mark_group_members(&mut self, group: u32) {
+        let members = self.snap.group_all_members(group);
+        self.dirty_users |= members;
+    }
+
+    fn mark_node_assets(&mut self, node: u32) {
+        let assets = self.snap.subtree_assets(node);
+        self.dirty_assets |= assets;
+    }
+
+    // ----- users -----------------------------------------------------------------
+
+    /// Creates, replaces or deletes a user. A deleted user must no longer be referred
+    /// to by any group or rule (the caller cascades first).
+    pub(crate) fn set_user(&mut self, index: Option<u32>, new: Option<User>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.user_entry(i)).map(|e| e.user.clone());
+        if let (Some(index), Some(old)) = (index, &old) {
+            self.snap.user_names.remove(&old.username, index);
+            if let Some(email) = &old.email {
+                self.snap.user_emails.remove(email, index);
+            }
+        }
+        let index = match (index, &new) {
+            (Some(index), Some(new)) => {
+                self.user_mut(index).user = Arc::new(new.clone());
+                index
+            }
+            (Some(index), None) => {
+                let old = old.as_ref().expect("deleting an existing user");
+                debug_assert!(self.snap.user_entry(index).is_some_and(|e| {
+                    e.direct_groups.is_empty() && e.direct_rules.is_empty()
+                }));
+                *self.snap.users.get_mut(index as usize).expect("slot exists") = None;
+                self.unregister(EntityKind::User, old.id);
+                self.record(EntityKind::User, old.id, Some(&**old), None);
+                return None;
+            }
+            (None, Some(new)) => {
+                let entry = UserEntry {
+                    user: Arc::new(new.clone()),
+                    direct_groups: Default::default(),
+                    direct_rules: RoaringBitmap::new(),
+                    groups: Box::default(),
+                    rules: RoaringBitmap::new(),
+                    rule_until: Box::default(),
+                };
+                let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
+                self.register(EntityKind::User, new.id, index);
+                index
+            }
+            (None, None) => return None,
+        };
+        let new = new.expect("handled above");
+        self.snap.user_names.insert(&new.username, index);
+        if let Some(email) = &new.email {
+            self.snap.user_emails.insert(email, index);
+        }
+        self.record(EntityKind::User, new.id, old.as_deref(), Some(&new));
+        Some(index)
+    }
+
+    // ----- groups ----------------------------------------------------------------
+
+    pub(crate) fn set_group(&mut self, index: Option<u32>, new: Option<Group>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.group_entry(i)).map(|e| e.group.clone());
+        let index = match index {
+            Some(index) => index,
+            None => {
+                let Some(new) = &new else { return None };
+                let entry = GroupEntry {
+                    group: Arc::new(new.clone()),
+                    members: RoaringBitmap::new(),
+                    subgroups: Default::default(),
+                    parents: Default::default(),
+                    rules: RoaringBitmap::new(),
+                };
+                let index = self.snap.groups.push(Some(Arc::new(entry))) as u32;
+                self.register(EntityKind::Group, new.id, index);
+                index
+            }
+        };
+        if let Some(old) = &old {
+            self.snap.group_names.remove(&old.name, index);
+        }
+
+        // User members: (user index, until).
+        let members_of = |this: &Working, group: Option<&Group>| -> Vec<(u32, Time)> {
+            group.map_or_else(Vec::new, |g| {
+                g.members
+                    .iter()
+                    .map(|m| {
+                        (this.index_of(EntityKind::User, m.user), m.expires_at.unwrap_or(Time::MAX))
+                    })
+                    .collect()
+            })
+        };
+        let old_members = members_of(self, old.as_deref());
+        let new_members = members_of(self, new.as_ref());
+        if old_members != new_members {
+            for &(user, _) in &old_members {
+                self.user_mut(user).direct_groups.retain(|(g, _)| *g != index);
+                self.dirty_users.insert(user);
+            }
+            for &(user, until) in &new_members {
+                self.user_mut(user).direct_groups.push((index, until));
+                self.dirty_users.insert(user);
+            }
+            let members = new_members.iter().map(|(u, _)| *u).collect();
+            self.group_mut(index).members = members;
+        }
+
+        // Subgroup edges: (child group index, until).
+        let subgroups_of = |this: &Working, group: Option<&Group>| -> Vec<(u32, Time)> {
+            group.map_or_else(Vec::new, |g| {
+                g.subgroups
+                    .iter()
+                    .map(|m| {
+                        let child = this.index_of(EntityKind::Group, m.group);
+                        (child, m.expires_at.unwrap_or(Time::MAX))
+                    })
+                    .collect()
+            })
+        };
+        let old_subgroups = subgroups_of(self, old.as_deref());
+        let new_subgroups = subgroups_of(self, new.as_ref());
+        if old_subgroups != new_subgroups {
+            for &(child, _) in &old_subgroups {
+                self.group_mut(child).parents.retain(|(p, _)| *p != index);
+                self.mark_group_members(child);
+            }
+            for &(child, until) in &new_subgroups {
+                self.group_mut(child).parents.push((index, until));
+                self.mark_group_members(child);
+            }
+            self.group_mut(index).subgroups = new_subgroups.iter().map(|(g, _)| *g).collect();
+        }
+
+        match new {
+            Some(new) => {
+                self.snap.group_names.insert(&new.name, index);
+                self.group_mut(index).group = Arc::new(new.clone());
+                self.record(EntityKind::Group, new.id, old.as_deref(), Some(&new));
+                Some(index)
+            }
+            None => {
+                let old = old.expect("deleting an existing group");
+                let entry = self.snap.group_entry(index).expect("exists");
+                debug_assert!(entry.parents.is_empty() && entry.rules.is_empty());
+                *self.snap.groups.get_mut(index as usize).expect("slot exists") = None;
+                self.unregister(EntityKind::Group, old.id);
+                self.record(EntityKind::Group, old.id, Some(&*old), None);
+                None
+            }
+        }
+    }
+
+    // ----- nodes -----------------------------------------------------------------
+
+    pub(crate) fn set_node(&mut self, index: Option<u32>, new: Option<Node>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.node_entry(i)).map(|e| e.node.clone());
+        let index = match index {
+            Some(index) => index,
+            None => {
+                let Some(new) = &new else { return None };
+                let entry = NodeEntry {
+                    node: Arc::new(new.clone()),
+                    parent: None,
+                    children: Default::default(),
+                    assets: RoaringBitmap::new(),
+                    rules: RoaringBitmap::new(),
+                };
+                let index = self.snap.nodes.push(Some(Arc::new(entry))) as u32;
+                self.register(EntityKind::Node, new.id, index);
+                self.snap.next_node_number = self.snap.next_node_number.max(new.number + 1);
+                index
+            }
+        };
+        let old_parent = old.as_ref().and_then(|n| n.parent);
+        let new_parent = new.as_ref().and_then(|n| n.parent);
+        if old.is_none() || old_parent != new_parent {
+            if let Some(parent) = old_parent {
+                let parent = self.index_of(EntityKind::Node, parent);
+                self.node_mut(parent).children.retain(|c| *c != index);
+            }
+            let parent_index = new_parent.map(|p| self.index_of(EntityKind::Node, p));
+            if let Some(parent) = parent_index {
+                self.node_mut(parent).children.push(index);
+            }
+            self.node_mut(index).parent = parent_index;
+            // Everything below now sits under other ancestors.
+            self.mark_node_assets(index);
+        }
+        match new {
+            Some(new) => {
+                self.node_mut(index).node = Arc::new(new.clone());
+                self.record(EntityKind::Node, new.id, old.as_deref(), Some(&new));
+                Some(index)
+            }
+            None => {
+                let old = old.expect("deleting an existing node");
+                let entry = self.snap.node_entry(index).expect("exists");
+                debug_assert!(entry.children.is_empty() && entry.assets.is_empty());
+                debug_assert!(entry.rules.is_empty());
+                *self.snap.nodes.get_mut(index as usize).expect("slot exists") = None;
+                self.unregister(EntityKind::Node, old.id);
+                self.record(EntityKind::Node, old.id, Some(&*old), None);
+                None
+            }
+        }
+    }
+
+    // ----- assets ----------------------------------------------------------------
+
+    pub(crate) fn set_asset(&mut self, index: Option<u32>, new: Option<Asset>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.asset_entry(i)).map(|e| e.asset.clone());
+        let index = match index {
+            Some(index) => index,
+            None => {
+                let Some(new) = &new else { return None };
+                let entry = AssetEntry {
+                    asset: Arc::new(new.clone()),
+                    nodes: Default::default(),
+                    direct_rules: RoaringBitmap::new(),
+                    rules: RoaringBitmap::new(),
+                };
+                let index = self.snap.assets.push(Some(Arc::new(entry))) as u32;
+                self.register(EntityKind::Asset, new.id, index);
+                index
+            }
+        };
+        if let Some(old) = &old {
+            self.snap.asset_names.remove(&old.name, index);
+        }
+        let old_nodes = old.as_ref().map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
+        let new_nodes = new.as_ref().map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
+        let (removed, added) = ids_diff(&old_nodes, &new_nodes);
+        for node in removed {
+            self.node_mut(node).assets.remove(index);
+        }
+        for node in added {
+            self.node_mut(node).assets.insert(index);
+        }
+        let active = new.as_ref().is_some_and(|a| a.active);
+        if self.snap.active_assets.contains(index) != active {
+            let active_assets = Arc::make_mut(&mut self.snap.active_assets);
+            if active {
+                active_assets.insert(index);
+            } else {
+                active_assets.remove(index);
+            }
+        }
+        match new {
+            Some(new) => {
+                self.snap.asset_names.insert(&new.name, index);
+                let entry = self.asset_mut(index);
+                entry.asset = Arc::new(new.clone());
+                entry.nodes = new_nodes.iter().copied().collect();
+                self.dirty_assets.insert(index);
+                self.record(EntityKind::Asset, new.id, old.as_deref(), Some(&new));
+                Some(index)
+            }
+            None => {
+                let old = old.expect("deleting an existing asset");
+                let entry = self.snap.asset_entry(index).expect("exists");
+                debug_assert!(entry.direct_rules.is_empty());
+                let rules = entry.rules.clone();
+                for rule in &rules {
+                    if self.snap.rule_entry(rule).is_some_and(|r| r.objects.contains(index)) {
+                        self.rule_mut(rule).objects.remove(index);
+                    }
+                }
+                *self.snap.assets.get_mut(index as usize).expect("slot exists") = None;
+                self.dirty_assets.remove(index);
+                self.unregister(EntityKind::Asset, old.id);
+                self.record(EntityKind::Asset, old.id, Some(&*old), None);
+                None
+            }
+        }
+    }
+
+    // ----- rules -----------------------------------------------------------------
+
+    pub(crate) fn set_rule(&mut self, index: Option<u32>, new: Option<Rule>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.rule_entry(i)).map(|e| e.rule.clone());
+        if let (Some(index), Some(old)) = (index, &old) {
+            self.snap.rule_names.remove(&old.name, index);
+        }
+        let links = |this: &Working, rule: Option<&Rule>| {
+            rule.map_or_else(Default::default, |r| {
+                (
+                    this.indexes(EntityKind::User, &r.users),
+                    this.indexes(EntityKind::Group, &r.groups),
+                    this.indexes(EntityKind::Asset, &r.assets),
+                    this.indexes(EntityKind::Node, &r.nodes),
+                )
+            })
+        };
+        let (old_users, old_groups, old_assets, old_nodes): (Box<[u32]>, Box<[u32]>, Box<[u32]>, Box<[u32]>) =
+            links(self, old.as_deref());
+        let (new_users, new_groups, new_assets, new_nodes) = links(self, new.as_ref());
+
+        let index = match index {
+            Some(index) => index,
+            None => {
+                let Some(rule) = &new else { return None };
+                let entry = RuleEntry {
+                    rule: Arc::new(rule.clone()),
+                    complete: rule.is_complete(),
+                    accounts: AccountMatcher::new(&rule.accounts),
+                    users: Box::default(),
+                    groups: Box::default(),
+                    assets: Box::default(),
+                    nodes: Box::default(),
+                    objects: RoaringBitmap::new(),
+                };
+                let index = self.snap.rules.push(Some(Arc::new(entry))) as u32;
+                self.register(EntityKind::Rule, rule.id, index);
+                index
+            }
+        };
+        let created_or_deleted = old.is_none() || new.is_none();
+
+        // Subjects.
+        if created_or_deleted || old_users != new_users || old_groups != new_groups {
+            let (removed, added) = ids_diff(&old_users, &new_users);
+            for user in removed {
+                self.user_mut(user).direct_rules.remove(index);
+            }
+            for user in added {
+                self.user_mut(user).direct_rules.insert(index);
+            }
+            self.dirty_users.extend(old_users.iter().chain(new_users.iter()).copied());
+            let (removed, added) = ids_diff(&old_groups, &new_groups);
+            for group in removed {
+                self.group_mut(group).rules.remove(index);
+            }
+            for group in added {
+                self.group_mut(group).rules.insert(index);
+            }
+            for &group in old_groups.iter().chain(new_groups.iter()) {
+                self.mark_group_members(group);
+            }
+        }
+
+        // Objects: which assets the rule names, and where it can match.
+        let matching_changed = match (&old, &new) {
+            (Some(old), Some(new)) => old.accounts != new.accounts || old.protocols != new.protocols,
+            _ => true,
+        };
+        if matching_changed || old_assets != new_assets || old_nodes != new_nodes {
+            let (removed, added) = ids_diff(&old_assets, &new_assets);
+            for asset in removed {
+                self.asset_mut(asset).direct_rules.remove(index);
+            }
+            for asset in added {
+                self.asset_mut(asset).direct_rules.insert(index);
+            }
+            self.dirty_assets.extend(old_assets.iter().chain(new_assets.iter()).copied());
+            let (removed, added) = ids_diff(&old_nodes, &new_nodes);
+            for node in removed {
+                self.node_mut(node).rules.remove(index);
+            }
+            for node in added {
+                self.node_mut(node).rules.insert(index);
+            }
+            for &node in old_nodes.iter().chain(new_nodes.iter()) {
+                self.mark_node_assets(node);
+            }
+        }
+
+        match new {
+            Some(rule) => {
+                self.snap.rule_names.insert(&rule.name, index);
+                let entry = self.rule_mut(index);
+                entry.complete = rule.is_complete();
+                entry.accounts = AccountMatcher::new(&rule.accounts);
+                entry.rule = Arc::new(rule.clone());
+                entry.users = new_users;
+                entry.groups = new_groups;
+                entry.assets = new_assets;
+                entry.nodes = new_nodes;
+                self.record(EntityKind::Rule, rule.id, old.as_deref(), Some(&rule));
+                Some(index)
+            }
+            None => {
+                let old = old.expect("deleting an existing rule");
+                *self.snap.rules.get_mut(index as usize).expect("slot exists") = None;
+                self.unregister(EntityKind::Rule, old.id);
+                self.record(EntityKind::Rule, old.id, Some(&*old), None);
+                None
+            }
+        }
+    }
+
+    // ----- roles and tokens --------------------------------------------------------
+
+    pub(crate) fn set_role(&mut self, index: Option<u32>, new: Option<Role>) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.role_entry(i)).cloned();
+        if let (Some(index), Some(old)) = (index, &old) {
+            self.snap.role_names.remove(&old.name, index);
+        }
+        let index = match (index, &new) {
+            (Some(index), Some(new)) => {
+                *self.snap.roles.get_mut(index as usize).expect("slot exists") =
+                    Some(Arc::new(new.clone()));
+                index
+            }
+            (None, Some(new)) => {
+                let index = self.snap.roles.push(Some(Arc::new(new.clone()))) as u32;
+                self.register(EntityKind::Role, new.id, index);
+                index
+            }
+            (Some(index), None) => {
+                let old = old.expect("deleting an existing role");
+                *self.snap.roles.get_mut(index as usize).expect("slot exists") = None;
+                self.unregister(EntityKind::Role, old.id);
+                self.record(EntityKind::Role, old.id, Some(&old), None);
+                return None;
+            }
+            (None, None) => return None,
+        };
+        let new = new.expect("handled above");
+        self.snap.role_names.insert(&new.name, index);
+        self.record(EntityKind::Role, new.id, old.as_ref(), Some(&new));
+        Some(index)
+    }
+
+    /// Creates, replaces or deletes a token. `hash` is given on creation only.
+    pub(crate) fn set_token(
+        &mut self,
+        index: Option<u32>,
+        new: Option<Token>,
+        hash: Option<[u8; 32]>,
+    ) -> Option<u32> {
+        let old = index.and_then(|i| self.snap.token_entry(i)).cloned();
+        if let (Some(index), Some(old)) = (index, &old) {
+            self.snap.token_names.remove(&old.token.name, index);
+        }
+        let index = match (index, new) {
+            (Some(index), Some(new)) => {
+                let old = old.clone().expect("replacing an existing token");
+                let entry = TokenEntry {
+                    token: Arc::new(new),
+                    hash: old.hash,
+                };
+                *self.snap.tokens.get_mut(index as usize).expect("slot exists") = Some(entry);
+                index
+            }
+            (None, Some(new)) => {
+                let hash = hash.expect("a new token comes with its hash");
+                let id = new.id;
+                let entry = TokenEntry {
+                    token: Arc::new(new),
+                    hash,
+                };
+                let index = self.snap.tokens.push(Some(entry)) as u32;
+                self.register(EntityKind::Token, id, index);
+                self.snap.token_hashes.insert(hash, index);
+                if self.record {
+                    self.secrets.push(SecretWrite::TokenHash {
+                        token: id,
+                        hash: Some(hash),
+                    });
+                }
+                index
+            }
+            (Some(index), None) => {
+                let old = old.expect("deleting an existing token");
+                *self.snap.tokens.get_mut(index as usize).expect("slot exists") = None;
+                self.snap.token_hashes.remove(&old.hash);
+                self.unregister(EntityKind::Token, old.token.id);
+                self.secrets.push(SecretWrite::TokenHash {
+                    token: old.token.id,
+                    hash: None,
+                });
+                self.record(EntityKind::Token, old.token.id, Some(&*old.token), None);
+                return None;
+            }
+            (None, None) => return None,
+        };
+        let entry = self.snap.token_entry(index).expect("just set").clone();
+        self.snap.token_names.insert(&entry.token.name, index);
+        let before = old.as_ref().map(|o| &*o.token);
+        self.record(EntityKind::Token, entry.token.id, before, Some(&*entry.token));
+        Some(index)
+    }
+
+    // ----- derived indexes -------------------------------------------------------------
+
+    /// Recomputes the derived indexes of everything marked dirty and returns the
+    /// snapshot.
+    pub(crate) fn finish(mut self) -> (Snapshot, Vec<Change>, BTreeSet<(EntityKind, Id)>, Vec<SecretWrite>) {
+        let users = std::mem::take(&mut self.dirty_users);
+        for user in &users {
+            self.recompute_user(user);
+        }
+        let assets = std::mem::take(&mut self.dirty_assets);
+        for asset in &assets {
+            self.recompute_asset(asset);
+        }
+        (self.snap, self.changes, self.touched, self.secrets)
+    }
+
+    fn recompute_user(&mut self, index: u32) {
+        let Some(entry) = self.snap.user_entry(index) else {
+            return;
+        };
+        let closure = group_closure(&self.snap, &entry.direct_groups);
+        let mut rules = entry.direct_rules.clone();
+        let mut until: Vec<(u32, Time)> = Vec::new();
+        for &(group, group_until) in &closure {
+            let Some(group) = self.snap.group_entry(group) else {
+                continue;
+            };
+            for rule in &group.rules {
+                if !entry.direct_rules.contains(rule) {
+                    until.push((rule, group_until));
+                }
+            }
+            rules |= &group.rules;
+        }
+        // Per rule, the latest instant any group reaching it still counts.
+        until.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        until.dedup_by_key(|(rule, _)| *rule);
+        until.retain(|(_, t)| *t != Time::MAX);
+
+        let changed = *entry.groups != *closure || entry.rules != rules || *entry.rule_until != *until;
+        if changed {
+            let entry = self.user_mut(index);
+            entry.groups = closure.into();
+            entry.rules = rules;
+            entry.rule_until = until.into();
+        }
+    }
+
+    fn recompute_asset(&mut self, index: u32) {
+        let Some(entry) = self.snap.asset_entry(index) else {
+            return;
+        };
+        let mut rules = entry.direct_rules.clone();
+        let mut seen_nodes = RoaringBitmap::new();
+        for &node in &entry.nodes {
+            for ancestor in self.snap.node_ancestry(node) {
+                if !seen_nodes.insert(ancestor) {
+                    break;
+                }
+                if let Some(node) = self.snap.node_entry(ancestor) {
+                    rules |= &node.rules;
+                }
+            }
+        }
+        let asset = entry.asset.clone();
+        let affected = &entry.rules | &rules;
+        if entry.rules != rules {
+            self.asset_mut(index).rules = rules.clone();
+        }
+        for rule in &affected {
+            let Some(rule_entry) = self.snap.rule_entry(rule) else {
+                continue;
+            };
+            let effective = rules.contains(rule) && rule_entry.effective_on(&asset);
+            if rule_entry.objects.contains(index) != effective {
+                let objects = &mut self.rule_mut(rule).objects;
+                if effective {
+                    objects.insert(index);
+                } else {
+                    objects.remove(index);
+                }
+            }
+        }
+    }
+}
+
+/// Every group reached from `direct` through subgroup edges, each with the latest
+/// instant at which some chain of memberships to it still counts: the widest path,
+/// where a chain lasts as long as its earliest-ending edge. Sorted by group index.
+pub(crate) fn group_closure(snap: &Snapshot, direct: &[(u32, Time)]) -> Vec<(u32, Time)> {
+    let mut best: Vec<(u32, Time)> = Vec::with_capacity(direct.len() * 2);
+    let mut pending: Vec<(u32, Time)> = direct.to_vec();
+    while let Some((group, until)) = pending.pop() {
+        match best.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, known)) if *known >= until => continue,
+            Some((_, known)) => *known = until,
+            None => best.push((group, until)),
+        }
+        if let Some(entry) = snap.group_entry(group) {
+            for &(parent, edge_until) in &entry.parents {
+                pending.push((parent, until.min(edge_until)));
+            }
+        }
+    }
+    best.sort_unstable_by_key(|(g, _)| *g);
+    best
+}
