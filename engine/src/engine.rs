@@ -168,6 +168,29 @@ impl Engine {
         Ok((outcome, secret))
     }
 
+    /// Creates an API token whose secret the caller chose (a bootstrap token from the
+    /// environment, say). The secret must be at least 16 characters; only its hash is
+    /// stored.
+    pub fn create_token_with_secret(
+        &self,
+        actor: &str,
+        spec: TokenSpec,
+        secret: &str,
+    ) -> Result<WriteOutcome, Error> {
+        if secret.chars().count() < 16 || secret.chars().any(char::is_whitespace) {
+            return Err(Error::Validation(crate::ValidationError::Invalid {
+                field: "secret",
+                message: "a token secret needs at least 16 characters and no spaces".to_owned(),
+            }));
+        }
+        let hash = secrets::token_hash(secret);
+        self.submit(
+            actor,
+            vec![Command::Op(Op::Create(Spec::Token(spec)))],
+            vec![Some(hash)],
+        )
+    }
+
     fn submit(
         &self,
         actor: &str,

@@ -71,8 +71,8 @@ pub struct Decision {
     pub allowed: bool,
     /// Everything granted for this user, asset, account and protocol at this instant.
     pub actions: Actions,
-    /// The rules in force that matched: allow rules that contributed and deny rules
-    /// that took something away.
+    /// Every rule in force that matched the user, asset, account and protocol, allow
+    /// and deny alike (a deny rule is listed even when it took nothing away).
     pub rules: RuleIds,
     /// The store revision the answer was computed at.
     pub revision: u64,
@@ -133,8 +133,9 @@ pub struct RuleVerdict {
     pub rule: Id,
     pub name: String,
     pub effect: Effect,
-    /// The rule matched the user, asset, account and protocol at this instant, and so
-    /// added (allow) or took away (deny) its actions.
+    /// The rule itself matched: it is active, complete, in its window, and covers the
+    /// protocol and account. (Whether the user and the asset are valid is judged once,
+    /// in the explanation's top-level reasons.)
     pub applied: bool,
     /// Why it did not apply; for an applied deny rule that takes away the asked
     /// action, `denied_by`; for an applied allow rule without it, `action_not_granted`.

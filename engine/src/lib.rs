@@ -12,5 +12,5 @@ pub use error::*;
 pub use eval::*;
 pub use model::*;
 pub use secrets::TOKEN_PREFIX;
-pub use snapshot::{Counts, ListQuery, Snapshot};
+pub use snapshot::{Canonical, Counts, ListQuery, Snapshot};
 pub use write::*;

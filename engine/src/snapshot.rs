@@ -13,6 +13,7 @@
 //! any instant, past or future, is exact without a refresh.
 
 mod cow_vec;
+mod invariants;
 mod name_index;
 mod views;
 
@@ -28,6 +29,7 @@ use crate::model::{
 
 pub(crate) use cow_vec::CowVec;
 pub(crate) use name_index::{NameIndex, same_name};
+pub use invariants::Canonical;
 pub use views::ListQuery;
 
 /// Where an id lives: its kind and dense index.

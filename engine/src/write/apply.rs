@@ -683,8 +683,14 @@ impl Working {
             }
             None => new_id(&self.snap, EntityKind::Token, spec.id)?,
         };
-        if previous.is_none() && hash.is_none() {
-            return Err(ValidationError::invalid("token", "tokens are created with Engine::create_token"));
+        match hash {
+            None if previous.is_none() => {
+                return Err(ValidationError::invalid("token", "tokens are created with Engine::create_token"));
+            }
+            Some(hash) if self.snap.token_hashes.contains_key(&hash) => {
+                return Err(ValidationError::invalid("secret", "another token already has this secret"));
+            }
+            _ => {}
         }
         let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
         let token = Token {

@@ -1,0 +1,330 @@
+//! Debug aids: the snapshot's invariants, and a canonical form that does not depend
+//! on dense indexes, to compare a snapshot maintained write by write with one built
+//! from the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use roaring::RoaringBitmap;
+
+use crate::model::{EntityKind, Estate, Id, Time};
+use crate::snapshot::Snapshot;
+use crate::write::group_closure;
+
+/// Everything a snapshot knows, keyed by ids: entities and derived indexes.
+#[doc(hidden)]
+#[derive(Debug, PartialEq)]
+pub struct Canonical {
+    pub estate: Estate,
+    /// Per user: groups reached (with until), rules reaching, rules reaching until.
+    pub users: BTreeMap<Id, (Vec<(Id, Time)>, BTreeSet<Id>, Vec<(Id, Time)>)>,
+    /// Per asset: rules naming it directly or through nodes.
+    pub assets: BTreeMap<Id, BTreeSet<Id>>,
+    /// Per rule: assets where it can grant something.
+    pub rules: BTreeMap<Id, BTreeSet<Id>>,
+    pub active_assets: BTreeSet<Id>,
+    pub node_paths: BTreeMap<Id, String>,
+}
+
+impl Snapshot {
+    fn user_id(&self, index: u32) -> Id {
+        self.user_entry(index).expect("live user").user.id
+    }
+    fn group_id(&self, index: u32) -> Id {
+        self.group_entry(index).expect("live group").group.id
+    }
+    fn asset_id(&self, index: u32) -> Id {
+        self.asset_entry(index).expect("live asset").asset.id
+    }
+    fn rule_id(&self, index: u32) -> Id {
+        self.rule_entry(index).expect("live rule").rule.id
+    }
+
+    /// The canonical form, for comparisons.
+    #[doc(hidden)]
+    pub fn canonical(&self) -> Canonical {
+        let mut estate = self.estate();
+        estate.users.sort_by_key(|e| e.id);
+        estate.groups.sort_by_key(|e| e.id);
+        estate.nodes.sort_by_key(|e| e.id);
+        estate.assets.sort_by_key(|e| e.id);
+        estate.rules.sort_by_key(|e| e.id);
+        estate.roles.sort_by_key(|e| e.id);
+        estate.tokens.sort_by_key(|e| e.id);
+        let ids = |bitmap: &RoaringBitmap, id: &dyn Fn(u32) -> Id| bitmap.iter().map(id).collect::<BTreeSet<_>>();
+        let mut users = BTreeMap::new();
+        for entry in self.users.iter().flatten() {
+            let mut groups: Vec<(Id, Time)> = entry.groups.iter().map(|(g, t)| (self.group_id(*g), *t)).collect();
+            groups.sort();
+            let mut until: Vec<(Id, Time)> = entry.rule_until.iter().map(|(r, t)| (self.rule_id(*r), *t)).collect();
+            until.sort();
+            users.insert(entry.user.id, (groups, ids(&entry.rules, &|r| self.rule_id(r)), until));
+        }
+        let assets = self
+            .assets
+            .iter()
+            .flatten()
+            .map(|entry| (entry.asset.id, ids(&entry.rules, &|r| self.rule_id(r))))
+            .collect();
+        let rules = self
+            .rules
+            .iter()
+            .flatten()
+            .map(|entry| (entry.rule.id, ids(&entry.objects, &|a| self.asset_id(a))))
+            .collect();
+        let node_paths = (0..self.nodes.len() as u32)
+            .filter_map(|i| self.node_entry(i).map(|e| (e.node.id, self.node_path(i))))
+            .collect();
+        Canonical {
+            estate,
+            users,
+            assets,
+            rules,
+            active_assets: ids(&self.active_assets, &|a| self.asset_id(a)),
+            node_paths,
+        }
+    }
+
+    /// Checks every internal invariant; describes the first broken one.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let fail = |message: String| Err(message);
+        // Ids and names resolve to the entities that hold them.
+        for (id, slot) in self.ids.iter() {
+            let live = match slot.kind {
+                EntityKind::User => self.user_entry(slot.index).map(|e| e.user.id),
+                EntityKind::Group => self.group_entry(slot.index).map(|e| e.group.id),
+                EntityKind::Node => self.node_entry(slot.index).map(|e| e.node.id),
+                EntityKind::Asset => self.asset_entry(slot.index).map(|e| e.asset.id),
+                EntityKind::Rule => self.rule_entry(slot.index).map(|e| e.rule.id),
+                EntityKind::Role => self.role_entry(slot.index).map(|r| r.id),
+                EntityKind::Token => self.token_entry(slot.index).map(|e| e.token.id),
+            };
+            if live != Some(*id) {
+                return fail(format!("id {id} points at slot {slot:?} holding {live:?}"));
+            }
+        }
+        let counts = self.counts;
+        let live = [
+            (counts.users, self.users.iter().flatten().count()),
+            (counts.groups, self.groups.iter().flatten().count()),
+            (counts.nodes, self.nodes.iter().flatten().count()),
+            (counts.assets, self.assets.iter().flatten().count()),
+            (counts.rules, self.rules.iter().flatten().count()),
+            (counts.roles, self.roles.iter().flatten().count()),
+            (counts.tokens, self.tokens.iter().flatten().count()),
+        ];
+        if live.iter().any(|(counted, found)| *counted as usize != *found) || self.ids.len() != live.iter().map(|l| l.1).sum::<usize>() {
+            return fail(format!("counts {counts:?} disagree with live entries"));
+        }
+        for (index, entry) in self.users.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if self.user_index(&entry.user.username) != Some(index as u32) {
+                return fail(format!("username `{}` does not resolve", entry.user.username));
+            }
+            if let Some(email) = &entry.user.email {
+                if self.user_by_email(email) != Some(index as u32) {
+                    return fail(format!("email `{email}` does not resolve"));
+                }
+            }
+        }
+        for (index, entry) in self.groups.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if self.group_index(&entry.group.name) != Some(index as u32) {
+                return fail(format!("group `{}` does not resolve", entry.group.name));
+            }
+        }
+        for (index, entry) in self.assets.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if self.asset_index(&entry.asset.name) != Some(index as u32) {
+                return fail(format!("asset `{}` does not resolve", entry.asset.name));
+            }
+        }
+        for (index, entry) in self.rules.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if self.rule_index(&entry.rule.name) != Some(index as u32) {
+                return fail(format!("rule `{}` does not resolve", entry.rule.name));
+            }
+        }
+        for (index, entry) in self.nodes.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if self.node_index(&self.node_path(index as u32)) != Some(index as u32) {
+                return fail(format!("node `{}` does not resolve", self.node_path(index as u32)));
+            }
+        }
+
+        // Link indexes mirror the entities.
+        let index_of = |kind: EntityKind, id: Id| self.slot(id).filter(|s| s.kind == kind).map(|s| s.index);
+        for (group_index, entry) in self.groups.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let group_index = group_index as u32;
+            let members: RoaringBitmap = entry.group.members.iter().filter_map(|m| index_of(EntityKind::User, m.user)).collect();
+            if members != entry.members || members.len() as usize != entry.group.members.len() {
+                return fail(format!("group `{}` member bitmap is stale", entry.group.name));
+            }
+            for member in &entry.group.members {
+                let user = self.user_entry(index_of(EntityKind::User, member.user).expect("checked")).expect("live");
+                let until = member.expires_at.unwrap_or(Time::MAX);
+                if !user.direct_groups.contains(&(group_index, until)) {
+                    return fail(format!("user `{}` misses group `{}`", user.user.username, entry.group.name));
+                }
+            }
+            for subgroup in &entry.group.subgroups {
+                let Some(child) = index_of(EntityKind::Group, subgroup.group) else {
+                    return fail(format!("group `{}` has a missing subgroup", entry.group.name));
+                };
+                let until = subgroup.expires_at.unwrap_or(Time::MAX);
+                if !self.group_entry(child).expect("live").parents.contains(&(group_index, until)) || !entry.subgroups.contains(&child) {
+                    return fail(format!("subgroup edge under `{}` is stale", entry.group.name));
+                }
+            }
+            if self.group_ancestors(group_index).contains(group_index) {
+                return fail(format!("group `{}` is nested in itself", entry.group.name));
+            }
+        }
+        for entry in self.users.iter().flatten() {
+            let linked: usize = self.groups.iter().flatten().map(|g| g.group.members.iter().filter(|m| m.user == entry.user.id).count()).sum();
+            if linked != entry.direct_groups.len() {
+                return fail(format!("user `{}` has stale groups", entry.user.username));
+            }
+        }
+        let mut direct_user_rules: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+        let mut group_rules: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+        let mut asset_rules: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+        let mut node_rules: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+        for (rule_index, entry) in self.rules.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let rule_index = rule_index as u32;
+            let rule = &entry.rule;
+            let resolve = |kind, ids: &[Id]| ids.iter().map(|id| index_of(kind, *id)).collect::<Option<Vec<u32>>>();
+            let users = resolve(EntityKind::User, &rule.users);
+            let groups = resolve(EntityKind::Group, &rule.groups);
+            let assets = resolve(EntityKind::Asset, &rule.assets);
+            let nodes = resolve(EntityKind::Node, &rule.nodes);
+            if users.as_deref() != Some(&*entry.users) || groups.as_deref() != Some(&*entry.groups) || assets.as_deref() != Some(&*entry.assets) || nodes.as_deref() != Some(&*entry.nodes) {
+                return fail(format!("rule `{}` has stale links", rule.name));
+            }
+            if entry.complete != rule.is_complete() || entry.accounts != crate::snapshot::AccountMatcher::new(&rule.accounts) {
+                return fail(format!("rule `{}` is compiled stale", rule.name));
+            }
+            for &u in &*entry.users {
+                direct_user_rules.entry(u).or_default().insert(rule_index);
+            }
+            for &g in &*entry.groups {
+                group_rules.entry(g).or_default().insert(rule_index);
+            }
+            for &a in &*entry.assets {
+                asset_rules.entry(a).or_default().insert(rule_index);
+            }
+            for &n in &*entry.nodes {
+                node_rules.entry(n).or_default().insert(rule_index);
+            }
+        }
+        let empty = RoaringBitmap::new();
+        for (index, entry) in self.users.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if entry.direct_rules != *direct_user_rules.get(&(index as u32)).unwrap_or(&empty) {
+                return fail(format!("user `{}` direct rules are stale", entry.user.username));
+            }
+        }
+        for (index, entry) in self.groups.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if entry.rules != *group_rules.get(&(index as u32)).unwrap_or(&empty) {
+                return fail(format!("group `{}` rules are stale", entry.group.name));
+            }
+        }
+        for (index, entry) in self.nodes.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let index = index as u32;
+            if entry.rules != *node_rules.get(&index).unwrap_or(&empty) {
+                return fail(format!("node `{}` rules are stale", entry.node.name));
+            }
+            let parent = entry.node.parent.and_then(|p| index_of(EntityKind::Node, p));
+            if parent != entry.parent || parent.is_some_and(|p| !self.node_entry(p).expect("live").children.contains(&index)) {
+                return fail(format!("node `{}` parent link is stale", entry.node.name));
+            }
+            let assets: RoaringBitmap = self
+                .assets
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.as_ref().is_some_and(|a| a.asset.nodes.contains(&entry.node.id)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            if assets != entry.assets {
+                return fail(format!("node `{}` asset bitmap is stale", entry.node.name));
+            }
+        }
+        let mut active = RoaringBitmap::new();
+        for (index, entry) in self.assets.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let index = index as u32;
+            if entry.asset.active {
+                active.insert(index);
+            }
+            if entry.direct_rules != *asset_rules.get(&index).unwrap_or(&empty) {
+                return fail(format!("asset `{}` direct rules are stale", entry.asset.name));
+            }
+            let nodes: Option<Vec<u32>> = entry.asset.nodes.iter().map(|n| index_of(EntityKind::Node, *n)).collect();
+            if nodes.as_deref() != Some(&*entry.nodes) {
+                return fail(format!("asset `{}` node links are stale", entry.asset.name));
+            }
+        }
+        if active != *self.active_assets {
+            return fail("the active asset bitmap is stale".to_owned());
+        }
+
+        // Derived indexes equal a recomputation from the links.
+        for entry in self.users.iter().flatten() {
+            let closure = group_closure(self, &entry.direct_groups);
+            if *closure != *entry.groups {
+                return fail(format!("user `{}` group closure is stale", entry.user.username));
+            }
+            let mut rules = entry.direct_rules.clone();
+            let mut until: BTreeMap<u32, Time> = BTreeMap::new();
+            for &(group, group_until) in &closure {
+                let group = self.group_entry(group).expect("live");
+                rules |= &group.rules;
+                for rule in &group.rules {
+                    if !entry.direct_rules.contains(rule) {
+                        let best = until.entry(rule).or_insert(Time::MIN);
+                        *best = (*best).max(group_until);
+                    }
+                }
+            }
+            let until: Vec<(u32, Time)> = until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
+            if rules != entry.rules || *until != *entry.rule_until {
+                return fail(format!("user `{}` rules are stale", entry.user.username));
+            }
+        }
+        let mut objects: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+        for (index, entry) in self.assets.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let index = index as u32;
+            let mut rules = entry.direct_rules.clone();
+            for &node in &entry.nodes {
+                for ancestor in self.node_ancestry(node) {
+                    rules |= &self.node_entry(ancestor).expect("live").rules;
+                }
+            }
+            if rules != entry.rules {
+                return fail(format!("asset `{}` rules are stale", entry.asset.name));
+            }
+            for rule in &rules {
+                if self.rule_entry(rule).expect("live").effective_on(&entry.asset) {
+                    objects.entry(rule).or_default().insert(index);
+                }
+            }
+        }
+        for (index, entry) in self.rules.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if entry.objects != *objects.get(&(index as u32)).unwrap_or(&empty) {
+                return fail(format!("rule `{}` objects are stale", entry.rule.name));
+            }
+        }
+        for (hash, index) in self.token_hashes.iter() {
+            if self.token_entry(*index).map(|e| &e.hash) != Some(hash) {
+                return fail("a token hash points at the wrong token".to_owned());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! Engine tests over the public API, on real redb stores. One binary: each module is
+//! one concern.
+
+mod incremental;
+mod support;

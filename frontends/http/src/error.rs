@@ -1,0 +1,229 @@
+//! The one place where errors become HTTP responses: `{"error":{"code","message"}}`
+//! with a status. Handlers return `Result<_, ApiError>` and never pick a status.
+//!
+//! Engine errors are matched exhaustively (no `_` arm): a new engine error variant
+//! does not compile here until someone decides its status.
+
+use axum::extract::Request;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_engine::{EntityKind, Error, NotFound, StoreError, ValidationError};
+use serde_json::json;
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// What the engine refused or failed at.
+    Engine(Error),
+    /// A reference inside a request body names nothing (the target of the route
+    /// exists, or there is none): 422, unlike an unknown target (404).
+    Reference(NotFound),
+    /// The body is not JSON.
+    MalformedJson(String),
+    /// The body is JSON of the wrong shape: wrong types, unknown fields, bad values.
+    InvalidBody(String),
+    /// A query parameter or path segment is malformed.
+    BadRequest(String),
+    PayloadTooLarge,
+    /// No bearer token, or one that is unknown or expired.
+    Unauthenticated(&'static str),
+    /// A valid token without the permission the route needs.
+    Forbidden(String),
+    RouteNotFound,
+    MethodNotAllowed,
+    /// `min_revision` was not reached within the wait bound.
+    RevisionNotReached { wanted: u64, current: u64 },
+    Timeout,
+    /// A bug or a failure of the runtime; details are in the log.
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> ApiError {
+        ApiError::Engine(error)
+    }
+}
+
+impl From<NotFound> for ApiError {
+    fn from(error: NotFound) -> ApiError {
+        ApiError::Engine(Error::from(error))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::BadRequest(rejection.body_text().to_lowercase())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::BadRequest(rejection.body_text().to_lowercase())
+    }
+}
+
+impl ApiError {
+    /// The error of a write whose route names `targets` (kind and reference as the
+    /// client wrote them): an unknown target is 404, any other unknown reference 422.
+    pub(crate) fn from_write(error: Error, targets: &[(EntityKind, &str)]) -> ApiError {
+        match error {
+            Error::Validation(ValidationError::NotFound(not_found))
+                if !targets
+                    .iter()
+                    .any(|(kind, reference)| not_found.kind == *kind && not_found.reference == *reference) =>
+            {
+                ApiError::Reference(not_found)
+            }
+            other => ApiError::Engine(other),
+        }
+    }
+
+    /// The status and code of an error produced outside a handler (a timeout, a body
+    /// limit from tower-http), when only the status is known.
+    fn for_status(status: StatusCode) -> ApiError {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
+            StatusCode::NOT_FOUND => ApiError::RouteNotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::UNAUTHORIZED => ApiError::Unauthenticated("missing or invalid bearer token"),
+            StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".to_owned()),
+            other if other.is_client_error() => ApiError::BadRequest(
+                other.canonical_reason().unwrap_or("bad request").to_lowercase(),
+            ),
+            _ => ApiError::Internal(format!("status {status}")),
+        }
+    }
+
+    /// Status, stable code and the message clients see.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Engine(error) => engine_parts(error),
+            ApiError::Reference(not_found) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference", not_found.to_string())
+            }
+            ApiError::MalformedJson(message) => {
+                (StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {message}"))
+            }
+            ApiError::InvalidBody(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message.clone()),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the server accepts".to_owned(),
+            ),
+            ApiError::Unauthenticated(message) => (StatusCode::UNAUTHORIZED, "unauthenticated", (*message).to_owned()),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
+            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found", "no such route".to_owned()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method".to_owned(),
+            ),
+            ApiError::RevisionNotReached { wanted, current } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "revision_not_reached",
+                format!("revision {wanted} was not reached in time (the snapshot is at {current}); retry later"),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took longer than the server allows".to_owned(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log".to_owned(),
+            ),
+        }
+    }
+}
+
+fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
+    let message = error.to_string();
+    let conflict = StatusCode::CONFLICT;
+    match error {
+        Error::Validation(validation) => match validation {
+            ValidationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", message),
+            ValidationError::Duplicate { .. }
+            | ValidationError::DuplicateEmail(_)
+            | ValidationError::DuplicateId { .. } => (conflict, "duplicate", message),
+            ValidationError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            ValidationError::GroupCycle { .. } => (conflict, "group_cycle", message),
+            ValidationError::NodeCycle { .. } => (conflict, "node_cycle", message),
+            ValidationError::NodeNotEmpty(_) => (conflict, "node_not_empty", message),
+            ValidationError::RootNode => (conflict, "root_node", message),
+            ValidationError::BuiltinRole(_) => (conflict, "builtin_role", message),
+            ValidationError::RoleInUse { .. } => (conflict, "role_in_use", message),
+        },
+        // Store details go to the log, not to clients.
+        Error::Store(store) => match store {
+            StoreError::Locked(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_locked",
+                "the store is in use by another process".to_owned(),
+            ),
+            StoreError::Io(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failure",
+                "the write could not be stored; nothing changed; see the server log".to_owned(),
+            ),
+            StoreError::Open { .. } | StoreError::Corrupt { .. } | StoreError::Schema { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_failure",
+                "the store cannot be read; see the server log".to_owned(),
+            ),
+        },
+        Error::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down".to_owned(),
+        ),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        match &self {
+            ApiError::Engine(Error::Store(error)) => tracing::error!(%error, "storage failure"),
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            _ if status.is_server_error() => tracing::warn!(code, %message, "request failed"),
+            _ => tracing::debug!(code, %message, "request refused"),
+        }
+        let body = json!({"error": {"code": code, "message": message}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Gives a JSON error body to error responses made outside the handlers (tower-http's
+/// timeout and body limit, axum's own rejections), so every error has one shape.
+pub(crate) async fn fill_in_error_bodies(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        return ApiError::for_status(status).into_response();
+    }
+    response
+}
+
+pub(crate) async fn route_not_found() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,156 @@
+//! Request extractors whose rejections are [`ApiError`]s, and the parsing of query
+//! parameters shared by the list routes.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use portcullis_engine::Time;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body. Any content type is read as JSON (curl's `-d` sends a form type);
+/// syntax errors are 400, a wrong shape 422, a body over the limit 413.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                    ApiError::PayloadTooLarge
+                }
+                other => ApiError::BadRequest(other.body_text().to_lowercase()),
+            })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty".to_owned()));
+    }
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidBody(error.to_string()),
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::MalformedJson(error.to_string()),
+    })
+}
+
+/// Path parameters, with rejections as [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub T);
+
+/// Every query parameter in order, with rejections as [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct RawQuery(pub Vec<(String, String)>);
+
+/// The query parameters a route understands, parsed; the rest are field filters
+/// (admin lists) or refused (everything else).
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    pub offset: u64,
+    pub limit: usize,
+    pub at: Option<Time>,
+    pub min_revision: Option<u64>,
+    pub search: Option<String>,
+    pub node: Option<String>,
+    pub since: Option<u64>,
+    /// Parameters not named above, in order.
+    pub others: Vec<(String, String)>,
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("query parameter `{name}`: `{value}` is not a non-negative integer")))
+}
+
+impl Params {
+    /// Parses `query`, taking only the parameters in `known`. With `keep_others`, the
+    /// rest are kept in `others`; without, an unknown parameter is a 400.
+    pub(crate) fn parse(
+        query: Vec<(String, String)>,
+        known: &[&str],
+        keep_others: bool,
+        default_limit: usize,
+        max_limit: usize,
+    ) -> Result<Params, ApiError> {
+        let mut params = Params {
+            limit: default_limit,
+            ..Params::default()
+        };
+        for (name, value) in query {
+            if !known.contains(&name.as_str()) {
+                if keep_others {
+                    params.others.push((name, value));
+                    continue;
+                }
+                return Err(ApiError::BadRequest(format!("unknown query parameter `{name}`")));
+            }
+            match name.as_str() {
+                "offset" => params.offset = number(&name, &value)?,
+                "limit" => {
+                    let limit: usize = number(&name, &value)?;
+                    if limit == 0 || limit > max_limit {
+                        return Err(ApiError::BadRequest(format!(
+                            "query parameter `limit`: `{value}` is not between 1 and {max_limit}"
+                        )));
+                    }
+                    params.limit = limit;
+                }
+                "at" => {
+                    let at = value
+                        .parse::<Time>()
+                        .map_err(|error| ApiError::BadRequest(format!("query parameter `at`: {error}")))?;
+                    params.at = Some(at);
+                }
+                "min_revision" => params.min_revision = Some(number(&name, &value)?),
+                "since" => params.since = Some(number(&name, &value)?),
+                "search" => params.search = Some(value),
+                "node" => params.node = Some(value),
+                _ => params.others.push((name, value)),
+            }
+        }
+        Ok(params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let known = ["limit", "offset"];
+        assert!(Params::parse(query(&[("limit", "0")]), &known, false, 10, 100).is_err());
+        assert!(Params::parse(query(&[("limit", "101")]), &known, false, 10, 100).is_err());
+        assert!(Params::parse(query(&[("limit", "-1")]), &known, false, 10, 100).is_err());
+        let params = Params::parse(query(&[("limit", "100"), ("offset", "3")]), &known, false, 10, 100).unwrap();
+        assert_eq!((params.limit, params.offset), (100, 3));
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_or_kept() {
+        assert!(Params::parse(query(&[("bogus", "1")]), &["limit"], false, 10, 100).is_err());
+        let params = Params::parse(query(&[("active", "true")]), &["limit"], true, 10, 100).unwrap();
+        assert_eq!(params.others, query(&[("active", "true")]));
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        assert!(matches!(parse_json::<serde_json::Value>(b"{"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_json::<serde_json::Value>(b""), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_json::<Vec<u8>>(b"{}"), Err(ApiError::InvalidBody(_))));
+    }
+}

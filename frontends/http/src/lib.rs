@@ -1,0 +1,125 @@
+//! The Portcullis HTTP API: the decision API bastions call, the admin REST API, the
+//! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics` and the
+//! OpenAPI document, as one axum [`Router`].
+//!
+//! Every route is declared once, in the route table (`routes.rs`), with the permission
+//! it needs; the router, the authorization check and the OpenAPI document are all
+//! built from that table, so none of them can miss a route.
+//!
+//! This crate must never decide what a rule means (the engine does) nor call the
+//! engine's blocking writes on an async worker (writes go through `spawn_blocking`).
+//! Engine errors become HTTP statuses in `error.rs` and nowhere else.
+
+mod admin;
+mod auth;
+mod changes;
+mod decisions;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod revisions;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use portcullis_engine::{Engine, Snapshot};
+
+pub use error::ApiError;
+
+/// Limits and timeouts of the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The largest request body, in bytes; larger ones get 413.
+    pub body_limit: usize,
+    /// The page size when a list request names none.
+    pub default_page_size: usize,
+    /// The largest page (and the most checks in one batch); larger ones get 400.
+    pub max_page_size: usize,
+    /// How long a request with `min_revision` waits for the snapshot to catch up.
+    pub min_revision_wait: Duration,
+    /// How long any request but the watch stream may take; then 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            body_limit: 1024 * 1024,
+            default_page_size: 100,
+            max_page_size: 1000,
+            min_revision_wait: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler shares: the engine, the settings, metrics and the revision feed.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    settings: Settings,
+    metrics: metrics::Metrics,
+    revisions: revisions::Revisions,
+    auth: auth::PermissionCache,
+    openapi: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, settings: Settings) -> AppState {
+        let revisions = revisions::Revisions::start(&engine);
+        AppState {
+            inner: Arc::new(Inner {
+                engine,
+                settings,
+                metrics: metrics::Metrics::default(),
+                revisions,
+                auth: auth::PermissionCache::default(),
+                openapi: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Ends every open watch stream, so that a graceful shutdown does not wait for
+    /// clients that never hang up. Later watch requests end at once.
+    pub fn close_streams(&self) {
+        self.inner.revisions.close();
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.engine.snapshot()
+    }
+}
+
+/// The whole HTTP API over `state`'s engine.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Every `(METHOD, path)` the router serves, in the route table's order: what the
+/// OpenAPI document lists and what the authorization tests walk.
+pub fn route_list() -> Vec<(String, String)> {
+    routes::table()
+        .iter()
+        .map(|route| (route.method.to_string(), route.path.clone()))
+        .collect()
+}
