@@ -37,7 +37,7 @@ pub struct WriteOutcome {
 /// What the writer is asked to do: a caller's operation, or the creation of what
 /// every store starts with.
 enum Command {
-    Op(Op),
+    Op(Box<Op>),
     Bootstrap {
         root: bool,
         roles: Vec<(String, String, Vec<String>)>,
@@ -144,7 +144,12 @@ impl Engine {
     pub fn write(&self, actor: &str, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
         // Hash passwords here, on the caller's thread, not in the writer.
         for op in &mut ops {
-            if let Op::Create(Spec::User(spec)) | Op::Replace { spec: Spec::User(spec), .. } = op {
+            if let Op::Create(Spec::User(spec))
+            | Op::Replace {
+                spec: Spec::User(spec),
+                ..
+            } = op
+            {
                 if let Some(password) = &mut spec.password {
                     if let PasswordForm::Plain(plain) = &password.0 {
                         password.0 = PasswordForm::Hashed(secrets::hash_password(plain));
@@ -153,16 +158,26 @@ impl Engine {
             }
         }
         let hashes = vec![None; ops.len()];
-        self.submit(actor, ops.into_iter().map(Command::Op).collect(), hashes)
+        self.submit(
+            actor,
+            ops.into_iter()
+                .map(|op| Command::Op(Box::new(op)))
+                .collect(),
+            hashes,
+        )
     }
 
     /// Creates an API token. Returns the outcome and the secret, which is shown this
     /// once: only its hash is stored.
-    pub fn create_token(&self, actor: &str, spec: TokenSpec) -> Result<(WriteOutcome, String), Error> {
+    pub fn create_token(
+        &self,
+        actor: &str,
+        spec: TokenSpec,
+    ) -> Result<(WriteOutcome, String), Error> {
         let (secret, hash) = secrets::new_token();
         let outcome = self.submit(
             actor,
-            vec![Command::Op(Op::Create(Spec::Token(spec)))],
+            vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
             vec![Some(hash)],
         )?;
         Ok((outcome, secret))
@@ -186,7 +201,7 @@ impl Engine {
         let hash = secrets::token_hash(secret);
         self.submit(
             actor,
-            vec![Command::Op(Op::Create(Spec::Token(spec)))],
+            vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
             vec![Some(hash)],
         )
     }
@@ -204,7 +219,12 @@ impl Engine {
             token_hashes,
             reply,
         };
-        let sender = self.sender.lock().expect("sender lock").clone().ok_or(Error::Closed)?;
+        let sender = self
+            .sender
+            .lock()
+            .expect("sender lock")
+            .clone()
+            .ok_or(Error::Closed)?;
         sender.send(request).map_err(|_| Error::Closed)?;
         answer.recv().map_err(|_| Error::Closed)?
     }
@@ -309,7 +329,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
             .into_iter()
             .zip(request.token_hashes)
             .map(|(command, hash)| match command {
-                Command::Op(op) => working.apply(op, hash),
+                Command::Op(op) => working.apply(*op, hash),
                 Command::Bootstrap { root, roles } => {
                     if root {
                         working.create_root_node();
@@ -328,7 +348,12 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
                 continue;
             }
         };
-        let (mut snapshot, request_changes, request_touched, request_secrets) = working.finish();
+        let crate::write::Finished {
+            mut snapshot,
+            changes: request_changes,
+            touched: request_touched,
+            secrets: request_secrets,
+        } = working.finish();
         snapshot.revision = base.revision + 1;
         for mut change in request_changes {
             next_seq += 1;
@@ -427,7 +452,13 @@ impl Snapshot {
         for user in estate.users {
             working.set_user(None, Some(user));
         }
-        check_references(&working.snap, &estate.groups, &estate.assets, &estate.rules, &estate.tokens)?;
+        check_references(
+            &working.snap,
+            &estate.groups,
+            &estate.assets,
+            &estate.rules,
+            &estate.tokens,
+        )?;
         let mut indexes = Vec::with_capacity(estate.groups.len());
         for group in &estate.groups {
             let mut bare = group.clone();
@@ -452,19 +483,49 @@ impl Snapshot {
                 .ok_or_else(|| corrupt("tokens", token.id, "its hash is missing"))?;
             working.set_token(None, Some(token), Some(hash));
         }
-        Ok(working.finish().0)
+        Ok(working.finish().snapshot)
     }
 
     /// Every entity, as plain lists (dense index order).
     pub fn estate(&self) -> Estate {
         Estate {
-            users: self.users.iter().flatten().map(|e| (*e.user).clone()).collect(),
-            groups: self.groups.iter().flatten().map(|e| (*e.group).clone()).collect(),
-            nodes: self.nodes.iter().flatten().map(|e| (*e.node).clone()).collect(),
-            assets: self.assets.iter().flatten().map(|e| (*e.asset).clone()).collect(),
-            rules: self.rules.iter().flatten().map(|e| (*e.rule).clone()).collect(),
+            users: self
+                .users
+                .iter()
+                .flatten()
+                .map(|e| (*e.user).clone())
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .flatten()
+                .map(|e| (*e.group).clone())
+                .collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .flatten()
+                .map(|e| (*e.node).clone())
+                .collect(),
+            assets: self
+                .assets
+                .iter()
+                .flatten()
+                .map(|e| (*e.asset).clone())
+                .collect(),
+            rules: self
+                .rules
+                .iter()
+                .flatten()
+                .map(|e| (*e.rule).clone())
+                .collect(),
             roles: self.roles.iter().flatten().map(|r| (**r).clone()).collect(),
-            tokens: self.tokens.iter().flatten().map(|e| (*e.token).clone()).collect(),
+            tokens: self
+                .tokens
+                .iter()
+                .flatten()
+                .map(|e| (*e.token).clone())
+                .collect(),
         }
     }
 }
@@ -521,13 +582,34 @@ impl Snapshot {
     /// The id of the entity of `kind` that `reference` (name, path or id) names.
     pub fn resolve(&self, kind: EntityKind, reference: &str) -> Result<Id, NotFound> {
         let found = match kind {
-            EntityKind::User => self.user_index(reference).and_then(|i| self.user_entry(i)).map(|e| e.user.id),
-            EntityKind::Group => self.group_index(reference).and_then(|i| self.group_entry(i)).map(|e| e.group.id),
-            EntityKind::Node => self.node_index(reference).and_then(|i| self.node_entry(i)).map(|e| e.node.id),
-            EntityKind::Asset => self.asset_index(reference).and_then(|i| self.asset_entry(i)).map(|e| e.asset.id),
-            EntityKind::Rule => self.rule_index(reference).and_then(|i| self.rule_entry(i)).map(|e| e.rule.id),
-            EntityKind::Role => self.role_index(reference).and_then(|i| self.role_entry(i)).map(|r| r.id),
-            EntityKind::Token => self.token_index(reference).and_then(|i| self.token_entry(i)).map(|e| e.token.id),
+            EntityKind::User => self
+                .user_index(reference)
+                .and_then(|i| self.user_entry(i))
+                .map(|e| e.user.id),
+            EntityKind::Group => self
+                .group_index(reference)
+                .and_then(|i| self.group_entry(i))
+                .map(|e| e.group.id),
+            EntityKind::Node => self
+                .node_index(reference)
+                .and_then(|i| self.node_entry(i))
+                .map(|e| e.node.id),
+            EntityKind::Asset => self
+                .asset_index(reference)
+                .and_then(|i| self.asset_entry(i))
+                .map(|e| e.asset.id),
+            EntityKind::Rule => self
+                .rule_index(reference)
+                .and_then(|i| self.rule_entry(i))
+                .map(|e| e.rule.id),
+            EntityKind::Role => self
+                .role_index(reference)
+                .and_then(|i| self.role_entry(i))
+                .map(|r| r.id),
+            EntityKind::Token => self
+                .token_index(reference)
+                .and_then(|i| self.token_entry(i))
+                .map(|e| e.token.id),
         };
         found.ok_or_else(|| NotFound::new(kind, reference))
     }

@@ -32,7 +32,10 @@ pub enum ValidationError {
     #[error("{kind} id `{id}` already exists")]
     DuplicateId { kind: EntityKind, id: Id },
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("making `{child}` a subgroup of `{parent}` would create a cycle")]
     GroupCycle { parent: String, child: String },
     #[error("moving node `{node}` under `{parent}` would put it inside itself")]
@@ -71,7 +74,9 @@ pub enum StoreError {
         key: String,
         message: String,
     },
-    #[error("the store was written by a newer version (schema {found}, this build reads {supported})")]
+    #[error(
+        "the store was written by a newer version (schema {found}, this build reads {supported})"
+    )]
     Schema { found: u64, supported: u64 },
 }
 
@@ -91,4 +96,3 @@ impl From<NotFound> for Error {
         Error::Validation(ValidationError::NotFound(error))
     }
 }
-

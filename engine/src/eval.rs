@@ -189,8 +189,12 @@ pub trait Evaluator {
     /// The nodes holding those assets, and their ancestors.
     fn user_nodes(&self, user: &str, at: Time) -> Result<Vec<NodeGrant>, NotFound>;
     /// The accounts (real and virtual) through which the user is granted something.
-    fn user_accounts(&self, user: &str, asset: &str, at: Time)
-    -> Result<Vec<AccountGrant>, NotFound>;
+    fn user_accounts(
+        &self,
+        user: &str,
+        asset: &str,
+        at: Time,
+    ) -> Result<Vec<AccountGrant>, NotFound>;
     /// The users who may reach the asset (the reverse of `user_assets`).
     fn asset_users(&self, asset: &str, at: Time) -> Result<Vec<Id>, NotFound>;
     /// The user's system roles and the roles of every group the user belongs to at

@@ -23,13 +23,13 @@ use roaring::RoaringBitmap;
 use smallvec::SmallVec;
 
 use crate::model::{
-    AccountSelector, Asset, EntityKind, Group, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
-    Token, User,
+    AccountSelector, Asset, EntityKind, Group, Id, Node, ROOT_NODE_ID, Role, Rule, Time, Token,
+    User,
 };
 
 pub(crate) use cow_vec::CowVec;
-pub(crate) use name_index::{NameIndex, same_name};
 pub use invariants::Canonical;
+pub(crate) use name_index::{NameIndex, same_name};
 pub use views::ListQuery;
 
 /// Where an id lives: its kind and dense index.
@@ -69,14 +69,6 @@ impl UserEntry {
             Ok(position) => self.rule_until[position].1,
             Err(_) => Time::MAX,
         }
-    }
-
-    /// Until when the user is in `group` (`None`: not at all).
-    pub(crate) fn group_until(&self, group: u32) -> Option<Time> {
-        self.groups
-            .iter()
-            .find(|(g, _)| *g == group)
-            .map(|(_, until)| *until)
     }
 }
 
@@ -353,8 +345,9 @@ impl Snapshot {
                 return Some(index);
             }
         }
-        self.asset_names
-            .get(reference, |i| self.asset_entry(i).map(|e| e.asset.name.as_str()))
+        self.asset_names.get(reference, |i| {
+            self.asset_entry(i).map(|e| e.asset.name.as_str())
+        })
     }
 
     pub(crate) fn group_index(&self, reference: &str) -> Option<u32> {
@@ -363,8 +356,9 @@ impl Snapshot {
                 return Some(index);
             }
         }
-        self.group_names
-            .get(reference, |i| self.group_entry(i).map(|e| e.group.name.as_str()))
+        self.group_names.get(reference, |i| {
+            self.group_entry(i).map(|e| e.group.name.as_str())
+        })
     }
 
     pub(crate) fn rule_index(&self, reference: &str) -> Option<u32> {
@@ -373,8 +367,9 @@ impl Snapshot {
                 return Some(index);
             }
         }
-        self.rule_names
-            .get(reference, |i| self.rule_entry(i).map(|e| e.rule.name.as_str()))
+        self.rule_names.get(reference, |i| {
+            self.rule_entry(i).map(|e| e.rule.name.as_str())
+        })
     }
 
     pub(crate) fn role_index(&self, reference: &str) -> Option<u32> {
@@ -470,7 +465,9 @@ impl Snapshot {
 
     /// The node and its ancestors, nearest first.
     pub(crate) fn node_ancestry(&self, index: u32) -> impl Iterator<Item = u32> + '_ {
-        std::iter::successors(Some(index), move |&i| self.node_entry(i).and_then(|n| n.parent))
+        std::iter::successors(Some(index), move |&i| {
+            self.node_entry(i).and_then(|n| n.parent)
+        })
     }
 
     /// The node and all its descendants.

@@ -58,7 +58,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("INVARIANT: model types encode with postcard")
 }
 
-fn decode<T: DeserializeOwned>(table: &'static str, key: u128, bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: u128,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|error| StoreError::Corrupt {
         table,
         key: id_of(key).to_string(),
@@ -217,7 +221,10 @@ impl Store {
                 .map(|kind| txn.open_table(table_of(*kind)))
                 .collect::<Result<_, _>>()?;
             for (kind, id) in &commit.touched {
-                let table = &mut tables[EntityKind::ALL.iter().position(|k| k == kind).expect("listed")];
+                let table = &mut tables[EntityKind::ALL
+                    .iter()
+                    .position(|k| k == kind)
+                    .expect("listed")];
                 match encode_entity(snapshot, *kind, *id) {
                     Some(bytes) => table.insert(key(*id), bytes.as_slice())?,
                     None => table.remove(key(*id))?,
@@ -228,13 +235,19 @@ impl Store {
             let mut token_hashes = txn.open_table(TOKEN_HASHES)?;
             for secret in &commit.secrets {
                 match secret {
-                    SecretWrite::Password { user, hash: Some(hash) } => {
+                    SecretWrite::Password {
+                        user,
+                        hash: Some(hash),
+                    } => {
                         passwords.insert(key(*user), hash.as_str())?;
                     }
                     SecretWrite::Password { user, hash: None } => {
                         passwords.remove(key(*user))?;
                     }
-                    SecretWrite::TokenHash { token, hash: Some(hash) } => {
+                    SecretWrite::TokenHash {
+                        token,
+                        hash: Some(hash),
+                    } => {
                         token_hashes.insert(key(*token), hash.as_slice())?;
                     }
                     SecretWrite::TokenHash { token, hash: None } => {
@@ -262,18 +275,23 @@ impl Store {
     }
 
     /// Change records with a revision above `since`, oldest first, at most `limit`.
-    pub(crate) fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+    pub(crate) fn changes_since(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CHANGES)?;
         let start = since.saturating_add(1);
         let mut changes = Vec::new();
         for row in table.range((start, 0)..)?.take(limit) {
             let (key, value) = row?;
-            let change = serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
-                table: "changes",
-                key: format!("{:?}", key.value()),
-                message: error.to_string(),
-            })?;
+            let change =
+                serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
+                    table: "changes",
+                    key: format!("{:?}", key.value()),
+                    message: error.to_string(),
+                })?;
             changes.push(change);
         }
         Ok(changes)

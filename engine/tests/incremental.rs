@@ -51,7 +51,17 @@ fn reopening_a_store_rebuilds_the_same_snapshot() {
             let engine = Engine::open(&path).unwrap();
             crate::support::run_script(&engine, &tree, &steps);
             let (_, secret) = engine
-                .create_token("test", TokenSpec { id: None, name: "t".into(), user: None, roles: vec!["checker".into()], expires_at: None, description: String::new() })
+                .create_token(
+                    "test",
+                    TokenSpec {
+                        id: None,
+                        name: "t".into(),
+                        user: None,
+                        roles: vec!["checker".into()],
+                        expires_at: None,
+                        description: String::new(),
+                    },
+                )
                 .unwrap();
             assert!(engine.authenticate_token(&secret, Time::now()).is_some());
             engine.snapshot().canonical()
@@ -75,5 +85,8 @@ fn scripts_mostly_apply() {
         steps_total += steps.len();
     }
     eprintln!("{accepted} of {steps_total}");
-    assert!(accepted * 10 > steps_total * 7, "only {accepted} of {steps_total} random writes applied");
+    assert!(
+        accepted * 10 > steps_total * 7,
+        "only {accepted} of {steps_total} random writes applied"
+    );
 }

@@ -1,5 +1,6 @@
 //! Engine tests over the public API, on real redb stores. One binary: each module is
 //! one concern.
 
+mod differential;
 mod incremental;
 mod support;

@@ -10,10 +10,11 @@ use roaring::RoaringBitmap;
 
 use crate::error::NotFound;
 use crate::eval::{
-    AccountGrant, Decision, Evaluator, Explanation, NodeGrant, Query, Reason, RuleIds,
-    RuleVerdict,
+    AccountGrant, Decision, Evaluator, Explanation, NodeGrant, Query, Reason, RuleIds, RuleVerdict,
 };
-use crate::model::{ANON_ACCOUNT, Actions, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time};
+use crate::model::{
+    ANON_ACCOUNT, Actions, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
+};
 use crate::snapshot::{Snapshot, UserEntry, same_name};
 
 /// A user's dense index in one snapshot lineage. Valid for the snapshot it came from
@@ -34,8 +35,15 @@ pub struct Page<T> {
 }
 
 /// The span of instants in which a rule applies to a user: `[start, end)`.
-fn applying_span(starts_at: Time, expires_at: Option<Time>, membership_until: Time) -> (Time, Time) {
-    (starts_at, expires_at.unwrap_or(Time::MAX).min(membership_until))
+fn applying_span(
+    starts_at: Time,
+    expires_at: Option<Time>,
+    membership_until: Time,
+) -> (Time, Time) {
+    (
+        starts_at,
+        expires_at.unwrap_or(Time::MAX).min(membership_until),
+    )
 }
 
 impl Snapshot {
@@ -81,7 +89,9 @@ impl Snapshot {
             revision: self.revision,
             valid_until: None,
         };
-        let (Some(user), Some(asset)) = (self.user_entry(user_index), self.asset_entry(asset_index)) else {
+        let (Some(user), Some(asset)) =
+            (self.user_entry(user_index), self.asset_entry(asset_index))
+        else {
             return decision;
         };
         if !user.user.is_valid_at(at) || !asset.asset.active {
@@ -106,11 +116,14 @@ impl Snapshot {
                 let rule = &*entry.rule;
                 if !entry.complete
                     || !rule.protocols.allows(protocol)
-                    || !entry.accounts.matches(account, &asset.asset, &user.user.username)
+                    || !entry
+                        .accounts
+                        .matches(account, &asset.asset, &user.user.username)
                 {
                     continue;
                 }
-                let (start, end) = applying_span(rule.starts_at, rule.expires_at, user.rule_until(rule_index));
+                let (start, end) =
+                    applying_span(rule.starts_at, rule.expires_at, user.rule_until(rule_index));
                 if start >= end || at >= end {
                     continue;
                 }
@@ -133,21 +146,31 @@ impl Snapshot {
     }
 
     fn user_or_err(&self, reference: &str) -> Result<u32, NotFound> {
-        self.user_index(reference).ok_or_else(|| NotFound::new(EntityKind::User, reference))
+        self.user_index(reference)
+            .ok_or_else(|| NotFound::new(EntityKind::User, reference))
     }
 
     fn asset_or_err(&self, reference: &str) -> Result<u32, NotFound> {
-        self.asset_index(reference).ok_or_else(|| NotFound::new(EntityKind::Asset, reference))
+        self.asset_index(reference)
+            .ok_or_else(|| NotFound::new(EntityKind::Asset, reference))
     }
 
     /// The account names worth trying on an asset for a user: its accounts, the two
     /// virtual ones, and the user's own name when the asset has no such account.
-    fn candidate_accounts<'a>(&'a self, user: &'a UserEntry, asset_index: u32) -> Vec<(&'a str, Option<Id>)> {
+    fn candidate_accounts<'a>(
+        &'a self,
+        user: &'a UserEntry,
+        asset_index: u32,
+    ) -> Vec<(&'a str, Option<Id>)> {
         let Some(asset) = self.asset_entry(asset_index) else {
             return Vec::new();
         };
-        let mut accounts: Vec<(&str, Option<Id>)> =
-            asset.asset.accounts.iter().map(|a| (a.username.as_str(), Some(a.id))).collect();
+        let mut accounts: Vec<(&str, Option<Id>)> = asset
+            .asset
+            .accounts
+            .iter()
+            .map(|a| (a.username.as_str(), Some(a.id)))
+            .collect();
         accounts.push((INPUT_ACCOUNT, None));
         accounts.push((ANON_ACCOUNT, None));
         if asset.asset.account(&user.user.username).is_none() {
@@ -158,17 +181,28 @@ impl Snapshot {
 
     /// Whether some account and protocol grant the user some action on the asset.
     fn reaches(&self, user_index: u32, asset_index: u32, at: Time) -> bool {
-        let (Some(user), Some(asset)) = (self.user_entry(user_index), self.asset_entry(asset_index)) else {
+        let (Some(user), Some(asset)) =
+            (self.user_entry(user_index), self.asset_entry(asset_index))
+        else {
             return false;
         };
-        self.candidate_accounts(user, asset_index).iter().any(|(account, _)| {
-            asset.asset.protocols.iter().any(|protocol| {
-                !self
-                    .decide(user_index, asset_index, account, protocol.name(), Actions::ALL, at)
-                    .actions
-                    .is_empty()
+        self.candidate_accounts(user, asset_index)
+            .iter()
+            .any(|(account, _)| {
+                asset.asset.protocols.iter().any(|protocol| {
+                    !self
+                        .decide(
+                            user_index,
+                            asset_index,
+                            account,
+                            protocol.name(),
+                            Actions::ALL,
+                            at,
+                        )
+                        .actions
+                        .is_empty()
+                })
             })
-        })
     }
 
     /// The assets a user may reach at `at`, as a bitmap of dense indexes.
@@ -186,7 +220,8 @@ impl Snapshot {
                 continue;
             };
             let rule = &entry.rule;
-            let (start, end) = applying_span(rule.starts_at, rule.expires_at, user.rule_until(rule_index));
+            let (start, end) =
+                applying_span(rule.starts_at, rule.expires_at, user.rule_until(rule_index));
             if !entry.complete || at < start || at >= end {
                 continue;
             }
@@ -225,7 +260,9 @@ impl Snapshot {
         let user_index = self.user_or_err(user)?;
         let mut assets = self.reachable_assets(user_index, at);
         if let Some(node) = node {
-            let node_index = self.node_index(node).ok_or_else(|| NotFound::new(EntityKind::Node, node))?;
+            let node_index = self
+                .node_index(node)
+                .ok_or_else(|| NotFound::new(EntityKind::Node, node))?;
             assets &= self.subtree_assets(node_index);
         }
         let total = assets.len();
@@ -293,7 +330,11 @@ impl Snapshot {
                 continue;
             };
             let rule = &entry.rule;
-            if !entry.complete || rule.effect == Effect::Deny || !rule.in_force(at) || !entry.objects.contains(asset_index) {
+            if !entry.complete
+                || rule.effect == Effect::Deny
+                || !rule.in_force(at)
+                || !entry.objects.contains(asset_index)
+            {
                 continue;
             }
             candidates.extend(entry.users.iter().copied());
@@ -310,7 +351,13 @@ impl Snapshot {
     }
 
     /// A page of the users who may reach an asset, in a stable order.
-    pub fn asset_users_page(&self, asset: &str, at: Time, offset: u64, limit: usize) -> Result<Page<std::sync::Arc<crate::model::User>>, NotFound> {
+    pub fn asset_users_page(
+        &self,
+        asset: &str,
+        at: Time,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Page<std::sync::Arc<crate::model::User>>, NotFound> {
         let asset_index = self.asset_or_err(asset)?;
         let users = self.users_reaching(asset_index, at);
         let items = users
@@ -319,7 +366,10 @@ impl Snapshot {
             .take(limit)
             .filter_map(|i| self.user_entry(i).map(|e| e.user.clone()))
             .collect();
-        Ok(Page { total: users.len(), items })
+        Ok(Page {
+            total: users.len(),
+            items,
+        })
     }
 
     /// The shortest chain of group names from one of the user's groups to one of
@@ -360,7 +410,14 @@ impl Snapshot {
     }
 
     fn explain_indexes(&self, user_index: u32, asset_index: u32, query: &Query<'_>) -> Explanation {
-        let decision = self.decide(user_index, asset_index, query.account, query.protocol, query.action, query.at);
+        let decision = self.decide(
+            user_index,
+            asset_index,
+            query.account,
+            query.protocol,
+            query.action,
+            query.at,
+        );
         let user = self.user_entry(user_index).expect("resolved");
         let asset = self.asset_entry(asset_index).expect("resolved");
         let at = query.at;
@@ -387,7 +444,10 @@ impl Snapshot {
                 Some(Reason::ProtocolNotGranted)
             } else if !asset.asset.offers(query.protocol) {
                 Some(Reason::ProtocolNotOffered)
-            } else if !entry.accounts.matches(query.account, &asset.asset, &user.user.username) {
+            } else if !entry
+                .accounts
+                .matches(query.account, &asset.asset, &user.user.username)
+            {
                 Some(Reason::AccountNotGranted)
             } else {
                 None
@@ -395,8 +455,11 @@ impl Snapshot {
             let applied = failure.is_none();
             let reason = match (failure, rule.effect) {
                 (Some(reason), _) => Some(reason),
-                (None, Effect::Allow) => (!rule.actions.contains(query.action)).then_some(Reason::ActionNotGranted),
-                (None, Effect::Deny) => (!rule.actions.intersection(query.action).is_empty()).then_some(Reason::DeniedBy),
+                (None, Effect::Allow) => {
+                    (!rule.actions.contains(query.action)).then_some(Reason::ActionNotGranted)
+                }
+                (None, Effect::Deny) => (!rule.actions.intersection(query.action).is_empty())
+                    .then_some(Reason::DeniedBy),
             };
             let via = if entry.users.contains(&user_index) {
                 Vec::new()
@@ -424,7 +487,10 @@ impl Snapshot {
             vec![Reason::AssetInactive]
         } else if rules.is_empty() {
             vec![Reason::NoRule]
-        } else if rules.iter().any(|r| r.applied && r.reason == Some(Reason::DeniedBy)) {
+        } else if rules
+            .iter()
+            .any(|r| r.applied && r.reason == Some(Reason::DeniedBy))
+        {
             vec![Reason::DeniedBy]
         } else {
             let mut reasons: Vec<Reason> = rules
@@ -439,7 +505,11 @@ impl Snapshot {
             }
             reasons
         };
-        Explanation { decision, reasons, rules }
+        Explanation {
+            decision,
+            reasons,
+            rules,
+        }
     }
 }
 
@@ -447,7 +517,14 @@ impl Evaluator for Snapshot {
     fn check(&self, query: &Query<'_>) -> Result<Decision, NotFound> {
         let user = self.user_or_err(query.user)?;
         let asset = self.asset_or_err(query.asset)?;
-        Ok(self.decide(user, asset, query.account, query.protocol, query.action, query.at))
+        Ok(self.decide(
+            user,
+            asset,
+            query.account,
+            query.protocol,
+            query.action,
+            query.at,
+        ))
     }
 
     fn explain(&self, query: &Query<'_>) -> Result<Explanation, NotFound> {
@@ -470,7 +547,12 @@ impl Evaluator for Snapshot {
         Ok(self.user_nodes_of(user, at))
     }
 
-    fn user_accounts(&self, user: &str, asset: &str, at: Time) -> Result<Vec<AccountGrant>, NotFound> {
+    fn user_accounts(
+        &self,
+        user: &str,
+        asset: &str,
+        at: Time,
+    ) -> Result<Vec<AccountGrant>, NotFound> {
         let user_index = self.user_or_err(user)?;
         let asset_index = self.asset_or_err(asset)?;
         let user = self.user_entry(user_index).expect("resolved");
@@ -484,7 +566,16 @@ impl Evaluator for Snapshot {
                 protocols: Vec::new(),
             };
             for protocol in &asset.asset.protocols {
-                let actions = self.decide(user_index, asset_index, account, protocol.name(), Actions::ALL, at).actions;
+                let actions = self
+                    .decide(
+                        user_index,
+                        asset_index,
+                        account,
+                        protocol.name(),
+                        Actions::ALL,
+                        at,
+                    )
+                    .actions;
                 if !actions.is_empty() {
                     grant.actions = grant.actions.union(actions);
                     grant.protocols.push((protocol.name().to_owned(), actions));
@@ -527,12 +618,20 @@ impl Evaluator for Snapshot {
         Ok(roles)
     }
 
-    fn has_permission(&self, user: &str, scope: &str, permission: &str, at: Time) -> Result<bool, NotFound> {
+    fn has_permission(
+        &self,
+        user: &str,
+        scope: &str,
+        permission: &str,
+        at: Time,
+    ) -> Result<bool, NotFound> {
         let roles = self.effective_roles(user, scope, at)?;
         Ok(roles.iter().any(|name| {
             self.role_index(name)
                 .and_then(|i| self.role_entry(i))
-                .is_some_and(|role| same_name(&role.name, name) && role.permissions.iter().any(|p| p == permission))
+                .is_some_and(|role| {
+                    same_name(&role.name, name) && role.permissions.iter().any(|p| p == permission)
+                })
         }))
     }
 }

@@ -10,7 +10,9 @@ pub struct Actions(u8);
 
 /// An action name that is neither a single action nor one of the named sets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown action `{0}` (expected connect, upload, download, copy, paste, delete, share, transfer, clipboard or all)")]
+#[error(
+    "unknown action `{0}` (expected connect, upload, download, copy, paste, delete, share, transfer, clipboard or all)"
+)]
 pub struct UnknownAction(pub String);
 
 impl Actions {
@@ -144,14 +146,23 @@ mod tests {
     #[test]
     fn names_expand_sets() {
         let set = Actions::parse_names(&["connect", "clipboard"]).unwrap();
-        assert_eq!(set.names().collect::<Vec<_>>(), ["connect", "copy", "paste"]);
+        assert_eq!(
+            set.names().collect::<Vec<_>>(),
+            ["connect", "copy", "paste"]
+        );
     }
 
     #[test]
     fn unknown_names_are_refused() {
         let error = Actions::parse_name("rm -rf").unwrap_err();
-        assert_eq!(error.to_string().split(" (").next().unwrap(), "unknown action `rm -rf`");
-        assert!(Actions::parse_name("*").is_err(), "`*` is just a name, and not an action");
+        assert_eq!(
+            error.to_string().split(" (").next().unwrap(),
+            "unknown action `rm -rf`"
+        );
+        assert!(
+            Actions::parse_name("*").is_err(),
+            "`*` is just a name, and not an action"
+        );
     }
 
     #[test]

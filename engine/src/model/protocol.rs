@@ -125,7 +125,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["ssh", "ssh/", "ssh/0", "ssh/70000", "/22", "s h/22", "ssh/22/1", "*/22"] {
+        for bad in [
+            "ssh",
+            "ssh/",
+            "ssh/0",
+            "ssh/70000",
+            "/22",
+            "s h/22",
+            "ssh/22/1",
+            "*/22",
+        ] {
             assert!(bad.parse::<Protocol>().is_err(), "{bad} was accepted");
         }
     }

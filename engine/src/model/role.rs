@@ -44,9 +44,17 @@ pub fn all_permissions() -> Vec<String> {
 /// The built-in roles: `(name, description, permissions)`.
 pub fn builtin_roles() -> Vec<(&'static str, &'static str, Vec<String>)> {
     let all = all_permissions();
-    let views = all.iter().filter(|p| p.ends_with(".view")).cloned().collect();
+    let views = all
+        .iter()
+        .filter(|p| p.ends_with(".view"))
+        .cloned()
+        .collect();
     vec![
-        ("user", "an ordinary user: no administrative permission", Vec::new()),
+        (
+            "user",
+            "an ordinary user: no administrative permission",
+            Vec::new(),
+        ),
         ("system-admin", "every permission", all),
         ("system-auditor", "reads everything, changes nothing", views),
         (

@@ -118,9 +118,7 @@ pub enum ProtocolFilter {
 
 impl ProtocolFilter {
     /// Builds a filter from names; `all` anywhere means every protocol.
-    pub fn from_names<S: AsRef<str>>(
-        names: &[S],
-    ) -> Result<ProtocolFilter, super::ProtocolError> {
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<ProtocolFilter, super::ProtocolError> {
         let mut list = Vec::with_capacity(names.len());
         for name in names {
             if name.as_ref().trim().eq_ignore_ascii_case("all") {
@@ -193,9 +191,11 @@ impl Rule {
     /// The parts of "in force" that do not depend on the clock: active, names a
     /// subject and an object, has an accounts spec and an action.
     pub fn is_complete(&self) -> bool {
+        let names_subject = !self.users.is_empty() || !self.groups.is_empty();
+        let names_object = !self.assets.is_empty() || !self.nodes.is_empty();
         self.active
-            && !(self.users.is_empty() && self.groups.is_empty())
-            && !(self.assets.is_empty() && self.nodes.is_empty())
+            && names_subject
+            && names_object
             && !self.accounts.is_empty()
             && !self.actions.is_empty()
     }
@@ -221,19 +221,28 @@ mod tests {
             let selector: AccountSelector = text.parse().unwrap();
             assert_eq!(selector.to_string(), text);
         }
-        assert_eq!("*".parse::<AccountSelector>().unwrap(), AccountSelector::Named("*".into()));
+        assert_eq!(
+            "*".parse::<AccountSelector>().unwrap(),
+            AccountSelector::Named("*".into())
+        );
     }
 
     #[test]
     fn malformed_selectors_are_refused() {
         for text in ["", "@all", "@SOMETHING", "!", "!@ALL", " root", "ro\not"] {
-            assert!(text.parse::<AccountSelector>().is_err(), "{text:?} was accepted");
+            assert!(
+                text.parse::<AccountSelector>().is_err(),
+                "{text:?} was accepted"
+            );
         }
     }
 
     #[test]
     fn protocol_filter_all_wins() {
-        assert_eq!(ProtocolFilter::from_names(&["ssh", "ALL"]).unwrap(), ProtocolFilter::All);
+        assert_eq!(
+            ProtocolFilter::from_names(&["ssh", "ALL"]).unwrap(),
+            ProtocolFilter::All
+        );
         let only = ProtocolFilter::from_names(&["RDP", "ssh", "rdp"]).unwrap();
         assert_eq!(only.names(), ["rdp", "ssh"]);
         assert!(only.allows("ssh") && !only.allows("vnc"));

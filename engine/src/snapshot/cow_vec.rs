@@ -95,7 +95,10 @@ mod tests {
             assert_eq!(vector.push(i), i);
         }
         assert_eq!(vector.len(), CHUNK * 2 + 1);
-        assert_eq!(vector.iter().copied().sum::<usize>(), (0..=CHUNK * 2).sum::<usize>());
+        assert_eq!(
+            vector.iter().copied().sum::<usize>(),
+            (0..=CHUNK * 2).sum::<usize>()
+        );
         assert_eq!(vector.get(CHUNK * 2 + 1), None);
     }
 }

@@ -10,13 +10,17 @@ use crate::model::{EntityKind, Estate, Id, Time};
 use crate::snapshot::Snapshot;
 use crate::write::group_closure;
 
+/// A user's derived indexes by id: groups reached (with until), rules reaching, and
+/// rules reaching only until some instant.
+pub type CanonicalUser = (Vec<(Id, Time)>, BTreeSet<Id>, Vec<(Id, Time)>);
+
 /// Everything a snapshot knows, keyed by ids: entities and derived indexes.
 #[doc(hidden)]
 #[derive(Debug, PartialEq)]
 pub struct Canonical {
     pub estate: Estate,
     /// Per user: groups reached (with until), rules reaching, rules reaching until.
-    pub users: BTreeMap<Id, (Vec<(Id, Time)>, BTreeSet<Id>, Vec<(Id, Time)>)>,
+    pub users: BTreeMap<Id, CanonicalUser>,
     /// Per asset: rules naming it directly or through nodes.
     pub assets: BTreeMap<Id, BTreeSet<Id>>,
     /// Per rule: assets where it can grant something.
@@ -26,9 +30,6 @@ pub struct Canonical {
 }
 
 impl Snapshot {
-    fn user_id(&self, index: u32) -> Id {
-        self.user_entry(index).expect("live user").user.id
-    }
     fn group_id(&self, index: u32) -> Id {
         self.group_entry(index).expect("live group").group.id
     }
@@ -50,14 +51,27 @@ impl Snapshot {
         estate.rules.sort_by_key(|e| e.id);
         estate.roles.sort_by_key(|e| e.id);
         estate.tokens.sort_by_key(|e| e.id);
-        let ids = |bitmap: &RoaringBitmap, id: &dyn Fn(u32) -> Id| bitmap.iter().map(id).collect::<BTreeSet<_>>();
+        let ids = |bitmap: &RoaringBitmap, id: &dyn Fn(u32) -> Id| {
+            bitmap.iter().map(id).collect::<BTreeSet<_>>()
+        };
         let mut users = BTreeMap::new();
         for entry in self.users.iter().flatten() {
-            let mut groups: Vec<(Id, Time)> = entry.groups.iter().map(|(g, t)| (self.group_id(*g), *t)).collect();
+            let mut groups: Vec<(Id, Time)> = entry
+                .groups
+                .iter()
+                .map(|(g, t)| (self.group_id(*g), *t))
+                .collect();
             groups.sort();
-            let mut until: Vec<(Id, Time)> = entry.rule_until.iter().map(|(r, t)| (self.rule_id(*r), *t)).collect();
+            let mut until: Vec<(Id, Time)> = entry
+                .rule_until
+                .iter()
+                .map(|(r, t)| (self.rule_id(*r), *t))
+                .collect();
             until.sort();
-            users.insert(entry.user.id, (groups, ids(&entry.rules, &|r| self.rule_id(r)), until));
+            users.insert(
+                entry.user.id,
+                (groups, ids(&entry.rules, &|r| self.rule_id(r)), until),
+            );
         }
         let assets = self
             .assets
@@ -113,13 +127,20 @@ impl Snapshot {
             (counts.roles, self.roles.iter().flatten().count()),
             (counts.tokens, self.tokens.iter().flatten().count()),
         ];
-        if live.iter().any(|(counted, found)| *counted as usize != *found) || self.ids.len() != live.iter().map(|l| l.1).sum::<usize>() {
+        if live
+            .iter()
+            .any(|(counted, found)| *counted as usize != *found)
+            || self.ids.len() != live.iter().map(|l| l.1).sum::<usize>()
+        {
             return fail(format!("counts {counts:?} disagree with live entries"));
         }
         for (index, entry) in self.users.iter().enumerate() {
             let Some(entry) = entry else { continue };
             if self.user_index(&entry.user.username) != Some(index as u32) {
-                return fail(format!("username `{}` does not resolve", entry.user.username));
+                return fail(format!(
+                    "username `{}` does not resolve",
+                    entry.user.username
+                ));
             }
             if let Some(email) = &entry.user.email {
                 if self.user_by_email(email) != Some(index as u32) {
@@ -146,35 +167,66 @@ impl Snapshot {
             }
         }
         for (index, entry) in self.nodes.iter().enumerate() {
-            let Some(entry) = entry else { continue };
+            if entry.is_none() {
+                continue;
+            }
             if self.node_index(&self.node_path(index as u32)) != Some(index as u32) {
-                return fail(format!("node `{}` does not resolve", self.node_path(index as u32)));
+                return fail(format!(
+                    "node `{}` does not resolve",
+                    self.node_path(index as u32)
+                ));
             }
         }
 
         // Link indexes mirror the entities.
-        let index_of = |kind: EntityKind, id: Id| self.slot(id).filter(|s| s.kind == kind).map(|s| s.index);
+        let index_of =
+            |kind: EntityKind, id: Id| self.slot(id).filter(|s| s.kind == kind).map(|s| s.index);
         for (group_index, entry) in self.groups.iter().enumerate() {
             let Some(entry) = entry else { continue };
             let group_index = group_index as u32;
-            let members: RoaringBitmap = entry.group.members.iter().filter_map(|m| index_of(EntityKind::User, m.user)).collect();
+            let members: RoaringBitmap = entry
+                .group
+                .members
+                .iter()
+                .filter_map(|m| index_of(EntityKind::User, m.user))
+                .collect();
             if members != entry.members || members.len() as usize != entry.group.members.len() {
-                return fail(format!("group `{}` member bitmap is stale", entry.group.name));
+                return fail(format!(
+                    "group `{}` member bitmap is stale",
+                    entry.group.name
+                ));
             }
             for member in &entry.group.members {
-                let user = self.user_entry(index_of(EntityKind::User, member.user).expect("checked")).expect("live");
+                let user = self
+                    .user_entry(index_of(EntityKind::User, member.user).expect("checked"))
+                    .expect("live");
                 let until = member.expires_at.unwrap_or(Time::MAX);
                 if !user.direct_groups.contains(&(group_index, until)) {
-                    return fail(format!("user `{}` misses group `{}`", user.user.username, entry.group.name));
+                    return fail(format!(
+                        "user `{}` misses group `{}`",
+                        user.user.username, entry.group.name
+                    ));
                 }
             }
             for subgroup in &entry.group.subgroups {
                 let Some(child) = index_of(EntityKind::Group, subgroup.group) else {
-                    return fail(format!("group `{}` has a missing subgroup", entry.group.name));
+                    return fail(format!(
+                        "group `{}` has a missing subgroup",
+                        entry.group.name
+                    ));
                 };
                 let until = subgroup.expires_at.unwrap_or(Time::MAX);
-                if !self.group_entry(child).expect("live").parents.contains(&(group_index, until)) || !entry.subgroups.contains(&child) {
-                    return fail(format!("subgroup edge under `{}` is stale", entry.group.name));
+                if !self
+                    .group_entry(child)
+                    .expect("live")
+                    .parents
+                    .contains(&(group_index, until))
+                    || !entry.subgroups.contains(&child)
+                {
+                    return fail(format!(
+                        "subgroup edge under `{}` is stale",
+                        entry.group.name
+                    ));
                 }
             }
             if self.group_ancestors(group_index).contains(group_index) {
@@ -182,7 +234,18 @@ impl Snapshot {
             }
         }
         for entry in self.users.iter().flatten() {
-            let linked: usize = self.groups.iter().flatten().map(|g| g.group.members.iter().filter(|m| m.user == entry.user.id).count()).sum();
+            let linked: usize = self
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| {
+                    g.group
+                        .members
+                        .iter()
+                        .filter(|m| m.user == entry.user.id)
+                        .count()
+                })
+                .sum();
             if linked != entry.direct_groups.len() {
                 return fail(format!("user `{}` has stale groups", entry.user.username));
             }
@@ -195,15 +258,25 @@ impl Snapshot {
             let Some(entry) = entry else { continue };
             let rule_index = rule_index as u32;
             let rule = &entry.rule;
-            let resolve = |kind, ids: &[Id]| ids.iter().map(|id| index_of(kind, *id)).collect::<Option<Vec<u32>>>();
+            let resolve = |kind, ids: &[Id]| {
+                ids.iter()
+                    .map(|id| index_of(kind, *id))
+                    .collect::<Option<Vec<u32>>>()
+            };
             let users = resolve(EntityKind::User, &rule.users);
             let groups = resolve(EntityKind::Group, &rule.groups);
             let assets = resolve(EntityKind::Asset, &rule.assets);
             let nodes = resolve(EntityKind::Node, &rule.nodes);
-            if users.as_deref() != Some(&*entry.users) || groups.as_deref() != Some(&*entry.groups) || assets.as_deref() != Some(&*entry.assets) || nodes.as_deref() != Some(&*entry.nodes) {
+            if users.as_deref() != Some(&*entry.users)
+                || groups.as_deref() != Some(&*entry.groups)
+                || assets.as_deref() != Some(&*entry.assets)
+                || nodes.as_deref() != Some(&*entry.nodes)
+            {
                 return fail(format!("rule `{}` has stale links", rule.name));
             }
-            if entry.complete != rule.is_complete() || entry.accounts != crate::snapshot::AccountMatcher::new(&rule.accounts) {
+            if entry.complete != rule.is_complete()
+                || entry.accounts != crate::snapshot::AccountMatcher::new(&rule.accounts)
+            {
                 return fail(format!("rule `{}` is compiled stale", rule.name));
             }
             for &u in &*entry.users {
@@ -223,7 +296,10 @@ impl Snapshot {
         for (index, entry) in self.users.iter().enumerate() {
             let Some(entry) = entry else { continue };
             if entry.direct_rules != *direct_user_rules.get(&(index as u32)).unwrap_or(&empty) {
-                return fail(format!("user `{}` direct rules are stale", entry.user.username));
+                return fail(format!(
+                    "user `{}` direct rules are stale",
+                    entry.user.username
+                ));
             }
         }
         for (index, entry) in self.groups.iter().enumerate() {
@@ -238,15 +314,24 @@ impl Snapshot {
             if entry.rules != *node_rules.get(&index).unwrap_or(&empty) {
                 return fail(format!("node `{}` rules are stale", entry.node.name));
             }
-            let parent = entry.node.parent.and_then(|p| index_of(EntityKind::Node, p));
-            if parent != entry.parent || parent.is_some_and(|p| !self.node_entry(p).expect("live").children.contains(&index)) {
+            let parent = entry
+                .node
+                .parent
+                .and_then(|p| index_of(EntityKind::Node, p));
+            if parent != entry.parent
+                || parent
+                    .is_some_and(|p| !self.node_entry(p).expect("live").children.contains(&index))
+            {
                 return fail(format!("node `{}` parent link is stale", entry.node.name));
             }
             let assets: RoaringBitmap = self
                 .assets
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| a.as_ref().is_some_and(|a| a.asset.nodes.contains(&entry.node.id)))
+                .filter(|(_, a)| {
+                    a.as_ref()
+                        .is_some_and(|a| a.asset.nodes.contains(&entry.node.id))
+                })
                 .map(|(i, _)| i as u32)
                 .collect();
             if assets != entry.assets {
@@ -261,9 +346,17 @@ impl Snapshot {
                 active.insert(index);
             }
             if entry.direct_rules != *asset_rules.get(&index).unwrap_or(&empty) {
-                return fail(format!("asset `{}` direct rules are stale", entry.asset.name));
+                return fail(format!(
+                    "asset `{}` direct rules are stale",
+                    entry.asset.name
+                ));
             }
-            let nodes: Option<Vec<u32>> = entry.asset.nodes.iter().map(|n| index_of(EntityKind::Node, *n)).collect();
+            let nodes: Option<Vec<u32>> = entry
+                .asset
+                .nodes
+                .iter()
+                .map(|n| index_of(EntityKind::Node, *n))
+                .collect();
             if nodes.as_deref() != Some(&*entry.nodes) {
                 return fail(format!("asset `{}` node links are stale", entry.asset.name));
             }
@@ -276,7 +369,10 @@ impl Snapshot {
         for entry in self.users.iter().flatten() {
             let closure = group_closure(self, &entry.direct_groups);
             if *closure != *entry.groups {
-                return fail(format!("user `{}` group closure is stale", entry.user.username));
+                return fail(format!(
+                    "user `{}` group closure is stale",
+                    entry.user.username
+                ));
             }
             let mut rules = entry.direct_rules.clone();
             let mut until: BTreeMap<u32, Time> = BTreeMap::new();
@@ -290,7 +386,8 @@ impl Snapshot {
                     }
                 }
             }
-            let until: Vec<(u32, Time)> = until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
+            let until: Vec<(u32, Time)> =
+                until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
             if rules != entry.rules || *until != *entry.rule_until {
                 return fail(format!("user `{}` rules are stale", entry.user.username));
             }
@@ -309,7 +406,11 @@ impl Snapshot {
                 return fail(format!("asset `{}` rules are stale", entry.asset.name));
             }
             for rule in &rules {
-                if self.rule_entry(rule).expect("live").effective_on(&entry.asset) {
+                if self
+                    .rule_entry(rule)
+                    .expect("live")
+                    .effective_on(&entry.asset)
+                {
                     objects.entry(rule).or_default().insert(index);
                 }
             }

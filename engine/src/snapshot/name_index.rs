@@ -39,7 +39,11 @@ impl NameIndex {
 
     /// The index whose name (as `name_of` reports it) equals `name` case-insensitively.
     #[inline]
-    pub(crate) fn get<'a>(&self, name: &str, name_of: impl Fn(u32) -> Option<&'a str>) -> Option<u32> {
+    pub(crate) fn get<'a>(
+        &self,
+        name: &str,
+        name_of: impl Fn(u32) -> Option<&'a str>,
+    ) -> Option<u32> {
         let bucket = self.buckets.get(&self.hash(name))?;
         bucket
             .iter()
@@ -63,11 +67,6 @@ impl NameIndex {
                 self.buckets.remove(&hash);
             }
         }
-    }
-
-    /// Every index in the map (for invariant checks).
-    pub(crate) fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
-        self.buckets.values().flat_map(|bucket| bucket.iter().copied())
     }
 }
 

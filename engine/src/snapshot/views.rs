@@ -33,7 +33,9 @@ fn field_matches(value: &Value, field: &str, wanted: &str) -> bool {
         Some(Value::Bool(flag)) => wanted.parse::<bool>().is_ok_and(|w| w == *flag),
         Some(Value::Number(number)) => number.to_string() == wanted,
         Some(Value::Null) => wanted == "null",
-        Some(Value::Array(items)) => items.iter().any(|item| matches!(item, Value::String(t) if same_name(t, wanted))),
+        Some(Value::Array(items)) => items
+            .iter()
+            .any(|item| matches!(item, Value::String(t) if same_name(t, wanted))),
         _ => false,
     }
 }
@@ -118,7 +120,11 @@ impl Snapshot {
             let Some(name) = self.name_at(kind, index) else {
                 continue;
             };
-            if query.search.as_deref().is_some_and(|search| !contains_folded(name, search)) {
+            if query
+                .search
+                .as_deref()
+                .is_some_and(|search| !contains_folded(name, search))
+            {
                 continue;
             }
             let in_page = total >= query.offset && items.len() < query.limit;
@@ -132,7 +138,11 @@ impl Snapshot {
             let Some(value) = self.json_at(kind, index) else {
                 continue;
             };
-            if query.fields.iter().all(|(field, wanted)| field_matches(&value, field, wanted)) {
+            if query
+                .fields
+                .iter()
+                .all(|(field, wanted)| field_matches(&value, field, wanted))
+            {
                 if in_page {
                     items.push(value);
                 }

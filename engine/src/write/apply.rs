@@ -6,12 +6,13 @@
 
 use crate::error::{NotFound, ValidationError};
 use crate::model::{
-    Account, Asset, EntityKind, Group, GroupMember, Id, Node, ROOT_NODE_ID, Role, Rule, Time, Token, User, UserMember, account_username,
+    Account, Asset, EntityKind, Group, GroupMember, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
+    Token, User, UserMember, account_username,
 };
 use crate::snapshot::Snapshot;
 use crate::write::spec::{
-    AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec,
-    RuleSpec, Spec, SubgroupSpec, TokenSpec, UserSpec,
+    AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec, RuleSpec,
+    Spec, SubgroupSpec, TokenSpec, UserSpec,
 };
 use crate::write::working::{SecretWrite, Working};
 
@@ -29,10 +30,16 @@ fn check_name(field: &'static str, text: &str) -> Result<()> {
         return Err(ValidationError::invalid(field, "must not be empty"));
     }
     if text.trim() != text {
-        return Err(ValidationError::invalid(field, format!("`{text}` has surrounding spaces")));
+        return Err(ValidationError::invalid(
+            field,
+            format!("`{text}` has surrounding spaces"),
+        ));
     }
     if text.chars().any(char::is_control) {
-        return Err(ValidationError::invalid(field, "must not contain control characters"));
+        return Err(ValidationError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     if text.chars().count() > MAX_NAME_CHARS {
         return Err(ValidationError::invalid(
@@ -50,8 +57,14 @@ fn check_text(field: &'static str, text: &str) -> Result<()> {
             format!("is longer than {MAX_TEXT_CHARS} characters"),
         ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::invalid(field, "must not contain control characters"));
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ValidationError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -89,24 +102,39 @@ struct Resolver<'a>(&'a Snapshot);
 
 impl Resolver<'_> {
     fn user(&self, reference: &str) -> Result<Id> {
-        let index = self.0.user_index(reference).ok_or_else(|| not_found(EntityKind::User, reference))?;
+        let index = self
+            .0
+            .user_index(reference)
+            .ok_or_else(|| not_found(EntityKind::User, reference))?;
         Ok(self.0.user_entry(index).expect("resolved").user.id)
     }
     fn group(&self, reference: &str) -> Result<Id> {
-        let index = self.0.group_index(reference).ok_or_else(|| not_found(EntityKind::Group, reference))?;
+        let index = self
+            .0
+            .group_index(reference)
+            .ok_or_else(|| not_found(EntityKind::Group, reference))?;
         Ok(self.0.group_entry(index).expect("resolved").group.id)
     }
     fn node(&self, reference: &str) -> Result<Id> {
-        let index = self.0.node_index(reference).ok_or_else(|| not_found(EntityKind::Node, reference))?;
+        let index = self
+            .0
+            .node_index(reference)
+            .ok_or_else(|| not_found(EntityKind::Node, reference))?;
         Ok(self.0.node_entry(index).expect("resolved").node.id)
     }
     fn asset(&self, reference: &str) -> Result<Id> {
-        let index = self.0.asset_index(reference).ok_or_else(|| not_found(EntityKind::Asset, reference))?;
+        let index = self
+            .0
+            .asset_index(reference)
+            .ok_or_else(|| not_found(EntityKind::Asset, reference))?;
         Ok(self.0.asset_entry(index).expect("resolved").asset.id)
     }
     /// A role's canonical name.
     fn role(&self, reference: &str) -> Result<String> {
-        let index = self.0.role_index(reference).ok_or_else(|| not_found(EntityKind::Role, reference))?;
+        let index = self
+            .0
+            .role_index(reference)
+            .ok_or_else(|| not_found(EntityKind::Role, reference))?;
         Ok(self.0.role_entry(index).expect("resolved").name.clone())
     }
 
@@ -122,7 +150,10 @@ impl Resolver<'_> {
         for reference in references {
             let id = resolve(self, reference)?;
             if ids.contains(&id) {
-                return Err(ValidationError::invalid(field, format!("`{reference}` is listed twice")));
+                return Err(ValidationError::invalid(
+                    field,
+                    format!("`{reference}` is listed twice"),
+                ));
             }
             ids.push(id);
         }
@@ -198,7 +229,10 @@ impl Working {
                 let mut spec = self.snap.spec_of(kind, index);
                 edit(&mut spec)?;
                 if spec.kind() != kind {
-                    return Err(ValidationError::invalid("kind", "an edit may not change the kind of an entity"));
+                    return Err(ValidationError::invalid(
+                        "kind",
+                        "an edit may not change the kind of an entity",
+                    ));
                 }
                 self.put(Some(index), spec, None)
             }
@@ -247,7 +281,10 @@ impl Working {
     fn put_user(&mut self, index: Option<u32>, spec: UserSpec) -> Result<Id> {
         check_name("username", &spec.username)?;
         if spec.name.chars().count() > MAX_NAME_CHARS || spec.name.chars().any(char::is_control) {
-            return Err(ValidationError::invalid("name", "must be at most 128 characters without control characters"));
+            return Err(ValidationError::invalid(
+                "name",
+                "must be at most 128 characters without control characters",
+            ));
         }
         check_optional("phone", &spec.phone)?;
         check_optional("external_id", &spec.external_id)?;
@@ -258,7 +295,10 @@ impl Working {
                 check_name("email", email)?;
                 let (local, domain) = email.split_once('@').unwrap_or(("", ""));
                 if local.is_empty() || domain.is_empty() || email.contains(char::is_whitespace) {
-                    return Err(ValidationError::invalid("email", format!("`{email}` is not an email address")));
+                    return Err(ValidationError::invalid(
+                        "email",
+                        format!("`{email}` is not an email address"),
+                    ));
                 }
                 Some(email.to_owned())
             }
@@ -286,7 +326,11 @@ impl Working {
             }
             None => new_id(&self.snap, EntityKind::User, spec.id)?,
         };
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let password_hash = match spec.password.map(|p| p.0) {
             None => None,
             Some(PasswordForm::Hashed(hash)) => Some(hash),
@@ -294,7 +338,11 @@ impl Working {
         };
         let user = User {
             id,
-            name: if spec.name.is_empty() { spec.username.clone() } else { spec.name },
+            name: if spec.name.is_empty() {
+                spec.username.clone()
+            } else {
+                spec.name
+            },
             username: spec.username,
             email,
             phone: spec.phone,
@@ -305,7 +353,8 @@ impl Working {
             system_roles,
             mfa: spec.mfa,
             must_change_password: spec.must_change_password,
-            has_password: password_hash.is_some() || previous.as_ref().is_some_and(|p| p.has_password),
+            has_password: password_hash.is_some()
+                || previous.as_ref().is_some_and(|p| p.has_password),
             last_login: previous.as_ref().and_then(|p| p.last_login),
             description: spec.description,
             created_at: stamp.created_at,
@@ -313,7 +362,10 @@ impl Working {
             created_by: stamp.created_by,
         };
         if let Some(hash) = password_hash {
-            self.secrets.push(SecretWrite::Password { user: id, hash: Some(hash) });
+            self.secrets.push(SecretWrite::Password {
+                user: id,
+                hash: Some(hash),
+            });
         }
         self.set_user(index, Some(user));
         Ok(id)
@@ -337,15 +389,30 @@ impl Working {
         for member in &spec.members {
             let user = resolver.user(member.user())?;
             if members.iter().any(|m| m.user == user) {
-                return Err(ValidationError::invalid("members", format!("`{}` is listed twice", member.user())));
+                return Err(ValidationError::invalid(
+                    "members",
+                    format!("`{}` is listed twice", member.user()),
+                ));
             }
             let (expires_at, source) = match member {
                 MemberSpec::Name(_) => (None, None),
-                MemberSpec::Detailed { expires_at, source, .. } => (*expires_at, source.clone()),
+                MemberSpec::Detailed {
+                    expires_at, source, ..
+                } => (*expires_at, source.clone()),
             };
-            members.push(UserMember { user, expires_at, source: source.unwrap_or_else(|| spec.source.clone()) });
+            members.push(UserMember {
+                user,
+                expires_at,
+                source: source.unwrap_or_else(|| spec.source.clone()),
+            });
         }
-        let previous = index.map(|i| self.snap.group_entry(i).expect("target exists").group.clone());
+        let previous = index.map(|i| {
+            self.snap
+                .group_entry(i)
+                .expect("target exists")
+                .group
+                .clone()
+        });
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Group, spec.id, previous.id)?;
@@ -357,20 +424,32 @@ impl Working {
         for subgroup in &spec.subgroups {
             let group = resolver.group(subgroup.group())?;
             if subgroups.iter().any(|m| m.group == group) {
-                return Err(ValidationError::invalid("subgroups", format!("`{}` is listed twice", subgroup.group())));
+                return Err(ValidationError::invalid(
+                    "subgroups",
+                    format!("`{}` is listed twice", subgroup.group()),
+                ));
             }
             // A cycle: the group itself, or a group it is (transitively) nested in.
             let child = self.snap.slot(group).expect("resolved").index;
             let creates_cycle = group == id
                 || index.is_some_and(|this| self.snap.group_ancestors(this).contains(child));
             if creates_cycle {
-                return Err(ValidationError::GroupCycle { parent: spec.name.clone(), child: subgroup.group().to_owned() });
+                return Err(ValidationError::GroupCycle {
+                    parent: spec.name.clone(),
+                    child: subgroup.group().to_owned(),
+                });
             }
             let (expires_at, source) = match subgroup {
                 SubgroupSpec::Name(_) => (None, None),
-                SubgroupSpec::Detailed { expires_at, source, .. } => (*expires_at, source.clone()),
+                SubgroupSpec::Detailed {
+                    expires_at, source, ..
+                } => (*expires_at, source.clone()),
             };
-            subgroups.push(GroupMember { group, expires_at, source: source.unwrap_or_else(|| spec.source.clone()) });
+            subgroups.push(GroupMember {
+                group,
+                expires_at,
+                source: source.unwrap_or_else(|| spec.source.clone()),
+            });
         }
         let mut roles = Vec::with_capacity(spec.roles.len());
         for assignment in &spec.roles {
@@ -380,7 +459,11 @@ impl Working {
                 roles: resolver.roles("roles.roles", &assignment.roles)?,
             });
         }
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let group = Group {
             id,
             name: spec.name,
@@ -402,16 +485,25 @@ impl Working {
         check_name("name", &spec.name)?;
         check_text("description", &spec.description)?;
         if spec.name.contains('/') {
-            return Err(ValidationError::invalid("name", format!("`{}` contains `/`", spec.name)));
+            return Err(ValidationError::invalid(
+                "name",
+                format!("`{}` contains `/`", spec.name),
+            ));
         }
         let previous = index.map(|i| self.snap.node_entry(i).expect("target exists").node.clone());
         if previous.as_ref().is_some_and(|p| p.id == ROOT_NODE_ID) {
             return Err(ValidationError::RootNode);
         }
-        let parent_index = self.snap.node_index(&spec.parent).ok_or_else(|| not_found(EntityKind::Node, &spec.parent))?;
+        let parent_index = self
+            .snap
+            .node_index(&spec.parent)
+            .ok_or_else(|| not_found(EntityKind::Node, &spec.parent))?;
         if let Some(index) = index {
             if self.snap.node_ancestry(parent_index).any(|n| n == index) {
-                return Err(ValidationError::NodeCycle { node: self.snap.node_path(index), parent: spec.parent.clone() });
+                return Err(ValidationError::NodeCycle {
+                    node: self.snap.node_path(index),
+                    parent: spec.parent.clone(),
+                });
             }
         }
         if let Some(sibling) = self.snap.child_named(parent_index, &spec.name) {
@@ -420,15 +512,27 @@ impl Working {
                 return Err(duplicate(EntityKind::Node, &path));
             }
         }
-        let parent = self.snap.node_entry(parent_index).expect("resolved").node.id;
+        let parent = self
+            .snap
+            .node_entry(parent_index)
+            .expect("resolved")
+            .node
+            .id;
         let (id, number) = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Node, spec.id, previous.id)?;
                 (previous.id, previous.number)
             }
-            None => (new_id(&self.snap, EntityKind::Node, spec.id)?, self.snap.next_node_number),
+            None => (
+                new_id(&self.snap, EntityKind::Node, spec.id)?,
+                self.snap.next_node_number,
+            ),
         };
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let node = Node {
             id,
             name: spec.name,
@@ -457,13 +561,29 @@ impl Working {
             }
         }
         for (i, protocol) in spec.protocols.iter().enumerate() {
-            if spec.protocols[..i].iter().any(|p| p.name() == protocol.name()) {
-                return Err(ValidationError::invalid("protocols", format!("`{}` is listed twice", protocol.name())));
+            if spec.protocols[..i]
+                .iter()
+                .any(|p| p.name() == protocol.name())
+            {
+                return Err(ValidationError::invalid(
+                    "protocols",
+                    format!("`{}` is listed twice", protocol.name()),
+                ));
             }
         }
-        let node_refs = if spec.nodes.is_empty() { vec!["/Default".to_owned()] } else { spec.nodes.clone() };
+        let node_refs = if spec.nodes.is_empty() {
+            vec!["/Default".to_owned()]
+        } else {
+            spec.nodes.clone()
+        };
         let nodes = Resolver(&self.snap).list("nodes", &node_refs, Resolver::node)?;
-        let previous = index.map(|i| self.snap.asset_entry(i).expect("target exists").asset.clone());
+        let previous = index.map(|i| {
+            self.snap
+                .asset_entry(i)
+                .expect("target exists")
+                .asset
+                .clone()
+        });
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Asset, spec.id, previous.id)?;
@@ -472,29 +592,57 @@ impl Working {
             None => new_id(&self.snap, EntityKind::Asset, spec.id)?,
         };
         let mut accounts: Vec<Account> = Vec::with_capacity(spec.accounts.len());
-        for AccountSpec { id: account_id, username, privileged, secret_kind } in spec.accounts {
+        for AccountSpec {
+            id: account_id,
+            username,
+            privileged,
+            secret_kind,
+        } in spec.accounts
+        {
             if account_username(&username).is_none() {
-                return Err(ValidationError::invalid("accounts", format!("`{username}` is not a valid account username")));
+                return Err(ValidationError::invalid(
+                    "accounts",
+                    format!("`{username}` is not a valid account username"),
+                ));
             }
             if accounts.iter().any(|a| a.username == username) {
-                return Err(ValidationError::invalid("accounts", format!("`{username}` is listed twice")));
+                return Err(ValidationError::invalid(
+                    "accounts",
+                    format!("`{username}` is listed twice"),
+                ));
             }
             // Keep an account's id across replaces, matching by username.
-            let kept = previous.as_ref().and_then(|p| p.account(&username)).map(|a| a.id);
+            let kept = previous
+                .as_ref()
+                .and_then(|p| p.account(&username))
+                .map(|a| a.id);
             let account_id = match (account_id, kept) {
                 (Some(requested), _) => {
-                    let taken_elsewhere = self.snap.slot(requested).is_some() || accounts.iter().any(|a| a.id == requested);
+                    let taken_elsewhere = self.snap.slot(requested).is_some()
+                        || accounts.iter().any(|a| a.id == requested);
                     if taken_elsewhere {
-                        return Err(ValidationError::invalid("accounts", format!("account id `{requested}` is already used")));
+                        return Err(ValidationError::invalid(
+                            "accounts",
+                            format!("account id `{requested}` is already used"),
+                        ));
                     }
                     requested
                 }
                 (None, Some(kept)) => kept,
                 (None, None) => Id::random(),
             };
-            accounts.push(Account { id: account_id, username, privileged, secret_kind });
+            accounts.push(Account {
+                id: account_id,
+                username,
+                privileged,
+                secret_kind,
+            });
         }
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let asset = Asset {
             id,
             name: spec.name,
@@ -540,13 +688,20 @@ impl Working {
         let mut accounts = spec.accounts;
         accounts.sort();
         accounts.dedup();
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let starts_at = spec
             .starts_at
             .or(previous.as_ref().map(|p| p.starts_at))
             .unwrap_or(stamp.created_at);
         if spec.expires_at.is_some_and(|expires| expires <= starts_at) {
-            return Err(ValidationError::invalid("expires_at", "must be after starts_at"));
+            return Err(ValidationError::invalid(
+                "expires_at",
+                "must be after starts_at",
+            ));
         }
         let rule = Rule {
             id,
@@ -578,7 +733,9 @@ impl Working {
         for permission in &spec.permissions {
             check_name("permissions", permission)?;
         }
-        if let Some(other) = self.snap.role_names.get(&spec.name, |i| self.snap.role_entry(i).map(|r| r.name.as_str())) {
+        if let Some(other) = self.snap.role_names.get(&spec.name, |i| {
+            self.snap.role_entry(i).map(|r| r.name.as_str())
+        }) {
             if Some(other) != index {
                 return Err(duplicate(EntityKind::Role, &spec.name));
             }
@@ -602,7 +759,11 @@ impl Working {
         let mut permissions = spec.permissions;
         permissions.sort();
         permissions.dedup();
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let role = Role {
             id,
             name: spec.name,
@@ -618,7 +779,12 @@ impl Working {
     }
 
     /// Built-in roles are created here, and only here.
-    pub(crate) fn create_builtin_role(&mut self, name: &str, description: &str, permissions: Vec<String>) {
+    pub(crate) fn create_builtin_role(
+        &mut self,
+        name: &str,
+        description: &str,
+        permissions: Vec<String>,
+    ) {
         let role = Role {
             id: Id::random(),
             name: name.to_owned(),
@@ -649,22 +815,56 @@ impl Working {
 
     fn refuse_if_role_in_use(&self, role: &str) -> Result<()> {
         let same = |name: &String| crate::snapshot::same_name(name, role);
-        if let Some(user) = self.snap.users.iter().flatten().find(|e| e.user.system_roles.iter().any(same)) {
-            return Err(ValidationError::RoleInUse { role: role.to_owned(), holder: format!("user `{}`", user.user.username) });
+        if let Some(user) = self
+            .snap
+            .users
+            .iter()
+            .flatten()
+            .find(|e| e.user.system_roles.iter().any(same))
+        {
+            return Err(ValidationError::RoleInUse {
+                role: role.to_owned(),
+                holder: format!("user `{}`", user.user.username),
+            });
         }
-        if let Some(group) = self.snap.groups.iter().flatten().find(|e| e.group.roles.iter().any(|a| a.roles.iter().any(same))) {
-            return Err(ValidationError::RoleInUse { role: role.to_owned(), holder: format!("group `{}`", group.group.name) });
+        if let Some(group) = self
+            .snap
+            .groups
+            .iter()
+            .flatten()
+            .find(|e| e.group.roles.iter().any(|a| a.roles.iter().any(same)))
+        {
+            return Err(ValidationError::RoleInUse {
+                role: role.to_owned(),
+                holder: format!("group `{}`", group.group.name),
+            });
         }
-        if let Some(token) = self.snap.tokens.iter().flatten().find(|e| e.token.roles.iter().any(same)) {
-            return Err(ValidationError::RoleInUse { role: role.to_owned(), holder: format!("token `{}`", token.token.name) });
+        if let Some(token) = self
+            .snap
+            .tokens
+            .iter()
+            .flatten()
+            .find(|e| e.token.roles.iter().any(same))
+        {
+            return Err(ValidationError::RoleInUse {
+                role: role.to_owned(),
+                holder: format!("token `{}`", token.token.name),
+            });
         }
         Ok(())
     }
 
-    fn put_token(&mut self, index: Option<u32>, spec: TokenSpec, hash: Option<[u8; 32]>) -> Result<Id> {
+    fn put_token(
+        &mut self,
+        index: Option<u32>,
+        spec: TokenSpec,
+        hash: Option<[u8; 32]>,
+    ) -> Result<Id> {
         check_name("name", &spec.name)?;
         check_text("description", &spec.description)?;
-        if let Some(other) = self.snap.token_names.get(&spec.name, |i| self.snap.token_entry(i).map(|e| e.token.name.as_str())) {
+        if let Some(other) = self.snap.token_names.get(&spec.name, |i| {
+            self.snap.token_entry(i).map(|e| e.token.name.as_str())
+        }) {
             if Some(other) != index {
                 return Err(duplicate(EntityKind::Token, &spec.name));
             }
@@ -673,9 +873,18 @@ impl Working {
         let user = spec.user.as_deref().map(|u| resolver.user(u)).transpose()?;
         let roles = resolver.roles("roles", &spec.roles)?;
         if roles.is_empty() {
-            return Err(ValidationError::invalid("roles", "a token needs at least one role"));
+            return Err(ValidationError::invalid(
+                "roles",
+                "a token needs at least one role",
+            ));
         }
-        let previous = index.map(|i| self.snap.token_entry(i).expect("target exists").token.clone());
+        let previous = index.map(|i| {
+            self.snap
+                .token_entry(i)
+                .expect("target exists")
+                .token
+                .clone()
+        });
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Token, spec.id, previous.id)?;
@@ -685,14 +894,24 @@ impl Working {
         };
         match hash {
             None if previous.is_none() => {
-                return Err(ValidationError::invalid("token", "tokens are created with Engine::create_token"));
+                return Err(ValidationError::invalid(
+                    "token",
+                    "tokens are created with Engine::create_token",
+                ));
             }
             Some(hash) if self.snap.token_hashes.contains_key(&hash) => {
-                return Err(ValidationError::invalid("secret", "another token already has this secret"));
+                return Err(ValidationError::invalid(
+                    "secret",
+                    "another token already has this secret",
+                ));
             }
             _ => {}
         }
-        let stamp = self.stamp(previous.as_ref().map(|p| (p.created_at, p.created_by.as_str())));
+        let stamp = self.stamp(
+            previous
+                .as_ref()
+                .map(|p| (p.created_at, p.created_by.as_str())),
+        );
         let token = Token {
             id,
             name: spec.name,
@@ -722,7 +941,10 @@ impl Working {
                 for token in tokens {
                     self.set_token(Some(token), None, None);
                 }
-                self.secrets.push(SecretWrite::Password { user: id, hash: None });
+                self.secrets.push(SecretWrite::Password {
+                    user: id,
+                    hash: None,
+                });
                 self.set_user(Some(index), None);
                 Ok(id)
             }
@@ -783,7 +1005,9 @@ impl Working {
     /// Applies `edit` to every group, storing those it changed.
     fn rewrite_groups(&mut self, edit: impl Fn(&mut Group)) {
         for index in 0..self.snap.groups.len() as u32 {
-            let Some(entry) = self.snap.group_entry(index) else { continue };
+            let Some(entry) = self.snap.group_entry(index) else {
+                continue;
+            };
             let mut group = (*entry.group).clone();
             edit(&mut group);
             if group != *entry.group {
@@ -796,7 +1020,9 @@ impl Working {
     /// Applies `edit` to every rule, storing those it changed.
     fn rewrite_rules(&mut self, edit: impl Fn(&mut Rule)) {
         for index in 0..self.snap.rules.len() as u32 {
-            let Some(entry) = self.snap.rule_entry(index) else { continue };
+            let Some(entry) = self.snap.rule_entry(index) else {
+                continue;
+            };
             let mut rule = (*entry.rule).clone();
             edit(&mut rule);
             if rule != *entry.rule {
@@ -811,16 +1037,23 @@ impl Working {
 
 impl Snapshot {
     fn username_of(&self, id: Id) -> String {
-        self.slot(id).and_then(|s| self.user_entry(s.index)).map_or_else(|| id.to_string(), |e| e.user.username.clone())
+        self.slot(id)
+            .and_then(|s| self.user_entry(s.index))
+            .map_or_else(|| id.to_string(), |e| e.user.username.clone())
     }
     fn group_name_of(&self, id: Id) -> String {
-        self.slot(id).and_then(|s| self.group_entry(s.index)).map_or_else(|| id.to_string(), |e| e.group.name.clone())
+        self.slot(id)
+            .and_then(|s| self.group_entry(s.index))
+            .map_or_else(|| id.to_string(), |e| e.group.name.clone())
     }
     fn asset_name_of(&self, id: Id) -> String {
-        self.slot(id).and_then(|s| self.asset_entry(s.index)).map_or_else(|| id.to_string(), |e| e.asset.name.clone())
+        self.slot(id)
+            .and_then(|s| self.asset_entry(s.index))
+            .map_or_else(|| id.to_string(), |e| e.asset.name.clone())
     }
     fn node_path_of(&self, id: Id) -> String {
-        self.slot(id).map_or_else(|| id.to_string(), |s| self.node_path(s.index))
+        self.slot(id)
+            .map_or_else(|| id.to_string(), |s| self.node_path(s.index))
     }
 
     /// The spec that would recreate the entity at `index` (references by name).

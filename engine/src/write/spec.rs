@@ -429,18 +429,6 @@ impl Spec {
             Spec::Token(spec) => &spec.name,
         }
     }
-
-    pub(crate) fn id(&self) -> Option<Id> {
-        match self {
-            Spec::User(spec) => spec.id,
-            Spec::Group(spec) => spec.id,
-            Spec::Node(spec) => spec.id,
-            Spec::Asset(spec) => spec.id,
-            Spec::Rule(spec) => spec.id,
-            Spec::Role(spec) => spec.id,
-            Spec::Token(spec) => spec.id,
-        }
-    }
 }
 
 /// An edit applied to an entity's current spec inside the writer, so that

@@ -28,6 +28,23 @@ pub(crate) enum SecretWrite {
     TokenHash { token: Id, hash: Option<[u8; 32]> },
 }
 
+/// A rule's references as dense indexes.
+#[derive(Default)]
+struct RuleLinks {
+    users: Box<[u32]>,
+    groups: Box<[u32]>,
+    assets: Box<[u32]>,
+    nodes: Box<[u32]>,
+}
+
+/// A finished write: the new snapshot and what the store must write for it.
+pub(crate) struct Finished {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) touched: BTreeSet<(EntityKind, Id)>,
+    pub(crate) secrets: Vec<SecretWrite>,
+}
+
 pub(crate) struct Working {
     pub(crate) snap: Snapshot,
     pub(crate) now: Time,
@@ -116,27 +133,42 @@ impl Working {
 
     fn user_mut(&mut self, index: u32) -> &mut UserEntry {
         let slot = self.snap.users.get_mut(index as usize);
-        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked user exists"))
+        Arc::make_mut(
+            slot.and_then(Option::as_mut)
+                .expect("INVARIANT: linked user exists"),
+        )
     }
 
     fn group_mut(&mut self, index: u32) -> &mut GroupEntry {
         let slot = self.snap.groups.get_mut(index as usize);
-        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked group exists"))
+        Arc::make_mut(
+            slot.and_then(Option::as_mut)
+                .expect("INVARIANT: linked group exists"),
+        )
     }
 
     fn node_mut(&mut self, index: u32) -> &mut NodeEntry {
         let slot = self.snap.nodes.get_mut(index as usize);
-        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked node exists"))
+        Arc::make_mut(
+            slot.and_then(Option::as_mut)
+                .expect("INVARIANT: linked node exists"),
+        )
     }
 
     fn asset_mut(&mut self, index: u32) -> &mut AssetEntry {
         let slot = self.snap.assets.get_mut(index as usize);
-        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked asset exists"))
+        Arc::make_mut(
+            slot.and_then(Option::as_mut)
+                .expect("INVARIANT: linked asset exists"),
+        )
     }
 
     fn rule_mut(&mut self, index: u32) -> &mut RuleEntry {
         let slot = self.snap.rules.get_mut(index as usize);
-        Arc::make_mut(slot.and_then(Option::as_mut).expect("INVARIANT: linked rule exists"))
+        Arc::make_mut(
+            slot.and_then(Option::as_mut)
+                .expect("INVARIANT: linked rule exists"),
+        )
     }
 
     fn index_of(&self, kind: EntityKind, id: Id) -> u32 {
@@ -166,43 +198,50 @@ impl Working {
     /// Creates, replaces or deletes a user. A deleted user must no longer be referred
     /// to by any group or rule (the caller cascades first).
     pub(crate) fn set_user(&mut self, index: Option<u32>, new: Option<User>) -> Option<u32> {
-        let old = index.and_then(|i| self.snap.user_entry(i)).map(|e| e.user.clone());
+        let old = index
+            .and_then(|i| self.snap.user_entry(i))
+            .map(|e| e.user.clone());
         if let (Some(index), Some(old)) = (index, &old) {
             self.snap.user_names.remove(&old.username, index);
             if let Some(email) = &old.email {
                 self.snap.user_emails.remove(email, index);
             }
         }
-        let index = match (index, &new) {
-            (Some(index), Some(new)) => {
-                self.user_mut(index).user = Arc::new(new.clone());
-                index
-            }
-            (Some(index), None) => {
-                let old = old.as_ref().expect("deleting an existing user");
-                debug_assert!(self.snap.user_entry(index).is_some_and(|e| {
-                    e.direct_groups.is_empty() && e.direct_rules.is_empty()
-                }));
-                *self.snap.users.get_mut(index as usize).expect("slot exists") = None;
-                self.unregister(EntityKind::User, old.id);
-                self.record(EntityKind::User, old.id, Some(&**old), None);
-                return None;
-            }
-            (None, Some(new)) => {
-                let entry = UserEntry {
-                    user: Arc::new(new.clone()),
-                    direct_groups: Default::default(),
-                    direct_rules: RoaringBitmap::new(),
-                    groups: Box::default(),
-                    rules: RoaringBitmap::new(),
-                    rule_until: Box::default(),
-                };
-                let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
-                self.register(EntityKind::User, new.id, index);
-                index
-            }
-            (None, None) => return None,
-        };
+        let index =
+            match (index, &new) {
+                (Some(index), Some(new)) => {
+                    self.user_mut(index).user = Arc::new(new.clone());
+                    index
+                }
+                (Some(index), None) => {
+                    let old = old.as_ref().expect("deleting an existing user");
+                    debug_assert!(self.snap.user_entry(index).is_some_and(|e| {
+                        e.direct_groups.is_empty() && e.direct_rules.is_empty()
+                    }));
+                    *self
+                        .snap
+                        .users
+                        .get_mut(index as usize)
+                        .expect("slot exists") = None;
+                    self.unregister(EntityKind::User, old.id);
+                    self.record(EntityKind::User, old.id, Some(&**old), None);
+                    return None;
+                }
+                (None, Some(new)) => {
+                    let entry = UserEntry {
+                        user: Arc::new(new.clone()),
+                        direct_groups: Default::default(),
+                        direct_rules: RoaringBitmap::new(),
+                        groups: Box::default(),
+                        rules: RoaringBitmap::new(),
+                        rule_until: Box::default(),
+                    };
+                    let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
+                    self.register(EntityKind::User, new.id, index);
+                    index
+                }
+                (None, None) => return None,
+            };
         let new = new.expect("handled above");
         self.snap.user_names.insert(&new.username, index);
         if let Some(email) = &new.email {
@@ -215,7 +254,9 @@ impl Working {
     // ----- groups ----------------------------------------------------------------
 
     pub(crate) fn set_group(&mut self, index: Option<u32>, new: Option<Group>) -> Option<u32> {
-        let old = index.and_then(|i| self.snap.group_entry(i)).map(|e| e.group.clone());
+        let old = index
+            .and_then(|i| self.snap.group_entry(i))
+            .map(|e| e.group.clone());
         let index = match index {
             Some(index) => index,
             None => {
@@ -242,7 +283,10 @@ impl Working {
                 g.members
                     .iter()
                     .map(|m| {
-                        (this.index_of(EntityKind::User, m.user), m.expires_at.unwrap_or(Time::MAX))
+                        (
+                            this.index_of(EntityKind::User, m.user),
+                            m.expires_at.unwrap_or(Time::MAX),
+                        )
                     })
                     .collect()
             })
@@ -251,7 +295,9 @@ impl Working {
         let new_members = members_of(self, new.as_ref());
         if old_members != new_members {
             for &(user, _) in &old_members {
-                self.user_mut(user).direct_groups.retain(|(g, _)| *g != index);
+                self.user_mut(user)
+                    .direct_groups
+                    .retain(|(g, _)| *g != index);
                 self.dirty_users.insert(user);
             }
             for &(user, until) in &new_members {
@@ -299,7 +345,11 @@ impl Working {
                 let old = old.expect("deleting an existing group");
                 let entry = self.snap.group_entry(index).expect("exists");
                 debug_assert!(entry.parents.is_empty() && entry.rules.is_empty());
-                *self.snap.groups.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .groups
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.unregister(EntityKind::Group, old.id);
                 self.record(EntityKind::Group, old.id, Some(&*old), None);
                 None
@@ -310,7 +360,9 @@ impl Working {
     // ----- nodes -----------------------------------------------------------------
 
     pub(crate) fn set_node(&mut self, index: Option<u32>, new: Option<Node>) -> Option<u32> {
-        let old = index.and_then(|i| self.snap.node_entry(i)).map(|e| e.node.clone());
+        let old = index
+            .and_then(|i| self.snap.node_entry(i))
+            .map(|e| e.node.clone());
         let index = match index {
             Some(index) => index,
             None => {
@@ -354,7 +406,11 @@ impl Working {
                 let entry = self.snap.node_entry(index).expect("exists");
                 debug_assert!(entry.children.is_empty() && entry.assets.is_empty());
                 debug_assert!(entry.rules.is_empty());
-                *self.snap.nodes.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .nodes
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.unregister(EntityKind::Node, old.id);
                 self.record(EntityKind::Node, old.id, Some(&*old), None);
                 None
@@ -365,7 +421,9 @@ impl Working {
     // ----- assets ----------------------------------------------------------------
 
     pub(crate) fn set_asset(&mut self, index: Option<u32>, new: Option<Asset>) -> Option<u32> {
-        let old = index.and_then(|i| self.snap.asset_entry(i)).map(|e| e.asset.clone());
+        let old = index
+            .and_then(|i| self.snap.asset_entry(i))
+            .map(|e| e.asset.clone());
         let index = match index {
             Some(index) => index,
             None => {
@@ -384,8 +442,12 @@ impl Working {
         if let Some(old) = &old {
             self.snap.asset_names.remove(&old.name, index);
         }
-        let old_nodes = old.as_ref().map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
-        let new_nodes = new.as_ref().map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
+        let old_nodes = old
+            .as_ref()
+            .map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
+        let new_nodes = new
+            .as_ref()
+            .map_or_else(Box::default, |a| self.indexes(EntityKind::Node, &a.nodes));
         let (removed, added) = ids_diff(&old_nodes, &new_nodes);
         for node in removed {
             self.node_mut(node).assets.remove(index);
@@ -418,11 +480,19 @@ impl Working {
                 debug_assert!(entry.direct_rules.is_empty());
                 let rules = entry.rules.clone();
                 for rule in &rules {
-                    if self.snap.rule_entry(rule).is_some_and(|r| r.objects.contains(index)) {
+                    if self
+                        .snap
+                        .rule_entry(rule)
+                        .is_some_and(|r| r.objects.contains(index))
+                    {
                         self.rule_mut(rule).objects.remove(index);
                     }
                 }
-                *self.snap.assets.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .assets
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.dirty_assets.remove(index);
                 self.unregister(EntityKind::Asset, old.id);
                 self.record(EntityKind::Asset, old.id, Some(&*old), None);
@@ -434,23 +504,32 @@ impl Working {
     // ----- rules -----------------------------------------------------------------
 
     pub(crate) fn set_rule(&mut self, index: Option<u32>, new: Option<Rule>) -> Option<u32> {
-        let old = index.and_then(|i| self.snap.rule_entry(i)).map(|e| e.rule.clone());
+        let old = index
+            .and_then(|i| self.snap.rule_entry(i))
+            .map(|e| e.rule.clone());
         if let (Some(index), Some(old)) = (index, &old) {
             self.snap.rule_names.remove(&old.name, index);
         }
         let links = |this: &Working, rule: Option<&Rule>| {
-            rule.map_or_else(Default::default, |r| {
-                (
-                    this.indexes(EntityKind::User, &r.users),
-                    this.indexes(EntityKind::Group, &r.groups),
-                    this.indexes(EntityKind::Asset, &r.assets),
-                    this.indexes(EntityKind::Node, &r.nodes),
-                )
+            rule.map_or_else(RuleLinks::default, |r| RuleLinks {
+                users: this.indexes(EntityKind::User, &r.users),
+                groups: this.indexes(EntityKind::Group, &r.groups),
+                assets: this.indexes(EntityKind::Asset, &r.assets),
+                nodes: this.indexes(EntityKind::Node, &r.nodes),
             })
         };
-        let (old_users, old_groups, old_assets, old_nodes): (Box<[u32]>, Box<[u32]>, Box<[u32]>, Box<[u32]>) =
-            links(self, old.as_deref());
-        let (new_users, new_groups, new_assets, new_nodes) = links(self, new.as_ref());
+        let RuleLinks {
+            users: old_users,
+            groups: old_groups,
+            assets: old_assets,
+            nodes: old_nodes,
+        } = links(self, old.as_deref());
+        let RuleLinks {
+            users: new_users,
+            groups: new_groups,
+            assets: new_assets,
+            nodes: new_nodes,
+        } = links(self, new.as_ref());
 
         let index = match index {
             Some(index) => index,
@@ -482,7 +561,8 @@ impl Working {
             for user in added {
                 self.user_mut(user).direct_rules.insert(index);
             }
-            self.dirty_users.extend(old_users.iter().chain(new_users.iter()).copied());
+            self.dirty_users
+                .extend(old_users.iter().chain(new_users.iter()).copied());
             let (removed, added) = ids_diff(&old_groups, &new_groups);
             for group in removed {
                 self.group_mut(group).rules.remove(index);
@@ -497,7 +577,9 @@ impl Working {
 
         // Objects: which assets the rule names, and where it can match.
         let matching_changed = match (&old, &new) {
-            (Some(old), Some(new)) => old.accounts != new.accounts || old.protocols != new.protocols,
+            (Some(old), Some(new)) => {
+                old.accounts != new.accounts || old.protocols != new.protocols
+            }
             _ => true,
         };
         if matching_changed || old_assets != new_assets || old_nodes != new_nodes {
@@ -508,7 +590,8 @@ impl Working {
             for asset in added {
                 self.asset_mut(asset).direct_rules.insert(index);
             }
-            self.dirty_assets.extend(old_assets.iter().chain(new_assets.iter()).copied());
+            self.dirty_assets
+                .extend(old_assets.iter().chain(new_assets.iter()).copied());
             let (removed, added) = ids_diff(&old_nodes, &new_nodes);
             for node in removed {
                 self.node_mut(node).rules.remove(index);
@@ -537,7 +620,11 @@ impl Working {
             }
             None => {
                 let old = old.expect("deleting an existing rule");
-                *self.snap.rules.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .rules
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.unregister(EntityKind::Rule, old.id);
                 self.record(EntityKind::Rule, old.id, Some(&*old), None);
                 None
@@ -554,8 +641,11 @@ impl Working {
         }
         let index = match (index, &new) {
             (Some(index), Some(new)) => {
-                *self.snap.roles.get_mut(index as usize).expect("slot exists") =
-                    Some(Arc::new(new.clone()));
+                *self
+                    .snap
+                    .roles
+                    .get_mut(index as usize)
+                    .expect("slot exists") = Some(Arc::new(new.clone()));
                 index
             }
             (None, Some(new)) => {
@@ -565,7 +655,11 @@ impl Working {
             }
             (Some(index), None) => {
                 let old = old.expect("deleting an existing role");
-                *self.snap.roles.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .roles
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.unregister(EntityKind::Role, old.id);
                 self.record(EntityKind::Role, old.id, Some(&old), None);
                 return None;
@@ -596,7 +690,11 @@ impl Working {
                     token: Arc::new(new),
                     hash: old.hash,
                 };
-                *self.snap.tokens.get_mut(index as usize).expect("slot exists") = Some(entry);
+                *self
+                    .snap
+                    .tokens
+                    .get_mut(index as usize)
+                    .expect("slot exists") = Some(entry);
                 index
             }
             (None, Some(new)) => {
@@ -619,7 +717,11 @@ impl Working {
             }
             (Some(index), None) => {
                 let old = old.expect("deleting an existing token");
-                *self.snap.tokens.get_mut(index as usize).expect("slot exists") = None;
+                *self
+                    .snap
+                    .tokens
+                    .get_mut(index as usize)
+                    .expect("slot exists") = None;
                 self.snap.token_hashes.remove(&old.hash);
                 self.unregister(EntityKind::Token, old.token.id);
                 self.secrets.push(SecretWrite::TokenHash {
@@ -634,15 +736,20 @@ impl Working {
         let entry = self.snap.token_entry(index).expect("just set").clone();
         self.snap.token_names.insert(&entry.token.name, index);
         let before = old.as_ref().map(|o| &*o.token);
-        self.record(EntityKind::Token, entry.token.id, before, Some(&*entry.token));
+        self.record(
+            EntityKind::Token,
+            entry.token.id,
+            before,
+            Some(&*entry.token),
+        );
         Some(index)
     }
 
     // ----- derived indexes -------------------------------------------------------------
 
     /// Recomputes the derived indexes of everything marked dirty and returns the
-    /// snapshot.
-    pub(crate) fn finish(mut self) -> (Snapshot, Vec<Change>, BTreeSet<(EntityKind, Id)>, Vec<SecretWrite>) {
+    /// snapshot with what the store must write.
+    pub(crate) fn finish(mut self) -> Finished {
         let users = std::mem::take(&mut self.dirty_users);
         for user in &users {
             self.recompute_user(user);
@@ -651,7 +758,12 @@ impl Working {
         for asset in &assets {
             self.recompute_asset(asset);
         }
-        (self.snap, self.changes, self.touched, self.secrets)
+        Finished {
+            snapshot: self.snap,
+            changes: self.changes,
+            touched: self.touched,
+            secrets: self.secrets,
+        }
     }
 
     fn recompute_user(&mut self, index: u32) {
@@ -677,7 +789,8 @@ impl Working {
         until.dedup_by_key(|(rule, _)| *rule);
         until.retain(|(_, t)| *t != Time::MAX);
 
-        let changed = *entry.groups != *closure || entry.rules != rules || *entry.rule_until != *until;
+        let changed =
+            *entry.groups != *closure || entry.rules != rules || *entry.rule_until != *until;
         if changed {
             let entry = self.user_mut(index);
             entry.groups = closure.into();

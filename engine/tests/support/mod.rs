@@ -64,9 +64,24 @@ fn node_path(i: usize, parents: &[Option<usize>]) -> String {
 /// One step of a script.
 #[derive(Debug, Clone)]
 pub enum Step {
-    User { i: usize, active: bool, expires_at: Option<Time> },
-    Group { i: usize, members: Vec<(usize, Option<Time>)>, subgroups: Vec<(usize, Option<Time>)>, roles: Vec<(String, String)> },
-    Asset { i: usize, nodes: Vec<usize>, accounts: Vec<usize>, protocols: Vec<usize>, active: bool },
+    User {
+        i: usize,
+        active: bool,
+        expires_at: Option<Time>,
+    },
+    Group {
+        i: usize,
+        members: Vec<(usize, Option<Time>)>,
+        subgroups: Vec<(usize, Option<Time>)>,
+        roles: Vec<(String, String)>,
+    },
+    Asset {
+        i: usize,
+        nodes: Vec<usize>,
+        accounts: Vec<usize>,
+        protocols: Vec<usize>,
+        active: bool,
+    },
     Rule {
         i: usize,
         deny: bool,
@@ -82,8 +97,14 @@ pub enum Step {
         expires_at: Option<Time>,
         active: bool,
     },
-    MoveNode { i: usize, parent: Option<usize> },
-    Delete { kind: EntityKind, i: usize },
+    MoveNode {
+        i: usize,
+        parent: Option<usize>,
+    },
+    Delete {
+        kind: EntityKind,
+        i: usize,
+    },
 }
 
 fn arb_accounts_spec() -> impl Strategy<Value = Vec<String>> {
@@ -137,7 +158,13 @@ pub fn arb_step() -> impl Strategy<Value = Step> {
 /// The node tree every script starts from: `n0..n5` with random parents.
 pub fn arb_tree() -> impl Strategy<Value = Vec<Option<usize>>> {
     (0..NODES)
-        .map(|i| if i == 0 { Just(None).boxed() } else { prop::option::weighted(0.8, 0..i).boxed() })
+        .map(|i| {
+            if i == 0 {
+                Just(None).boxed()
+            } else {
+                prop::option::weighted(0.8, 0..i).boxed()
+            }
+        })
         .collect::<Vec<_>>()
 }
 
@@ -146,7 +173,8 @@ pub fn arb_tree() -> impl Strategy<Value = Vec<Option<usize>>> {
 pub fn tree_ops(parents: &[Option<usize>]) -> Vec<Op> {
     (0..parents.len())
         .map(|i| {
-            let parent = parents[i].map_or_else(|| "/Default".to_owned(), |p| node_path(p, parents));
+            let parent =
+                parents[i].map_or_else(|| "/Default".to_owned(), |p| node_path(p, parents));
             let mut spec = NodeSpec::new(format!("n{i}"), parent);
             spec.id = Some(node_id(i));
             Op::Create(Spec::Node(spec))
@@ -169,18 +197,40 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
     let exists = |kind, name: &str| snapshot.resolve(kind, name).is_ok();
     let put = |kind, name: String, value: serde_json::Value| {
         let spec = spec(kind, value);
-        if exists(kind, &name) { Op::Replace { target: name, spec } } else { Op::Create(spec) }
+        if exists(kind, &name) {
+            Op::Replace { target: name, spec }
+        } else {
+            Op::Create(spec)
+        }
     };
-    let nodes = |list: &[usize]| list.iter().map(|&n| node_id(n).to_string()).collect::<Vec<_>>();
+    let nodes = |list: &[usize]| {
+        list.iter()
+            .map(|&n| node_id(n).to_string())
+            .collect::<Vec<_>>()
+    };
     // Mostly refer to what exists, so most random writes apply.
-    let existing = |kind, names: Vec<String>| names.into_iter().filter(|n| exists(kind, n)).collect::<Vec<_>>();
+    let existing = |kind, names: Vec<String>| {
+        names
+            .into_iter()
+            .filter(|n| exists(kind, n))
+            .collect::<Vec<_>>()
+    };
     match step {
-        Step::User { i, active, expires_at } => put(
+        Step::User {
+            i,
+            active,
+            expires_at,
+        } => put(
             EntityKind::User,
             user(*i),
             json!({"username": user(*i), "active": active, "expires_at": expires_at, "email": format!("u{i}@example.com")}),
         ),
-        Step::Group { i, members, subgroups, roles } => put(
+        Step::Group {
+            i,
+            members,
+            subgroups,
+            roles,
+        } => put(
             EntityKind::Group,
             group(*i),
             json!({
@@ -190,7 +240,13 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
                 "roles": roles.iter().map(|(s, r)| json!({"scope": s, "roles": [r]})).collect::<Vec<_>>(),
             }),
         ),
-        Step::Asset { i, nodes: in_nodes, accounts, protocols, active } => put(
+        Step::Asset {
+            i,
+            nodes: in_nodes,
+            accounts,
+            protocols,
+            active,
+        } => put(
             EntityKind::Asset,
             asset(*i),
             json!({
@@ -201,7 +257,21 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
                 "active": active,
             }),
         ),
-        Step::Rule { i, deny, users, groups, assets, nodes: on_nodes, accounts, protocols, all_protocols, actions, starts_at, expires_at, active } => put(
+        Step::Rule {
+            i,
+            deny,
+            users,
+            groups,
+            assets,
+            nodes: on_nodes,
+            accounts,
+            protocols,
+            all_protocols,
+            actions,
+            starts_at,
+            expires_at,
+            active,
+        } => put(
             EntityKind::Rule,
             rule(*i),
             json!({
@@ -240,7 +310,10 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
                 EntityKind::Rule => rule(*i),
                 _ => node_id(*i).to_string(),
             };
-            Op::Delete { kind: *kind, target }
+            Op::Delete {
+                kind: *kind,
+                target,
+            }
         }
     }
 }
@@ -253,10 +326,16 @@ pub fn arb_script(max_steps: usize) -> impl Strategy<Value = (Vec<Option<usize>>
 /// Applies a script to `engine`, one write per step; refused steps are skipped.
 /// Returns how many writes were accepted.
 pub fn run_script(engine: &Engine, tree: &[Option<usize>], steps: &[Step]) -> usize {
-    engine.write("test", tree_ops(tree)).expect("the tree is well-formed");
+    engine
+        .write("test", tree_ops(tree))
+        .expect("the tree is well-formed");
     steps
         .iter()
-        .filter(|step| engine.write("test", vec![step_op(step, &engine.snapshot())]).is_ok())
+        .filter(|step| {
+            engine
+                .write("test", vec![step_op(step, &engine.snapshot())])
+                .is_ok()
+        })
         .count()
 }
 
