@@ -4,3 +4,4 @@
 mod differential;
 mod incremental;
 mod support;
+mod writes;
