@@ -145,6 +145,11 @@ impl Snapshot {
         decision
     }
 
+    /// Many checks against this one snapshot: each answer, or why none could be given.
+    pub fn check_batch(&self, queries: &[Query<'_>]) -> Vec<Result<Decision, NotFound>> {
+        queries.iter().map(|query| self.check(query)).collect()
+    }
+
     fn user_or_err(&self, reference: &str) -> Result<u32, NotFound> {
         self.user_index(reference)
             .ok_or_else(|| NotFound::new(EntityKind::User, reference))

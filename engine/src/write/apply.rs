@@ -932,11 +932,12 @@ impl Working {
     fn delete(&mut self, kind: EntityKind, index: u32) -> Result<Id> {
         match kind {
             EntityKind::User => {
-                let id = self.snap.user_entry(index).expect("target").user.id;
-                self.rewrite_groups(|group| {
-                    group.members.retain(|m| m.user != id);
-                });
-                self.rewrite_rules(|rule| rule.users.retain(|u| *u != id));
+                let entry = self.snap.user_entry(index).expect("target");
+                let id = entry.user.id;
+                let groups: Vec<u32> = entry.direct_groups.iter().map(|(g, _)| *g).collect();
+                let rules: Vec<u32> = entry.direct_rules.iter().collect();
+                self.rewrite_groups(&groups, |group| group.members.retain(|m| m.user != id));
+                self.rewrite_rules(&rules, |rule| rule.users.retain(|u| *u != id));
                 let tokens: Vec<u32> = self.token_indexes(|t| t.user == Some(id));
                 for token in tokens {
                     self.set_token(Some(token), None, None);
@@ -949,9 +950,12 @@ impl Working {
                 Ok(id)
             }
             EntityKind::Group => {
-                let id = self.snap.group_entry(index).expect("target").group.id;
-                self.rewrite_groups(|group| group.subgroups.retain(|m| m.group != id));
-                self.rewrite_rules(|rule| rule.groups.retain(|g| *g != id));
+                let entry = self.snap.group_entry(index).expect("target");
+                let id = entry.group.id;
+                let parents: Vec<u32> = entry.parents.iter().map(|(g, _)| *g).collect();
+                let rules: Vec<u32> = entry.rules.iter().collect();
+                self.rewrite_groups(&parents, |group| group.subgroups.retain(|m| m.group != id));
+                self.rewrite_rules(&rules, |rule| rule.groups.retain(|g| *g != id));
                 self.set_group(Some(index), None);
                 Ok(id)
             }
@@ -964,13 +968,16 @@ impl Working {
                 if !entry.children.is_empty() || !entry.assets.is_empty() {
                     return Err(ValidationError::NodeNotEmpty(self.snap.node_path(index)));
                 }
-                self.rewrite_rules(|rule| rule.nodes.retain(|n| *n != id));
+                let rules: Vec<u32> = entry.rules.iter().collect();
+                self.rewrite_rules(&rules, |rule| rule.nodes.retain(|n| *n != id));
                 self.set_node(Some(index), None);
                 Ok(id)
             }
             EntityKind::Asset => {
-                let id = self.snap.asset_entry(index).expect("target").asset.id;
-                self.rewrite_rules(|rule| rule.assets.retain(|a| *a != id));
+                let entry = self.snap.asset_entry(index).expect("target");
+                let id = entry.asset.id;
+                let rules: Vec<u32> = entry.direct_rules.iter().collect();
+                self.rewrite_rules(&rules, |rule| rule.assets.retain(|a| *a != id));
                 self.set_asset(Some(index), None);
                 Ok(id)
             }
@@ -1002,9 +1009,9 @@ impl Working {
             .collect()
     }
 
-    /// Applies `edit` to every group, storing those it changed.
-    fn rewrite_groups(&mut self, edit: impl Fn(&mut Group)) {
-        for index in 0..self.snap.groups.len() as u32 {
+    /// Applies `edit` to the groups at `indexes`, storing those it changed.
+    fn rewrite_groups(&mut self, indexes: &[u32], edit: impl Fn(&mut Group)) {
+        for &index in indexes {
             let Some(entry) = self.snap.group_entry(index) else {
                 continue;
             };
@@ -1017,9 +1024,9 @@ impl Working {
         }
     }
 
-    /// Applies `edit` to every rule, storing those it changed.
-    fn rewrite_rules(&mut self, edit: impl Fn(&mut Rule)) {
-        for index in 0..self.snap.rules.len() as u32 {
+    /// Applies `edit` to the rules at `indexes`, storing those it changed.
+    fn rewrite_rules(&mut self, indexes: &[u32], edit: impl Fn(&mut Rule)) {
+        for &index in indexes {
             let Some(entry) = self.snap.rule_entry(index) else {
                 continue;
             };
