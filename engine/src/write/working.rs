@@ -277,35 +277,43 @@ impl Working {
             self.snap.group_names.remove(&old.name, index);
         }
 
-        // User members: (user index, until).
-        let members_of = |this: &Working, group: Option<&Group>| -> Vec<(u32, Time)> {
-            group.map_or_else(Vec::new, |g| {
-                g.members
-                    .iter()
-                    .map(|m| {
-                        (
-                            this.index_of(EntityKind::User, m.user),
-                            m.expires_at.unwrap_or(Time::MAX),
-                        )
-                    })
-                    .collect()
-            })
-        };
-        let old_members = members_of(self, old.as_deref());
-        let new_members = members_of(self, new.as_ref());
+        // User members: touch only those whose membership appeared, disappeared or
+        // changed its end, so one membership change costs the same in any group.
+        let no_members = Vec::new();
+        let old_members = old.as_ref().map_or(&no_members, |g| &g.members);
+        let new_members = new.as_ref().map_or(&no_members, |g| &g.members);
         if old_members != new_members {
-            for &(user, _) in &old_members {
-                self.user_mut(user)
-                    .direct_groups
-                    .retain(|(g, _)| *g != index);
+            let until_of = |m: &crate::model::UserMember| m.expires_at.unwrap_or(Time::MAX);
+            let before: std::collections::HashMap<Id, Time> =
+                old_members.iter().map(|m| (m.user, until_of(m))).collect();
+            let after: std::collections::HashMap<Id, Time> =
+                new_members.iter().map(|m| (m.user, until_of(m))).collect();
+            let mut changed: Vec<(Id, Option<Time>)> = after
+                .iter()
+                .filter(|(user, until)| before.get(user) != Some(until))
+                .map(|(user, until)| (*user, Some(*until)))
+                .collect();
+            changed.extend(
+                before
+                    .keys()
+                    .filter(|user| !after.contains_key(user))
+                    .map(|user| (*user, None)),
+            );
+            for (user, until) in changed {
+                let user = self.index_of(EntityKind::User, user);
+                let entry = self.user_mut(user);
+                entry.direct_groups.retain(|(g, _)| *g != index);
+                if let Some(until) = until {
+                    entry.direct_groups.push((index, until));
+                }
+                let members = &mut self.group_mut(index).members;
+                if until.is_some() {
+                    members.insert(user);
+                } else {
+                    members.remove(user);
+                }
                 self.dirty_users.insert(user);
             }
-            for &(user, until) in &new_members {
-                self.user_mut(user).direct_groups.push((index, until));
-                self.dirty_users.insert(user);
-            }
-            let members = new_members.iter().map(|(u, _)| *u).collect();
-            self.group_mut(index).members = members;
         }
 
         // Subgroup edges: (child group index, until).
