@@ -15,6 +15,7 @@
 mod cow_vec;
 mod invariants;
 mod name_index;
+mod rule_set;
 mod views;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::model::{
 pub(crate) use cow_vec::CowVec;
 pub use invariants::Canonical;
 pub(crate) use name_index::{NameIndex, same_name};
+pub(crate) use rule_set::RuleSet;
 pub use views::ListQuery;
 
 /// Where an id lives: its kind and dense index.
@@ -52,7 +54,7 @@ pub(crate) struct UserEntry {
     /// memberships to it still counts.
     pub(crate) groups: Box<[(u32, Time)]>,
     /// Every rule that names the user or a group in `groups`, at any instant.
-    pub(crate) rules: RoaringBitmap,
+    pub(crate) rules: RuleSet,
     /// For rules in `rules` reached only through expiring memberships: until when.
     /// Sorted by rule index. Rules absent here reach the user forever.
     pub(crate) rule_until: Box<[(u32, Time)]>,
@@ -104,7 +106,7 @@ pub(crate) struct AssetEntry {
     pub(crate) direct_rules: RoaringBitmap,
     // Derived:
     /// Every rule that names the asset or a node above it.
-    pub(crate) rules: RoaringBitmap,
+    pub(crate) rules: RuleSet,
 }
 
 /// A rule's accounts spec, compiled for matching.

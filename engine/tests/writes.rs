@@ -29,9 +29,16 @@ fn refused(setup: Vec<Op>, ops: Vec<Op>, message: &str) {
     let before = engine.snapshot().canonical();
     let revision = engine.snapshot().revision();
     let error = write(&engine, ops).expect_err("the write is refused");
-    assert!(error.to_string().contains(message), "`{error}` does not say `{message}`");
+    assert!(
+        error.to_string().contains(message),
+        "`{error}` does not say `{message}`"
+    );
     assert_eq!(engine.snapshot().revision(), revision);
-    assert_eq!(engine.snapshot().canonical(), before, "a refused write changed something");
+    assert_eq!(
+        engine.snapshot().canonical(),
+        before,
+        "a refused write changed something"
+    );
 }
 
 fn user(name: &str) -> Op {
@@ -39,15 +46,28 @@ fn user(name: &str) -> Op {
 }
 
 fn group(name: &str, members: Value, subgroups: Value) -> Op {
-    create(EntityKind::Group, json!({ "name": name, "members": members, "subgroups": subgroups }))
+    create(
+        EntityKind::Group,
+        json!({ "name": name, "members": members, "subgroups": subgroups }),
+    )
 }
 
 #[test]
 fn usernames_and_emails_are_unique_case_insensitively() {
-    refused(vec![user("alice")], vec![user("ALICE")], "user `ALICE` already exists");
     refused(
-        vec![create(EntityKind::User, json!({"username": "a", "email": "A@x.io"}))],
-        vec![create(EntityKind::User, json!({"username": "b", "email": "a@X.io"}))],
+        vec![user("alice")],
+        vec![user("ALICE")],
+        "user `ALICE` already exists",
+    );
+    refused(
+        vec![create(
+            EntityKind::User,
+            json!({"username": "a", "email": "A@x.io"}),
+        )],
+        vec![create(
+            EntityKind::User,
+            json!({"username": "b", "email": "a@X.io"}),
+        )],
         "email `a@X.io` is already used",
     );
     refused(vec![], vec![user("Ærø"), user("æRØ")], "already exists");
@@ -59,49 +79,124 @@ fn names_are_checked() {
     refused(vec![], vec![user(" bob")], "surrounding spaces");
     refused(vec![], vec![user("bo\u{7}b")], "control characters");
     refused(vec![], vec![user(&"x".repeat(129))], "longer than 128");
-    refused(vec![], vec![create(EntityKind::User, json!({"username": "b", "email": "nope"}))], "not an email address");
-    refused(vec![], vec![create(EntityKind::Node, json!({"name": "a/b"}))], "contains `/`");
+    refused(
+        vec![],
+        vec![create(
+            EntityKind::User,
+            json!({"username": "b", "email": "nope"}),
+        )],
+        "not an email address",
+    );
+    refused(
+        vec![],
+        vec![create(EntityKind::Node, json!({"name": "a/b"}))],
+        "contains `/`",
+    );
 }
 
 #[test]
 fn references_must_exist() {
-    refused(vec![], vec![group("ops", json!(["ghost"]), json!([]))], "unknown user `ghost`");
-    refused(vec![], vec![group("ops", json!([]), json!(["ghost"]))], "unknown group `ghost`");
     refused(
         vec![],
-        vec![create(EntityKind::Rule, json!({"name": "r", "nodes": ["/Default/Nope"]}))],
+        vec![group("ops", json!(["ghost"]), json!([]))],
+        "unknown user `ghost`",
+    );
+    refused(
+        vec![],
+        vec![group("ops", json!([]), json!(["ghost"]))],
+        "unknown group `ghost`",
+    );
+    refused(
+        vec![],
+        vec![create(
+            EntityKind::Rule,
+            json!({"name": "r", "nodes": ["/Default/Nope"]}),
+        )],
         "unknown node `/Default/Nope`",
     );
-    refused(vec![], vec![create(EntityKind::User, json!({"username": "a", "system_roles": ["wizard"]}))], "unknown role `wizard`");
+    refused(
+        vec![],
+        vec![create(
+            EntityKind::User,
+            json!({"username": "a", "system_roles": ["wizard"]}),
+        )],
+        "unknown role `wizard`",
+    );
 }
 
 #[test]
 fn star_is_just_a_name() {
-    refused(vec![], vec![create(EntityKind::Rule, json!({"name": "r", "users": ["*"]}))], "unknown user `*`");
+    refused(
+        vec![],
+        vec![create(
+            EntityKind::Rule,
+            json!({"name": "r", "users": ["*"]}),
+        )],
+        "unknown user `*`",
+    );
     let engine = engine();
     write(&engine, vec![user("*"), user("bob")]).unwrap();
     let snapshot = engine.snapshot();
-    assert_ne!(snapshot.resolve(EntityKind::User, "*").unwrap(), snapshot.resolve(EntityKind::User, "bob").unwrap());
+    assert_ne!(
+        snapshot.resolve(EntityKind::User, "*").unwrap(),
+        snapshot.resolve(EntityKind::User, "bob").unwrap()
+    );
 }
 
 #[test]
 fn malformed_values_are_refused_when_parsed() {
-    let bad_action = Spec::from_json(EntityKind::Rule, json!({"name": "r", "actions": ["connect", "sudo"]}));
-    assert!(bad_action.unwrap_err().to_string().contains("unknown action `sudo`"));
-    let bad_protocol = Spec::from_json(EntityKind::Asset, json!({"name": "a", "protocols": ["ssh"]}));
-    assert!(bad_protocol.unwrap_err().to_string().contains("malformed protocol `ssh`"));
+    let bad_action = Spec::from_json(
+        EntityKind::Rule,
+        json!({"name": "r", "actions": ["connect", "sudo"]}),
+    );
+    assert!(
+        bad_action
+            .unwrap_err()
+            .to_string()
+            .contains("unknown action `sudo`")
+    );
+    let bad_protocol = Spec::from_json(
+        EntityKind::Asset,
+        json!({"name": "a", "protocols": ["ssh"]}),
+    );
+    assert!(
+        bad_protocol
+            .unwrap_err()
+            .to_string()
+            .contains("malformed protocol `ssh`")
+    );
     let unknown_field = Spec::from_json(EntityKind::User, json!({"username": "a", "admin": true}));
-    assert!(unknown_field.unwrap_err().to_string().contains("unknown field `admin`"));
-    let bad_time = Spec::from_json(EntityKind::User, json!({"username": "a", "expires_at": "soon"}));
-    assert!(bad_time.unwrap_err().to_string().contains("`soon` is not an RFC 3339 time"));
+    assert!(
+        unknown_field
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `admin`")
+    );
+    let bad_time = Spec::from_json(
+        EntityKind::User,
+        json!({"username": "a", "expires_at": "soon"}),
+    );
+    assert!(
+        bad_time
+            .unwrap_err()
+            .to_string()
+            .contains("`soon` is not an RFC 3339 time")
+    );
 }
 
 #[test]
 fn group_cycles_are_refused() {
-    let setup = || vec![group("a", json!([]), json!([])), group("b", json!([]), json!(["a"])), group("c", json!([]), json!(["b"]))];
+    let setup = || {
+        vec![
+            group("a", json!([]), json!([])),
+            group("b", json!([]), json!(["a"])),
+            group("c", json!([]), json!(["b"])),
+        ]
+    };
     let close_cycle = |name: &str| Op::Replace {
         target: "a".into(),
-        spec: Spec::from_json(EntityKind::Group, json!({"name": "a", "subgroups": [name]})).unwrap(),
+        spec: Spec::from_json(EntityKind::Group, json!({"name": "a", "subgroups": [name]}))
+            .unwrap(),
     };
     refused(setup(), vec![close_cycle("c")], "would create a cycle");
     refused(setup(), vec![close_cycle("a")], "would create a cycle");
@@ -113,7 +208,15 @@ fn group_cycles_are_refused() {
 
 #[test]
 fn one_failing_op_refuses_the_whole_write() {
-    refused(vec![], vec![user("alice"), user("bob"), group("ops", json!(["carol"]), json!([]))], "unknown user `carol`");
+    refused(
+        vec![],
+        vec![
+            user("alice"),
+            user("bob"),
+            group("ops", json!(["carol"]), json!([])),
+        ],
+        "unknown user `carol`",
+    );
 }
 
 #[test]
@@ -134,7 +237,14 @@ fn nodes_move_with_their_subtree() {
     .unwrap();
     let query = |snapshot: &Snapshot| {
         snapshot
-            .check(&Query { user: "alice", asset: "db-1", account: "root", protocol: "ssh", action: Actions::CONNECT, at: Time::now() })
+            .check(&Query {
+                user: "alice",
+                asset: "db-1",
+                account: "root",
+                protocol: "ssh",
+                action: Actions::CONNECT,
+                at: Time::now(),
+            })
             .unwrap()
             .allowed
     };
@@ -143,17 +253,29 @@ fn nodes_move_with_their_subtree() {
         kind: EntityKind::Node,
         target: "/Default/Prod/DB".into(),
         edit: Box::new(|spec| {
-            let Spec::Node(node) = spec else { unreachable!() };
+            let Spec::Node(node) = spec else {
+                unreachable!()
+            };
             node.parent = "/Default/Archive".into();
             Ok(())
         }),
     };
     write(&engine, vec![moved]).unwrap();
     let snapshot = engine.snapshot();
-    assert!(snapshot.resolve(EntityKind::Node, "/Default/Archive/DB/Mysql").is_ok());
-    assert!(snapshot.resolve(EntityKind::Node, "/Default/Prod/DB").is_err());
+    assert!(
+        snapshot
+            .resolve(EntityKind::Node, "/Default/Archive/DB/Mysql")
+            .is_ok()
+    );
+    assert!(
+        snapshot
+            .resolve(EntityKind::Node, "/Default/Prod/DB")
+            .is_err()
+    );
     assert!(query(&snapshot), "the asset moved under the granted node");
-    let json = snapshot.entity_json(EntityKind::Node, "/default/archive/db/mysql").unwrap();
+    let json = snapshot
+        .entity_json(EntityKind::Node, "/default/archive/db/mysql")
+        .unwrap();
     assert_eq!(json["path"], "/Default/Archive/DB/Mysql");
     assert_eq!(json["key"].as_str().unwrap().split(':').count(), 4);
     snapshot.check_invariants().unwrap();
@@ -164,14 +286,45 @@ fn node_moves_into_their_own_subtree_are_refused() {
     let setup = || {
         vec![
             create(EntityKind::Node, json!({"name": "A"})),
-            create(EntityKind::Node, json!({"name": "B", "parent": "/Default/A"})),
+            create(
+                EntityKind::Node,
+                json!({"name": "B", "parent": "/Default/A"}),
+            ),
         ]
     };
-    let into_child = Op::Replace { target: "/Default/A".into(), spec: Spec::from_json(EntityKind::Node, json!({"name": "A", "parent": "/Default/A/B"})).unwrap() };
+    let into_child = Op::Replace {
+        target: "/Default/A".into(),
+        spec: Spec::from_json(
+            EntityKind::Node,
+            json!({"name": "A", "parent": "/Default/A/B"}),
+        )
+        .unwrap(),
+    };
     refused(setup(), vec![into_child], "inside itself");
-    refused(setup(), vec![Op::Delete { kind: EntityKind::Node, target: "/Default/A".into() }], "still has child nodes");
-    refused(vec![], vec![Op::Delete { kind: EntityKind::Node, target: "/Default".into() }], "root node");
-    refused(setup(), vec![create(EntityKind::Node, json!({"name": "b", "parent": "/Default/A"}))], "node `/Default/A/b` already exists");
+    refused(
+        setup(),
+        vec![Op::Delete {
+            kind: EntityKind::Node,
+            target: "/Default/A".into(),
+        }],
+        "still has child nodes",
+    );
+    refused(
+        vec![],
+        vec![Op::Delete {
+            kind: EntityKind::Node,
+            target: "/Default".into(),
+        }],
+        "root node",
+    );
+    refused(
+        setup(),
+        vec![create(
+            EntityKind::Node,
+            json!({"name": "b", "parent": "/Default/A"}),
+        )],
+        "node `/Default/A/b` already exists",
+    );
 }
 
 #[test]
@@ -189,29 +342,87 @@ fn deleting_cascades_into_groups_rules_and_tokens() {
     )
     .unwrap();
     engine
-        .create_token("test", TokenSpec { id: None, name: "alice-token".into(), user: Some("alice".into()), roles: vec!["checker".into()], expires_at: None, description: String::new() })
+        .create_token(
+            "test",
+            TokenSpec {
+                id: None,
+                name: "alice-token".into(),
+                user: Some("alice".into()),
+                roles: vec!["checker".into()],
+                expires_at: None,
+                description: String::new(),
+            },
+        )
         .unwrap();
     let revision = engine.snapshot().revision();
-    write(&engine, vec![Op::Delete { kind: EntityKind::User, target: "alice".into() }]).unwrap();
+    write(
+        &engine,
+        vec![Op::Delete {
+            kind: EntityKind::User,
+            target: "alice".into(),
+        }],
+    )
+    .unwrap();
     let snapshot = engine.snapshot();
-    assert_eq!(snapshot.entity_json(EntityKind::Group, "ops").unwrap()["members"].as_array().unwrap().len(), 1);
-    assert_eq!(snapshot.entity_json(EntityKind::Rule, "r").unwrap()["users"], json!([]));
+    assert_eq!(
+        snapshot.entity_json(EntityKind::Group, "ops").unwrap()["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        snapshot.entity_json(EntityKind::Rule, "r").unwrap()["users"],
+        json!([])
+    );
     assert!(snapshot.resolve(EntityKind::Token, "alice-token").is_err());
     snapshot.check_invariants().unwrap();
     let changes = engine.changes_since(revision, 100).unwrap();
-    let touched: Vec<(EntityKind, Operation)> = changes.iter().map(|c| (c.entity, c.operation)).collect();
-    for expected in [(EntityKind::Group, Operation::Update), (EntityKind::Rule, Operation::Update), (EntityKind::Token, Operation::Delete), (EntityKind::User, Operation::Delete)] {
-        assert!(touched.contains(&expected), "{expected:?} missing from {touched:?}");
+    let touched: Vec<(EntityKind, Operation)> =
+        changes.iter().map(|c| (c.entity, c.operation)).collect();
+    for expected in [
+        (EntityKind::Group, Operation::Update),
+        (EntityKind::Rule, Operation::Update),
+        (EntityKind::Token, Operation::Delete),
+        (EntityKind::User, Operation::Delete),
+    ] {
+        assert!(
+            touched.contains(&expected),
+            "{expected:?} missing from {touched:?}"
+        );
     }
-    assert!(changes.iter().all(|c| c.revision == revision + 1 && c.actor == "test"));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.revision == revision + 1 && c.actor == "test")
+    );
 }
 
 #[test]
 fn built_in_roles_are_fixed() {
-    refused(vec![], vec![Op::Delete { kind: EntityKind::Role, target: "system-admin".into() }], "built-in role `system-admin`");
     refused(
-        vec![create(EntityKind::Role, json!({"name": "dba", "permissions": ["assets.view"]})), create(EntityKind::User, json!({"username": "a", "system_roles": ["dba"]}))],
-        vec![Op::Delete { kind: EntityKind::Role, target: "dba".into() }],
+        vec![],
+        vec![Op::Delete {
+            kind: EntityKind::Role,
+            target: "system-admin".into(),
+        }],
+        "built-in role `system-admin`",
+    );
+    refused(
+        vec![
+            create(
+                EntityKind::Role,
+                json!({"name": "dba", "permissions": ["assets.view"]}),
+            ),
+            create(
+                EntityKind::User,
+                json!({"username": "a", "system_roles": ["dba"]}),
+            ),
+        ],
+        vec![Op::Delete {
+            kind: EntityKind::Role,
+            target: "dba".into(),
+        }],
         "role `dba` is still held by user `a`",
     );
 }
@@ -223,7 +434,17 @@ fn the_log_records_before_and_after_without_secrets() {
     spec.password = Some(Password::new("hunter2-hunter2"));
     write(&engine, vec![Op::Create(Spec::User(spec))]).unwrap();
     let (_, secret) = engine
-        .create_token("test", TokenSpec { id: None, name: "t".into(), user: None, roles: vec!["checker".into()], expires_at: None, description: String::new() })
+        .create_token(
+            "test",
+            TokenSpec {
+                id: None,
+                name: "t".into(),
+                user: None,
+                roles: vec!["checker".into()],
+                expires_at: None,
+                description: String::new(),
+            },
+        )
         .unwrap();
     let log = serde_json::to_string(&engine.changes_since(0, 1000).unwrap()).unwrap();
     assert!(!log.contains("hunter2"));
@@ -232,7 +453,13 @@ fn the_log_records_before_and_after_without_secrets() {
     assert!(engine.verify_password("alice", "hunter2-hunter2").unwrap());
     assert!(!engine.verify_password("alice", "hunter3-hunter3").unwrap());
     assert!(!engine.verify_password("nobody", "hunter2-hunter2").unwrap());
-    assert_eq!(engine.snapshot().entity_json(EntityKind::User, "alice").unwrap()["has_password"], true);
+    assert_eq!(
+        engine
+            .snapshot()
+            .entity_json(EntityKind::User, "alice")
+            .unwrap()["has_password"],
+        true
+    );
 }
 
 #[test]
@@ -240,19 +467,79 @@ fn tokens_authenticate_until_revoked_or_expired() {
     let engine = engine();
     let expires: Time = "2030-01-01T00:00:00Z".parse().unwrap();
     let (_, secret) = engine
-        .create_token("test", TokenSpec { id: None, name: "gw".into(), user: None, roles: vec!["checker".into()], expires_at: Some(expires), description: String::new() })
+        .create_token(
+            "test",
+            TokenSpec {
+                id: None,
+                name: "gw".into(),
+                user: None,
+                roles: vec!["checker".into()],
+                expires_at: Some(expires),
+                description: String::new(),
+            },
+        )
         .unwrap();
-    assert!(engine.authenticate_token(&secret, expires.add_micros(-1)).is_some());
+    assert!(
+        engine
+            .authenticate_token(&secret, expires.add_micros(-1))
+            .is_some()
+    );
     assert!(engine.authenticate_token(&secret, expires).is_none());
-    assert!(engine.authenticate_token("pct_wrong", Time::now()).is_none());
-    write(&engine, vec![Op::Delete { kind: EntityKind::Token, target: "gw".into() }]).unwrap();
+    assert!(
+        engine
+            .authenticate_token("pct_wrong", Time::now())
+            .is_none()
+    );
+    write(
+        &engine,
+        vec![Op::Delete {
+            kind: EntityKind::Token,
+            target: "gw".into(),
+        }],
+    )
+    .unwrap();
     assert!(engine.authenticate_token(&secret, Time::now()).is_none());
     // A chosen secret works the same way, and a reused one is refused.
-    let spec = || TokenSpec { id: None, name: "boot".into(), user: None, roles: vec!["system-admin".into()], expires_at: None, description: String::new() };
-    engine.create_token_with_secret("test", spec(), "a-long-enough-bootstrap-secret").unwrap();
-    assert!(engine.authenticate_token("a-long-enough-bootstrap-secret", Time::now()).is_some());
-    assert!(engine.create_token_with_secret("test", TokenSpec { name: "other".into(), ..spec() }, "a-long-enough-bootstrap-secret").is_err());
-    assert!(engine.create_token_with_secret("test", TokenSpec { name: "short".into(), ..spec() }, "short").is_err());
+    let spec = || TokenSpec {
+        id: None,
+        name: "boot".into(),
+        user: None,
+        roles: vec!["system-admin".into()],
+        expires_at: None,
+        description: String::new(),
+    };
+    engine
+        .create_token_with_secret("test", spec(), "a-long-enough-bootstrap-secret")
+        .unwrap();
+    assert!(
+        engine
+            .authenticate_token("a-long-enough-bootstrap-secret", Time::now())
+            .is_some()
+    );
+    assert!(
+        engine
+            .create_token_with_secret(
+                "test",
+                TokenSpec {
+                    name: "other".into(),
+                    ..spec()
+                },
+                "a-long-enough-bootstrap-secret"
+            )
+            .is_err()
+    );
+    assert!(
+        engine
+            .create_token_with_secret(
+                "test",
+                TokenSpec {
+                    name: "short".into(),
+                    ..spec()
+                },
+                "short"
+            )
+            .is_err()
+    );
 }
 
 #[test]
@@ -273,10 +560,21 @@ fn concurrent_writes_all_land_with_distinct_revisions() {
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let engine = engine.clone();
-            std::thread::spawn(move || (0..25).map(|i| write(&engine, vec![user(&format!("u{t}-{i}"))]).unwrap().revision).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        write(&engine, vec![user(&format!("u{t}-{i}"))])
+                            .unwrap()
+                            .revision
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
-    let mut revisions: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut revisions: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     revisions.sort_unstable();
     revisions.dedup();
     assert_eq!(revisions.len(), 200);

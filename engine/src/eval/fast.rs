@@ -101,15 +101,7 @@ impl Snapshot {
         let mut allowed = Actions::NONE;
         let mut denied = Actions::NONE;
         if asset.asset.offers(protocol) {
-            let (small, large) = if user.rules.len() <= asset.rules.len() {
-                (&user.rules, &asset.rules)
-            } else {
-                (&asset.rules, &user.rules)
-            };
-            for rule_index in small {
-                if !large.contains(rule_index) {
-                    continue;
-                }
+            for rule_index in user.rules.common(&asset.rules) {
                 let Some(entry) = self.rule_entry(rule_index) else {
                     continue;
                 };
@@ -220,7 +212,7 @@ impl Snapshot {
         }
         let mut allowed = RoaringBitmap::new();
         let mut denials = Vec::new();
-        for rule_index in &user.rules {
+        for rule_index in user.rules.iter() {
             let Some(entry) = self.rule_entry(rule_index) else {
                 continue;
             };
@@ -330,7 +322,7 @@ impl Snapshot {
             return users;
         }
         let mut candidates = RoaringBitmap::new();
-        for rule_index in &asset.rules {
+        for rule_index in asset.rules.iter() {
             let Some(entry) = self.rule_entry(rule_index) else {
                 continue;
             };
@@ -427,7 +419,7 @@ impl Snapshot {
         let asset = self.asset_entry(asset_index).expect("resolved");
         let at = query.at;
         let mut rules = Vec::new();
-        for rule_index in &(&user.rules & &asset.rules) {
+        for rule_index in user.rules.common(&asset.rules) {
             if user.rule_until(rule_index) <= at {
                 continue;
             }

@@ -70,14 +70,23 @@ impl Snapshot {
             until.sort();
             users.insert(
                 entry.user.id,
-                (groups, ids(&entry.rules, &|r| self.rule_id(r)), until),
+                (
+                    groups,
+                    ids(&entry.rules.to_bitmap(), &|r| self.rule_id(r)),
+                    until,
+                ),
             );
         }
         let assets = self
             .assets
             .iter()
             .flatten()
-            .map(|entry| (entry.asset.id, ids(&entry.rules, &|r| self.rule_id(r))))
+            .map(|entry| {
+                (
+                    entry.asset.id,
+                    ids(&entry.rules.to_bitmap(), &|r| self.rule_id(r)),
+                )
+            })
             .collect();
         let rules = self
             .rules
@@ -388,7 +397,7 @@ impl Snapshot {
             }
             let until: Vec<(u32, Time)> =
                 until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
-            if rules != entry.rules || *until != *entry.rule_until {
+            if rules != entry.rules.to_bitmap() || *until != *entry.rule_until {
                 return fail(format!("user `{}` rules are stale", entry.user.username));
             }
         }
@@ -402,7 +411,7 @@ impl Snapshot {
                     rules |= &self.node_entry(ancestor).expect("live").rules;
                 }
             }
-            if rules != entry.rules {
+            if rules != entry.rules.to_bitmap() {
                 return fail(format!("asset `{}` rules are stale", entry.asset.name));
             }
             for rule in &rules {

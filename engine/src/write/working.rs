@@ -17,8 +17,8 @@ use crate::model::{
     Asset, Change, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
 };
 use crate::snapshot::{
-    AccountMatcher, AssetEntry, GroupEntry, NodeEntry, RuleEntry, Slot, Snapshot, TokenEntry,
-    UserEntry,
+    AccountMatcher, AssetEntry, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
+    TokenEntry, UserEntry,
 };
 
 /// What a write will store besides the entities: password hashes and token hashes.
@@ -233,7 +233,7 @@ impl Working {
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
                         groups: Box::default(),
-                        rules: RoaringBitmap::new(),
+                        rules: RuleSet::default(),
                         rule_until: Box::default(),
                     };
                     let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
@@ -440,7 +440,7 @@ impl Working {
                     asset: Arc::new(new.clone()),
                     nodes: Default::default(),
                     direct_rules: RoaringBitmap::new(),
-                    rules: RoaringBitmap::new(),
+                    rules: RuleSet::default(),
                 };
                 let index = self.snap.assets.push(Some(Arc::new(entry))) as u32;
                 self.register(EntityKind::Asset, new.id, index);
@@ -487,7 +487,7 @@ impl Working {
                 let entry = self.snap.asset_entry(index).expect("exists");
                 debug_assert!(entry.direct_rules.is_empty());
                 let rules = entry.rules.clone();
-                for rule in &rules {
+                for rule in rules.iter() {
                     if self
                         .snap
                         .rule_entry(rule)
@@ -797,6 +797,7 @@ impl Working {
         until.dedup_by_key(|(rule, _)| *rule);
         until.retain(|(_, t)| *t != Time::MAX);
 
+        let rules = RuleSet::from_bitmap(&rules);
         let changed =
             *entry.groups != *closure || entry.rules != rules || *entry.rule_until != *until;
         if changed {
@@ -824,9 +825,10 @@ impl Working {
             }
         }
         let asset = entry.asset.clone();
-        let affected = &entry.rules | &rules;
-        if entry.rules != rules {
-            self.asset_mut(index).rules = rules.clone();
+        let affected = &entry.rules.to_bitmap() | &rules;
+        let rule_set = RuleSet::from_bitmap(&rules);
+        if entry.rules != rule_set {
+            self.asset_mut(index).rules = rule_set;
         }
         for rule in &affected {
             let Some(rule_entry) = self.snap.rule_entry(rule) else {

@@ -123,32 +123,116 @@ fn arb_indexes(pool: usize, max: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::btree_set(0..pool, 0..=max).prop_map(|s| s.into_iter().collect())
 }
 
+/// A user written: active or not, expiring or not.
+pub fn arb_user_step() -> impl Strategy<Value = Step> {
+    (0..USERS, prop::bool::weighted(0.85), arb_expiry()).prop_map(|(i, active, expires_at)| {
+        Step::User {
+            i,
+            active,
+            expires_at,
+        }
+    })
+}
+
+/// A group written: members and subgroups (each maybe expiring) and role assignments.
+pub fn arb_group_step() -> impl Strategy<Value = Step> {
+    (
+        0..GROUPS,
+        prop::collection::btree_map(0..USERS, arb_expiry(), 0..4),
+        prop::collection::btree_map(0..GROUPS, arb_expiry(), 0..3),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec!["*", "prod", "dev"]),
+                prop::sample::select(vec!["system-auditor", "checker", "scim"]),
+            ),
+            0..2,
+        ),
+    )
+        .prop_map(|(i, members, subgroups, roles)| Step::Group {
+            i,
+            members: members.into_iter().collect(),
+            subgroups: subgroups.into_iter().collect(),
+            roles: roles
+                .into_iter()
+                .map(|(s, r)| (s.to_owned(), r.to_owned()))
+                .collect(),
+        })
+}
+
+/// An asset written: nodes, accounts, protocols, active or not.
+pub fn arb_asset_step() -> impl Strategy<Value = Step> {
+    (
+        0..ASSETS,
+        arb_indexes(NODES, 2),
+        arb_indexes(ACCOUNT_NAMES.len(), 3),
+        arb_indexes(PROTOCOL_NAMES.len(), 2),
+        prop::bool::weighted(0.85),
+    )
+        .prop_map(|(i, nodes, accounts, protocols, active)| Step::Asset {
+            i,
+            nodes,
+            accounts,
+            protocols,
+            active,
+        })
+}
+
+/// A rule written: allow or deny, with every part random (often incomplete).
+pub fn arb_rule_step() -> impl Strategy<Value = Step> {
+    (
+        (
+            0..RULES,
+            prop::bool::weighted(0.25),
+            arb_indexes(USERS, 2),
+            arb_indexes(GROUPS, 2),
+            arb_indexes(ASSETS, 2),
+            arb_indexes(NODES, 2),
+        ),
+        (
+            arb_accounts_spec(),
+            arb_indexes(PROTOCOL_NAMES.len(), 2),
+            prop::bool::weighted(0.4),
+            0u8..128,
+            prop_oneof![Just(None), (-3i64..=1).prop_map(|h| Some(hours(h)))],
+            (1i64..=4).prop_map(|h| Some(hours(h))),
+            prop::bool::weighted(0.9),
+        ),
+    )
+        .prop_map(
+            |(
+                (i, deny, users, groups, assets, nodes),
+                (accounts, protocols, all_protocols, actions, starts_at, expires_at, active),
+            )| {
+                let expires_at = if deny && actions % 3 == 0 {
+                    None
+                } else {
+                    expires_at
+                };
+                Step::Rule {
+                    i,
+                    deny,
+                    users,
+                    groups,
+                    assets,
+                    nodes,
+                    accounts,
+                    protocols,
+                    all_protocols,
+                    actions,
+                    starts_at,
+                    expires_at,
+                    active,
+                }
+            },
+        )
+}
+
 pub fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0..USERS, prop::bool::weighted(0.85), arb_expiry())
-            .prop_map(|(i, active, expires_at)| Step::User { i, active, expires_at }),
-        3 => (
-            0..GROUPS,
-            prop::collection::btree_map(0..USERS, arb_expiry(), 0..4),
-            prop::collection::btree_map(0..GROUPS, arb_expiry(), 0..3),
-            prop::collection::vec((prop::sample::select(vec!["*", "prod", "dev"]), prop::sample::select(vec!["system-auditor", "checker", "scim"])), 0..2),
-        )
-            .prop_map(|(i, members, subgroups, roles)| Step::Group {
-                i,
-                members: members.into_iter().collect(),
-                subgroups: subgroups.into_iter().collect(),
-                roles: roles.into_iter().map(|(s, r)| (s.to_owned(), r.to_owned())).collect(),
-            }),
-        3 => (0..ASSETS, arb_indexes(NODES, 2), arb_indexes(ACCOUNT_NAMES.len(), 3), arb_indexes(PROTOCOL_NAMES.len(), 2), prop::bool::weighted(0.85))
-            .prop_map(|(i, nodes, accounts, protocols, active)| Step::Asset { i, nodes, accounts, protocols, active }),
-        4 => (
-            (0..RULES, prop::bool::weighted(0.25), arb_indexes(USERS, 2), arb_indexes(GROUPS, 2), arb_indexes(ASSETS, 2), arb_indexes(NODES, 2)),
-            (arb_accounts_spec(), arb_indexes(PROTOCOL_NAMES.len(), 2), prop::bool::weighted(0.4), 0u8..128, prop_oneof![Just(None), (-3i64..=1).prop_map(|h| Some(hours(h)))], (1i64..=4).prop_map(|h| Some(hours(h))), prop::bool::weighted(0.9)),
-        )
-            .prop_map(|((i, deny, users, groups, assets, nodes), (accounts, protocols, all_protocols, actions, starts_at, expires_at, active))| {
-                let expires_at = if deny && actions % 3 == 0 { None } else { expires_at };
-                Step::Rule { i, deny, users, groups, assets, nodes, accounts, protocols, all_protocols, actions, starts_at, expires_at, active }
-            }),
+        3 => arb_user_step(),
+        3 => arb_group_step(),
+        3 => arb_asset_step(),
+        4 => arb_rule_step(),
         1 => (0..NODES, prop::option::of(0..NODES)).prop_map(|(i, parent)| Step::MoveNode { i, parent }),
         1 => (prop::sample::select(vec![EntityKind::User, EntityKind::Group, EntityKind::Asset, EntityKind::Rule, EntityKind::Node]), 0..7usize)
             .prop_map(|(kind, i)| Step::Delete { kind, i }),
@@ -321,6 +405,166 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
 /// A random estate: a node tree and a script of steps, applied one write per step.
 pub fn arb_script(max_steps: usize) -> impl Strategy<Value = (Vec<Option<usize>>, Vec<Step>)> {
     (arb_tree(), prop::collection::vec(arb_step(), 1..max_steps))
+}
+
+/// `step` made to write entity `i` of its kind (moves and deletes are left as they are).
+pub fn with_index(mut step: Step, index: usize) -> Step {
+    match &mut step {
+        Step::User { i, .. }
+        | Step::Group { i, .. }
+        | Step::Asset { i, .. }
+        | Step::Rule { i, .. } => *i = index,
+        Step::MoveNode { .. } | Step::Delete { .. } => {}
+    }
+    step
+}
+
+/// `count` steps from `step`, the `k`th writing entity `k` of its kind.
+fn each<S: Strategy<Value = Step>>(
+    count: usize,
+    step: fn() -> S,
+) -> impl Strategy<Value = Vec<Step>> {
+    (0..count)
+        .map(|k| step().prop_map(move |s| with_index(s, k)))
+        .collect::<Vec<_>>()
+}
+
+/// The prelude of [`arb_populated_script`]: like the steps of [`arb_step`], but leaning
+/// towards what grants (active, unexpired, complete, offering protocols).
+fn populated_user() -> impl Strategy<Value = Step> {
+    let expiry = prop_oneof![3 => Just(None), 1 => (-3i64..=3).prop_map(|h| Some(hours(h)))];
+    (prop::bool::weighted(0.95), expiry).prop_map(|(active, expires_at)| Step::User {
+        i: 0,
+        active,
+        expires_at,
+    })
+}
+
+fn populated_group() -> impl Strategy<Value = Step> {
+    (
+        arb_group_step(),
+        prop::collection::btree_map(0..USERS, arb_expiry(), 1..4),
+    )
+        .prop_map(|(step, members)| match step {
+            Step::Group {
+                i,
+                subgroups,
+                roles,
+                ..
+            } => Step::Group {
+                i,
+                members: members.into_iter().collect(),
+                subgroups,
+                roles,
+            },
+            other => other,
+        })
+}
+
+fn populated_asset() -> impl Strategy<Value = Step> {
+    let protocols = prop::collection::btree_set(0..PROTOCOL_NAMES.len(), 1..=3)
+        .prop_map(|s| s.into_iter().collect::<Vec<_>>());
+    (arb_asset_step(), protocols, prop::bool::weighted(0.95)).prop_map(
+        |(step, protocols, active)| match step {
+            Step::Asset {
+                i, nodes, accounts, ..
+            } => Step::Asset {
+                i,
+                nodes,
+                accounts,
+                protocols,
+                active,
+            },
+            other => other,
+        },
+    )
+}
+
+fn populated_rule() -> impl Strategy<Value = Step> {
+    let selector = prop_oneof![
+        3 => Just("@ALL".to_owned()),
+        1 => Just("@USER".to_owned()),
+        1 => Just("@INPUT".to_owned()),
+        1 => Just("@ANON".to_owned()),
+        2 => prop::sample::select(ACCOUNT_NAMES.to_vec()).prop_map(str::to_owned),
+        1 => prop::sample::select(ACCOUNT_NAMES.to_vec()).prop_map(|n| format!("!{n}")),
+    ];
+    let starts_at = prop_oneof![2 => Just(None), 1 => (-3i64..=1).prop_map(|h| Some(hours(h)))];
+    let expires_at = prop_oneof![1 => Just(None), 2 => (1i64..=4).prop_map(|h| Some(hours(h)))];
+    (
+        (
+            arb_rule_step(),
+            prop::bool::weighted(0.2),
+            arb_indexes(USERS, 2),
+            1..GROUPS,
+            arb_indexes(ASSETS, 2),
+            0..NODES,
+        ),
+        (
+            prop::collection::vec(selector, 1..4),
+            prop::bool::weighted(0.6),
+            1u8..128,
+            starts_at,
+            expires_at,
+            prop::bool::weighted(0.95),
+        ),
+    )
+        .prop_map(
+            |(
+                (step, deny, users, group, assets, node),
+                (accounts, all_protocols, actions, starts_at, expires_at, active),
+            )| match step {
+                Step::Rule {
+                    i,
+                    groups,
+                    nodes,
+                    protocols,
+                    ..
+                } => Step::Rule {
+                    i,
+                    deny,
+                    users,
+                    groups: if groups.is_empty() {
+                        vec![group]
+                    } else {
+                        groups
+                    },
+                    assets,
+                    nodes: if nodes.is_empty() { vec![node] } else { nodes },
+                    accounts,
+                    protocols,
+                    all_protocols,
+                    actions,
+                    starts_at,
+                    expires_at,
+                    active,
+                },
+                other => other,
+            },
+        )
+}
+
+/// A random estate in which most entities exist and most rules could grant: every
+/// user, group, asset and rule written once, in that order (leaning towards what
+/// grants), then up to `max_steps` random steps over it. Where [`arb_script`] builds
+/// estates in which almost every query is a denial, these grant something to many.
+pub fn arb_populated_script(
+    max_steps: usize,
+) -> impl Strategy<Value = (Vec<Option<usize>>, Vec<Step>)> {
+    (
+        arb_tree(),
+        (
+            each(USERS, populated_user),
+            each(GROUPS, populated_group),
+            each(ASSETS, populated_asset),
+            each(RULES, populated_rule),
+        ),
+        prop::collection::vec(arb_step(), 0..max_steps),
+    )
+        .prop_map(|(tree, (users, groups, assets, rules), steps)| {
+            let prelude = users.into_iter().chain(groups).chain(assets).chain(rules);
+            (tree, prelude.chain(steps).collect())
+        })
 }
 
 /// Applies a script to `engine`, one write per step; refused steps are skipped.
