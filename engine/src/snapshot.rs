@@ -24,8 +24,8 @@ use roaring::RoaringBitmap;
 use smallvec::SmallVec;
 
 use crate::model::{
-    AccountSelector, Asset, EntityKind, Group, Id, Node, ROOT_NODE_ID, Role, Rule, Time, Token,
-    User,
+    AccountSelector, Actions, Asset, Effect, EntityKind, Group, Id, Node, ProtocolFilter,
+    ROOT_NODE_ID, Role, Rule, Time, Token, User,
 };
 
 pub(crate) use cow_vec::CowVec;
@@ -171,12 +171,40 @@ impl AccountMatcher {
     }
 }
 
+/// What a check reads of a rule, kept inline in the entry so a check does not
+/// follow a pointer to the rule itself.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: Id,
+    /// `Rule::is_complete`: everything of "in force" but the clock.
+    pub(crate) complete: bool,
+    pub(crate) effect: Effect,
+    pub(crate) actions: Actions,
+    pub(crate) starts_at: Time,
+    pub(crate) expires_at: Option<Time>,
+    pub(crate) protocols: ProtocolFilter,
+    pub(crate) accounts: AccountMatcher,
+}
+
+impl CompiledRule {
+    pub(crate) fn new(rule: &Rule) -> CompiledRule {
+        CompiledRule {
+            id: rule.id,
+            complete: rule.is_complete(),
+            effect: rule.effect,
+            actions: rule.actions,
+            starts_at: rule.starts_at,
+            expires_at: rule.expires_at,
+            protocols: rule.protocols.clone(),
+            accounts: AccountMatcher::new(&rule.accounts),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct RuleEntry {
     pub(crate) rule: Arc<Rule>,
-    /// `Rule::is_complete`: everything of "in force" but the clock.
-    pub(crate) complete: bool,
-    pub(crate) accounts: AccountMatcher,
+    pub(crate) compiled: CompiledRule,
     pub(crate) users: Box<[u32]>,
     pub(crate) groups: Box<[u32]>,
     pub(crate) assets: Box<[u32]>,
@@ -193,8 +221,8 @@ impl RuleEntry {
         asset
             .protocols
             .iter()
-            .any(|protocol| self.rule.protocols.allows(protocol.name()))
-            && self.accounts.matches_some_account(asset)
+            .any(|protocol| self.compiled.protocols.allows(protocol.name()))
+            && self.compiled.accounts.matches_some_account(asset)
     }
 }
 

@@ -105,10 +105,10 @@ impl Snapshot {
                 let Some(entry) = self.rule_entry(rule_index) else {
                     continue;
                 };
-                let rule = &*entry.rule;
-                if !entry.complete
+                let rule = &entry.compiled;
+                if !rule.complete
                     || !rule.protocols.allows(protocol)
-                    || !entry
+                    || !rule
                         .accounts
                         .matches(account, &asset.asset, &user.user.username)
                 {
@@ -219,7 +219,7 @@ impl Snapshot {
             let rule = &entry.rule;
             let (start, end) =
                 applying_span(rule.starts_at, rule.expires_at, user.rule_until(rule_index));
-            if !entry.complete || at < start || at >= end {
+            if !entry.compiled.complete || at < start || at >= end {
                 continue;
             }
             match rule.effect {
@@ -327,7 +327,7 @@ impl Snapshot {
                 continue;
             };
             let rule = &entry.rule;
-            if !entry.complete
+            if !entry.compiled.complete
                 || rule.effect == Effect::Deny
                 || !rule.in_force(at)
                 || !entry.objects.contains(asset_index)
@@ -441,10 +441,11 @@ impl Snapshot {
                 Some(Reason::ProtocolNotGranted)
             } else if !asset.asset.offers(query.protocol) {
                 Some(Reason::ProtocolNotOffered)
-            } else if !entry
-                .accounts
-                .matches(query.account, &asset.asset, &user.user.username)
-            {
+            } else if !entry.compiled.accounts.matches(
+                query.account,
+                &asset.asset,
+                &user.user.username,
+            ) {
                 Some(Reason::AccountNotGranted)
             } else {
                 None

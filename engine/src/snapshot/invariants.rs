@@ -283,9 +283,7 @@ impl Snapshot {
             {
                 return fail(format!("rule `{}` has stale links", rule.name));
             }
-            if entry.complete != rule.is_complete()
-                || entry.accounts != crate::snapshot::AccountMatcher::new(&rule.accounts)
-            {
+            if entry.compiled != crate::snapshot::CompiledRule::new(rule) {
                 return fail(format!("rule `{}` is compiled stale", rule.name));
             }
             for &u in &*entry.users {

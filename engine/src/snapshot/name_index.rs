@@ -1,15 +1,63 @@
 //! Case-insensitive name lookups that share structure between snapshots.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 
 /// Compares two names the way every unique name in the engine is compared: Unicode
-/// simple lowercase, character by character, without allocating.
+/// lowercase, character by character, without allocating. ASCII names (nearly all)
+/// take a byte-wise path.
+#[inline]
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
     a.chars()
         .flat_map(char::to_lowercase)
         .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+/// Feeds the case-folded UTF-8 of `name` to `hasher` through a stack buffer, so an
+/// ASCII name costs one lowercase pass and one hash call. Both paths feed the same
+/// bytes for the same folded text (the hasher sees one stream, whatever the chunks).
+fn hash_folded(name: &str, hasher: &mut impl Hasher) {
+    let mut buffer = [0u8; 64];
+    if name.is_ascii() {
+        for chunk in name.as_bytes().chunks(buffer.len()) {
+            let folded = &mut buffer[..chunk.len()];
+            folded.copy_from_slice(chunk);
+            folded.make_ascii_lowercase();
+            hasher.write(folded);
+        }
+        return;
+    }
+    let mut len = 0;
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if len + 4 > buffer.len() {
+            hasher.write(&buffer[..len]);
+            len = 0;
+        }
+        len += c.encode_utf8(&mut buffer[len..]).len();
+    }
+    hasher.write(&buffer[..len]);
+}
+
+/// The buckets' keys are already hashes: use them as they are.
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 /// Maps case-folded names to dense indexes. It stores only hashes, so a lookup hashes
@@ -18,22 +66,25 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
 #[derive(Clone)]
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
-    buckets: imbl::HashMap<u64, SmallVec<[u32; 1]>>,
+    buckets: imbl::GenericHashMap<
+        u64,
+        SmallVec<[u32; 1]>,
+        BuildHasherDefault<KeyIsHash>,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
 }
 
 impl NameIndex {
     pub(crate) fn new() -> NameIndex {
         NameIndex {
             hasher: std::collections::hash_map::RandomState::new(),
-            buckets: imbl::HashMap::new(),
+            buckets: imbl::GenericHashMap::with_hasher(BuildHasherDefault::default()),
         }
     }
 
     fn hash(&self, name: &str) -> u64 {
         let mut hasher = self.hasher.build_hasher();
-        for c in name.chars().flat_map(char::to_lowercase) {
-            hasher.write_u32(c as u32);
-        }
+        hash_folded(name, &mut hasher);
         hasher.finish()
     }
 
@@ -88,6 +139,24 @@ mod tests {
         assert_eq!(index.get("carol", name_of), None);
         index.remove("ALICE", 0);
         assert_eq!(index.get("alice", name_of), None);
+    }
+
+    #[test]
+    fn folded_hashes_agree_across_paths() {
+        let index = NameIndex::new();
+        // U+212A KELVIN SIGN lowercases to an ASCII `k`; long names cross the buffer.
+        assert_eq!(index.hash("\u{212A}elvin"), index.hash("kelvin"));
+        let long_ascii = "A".repeat(200);
+        let long_mixed = format!("{}\u{212A}", "a".repeat(199));
+        assert_eq!(
+            index.hash(&long_ascii.to_lowercase()),
+            index.hash(&long_ascii)
+        );
+        assert_eq!(
+            index.hash(&long_mixed),
+            index.hash(&format!("{}k", "a".repeat(199)))
+        );
+        assert!(same_name("\u{212A}elvin", "KELVIN"));
     }
 
     #[test]

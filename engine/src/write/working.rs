@@ -17,7 +17,7 @@ use crate::model::{
     Asset, Change, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
 };
 use crate::snapshot::{
-    AccountMatcher, AssetEntry, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
+    AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
     TokenEntry, UserEntry,
 };
 
@@ -545,8 +545,7 @@ impl Working {
                 let Some(rule) = &new else { return None };
                 let entry = RuleEntry {
                     rule: Arc::new(rule.clone()),
-                    complete: rule.is_complete(),
-                    accounts: AccountMatcher::new(&rule.accounts),
+                    compiled: CompiledRule::new(rule),
                     users: Box::default(),
                     groups: Box::default(),
                     assets: Box::default(),
@@ -616,8 +615,7 @@ impl Working {
             Some(rule) => {
                 self.snap.rule_names.insert(&rule.name, index);
                 let entry = self.rule_mut(index);
-                entry.complete = rule.is_complete();
-                entry.accounts = AccountMatcher::new(&rule.accounts);
+                entry.compiled = CompiledRule::new(&rule);
                 entry.rule = Arc::new(rule.clone());
                 entry.users = new_users;
                 entry.groups = new_groups;
