@@ -18,7 +18,7 @@ use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
 use crate::snapshot::Snapshot;
 use crate::store::{Commit, Loaded, Store};
-use crate::write::{Op, PasswordForm, Spec, TokenSpec, Working};
+use crate::write::{Op, Spec, TokenSpec, Working};
 
 /// The most writes the writer joins into one transaction.
 const MAX_GROUP: usize = 512;
@@ -150,11 +150,7 @@ impl Engine {
                 ..
             } = op
             {
-                if let Some(password) = &mut spec.password {
-                    if let PasswordForm::Plain(plain) = &password.0 {
-                        password.0 = PasswordForm::Hashed(secrets::hash_password(plain));
-                    }
-                }
+                spec.password = spec.password.take().map(crate::write::Password::into_hashed);
             }
         }
         let hashes = vec![None; ops.len()];

@@ -104,6 +104,18 @@ impl Snapshot {
             .ok_or_else(|| NotFound::new(kind, reference))
     }
 
+    /// A user, by username or id.
+    pub fn user(&self, reference: &str) -> Option<std::sync::Arc<crate::model::User>> {
+        let index = self.user_index(reference)?;
+        self.user_entry(index).map(|entry| entry.user.clone())
+    }
+
+    /// The permissions a role (by name or id) carries.
+    pub fn role_permissions(&self, role: &str) -> Option<&[String]> {
+        let index = self.role_index(role)?;
+        self.role_entry(index).map(|role| role.permissions.as_slice())
+    }
+
     /// The spec that would recreate an entity, references by name: what a PATCH edits.
     pub fn spec(&self, kind: EntityKind, reference: &str) -> Result<Spec, NotFound> {
         self.index_of_kind(kind, reference)

@@ -81,6 +81,19 @@ impl Password {
     }
 }
 
+impl Password {
+    /// The same password, hashed now (argon2id) if it was not yet: lets a caller pay
+    /// for hashing on its own thread before handing a spec to the writer.
+    pub fn into_hashed(self) -> Password {
+        match self.0 {
+            PasswordForm::Plain(plain) => {
+                Password(PasswordForm::Hashed(crate::secrets::hash_password(&plain)))
+            }
+            hashed @ PasswordForm::Hashed(_) => Password(hashed),
+        }
+    }
+}
+
 impl From<String> for Password {
     fn from(plain: String) -> Password {
         Password::new(plain)
@@ -115,12 +128,13 @@ impl UserSpec {
     }
 }
 
-/// A user in a group: a username or id, or the long form with an expiry.
+/// A user in a group: a username or id, or the long form with an expiry. Unknown
+/// fields in the long form are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MemberSpec {
     Name(String),
-    #[serde(rename_all = "snake_case")]
+    #[serde(deserialize_with = "strict::member")]
     Detailed {
         user: String,
         #[serde(default)]
@@ -139,11 +153,13 @@ impl MemberSpec {
     }
 }
 
-/// A group in a group: a name or id, or the long form with an expiry.
+/// A group in a group: a name or id, or the long form with an expiry. Unknown fields
+/// in the long form are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SubgroupSpec {
     Name(String),
+    #[serde(deserialize_with = "strict::subgroup")]
     Detailed {
         group: String,
         #[serde(default)]
@@ -151,6 +167,48 @@ pub enum SubgroupSpec {
         #[serde(default)]
         source: Option<Source>,
     },
+}
+
+/// The long forms of members, read strictly: serde's untagged variants would
+/// otherwise ignore unknown fields.
+mod strict {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::model::{Source, Time};
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Member {
+        user: String,
+        #[serde(default)]
+        expires_at: Option<Time>,
+        #[serde(default)]
+        source: Option<Source>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Subgroup {
+        group: String,
+        #[serde(default)]
+        expires_at: Option<Time>,
+        #[serde(default)]
+        source: Option<Source>,
+    }
+
+    pub(super) fn member<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<(String, Option<Time>, Option<Source>), D::Error> {
+        let Member { user, expires_at, source } = Member::deserialize(deserializer)?;
+        Ok((user, expires_at, source))
+    }
+
+    pub(super) fn subgroup<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<(String, Option<Time>, Option<Source>), D::Error> {
+        let Subgroup { group, expires_at, source } = Subgroup::deserialize(deserializer)?;
+        Ok((group, expires_at, source))
+    }
 }
 
 impl SubgroupSpec {

@@ -34,7 +34,10 @@ pub enum ApiError {
     RouteNotFound,
     MethodNotAllowed,
     /// `min_revision` was not reached within the wait bound.
-    RevisionNotReached { wanted: u64, current: u64 },
+    RevisionNotReached {
+        wanted: u64,
+        current: u64,
+    },
     Timeout,
     /// A bug or a failure of the runtime; details are in the log.
     Internal(String),
@@ -70,9 +73,9 @@ impl ApiError {
     pub(crate) fn from_write(error: Error, targets: &[(EntityKind, &str)]) -> ApiError {
         match error {
             Error::Validation(ValidationError::NotFound(not_found))
-                if !targets
-                    .iter()
-                    .any(|(kind, reference)| not_found.kind == *kind && not_found.reference == *reference) =>
+                if !targets.iter().any(|(kind, reference)| {
+                    not_found.kind == *kind && not_found.reference == *reference
+                }) =>
             {
                 ApiError::Reference(not_found)
             }
@@ -88,10 +91,15 @@ impl ApiError {
             StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
             StatusCode::NOT_FOUND => ApiError::RouteNotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-            StatusCode::UNAUTHORIZED => ApiError::Unauthenticated("missing or invalid bearer token"),
+            StatusCode::UNAUTHORIZED => {
+                ApiError::Unauthenticated("missing or invalid bearer token")
+            }
             StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".to_owned()),
             other if other.is_client_error() => ApiError::BadRequest(
-                other.canonical_reason().unwrap_or("bad request").to_lowercase(),
+                other
+                    .canonical_reason()
+                    .unwrap_or("bad request")
+                    .to_lowercase(),
             ),
             _ => ApiError::Internal(format!("status {status}")),
         }
@@ -101,22 +109,40 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Engine(error) => engine_parts(error),
-            ApiError::Reference(not_found) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference", not_found.to_string())
+            ApiError::Reference(not_found) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_reference",
+                not_found.to_string(),
+            ),
+            ApiError::MalformedJson(message) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {message}"),
+            ),
+            ApiError::InvalidBody(message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                message.clone(),
+            ),
+            ApiError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, "bad_request", message.clone())
             }
-            ApiError::MalformedJson(message) => {
-                (StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {message}"))
-            }
-            ApiError::InvalidBody(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message.clone()),
-            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is larger than the server accepts".to_owned(),
             ),
-            ApiError::Unauthenticated(message) => (StatusCode::UNAUTHORIZED, "unauthenticated", (*message).to_owned()),
+            ApiError::Unauthenticated(message) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                (*message).to_owned(),
+            ),
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
-            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found", "no such route".to_owned()),
+            ApiError::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "no such route".to_owned(),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -125,7 +151,9 @@ impl ApiError {
             ApiError::RevisionNotReached { wanted, current } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "revision_not_reached",
-                format!("revision {wanted} was not reached in time (the snapshot is at {current}); retry later"),
+                format!(
+                    "revision {wanted} was not reached in time (the snapshot is at {current}); retry later"
+                ),
             ),
             ApiError::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +178,9 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::Duplicate { .. }
             | ValidationError::DuplicateEmail(_)
             | ValidationError::DuplicateId { .. } => (conflict, "duplicate", message),
-            ValidationError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            ValidationError::Invalid { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
             ValidationError::GroupCycle { .. } => (conflict, "group_cycle", message),
             ValidationError::NodeCycle { .. } => (conflict, "node_cycle", message),
             ValidationError::NodeNotEmpty(_) => (conflict, "node_not_empty", message),
@@ -182,6 +212,12 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             "the server is shutting down".to_owned(),
         ),
     }
+}
+
+/// The body of an error inside a larger answer (one failed check of a batch).
+pub(crate) fn error_body(error: &ApiError) -> serde_json::Value {
+    let (_, code, message) = error.parts();
+    json!({"error": {"code": code, "message": message}})
 }
 
 impl IntoResponse for ApiError {

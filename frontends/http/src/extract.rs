@@ -3,7 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use portcullis_engine::Time;
 use serde::de::DeserializeOwned;
 
@@ -17,14 +18,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-                    ApiError::PayloadTooLarge
-                }
-                other => ApiError::BadRequest(other.body_text().to_lowercase()),
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                        ApiError::PayloadTooLarge
+                    }
+                    other => ApiError::BadRequest(other.body_text().to_lowercase()),
+                })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -34,22 +36,73 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         return Err(ApiError::MalformedJson("the body is empty".to_owned()));
     }
     serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidBody(error.to_string()),
+        // A shape error can be found before a syntax error further on: the body is
+        // malformed if it does not parse at all.
+        serde_json::error::Category::Data => {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::InvalidBody(error.to_string()),
+                Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
+            }
+        }
         serde_json::error::Category::Syntax
         | serde_json::error::Category::Eof
         | serde_json::error::Category::Io => ApiError::MalformedJson(error.to_string()),
     })
 }
 
+/// The most of an oversized body read (and dropped) before answering 413.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Answers 413 to a request whose `Content-Length` is over the limit, after reading
+/// and dropping its body (up to a bound): a server that answers and closes while the
+/// client is still sending makes the client see a reset instead of the answer.
+/// Bodies without a length are cut at the limit by the extractors.
+pub(crate) async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let length = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let Some(length) = length.filter(|length| *length > limit as u64) else {
+        return next.run(request).await;
+    };
+    if length <= DRAIN_LIMIT {
+        let mut body = request.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    }
+    ApiError::PayloadTooLarge.into_response()
+}
+
 /// Path parameters, with rejections as [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ApiPath<T>(pub T);
 
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
 /// Every query parameter in order, with rejections as [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct RawQuery(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state).await?;
+        Ok(RawQuery(pairs))
+    }
+}
 
 /// The query parameters a route understands, parsed; the rest are field filters
 /// (admin lists) or refused (everything else).
@@ -67,9 +120,11 @@ pub(crate) struct Params {
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("query parameter `{name}`: `{value}` is not a non-negative integer")))
+    value.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "query parameter `{name}`: `{value}` is not a non-negative integer"
+        ))
+    })
 }
 
 impl Params {
@@ -92,7 +147,9 @@ impl Params {
                     params.others.push((name, value));
                     continue;
                 }
-                return Err(ApiError::BadRequest(format!("unknown query parameter `{name}`")));
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{name}`"
+                )));
             }
             match name.as_str() {
                 "offset" => params.offset = number(&name, &value)?,
@@ -106,9 +163,9 @@ impl Params {
                     params.limit = limit;
                 }
                 "at" => {
-                    let at = value
-                        .parse::<Time>()
-                        .map_err(|error| ApiError::BadRequest(format!("query parameter `at`: {error}")))?;
+                    let at = value.parse::<Time>().map_err(|error| {
+                        ApiError::BadRequest(format!("query parameter `at`: {error}"))
+                    })?;
                     params.at = Some(at);
                 }
                 "min_revision" => params.min_revision = Some(number(&name, &value)?),
@@ -127,7 +184,10 @@ mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -136,21 +196,38 @@ mod tests {
         assert!(Params::parse(query(&[("limit", "0")]), &known, false, 10, 100).is_err());
         assert!(Params::parse(query(&[("limit", "101")]), &known, false, 10, 100).is_err());
         assert!(Params::parse(query(&[("limit", "-1")]), &known, false, 10, 100).is_err());
-        let params = Params::parse(query(&[("limit", "100"), ("offset", "3")]), &known, false, 10, 100).unwrap();
+        let params = Params::parse(
+            query(&[("limit", "100"), ("offset", "3")]),
+            &known,
+            false,
+            10,
+            100,
+        )
+        .unwrap();
         assert_eq!((params.limit, params.offset), (100, 3));
     }
 
     #[test]
     fn unknown_parameters_are_refused_or_kept() {
         assert!(Params::parse(query(&[("bogus", "1")]), &["limit"], false, 10, 100).is_err());
-        let params = Params::parse(query(&[("active", "true")]), &["limit"], true, 10, 100).unwrap();
+        let params =
+            Params::parse(query(&[("active", "true")]), &["limit"], true, 10, 100).unwrap();
         assert_eq!(params.others, query(&[("active", "true")]));
     }
 
     #[test]
     fn json_errors_are_classified() {
-        assert!(matches!(parse_json::<serde_json::Value>(b"{"), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<serde_json::Value>(b""), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<Vec<u8>>(b"{}"), Err(ApiError::InvalidBody(_))));
+        assert!(matches!(
+            parse_json::<serde_json::Value>(b"{"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<serde_json::Value>(b""),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<Vec<u8>>(b"{}"),
+            Err(ApiError::InvalidBody(_))
+        ));
     }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use portcullis_engine::{Engine, Snapshot};
 
+pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
 
 /// Limits and timeouts of the HTTP API.

@@ -1,0 +1,230 @@
+//! Server settings: command-line flags, then `PORTCULLIS_*` environment variables,
+//! then the TOML config file, then defaults (the first that says something wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::CliError;
+
+pub const DEFAULT_DATA: &str = "./portcullis-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The store file inside the data directory.
+pub const STORE_FILE: &str = "portcullis.redb";
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub demo: Option<bool>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// A tracing filter such as `info` or `info,portcullis_http=debug`.
+    pub log_filter: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub body_limit: Option<usize>,
+    pub default_page_size: Option<usize>,
+    pub max_page_size: Option<usize>,
+    pub min_revision_wait_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub demo: bool,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub tls: Option<TlsConfig>,
+    pub settings: portcullis_http::Settings,
+    pub bootstrap_token: Option<String>,
+}
+
+/// What the command line (flags, or the environment variables clap reads) said.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub demo: bool,
+    pub log_format: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn env_number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, CliError> {
+    env(name)
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|_| CliError::Input(format!("{name}: `{value}` is not a number")))
+        })
+        .transpose()
+}
+
+pub fn read_file(path: &Path) -> Result<FileConfig, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        CliError::Input(format!(
+            "cannot read the config file `{}`: {error}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        CliError::Input(format!(
+            "config file `{}`: {}",
+            path.display(),
+            error.to_string().trim().replace('\n', " ")
+        ))
+    })
+}
+
+impl ServeConfig {
+    pub fn resolve(overrides: Overrides) -> Result<ServeConfig, CliError> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data = overrides
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            CliError::Input(format!(
+                "listen: `{listen_text}` is not an address such as 127.0.0.1:8080"
+            ))
+        })?;
+        let log_format = match overrides.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(CliError::Input(format!(
+                    "log format: `{other}` is neither `text` nor `json`"
+                )));
+            }
+        };
+        let log_filter = env("RUST_LOG")
+            .or_else(|| env("PORTCULLIS_LOG"))
+            .or(file.log_filter)
+            .unwrap_or_else(|| "info".to_owned());
+        let tls = match (overrides.tls_cert, overrides.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+            (None, None) => file.tls,
+            _ => {
+                return Err(CliError::Input(
+                    "TLS needs both --tls-cert and --tls-key".to_owned(),
+                ));
+            }
+        };
+        let defaults = portcullis_http::Settings::default();
+        let limits = file.limits;
+        let millis =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+        let settings = portcullis_http::Settings {
+            body_limit: env_number("PORTCULLIS_BODY_LIMIT")?
+                .or(limits.body_limit)
+                .unwrap_or(defaults.body_limit),
+            default_page_size: env_number("PORTCULLIS_DEFAULT_PAGE_SIZE")?
+                .or(limits.default_page_size)
+                .unwrap_or(defaults.default_page_size),
+            max_page_size: env_number("PORTCULLIS_MAX_PAGE_SIZE")?
+                .or(limits.max_page_size)
+                .unwrap_or(defaults.max_page_size),
+            min_revision_wait: millis(
+                env_number("PORTCULLIS_MIN_REVISION_WAIT_MS")?.or(limits.min_revision_wait_ms),
+                defaults.min_revision_wait,
+            ),
+            request_timeout: millis(
+                env_number("PORTCULLIS_REQUEST_TIMEOUT_MS")?.or(limits.request_timeout_ms),
+                defaults.request_timeout,
+            ),
+        };
+        if settings.default_page_size == 0 || settings.default_page_size > settings.max_page_size {
+            return Err(CliError::Input(format!(
+                "limits: default_page_size ({}) must be between 1 and max_page_size ({})",
+                settings.default_page_size, settings.max_page_size
+            )));
+        }
+        Ok(ServeConfig {
+            data,
+            listen,
+            demo: overrides.demo || file.demo.unwrap_or(false),
+            log_format,
+            log_filter,
+            tls,
+            settings,
+            bootstrap_token: env("PORTCULLIS_BOOTSTRAP_TOKEN"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_parses() {
+        let text = r#"
+            data = "/var/lib/portcullis"
+            listen = "0.0.0.0:8443"
+            demo = false
+            log_format = "json"
+            log_filter = "info"
+
+            [tls]
+            cert = "/etc/portcullis/cert.pem"
+            key = "/etc/portcullis/key.pem"
+
+            [limits]
+            body_limit = 1048576
+            default_page_size = 100
+            max_page_size = 1000
+            min_revision_wait_ms = 5000
+            request_timeout_ms = 30000
+        "#;
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.listen.as_deref(), Some("0.0.0.0:8443"));
+        assert_eq!(file.limits.max_page_size, Some(1000));
+        assert!(file.tls.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[limits]\nbody = 1").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The one place where errors become exit codes and messages on stderr.
+//!
+//! Exit codes: 0 done (or allowed), 1 denied, 2 bad input (unknown names, bad
+//! arguments, a store held by a running server), 3 any other failure (storage,
+//! network, a broken configuration the program cannot work around).
+
+use std::path::PathBuf;
+use std::process::{ExitCode, Termination};
+
+use portcullis_engine::{Error, StoreError, ValidationError};
+
+/// Why a command could not do its job.
+#[derive(Debug)]
+pub enum CliError {
+    /// The arguments, the configuration or an input value is wrong.
+    Input(String),
+    /// There is no store where `--data` points.
+    NoStore(PathBuf),
+    Engine(Error),
+    /// A failure of the system around us (binding a socket, reading a file).
+    System(String),
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> CliError {
+        CliError::Engine(error)
+    }
+}
+
+impl From<portcullis_engine::NotFound> for CliError {
+    fn from(error: portcullis_engine::NotFound) -> CliError {
+        CliError::Engine(Error::from(error))
+    }
+}
+
+impl CliError {
+    fn code_and_message(&self) -> (u8, String) {
+        match self {
+            CliError::Input(message) => (2, message.clone()),
+            CliError::NoStore(path) => (
+                2,
+                format!(
+                    "no store at `{}` (pass --data DIR, or start `portcullis serve` once to create one)",
+                    path.display()
+                ),
+            ),
+            CliError::System(message) => (3, message.clone()),
+            CliError::Engine(error) => match error {
+                Error::Validation(validation) => match validation {
+                    ValidationError::NotFound(_)
+                    | ValidationError::Duplicate { .. }
+                    | ValidationError::DuplicateEmail(_)
+                    | ValidationError::DuplicateId { .. }
+                    | ValidationError::Invalid { .. }
+                    | ValidationError::GroupCycle { .. }
+                    | ValidationError::NodeCycle { .. }
+                    | ValidationError::NodeNotEmpty(_)
+                    | ValidationError::RootNode
+                    | ValidationError::BuiltinRole(_)
+                    | ValidationError::RoleInUse { .. } => (2, error.to_string()),
+                },
+                Error::Store(store) => match store {
+                    StoreError::Locked(path) => (
+                        2,
+                        format!(
+                            "the store at `{path}` is in use by another process (a running `portcullis serve`?): stop it, or ask the server over HTTP"
+                        ),
+                    ),
+                    StoreError::Open { .. }
+                    | StoreError::Io(_)
+                    | StoreError::Corrupt { .. }
+                    | StoreError::Schema { .. } => (3, error.to_string()),
+                },
+                Error::Closed => (3, error.to_string()),
+            },
+        }
+    }
+}
+
+/// What `main` returns: the exit code, after printing any error.
+pub enum Outcome {
+    Done,
+    Allowed,
+    Denied,
+    Failed(CliError),
+}
+
+impl From<Result<Outcome, CliError>> for Outcome {
+    fn from(result: Result<Outcome, CliError>) -> Outcome {
+        result.unwrap_or_else(Outcome::Failed)
+    }
+}
+
+impl Termination for Outcome {
+    fn report(self) -> ExitCode {
+        match self {
+            Outcome::Done | Outcome::Allowed => ExitCode::SUCCESS,
+            Outcome::Denied => ExitCode::from(1),
+            Outcome::Failed(error) => {
+                let (code, message) = error.code_and_message();
+                eprintln!("portcullis: {message}");
+                ExitCode::from(code)
+            }
+        }
+    }
+}

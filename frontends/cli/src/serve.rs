@@ -1,0 +1,238 @@
+//! `portcullis serve`: the engine, the HTTP API, the demo estate and the bootstrap
+//! token, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
+//! queued writes commit, then the store is closed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use portcullis_engine::{Engine, TokenSpec};
+use portcullis_http::AppState;
+
+use crate::commands::open_store;
+use crate::config::{LogFormat, Overrides, STORE_FILE, ServeConfig};
+use crate::demo;
+use crate::error::{CliError, Outcome};
+
+/// How long connections get to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The data directory (created on first start) [default: ./portcullis-data].
+    #[arg(long, value_name = "DIR", env = "PORTCULLIS_DATA")]
+    pub data: Option<std::path::PathBuf>,
+    /// The address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", env = "PORTCULLIS_LISTEN")]
+    pub listen: Option<String>,
+    /// Load the demo estate when the store is empty.
+    #[arg(long, env = "PORTCULLIS_DEMO")]
+    pub demo: bool,
+    /// A TOML config file.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT", env = "PORTCULLIS_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// A PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+fn init_logging(config: &ServeConfig) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .map_err(|error| CliError::Input(format!("log filter `{}`: {error}", config.log_filter)))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let installed = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| CliError::System(format!("cannot start logging: {error}")))
+}
+
+/// Makes `secret` the first system-admin token, when the store has no token yet.
+fn bootstrap_token(engine: &Engine, secret: &str) -> Result<(), CliError> {
+    if engine.snapshot().counts().tokens > 0 {
+        tracing::info!("PORTCULLIS_BOOTSTRAP_TOKEN ignored: the store already has tokens");
+        return Ok(());
+    }
+    let spec = TokenSpec {
+        id: None,
+        name: "bootstrap".to_owned(),
+        user: None,
+        roles: vec!["system-admin".to_owned()],
+        expires_at: None,
+        description: "from PORTCULLIS_BOOTSTRAP_TOKEN".to_owned(),
+    };
+    let outcome = engine
+        .create_token_with_secret("bootstrap", spec, secret)
+        .map_err(|error| match error {
+            portcullis_engine::Error::Validation(validation) => {
+                CliError::Input(format!("PORTCULLIS_BOOTSTRAP_TOKEN: {validation}"))
+            }
+            other => CliError::Engine(other),
+        })?;
+    tracing::info!(
+        revision = outcome.revision,
+        "created the system-admin token `bootstrap` from PORTCULLIS_BOOTSTRAP_TOKEN"
+    );
+    Ok(())
+}
+
+pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
+    let config = ServeConfig::resolve(Overrides {
+        config: args.config,
+        data: args.data,
+        listen: args.listen,
+        demo: args.demo,
+        log_format: args.log_format,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+    })?;
+    init_logging(&config)?;
+    let engine = Arc::new(open_store(&config.data, true)?);
+    tracing::info!(store = %config.data.join(STORE_FILE).display(), revision = engine.snapshot().revision(), "store open");
+    if config.demo {
+        match demo::load(&engine)? {
+            Some(revision) => tracing::info!(revision, "loaded the demo estate"),
+            None => tracing::info!("--demo ignored: the store is not empty"),
+        }
+    }
+    if let Some(secret) = &config.bootstrap_token {
+        bootstrap_token(&engine, secret)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("portcullis-http")
+        .build()
+        .map_err(|error| CliError::System(format!("cannot start the runtime: {error}")))?;
+    let state = AppState::new(engine.clone(), config.settings.clone());
+    let served = runtime.block_on(run(&config, state));
+    // Writes already queued commit; the store closes before we exit.
+    engine.close();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    tracing::info!("stopped");
+    Ok(Outcome::Done)
+}
+
+/// SIGTERM and SIGINT, listened for from the moment this is made (before the server
+/// says it listens, so an early signal is never the default, abrupt one).
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals, CliError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let failed = |error: std::io::Error| {
+                CliError::System(format!("cannot listen for signals: {error}"))
+            };
+            Ok(Signals {
+                terminate: signal(SignalKind::terminate()).map_err(failed)?,
+                interrupt: signal(SignalKind::interrupt()).map_err(failed)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
+    let signals = Signals::listen()?;
+    let router = portcullis_http::router(state.clone());
+    let bind_error = |error: std::io::Error| {
+        CliError::System(format!("cannot listen on {}: {error}", config.listen))
+    };
+    match &config.tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(bind_error)?;
+            let address = listener.local_addr().map_err(bind_error)?;
+            announce("http", address);
+            let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+                signals.received().await;
+                tracing::info!("shutting down: finishing open requests");
+                state.close_streams();
+                let _ = stopping.send(true);
+            });
+            tokio::select! {
+                served = std::future::IntoFuture::into_future(server) => {
+                    served.map_err(|error| CliError::System(format!("server failure: {error}")))
+                }
+                _ = async {
+                    let _ = stopped.wait_for(|stopping| *stopping).await;
+                    tokio::time::sleep(DRAIN).await;
+                } => {
+                    tracing::warn!("connections still open {DRAIN:?} after the shutdown signal; closing them");
+                    Ok(())
+                }
+            }
+        }
+        Some(tls) => {
+            // Several crates may enable rustls providers; ring is ours.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|error| {
+                    CliError::Input(format!(
+                        "cannot load TLS certificate `{}` and key `{}`: {error}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    ))
+                })?;
+            let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let address = listener.local_addr().map_err(bind_error)?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                signals.received().await;
+                tracing::info!("shutting down: finishing open requests");
+                state.close_streams();
+                stopper.graceful_shutdown(Some(DRAIN));
+            });
+            announce("https", address);
+            axum_server::from_tcp_rustls(listener, rustls)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+                .map_err(|error| CliError::System(format!("server failure: {error}")))
+        }
+    }
+}
+
+/// Says where the server listens, on stdout (for scripts and tests) and in the log.
+fn announce(scheme: &str, address: std::net::SocketAddr) {
+    tracing::info!(%address, "listening");
+    println!("portcullis: listening on {scheme}://{address}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the `portcullis` binary: the commands on a data directory, and
+//! `serve` as a child process on a loopback port.
+
+mod commands;
+mod serve;
+mod support;

@@ -1,0 +1,654 @@
+//! The admin REST API: list, create, get, replace, patch (JSON merge patch, RFC 7386),
+//! delete and clone, the same for every kind of entity, plus group membership.
+//!
+//! Bodies are the engine's specs (references by name or id, unknown fields refused).
+//! A PATCH is applied inside the writer (`Op::Modify`) to the entity's current spec, so
+//! a concurrent write is never lost. Every write answers with its revision.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use portcullis_engine::{
+    EntityKind, Error, ListQuery, MemberSpec, Op, Snapshot, Source, Spec, TokenSpec,
+    ValidationError, WriteOutcome,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::auth::{Caller, role_permissions};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, JsonBody, Params, RawQuery};
+
+/// Runs a blocking engine write on the blocking pool, timing it for the metrics.
+async fn blocking_write<T: Send + 'static>(
+    state: &AppState,
+    write: impl FnOnce(&portcullis_engine::Engine) -> Result<T, Error> + Send + 'static,
+) -> Result<Result<T, Error>, ApiError> {
+    let engine = state.engine().clone();
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || write(&engine))
+        .await
+        .map_err(|error| ApiError::Internal(format!("write task failed: {error}")))?;
+    state.metrics().write(started.elapsed(), result.is_ok());
+    Ok(result)
+}
+
+/// The entity as it is now (after the write), or `null` if a later write removed it.
+fn entity_now(state: &AppState, kind: EntityKind, outcome: &WriteOutcome) -> Value {
+    outcome
+        .ids
+        .first()
+        .and_then(|id| state.snapshot().entity_json(kind, &id.to_string()).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn write_answer(state: &AppState, kind: EntityKind, outcome: &WriteOutcome) -> Value {
+    json!({
+        "revision": outcome.revision,
+        "id": outcome.ids.first(),
+        "entity": entity_now(state, kind, outcome),
+    })
+}
+
+fn spec_from_json(kind: EntityKind, body: Value) -> Result<Spec, ApiError> {
+    if kind == EntityKind::Group {
+        refuse_unknown_member_fields(&body)?;
+    }
+    Spec::from_json(kind, body).map_err(|error| ApiError::InvalidBody(error.to_string()))
+}
+
+/// The long forms of group members and subgroups are untagged enum variants, which
+/// serde cannot make refuse unknown fields; checked here until the engine does.
+fn refuse_unknown_member_fields(body: &Value) -> Result<(), ApiError> {
+    for (list, key) in [("members", "user"), ("subgroups", "group")] {
+        let Some(entries) = body.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for entry in entries.iter().filter_map(Value::as_object) {
+            if let Some(field) = entry
+                .keys()
+                .find(|field| ![key, "expires_at", "source"].contains(&field.as_str()))
+            {
+                return Err(ApiError::InvalidBody(format!(
+                    "{list}: unknown field `{field}`, expected `{key}`, `expires_at` or `source`"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A member as `POST /groups/{group}/members` takes it: a username or id, or the long
+/// form (unknown fields refused).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum MemberRequest {
+    Name(String),
+    Detailed(DetailedMember),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DetailedMember {
+    user: String,
+    #[serde(default)]
+    expires_at: Option<portcullis_engine::Time>,
+    #[serde(default)]
+    source: Option<Source>,
+}
+
+impl From<MemberRequest> for MemberSpec {
+    fn from(request: MemberRequest) -> MemberSpec {
+        match request {
+            MemberRequest::Name(user) => MemberSpec::Name(user),
+            MemberRequest::Detailed(DetailedMember {
+                user,
+                expires_at,
+                source,
+            }) => MemberSpec::Detailed {
+                user,
+                expires_at,
+                source,
+            },
+        }
+    }
+}
+
+/// Refuses a token or role that would carry permissions the caller does not hold.
+fn may_grant(snapshot: &Snapshot, caller: &Caller, spec: &Spec) -> Result<(), ApiError> {
+    match spec {
+        Spec::Token(token) => {
+            caller.may_grant("the token", &role_permissions(snapshot, &token.roles))
+        }
+        Spec::Role(role) => caller.may_grant("the role", &role.permissions),
+        Spec::User(_) | Spec::Group(_) | Spec::Node(_) | Spec::Asset(_) | Spec::Rule(_) => Ok(()),
+    }
+}
+
+pub(crate) async fn list(
+    state: AppState,
+    kind: EntityKind,
+    query: Vec<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        &["offset", "limit", "search", "min_revision"],
+        true,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let snapshot = state.snapshot_at_least(params.min_revision).await?;
+    let page = snapshot.list_json(
+        kind,
+        &ListQuery {
+            search: params.search.clone(),
+            fields: params.others.clone(),
+            offset: params.offset,
+            limit: params.limit,
+        },
+    );
+    Ok(Json(json!({
+        "revision": snapshot.revision(),
+        "total": page.total,
+        "offset": params.offset,
+        "limit": params.limit,
+        "items": page.items,
+    })))
+}
+
+pub(crate) async fn get(
+    state: AppState,
+    kind: EntityKind,
+    reference: String,
+    query: Vec<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        &["min_revision"],
+        false,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let snapshot = state.snapshot_at_least(params.min_revision).await?;
+    Ok(Json(snapshot.entity_json(kind, &reference)?))
+}
+
+pub(crate) async fn create(
+    state: AppState,
+    kind: EntityKind,
+    caller: Caller,
+    body: Value,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let spec = spec_from_json(kind, body)?;
+    create_spec(state, kind, caller, spec).await
+}
+
+async fn create_spec(
+    state: AppState,
+    kind: EntityKind,
+    caller: Caller,
+    spec: Spec,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    may_grant(&state.snapshot(), &caller, &spec)?;
+    let actor = caller.actor();
+    if let Spec::Token(token) = spec {
+        return create_token(state, actor, token).await;
+    }
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(&actor, vec![Op::Create(spec)])
+    })
+    .await?
+    .map_err(|error| ApiError::from_write(error, &[]))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(write_answer(&state, kind, &outcome)),
+    ))
+}
+
+async fn create_token(
+    state: AppState,
+    actor: String,
+    spec: TokenSpec,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (outcome, secret) = blocking_write(&state, move |engine| engine.create_token(&actor, spec))
+        .await?
+        .map_err(|error| ApiError::from_write(error, &[]))?;
+    let mut answer = write_answer(&state, EntityKind::Token, &outcome);
+    // Shown this once: only its hash is stored.
+    answer["secret"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+pub(crate) async fn replace(
+    state: AppState,
+    kind: EntityKind,
+    target: String,
+    caller: Caller,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let spec = spec_from_json(kind, body)?;
+    may_grant(&state.snapshot(), &caller, &spec)?;
+    let actor = caller.actor();
+    let op_target = target.clone();
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(
+            &actor,
+            vec![Op::Replace {
+                target: op_target,
+                spec,
+            }],
+        )
+    })
+    .await?
+    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    Ok(Json(write_answer(&state, kind, &outcome)))
+}
+
+/// RFC 7386: objects merge member by member, `null` removes a member, anything else
+/// replaces.
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(map) = target else {
+        unreachable!("made an object above");
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+pub(crate) async fn patch(
+    state: AppState,
+    kind: EntityKind,
+    target: String,
+    caller: Caller,
+    patch: Value,
+) -> Result<Json<Value>, ApiError> {
+    if !patch.is_object() {
+        return Err(ApiError::InvalidBody(
+            "a merge patch must be a JSON object".to_owned(),
+        ));
+    }
+    // The edit runs in the writer, where only engine errors can be returned; the real
+    // reason travels back through this slot.
+    let actor = caller.actor();
+    let refusal: Arc<Mutex<Option<ApiError>>> = Arc::default();
+    let slot = refusal.clone();
+    let snapshot = state.snapshot();
+    let edit = move |spec: &mut Spec| {
+        let mut json = spec.to_json();
+        merge_patch(&mut json, &patch);
+        let refused = match spec_from_json(kind, json) {
+            Ok(patched) => match may_grant(&snapshot, &caller, &patched) {
+                Ok(()) => {
+                    *spec = patched;
+                    return Ok(());
+                }
+                Err(error) => error,
+            },
+            Err(error) => error,
+        };
+        *slot.lock().expect("refusal lock") = Some(refused);
+        Err(ValidationError::Invalid {
+            field: "patch",
+            message: "refused".to_owned(),
+        })
+    };
+    let op_target = target.clone();
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(
+            &actor,
+            vec![Op::Modify {
+                kind,
+                target: op_target,
+                edit: Box::new(edit),
+            }],
+        )
+    })
+    .await?;
+    match outcome {
+        Ok(outcome) => Ok(Json(write_answer(&state, kind, &outcome))),
+        Err(error) => match refusal.lock().expect("refusal lock").take() {
+            Some(refused) => Err(refused),
+            None => Err(ApiError::from_write(error, &[(kind, &target)])),
+        },
+    }
+}
+
+pub(crate) async fn delete(
+    state: AppState,
+    kind: EntityKind,
+    target: String,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.actor();
+    let op_target = target.clone();
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(
+            &actor,
+            vec![Op::Delete {
+                kind,
+                target: op_target,
+            }],
+        )
+    })
+    .await?
+    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    Ok(Json(
+        json!({"revision": outcome.revision, "id": outcome.ids.first()}),
+    ))
+}
+
+/// `POST /{id}/clone`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CloneRequest {
+    /// The new entity's name (username for users).
+    #[serde(alias = "username")]
+    name: String,
+}
+
+pub(crate) async fn clone(
+    state: AppState,
+    kind: EntityKind,
+    source: String,
+    caller: Caller,
+    body: CloneRequest,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut spec = state.snapshot().spec(kind, &source)?;
+    let name = body.name;
+    match &mut spec {
+        Spec::User(user) => {
+            // Unique or owned by an identity provider: not copied.
+            user.username = name;
+            user.email = None;
+            user.external_id = None;
+            user.source = Source::Local;
+            user.id = None;
+        }
+        Spec::Group(group) => {
+            group.name = name;
+            group.external_id = None;
+            group.source = Source::Local;
+            group.id = None;
+        }
+        Spec::Node(node) => {
+            node.name = name;
+            node.id = None;
+        }
+        Spec::Asset(asset) => {
+            asset.name = name;
+            asset.id = None;
+            for account in &mut asset.accounts {
+                account.id = None;
+            }
+        }
+        Spec::Rule(rule) => {
+            rule.name = name;
+            rule.id = None;
+        }
+        Spec::Role(role) => {
+            role.name = name;
+            role.id = None;
+        }
+        Spec::Token(token) => {
+            token.name = name;
+            token.id = None;
+        }
+    }
+    create_spec(state, kind, caller, spec).await
+}
+
+/// `POST /groups/{group}/members`: adds a member, or changes the expiry of one.
+pub(crate) async fn add_member(
+    state: AppState,
+    group: String,
+    caller: Caller,
+    member: MemberSpec,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.snapshot();
+    let user = snapshot
+        .entity_json(EntityKind::User, member.user())
+        .map_err(ApiError::Reference)?;
+    let username = user["username"].as_str().unwrap_or_default().to_owned();
+    let member = match member {
+        MemberSpec::Name(_) => MemberSpec::Name(username.clone()),
+        MemberSpec::Detailed {
+            expires_at, source, ..
+        } => MemberSpec::Detailed {
+            user: username.clone(),
+            expires_at,
+            source,
+        },
+    };
+    let edit = move |spec: &mut Spec| {
+        if let Spec::Group(group) = spec {
+            group
+                .members
+                .retain(|m| !m.user().eq_ignore_ascii_case(&username));
+            group.members.push(member);
+        }
+        Ok(())
+    };
+    modify_group(state, group, caller, Box::new(edit), None).await
+}
+
+/// `DELETE /groups/{group}/members/{user}`.
+pub(crate) async fn remove_member(
+    state: AppState,
+    group: String,
+    user: String,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.snapshot();
+    let found = snapshot.entity_json(EntityKind::User, &user)?;
+    let username = found["username"].as_str().unwrap_or_default().to_owned();
+    let edit = move |spec: &mut Spec| {
+        if let Spec::Group(group) = spec {
+            let before = group.members.len();
+            group
+                .members
+                .retain(|m| !m.user().eq_ignore_ascii_case(&username));
+            if group.members.len() == before {
+                return Err(ValidationError::NotFound(portcullis_engine::NotFound::new(
+                    EntityKind::User,
+                    username.clone(),
+                )));
+            }
+        }
+        Ok(())
+    };
+    modify_group(state, group, caller, Box::new(edit), Some(user)).await
+}
+
+async fn modify_group(
+    state: AppState,
+    group: String,
+    caller: Caller,
+    edit: portcullis_engine::SpecEdit,
+    member: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.actor();
+    let target = group.clone();
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(
+            &actor,
+            vec![Op::Modify {
+                kind: EntityKind::Group,
+                target,
+                edit,
+            }],
+        )
+    })
+    .await?;
+    let outcome = outcome.map_err(|error| match (&error, &member) {
+        // The user exists but is not a member.
+        (Error::Validation(ValidationError::NotFound(not_found)), Some(_))
+            if not_found.kind == EntityKind::User =>
+        {
+            ApiError::Engine(Error::Validation(ValidationError::NotFound(
+                portcullis_engine::NotFound::new(
+                    EntityKind::User,
+                    format!("{} (in group `{group}`)", not_found.reference),
+                ),
+            )))
+        }
+        _ => ApiError::from_write(error, &[(EntityKind::Group, &group)]),
+    })?;
+    Ok(Json(write_answer(&state, EntityKind::Group, &outcome)))
+}
+
+/// Extractor plumbing for the route table: each kind's handlers are closures over
+/// these functions.
+pub(crate) mod handlers {
+    use super::*;
+
+    pub(crate) async fn list(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        RawQuery(query): RawQuery,
+    ) -> Result<Json<Value>, ApiError> {
+        super::list(state, kind, query).await
+    }
+    pub(crate) async fn get(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(reference): ApiPath<String>,
+        RawQuery(query): RawQuery,
+    ) -> Result<Json<Value>, ApiError> {
+        super::get(state, kind, reference, query).await
+    }
+    pub(crate) async fn create(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(body): JsonBody<Value>,
+    ) -> Result<(StatusCode, Json<Value>), ApiError> {
+        super::create(state, kind, caller, body).await
+    }
+    pub(crate) async fn replace(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(target): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(body): JsonBody<Value>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::replace(state, kind, target, caller, body).await
+    }
+    pub(crate) async fn patch(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(target): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(body): JsonBody<Value>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::patch(state, kind, target, caller, body).await
+    }
+    pub(crate) async fn delete(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(target): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::delete(state, kind, target, caller).await
+    }
+    pub(crate) async fn clone(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(source): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(body): JsonBody<CloneRequest>,
+    ) -> Result<(StatusCode, Json<Value>), ApiError> {
+        super::clone(state, kind, source, caller, body).await
+    }
+    pub(crate) async fn add_member(
+        State(state): State<AppState>,
+        ApiPath(group): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(member): JsonBody<MemberRequest>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::add_member(state, group, caller, member.into()).await
+    }
+    pub(crate) async fn remove_member(
+        State(state): State<AppState>,
+        ApiPath((group, user)): ApiPath<(String, String)>,
+        Extension(caller): Extension<Caller>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::remove_member(state, group, user, caller).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    /// The examples of RFC 7386, appendix A.
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a": "b"}), json!(["c"]), json!(["c"])),
+            (json!({"a": "foo"}), json!(null), json!(null)),
+            (json!({"a": "foo"}), json!("bar"), json!("bar")),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, expected, "patch {patch}");
+        }
+    }
+}

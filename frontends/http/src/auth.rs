@@ -1,0 +1,189 @@
+//! Bearer-token authentication and permission checks.
+//!
+//! A token carries roles; a role carries permission strings; each route names the one
+//! permission it needs (the route table). Roles are looked up in the current snapshot,
+//! so a custom role works like a built-in one and a changed role takes effect at once.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_engine::{EntityKind, Id, Snapshot, Time, Token};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// What a route asks of the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone, without a token.
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A valid token whose roles carry this permission.
+    Permission(String),
+}
+
+/// The authenticated caller, put in the request's extensions for handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub token: Arc<Token>,
+    pub permissions: Arc<BTreeSet<String>>,
+}
+
+impl Caller {
+    /// The name recorded in the operation log.
+    pub(crate) fn actor(&self) -> String {
+        format!("token:{}", self.token.name)
+    }
+
+    /// Refuses to hand out permissions the caller does not hold itself (a token with
+    /// `tokens.add` minting a system-admin token, say).
+    pub(crate) fn may_grant<'a>(
+        &self,
+        what: &str,
+        permissions: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), ApiError> {
+        let missing: Vec<&str> = permissions
+            .into_iter()
+            .filter(|p| !self.permissions.contains(*p))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "{what} would carry permissions this token lacks: `{}`",
+            missing.join("`, `")
+        )))
+    }
+}
+
+/// Token id → permissions.
+type Permissions = HashMap<Id, Arc<BTreeSet<String>>>;
+
+/// The permissions of tokens, valid for one snapshot revision.
+#[derive(Default)]
+pub(crate) struct PermissionCache {
+    inner: Mutex<(u64, Permissions)>,
+}
+
+impl PermissionCache {
+    fn permissions(&self, snapshot: &Snapshot, token: &Token) -> Arc<BTreeSet<String>> {
+        let revision = snapshot.revision();
+        {
+            let cache = self.inner.lock().expect("permission cache lock");
+            if cache.0 == revision {
+                if let Some(permissions) = cache.1.get(&token.id) {
+                    return permissions.clone();
+                }
+            }
+        }
+        let permissions = Arc::new(role_permissions(snapshot, &token.roles));
+        let mut cache = self.inner.lock().expect("permission cache lock");
+        if cache.0 != revision {
+            *cache = (revision, HashMap::new());
+        }
+        cache.1.insert(token.id, permissions.clone());
+        permissions
+    }
+}
+
+/// The union of the permissions of `roles` (unknown roles carry none).
+pub(crate) fn role_permissions(snapshot: &Snapshot, roles: &[String]) -> BTreeSet<String> {
+    let mut permissions = BTreeSet::new();
+    for role in roles {
+        let Ok(json) = snapshot.entity_json(EntityKind::Role, role) else {
+            continue;
+        };
+        if let Some(list) = json.get("permissions").and_then(|p| p.as_array()) {
+            permissions.extend(list.iter().filter_map(|p| p.as_str()).map(str::to_owned));
+        }
+    }
+    permissions
+}
+
+/// A token acting for a user is only as good as that user: inactive or expired users'
+/// tokens are refused.
+fn user_allows(snapshot: &Snapshot, user: Option<Id>, at: Time) -> bool {
+    let Some(user) = user else {
+        return true;
+    };
+    let Ok(json) = snapshot.entity_json(EntityKind::User, &user.to_string()) else {
+        return false;
+    };
+    let active = json
+        .get("active")
+        .and_then(|a| a.as_bool())
+        .unwrap_or(false);
+    let expired = json
+        .get("expires_at")
+        .and_then(|e| e.as_str())
+        .and_then(|e| e.parse::<Time>().ok())
+        .is_some_and(|expires| at >= expires);
+    active && !expired
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The middleware in front of every route that is not public.
+pub(crate) async fn authorize(
+    state: State<AppState>,
+    access: Access,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match caller(&state, &access, &request) {
+        Ok(Some(caller)) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Ok(None) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn caller(
+    state: &AppState,
+    access: &Access,
+    request: &Request,
+) -> Result<Option<Caller>, ApiError> {
+    if *access == Access::Public {
+        return Ok(None);
+    }
+    let secret = bearer(request).ok_or(ApiError::Unauthenticated("missing bearer token"))?;
+    let now = Time::now();
+    let token = state
+        .engine()
+        .authenticate_token(secret, now)
+        .ok_or(ApiError::Unauthenticated("unknown or expired token"))?;
+    let snapshot = state.snapshot();
+    if !user_allows(&snapshot, token.user, now) {
+        return Err(ApiError::Unauthenticated(
+            "the token's user is inactive or expired",
+        ));
+    }
+    let permissions = state.inner.auth.permissions(&snapshot, &token);
+    if let Access::Permission(permission) = access {
+        if !permissions.contains(permission.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "this token lacks the permission `{permission}`"
+            )));
+        }
+    }
+    Ok(Some(Caller { token, permissions }))
+}

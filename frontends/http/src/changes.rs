@@ -1,0 +1,216 @@
+//! The operation log over HTTP: `GET /changes?since=N` pages it, `GET /watch` streams
+//! it as server-sent events, one event per revision, the event id being the revision,
+//! so a client resumes with `Last-Event-ID`.
+//!
+//! Pages and events always hold whole revisions: a client that asks again from the
+//! last revision it saw never misses a record.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use portcullis_engine::{Change, Engine};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Params, RawQuery};
+
+/// How many records the stream reads from the log at a time.
+const WATCH_BATCH: usize = 1000;
+
+/// Reads records with a revision above `since`, whole revisions only: at most `limit`
+/// records, unless the first revision alone holds more (then all of it).
+fn read_whole_revisions(
+    engine: &Engine,
+    since: u64,
+    limit: usize,
+) -> Result<Vec<Change>, portcullis_engine::Error> {
+    let mut changes = engine.changes_since(since, limit.saturating_add(1))?;
+    if changes.len() <= limit {
+        return Ok(changes);
+    }
+    // The last revision may continue past the page: drop it, unless it is the only one.
+    let last = changes[limit - 1].revision;
+    let complete = changes[limit].revision != last;
+    changes.truncate(limit);
+    if complete {
+        return Ok(changes);
+    }
+    let first = changes[0].revision;
+    if last != first {
+        changes.retain(|change| change.revision != last);
+        return Ok(changes);
+    }
+    // One revision larger than a page: read all of it.
+    let mut size = limit.saturating_mul(2).max(WATCH_BATCH);
+    loop {
+        let all = engine.changes_since(since, size)?;
+        let done = all.len() < size || all.last().is_some_and(|change| change.revision != first);
+        if done {
+            return Ok(all
+                .into_iter()
+                .filter(|change| change.revision == first)
+                .collect());
+        }
+        size = size.saturating_mul(2);
+    }
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        &["since", "limit"],
+        false,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let since = params.since.unwrap_or(0);
+    let limit = params.limit;
+    let engine = state.engine().clone();
+    let changes = tokio::task::spawn_blocking(move || read_whole_revisions(&engine, since, limit))
+        .await
+        .map_err(|error| ApiError::Internal(format!("changes task failed: {error}")))??;
+    let next = changes.last().map_or(since, |change| change.revision);
+    Ok(Json(json!({
+        "revision": state.snapshot().revision(),
+        "since": since,
+        "next": next,
+        "changes": changes,
+    })))
+}
+
+struct Watch {
+    engine: Arc<Engine>,
+    since: u64,
+    pending: VecDeque<Event>,
+    revisions: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
+}
+
+/// Groups records by revision into one event each.
+fn events(changes: Vec<Change>) -> VecDeque<Event> {
+    let mut events = VecDeque::new();
+    let mut group: Vec<Change> = Vec::new();
+    let flush = |group: &mut Vec<Change>, events: &mut VecDeque<Event>| {
+        let Some(revision) = group.first().map(|c| c.revision) else {
+            return;
+        };
+        let data = json!({"revision": revision, "changes": std::mem::take(group)});
+        let event = Event::default()
+            .id(revision.to_string())
+            .event("change")
+            .data(data.to_string());
+        events.push_back(event);
+    };
+    for change in changes {
+        if group
+            .first()
+            .is_some_and(|first| first.revision != change.revision)
+        {
+            flush(&mut group, &mut events);
+        }
+        group.push(change);
+    }
+    flush(&mut group, &mut events);
+    events
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if *self.closing.borrow() {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            // Everything up to `published` is committed (the engine commits, then
+            // publishes), so an empty read lets `since` move up to it.
+            let published = *self.revisions.borrow_and_update();
+            let engine = self.engine.clone();
+            let since = self.since;
+            let read = tokio::task::spawn_blocking(move || {
+                read_whole_revisions(&engine, since, WATCH_BATCH)
+            })
+            .await;
+            let changes = match read {
+                Ok(Ok(changes)) => changes,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "watch: cannot read the operation log");
+                    return None;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "watch: the read task failed");
+                    return None;
+                }
+            };
+            if let Some(last) = changes.last() {
+                self.since = last.revision;
+                self.pending = events(changes);
+                continue;
+            }
+            self.since = self.since.max(published);
+            let since = self.since;
+            tokio::select! {
+                changed = self.revisions.wait_for(|revision| *revision > since) => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.closing.wait_for(|closing| *closing) => return None,
+            }
+        }
+    }
+}
+
+pub(crate) async fn watch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        &["since"],
+        false,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let resume = match headers.get("last-event-id") {
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("`Last-Event-ID` is not text".to_owned()))?;
+            Some(text.trim().parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("`Last-Event-ID`: `{text}` is not a revision"))
+            })?)
+        }
+        None => None,
+    };
+    let since = resume
+        .or(params.since)
+        .unwrap_or_else(|| state.snapshot().revision());
+    let watch = Watch {
+        engine: state.engine().clone(),
+        since,
+        pending: VecDeque::new(),
+        revisions: state.revisions().subscribe(),
+        closing: state.revisions().closing(),
+    };
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok::<Event, Infallible>(event), watch))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

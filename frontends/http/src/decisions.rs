@@ -1,0 +1,352 @@
+//! The decision API: check, batch check, explain, what a user may reach, who may reach
+//! an asset, and role checks. Every answer comes from one snapshot and names its
+//! revision.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use portcullis_engine::{
+    Actions, Decision, Evaluator, Explanation, Query, Snapshot, Time, protocol_name,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiPath, JsonBody, Params, RawQuery};
+
+/// `POST /api/v1/check` and `/explain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckRequest {
+    user: String,
+    asset: String,
+    account: String,
+    protocol: String,
+    action: String,
+    #[serde(default)]
+    at: Option<Time>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+}
+
+/// One check of a batch: like a check, without `min_revision` (the batch has one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchItem {
+    user: String,
+    asset: String,
+    account: String,
+    protocol: String,
+    action: String,
+    #[serde(default)]
+    at: Option<Time>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchRequest {
+    checks: Vec<BatchItem>,
+    /// The default instant of every check that names none.
+    #[serde(default)]
+    at: Option<Time>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PermissionRequest {
+    user: String,
+    permission: String,
+    #[serde(default = "global_scope")]
+    scope: String,
+    #[serde(default)]
+    at: Option<Time>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+}
+
+fn global_scope() -> String {
+    portcullis_engine::GLOBAL_SCOPE.to_owned()
+}
+
+/// The action and protocol of a check, in the engine's terms.
+fn action_and_protocol(action: &str, protocol: &str) -> Result<(Actions, Box<str>), ApiError> {
+    let action = Actions::parse_name(action)
+        .map_err(|error| ApiError::InvalidBody(format!("action: {error}")))?;
+    let protocol = protocol_name(protocol)
+        .map_err(|error| ApiError::InvalidBody(format!("protocol: {error}")))?;
+    Ok((action, protocol))
+}
+
+/// A decision as the check API answers it: `{allowed, actions, revision, valid_until}`.
+pub fn decision_json(decision: &Decision) -> Value {
+    json!({
+        "allowed": decision.allowed,
+        "actions": decision.actions,
+        "revision": decision.revision,
+        "valid_until": decision.valid_until,
+    })
+}
+
+pub(crate) async fn check(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CheckRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (action, protocol) = action_and_protocol(&body.action, &body.protocol)?;
+    let snapshot = state.snapshot_at_least(body.min_revision).await?;
+    let decision = snapshot.check(&Query {
+        user: &body.user,
+        asset: &body.asset,
+        account: &body.account,
+        protocol: &protocol,
+        action,
+        at: body.at.unwrap_or_else(Time::now),
+    })?;
+    state.metrics().decision(decision.allowed);
+    Ok(Json(decision_json(&decision)))
+}
+
+pub(crate) async fn check_batch(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<BatchRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.settings().max_page_size;
+    if body.checks.len() > max {
+        return Err(ApiError::InvalidBody(format!(
+            "checks: a batch holds at most {max} checks"
+        )));
+    }
+    let snapshot = state.snapshot_at_least(body.min_revision).await?;
+    let now = Time::now();
+    let results: Vec<Value> = body
+        .checks
+        .iter()
+        .map(|item| {
+            let answer =
+                action_and_protocol(&item.action, &item.protocol).and_then(|(action, protocol)| {
+                    let query = Query {
+                        user: &item.user,
+                        asset: &item.asset,
+                        account: &item.account,
+                        protocol: &protocol,
+                        action,
+                        at: item.at.or(body.at).unwrap_or(now),
+                    };
+                    snapshot.check(&query).map_err(ApiError::from)
+                });
+            match answer {
+                Ok(decision) => {
+                    state.metrics().decision(decision.allowed);
+                    decision_json(&decision)
+                }
+                Err(error) => crate::error::error_body(&error),
+            }
+        })
+        .collect();
+    Ok(Json(
+        json!({"revision": snapshot.revision(), "results": results}),
+    ))
+}
+
+/// An explanation as the explain API answers it: the decision, the reason codes of a
+/// denial, and each rule's verdict with the group path that reached the user.
+pub fn explanation_json(explanation: &Explanation) -> Value {
+    let rules: Vec<Value> = explanation
+        .rules
+        .iter()
+        .map(|verdict| {
+            json!({
+                "rule": verdict.rule,
+                "name": verdict.name,
+                "effect": verdict.effect,
+                "applied": verdict.applied,
+                "reason": verdict.reason.map(|reason| reason.code()),
+                "actions": verdict.actions,
+                "via": verdict.via,
+            })
+        })
+        .collect();
+    let decision = &explanation.decision;
+    let matched: Vec<String> = decision.rules.iter().map(|id| id.to_string()).collect();
+    json!({
+        "allowed": decision.allowed,
+        "actions": decision.actions,
+        "revision": decision.revision,
+        "valid_until": decision.valid_until,
+        "reasons": explanation.reasons.iter().map(|reason| reason.code()).collect::<Vec<_>>(),
+        "matched_rules": matched,
+        "rules": rules,
+    })
+}
+
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CheckRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (action, protocol) = action_and_protocol(&body.action, &body.protocol)?;
+    let snapshot = state.snapshot_at_least(body.min_revision).await?;
+    let explanation = snapshot.explain(&Query {
+        user: &body.user,
+        asset: &body.asset,
+        account: &body.account,
+        protocol: &protocol,
+        action,
+        at: body.at.unwrap_or_else(Time::now),
+    })?;
+    Ok(Json(explanation_json(&explanation)))
+}
+
+pub(crate) async fn check_permission(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PermissionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.snapshot_at_least(body.min_revision).await?;
+    let at = body.at.unwrap_or_else(Time::now);
+    let roles = snapshot.effective_roles(&body.user, &body.scope, at)?;
+    let allowed = snapshot.has_permission(&body.user, &body.scope, &body.permission, at)?;
+    Ok(Json(json!({
+        "allowed": allowed,
+        "roles": roles,
+        "revision": snapshot.revision(),
+    })))
+}
+
+/// The query of the decision lists: `at`, paging and `min_revision`.
+struct ListParams {
+    params: Params,
+    snapshot: Arc<Snapshot>,
+    at: Time,
+}
+
+async fn list_params(
+    state: &AppState,
+    query: Vec<(String, String)>,
+    known: &[&str],
+) -> Result<ListParams, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        known,
+        false,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let snapshot = state.snapshot_at_least(params.min_revision).await?;
+    let at = params.at.unwrap_or_else(Time::now);
+    Ok(ListParams {
+        params,
+        snapshot,
+        at,
+    })
+}
+
+fn page_json(snapshot: &Snapshot, params: &Params, total: u64, items: Vec<Value>) -> Value {
+    json!({
+        "revision": snapshot.revision(),
+        "total": total,
+        "offset": params.offset,
+        "limit": params.limit,
+        "items": items,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("INVARIANT: model types serialize to JSON")
+}
+
+pub(crate) async fn user_assets(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let list = list_params(
+        &state,
+        query,
+        &["at", "offset", "limit", "min_revision", "node"],
+    )
+    .await?;
+    let ListParams {
+        params,
+        snapshot,
+        at,
+    } = list;
+    let page = snapshot.user_assets_page(
+        &user,
+        params.node.as_deref(),
+        at,
+        params.offset,
+        params.limit,
+    )?;
+    let items = page.items.iter().map(|asset| to_json(&**asset)).collect();
+    Ok(Json(page_json(&snapshot, &params, page.total, items)))
+}
+
+pub(crate) async fn user_nodes(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let list = list_params(&state, query, &["at", "offset", "limit", "min_revision"]).await?;
+    let ListParams {
+        params,
+        snapshot,
+        at,
+    } = list;
+    let nodes = snapshot.user_nodes(&user, at)?;
+    let total = nodes.len() as u64;
+    let items = nodes
+        .iter()
+        .skip(usize::try_from(params.offset).unwrap_or(usize::MAX))
+        .take(params.limit)
+        .map(to_json)
+        .collect();
+    Ok(Json(page_json(&snapshot, &params, total, items)))
+}
+
+pub(crate) async fn user_accounts(
+    State(state): State<AppState>,
+    ApiPath((user, asset)): ApiPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let list = list_params(&state, query, &["at", "min_revision"]).await?;
+    let ListParams { snapshot, at, .. } = list;
+    let grants = snapshot.user_accounts(&user, &asset, at)?;
+    let items: Vec<Value> = grants
+        .iter()
+        .map(|grant| {
+            let protocols: Vec<Value> = grant
+                .protocols
+                .iter()
+                .map(|(protocol, actions)| json!({"protocol": protocol, "actions": actions}))
+                .collect();
+            json!({
+                "username": grant.username,
+                "account": grant.account,
+                "actions": grant.actions,
+                "protocols": protocols,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"revision": snapshot.revision(), "items": items}),
+    ))
+}
+
+pub(crate) async fn asset_users(
+    State(state): State<AppState>,
+    ApiPath(asset): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let list = list_params(&state, query, &["at", "offset", "limit", "min_revision"]).await?;
+    let ListParams {
+        params,
+        snapshot,
+        at,
+    } = list;
+    let page = snapshot.asset_users_page(&asset, at, params.offset, params.limit)?;
+    let items = page.items.iter().map(|user| to_json(&**user)).collect();
+    Ok(Json(page_json(&snapshot, &params, page.total, items)))
+}

@@ -1,0 +1,359 @@
+//! The route table: every route once, with its method, path, the access it needs, and
+//! what the OpenAPI document says of it. The router, the authorization middleware and
+//! the OpenAPI document are all built from this table.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json, Router, middleware};
+use portcullis_engine::{EntityKind, PERMISSION_CHECK};
+use serde_json::{Value, json};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::admin::handlers;
+use crate::auth::{Access, Caller};
+use crate::extract::{ApiPath, JsonBody, RawQuery};
+use crate::{AppState, changes, decisions, error, metrics, openapi};
+
+/// One route of the API.
+pub(crate) struct Route {
+    pub method: Method,
+    pub path: String,
+    pub access: Access,
+    pub tag: &'static str,
+    pub summary: String,
+    /// Query parameters, for the document.
+    pub query: &'static [&'static str],
+    /// The schema of the request body, if any.
+    pub request: Option<String>,
+    /// The success status and the schema of its body.
+    pub response: (StatusCode, String),
+    /// Streams without end (no request timeout).
+    pub streaming: bool,
+    pub handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new<H, T>(
+        method: Method,
+        path: impl Into<String>,
+        access: Access,
+        tag: &'static str,
+        summary: impl Into<String>,
+        handler: H,
+    ) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .expect("INVARIANT: the table uses standard methods");
+        Route {
+            method,
+            path: path.into(),
+            access,
+            tag,
+            summary: summary.into(),
+            query: &[],
+            request: None,
+            response: (StatusCode::OK, "Object".to_owned()),
+            streaming: false,
+            handler: on(filter, handler),
+        }
+    }
+
+    fn query(mut self, names: &'static [&'static str]) -> Route {
+        self.query = names;
+        self
+    }
+
+    fn body(mut self, schema: impl Into<String>) -> Route {
+        self.request = Some(schema.into());
+        self
+    }
+
+    fn answers(mut self, status: StatusCode, schema: impl Into<String>) -> Route {
+        self.response = (status, schema.into());
+        self
+    }
+
+    fn streaming(mut self) -> Route {
+        self.streaming = true;
+        self
+    }
+}
+
+const LIST_QUERY: &[&str] = &["offset", "limit", "search", "min_revision", "{field}"];
+const DECISION_LIST_QUERY: &[&str] = &["at", "offset", "limit", "min_revision"];
+
+fn permission(kind: EntityKind, verb: &str) -> Access {
+    Access::Permission(format!("{}s.{verb}", kind.noun()))
+}
+
+/// The spec schema's name of a kind: `UserSpec`, …
+pub(crate) fn spec_schema(kind: EntityKind) -> String {
+    let noun = kind.noun();
+    let mut chars = noun.chars();
+    let first = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .unwrap_or_default();
+    format!("{first}{}Spec", chars.as_str())
+}
+
+fn admin_routes(kind: EntityKind) -> Vec<Route> {
+    let noun = kind.noun();
+    let plural = format!("/api/v1/{noun}s");
+    let one = format!("{plural}/{{{noun}}}");
+    let spec = spec_schema(kind);
+    vec![
+        Route::new(
+            Method::GET,
+            &plural,
+            permission(kind, "view"),
+            "admin",
+            format!("List {noun}s"),
+            move |state: State<AppState>, query: RawQuery| handlers::list(kind, state, query),
+        )
+        .query(LIST_QUERY)
+        .answers(StatusCode::OK, "Page"),
+        Route::new(
+            Method::POST,
+            &plural,
+            permission(kind, "add"),
+            "admin",
+            format!("Create a {noun}"),
+            move |state: State<AppState>, caller: Extension<Caller>, body: JsonBody<Value>| {
+                handlers::create(kind, state, caller, body)
+            },
+        )
+        .body(&spec)
+        .answers(
+            StatusCode::CREATED,
+            if kind == EntityKind::Token {
+                "TokenCreated"
+            } else {
+                "WriteResult"
+            },
+        ),
+        Route::new(
+            Method::GET,
+            &one,
+            permission(kind, "view"),
+            "admin",
+            format!("Get a {noun}"),
+            move |state: State<AppState>, path: ApiPath<String>, query: RawQuery| {
+                handlers::get(kind, state, path, query)
+            },
+        )
+        .query(&["min_revision"])
+        .answers(StatusCode::OK, "Entity"),
+        Route::new(
+            Method::PUT,
+            &one,
+            permission(kind, "change"),
+            "admin",
+            format!("Replace a {noun}"),
+            move |state: State<AppState>,
+                  path: ApiPath<String>,
+                  caller: Extension<Caller>,
+                  body: JsonBody<Value>| {
+                handlers::replace(kind, state, path, caller, body)
+            },
+        )
+        .body(&spec)
+        .answers(StatusCode::OK, "WriteResult"),
+        Route::new(
+            Method::PATCH,
+            &one,
+            permission(kind, "change"),
+            "admin",
+            format!("Change a {noun} with a JSON merge patch (RFC 7386) of its spec"),
+            move |state: State<AppState>,
+                  path: ApiPath<String>,
+                  caller: Extension<Caller>,
+                  body: JsonBody<Value>| {
+                handlers::patch(kind, state, path, caller, body)
+            },
+        )
+        .body("MergePatch")
+        .answers(StatusCode::OK, "WriteResult"),
+        Route::new(
+            Method::DELETE,
+            &one,
+            permission(kind, "delete"),
+            "admin",
+            format!("Delete a {noun}"),
+            move |state: State<AppState>, path: ApiPath<String>, caller: Extension<Caller>| {
+                handlers::delete(kind, state, path, caller)
+            },
+        )
+        .answers(StatusCode::OK, "DeleteResult"),
+        Route::new(
+            Method::POST,
+            format!("{one}/clone"),
+            permission(kind, "add"),
+            "admin",
+            format!("Copy a {noun} under a new name"),
+            move |state: State<AppState>,
+                  path: ApiPath<String>,
+                  caller: Extension<Caller>,
+                  body: JsonBody<crate::admin::CloneRequest>| {
+                handlers::clone(kind, state, path, caller, body)
+            },
+        )
+        .body("CloneRequest")
+        .answers(
+            StatusCode::CREATED,
+            if kind == EntityKind::Token {
+                "TokenCreated"
+            } else {
+                "WriteResult"
+            },
+        ),
+    ]
+}
+
+/// Every route of the API.
+pub(crate) fn table() -> Vec<Route> {
+    let check = || Access::Permission(PERMISSION_CHECK.to_owned());
+    let changes_view = || Access::Permission("changes.view".to_owned());
+    let mut routes = vec![
+        Route::new(Method::GET, "/healthz", Access::Public, "service", "Liveness: the engine answers", healthz).answers(StatusCode::OK, "Health"),
+        Route::new(Method::GET, "/metrics", Access::Public, "service", "Prometheus metrics (text format); unauthenticated", metrics::render).answers(StatusCode::OK, "Metrics"),
+        Route::new(Method::GET, "/api/v1/openapi.json", Access::Public, "service", "This document", openapi_document).answers(StatusCode::OK, "Object"),
+        Route::new(Method::GET, "/api/v1/whoami", Access::Authenticated, "service", "The calling token, its roles and permissions", whoami).answers(StatusCode::OK, "Whoami"),
+        Route::new(Method::POST, "/api/v1/check", check(), "decisions", "May this user reach this asset as this account over this protocol and do this action?", decisions::check)
+            .body("CheckRequest")
+            .answers(StatusCode::OK, "CheckResponse"),
+        Route::new(Method::POST, "/api/v1/check/batch", check(), "decisions", "Many checks against one snapshot", decisions::check_batch)
+            .body("BatchRequest")
+            .answers(StatusCode::OK, "BatchResponse"),
+        Route::new(Method::POST, "/api/v1/explain", check(), "decisions", "A check with its reasons, rule by rule", decisions::explain)
+            .body("CheckRequest")
+            .answers(StatusCode::OK, "ExplainResponse"),
+        Route::new(Method::POST, "/api/v1/permissions/check", check(), "decisions", "Does a user hold a permission on a scope, through system roles and group role assignments?", decisions::check_permission)
+            .body("PermissionCheckRequest")
+            .answers(StatusCode::OK, "PermissionCheckResponse"),
+        Route::new(Method::GET, "/api/v1/users/{user}/assets", check(), "decisions", "The assets a user may reach", decisions::user_assets)
+            .query(&["at", "offset", "limit", "min_revision", "node"])
+            .answers(StatusCode::OK, "Page"),
+        Route::new(Method::GET, "/api/v1/users/{user}/nodes", check(), "decisions", "The nodes holding what a user may reach, with counts", decisions::user_nodes)
+            .query(DECISION_LIST_QUERY)
+            .answers(StatusCode::OK, "Page"),
+        Route::new(Method::GET, "/api/v1/users/{user}/assets/{asset}/accounts", check(), "decisions", "The accounts through which a user may reach an asset, per protocol", decisions::user_accounts)
+            .query(&["at", "min_revision"])
+            .answers(StatusCode::OK, "AccountGrants"),
+        Route::new(Method::GET, "/api/v1/assets/{asset}/users", check(), "decisions", "The users who may reach an asset", decisions::asset_users)
+            .query(DECISION_LIST_QUERY)
+            .answers(StatusCode::OK, "Page"),
+        Route::new(Method::GET, "/api/v1/changes", changes_view(), "changes", "A page of the operation log, whole revisions only", changes::list)
+            .query(&["since", "limit"])
+            .answers(StatusCode::OK, "ChangesPage"),
+        Route::new(Method::GET, "/api/v1/watch", changes_view(), "changes", "The operation log as server-sent events, one per revision (id = revision); resume with Last-Event-ID", changes::watch)
+            .query(&["since"])
+            .answers(StatusCode::OK, "EventStream")
+            .streaming(),
+    ];
+    for kind in EntityKind::ALL {
+        routes.extend(admin_routes(kind));
+    }
+    routes.push(
+        Route::new(
+            Method::POST,
+            "/api/v1/groups/{group}/members",
+            permission(EntityKind::Group, "change"),
+            "admin",
+            "Add a member to a group, or change its expiry",
+            handlers::add_member,
+        )
+        .body("MemberSpec")
+        .answers(StatusCode::OK, "WriteResult"),
+    );
+    routes.push(
+        Route::new(
+            Method::DELETE,
+            "/api/v1/groups/{group}/members/{user}",
+            permission(EntityKind::Group, "change"),
+            "admin",
+            "Remove a member from a group",
+            handlers::remove_member,
+        )
+        .answers(StatusCode::OK, "WriteResult"),
+    );
+    routes
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"status": "ok", "revision": state.snapshot().revision()}))
+}
+
+async fn openapi_document(State(state): State<AppState>) -> Json<Value> {
+    Json(
+        state
+            .inner
+            .openapi
+            .get_or_init(|| openapi::document(&table()))
+            .clone(),
+    )
+}
+
+async fn whoami(Extension(caller): Extension<Caller>) -> Json<Value> {
+    Json(json!({
+        "token": caller.token.name,
+        "id": caller.token.id,
+        "user": caller.token.user,
+        "roles": caller.token.roles,
+        "permissions": *caller.permissions,
+        "expires_at": caller.token.expires_at,
+    }))
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    let settings = state.settings().clone();
+    let table = table();
+    let _ = state.inner.openapi.set(openapi::document(&table));
+    let mut timed: Router<AppState> = Router::new();
+    let mut streaming: Router<AppState> = Router::new();
+    for route in table {
+        let handler = match route.access {
+            Access::Public => route.handler,
+            access => route.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |state: State<AppState>, request, next| {
+                    crate::auth::authorize(state, access.clone(), request, next)
+                },
+            )),
+        };
+        if route.streaming {
+            streaming = streaming.route(&route.path, handler);
+        } else {
+            timed = timed.route(&route.path, handler);
+        }
+    }
+    let timed = timed.layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        settings.request_timeout.max(Duration::from_millis(1)),
+    ));
+    Router::new()
+        .merge(timed)
+        .merge(streaming)
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(middleware::from_fn_with_state(
+            settings.body_limit,
+            crate::extract::refuse_oversized,
+        ))
+        .layer(middleware::from_fn(error::fill_in_error_bodies))
+        .with_state(state)
+}

@@ -1,0 +1,314 @@
+//! The authorization matrix: every route × every kind of caller → the designed status.
+//!
+//! A caller that may use a route gets the route's own answer (200 for reads; for
+//! writes a body or target chosen to be refused, 404 or 422, so that the matrix
+//! changes nothing); one that may not gets 403; no token or a bad one gets 401.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Server, estate};
+
+/// The permission each route needs, by design (DESIGN.md and the issue).
+fn designed_permission(method: &str, path: &str) -> Option<String> {
+    let public = [
+        "/healthz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/whoami",
+    ];
+    if public.contains(&path) {
+        return None;
+    }
+    let decisions = [
+        "/api/v1/check",
+        "/api/v1/check/batch",
+        "/api/v1/explain",
+        "/api/v1/permissions/check",
+        "/api/v1/users/{user}/assets",
+        "/api/v1/users/{user}/nodes",
+        "/api/v1/users/{user}/assets/{asset}/accounts",
+        "/api/v1/assets/{asset}/users",
+    ];
+    if decisions.contains(&path) {
+        return Some("decisions.check".to_owned());
+    }
+    if path == "/api/v1/changes" || path == "/api/v1/watch" {
+        return Some("changes.view".to_owned());
+    }
+    if path.starts_with("/api/v1/groups/{group}/members") {
+        return Some("groups.change".to_owned());
+    }
+    let resource = path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .next()
+        .unwrap();
+    let verb = match method {
+        "GET" => "view",
+        "POST" => "add",
+        "PUT" | "PATCH" => "change",
+        "DELETE" => "delete",
+        other => panic!("unexpected method {other}"),
+    };
+    Some(format!("{resource}.{verb}"))
+}
+
+/// The concrete request of a route, and what a caller allowed to send it gets.
+fn request_for(method: &str, path: &str) -> (String, Option<Value>, u16) {
+    let reads = method == "GET";
+    let target = |real: &str| {
+        if reads {
+            real.to_owned()
+        } else {
+            "missing".to_owned()
+        }
+    };
+    let concrete = path
+        .replace(
+            "{user}",
+            &if path.contains("/members/") {
+                "alice".to_owned()
+            } else {
+                target("alice")
+            },
+        )
+        .replace("{asset}", &target("web-01"))
+        .replace("{group}", &target("ops"))
+        .replace("{node}", &target("%2FDefault%2FProd"))
+        .replace("{rule}", &target("ops-prod"))
+        .replace("{role}", &target("user"))
+        .replace("{token}", &target("admin"));
+    if reads {
+        return (concrete, None, 200);
+    }
+    let is_decision = designed_permission(method, path).as_deref() == Some("decisions.check");
+    match method {
+        "POST" if path.ends_with("/clone") => (concrete, Some(json!({"name": "x"})), 404),
+        "POST" if path.ends_with("/members") => (concrete, Some(json!("alice")), 404),
+        "POST" if is_decision => (concrete, Some(json!({})), 422),
+        "POST" => (concrete, Some(json!({})), 422),
+        "PUT" if path.starts_with("/api/v1/users/") => {
+            (concrete, Some(json!({"username": "x"})), 404)
+        }
+        "PUT" if path.starts_with("/api/v1/tokens/") => (
+            concrete,
+            Some(json!({"name": "x", "roles": ["checker"]})),
+            404,
+        ),
+        "PUT" => (concrete, Some(json!({"name": "x"})), 404),
+        "PATCH" => (concrete, Some(json!({})), 404),
+        "DELETE" => (concrete, None, 404),
+        other => panic!("unexpected method {other}"),
+    }
+}
+
+/// A kind of caller: its name, its token's secret, the permissions it holds (`None`:
+/// not a valid token).
+type Caller = (&'static str, Option<String>, Option<Vec<String>>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_by_every_caller() {
+    let server = Server::start().await;
+    estate(&server).await;
+    server
+        .create(
+            "roles",
+            json!({"name": "helpdesk", "permissions": ["users.view", "users.change", "groups.view", "groups.change", "decisions.check"]}),
+        )
+        .await;
+    let all: Vec<String> = portcullis_engine::all_permissions();
+    let views: Vec<String> = all
+        .iter()
+        .filter(|p| p.ends_with(".view"))
+        .cloned()
+        .collect();
+    let callers: Vec<Caller> = vec![
+        ("no token", None, None),
+        ("bad token", Some("pct_not-a-real-token".to_owned()), None),
+        (
+            "system-admin",
+            Some(server.admin.clone()),
+            Some(all.clone()),
+        ),
+        (
+            "system-auditor",
+            Some(server.token("auditor", &["system-auditor"]).await),
+            Some(views),
+        ),
+        (
+            "checker",
+            Some(server.token("checker", &["checker"]).await),
+            Some(vec!["decisions.check".to_owned()]),
+        ),
+        (
+            "scim",
+            Some(server.token("scim", &["scim"]).await),
+            Some(vec!["scim.provision".to_owned()]),
+        ),
+        (
+            "helpdesk",
+            Some(server.token("helpdesk", &["helpdesk"]).await),
+            Some(
+                [
+                    "users.view",
+                    "users.change",
+                    "groups.view",
+                    "groups.change",
+                    "decisions.check",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ),
+        ),
+    ];
+    let (_, document) = server
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let routes = portcullis_http::route_list();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, path) in &routes {
+        let permission = designed_permission(method, path);
+        let documented = document["paths"][path][method.to_lowercase()]["x-permission"].as_str();
+        assert_eq!(
+            documented,
+            permission.as_deref(),
+            "{method} {path}: documented permission"
+        );
+        let (concrete, body, allowed_status) = request_for(method, path);
+        for (name, token, permissions) in &callers {
+            let public = permission.is_none() && path != "/api/v1/whoami";
+            let expected = match (public, token, permissions) {
+                (true, _, _) => 200,
+                (false, _, None) => 401,
+                (false, Some(_), Some(held)) => match &permission {
+                    None => 200,
+                    Some(needed) if held.contains(needed) => allowed_status,
+                    Some(_) => 403,
+                },
+                (false, None, Some(_)) => unreachable!(),
+            };
+            let (status, code) =
+                send(&server, method, &concrete, token.as_deref(), body.as_ref()).await;
+            checked += 1;
+            // A 404 must be the entity's, never a missing route.
+            if status != expected || code == "route_not_found" || code == "method_not_allowed" {
+                failures.push(format!(
+                    "{name:>14} {method:>6} {concrete}: got {status} {code}, designed {expected}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} calls differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= routes.len() * 7);
+}
+
+/// Sends and returns the status, and the error code if any (the watch stream never
+/// ends, so its body is not read).
+async fn send(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    if path.starts_with("/api/v1/watch") || status < 400 {
+        return (status, String::new());
+    }
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_answers_carry_a_challenge_and_the_error_shape() {
+    let server = Server::start().await;
+    for header in [
+        None,
+        Some("Basic YWRtaW46YWRtaW4="),
+        Some("Bearer "),
+        Some("Bearer nope"),
+    ] {
+        let mut request = server.client.get(server.url("/api/v1/users"));
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{header:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], json!("unauthenticated"));
+        assert!(body["error"]["message"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_role_takes_effect_at_once() {
+    let server = Server::start().await;
+    server
+        .create(
+            "roles",
+            json!({"name": "reader", "permissions": ["users.view"]}),
+        )
+        .await;
+    let reader = server.token("reader", &["reader"]).await;
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/groups", Some(&reader), None)
+        .await;
+    assert_eq!(status, 403);
+    server
+        .patch(
+            "/api/v1/roles/reader",
+            json!({"permissions": ["users.view", "groups.view"]}),
+        )
+        .await;
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/groups", Some(&reader), None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_an_inactive_user_is_refused() {
+    let server = Server::start().await;
+    server.create("users", json!({"username": "ops-bot"})).await;
+    let (_, created) = server
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "bot", "user": "ops-bot", "roles": ["checker"]}),
+        )
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(status, 200);
+    server
+        .patch("/api/v1/users/ops-bot", json!({"active": false}))
+        .await;
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(status, 401);
+}

@@ -1,0 +1,316 @@
+//! Bad input on every route: malformed JSON, wrong types, unknown fields, bodies over
+//! the limit, bad paging and bad times. Each gets its status and error code, and none
+//! changes anything.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Server, code, estate};
+
+fn concrete(path: &str) -> String {
+    path.replace("{user}", "alice")
+        .replace("{asset}", "web-01")
+        .replace("{group}", "ops")
+        .replace("{node}", "%2FDefault%2FProd")
+        .replace("{rule}", "ops-prod")
+        .replace("{role}", "user")
+        .replace("{token}", "admin")
+}
+
+/// A body the route accepts (or refuses for other reasons than its shape).
+fn valid_body(method: &str, path: &str) -> Value {
+    let check = json!({"user":"alice","asset":"web-01","account":"root","protocol":"ssh","action":"connect"});
+    match (method, path) {
+        (_, "/api/v1/check" | "/api/v1/explain") => check,
+        (_, "/api/v1/check/batch") => json!({"checks": [check]}),
+        (_, "/api/v1/permissions/check") => json!({"user": "alice", "permission": "users.view"}),
+        (_, p) if p.ends_with("/clone") => json!({"name": "y"}),
+        (_, p) if p.ends_with("/members") => json!({"user": "alice"}),
+        ("PATCH", _) => json!({}),
+        (_, p) if p.starts_with("/api/v1/users") => json!({"username": "y"}),
+        (_, p) if p.starts_with("/api/v1/tokens") => json!({"name": "y", "roles": ["checker"]}),
+        _ => json!({"name": "y"}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_are_not_json_of_the_right_shape() {
+    let server = Server::start().await;
+    estate(&server).await;
+    let before = server.engine.snapshot().revision();
+    let admin = server.admin.clone();
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024)).into_bytes();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, path) in portcullis_http::route_list() {
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+            continue;
+        }
+        let url = concrete(&path);
+        let verb = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut unknown = valid_body(&method, &path);
+        unknown["bogus_field"] = json!(1);
+        let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+            ("truncated", b"{\"name\": ".to_vec(), 400, "malformed_json"),
+            ("empty", Vec::new(), 400, "malformed_json"),
+            ("not json", b"name=x".to_vec(), 400, "malformed_json"),
+            ("wrong type", b"42".to_vec(), 422, "invalid_body"),
+            (
+                "unknown field",
+                serde_json::to_vec(&unknown).unwrap(),
+                422,
+                "invalid_body",
+            ),
+            ("too large", huge.clone(), 413, "payload_too_large"),
+        ];
+        for (case, body, status, error) in cases {
+            let (got, answer) = server
+                .send(verb.clone(), &url, Some(&admin), Some(body))
+                .await;
+            checked += 1;
+            if (got, code(&answer)) != (status, error) {
+                failures.push(format!(
+                    "{method} {url} {case}: got {got} {answer}, want {status} {error}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        server.engine.snapshot().revision(),
+        before,
+        "no bad request wrote anything"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_types_and_values_in_known_fields() {
+    let server = Server::start().await;
+    estate(&server).await;
+    let before = server.engine.snapshot().revision();
+    let check = |field: &str, value: Value| {
+        let mut body = json!({"user":"alice","asset":"web-01","account":"root","protocol":"ssh","action":"connect"});
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (
+            "/api/v1/check",
+            check("action", json!("fly")),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/check",
+            check("action", json!(["connect"])),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/check",
+            check("protocol", json!("s s h")),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/check",
+            check("at", json!("next tuesday")),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/check",
+            check("min_revision", json!(-1)),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/check",
+            check("user", json!(7)),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/explain",
+            check("user", Value::Null),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": "x", "active": "yes"}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": "x", "email": "not-an-email"}),
+            422,
+            "invalid",
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": " padded"}),
+            422,
+            "invalid",
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": "x", "system_roles": ["emperor"]}),
+            422,
+            "unknown_reference",
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "r", "accounts": ["@SOME"]}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "r", "actions": ["fly"]}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "r", "effect": "maybe"}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "r", "groups": ["nobody"]}),
+            422,
+            "unknown_reference",
+        ),
+        (
+            "/api/v1/groups",
+            json!({"name": "g", "members": [{"user": "alice", "until": "soon"}]}),
+            422,
+            "invalid_body",
+        ),
+        (
+            "/api/v1/groups/ops/members",
+            json!({"user": "alice", "until": "soon"}),
+            422,
+            "invalid_body",
+        ),
+        ("/api/v1/nodes", json!({"name": "a/b"}), 422, "invalid"),
+        (
+            "/api/v1/tokens",
+            json!({"name": "t", "roles": []}),
+            422,
+            "invalid",
+        ),
+        ("/api/v1/tokens", json!({"name": "t"}), 422, "invalid_body"),
+    ];
+    for (path, body, status, error) in cases {
+        let (got, answer) = server.post(path, body.clone()).await;
+        assert_eq!(
+            (got, code(&answer)),
+            (status, error),
+            "{path} {body}: {answer}"
+        );
+    }
+    let many: Vec<Value> = (0..201)
+        .map(|_| check("action", json!("connect")))
+        .collect();
+    let (got, answer) = server
+        .post("/api/v1/check/batch", json!({"checks": many}))
+        .await;
+    assert_eq!(
+        (got, code(&answer)),
+        (422, "invalid_body"),
+        "a batch over the page limit"
+    );
+    assert_eq!(
+        server.engine.snapshot().revision(),
+        before,
+        "no bad request wrote anything"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_parameters_out_of_range() {
+    let server = Server::start().await;
+    estate(&server).await;
+    let mut failures = Vec::new();
+    for (method, path) in portcullis_http::route_list() {
+        if method != "GET" {
+            continue;
+        }
+        let url = concrete(&path);
+        let document_query: Vec<&str> = match path.as_str() {
+            "/healthz" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/whoami" => continue,
+            "/api/v1/watch" => vec!["since=soon", "since=-1"],
+            "/api/v1/changes" => vec!["limit=0", "limit=201", "limit=ten", "since=x", "offset=1"],
+            "/api/v1/users/{user}/assets/{asset}/accounts" => {
+                vec!["at=yesterday", "limit=5", "min_revision=x"]
+            }
+            "/api/v1/users/{user}/assets"
+            | "/api/v1/users/{user}/nodes"
+            | "/api/v1/assets/{asset}/users" => {
+                vec![
+                    "limit=0",
+                    "limit=201",
+                    "limit=-5",
+                    "offset=-1",
+                    "at=yesterday",
+                    "bogus=1",
+                    "min_revision=x",
+                ]
+            }
+            // Admin lists: /api/v1/{kind}s.
+            p if p.matches('/').count() == 3 => {
+                vec!["limit=0", "limit=201", "offset=x", "min_revision=-1"]
+            }
+            // Admin gets: /api/v1/{kind}s/{ref}.
+            _ => vec!["min_revision=x", "limit=5"],
+        };
+        for query in document_query {
+            let full = format!("{url}?{query}");
+            let (status, answer) = server.get(&full).await;
+            if (status, code(&answer)) != (400, "bad_request") {
+                failures.push(format!("GET {full}: got {status} {answer}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let (status, answer) = server.get("/api/v1/users?limit=200").await;
+    assert_eq!(status, 200, "the largest page is fine: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_answer_json() {
+    let server = Server::start().await;
+    let admin = server.admin.clone();
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/nothing-here", Some(&admin), None)
+        .await;
+    assert_eq!((status, code(&answer)), (404, "route_not_found"));
+    let (status, answer) = server
+        .call(Method::DELETE, "/api/v1/check", Some(&admin), None)
+        .await;
+    assert_eq!((status, code(&answer)), (405, "method_not_allowed"));
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/users/nobody", Some(&admin), None)
+        .await;
+    assert_eq!((status, code(&answer)), (404, "not_found"));
+    assert_eq!(answer["error"]["message"], json!("unknown user `nobody`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_times_out_with_the_error_shape() {
+    let mut settings = crate::support::test_settings();
+    settings.request_timeout = std::time::Duration::from_millis(100);
+    settings.min_revision_wait = std::time::Duration::from_secs(5);
+    let server = Server::start_with(settings).await;
+    let (status, answer) = server.get("/api/v1/users?min_revision=999999").await;
+    assert_eq!((status, code(&answer)), (503, "timeout"), "{answer}");
+}
