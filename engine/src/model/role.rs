@@ -44,9 +44,10 @@ pub fn all_permissions() -> Vec<String> {
 /// The built-in roles: `(name, description, permissions)`.
 pub fn builtin_roles() -> Vec<(&'static str, &'static str, Vec<String>)> {
     let all = all_permissions();
+    // An auditor reads everything, and a decision is a read.
     let views = all
         .iter()
-        .filter(|p| p.ends_with(".view"))
+        .filter(|p| p.ends_with(".view") || *p == PERMISSION_CHECK)
         .cloned()
         .collect();
     vec![
@@ -56,7 +57,11 @@ pub fn builtin_roles() -> Vec<(&'static str, &'static str, Vec<String>)> {
             Vec::new(),
         ),
         ("system-admin", "every permission", all),
-        ("system-auditor", "reads everything, changes nothing", views),
+        (
+            "system-auditor",
+            "reads everything (decisions too), changes nothing",
+            views,
+        ),
         (
             "checker",
             "asks for access decisions (for bastion gateways)",
