@@ -165,7 +165,12 @@ impl Signals {
 
 async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
     let signals = Signals::listen()?;
-    let router = portcullis_http::router(state.clone());
+    // SCIM 2.0 lives beside the API, with its own bearer-token check and error bodies.
+    let scim = portcullis_scim::router(
+        state.engine().clone(),
+        portcullis_scim::ScimSettings::default(),
+    );
+    let router = portcullis_http::router(state.clone()).nest("/scim/v2", scim);
     let bind_error = |error: std::io::Error| {
         CliError::System(format!("cannot listen on {}: {error}", config.listen))
     };

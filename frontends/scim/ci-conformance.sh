@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SCIM conformance: scim2-tester, through scim2-cli's `scim2 test`, against a running
+# server. Fails on any ERROR, CRITICAL or SKIPPED result. From .ci/run:
+#
+#     frontends/scim/ci-conformance.sh
+#
+# SCIM_CONFORMANCE_SERVER=portcullis (the default) runs `portcullis serve`, whose
+# PORTCULLIS_BOOTSTRAP_TOKEN becomes the first system-admin token;
+# SCIM_CONFORMANCE_SERVER=example runs this crate's `scim_server` example instead.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+venv="${SCIM_CONFORMANCE_VENV:-target/scim-conformance-venv}"
+if [ ! -x "$venv/bin/scim2" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet scim2-tester scim2-cli
+fi
+
+port="${SCIM_CONFORMANCE_PORT:-18080}"
+url="http://127.0.0.1:$port/scim/v2"
+data="$(mktemp -d)"
+PORTCULLIS_BOOTSTRAP_TOKEN="scim-conformance-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export PORTCULLIS_BOOTSTRAP_TOKEN
+
+case "${SCIM_CONFORMANCE_SERVER:-portcullis}" in
+    portcullis)
+        cargo build --quiet -p portcullis
+        server=(target/debug/portcullis serve --data "$data/store" --listen "127.0.0.1:$port")
+        ;;
+    example)
+        cargo build --quiet -p portcullis-scim --example scim_server
+        server=(target/debug/examples/scim_server --data "$data/store" --listen "127.0.0.1:$port")
+        ;;
+    *)
+        echo "SCIM_CONFORMANCE_SERVER must be portcullis or example" >&2
+        exit 2
+        ;;
+esac
+"${server[@]}" >"$data/server.log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+
+ready=no
+for _ in $(seq 150); do
+    if curl --silent --fail --output /dev/null \
+        -H "Authorization: Bearer $PORTCULLIS_BOOTSTRAP_TOKEN" "$url/ServiceProviderConfig"; then
+        ready=yes
+        break
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        break
+    fi
+    sleep 0.2
+done
+if [ "$ready" != yes ]; then
+    echo "the server did not serve $url/ServiceProviderConfig; its log:" >&2
+    cat "$data/server.log" >&2
+    exit 1
+fi
+
+report="$data/scim2-test.txt"
+status=0
+SCIM_CLI_HEADERS="Authorization: Bearer $PORTCULLIS_BOOTSTRAP_TOKEN" \
+    "$venv/bin/scim2" --url "$url" test >"$report" 2>&1 || status=$?
+cat "$report"
+if [ "$status" -ne 0 ] || grep -Eq '^(ERROR|CRITICAL|SKIPPED)' "$report"; then
+    echo "SCIM conformance failed (scim2 exited $status)" >&2
+    exit 1
+fi
+echo "SCIM conformance: $(grep -c '^SUCCESS' "$report") checks succeeded, none failed or skipped"

@@ -1,0 +1,8 @@
+//! End-to-end tests of the SCIM service provider over a real loopback socket: a real
+//! redb file, a real server task, a real HTTP client.
+
+mod corpus;
+mod entra;
+mod okta;
+mod protocol;
+mod support;

@@ -1,0 +1,123 @@
+//! The whole import: parse, plan, and one atomic write.
+
+use portcullis_engine::{Engine, Error};
+
+use crate::error::{ImportError, Problem};
+use crate::kind::{Format, Kind, ParseOptions};
+use crate::parse::parse_rows;
+use crate::plan::{Change, PlanCounts, locate, plan_with};
+
+/// Where an import is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Reading rows and checking each cell.
+    Reading,
+    /// Comparing rows with the store.
+    Planning,
+    /// Committing (one transaction: `done` jumps from 0 to `total`).
+    Writing,
+}
+
+/// A progress report: `done` of `total` rows in a stage. Reports come every few
+/// thousand rows and at the end of each stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// How to import.
+#[derive(Default)]
+pub struct ImportOptions<'a> {
+    /// Update entities that exist (matched by ID, else by name). Without it, a row
+    /// naming an existing entity is a problem unless it changes nothing.
+    pub update: bool,
+    /// Plan and report, write nothing.
+    pub dry_run: bool,
+    pub limits: ParseOptions,
+    /// Called as the import goes, for a progress bar.
+    pub progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+/// What an import did (or, on a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub kind: Kind,
+    pub dry_run: bool,
+    /// The revision the write produced; `None` on a dry run or when nothing changed.
+    pub revision: Option<u64>,
+    pub counts: PlanCounts,
+    /// One entry per row, in row order.
+    pub changes: Vec<Change>,
+}
+
+/// Imports a file of `kind` in `format` into `engine` on behalf of `actor`: the whole
+/// file is read and checked first, then committed as one [`Engine::write`]. Either
+/// every row applies, or nothing is written and the error lists every problem found.
+pub fn import(
+    engine: &Engine,
+    actor: &str,
+    kind: Kind,
+    format: Format,
+    bytes: &[u8],
+    mut options: ImportOptions<'_>,
+) -> Result<ImportReport, ImportError> {
+    let mut report = |stage, done, total| {
+        if let Some(progress) = options.progress.as_mut() {
+            progress(Progress { stage, done, total });
+        }
+    };
+    let parsed = parse_rows(kind, format, bytes, &options.limits, &mut |done, total| {
+        report(Stage::Reading, done, total);
+    });
+    if parsed.fatal {
+        return Err(ImportError::Problems(parsed.problems.into_vec()));
+    }
+    // Rows that read well are compared with the store even when others did not, so
+    // that one refusal lists every problem.
+    let snapshot = engine.snapshot();
+    let plan = plan_with(
+        &snapshot,
+        kind,
+        parsed.rows,
+        options.update,
+        parsed.problems,
+        &parsed.broken,
+        &mut |done, total| report(Stage::Planning, done, total),
+    )
+    .map_err(ImportError::Problems)?;
+    let counts = plan.counts();
+    let changes = plan.changes().to_vec();
+    let mut outcome = ImportReport {
+        kind,
+        dry_run: options.dry_run,
+        revision: None,
+        counts,
+        changes,
+    };
+    if options.dry_run || plan.is_empty() {
+        return Ok(outcome);
+    }
+    let total = counts.created + counts.updated;
+    report(Stage::Writing, 0, total);
+    match engine.write(actor, plan.into_ops()) {
+        Ok(written) => {
+            report(Stage::Writing, total, total);
+            outcome.revision = Some(written.revision);
+            Ok(outcome)
+        }
+        Err(Error::Validation(error)) => Err(ImportError::Problems(vec![locate(
+            &error,
+            &outcome.changes,
+            kind,
+        )])),
+        Err(error) => Err(ImportError::Engine(error)),
+    }
+}
+
+impl From<Vec<Problem>> for ImportError {
+    fn from(problems: Vec<Problem>) -> ImportError {
+        ImportError::Problems(problems)
+    }
+}

@@ -1,0 +1,520 @@
+//! Reading a file into a table of cells: the header and the rows, each row with its
+//! number as a spreadsheet shows it. Everything about encodings, CSV syntax and
+//! workbook structure is decided here; what a cell means is `cell.rs`'s business.
+
+use std::io::Cursor;
+
+use calamine::{Data, Reader, SheetType, Xlsx};
+use portcullis_engine::Time;
+
+use crate::error::{Problem, Problems};
+use crate::kind::{Format, ParseOptions};
+
+/// One cell as the file holds it. CSV cells are always text (or empty).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Empty,
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// An XLSX date cell, read as UTC (a workbook holds no time zone).
+    Date(Time),
+    /// A cell no column accepts (a duration, an error value such as `#N/A`): why.
+    Refused(String),
+}
+
+pub(crate) struct TableRow {
+    pub(crate) line: usize,
+    pub(crate) cells: Vec<Cell>,
+}
+
+pub(crate) struct Table {
+    /// The header's text, one per column, in file order.
+    pub(crate) headers: Vec<String>,
+    pub(crate) header_line: usize,
+    pub(crate) rows: Vec<TableRow>,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+/// An OLE compound file: a `.xls` workbook, or an encrypted `.xlsx`.
+const OLE_MAGIC: &[u8] = b"\xD0\xCF\x11\xE0";
+
+/// Reads `bytes` as `format`. `None` when the file cannot be read as a table at all;
+/// the reasons are in `problems`.
+pub(crate) fn read(
+    format: Format,
+    bytes: &[u8],
+    options: &ParseOptions,
+    problems: &mut Problems,
+) -> Option<Table> {
+    match format {
+        Format::Csv => read_csv(bytes, options, problems),
+        Format::Xlsx => read_xlsx(bytes, options, problems),
+    }
+}
+
+fn refuse(problems: &mut Problems, message: impl Into<String>) -> Option<Table> {
+    problems.push(Problem::file(message));
+    None
+}
+
+fn is_blank(cells: &[Cell]) -> bool {
+    cells.iter().all(|cell| match cell {
+        Cell::Empty => true,
+        Cell::Text(text) => text.trim().is_empty(),
+        _ => false,
+    })
+}
+
+fn read_csv(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> Option<Table> {
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return refuse(
+            problems,
+            "the file is UTF-16 (or UTF-32) encoded; save it as UTF-8 CSV",
+        );
+    }
+    if bytes.starts_with(b"\x00\x00\xFE\xFF") {
+        return refuse(problems, "the file is UTF-32 encoded; save it as UTF-8 CSV");
+    }
+    if bytes.starts_with(ZIP_MAGIC) {
+        return refuse(
+            problems,
+            "the file is an XLSX workbook (a zip archive), not CSV; import it as xlsx",
+        );
+    }
+    if bytes.starts_with(OLE_MAGIC) {
+        return refuse(
+            problems,
+            "the file is an old Excel (.xls) workbook, not CSV; save it as CSV UTF-8 or .xlsx",
+        );
+    }
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    if bytes.contains(&0) {
+        return refuse(
+            problems,
+            "the file holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order mark?); save it as UTF-8 CSV",
+        );
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return refuse(problems, "the file is empty: it needs a header row");
+    }
+
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut record = csv::ByteRecord::new();
+    let mut headers: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    let mut line = 0usize;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // Reading from a byte slice, the only errors would be I/O ones.
+            Err(error) => return refuse(problems, format!("malformed CSV: {error}")),
+        }
+        line += 1;
+        let start = record.position().map_or(0, |p| p.byte() as usize);
+        let end = (reader.position().byte() as usize).min(bytes.len());
+        let raw = &bytes[start.min(end)..end];
+        // INVARIANT: in well-formed CSV, quotes pair up within a record (opening and
+        // closing, or doubled inside a quoted value). An odd count is a stray quote,
+        // or a quoted value that is never closed and swallowed the rest of the file.
+        if raw.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+            problems.push(Problem::row(
+                line,
+                "malformed CSV: a stray or unclosed double quote (quote the whole value and double the quotes inside it: \"say \"\"hi\"\"\")",
+            ));
+        }
+        let mut cells = Vec::with_capacity(record.len());
+        for (index, field) in record.iter().enumerate() {
+            match std::str::from_utf8(field) {
+                Ok("") => cells.push(Cell::Empty),
+                Ok(text) => cells.push(Cell::Text(text.to_owned())),
+                Err(_) => {
+                    let column = headers
+                        .as_ref()
+                        .and_then(|h| h.get(index))
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{}", index + 1));
+                    problems.push(Problem::cell(
+                        line,
+                        &column,
+                        "the file is not UTF-8 (this is the first invalid byte); save it as UTF-8 CSV",
+                    ));
+                    return None;
+                }
+            }
+        }
+        match &headers {
+            None => {
+                let texts: Vec<String> = cells
+                    .into_iter()
+                    .map(|cell| match cell {
+                        Cell::Text(text) => text,
+                        _ => String::new(),
+                    })
+                    .collect();
+                if texts.len() == 1 && (texts[0].contains(';') || texts[0].contains('\t')) {
+                    return refuse(
+                        problems,
+                        "the header is one column holding `;` or tabs: the file must be comma-separated",
+                    );
+                }
+                headers = Some(texts);
+            }
+            Some(header) => {
+                let mut cells = cells;
+                if is_blank(&cells) {
+                    continue;
+                }
+                if rows.len() >= options.max_rows {
+                    return refuse(
+                        problems,
+                        format!("the file has more than {} rows", options.max_rows),
+                    );
+                }
+                // Spreadsheets sometimes pad rows with empty values: drop those.
+                while cells.len() > header.len() && cells.last() == Some(&Cell::Empty) {
+                    cells.pop();
+                }
+                if cells.len() != header.len() {
+                    problems.push(Problem::row(
+                        line,
+                        format!(
+                            "malformed CSV: {} values where the header has {} columns",
+                            cells.len(),
+                            header.len()
+                        ),
+                    ));
+                }
+                rows.push(TableRow { line, cells });
+            }
+        }
+    }
+    let headers = headers?;
+    Some(Table {
+        headers,
+        header_line: 1,
+        rows,
+    })
+}
+
+/// `A`, `B`, … `AA`: a column's letters.
+fn column_letters(mut index: u32) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'A' + (index % 26) as u8);
+        if index < 26 {
+            break;
+        }
+        index = index / 26 - 1;
+    }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
+}
+
+fn cell_name(row: u32, col: u32) -> String {
+    format!("{}{}", column_letters(col), row + 1)
+}
+
+fn excel_time(datetime: &calamine::ExcelDateTime) -> Result<Time, String> {
+    if datetime.is_duration() {
+        return Err("a duration where a date is expected".to_owned());
+    }
+    let (year, month, day, hour, minute, second, milli) = datetime.to_ymd_hms_milli();
+    let text =
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z");
+    text.parse()
+        .map_err(|_| format!("the date cell holds `{text}`, which is not a valid date"))
+}
+
+fn convert(data: &Data) -> Cell {
+    match data {
+        Data::Empty => Cell::Empty,
+        Data::String(text) if text.is_empty() => Cell::Empty,
+        Data::String(text) => Cell::Text(text.clone()),
+        Data::Int(value) => Cell::Int(*value),
+        Data::Float(value) => Cell::Float(*value),
+        Data::Bool(value) => Cell::Bool(*value),
+        Data::DateTime(datetime) => match excel_time(datetime) {
+            Ok(time) => Cell::Date(time),
+            Err(message) => Cell::Refused(message),
+        },
+        Data::DateTimeIso(text) => {
+            let parsed = text
+                .parse::<Time>()
+                .or_else(|_| format!("{text}Z").parse::<Time>());
+            match parsed {
+                Ok(time) => Cell::Date(time),
+                Err(_) => Cell::Refused(format!("the date cell holds `{text}`")),
+            }
+        }
+        Data::DurationIso(_) => Cell::Refused("a duration where a date is expected".to_owned()),
+        Data::Error(error) => Cell::Refused(format!("the cell holds an error value ({error})")),
+    }
+}
+
+fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> Option<Table> {
+    if bytes.starts_with(OLE_MAGIC) {
+        return refuse(
+            problems,
+            "the file is an old Excel (.xls) workbook or an encrypted one; save it unencrypted as .xlsx",
+        );
+    }
+    if !bytes.starts_with(ZIP_MAGIC) {
+        let hint = if std::str::from_utf8(&bytes[..bytes.len().min(512)]).is_ok() {
+            " (it looks like text: import it as csv)"
+        } else {
+            ""
+        };
+        return refuse(problems, format!("the file is not an XLSX workbook{hint}"));
+    }
+    let mut workbook = match Xlsx::new(Cursor::new(bytes)) {
+        Ok(workbook) => workbook,
+        Err(error) => return refuse(problems, format!("cannot read the workbook: {error}")),
+    };
+    let sheets: Vec<String> = workbook
+        .sheets_metadata()
+        .iter()
+        .filter(|sheet| sheet.typ == SheetType::WorkSheet)
+        .map(|sheet| sheet.name.clone())
+        .collect();
+    let Some(first) = sheets.first().cloned() else {
+        return refuse(problems, "the workbook has no worksheet");
+    };
+    // The first worksheet is read; any other must be empty, so no data is silently
+    // left behind.
+    let mut others = Vec::new();
+    for name in &sheets[1..] {
+        match workbook.worksheet_range(name) {
+            Ok(range) if range.used_cells().next().is_none() => {}
+            Ok(_) => others.push(format!("`{name}`")),
+            Err(error) => {
+                return refuse(problems, format!("cannot read sheet `{name}`: {error}"));
+            }
+        }
+    }
+    if !others.is_empty() {
+        problems.push(Problem::file(format!(
+            "the workbook has data on several sheets ({}); only the first sheet (`{first}`) is read, so move that data there or delete those sheets",
+            others.join(", ")
+        )));
+    }
+    let range = match workbook.worksheet_range(&first) {
+        Ok(range) => range,
+        Err(error) => return refuse(problems, format!("cannot read sheet `{first}`: {error}")),
+    };
+    let Some((start_row, start_col)) = range.start() else {
+        return refuse(
+            problems,
+            format!("the sheet `{first}` is empty: it needs a header row"),
+        );
+    };
+    if range.height().saturating_sub(1) > options.max_rows {
+        return refuse(
+            problems,
+            format!("the sheet has more than {} rows", options.max_rows),
+        );
+    }
+    let mut rows_iter = range.rows();
+    let header_cells: Vec<Cell> = rows_iter.next()?.iter().map(convert).collect();
+    let headers: Vec<String> = header_cells
+        .iter()
+        .map(|cell| match cell {
+            Cell::Text(text) => text.clone(),
+            Cell::Int(value) => value.to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    let header_of = |col: u32| -> String {
+        let index = col.checked_sub(start_col).map(|i| i as usize);
+        index
+            .and_then(|i| headers.get(i))
+            .filter(|h| !h.trim().is_empty())
+            .cloned()
+            .unwrap_or_else(|| column_letters(col))
+    };
+
+    // Formulas and merged cells are looked for in the raw XML first: most workbooks
+    // have neither, and calamine's formula reader expands a shared formula over its
+    // whole declared range, which a hostile file can make enormous.
+    let scan = match scan_worksheets(bytes) {
+        Ok(scan) => scan,
+        Err(message) => return refuse(problems, format!("cannot read the workbook: {message}")),
+    };
+    if scan.shared_formulas {
+        problems.push(Problem::file(
+            "the workbook holds formulas (filled down or shared); formulas are not accepted, paste their values instead",
+        ));
+    } else if scan.formulas {
+        match workbook.worksheet_formula(&first) {
+            Ok(formulas) => {
+                let (formula_row, formula_col) = formulas.start().unwrap_or((0, 0));
+                for (row, col, formula) in formulas.used_cells() {
+                    if formula.is_empty() {
+                        continue;
+                    }
+                    let (row, col) = (formula_row + row as u32, formula_col + col as u32);
+                    problems.push(Problem::cell(
+                        row as usize + 1,
+                        &header_of(col),
+                        format!(
+                            "cell {} holds a formula (`={formula}`); formulas are not accepted, paste its value instead",
+                            cell_name(row, col)
+                        ),
+                    ));
+                }
+            }
+            Err(error) => {
+                return refuse(
+                    problems,
+                    format!("cannot read the formulas of `{first}`: {error}"),
+                );
+            }
+        }
+    }
+    if scan.merged_cells {
+        match workbook.worksheet_merge_cells(&first) {
+            Some(Ok(regions)) => {
+                for region in regions {
+                    let (top, left) = region.start;
+                    let (bottom, right) = region.end;
+                    problems.push(Problem::cell(
+                        top as usize + 1,
+                        &header_of(left),
+                        format!(
+                            "cells {}:{} are merged; unmerge them and fill every cell",
+                            cell_name(top, left),
+                            cell_name(bottom, right)
+                        ),
+                    ));
+                }
+            }
+            Some(Err(error)) => {
+                return refuse(
+                    problems,
+                    format!("cannot read the merged cells of `{first}`: {error}"),
+                );
+            }
+            None => {}
+        }
+    }
+
+    let mut rows = Vec::with_capacity(range.height().saturating_sub(1));
+    for (offset, row) in rows_iter.enumerate() {
+        let cells: Vec<Cell> = row.iter().map(convert).collect();
+        if is_blank(&cells) {
+            continue;
+        }
+        rows.push(TableRow {
+            line: start_row as usize + offset + 2,
+            cells,
+        });
+    }
+    Some(Table {
+        headers,
+        header_line: start_row as usize + 1,
+        rows,
+    })
+}
+
+/// What the raw XML of a workbook's worksheets holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    formulas: bool,
+    shared_formulas: bool,
+    merged_cells: bool,
+}
+
+/// Looks through every worksheet's XML for formula elements (`<f>`, with any
+/// namespace prefix) and merged cells.
+fn scan_worksheets(bytes: &[u8]) -> Result<Scan, String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut scan = Scan::default();
+    let mut xml = Vec::new();
+    for index in 0..archive.len() {
+        let mut file = archive.by_index(index).map_err(|e| e.to_string())?;
+        let name = file.name().to_ascii_lowercase();
+        if !(name.starts_with("xl/worksheets/") && name.ends_with(".xml")) {
+            continue;
+        }
+        xml.clear();
+        file.read_to_end(&mut xml).map_err(|e| e.to_string())?;
+        scan_xml(&xml, &mut scan);
+    }
+    Ok(scan)
+}
+
+fn scan_xml(xml: &[u8], scan: &mut Scan) {
+    let mut rest = xml;
+    while let Some(open) = rest.iter().position(|&b| b == b'<') {
+        rest = &rest[open + 1..];
+        // The element's name, past any namespace prefix.
+        let end = rest
+            .iter()
+            .position(|&b| {
+                b == b' ' || b == b'>' || b == b'/' || b == b'\t' || b == b'\n' || b == b'\r'
+            })
+            .unwrap_or(rest.len());
+        let tag = &rest[..end];
+        let local = match tag.iter().rposition(|&b| b == b':') {
+            Some(colon) => &tag[colon + 1..],
+            None => tag,
+        };
+        match local {
+            b"f" => {
+                scan.formulas = true;
+                let close = rest.iter().position(|&b| b == b'>').unwrap_or(rest.len());
+                let attributes = &rest[end..close];
+                if attributes
+                    .windows(8)
+                    .any(|w| w == b"\"shared\"" || w == b"'shared'")
+                {
+                    scan.shared_formulas = true;
+                }
+            }
+            b"mergeCell" => scan.merged_cells = true,
+            _ => {}
+        }
+        rest = &rest[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_finds_formulas_with_any_prefix() {
+        let scan = |xml: &str| {
+            let mut scan = Scan::default();
+            scan_xml(xml.as_bytes(), &mut scan);
+            scan
+        };
+        assert_eq!(scan("<c r=\"A1\"><v>1</v></c><foo/>"), Scan::default());
+        assert!(scan("<c><f>A1+1</f></c>").formulas);
+        assert!(scan("<x:c><x:f>A1</x:f></x:c>").formulas);
+        let shared = scan("<c><f t=\"shared\" ref=\"A1:XFD1048576\" si=\"0\">A1</f></c>");
+        assert!(shared.formulas && shared.shared_formulas);
+        assert!(
+            scan("<mergeCells count=\"1\"><mergeCell ref=\"A1:B1\"/></mergeCells>").merged_cells
+        );
+        assert!(!scan("<fill/><font/>").formulas);
+    }
+
+    #[test]
+    fn column_letters_count_like_spreadsheets() {
+        assert_eq!(column_letters(0), "A");
+        assert_eq!(column_letters(25), "Z");
+        assert_eq!(column_letters(26), "AA");
+        assert_eq!(column_letters(27), "AB");
+        assert_eq!(column_letters(701), "ZZ");
+        assert_eq!(column_letters(702), "AAA");
+        assert_eq!(cell_name(4, 2), "C5");
+    }
+}
