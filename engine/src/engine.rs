@@ -150,7 +150,10 @@ impl Engine {
                 ..
             } = op
             {
-                spec.password = spec.password.take().map(crate::write::Password::into_hashed);
+                spec.password = spec
+                    .password
+                    .take()
+                    .map(crate::write::Password::into_hashed);
             }
         }
         let hashes = vec![None; ops.len()];

@@ -186,11 +186,16 @@ fn malformed_values_are_refused_when_parsed() {
 
 #[test]
 fn long_form_members_refuse_unknown_fields() {
-    let spec = |member: Value| Spec::from_json(EntityKind::Group, json!({"name": "g", "members": [member]}));
+    let spec = |member: Value| {
+        Spec::from_json(EntityKind::Group, json!({"name": "g", "members": [member]}))
+    };
     assert!(spec(json!({"user": "alice", "expires_at": "2030-01-01T00:00:00Z"})).is_ok());
     assert!(spec(json!("alice")).is_ok());
     assert!(spec(json!({"user": "alice", "expiry": "2030-01-01T00:00:00Z"})).is_err());
-    let subgroup = Spec::from_json(EntityKind::Group, json!({"name": "g", "subgroups": [{"group": "h", "role": "x"}]}));
+    let subgroup = Spec::from_json(
+        EntityKind::Group,
+        json!({"name": "g", "subgroups": [{"group": "h", "role": "x"}]}),
+    );
     assert!(subgroup.is_err());
 }
 

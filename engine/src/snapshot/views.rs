@@ -113,7 +113,8 @@ impl Snapshot {
     /// The permissions a role (by name or id) carries.
     pub fn role_permissions(&self, role: &str) -> Option<&[String]> {
         let index = self.role_index(role)?;
-        self.role_entry(index).map(|role| role.permissions.as_slice())
+        self.role_entry(index)
+            .map(|role| role.permissions.as_slice())
     }
 
     /// The spec that would recreate an entity, references by name: what a PATCH edits.

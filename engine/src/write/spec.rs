@@ -199,14 +199,22 @@ mod strict {
     pub(super) fn member<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<(String, Option<Time>, Option<Source>), D::Error> {
-        let Member { user, expires_at, source } = Member::deserialize(deserializer)?;
+        let Member {
+            user,
+            expires_at,
+            source,
+        } = Member::deserialize(deserializer)?;
         Ok((user, expires_at, source))
     }
 
     pub(super) fn subgroup<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<(String, Option<Time>, Option<Source>), D::Error> {
-        let Subgroup { group, expires_at, source } = Subgroup::deserialize(deserializer)?;
+        let Subgroup {
+            group,
+            expires_at,
+            source,
+        } = Subgroup::deserialize(deserializer)?;
         Ok((group, expires_at, source))
     }
 }
