@@ -2,11 +2,14 @@
 //! server on a durable store (a redb file; every response waits for its commit).
 //!
 //! ```text
-//! cargo run --release -p portcullis-scim --example scim_bench -- [--clients 32] [--users 20000] [--data DIR]
+//! cargo run --release -p portcullis-scim --example scim_bench -- [--clients 32] [--users 20000] [--data DIR] [--direct]
 //! ```
 //!
 //! Client and server share the process and the machine, so the figure is a floor
-//! for the server alone.
+//! for the server alone. `--direct` skips HTTP and SCIM: as many threads call
+//! `Engine::write` with the same users, which gives the engine's own ceiling;
+//! `--in-process` calls the router without sockets or an HTTP client, which gives
+//! the SCIM layer's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +31,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut clients = 32usize;
     let mut users = 20_000usize;
     let mut data = None;
+    let mut direct = false;
+    let mut in_process = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--clients" => clients = args.next().ok_or("--clients N")?.parse()?,
             "--users" => users = args.next().ok_or("--users N")?.parse()?,
             "--data" => data = args.next(),
+            "--direct" => direct = true,
+            "--in-process" => in_process = true,
             // What `cargo bench` passes to a harness-less target.
             "--bench" => {}
             other => return Err(format!("unknown argument `{other}`").into()),
@@ -56,6 +63,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         secret,
     )?;
+    if direct {
+        return engine_only(&engine, clients, users);
+    }
+    if in_process {
+        return without_sockets(engine, secret, clients, users).await;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let app = axum::Router::new().nest("/scim/v2", router(engine.clone(), ScimSettings::default()));
@@ -115,6 +128,95 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         users as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
+/// The same creates through `Engine::write` from `clients` threads.
+fn engine_only(
+    engine: &Arc<Engine>,
+    clients: usize,
+    users: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use portcullis_engine::{Op, Source, Spec, UserSpec};
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|worker| {
+            let engine = engine.clone();
+            let count = users / clients + usize::from(worker < users % clients);
+            std::thread::spawn(move || {
+                for n in 0..count {
+                    let mut spec = UserSpec::new(format!("direct-{worker}-{n}"));
+                    spec.name = format!("Bench User {worker} {n}");
+                    spec.email = Some(format!("direct-{worker}-{n}@bench.test"));
+                    spec.external_id = Some(format!("ext-{worker}-{n}"));
+                    spec.source = Source::Scim;
+                    engine
+                        .write("bench", vec![Op::Create(Spec::User(spec))])
+                        .expect("create");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().map_err(|_| "a writer thread panicked")?;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{users} engine creates (no HTTP, no SCIM), {clients} threads, durable store: {:.2} s, {:.0} users/s",
+        elapsed.as_secs_f64(),
+        users as f64 / elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// The same requests, handed to the router directly: no sockets, no HTTP client.
+async fn without_sockets(
+    engine: Arc<Engine>,
+    secret: &'static str,
+    clients: usize,
+    users: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tower::ServiceExt;
+    let app = axum::Router::new().nest("/scim/v2", router(engine, ScimSettings::default()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let app = app.clone();
+        let count = users / clients + usize::from(worker < users % clients);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..count {
+                let user_name = format!("oneshot-{worker}-{n}");
+                let body = json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "displayName": format!("Bench User {worker} {n}"),
+                    "emails": [{"value": format!("{user_name}@bench.test"), "type": "work", "primary": true}],
+                    "externalId": format!("ext-{worker}-{n}"),
+                    "active": true,
+                });
+                let request = axum::http::Request::post("/scim/v2/Users")
+                    .header("authorization", format!("Bearer {secret}"))
+                    .header("host", "bench.test")
+                    .header("content-type", "application/scim+json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .expect("a request");
+                let response = app.clone().oneshot(request).await.expect("infallible");
+                assert_eq!(response.status().as_u16(), 201, "create {user_name}");
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{users} SCIM creates in process (no sockets), {clients} tasks, durable store: {:.2} s, {:.0} users/s",
+        elapsed.as_secs_f64(),
+        users as f64 / elapsed.as_secs_f64(),
     );
     Ok(())
 }

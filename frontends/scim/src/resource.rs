@@ -234,13 +234,26 @@ impl Fields {
 /// A weak ETag: a hash of the view. Two states with the same view share a version,
 /// which is what a weak validator promises; any change SCIM can see changes it.
 pub(crate) fn etag(view: &Map<String, Value>) -> String {
-    // FNV-1a, 64 bits: stable across builds, unlike the standard library's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in Value::Object(view.clone()).to_string().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    /// FNV-1a, 64 bits: stable across builds, unlike the standard library's hasher.
+    struct Fnv(u64);
+
+    impl std::io::Write for Fnv {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            for byte in bytes {
+                self.0 ^= u64::from(*byte);
+                self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    format!("W/\"{hash:016x}\"")
+
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    serde_json::to_writer(&mut hash, view).expect("a JSON map serializes");
+    format!("W/\"{:016x}\"", hash.0)
 }
 
 /// The full resource: the view with `meta` and member `$ref`s, under `base` (the
@@ -251,8 +264,8 @@ pub(crate) fn decorate(
     base: &str,
     created: Time,
     modified: Time,
+    version: &str,
 ) -> Map<String, Value> {
-    let version = etag(&view);
     let id = view
         .get("id")
         .and_then(Value::as_str)

@@ -102,7 +102,14 @@ impl Loaded {
     fn resource(&self, base: &str) -> (Map<String, Value>, String) {
         let view = self.fields.view();
         let version = etag(&view);
-        let resource = decorate(self.fields.kind(), view, base, self.created, self.modified);
+        let resource = decorate(
+            self.fields.kind(),
+            view,
+            base,
+            self.created,
+            self.modified,
+            &version,
+        );
         (resource, version)
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 /// Rows are numbered as a spreadsheet shows them: the header is row 1, the first entity
 /// row 2 (in a CSV file, a record; a quoted value spanning several lines is still one
 /// row). A problem about the whole file has no row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub row: Option<usize>,
     /// The column's header as the file writes it.

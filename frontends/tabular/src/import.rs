@@ -41,7 +41,7 @@ pub struct ImportOptions<'a> {
 }
 
 /// What an import did (or, on a dry run, would do).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
     pub kind: Kind,
     pub dry_run: bool,

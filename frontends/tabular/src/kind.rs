@@ -15,7 +15,8 @@ pub const MAX_ROWS: usize = 1_000_000;
 pub const MAX_PROBLEMS: usize = 1_000;
 
 /// The kinds of entity a sheet can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     Users,
     Groups,
@@ -86,7 +87,8 @@ impl FromStr for Kind {
 }
 
 /// How a sheet is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Comma-separated values, UTF-8 (a byte-order mark is accepted).
     Csv,

@@ -27,7 +27,8 @@ use crate::parse::{
 };
 
 /// What an import would do to one entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Create,
     Update,
@@ -35,7 +36,7 @@ pub enum ChangeKind {
 }
 
 /// One row's effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub line: usize,
     /// The entity's name after the import (a username, a node's path).
@@ -45,7 +46,7 @@ pub struct Change {
     pub columns: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlanCounts {
     pub created: usize,
     pub updated: usize,

@@ -60,6 +60,10 @@ bad-mfa,,,,sometimes
             .to_string()
             .starts_with("row 3, column `Email`: `not-an-email`")
     );
+    assert_eq!(
+        serde_json::to_value(&problems[0]).unwrap(),
+        serde_json::json!({"row": 3, "column": "Email", "message": "`not-an-email` is not an email address"})
+    );
     assert_unchanged(&engine, &before);
 
     // Problems found against the store are listed the same way.

@@ -198,6 +198,20 @@ fn dry_run_writes_nothing_and_says_what_would_change() {
     .unwrap();
     assert!(report.dry_run);
     assert_eq!(report.revision, None);
+    // What an HTTP answer would carry.
+    assert_eq!(
+        serde_json::to_value(&report).unwrap(),
+        json!({
+            "kind": "users",
+            "dry_run": true,
+            "revision": null,
+            "counts": {"created": 1, "updated": 1, "unchanged": 0},
+            "changes": [
+                {"line": 2, "name": "alice", "kind": "update", "columns": ["Email"]},
+                {"line": 3, "name": "erin", "kind": "create", "columns": []},
+            ],
+        })
+    );
     assert_eq!((report.counts.created, report.counts.updated), (1, 1));
     assert_unchanged(&engine, &before);
 
