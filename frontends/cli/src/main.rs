@@ -1,5 +1,5 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
-//! directory directly (`check`, `explain`, `list-assets`, `token`).
+//! directory directly (`check`, `explain`, `list-assets`, `token`, `import`, `export`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
 //! input, 3 any other failure.
@@ -9,12 +9,14 @@ mod config;
 mod demo;
 mod error;
 mod serve;
+mod spreadsheets;
 
 use clap::{Parser, Subcommand};
 
 use crate::commands::{CheckArgs, ListAssetsArgs, TokenCommand};
 use crate::error::Outcome;
 use crate::serve::ServeArgs;
+use crate::spreadsheets::{ExportArgs, ImportArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +43,12 @@ enum Command {
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write every user, group, node, asset or rule as a CSV or XLSX sheet (or, with
+    /// --template, an empty sheet to fill in).
+    Export(ExportArgs),
+    /// Read a CSV or XLSX sheet into the store: the whole file or nothing. Exits 2
+    /// listing every problem when the file has any.
+    Import(ImportArgs),
 }
 
 fn main() -> Outcome {
@@ -51,6 +59,8 @@ fn main() -> Outcome {
         Command::Explain(args) => commands::explain(&args),
         Command::ListAssets(args) => commands::list_assets(&args),
         Command::Token(command) => commands::token(&command),
+        Command::Export(args) => spreadsheets::export(&args),
+        Command::Import(args) => spreadsheets::import(&args),
     };
     result.into()
 }

@@ -170,7 +170,8 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
         state.engine().clone(),
         portcullis_scim::ScimSettings::default(),
     );
-    let router = portcullis_http::router(state.clone()).nest("/scim/v2", scim);
+    let router = portcullis_http::router_with(state.clone(), crate::spreadsheets::routes())
+        .nest("/scim/v2", scim);
     let bind_error = |error: std::io::Error| {
         CliError::System(format!("cannot listen on {}: {error}", config.listen))
     };

@@ -3,4 +3,5 @@
 
 mod commands;
 mod serve;
+mod spreadsheets;
 mod support;

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Access {
+pub enum Access {
     /// Anyone, without a token.
     Public,
     /// Any valid token.
@@ -27,17 +27,30 @@ pub(crate) enum Access {
     Permission(String),
 }
 
-/// The authenticated caller, put in the request's extensions for handlers.
+/// The authenticated caller, put in the request's extensions for handlers (take it
+/// with `Extension<Caller>` on any route that is not [`Access::Public`]).
 #[derive(Clone, Debug)]
-pub(crate) struct Caller {
+pub struct Caller {
     pub token: Arc<Token>,
+    /// What the token's roles allow, as of the snapshot that authorized the request.
     pub permissions: Arc<BTreeSet<String>>,
 }
 
 impl Caller {
     /// The name recorded in the operation log.
-    pub(crate) fn actor(&self) -> String {
+    pub fn actor(&self) -> String {
         format!("token:{}", self.token.name)
+    }
+
+    /// Refuses unless the caller holds `permission`: for a route whose needs depend
+    /// on its input (an import that updates needs `change` besides `add`).
+    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+        if self.permissions.contains(permission) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this token lacks the permission `{permission}`"
+        )))
     }
 
     /// Refuses to hand out permissions the caller does not hold itself (a token with

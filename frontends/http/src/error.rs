@@ -39,6 +39,12 @@ pub enum ApiError {
         current: u64,
     },
     Timeout,
+    /// An uploaded file (an import) has problems: 422 `invalid_file`, with every
+    /// problem found listed under `error.problems`.
+    InvalidFile {
+        message: String,
+        problems: serde_json::Value,
+    },
     /// A bug or a failure of the runtime; details are in the log.
     Internal(String),
 }
@@ -160,6 +166,11 @@ impl ApiError {
                 "timeout",
                 "the request took longer than the server allows".to_owned(),
             ),
+            ApiError::InvalidFile { message, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_file",
+                message.clone(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -229,7 +240,10 @@ impl IntoResponse for ApiError {
             _ if status.is_server_error() => tracing::warn!(code, %message, "request failed"),
             _ => tracing::debug!(code, %message, "request refused"),
         }
-        let body = json!({"error": {"code": code, "message": message}});
+        let mut body = json!({"error": {"code": code, "message": message}});
+        if let ApiError::InvalidFile { problems, .. } = self {
+            body["error"]["problems"] = problems;
+        }
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

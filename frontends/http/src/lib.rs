@@ -27,8 +27,10 @@ use std::time::Duration;
 use axum::Router;
 use portcullis_engine::{Engine, Snapshot};
 
+pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
+pub use routes::Route;
 
 /// Limits and timeouts of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,14 @@ impl AppState {
 
 /// The whole HTTP API over `state`'s engine.
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state, Vec::new())
+}
+
+/// The HTTP API with `extra` routes of other front-ends beside the built-in ones,
+/// authorized and documented alike. A path that repeats a built-in route panics here,
+/// at startup (axum refuses overlapping routes).
+pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
+    routes::router(state, extra)
 }
 
 /// Every `(METHOD, path)` the router serves, in the route table's order: what the

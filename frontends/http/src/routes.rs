@@ -2,6 +2,7 @@
 //! what the OpenAPI document says of it. The router, the authorization middleware and
 //! the OpenAPI document are all built from this table.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -19,26 +20,36 @@ use crate::auth::{Access, Caller};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::{AppState, changes, decisions, error, metrics, openapi};
 
-/// One route of the API.
-pub(crate) struct Route {
-    pub method: Method,
-    pub path: String,
-    pub access: Access,
-    pub tag: &'static str,
-    pub summary: String,
+/// One route of the API: its method, path, the access it needs, what the OpenAPI
+/// document says of it, and its handler.
+///
+/// Other front-ends add routes to `/api/v1` with [`crate::router_with`] (the cli adds
+/// the import and export routes this way): they are authorized, limited, timed and
+/// documented exactly like the built-in ones.
+pub struct Route {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) access: Access,
+    pub(crate) tag: &'static str,
+    pub(crate) summary: String,
     /// Query parameters, for the document.
-    pub query: &'static [&'static str],
+    pub(crate) query: &'static [&'static str],
     /// The schema of the request body, if any.
-    pub request: Option<String>,
+    pub(crate) request: Option<String>,
     /// The success status and the schema of its body.
-    pub response: (StatusCode, String),
+    pub(crate) response: (StatusCode, String),
     /// Streams without end (no request timeout).
-    pub streaming: bool,
-    pub handler: MethodRouter<AppState>,
+    pub(crate) streaming: bool,
+    /// The largest request body, when it is not [`crate::Settings::body_limit`].
+    pub(crate) body_limit: Option<usize>,
+    pub(crate) handler: MethodRouter<AppState>,
 }
 
 impl Route {
-    fn new<H, T>(
+    /// A route serving `method` at `path` (axum syntax: `/api/v1/users/{user}`) with
+    /// `handler`, open to callers that satisfy `access`; `tag` and `summary` are for
+    /// the OpenAPI document.
+    pub fn new<H, T>(
         method: Method,
         path: impl Into<String>,
         access: Access,
@@ -62,23 +73,46 @@ impl Route {
             request: None,
             response: (StatusCode::OK, "Object".to_owned()),
             streaming: false,
+            body_limit: None,
             handler: on(filter, handler),
         }
     }
 
-    fn query(mut self, names: &'static [&'static str]) -> Route {
+    /// The query parameters it takes, for the document.
+    pub fn query(mut self, names: &'static [&'static str]) -> Route {
         self.query = names;
         self
     }
 
-    fn body(mut self, schema: impl Into<String>) -> Route {
+    /// The schema of its request body, for the document.
+    pub fn body(mut self, schema: impl Into<String>) -> Route {
         self.request = Some(schema.into());
         self
     }
 
-    fn answers(mut self, status: StatusCode, schema: impl Into<String>) -> Route {
+    /// Its success status and the schema of that answer, for the document.
+    pub fn answers(mut self, status: StatusCode, schema: impl Into<String>) -> Route {
         self.response = (status, schema.into());
         self
+    }
+
+    /// Takes request bodies up to `bytes` instead of the server-wide limit (file
+    /// uploads).
+    pub fn body_limit(mut self, bytes: usize) -> Route {
+        self.body_limit = Some(bytes);
+        self
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     fn streaming(mut self) -> Route {
@@ -313,13 +347,17 @@ async fn whoami(Extension(caller): Extension<Caller>) -> Json<Value> {
     }))
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
     let settings = state.settings().clone();
-    let table = table();
+    let mut table = table();
+    table.extend(extra);
     let _ = state.inner.openapi.set(openapi::document(&table));
     let mut timed: Router<AppState> = Router::new();
     let mut streaming: Router<AppState> = Router::new();
     for route in table {
+        // Body limits are per route, outside authorization: an oversized body is
+        // refused before anything reads it.
+        let body_limit = route.body_limit.unwrap_or(settings.body_limit);
         let handler = match route.access {
             Access::Public => route.handler,
             access => route.handler.route_layer(middleware::from_fn_with_state(
@@ -328,7 +366,13 @@ pub(crate) fn router(state: AppState) -> Router {
                     crate::auth::authorize(state, access.clone(), request, next)
                 },
             )),
-        };
+        }
+        .layer::<_, Infallible>(DefaultBodyLimit::max(body_limit))
+        .layer::<_, Infallible>(RequestBodyLimitLayer::new(body_limit))
+        .layer::<_, Infallible>(middleware::from_fn_with_state(
+            body_limit,
+            crate::extract::refuse_oversized,
+        ));
         if route.streaming {
             streaming = streaming.route(&route.path, handler);
         } else {
@@ -347,12 +391,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
-        ))
-        .layer(DefaultBodyLimit::max(settings.body_limit))
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(middleware::from_fn_with_state(
-            settings.body_limit,
-            crate::extract::refuse_oversized,
         ))
         .layer(middleware::from_fn(error::fill_in_error_bodies))
         .with_state(state)

@@ -136,14 +136,9 @@ const GROUPS: &[Column] = &[
         Col::Members,
         "Members",
         &["Users", "User"],
-        "alice, bob until 2027-01-01T00:00:00Z",
+        "alice until 2027-01-01T00:00:00Z",
     ),
-    column(
-        Col::Subgroups,
-        "Subgroups",
-        &["Child groups", "Groups"],
-        "dba",
-    ),
+    column(Col::Subgroups, "Subgroups", &["Child groups", "Groups"], ""),
     column(
         Col::Roles,
         "Roles",
@@ -166,7 +161,7 @@ const NODES: &[Column] = &[
         Col::Path,
         "Path",
         &["Full value", "Full path", "Node"],
-        "/Default/Prod/DB",
+        "/Default/Prod",
     ),
     column(
         Col::Description,

@@ -1,0 +1,388 @@
+//! CSV and XLSX in and out: the `import` and `export` commands, and the routes
+//! `GET /api/v1/{kind}/export` and `POST /api/v1/{kind}/import` that `serve` adds to
+//! the HTTP API. The cli wires `portcullis-tabular` to the http crate (front-ends never
+//! depend on each other); the sheets themselves are that crate's business.
+//!
+//! The routes are concrete per kind (`/api/v1/users/export`, …), so each carries its
+//! kind's permission and the static segment wins over `/api/v1/users/{user}`: a user
+//! named `export` or `import` is reached by id on the admin API.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use portcullis_engine::Engine;
+use portcullis_http::{Access, ApiError, AppState, Caller, Route};
+use portcullis_tabular::{
+    Format, ImportError, ImportOptions, ImportReport, Kind, Problem, Progress, Stage,
+};
+use serde::Deserialize;
+
+use crate::commands::{DataArg, open_store};
+use crate::error::{CliError, Outcome};
+
+/// The actor recorded in the operation log for imports made here.
+const ACTOR: &str = "cli:import";
+
+/// The largest file the import route takes. A million-row sheet (the row limit) of
+/// users is about 100 MiB of CSV; this admits the common case and keeps one request
+/// from holding a gigabyte.
+pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// What to export: users, groups, nodes, assets or rules.
+    #[arg(long)]
+    pub kind: Kind,
+    /// csv or xlsx; defaults to the extension of --output, else csv.
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write an empty sheet (the header and one example row) instead of the store's
+    /// entities; needs no store.
+    #[arg(long)]
+    pub template: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// What the file holds: users, groups, nodes, assets or rules.
+    #[arg(long)]
+    pub kind: Kind,
+    /// csv or xlsx; defaults to the file's extension (required when reading `-`).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Update entities that exist (matched by id, else by name) instead of refusing
+    /// rows that name them.
+    #[arg(long)]
+    pub update: bool,
+    /// Check the whole file and print what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON, as the HTTP API gives it.
+    #[arg(long)]
+    pub json: bool,
+    /// The file, or `-` for standard input.
+    pub file: PathBuf,
+}
+
+/// `portcullis export`.
+pub fn export(args: &ExportArgs) -> Result<Outcome, CliError> {
+    let format = args
+        .format
+        .or_else(|| args.output.as_deref().and_then(Format::from_path))
+        .unwrap_or(Format::Csv);
+    let mut bytes = Vec::new();
+    if args.template {
+        portcullis_tabular::template(args.kind, format, &mut bytes)
+    } else {
+        let engine = open_store(&args.data.data, false)?;
+        portcullis_tabular::export(&engine.snapshot(), args.kind, format, &mut bytes)
+    }
+    .map_err(|error| CliError::System(error.to_string()))?;
+    match &args.output {
+        Some(path) => std::fs::write(path, &bytes).map_err(|error| {
+            CliError::System(format!("cannot write `{}`: {error}", path.display()))
+        })?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(&bytes)
+            .map_err(|error| CliError::System(format!("cannot write the output: {error}")))?,
+    }
+    Ok(Outcome::Done)
+}
+
+/// `portcullis import`: all or nothing; every problem of a refused file is listed.
+pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
+    let stdin = args.file.as_os_str() == "-";
+    let format = match args.format {
+        Some(format) => format,
+        None if stdin => {
+            return Err(CliError::Input(
+                "--format is needed when the file is read from standard input".to_owned(),
+            ));
+        }
+        None => Format::from_path(&args.file).ok_or_else(|| {
+            CliError::Input(format!(
+                "cannot tell the format of `{}` from its extension: pass --format csv or --format xlsx",
+                args.file.display()
+            ))
+        })?,
+    };
+    let bytes = if stdin {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|error| CliError::System(format!("cannot read standard input: {error}")))?;
+        bytes
+    } else {
+        std::fs::read(&args.file).map_err(|error| {
+            CliError::Input(format!("cannot read `{}`: {error}", args.file.display()))
+        })?
+    };
+    let engine = open_store(&args.data.data, true)?;
+    let bar = progress_bar();
+    let mut on_progress = |progress: Progress| show(&bar, progress);
+    let result = portcullis_tabular::import(
+        &engine,
+        ACTOR,
+        args.kind,
+        format,
+        &bytes,
+        ImportOptions {
+            update: args.update,
+            dry_run: args.dry_run,
+            progress: Some(&mut on_progress),
+            ..ImportOptions::default()
+        },
+    );
+    bar.finish_and_clear();
+    let report = result.map_err(|error| match error {
+        ImportError::Problems(problems) => CliError::Input(problems_message(&problems)),
+        ImportError::Engine(error) => CliError::Engine(error),
+    })?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).expect("reports serialize");
+        println!("{json}");
+    } else {
+        print_report(&report);
+    }
+    Ok(Outcome::Done)
+}
+
+/// A bar on standard error, drawn only when that is a terminal.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})")
+            .expect("INVARIANT: the template is valid")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn show(bar: &ProgressBar, progress: Progress) {
+    let stage = match progress.stage {
+        Stage::Reading => "reading",
+        Stage::Planning => "checking",
+        Stage::Writing => "writing",
+    };
+    if bar.message() != stage {
+        bar.set_message(stage);
+        bar.reset();
+    }
+    bar.set_length(progress.total as u64);
+    bar.set_position(progress.done as u64);
+}
+
+fn problems_message(problems: &[Problem]) -> String {
+    let mut message = format!(
+        "the file has {} problem(s); nothing was imported:",
+        problems.len()
+    );
+    for problem in problems {
+        message.push_str("\n  ");
+        message.push_str(&problem.to_string());
+    }
+    message
+}
+
+fn print_report(report: &ImportReport) {
+    if report.dry_run {
+        for change in &report.changes {
+            let verb = match change.kind {
+                portcullis_tabular::ChangeKind::Create => "create",
+                portcullis_tabular::ChangeKind::Update => "update",
+                portcullis_tabular::ChangeKind::Unchanged => continue,
+            };
+            if change.columns.is_empty() {
+                println!("row {}: {verb} `{}`", change.line, change.name);
+            } else {
+                println!(
+                    "row {}: {verb} `{}` ({})",
+                    change.line,
+                    change.name,
+                    change.columns.join(", ")
+                );
+            }
+        }
+    }
+    let counts = report.counts;
+    let summary = format!(
+        "{}: {} created, {} updated, {} unchanged",
+        report.kind, counts.created, counts.updated, counts.unchanged
+    );
+    match (report.dry_run, report.revision) {
+        (true, _) => println!("dry run, nothing written: {summary}"),
+        (false, Some(revision)) => println!("imported {summary} (revision {revision})"),
+        (false, None) => println!("nothing to import: {summary}"),
+    }
+}
+
+/// The import and export routes of every kind, for [`portcullis_http::router_with`].
+pub fn routes() -> Vec<Route> {
+    let mut routes = Vec::new();
+    for kind in Kind::ALL {
+        let base = format!("/api/v1/{}", kind.name());
+        routes.push(
+            Route::new(
+                Method::GET,
+                format!("{base}/export"),
+                Access::Permission(format!("{}.view", kind.name())),
+                "transfer",
+                format!("Every {} as a CSV or XLSX sheet", kind.name()),
+                move |state: State<AppState>, query: Result<Query<ExportQuery>, QueryRejection>| {
+                    export_route(kind, state, query)
+                },
+            )
+            .query(&["format"])
+            .answers(StatusCode::OK, "File"),
+        );
+        routes.push(
+            Route::new(
+                Method::POST,
+                format!("{base}/import"),
+                Access::Permission(format!("{}.add", kind.name())),
+                "transfer",
+                format!(
+                    "Import a CSV or XLSX sheet of {} (format from Content-Type), all or nothing",
+                    kind.name()
+                ),
+                move |state: State<AppState>,
+                      caller: Extension<Caller>,
+                      query: Result<Query<ImportQuery>, QueryRejection>,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    import_route(kind, state, caller, query, headers, body)
+                },
+            )
+            .query(&["update", "dry_run"])
+            .body("File")
+            .answers(StatusCode::OK, "ImportReport")
+            .body_limit(IMPORT_BODY_LIMIT),
+        );
+    }
+    routes
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    #[serde(default)]
+    update: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn export_route(
+    kind: Kind,
+    State(state): State<AppState>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let format = match query.format.as_deref() {
+        None => Format::Csv,
+        Some(name) => name
+            .parse::<Format>()
+            .map_err(|error| ApiError::BadRequest(error.to_string()))?,
+    };
+    let snapshot = state.engine().snapshot();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        portcullis_tabular::export(&snapshot, kind, format, &mut bytes).map(|()| bytes)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.to_string()))?
+    .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let disposition = format!(
+        "attachment; filename=\"{}.{}\"",
+        kind.name(),
+        format.extension()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn import_route(
+    kind: Kind,
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ImportQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ImportReport>, ApiError> {
+    let Query(query) = query?;
+    if query.update {
+        caller.require(&format!("{}.change", kind.name()))?;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let format = Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "cannot import a body of type `{content_type}`: send text/csv or {}",
+            Format::Xlsx.content_type()
+        ))
+    })?;
+    let engine: Arc<Engine> = state.engine().clone();
+    let actor = caller.actor();
+    let result = tokio::task::spawn_blocking(move || {
+        portcullis_tabular::import(
+            &engine,
+            &actor,
+            kind,
+            format,
+            &body,
+            ImportOptions {
+                update: query.update,
+                dry_run: query.dry_run,
+                ..ImportOptions::default()
+            },
+        )
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.to_string()))?;
+    match result {
+        Ok(report) => Ok(Json(report)),
+        Err(ImportError::Problems(problems)) => Err(ApiError::InvalidFile {
+            message: format!(
+                "the file has {} problem(s); nothing was imported",
+                problems.len()
+            ),
+            problems: serde_json::to_value(&problems).expect("problems serialize"),
+        }),
+        Err(ImportError::Engine(error)) => Err(ApiError::Engine(error)),
+    }
+}
