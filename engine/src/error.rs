@@ -75,7 +75,7 @@ pub enum StoreError {
         message: String,
     },
     #[error(
-        "the store was written by a newer version (schema {found}, this build reads {supported})"
+        "the store was written by another version (schema {found}; this build reads schema {supported})"
     )]
     Schema { found: u64, supported: u64 },
 }

@@ -2,6 +2,7 @@
 
 mod actions;
 mod asset;
+mod attributes;
 mod change;
 mod group;
 mod ids;
@@ -14,6 +15,7 @@ mod user;
 
 pub use actions::{Actions, UnknownAction};
 pub use asset::{Account, Asset, SecretKind};
+pub use attributes::{Attributes, MAX_ATTRIBUTES_BYTES};
 pub use change::{Change, Operation};
 pub use group::{GLOBAL_SCOPE, Group, GroupMember, RoleAssignment, UserMember, membership_counts};
 pub use ids::{EntityKind, Id, Source, UnknownSource};

@@ -31,8 +31,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_SCHEMA: &str = "schema";
 const META_REVISION: &str = "revision";
 const META_SEQ: &str = "seq";
-/// The layout this build writes and reads.
-const SCHEMA: u64 = 1;
+/// The layout this build writes and reads. 2: users and groups carry `attributes`.
+const SCHEMA: u64 = 2;
 
 fn table_of(kind: EntityKind) -> TableDefinition<'static, u128, &'static [u8]> {
     match kind {
@@ -152,7 +152,9 @@ impl Store {
                 None => {
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
-                Some(found) if found > SCHEMA => {
+                // Schema 1 was only ever written by development builds before the
+                // first release; no migration is kept for it.
+                Some(found) if found != SCHEMA => {
                     return Err(StoreError::Schema {
                         found,
                         supported: SCHEMA,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Source, Time};
+use super::{Attributes, Id, Source, Time};
 
 /// A user's membership of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,9 @@ pub struct Group {
     pub roles: Vec<RoleAssignment>,
     pub source: Source,
     pub external_id: Option<String>,
+    /// What front-ends keep beyond these fields; never part of a decision.
+    #[serde(default)]
+    pub attributes: Attributes,
     pub description: String,
     pub created_at: Time,
     pub updated_at: Time,

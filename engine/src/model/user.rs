@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Source, Time};
+use super::{Attributes, Id, Source, Time};
 
 /// Whether a user signs in with a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub struct User {
     pub expires_at: Option<Time>,
     pub source: Source,
     pub external_id: Option<String>,
+    /// What front-ends keep beyond these fields; never part of a decision.
+    #[serde(default)]
+    pub attributes: Attributes,
     /// Role names held at every scope.
     pub system_roles: Vec<String>,
     pub mfa: Mfa,

@@ -76,6 +76,19 @@ fn check_optional(field: &'static str, text: &Option<String>) -> Result<()> {
     }
 }
 
+fn check_attributes(attributes: &crate::model::Attributes) -> Result<()> {
+    if attributes.encoded_len() > crate::model::MAX_ATTRIBUTES_BYTES {
+        return Err(ValidationError::invalid(
+            "attributes",
+            format!(
+                "take more than {} bytes as JSON",
+                crate::model::MAX_ATTRIBUTES_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_len<T>(field: &'static str, list: &[T]) -> Result<()> {
     if list.len() > MAX_LIST_LEN {
         return Err(ValidationError::invalid(
@@ -288,6 +301,7 @@ impl Working {
         }
         check_optional("phone", &spec.phone)?;
         check_optional("external_id", &spec.external_id)?;
+        check_attributes(&spec.attributes)?;
         check_text("description", &spec.description)?;
         let email = match spec.email.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -350,6 +364,7 @@ impl Working {
             expires_at: spec.expires_at,
             source: spec.source,
             external_id: spec.external_id,
+            attributes: spec.attributes,
             system_roles,
             mfa: spec.mfa,
             must_change_password: spec.must_change_password,
@@ -374,6 +389,7 @@ impl Working {
     fn put_group(&mut self, index: Option<u32>, spec: GroupSpec) -> Result<Id> {
         check_name("name", &spec.name)?;
         check_optional("external_id", &spec.external_id)?;
+        check_attributes(&spec.attributes)?;
         check_text("description", &spec.description)?;
         check_len("members", &spec.members)?;
         check_len("subgroups", &spec.subgroups)?;
@@ -472,6 +488,7 @@ impl Working {
             roles,
             source: spec.source,
             external_id: spec.external_id,
+            attributes: spec.attributes,
             description: spec.description,
             created_at: stamp.created_at,
             updated_at: stamp.updated_at,
@@ -1078,6 +1095,7 @@ impl Snapshot {
                     expires_at: user.expires_at,
                     source: user.source.clone(),
                     external_id: user.external_id.clone(),
+                    attributes: user.attributes.clone(),
                     system_roles: user.system_roles.clone(),
                     mfa: user.mfa,
                     must_change_password: user.must_change_password,
@@ -1111,6 +1129,7 @@ impl Snapshot {
                     roles: group.roles.clone(),
                     source: group.source.clone(),
                     external_id: group.external_id.clone(),
+                    attributes: group.attributes.clone(),
                     description: group.description.clone(),
                 })
             }

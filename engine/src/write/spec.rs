@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AccountSelector, Actions, Effect, EntityKind, Id, Mfa, Protocol, ProtocolFilter,
+    AccountSelector, Actions, Attributes, Effect, EntityKind, Id, Mfa, Protocol, ProtocolFilter,
     RoleAssignment, SecretKind, Source, Time,
 };
 
@@ -49,6 +49,9 @@ pub struct UserSpec {
     pub source: Source,
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Free-form attributes front-ends keep (see [`Attributes`]); replaced whole.
+    #[serde(default)]
+    pub attributes: Attributes,
     #[serde(default = "default_system_roles")]
     pub system_roles: Vec<String>,
     #[serde(default)]
@@ -119,6 +122,7 @@ impl UserSpec {
             expires_at: None,
             source: Source::Local,
             external_id: None,
+            attributes: Attributes::default(),
             system_roles: default_system_roles(),
             mfa: Mfa::Disabled,
             must_change_password: false,
@@ -243,6 +247,9 @@ pub struct GroupSpec {
     pub source: Source,
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Free-form attributes front-ends keep (see [`Attributes`]); replaced whole.
+    #[serde(default)]
+    pub attributes: Attributes,
     #[serde(default)]
     pub description: String,
 }
@@ -257,6 +264,7 @@ impl GroupSpec {
             roles: Vec::new(),
             source: Source::Local,
             external_id: None,
+            attributes: Attributes::default(),
             description: String::new(),
         }
     }

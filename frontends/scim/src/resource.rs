@@ -12,6 +12,13 @@
 //! `password`→ the argon2id hash. Groups: `displayName`↔`name`, `members` of type
 //! `User`↔ members and of type `Group`↔ subgroups. Everything written gets source
 //! `scim`, and so does every membership SCIM writes.
+//!
+//! Every other attribute a user carries (`name`, `title`, `addresses`, the enterprise
+//! extension, every email and phone number …) is kept as it was sent in the engine's
+//! free-form attributes under the key `scim` ([`SCIM_ATTRIBUTES`]), and returned.
+//! `emails` and `phoneNumbers` are kept whole there too; they are returned as kept
+//! while the one the engine chose from them is still the user's, else (an
+//! administrator changed the email) as the engine's single value.
 
 use std::collections::HashSet;
 
@@ -32,6 +39,24 @@ pub(crate) struct Member {
     pub group: bool,
 }
 
+/// The key of the engine's free-form attributes under which SCIM keeps what the model
+/// has no field for.
+pub(crate) const SCIM_ATTRIBUTES: &str = "scim";
+
+/// The attributes of a user view that map onto engine fields (or are never kept):
+/// everything else is kept in the free-form attributes.
+const MAPPED_USER_ATTRIBUTES: &[&str] = &[
+    "schemas",
+    "id",
+    "meta",
+    "externalId",
+    "userName",
+    "displayName",
+    "active",
+    "password",
+    "groups",
+];
+
 /// The fields SCIM maps, read from a spec or from the stored entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fields {
@@ -43,6 +68,8 @@ pub(crate) enum Fields {
         phone: Option<String>,
         active: bool,
         external_id: Option<String>,
+        /// What SCIM keeps beyond the engine's fields.
+        extras: Map<String, Value>,
     },
     Group {
         id: Id,
@@ -62,6 +89,7 @@ impl Fields {
             phone: user.phone.clone(),
             active: user.active,
             external_id: user.external_id.clone(),
+            extras: scim_extras(&user.attributes),
         }
     }
 
@@ -74,6 +102,7 @@ impl Fields {
             phone: spec.phone.clone(),
             active: spec.active,
             external_id: spec.external_id.clone(),
+            extras: scim_extras(&spec.attributes),
         }
     }
 
@@ -179,8 +208,16 @@ impl Fields {
                 phone,
                 active,
                 external_id,
+                extras,
             } => {
-                view.insert("schemas".to_owned(), json!([crate::schema::USER_SCHEMA]));
+                let mut schemas = vec![json!(crate::schema::USER_SCHEMA)];
+                schemas.extend(
+                    extras
+                        .keys()
+                        .filter(|key| key.starts_with("urn:"))
+                        .map(|key| json!(key)),
+                );
+                view.insert("schemas".to_owned(), Value::Array(schemas));
                 view.insert("id".to_owned(), json!(id.to_string()));
                 if let Some(external_id) = external_id {
                     view.insert("externalId".to_owned(), json!(external_id));
@@ -191,17 +228,22 @@ impl Fields {
                     view.insert("displayName".to_owned(), json!(name));
                 }
                 view.insert("active".to_owned(), json!(active));
-                if let Some(email) = email {
-                    view.insert(
-                        "emails".to_owned(),
-                        json!([{"value": email, "type": "work"}]),
-                    );
+                for (key, value) in [("emails", email), ("phoneNumbers", phone)] {
+                    let Some(value) = value else {
+                        continue;
+                    };
+                    let kept = extras
+                        .get(key)
+                        .filter(|kept| chosen_of(kept).as_deref() == Some(value.as_str()));
+                    let list = kept
+                        .cloned()
+                        .unwrap_or_else(|| json!([{"value": value, "type": "work"}]));
+                    view.insert(key.to_owned(), list);
                 }
-                if let Some(phone) = phone {
-                    view.insert(
-                        "phoneNumbers".to_owned(),
-                        json!([{"value": phone, "type": "work"}]),
-                    );
+                for (key, value) in extras {
+                    if !view.contains_key(key) && key != "emails" && key != "phoneNumbers" {
+                        view.insert(key.clone(), value.clone());
+                    }
                 }
             }
             Fields::Group {
@@ -520,7 +562,47 @@ pub(crate) fn apply_user_view(
     spec.phone = chosen_value(view, "phoneNumbers")?;
     spec.external_id = optional_text(view, "externalId")?;
     spec.source = Source::Scim;
+    let extras: Map<String, Value> = view
+        .iter()
+        .filter(|(key, value)| {
+            !MAPPED_USER_ATTRIBUTES.contains(&key.as_str()) && !is_empty_value(value)
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    spec.attributes.set(
+        SCIM_ATTRIBUTES,
+        if extras.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(extras)
+        },
+    );
     Ok(())
+}
+
+/// What SCIM kept of an entity's free-form attributes.
+fn scim_extras(attributes: &portcullis_engine::Attributes) -> Map<String, Value> {
+    match attributes.get(SCIM_ATTRIBUTES) {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    }
+}
+
+/// `null`, `[]` and `{}` are no value (RFC 7643 §2.5: unassigned).
+fn is_empty_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
+}
+
+/// The value [`chosen_value`] picks from a kept multi-valued attribute.
+fn chosen_of(list: &Value) -> Option<String> {
+    let mut view = Map::new();
+    view.insert("list".to_owned(), list.clone());
+    chosen_value(&view, "list").ok().flatten()
 }
 
 /// The password a view carries, removed from it.
@@ -771,6 +853,7 @@ mod tests {
             phone: None,
             active: true,
             external_id: None,
+            extras: Map::new(),
         };
         assert!(!fields.view().contains_key("displayName"));
         assert_eq!(etag(&fields.view()), etag(&fields.view()));

@@ -2,9 +2,9 @@
 //! documents built from them (`/Schemas`, `/ResourceTypes`, `/ServiceProviderConfig`).
 //!
 //! Every attribute RFC 7643 defines for users and groups is listed, so that paths and
-//! filters naming any of them are understood, but only the attributes marked
-//! `stored` are kept by the engine, returned, and advertised in `/Schemas`. The others
-//! are accepted in requests and dropped (see the crate documentation). Discovery must
+//! filters naming any of them are understood. Attributes are `stored` (kept, returned
+//! and advertised in `/Schemas`) unless marked `not_stored`: a user's `groups` and a
+//! member's `display`, which are accepted in requests and dropped. Discovery must
 //! never advertise an attribute that does not round-trip.
 
 use serde_json::{Value, json};
@@ -101,7 +101,7 @@ const fn attribute(name: &'static str, kind: Kind, description: &'static str) ->
         canonical: &[],
         reference_types: &[],
         sub: &[],
-        stored: false,
+        stored: true,
         description,
     }
 }
@@ -180,6 +180,14 @@ impl Attribute {
             ..self
         }
     }
+    /// Understood in requests, never kept nor returned nor advertised.
+    const fn not_stored(self) -> Attribute {
+        Attribute {
+            stored: false,
+            ..self
+        }
+    }
+
     const fn stored(self) -> Attribute {
         Attribute {
             stored: true,
@@ -372,7 +380,7 @@ const USER_ATTRIBUTES: &[Attribute] = &[
     complex(
         "name",
         NAME_SUB,
-        "The components of the user's name. Accepted, not kept: without `displayName`, the name is built from it.",
+        "The components of the user's name; without `displayName`, the engine's name is built from it.",
     ),
     string(
         "displayName",
@@ -441,7 +449,8 @@ const USER_ATTRIBUTES: &[Attribute] = &[
     complex("addresses", ADDRESS_SUB, "Physical mailing addresses.").multi(),
     complex("groups", GROUPS_SUB, "The groups the user belongs to.")
         .multi()
-        .read_only(),
+        .read_only()
+        .not_stored(),
     complex(
         "entitlements",
         multi_valued_sub!(string("value", "The entitlement."), &[]),
@@ -479,7 +488,9 @@ const MEMBER_SUB: &[Attribute] = &[
         .canonical(&["User", "Group"])
         .immutable()
         .stored(),
-    string("display", "The name of the member.").read_only(),
+    string("display", "The name of the member.")
+        .read_only()
+        .not_stored(),
 ];
 
 const GROUP_ATTRIBUTES: &[Attribute] = &[
@@ -917,7 +928,7 @@ impl ResourceKind {
         }
     }
 
-    /// Extensions understood in requests (none is stored, so none is advertised).
+    /// Extensions understood, kept and advertised.
     pub(crate) fn extensions(self) -> &'static [&'static Schema] {
         static USER_EXTENSIONS: [&Schema; 1] = [&ENTERPRISE_USER];
         match self {
@@ -996,6 +1007,7 @@ pub(crate) enum Located {
 pub(crate) fn schemas(base: &str) -> Vec<Value> {
     [
         &USER,
+        &ENTERPRISE_USER,
         &GROUP,
         &SERVICE_PROVIDER_CONFIG_SCHEMA,
         &RESOURCE_TYPE_SCHEMA,
@@ -1021,7 +1033,11 @@ pub(crate) fn resource_types(base: &str) -> Vec<Value> {
                 },
                 "endpoint": format!("/{}", kind.endpoint()),
                 "schema": kind.schema().id,
-                "schemaExtensions": [],
+                "schemaExtensions": kind
+                    .extensions()
+                    .iter()
+                    .map(|extension| json!({"schema": extension.id, "required": false}))
+                    .collect::<Vec<_>>(),
                 "meta": {
                     "resourceType": "ResourceType",
                     "location": format!("{base}/ResourceTypes/{}", kind.name()),
@@ -1102,18 +1118,33 @@ mod tests {
             .iter()
             .map(|a| a["name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "userName",
-                "displayName",
-                "active",
-                "password",
-                "emails",
-                "phoneNumbers"
-            ]
+        // What is kept round-trips and is advertised; a user's `groups` is not kept.
+        for kept in [
+            "userName",
+            "name",
+            "title",
+            "addresses",
+            "emails",
+            "x509Certificates",
+        ] {
+            assert!(names.contains(&kept), "{kept} in {names:?}");
+        }
+        assert!(!names.contains(&"groups"), "{names:?}");
+        let emails = user["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "emails")
+            .unwrap();
+        let subs: Vec<&str> = emails["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            subs.contains(&"value") && subs.contains(&"primary"),
+            "{subs:?}"
         );
-        let emails = &user["attributes"][4]["subAttributes"];
-        assert_eq!(emails.as_array().unwrap().len(), 2);
     }
 }

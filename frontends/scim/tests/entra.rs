@@ -118,10 +118,30 @@ async fn entra_user_lifecycle() {
         .await
         .expect(200);
     assert_eq!(reply.body["displayName"], "Updated Name");
+    // Kept as sent (the primary flag too), and the engine's email follows it.
     assert_eq!(
         reply.body["emails"],
-        json!([{"value": "again@microsoft.com", "type": "work"}])
+        json!([{"value": "again@microsoft.com", "type": "work", "primary": true}])
     );
+    assert_eq!(
+        server.entity(EntityKind::User, &id)["email"],
+        "again@microsoft.com"
+    );
+    assert_eq!(reply.body["name"]["givenName"], "Updated");
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    assert_eq!(reply.body[enterprise]["department"], "Engineering");
+    assert!(
+        reply.body["schemas"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(enterprise)),
+        "{}",
+        reply.body
+    );
+    // And a later read returns the same.
+    let read = server.get(&format!("/Users/{id}")).await.expect(200);
+    assert_eq!(read.body[enterprise]["department"], "Engineering");
+    assert_eq!(read.body["name"]["givenName"], "Updated");
 
     // Disabled with a boolean written as a string.
     let disabled = server

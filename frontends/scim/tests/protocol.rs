@@ -813,19 +813,30 @@ async fn discovery_advertises_what_is_kept() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "userName",
-            "displayName",
-            "active",
-            "password",
-            "emails",
-            "phoneNumbers"
-        ]
+    for kept in [
+        "userName",
+        "displayName",
+        "name",
+        "title",
+        "addresses",
+        "emails",
+    ] {
+        assert!(names.contains(&kept), "{kept}: {names:?}");
+    }
+    assert!(
+        !names.contains(&"groups"),
+        "a user's groups are not kept: {names:?}"
     );
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    assert!(schemas.resources().iter().any(|s| s["id"] == enterprise));
+    server
+        .get(&format!("/Schemas/{enterprise}"))
+        .await
+        .expect(200);
     let types = server.get("/ResourceTypes").await.expect(200);
     assert_eq!(types.body["totalResults"], 2);
+    let user_type = server.get("/ResourceTypes/User").await.expect(200);
+    assert_eq!(user_type.body["schemaExtensions"][0]["schema"], enterprise);
     server.get("/ResourceTypes/Group").await.expect(200);
     server.get(&format!("/Schemas/{GROUP}")).await.expect(200);
     server.get("/Schemas/urn:nope").await.expect(404);
@@ -1014,4 +1025,96 @@ async fn concurrent_patches_lose_nothing() {
     }
     let stored = server.entity(EntityKind::Group, &group);
     assert_eq!(stored["members"].as_array().unwrap().len(), 24);
+}
+
+#[tokio::test]
+async fn attributes_without_an_engine_field_round_trip_and_filter() {
+    let server = Server::start().await;
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let created = server
+        .post(
+            "/Users",
+            json!({
+                "schemas": [USER, enterprise],
+                "userName": "grace",
+                "name": {"givenName": "Grace", "familyName": "Hopper"},
+                "title": "Rear Admiral",
+                "emails": [
+                    {"value": "grace@home.example", "type": "home"},
+                    {"value": "grace@navy.example", "type": "work", "primary": true},
+                ],
+                "addresses": [{"locality": "Arlington", "type": "work"}],
+                enterprise: {"employeeNumber": "1906", "department": "Navy"},
+            }),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // The engine keeps the primary email; SCIM returns both, as sent.
+    assert_eq!(
+        server.entity(EntityKind::User, &id)["email"],
+        "grace@navy.example"
+    );
+    let read = server.get(&format!("/Users/{id}")).await.expect(200);
+    assert_eq!(read.body["emails"].as_array().unwrap().len(), 2);
+    assert_eq!(read.body["name"]["familyName"], "Hopper");
+    assert_eq!(read.body["displayName"], "Grace Hopper");
+    assert_eq!(read.body["addresses"][0]["locality"], "Arlington");
+    assert_eq!(read.body[enterprise]["employeeNumber"], "1906");
+    // Filters reach kept attributes, the extension's by their URN.
+    for (expression, found) in [
+        (format!("{enterprise}:employeeNumber eq \"1906\""), 1),
+        (format!("{enterprise}:employeeNumber eq \"1907\""), 0),
+        ("title sw \"rear\"".to_owned(), 1),
+        (
+            "emails[type eq \"home\" and value co \"@home\"]".to_owned(),
+            1,
+        ),
+        ("addresses.locality eq \"Paris\"".to_owned(), 0),
+    ] {
+        let list = server
+            .get(&format!("/Users?{}", filter(&expression)))
+            .await
+            .expect(200);
+        assert_eq!(list.body["totalResults"], found, "{expression}");
+    }
+    // PATCH removes a kept attribute.
+    let patched = server
+        .patch_ops(
+            &format!("/Users/{id}"),
+            json!([{"op": "remove", "path": "title"}]),
+        )
+        .await
+        .expect(200);
+    assert!(patched.body.get("title").is_none(), "{}", patched.body);
+    assert_eq!(patched.body[enterprise]["department"], "Navy");
+    // An administrator changing the email wins over the list SCIM kept.
+    let engine = server.engine.clone();
+    let user = id.clone();
+    tokio::task::spawn_blocking(move || {
+        let edit: portcullis_engine::SpecEdit = Box::new(|spec| {
+            if let Spec::User(user) = spec {
+                user.email = Some("grace@admin.example".to_owned());
+            }
+            Ok(())
+        });
+        engine.write(
+            "admin",
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: user,
+                edit,
+            }],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let read = server.get(&format!("/Users/{id}")).await.expect(200);
+    assert_eq!(
+        read.body["emails"],
+        json!([{"value": "grace@admin.example", "type": "work"}])
+    );
+    assert_eq!(read.body["title"], Value::Null);
+    assert_eq!(read.body["name"]["givenName"], "Grace");
 }
