@@ -830,6 +830,19 @@ impl Auth {
         Ok(hash_with(&self.hasher, password))
     }
 
+    /// A password given in a user spec (an administrator creating or replacing a
+    /// user), checked against the policy and hashed with the configured parameters,
+    /// so that the writer does not hash it with the defaults.
+    pub fn prepare_password(&self, password: Password) -> Result<Password, AuthError> {
+        match password.0 {
+            PasswordForm::Plain(plain) => {
+                check_input("password", &plain)?;
+                Ok(Password(PasswordForm::Hashed(self.new_hash(&plain)?)))
+            }
+            hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
+        }
+    }
+
     fn user(&self, reference: &str) -> Result<Arc<User>, AuthError> {
         self.engine
             .snapshot()

@@ -38,7 +38,7 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    fn new<H, T>(
+    pub(crate) fn new<H, T>(
         method: Method,
         path: impl Into<String>,
         access: Access,
@@ -66,17 +66,17 @@ impl Route {
         }
     }
 
-    fn query(mut self, names: &'static [&'static str]) -> Route {
+    pub(crate) fn query(mut self, names: &'static [&'static str]) -> Route {
         self.query = names;
         self
     }
 
-    fn body(mut self, schema: impl Into<String>) -> Route {
+    pub(crate) fn body(mut self, schema: impl Into<String>) -> Route {
         self.request = Some(schema.into());
         self
     }
 
-    fn answers(mut self, status: StatusCode, schema: impl Into<String>) -> Route {
+    pub(crate) fn answers(mut self, status: StatusCode, schema: impl Into<String>) -> Route {
         self.response = (status, schema.into());
         self
     }
@@ -285,6 +285,7 @@ pub(crate) fn table() -> Vec<Route> {
         )
         .answers(StatusCode::OK, "WriteResult"),
     );
+    routes.extend(crate::signin::routes());
     routes
 }
 
