@@ -1,5 +1,5 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
-//! directory directly (`check`, `explain`, `list-assets`, `token`).
+//! directory directly (`check`, `explain`, `list-assets`, `token`, `user`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
 //! input, 3 any other failure.
@@ -12,7 +12,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{CheckArgs, ListAssetsArgs, TokenCommand};
+use crate::commands::{CheckArgs, ListAssetsArgs, TokenCommand, UserCommand};
 use crate::error::Outcome;
 use crate::serve::ServeArgs;
 
@@ -41,6 +41,10 @@ enum Command {
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Sign-in administration: set a password, reset MFA, lift a lockout,
+    /// housekeeping.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 fn main() -> Outcome {
@@ -51,6 +55,7 @@ fn main() -> Outcome {
         Command::Explain(args) => commands::explain(&args),
         Command::ListAssets(args) => commands::list_assets(&args),
         Command::Token(command) => commands::token(&command),
+        Command::User(command) => commands::user(&command),
     };
     result.into()
 }

@@ -3,4 +3,5 @@
 
 mod commands;
 mod serve;
+mod signin;
 mod support;
