@@ -1,6 +1,7 @@
 //! The Portcullis HTTP API: the decision API bastions call, the admin REST API, the
-//! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics` and the
-//! OpenAPI document, as one axum [`Router`].
+//! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics`, the
+//! OpenAPI document and sign-in (`/api/v1/auth/*`: login, passwords, MFA, reset links
+//! by SMTP), as one axum [`Router`].
 //!
 //! Every route is declared once, in the route table (`routes.rs`), with the permission
 //! it needs; the router, the authorization check and the OpenAPI document are all
