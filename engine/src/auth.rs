@@ -291,7 +291,7 @@ pub struct AuthEvent {
 pub struct HousekeepingReport {
     /// Usernames deactivated for inactivity.
     pub deactivated: Vec<String>,
-    /// Expired or orphaned sign-in records removed.
+    /// Expired or orphaned sign-in records and events past retention removed.
     pub purged: u64,
 }
 
@@ -550,7 +550,9 @@ impl Auth {
         if local {
             return Ok(true);
         }
-        let Some(user) = user else {
+        // An empty password never goes to a backend: an LDAP simple bind with one is
+        // an "unauthenticated bind", which many servers answer with success.
+        let Some(user) = user.filter(|_| !password.is_empty()) else {
             return Ok(false);
         };
         for backend in &self.backends {
@@ -1093,10 +1095,9 @@ impl Auth {
             None,
             Some("totp"),
         )?;
-        let generator = mfa::totp(&secret, &self.settings.totp_issuer, &user.username);
         Ok(TotpEnrolment {
-            secret: generator.get_secret_base32(),
-            uri: generator.get_url(),
+            secret: mfa::totp(&secret).get_secret_base32(),
+            uri: mfa::otpauth_uri(&secret, &self.settings.totp_issuer, &user.username),
         })
     }
 
@@ -1314,6 +1315,13 @@ impl Auth {
                 })
             })?;
             count(before - failures.len()?);
+            let oldest = now.add_micros(-i64::from(self.settings.event_retention_days) * DAY);
+            let mut events = txn.open_table(EVENTS)?;
+            let before = events.len()?;
+            events.retain(|_, value| {
+                serde_json::from_slice::<AuthEvent>(value).is_ok_and(|e| e.time >= oldest)
+            })?;
+            count(before - events.len()?);
         }
         txn.commit()?;
         Ok(report)

@@ -101,9 +101,17 @@ fn creds(login: &str, password: &str, code: Option<&str>) -> Credentials {
     }
 }
 
+/// The code an authenticator app would show at `now` for the Key URI `uri`.
 fn totp_code(uri: &str, now: Time) -> String {
-    let generator = totp_rs::TOTP::from_url_unchecked(uri).unwrap();
-    generator.generate(u64::try_from(now.as_micros() / 1_000_000).unwrap())
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("a secret in the URI");
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .generate(u64::try_from(now.as_micros() / 1_000_000).unwrap())
 }
 
 #[test]
@@ -604,6 +612,19 @@ fn housekeeping_deactivates_idle_users_and_purges_stale_state() {
         f.status("idle", GOOD, None, now.add_micros(31 * day)),
         "denied:user_inactive"
     );
+    // A year and a day later, the events older than a year have gone too (the
+    // fixture's `password_set` events carry the later instant `T`, and stay).
+    let cutoff = now.add_micros(32 * day);
+    let events = f.auth.events_since(0, 1000).unwrap();
+    let old = events.iter().filter(|e| e.time < cutoff).count();
+    assert!(old >= 3 && old < events.len(), "{events:?}");
+    let report = f.auth.housekeeping(now.add_micros(397 * day)).unwrap();
+    assert_eq!(report.purged, old as u64, "{events:?} {report:?}");
+    // By then "active" has been idle for long, too: one more event.
+    assert_eq!(report.deactivated, ["active"]);
+    let kept = f.auth.events_since(0, 1000).unwrap();
+    assert_eq!(kept.len(), events.len() - old + 1);
+    assert!(kept.iter().all(|e| e.time >= cutoff));
     // Off by default.
     let g = fixture();
     g.person("idle");
@@ -626,6 +647,10 @@ impl PasswordBackend for Directory {
         "ldap:corp".parse().unwrap()
     }
     fn verify(&self, user: &User, password: &str) -> Result<bool, BackendError> {
+        assert!(
+            !password.is_empty(),
+            "an empty password reached the directory"
+        );
         if user.username == "down" {
             return Err(BackendError("connection refused".to_owned()));
         }
@@ -665,6 +690,8 @@ fn directory_users_are_verified_by_their_backend() {
     assert_eq!(status("lena", "lena-directory-pw"), "ok");
     assert_eq!(status("lena", "nope"), "invalid_credentials");
     assert_eq!(status("down", "down-directory-pw"), "invalid_credentials");
+    // An empty password never reaches a directory (an LDAP unauthenticated bind).
+    assert_eq!(status("lena", ""), "invalid_credentials");
     assert_eq!(status("loc", GOOD), "ok");
     // The local user is not sent to the directory (it handles its own source only).
     assert_eq!(status("loc", "loc-directory-pw"), "invalid_credentials");
@@ -718,5 +745,58 @@ fn no_secret_reaches_the_logs() {
         "password_reset",
     ] {
         assert!(events.contains(event), "no `{event}` event in {events}");
+    }
+}
+
+#[test]
+fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
+    for (restrict, expected) in [(false, "ok"), (true, "invalid_credentials")] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
+        let auth = Auth::new(
+            engine.clone(),
+            AuthSettings {
+                restrict_to_source: restrict,
+                ..settings()
+            },
+        )
+        .unwrap()
+        .with_backend(Box::new(Directory));
+        engine
+            .write(
+                "test",
+                vec![Op::Create(
+                    Spec::from_json(EntityKind::User, json!({"username": "moved"})).unwrap(),
+                )],
+            )
+            .unwrap();
+        auth.set_password("admin", "moved", GOOD, false, T).unwrap();
+        // A directory sync takes the user over; the local hash stays behind.
+        engine
+            .write(
+                "ldap-sync",
+                vec![Op::Modify {
+                    kind: EntityKind::User,
+                    target: "moved".to_owned(),
+                    edit: Box::new(|spec| {
+                        if let Spec::User(spec) = spec {
+                            spec.source = "ldap:corp".parse().unwrap();
+                        }
+                        Ok(())
+                    }),
+                }],
+            )
+            .unwrap();
+        let status = |password: &str| match auth.login(&creds("moved", password, None), T).unwrap()
+        {
+            LoginOutcome::Denied { reason } => reason.code().to_owned(),
+            other => other.status().to_owned(),
+        };
+        assert_eq!(status(GOOD), expected, "restrict_to_source = {restrict}");
+        assert_eq!(
+            status("moved-directory-pw"),
+            "ok",
+            "restrict_to_source = {restrict}"
+        );
     }
 }

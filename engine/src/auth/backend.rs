@@ -23,6 +23,7 @@ pub trait PasswordBackend: Send + Sync {
     }
 
     /// Whether `password` is `user`'s (for LDAP: a simple bind as the user succeeds).
+    /// Never called with an empty password.
     fn verify(&self, user: &User, password: &str) -> Result<bool, BackendError>;
 }
 

@@ -26,18 +26,35 @@ pub(crate) fn new_secret() -> Vec<u8> {
     random_bytes::<SECRET_BYTES>().to_vec()
 }
 
-/// The TOTP generator of `secret`. Colons are not allowed in otpauth labels, so they
-/// become underscores in the account name.
-pub(crate) fn totp(secret: &[u8], issuer: &str, account: &str) -> TOTP {
-    TOTP::new_unchecked(
-        Algorithm::SHA1,
-        DIGITS,
-        1,
-        STEP_SECS,
-        secret.to_vec(),
-        Some(issuer.replace(':', "_")),
-        account.replace(':', "_"),
+/// The TOTP generator of `secret`.
+pub(crate) fn totp(secret: &[u8]) -> TOTP {
+    TOTP::new_unchecked(Algorithm::SHA1, DIGITS, 1, STEP_SECS, secret.to_vec())
+}
+
+/// The Key URI authenticator apps read (Google Authenticator's `otpauth://` format):
+/// `otpauth://totp/<issuer>:<account>?secret=<base32>&issuer=<issuer>`. SHA-1, six
+/// digits and 30 seconds are the defaults, so they are left out. Colons, not allowed
+/// inside the label's parts, become underscores.
+pub(crate) fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> String {
+    let issuer = percent_encode(&issuer.replace(':', "_"));
+    let account = percent_encode(&account.replace(':', "_"));
+    format!(
+        "otpauth://totp/{issuer}:{account}?secret={}&issuer={issuer}",
+        totp(secret).get_secret_base32()
     )
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The step of a Unix time in seconds.
@@ -48,7 +65,7 @@ pub(crate) fn step_of(unix_secs: u64) -> u64 {
 /// The step among `current - 1 ..= current + 1` whose code is `code`, if any. Every
 /// candidate is compared (in constant time) so the answer does not hint which matched.
 pub(crate) fn matching_step(secret: &[u8], code: &str, current: u64) -> Option<u64> {
-    let generator = totp(secret, "x", "x");
+    let generator = totp(secret);
     let mut found = None;
     for step in current.saturating_sub(1)..=current.saturating_add(1) {
         let expected = generator.generate(step * STEP_SECS);
@@ -113,15 +130,8 @@ mod tests {
     /// RFC 6238 appendix B, SHA-1 rows (8 digits, the 20-byte ASCII secret).
     #[test]
     fn rfc6238_test_vectors() {
-        let generator = TOTP::new_unchecked(
-            Algorithm::SHA1,
-            8,
-            1,
-            30,
-            b"12345678901234567890".to_vec(),
-            None,
-            "x".to_owned(),
-        );
+        let generator =
+            TOTP::new_unchecked(Algorithm::SHA1, 8, 1, 30, b"12345678901234567890".to_vec());
         for (time, code) in [
             (59, "94287082"),
             (1_111_111_109, "07081804"),
@@ -137,7 +147,7 @@ mod tests {
     #[test]
     fn a_code_matches_its_step_and_the_neighbours_only() {
         let secret = new_secret();
-        let generator = totp(&secret, "Portcullis", "alice");
+        let generator = totp(&secret);
         let code = generator.generate(1000 * STEP_SECS);
         assert_eq!(matching_step(&secret, &code, 1000), Some(1000));
         assert_eq!(matching_step(&secret, &code, 999), Some(1000));
@@ -145,6 +155,15 @@ mod tests {
         assert_eq!(matching_step(&secret, &code, 1002), None);
         assert_eq!(matching_step(&secret, &code, 998), None);
         assert_eq!(matching_step(&secret, "12345", 1000), None);
+    }
+
+    #[test]
+    fn the_key_uri_encodes_its_label() {
+        let uri = otpauth_uri(b"12345678901234567890", "Example Corp", "a:b@c d");
+        assert_eq!(
+            uri,
+            "otpauth://totp/Example%20Corp:a_b%40c%20d?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example%20Corp"
+        );
     }
 
     #[test]

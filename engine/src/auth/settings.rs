@@ -32,6 +32,8 @@ pub struct AuthSettings {
     /// against that directory, everyone else locally). Off: every backend is tried in
     /// order, the local one first.
     pub restrict_to_source: bool,
+    /// Housekeeping drops sign-in events older than this many days.
+    pub event_retention_days: u32,
 }
 
 impl Default for AuthSettings {
@@ -48,6 +50,7 @@ impl Default for AuthSettings {
             inactivity_days: None,
             default_expiry_days: None,
             restrict_to_source: false,
+            event_retention_days: 365,
         }
     }
 }

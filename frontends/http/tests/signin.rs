@@ -154,9 +154,16 @@ async fn public(server: &Server, path: &str, body: Value) -> (u16, Value) {
     server.call(Method::POST, path, None, Some(&body)).await
 }
 
+/// The code an authenticator app would show now for the Key URI `uri`.
 fn totp_now(uri: &str) -> String {
-    totp_rs::TOTP::from_url_unchecked(uri)
-        .unwrap()
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("a secret in the URI");
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
         .generate_current()
         .unwrap()
 }
