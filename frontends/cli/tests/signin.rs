@@ -133,6 +133,18 @@ fn housekeeping_on_the_command_line_and_bad_sign_in_settings() {
         "{}",
         stderr(&output)
     );
+    // Emailed codes without a mail server: serve refuses to start.
+    let output = bin()
+        .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
+        .env("PORTCULLIS_EMAIL_CODES", "true")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("need a mail server"),
+        "{}",
+        stderr(&output)
+    );
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[auth.argon2]\nmemory_kib = 1\n").unwrap();
     let output = run(&[

@@ -64,6 +64,11 @@ pub(crate) struct SignIn {
 
 impl SignIn {
     pub(crate) fn new(auth: Arc<Auth>, settings: SignInSettings) -> Result<SignIn, String> {
+        if auth.settings().email_codes && settings.mail.is_none() {
+            return Err(
+                "emailed one-time codes (auth.email_codes) need a mail server ([mail])".to_owned(),
+            );
+        }
         let mailer = settings.mail.as_ref().map(Mailer::new).transpose()?;
         Ok(SignIn {
             auth,
