@@ -273,6 +273,11 @@ impl Engine {
         Ok(secrets::verify_password(password, &hash) && id.is_some())
     }
 
+    /// The store, for the sign-in module's own tables and the password hashes.
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
     /// Where the store lives on disk (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.shared.store.path()

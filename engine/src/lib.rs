@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod auth;
 mod engine;
 mod error;
 mod eval;
@@ -9,6 +10,11 @@ mod snapshot;
 mod store;
 mod write;
 
+pub use auth::{
+    Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
+    DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
+    MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
+};
 pub use engine::{Engine, WriteOutcome};
 pub use error::*;
 pub use eval::*;

@@ -299,6 +299,13 @@ impl Store {
         Ok(changes)
     }
 
+    /// The database, for modules that keep their own tables in it (sign-in state,
+    /// see `auth`). They write in their own transactions and never touch the tables
+    /// above.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The stored password hash of a user.
     pub(crate) fn password_hash(&self, user: Id) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -5,6 +5,7 @@ mod spec;
 mod working;
 
 pub use apply::{MAX_LIST_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS};
+pub(crate) use spec::PasswordForm;
 pub use spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, Password, RoleSpec, RuleSpec,
     Spec, SpecEdit, SubgroupSpec, TokenSpec, UserSpec,

@@ -1,6 +1,7 @@
 //! Engine tests over the public API, on real redb stores. One binary: each module is
 //! one concern.
 
+mod auth;
 mod differential;
 mod incremental;
 mod support;

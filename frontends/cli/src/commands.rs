@@ -377,3 +377,139 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
         }
     }
 }
+
+/// An engine sign-in error as a command error: storage and engine failures keep their
+/// exit codes, refusals are bad input (2).
+pub fn auth_error(error: portcullis_engine::AuthError) -> CliError {
+    match error {
+        portcullis_engine::AuthError::Engine(error) => CliError::Engine(error),
+        other => CliError::Input(other.to_string()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set a user's password, read from the first line of stdin (never an argument,
+    /// which other users of the machine could see). The password policy applies.
+    SetPassword(SetPasswordArgs),
+    /// Forget a user's second factors (a lost phone); they enrol again if MFA is
+    /// required.
+    ResetMfa(UserArgs),
+    /// Lift a sign-in lockout now.
+    Unlock(UserArgs),
+    /// Deactivate idle users (when configured) and purge stale sign-in records.
+    Housekeeping(HousekeepingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthConfigArg {
+    /// A TOML config file whose `[auth]` table holds the sign-in settings (argon2,
+    /// password policy, …); `PORTCULLIS_*` variables apply over it.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub config: AuthConfigArg,
+    /// The user, by username or id.
+    #[arg(long)]
+    pub user: String,
+    /// The user must choose a new password at their next sign-in.
+    #[arg(long)]
+    pub must_change: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub config: AuthConfigArg,
+    /// The user, by username or id.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HousekeepingArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub config: AuthConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn open_auth(
+    data: &DataArg,
+    config: &AuthConfigArg,
+) -> Result<(std::sync::Arc<Engine>, portcullis_engine::Auth), CliError> {
+    let file = match &config.config {
+        Some(path) => crate::config::read_file(path)?.auth,
+        None => None,
+    };
+    let settings = crate::config::auth_settings(file)?;
+    let engine = std::sync::Arc::new(open_store(&data.data, false)?);
+    let auth = portcullis_engine::Auth::new(engine.clone(), settings).map_err(auth_error)?;
+    Ok((engine, auth))
+}
+
+pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
+    let now = Time::now();
+    match command {
+        UserCommand::SetPassword(args) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|error| CliError::System(format!("cannot read stdin: {error}")))?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(CliError::Input(
+                    "give the new password on the first line of stdin".to_owned(),
+                ));
+            }
+            let (engine, auth) = open_auth(&args.data, &args.config)?;
+            auth.set_password(ACTOR, &args.user, password, args.must_change, now)
+                .map_err(auth_error)?;
+            engine.close();
+            eprintln!("portcullis: password of `{}` set", args.user);
+            Ok(Outcome::Done)
+        }
+        UserCommand::ResetMfa(args) => {
+            let (engine, auth) = open_auth(&args.data, &args.config)?;
+            auth.reset_mfa(ACTOR, &args.user, now).map_err(auth_error)?;
+            engine.close();
+            eprintln!("portcullis: second factors of `{}` forgotten", args.user);
+            Ok(Outcome::Done)
+        }
+        UserCommand::Unlock(args) => {
+            let (engine, auth) = open_auth(&args.data, &args.config)?;
+            auth.unlock(ACTOR, &args.user, now).map_err(auth_error)?;
+            engine.close();
+            eprintln!("portcullis: `{}` unlocked", args.user);
+            Ok(Outcome::Done)
+        }
+        UserCommand::Housekeeping(args) => {
+            let (engine, auth) = open_auth(&args.data, &args.config)?;
+            let report = auth.housekeeping(now).map_err(auth_error)?;
+            engine.close();
+            if args.json {
+                print_json(&json!(report));
+            } else {
+                for user in &report.deactivated {
+                    println!("deactivated\t{user}");
+                }
+                eprintln!(
+                    "portcullis: {} deactivated, {} stale sign-in records purged",
+                    report.deactivated.len(),
+                    report.purged
+                );
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}

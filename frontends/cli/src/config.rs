@@ -29,6 +29,40 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// Sign-in: argon2, password policy, lockout, MFA policy, lifetimes, housekeeping.
+    #[serde(default)]
+    pub auth: Option<portcullis_engine::AuthSettings>,
+    /// The mail server for reset links and emailed codes.
+    #[serde(default)]
+    pub mail: Option<MailConfig>,
+    #[serde(default)]
+    pub signin: SignInConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInConfig {
+    /// A reset link is this text followed by the token.
+    pub reset_link_prefix: Option<String>,
+    pub max_concurrent_logins: Option<usize>,
+    /// How often `serve` runs sign-in housekeeping (0: never).
+    pub housekeeping_interval_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +99,10 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     pub settings: portcullis_http::Settings,
     pub bootstrap_token: Option<String>,
+    pub auth: portcullis_engine::AuthSettings,
+    pub signin: portcullis_http::SignInSettings,
+    /// How often housekeeping runs; `None`: never.
+    pub housekeeping_interval: Option<Duration>,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -179,7 +217,16 @@ impl ServeConfig {
                 settings.default_page_size, settings.max_page_size
             )));
         }
+        let auth = auth_settings(file.auth)?;
+        let signin = signin_settings(file.mail, &file.signin)?;
+        let housekeeping_minutes = env_number("PORTCULLIS_HOUSEKEEPING_INTERVAL_MINUTES")?
+            .or(file.signin.housekeeping_interval_minutes)
+            .unwrap_or(60);
         Ok(ServeConfig {
+            auth,
+            signin,
+            housekeeping_interval: (housekeeping_minutes > 0)
+                .then(|| Duration::from_secs(housekeeping_minutes.saturating_mul(60))),
             data,
             listen,
             demo: overrides.demo || file.demo.unwrap_or(false),
@@ -190,6 +237,107 @@ impl ServeConfig {
             bootstrap_token: env("PORTCULLIS_BOOTSTRAP_TOKEN"),
         })
     }
+}
+
+/// The sign-in settings: the `[auth]` table, then `PORTCULLIS_*` variables over it.
+pub fn auth_settings(
+    file: Option<portcullis_engine::AuthSettings>,
+) -> Result<portcullis_engine::AuthSettings, CliError> {
+    let mut auth = file.unwrap_or_default();
+    if let Some(value) = env_number("PORTCULLIS_ARGON2_MEMORY_KIB")? {
+        auth.argon2.memory_kib = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_ARGON2_ITERATIONS")? {
+        auth.argon2.iterations = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_ARGON2_PARALLELISM")? {
+        auth.argon2.parallelism = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_PASSWORD_MIN_LENGTH")? {
+        auth.password_policy.min_length = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_LOCKOUT_MAX_FAILURES")? {
+        auth.lockout.max_failures = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_LOCKOUT_WINDOW_MINUTES")? {
+        auth.lockout.window_minutes = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_LOCKOUT_MINUTES")? {
+        auth.lockout.lock_minutes = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_RESET_LINK_MINUTES")? {
+        auth.reset_link_minutes = value;
+    }
+    if let Some(value) = env_number("PORTCULLIS_USER_INACTIVITY_DAYS")? {
+        auth.inactivity_days = (value > 0).then_some(value);
+    }
+    if let Some(value) = env_number("PORTCULLIS_USER_DEFAULT_EXPIRY_DAYS")? {
+        auth.default_expiry_days = (value > 0).then_some(value);
+    }
+    if let Some(value) = env("PORTCULLIS_MFA_POLICY") {
+        auth.mfa_policy = serde_json::from_value(serde_json::Value::String(value.clone()))
+            .map_err(|_| {
+                CliError::Input(format!(
+                    "PORTCULLIS_MFA_POLICY: `{value}` is not none, admins or everyone"
+                ))
+            })?;
+    }
+    if let Some(value) = env("PORTCULLIS_EMAIL_CODES") {
+        auth.email_codes = match value.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(CliError::Input(format!(
+                    "PORTCULLIS_EMAIL_CODES: `{value}` is neither true nor false"
+                )));
+            }
+        };
+    }
+    Ok(auth)
+}
+
+fn signin_settings(
+    file: Option<MailConfig>,
+    signin: &SignInConfig,
+) -> Result<portcullis_http::SignInSettings, CliError> {
+    let defaults = portcullis_http::SignInSettings::default();
+    let mail = match (env("PORTCULLIS_SMTP_HOST"), file) {
+        (None, None) => None,
+        (host, file) => {
+            let host = host.or_else(|| file.as_ref().map(|f| f.host.clone()));
+            let from =
+                env("PORTCULLIS_SMTP_FROM").or_else(|| file.as_ref().map(|f| f.from.clone()));
+            let (Some(host), Some(from)) = (host, from) else {
+                return Err(CliError::Input(
+                    "mail: set both host and from (PORTCULLIS_SMTP_HOST, PORTCULLIS_SMTP_FROM)"
+                        .to_owned(),
+                ));
+            };
+            Some(portcullis_http::MailSettings {
+                host,
+                port: env_number("PORTCULLIS_SMTP_PORT")?
+                    .or(file.as_ref().map(|f| f.port))
+                    .unwrap_or_else(default_smtp_port),
+                from,
+                username: env("PORTCULLIS_SMTP_USERNAME")
+                    .or_else(|| file.as_ref().and_then(|f| f.username.clone())),
+                password: env("PORTCULLIS_SMTP_PASSWORD")
+                    .or_else(|| file.as_ref().and_then(|f| f.password.clone())),
+                timeout: Duration::from_millis(
+                    file.as_ref().and_then(|f| f.timeout_ms).unwrap_or(10_000),
+                ),
+            })
+        }
+    };
+    Ok(portcullis_http::SignInSettings {
+        mail,
+        reset_link_prefix: env("PORTCULLIS_RESET_LINK_PREFIX")
+            .or_else(|| signin.reset_link_prefix.clone())
+            .unwrap_or(defaults.reset_link_prefix),
+        max_concurrent_logins: env_number("PORTCULLIS_MAX_CONCURRENT_LOGINS")?
+            .or(signin.max_concurrent_logins)
+            .unwrap_or(defaults.max_concurrent_logins),
+    })
 }
 
 #[cfg(test)]
@@ -215,16 +363,60 @@ mod tests {
             max_page_size = 1000
             min_revision_wait_ms = 5000
             request_timeout_ms = 30000
+
+            [auth]
+            mfa_policy = "admins"
+            email_codes = true
+            reset_link_minutes = 30
+            inactivity_days = 90
+            default_expiry_days = 365
+            restrict_to_source = false
+            totp_issuer = "Example Corp"
+
+            [auth.argon2]
+            memory_kib = 19456
+            iterations = 2
+            parallelism = 1
+
+            [auth.password_policy]
+            min_length = 14
+            upper = true
+            lower = true
+            digit = true
+            special = true
+
+            [auth.lockout]
+            max_failures = 5
+            window_minutes = 15
+            lock_minutes = 30
+
+            [mail]
+            host = "smtp.example.com"
+            port = 25
+            from = "Portcullis <portcullis@example.com>"
+
+            [signin]
+            reset_link_prefix = "https://portcullis.example.com/reset-password?token="
+            max_concurrent_logins = 8
+            housekeeping_interval_minutes = 60
         "#;
         let file: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(file.listen.as_deref(), Some("0.0.0.0:8443"));
         assert_eq!(file.limits.max_page_size, Some(1000));
         assert!(file.tls.is_some());
+        let auth = file.auth.unwrap();
+        assert_eq!(auth.password_policy.min_length, 14);
+        assert_eq!(auth.lockout.lock_minutes, 30);
+        assert_eq!(auth.mfa_policy, portcullis_engine::MfaPolicy::Admins);
+        assert_eq!(file.mail.unwrap().host, "smtp.example.com");
     }
 
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         assert!(toml::from_str::<FileConfig>("[limits]\nbody = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[auth]\nlockouts = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[auth.lockout]\nmax = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[mail]\nhost = \"x\"").is_err());
     }
 }

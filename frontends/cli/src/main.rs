@@ -1,5 +1,6 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
-//! directory directly (`check`, `explain`, `list-assets`, `token`, `import`, `export`).
+//! directory directly (`check`, `explain`, `list-assets`, `token`, `user`, `import`,
+//! `export`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
 //! input, 3 any other failure.
@@ -13,7 +14,7 @@ mod spreadsheets;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{CheckArgs, ListAssetsArgs, TokenCommand};
+use crate::commands::{CheckArgs, ListAssetsArgs, TokenCommand, UserCommand};
 use crate::error::Outcome;
 use crate::serve::ServeArgs;
 use crate::spreadsheets::{ExportArgs, ImportArgs};
@@ -49,6 +50,10 @@ enum Command {
     /// Read a CSV or XLSX sheet into the store: the whole file or nothing. Exits 2
     /// listing every problem when the file has any.
     Import(ImportArgs),
+    /// Sign-in administration: set a password, reset MFA, lift a lockout,
+    /// housekeeping.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 fn main() -> Outcome {
@@ -61,6 +66,7 @@ fn main() -> Outcome {
         Command::Token(command) => commands::token(&command),
         Command::Export(args) => spreadsheets::export(&args),
         Command::Import(args) => spreadsheets::import(&args),
+        Command::User(command) => commands::user(&command),
     };
     result.into()
 }

@@ -113,7 +113,20 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         .thread_name("portcullis-http")
         .build()
         .map_err(|error| CliError::System(format!("cannot start the runtime: {error}")))?;
-    let state = AppState::new(engine.clone(), config.settings.clone());
+    let auth = Arc::new(
+        portcullis_engine::Auth::new(engine.clone(), config.auth.clone())
+            .map_err(crate::commands::auth_error)?,
+    );
+    let state = AppState::with_signin(
+        engine.clone(),
+        config.settings.clone(),
+        auth.clone(),
+        config.signin.clone(),
+    )
+    .map_err(CliError::Input)?;
+    if let Some(interval) = config.housekeeping_interval {
+        runtime.spawn(housekeeping(auth, interval));
+    }
     let served = runtime.block_on(run(&config, state));
     // Writes already queued commit; the store closes before we exit.
     engine.close();
@@ -121,6 +134,28 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     served?;
     tracing::info!("stopped");
     Ok(Outcome::Done)
+}
+
+/// Runs sign-in housekeeping now and then every `interval` (deactivation of idle
+/// users when configured, purging of stale sign-in records).
+async fn housekeeping(auth: Arc<portcullis_engine::Auth>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let auth = auth.clone();
+        let run =
+            tokio::task::spawn_blocking(move || auth.housekeeping(portcullis_engine::Time::now()))
+                .await;
+        match run {
+            Ok(Ok(report)) => tracing::info!(
+                deactivated = report.deactivated.len(),
+                purged = report.purged,
+                "sign-in housekeeping"
+            ),
+            Ok(Err(error)) => tracing::warn!(%error, "sign-in housekeeping failed"),
+            Err(error) => tracing::warn!(%error, "sign-in housekeeping task failed"),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, listened for from the moment this is made (before the server

@@ -3,5 +3,6 @@
 
 mod commands;
 mod serve;
+mod signin;
 mod spreadsheets;
 mod support;

@@ -193,9 +193,12 @@ async fn create_spec(
     state: AppState,
     kind: EntityKind,
     caller: Caller,
-    spec: Spec,
+    mut spec: Spec,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     may_grant(&state.snapshot(), &caller, &spec)?;
+    if let Spec::User(user) = &mut spec {
+        prepare_user_blocking(&state, user, true).await?;
+    }
     let actor = caller.actor();
     if let Spec::Token(token) = spec {
         return create_token(state, actor, token).await;
@@ -232,8 +235,11 @@ pub(crate) async fn replace(
     caller: Caller,
     body: Value,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = spec_from_json(kind, body)?;
+    let mut spec = spec_from_json(kind, body)?;
     may_grant(&state.snapshot(), &caller, &spec)?;
+    if let Spec::User(user) = &mut spec {
+        prepare_user_blocking(&state, user, false).await?;
+    }
     let actor = caller.actor();
     let op_target = target.clone();
     let outcome = blocking_write(&state, move |engine| {
@@ -248,6 +254,24 @@ pub(crate) async fn replace(
     .await?
     .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
     Ok(Json(write_answer(&state, kind, &outcome)))
+}
+
+/// Checks and hashes a password in a user spec (argon2 is slow: off the async
+/// workers, and never in the writer), and gives a new user the default expiry.
+async fn prepare_user_blocking(
+    state: &AppState,
+    user: &mut portcullis_engine::UserSpec,
+    creating: bool,
+) -> Result<(), ApiError> {
+    let mut taken = std::mem::replace(user, portcullis_engine::UserSpec::new(""));
+    let state_for_task = state.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        crate::signin::prepare_user(&state_for_task, &mut taken, creating).map(|()| taken)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("password task failed: {error}")))??;
+    *user = prepared;
+    Ok(())
 }
 
 /// RFC 7386: objects merge member by member, `null` removes a member, anything else
@@ -284,6 +308,21 @@ pub(crate) async fn patch(
             "a merge patch must be a JSON object".to_owned(),
         ));
     }
+    // A new password is checked and hashed here, not in the writer.
+    let password = match patch.get("password") {
+        Some(Value::String(plain)) if kind == EntityKind::User => {
+            let auth = state.auth().clone();
+            let plain = plain.clone();
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    crate::signin::prepare_password(&auth, portcullis_engine::Password::new(plain))
+                })
+                .await
+                .map_err(|error| ApiError::Internal(format!("password task failed: {error}")))??,
+            )
+        }
+        _ => None,
+    };
     // The edit runs in the writer, where only engine errors can be returned; the real
     // reason travels back through this slot.
     let actor = caller.actor();
@@ -294,8 +333,11 @@ pub(crate) async fn patch(
         let mut json = spec.to_json();
         merge_patch(&mut json, &patch);
         let refused = match spec_from_json(kind, json) {
-            Ok(patched) => match may_grant(&snapshot, &caller, &patched) {
+            Ok(mut patched) => match may_grant(&snapshot, &caller, &patched) {
                 Ok(()) => {
+                    if let (Spec::User(user), Some(password)) = (&mut patched, &password) {
+                        user.password = Some(password.clone());
+                    }
                     *spec = patched;
                     return Ok(());
                 }

@@ -9,7 +9,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{EntityKind, Error, NotFound, StoreError, ValidationError};
+use portcullis_engine::{AuthError, EntityKind, Error, NotFound, StoreError, ValidationError};
 use serde_json::json;
 
 /// Why a request got no answer.
@@ -45,6 +45,10 @@ pub enum ApiError {
         message: String,
         problems: serde_json::Value,
     },
+    /// What a sign-in call refused or failed at.
+    Auth(AuthError),
+    /// No mail server is configured, or it did not take the message.
+    MailUnavailable,
     /// A bug or a failure of the runtime; details are in the log.
     Internal(String),
 }
@@ -171,6 +175,12 @@ impl ApiError {
                 "invalid_file",
                 message.clone(),
             ),
+            ApiError::Auth(error) => auth_parts(error),
+            ApiError::MailUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mail_unavailable",
+                "mail cannot be sent: no mail server is configured or it refused".to_owned(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -225,6 +235,26 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
     }
 }
 
+fn auth_parts(error: &AuthError) -> (StatusCode, &'static str, String) {
+    let message = error.to_string();
+    let conflict = StatusCode::CONFLICT;
+    match error {
+        AuthError::Engine(error) => engine_parts(error),
+        AuthError::Denied(reason) => (StatusCode::UNAUTHORIZED, reason.code(), message),
+        AuthError::CodeRequired => (StatusCode::UNAUTHORIZED, "code_required", message),
+        AuthError::WeakPassword(_) => (StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message),
+        AuthError::NotLocal { .. } => (conflict, "not_local", message),
+        AuthError::NoEmail(_) => (conflict, "no_email", message),
+        AuthError::MfaForced => (conflict, "mfa_forced", message),
+        AuthError::MfaRequiredByPolicy => (conflict, "mfa_required_by_policy", message),
+        AuthError::NoPendingEnrolment => (conflict, "no_pending_enrolment", message),
+        AuthError::InvalidCode => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_code", message),
+        AuthError::InvalidResetToken => (StatusCode::BAD_REQUEST, "invalid_reset_token", message),
+        AuthError::EmailDisabled => (conflict, "email_disabled", message),
+        AuthError::Input { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+    }
+}
+
 /// The body of an error inside a larger answer (one failed check of a batch).
 pub(crate) fn error_body(error: &ApiError) -> serde_json::Value {
     let (_, code, message) = error.parts();
@@ -235,7 +265,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         match &self {
-            ApiError::Engine(Error::Store(error)) => tracing::error!(%error, "storage failure"),
+            ApiError::Engine(Error::Store(error))
+            | ApiError::Auth(AuthError::Engine(Error::Store(error))) => {
+                tracing::error!(%error, "storage failure")
+            }
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             _ if status.is_server_error() => tracing::warn!(code, %message, "request failed"),
             _ => tracing::debug!(code, %message, "request refused"),

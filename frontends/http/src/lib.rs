@@ -1,6 +1,7 @@
 //! The Portcullis HTTP API: the decision API bastions call, the admin REST API, the
-//! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics` and the
-//! OpenAPI document, as one axum [`Router`].
+//! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics`, the
+//! OpenAPI document and sign-in (`/api/v1/auth/*`: login, passwords, MFA, reset links
+//! by SMTP), as one axum [`Router`].
 //!
 //! Every route is declared once, in the route table (`routes.rs`), with the permission
 //! it needs; the router, the authorization check and the OpenAPI document are all
@@ -16,20 +17,25 @@ mod changes;
 mod decisions;
 mod error;
 mod extract;
+mod mail;
 mod metrics;
 mod openapi;
+mod qr;
 mod revisions;
 mod routes;
+mod signin;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use portcullis_engine::{Engine, Snapshot};
+use portcullis_engine::{Auth, AuthSettings, Engine, Snapshot};
 
 pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
+pub use mail::MailSettings;
+pub use signin::SignInSettings;
 pub use routes::Route;
 
 /// Limits and timeouts of the HTTP API.
@@ -72,22 +78,45 @@ struct Inner {
     metrics: metrics::Metrics,
     revisions: revisions::Revisions,
     auth: auth::PermissionCache,
+    signin: signin::SignIn,
     openapi: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl AppState {
+    /// The API over `engine`, with sign-in at its default settings and no mail.
     pub fn new(engine: Arc<Engine>, settings: Settings) -> AppState {
+        let auth = Auth::new(engine.clone(), AuthSettings::default())
+            .expect("INVARIANT: the default sign-in settings are valid and the store is open");
+        AppState::with_signin(engine, settings, Arc::new(auth), SignInSettings::default())
+            .expect("INVARIANT: the default sign-in settings send no mail")
+    }
+
+    /// The API over `engine` with sign-in by `auth` (its settings, its backends) and
+    /// mail as `signin` says. Fails when the mail settings are unusable.
+    pub fn with_signin(
+        engine: Arc<Engine>,
+        settings: Settings,
+        auth: Arc<Auth>,
+        signin: SignInSettings,
+    ) -> Result<AppState, String> {
+        let signin = signin::SignIn::new(auth, signin)?;
         let revisions = revisions::Revisions::start(&engine);
-        AppState {
+        Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
                 settings,
                 metrics: metrics::Metrics::default(),
                 revisions,
                 auth: auth::PermissionCache::default(),
+                signin,
                 openapi: std::sync::OnceLock::new(),
             }),
-        }
+        })
+    }
+
+    /// Sign-in over this state's engine.
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.inner.signin.auth
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

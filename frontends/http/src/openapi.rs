@@ -329,5 +329,6 @@ fn schemas() -> Value {
     if let Value::Object(more) = more {
         schemas.extend(more);
     }
+    schemas.extend(crate::signin::schemas());
     Value::Object(schemas)
 }

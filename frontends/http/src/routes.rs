@@ -319,6 +319,7 @@ pub(crate) fn table() -> Vec<Route> {
         )
         .answers(StatusCode::OK, "WriteResult"),
     );
+    routes.extend(crate::signin::routes());
     routes
 }
 

@@ -250,6 +250,7 @@ async fn query_parameters_out_of_range() {
             "/healthz" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/whoami" => continue,
             "/api/v1/watch" => vec!["since=soon", "since=-1"],
             "/api/v1/changes" => vec!["limit=0", "limit=201", "limit=ten", "since=x", "offset=1"],
+            "/api/v1/auth/events" => vec!["limit=0", "limit=201", "since=x", "bogus=1"],
             "/api/v1/users/{user}/assets/{asset}/accounts" => {
                 vec!["at=yesterday", "limit=5", "min_revision=x"]
             }

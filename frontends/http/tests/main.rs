@@ -4,5 +4,6 @@
 mod authz;
 mod bad_input;
 mod contracts;
+mod signin;
 mod support;
 mod watch;

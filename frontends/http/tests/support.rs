@@ -35,6 +35,11 @@ impl Server {
     }
 
     pub async fn start_with(settings: Settings) -> Server {
+        Server::start_with_state(move |engine| AppState::new(engine, settings)).await
+    }
+
+    /// A server whose state `make` builds from the engine (sign-in settings, say).
+    pub async fn start_with_state(make: impl FnOnce(Arc<Engine>) -> AppState) -> Server {
         let dir = tempfile::tempdir().expect("temporary directory");
         let engine =
             Arc::new(Engine::open(dir.path().join("portcullis.redb")).expect("open the store"));
@@ -42,7 +47,7 @@ impl Server {
             .await
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
-        let router = portcullis_http::router(AppState::new(engine.clone(), settings));
+        let router = portcullis_http::router(make(engine.clone()));
         tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
         });

@@ -1,0 +1,1443 @@
+//! Sign-in: passwords (argon2id, a policy, must-change), login with lockout, second
+//! factors (TOTP, emailed codes, recovery codes), reset links, housekeeping, and the
+//! password backends (local, and whatever the embedding program plugs in: LDAP).
+//!
+//! No HTTP, no mail, no clock here: every call takes `now`, and what must be sent to a
+//! person (a reset token, an emailed code) is handed back as a [`Delivery`] for the
+//! caller to send. Secrets, codes and hashes are never logged, never part of an
+//! entity, an export, the operation log or an answer, except the TOTP secret and the
+//! recovery codes, which an enrolment returns once.
+//!
+//! Entity changes (a password, `must_change_password`, `mfa`, `active`, `last_login`)
+//! go through [`Engine::write`] and so reach the operation log; the rest of the state
+//! lives in this module's own redb tables (`tables.rs`). Every attempt, lockout,
+//! password and MFA change is also recorded in the sign-in event log
+//! ([`Auth::events_since`]), which never holds a secret or a code.
+//!
+//! Design choices the issue leaves open:
+//! - A denial's reason never tells whether a login name exists: an unknown name and a
+//!   wrong password both give `invalid_credentials`, after the same argon2 work (a
+//!   dummy hash made with the configured parameters), and unknown names are locked
+//!   out after the same number of failures as real accounts. `user_inactive` and
+//!   `user_expired` are only said after a correct password.
+//! - "Admins" in the global MFA policy are users holding the `system-admin` system
+//!   role.
+//! - A user whose MFA is required but who has no factor yet gets
+//!   `mfa_enrollment_required`: their password was right, and they may enrol (and
+//!   change their password) with it alone.
+//! - Changes spanning an entity and this module's tables (confirming TOTP turns the
+//!   user's `mfa` on) write this module's table first, so a crash in between leaves a
+//!   harmless state and a retry completes it.
+
+mod backend;
+mod mfa;
+mod settings;
+mod tables;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use backend::{BackendError, PasswordBackend};
+pub use settings::{Argon2Settings, AuthSettings, LockoutSettings, MfaPolicy, PasswordPolicy};
+
+use crate::engine::Engine;
+use crate::error::{Error, NotFound, StoreError, ValidationError};
+use crate::model::{EntityKind, Id, Mfa, Source, Time, User};
+use crate::write::{Op, Password, PasswordForm, Spec};
+use settings::{DAY, MINUTE};
+use tables::{
+    EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES, Failures, RECOVERY, RESETS, RecoveryRecord,
+    ResetRecord, TOTP, TotpRecord,
+};
+
+/// The most characters of a login name or a code looked at; longer input is refused
+/// before any work.
+const MAX_INPUT_CHARS: usize = 1024;
+/// Wrong codes tried against one emailed code before it is dropped.
+const EMAIL_CODE_ATTEMPTS: u32 = 5;
+/// The role whose holders the `admins` MFA policy covers.
+const ADMIN_ROLE: &str = "system-admin";
+
+/// A sign-in attempt.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// A username or an email address.
+    pub login: String,
+    pub password: String,
+    /// A TOTP code, an emailed code or a recovery code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Without a code: ask for this method (`email` sends a code).
+    #[serde(default)]
+    pub method: Option<MfaMethod>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credentials for the self-service calls: the same as a login.
+pub type Credentials = LoginRequest;
+
+/// A second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMethod {
+    Totp,
+    Email,
+    RecoveryCode,
+}
+
+/// Why a sign-in was refused. None of these tells whether an unknown login name
+/// exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// Unknown login name or wrong password (indistinguishable on purpose).
+    InvalidCredentials,
+    /// Too many failures: try again later.
+    Locked,
+    /// The password was right; the user is deactivated.
+    UserInactive,
+    /// The password was right; the user has expired.
+    UserExpired,
+    /// The password was right; the second-factor code was wrong or used before.
+    InvalidCode,
+}
+
+impl DenyReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::InvalidCredentials => "invalid_credentials",
+            DenyReason::Locked => "locked",
+            DenyReason::UserInactive => "user_inactive",
+            DenyReason::UserExpired => "user_expired",
+            DenyReason::InvalidCode => "invalid_code",
+        }
+    }
+}
+
+/// Something to send to a person: a reset token or an emailed code. `Debug` hides the
+/// secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The email address.
+    pub to: String,
+    pub username: String,
+    /// The reset token or the code.
+    pub secret: String,
+    pub expires_at: Time,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("to", &self.to)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a sign-in.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// Signed in; `last_login` is recorded.
+    Ok {
+        user: Arc<User>,
+    },
+    /// The password was right; a second factor is needed. With `email` asked for,
+    /// `delivery` holds the code to send.
+    MfaRequired {
+        methods: Vec<MfaMethod>,
+        delivery: Option<Delivery>,
+    },
+    /// The password was right; MFA is required but the user has no factor yet.
+    MfaEnrollmentRequired {
+        user: Arc<User>,
+    },
+    /// Every factor was right; the user must change their password first.
+    PasswordChangeRequired {
+        user: Arc<User>,
+    },
+    Denied {
+        reason: DenyReason,
+    },
+}
+
+impl LoginOutcome {
+    /// `ok`, `mfa_required`, `mfa_enrollment_required`, `password_change_required` or
+    /// `denied`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            LoginOutcome::Ok { .. } => "ok",
+            LoginOutcome::MfaRequired { .. } => "mfa_required",
+            LoginOutcome::MfaEnrollmentRequired { .. } => "mfa_enrollment_required",
+            LoginOutcome::PasswordChangeRequired { .. } => "password_change_required",
+            LoginOutcome::Denied { .. } => "denied",
+        }
+    }
+}
+
+/// What a TOTP enrolment hands out, once.
+#[derive(Clone)]
+pub struct TotpEnrolment {
+    /// The secret in base32, for typing into an app.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(..)")
+    }
+}
+
+/// Why a sign-in call could not be done. A refused login is not an error (it is a
+/// [`LoginOutcome::Denied`]); a refused self-service call is [`AuthError::Denied`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Engine(#[from] Error),
+    #[error("sign-in refused: {}", .0.code())]
+    Denied(DenyReason),
+    /// The credentials were right but the call needs the second factor too.
+    #[error("this needs a second-factor code")]
+    CodeRequired,
+    #[error("the password does not meet the policy: it needs {}", .0.join(", "))]
+    WeakPassword(Vec<String>),
+    #[error("user `{user}` signs in through `{origin}`; passwords are not kept here for it")]
+    NotLocal { user: String, origin: String },
+    #[error("user `{0}` has no email address")]
+    NoEmail(String),
+    #[error("mfa is forced for this user and cannot be turned off")]
+    MfaForced,
+    #[error("the global mfa policy requires a second factor for this user")]
+    MfaRequiredByPolicy,
+    #[error("no totp enrolment is waiting for confirmation; enrol first")]
+    NoPendingEnrolment,
+    #[error("the code is wrong or was used before")]
+    InvalidCode,
+    #[error("the reset link is unknown, used or expired")]
+    InvalidResetToken,
+    #[error("emailed codes are not enabled on this server")]
+    EmailDisabled,
+    #[error("{field}: {message}")]
+    Input {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl From<StoreError> for AuthError {
+    fn from(error: StoreError) -> AuthError {
+        AuthError::Engine(Error::Store(error))
+    }
+}
+
+impl From<redb::TransactionError> for AuthError {
+    fn from(error: redb::TransactionError) -> AuthError {
+        StoreError::from(error).into()
+    }
+}
+impl From<redb::TableError> for AuthError {
+    fn from(error: redb::TableError) -> AuthError {
+        StoreError::from(error).into()
+    }
+}
+impl From<redb::StorageError> for AuthError {
+    fn from(error: redb::StorageError) -> AuthError {
+        StoreError::from(error).into()
+    }
+}
+impl From<redb::CommitError> for AuthError {
+    fn from(error: redb::CommitError) -> AuthError {
+        StoreError::from(error).into()
+    }
+}
+
+/// One line of the sign-in event log. Never a secret, never a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    pub seq: u64,
+    pub time: Time,
+    /// `login_ok`, `login_denied`, `lockout`, `password_set`, `password_changed`,
+    /// `password_reset`, `reset_issued`, `mfa_enrolment_started`, `mfa_enabled`,
+    /// `mfa_disabled`, `mfa_reset`, `recovery_codes_issued`, `recovery_code_used`,
+    /// `email_code_issued`, `deactivated_inactive`.
+    pub event: String,
+    /// Who did it: the user themselves (`user:<name>`), a token, `housekeeping`.
+    pub actor: String,
+    /// The user concerned, when the login name resolved to one.
+    pub user: Option<Id>,
+    /// The login name as typed, for attempts.
+    pub login: Option<String>,
+    /// A reason code (for denials) or a method.
+    pub detail: Option<String>,
+}
+
+/// What a housekeeping run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HousekeepingReport {
+    /// Usernames deactivated for inactivity.
+    pub deactivated: Vec<String>,
+    /// Expired or orphaned sign-in records and events past retention removed.
+    pub purged: u64,
+}
+
+/// Where a verified password came from, internally.
+enum Stage {
+    /// Every factor needed was given.
+    Passed(Arc<User>),
+    /// The password was right; MFA is required and nothing is enrolled.
+    NeedsEnrolment(Arc<User>),
+    /// Stop here with this answer.
+    Answer(LoginOutcome),
+}
+
+/// Sign-in over an [`Engine`]. Cheap to share (`Arc` it).
+pub struct Auth {
+    engine: Arc<Engine>,
+    settings: AuthSettings,
+    hasher: argon2::Argon2<'static>,
+    /// A hash of a random password made with the configured parameters: verified
+    /// against when there is no real hash, so every attempt costs the same.
+    dummy_hash: String,
+    backends: Vec<Box<dyn PasswordBackend>>,
+    verifications: AtomicU64,
+}
+
+impl Auth {
+    /// Sign-in for `engine` with `settings`. Creates this module's tables when missing.
+    pub fn new(engine: Arc<Engine>, settings: AuthSettings) -> Result<Auth, AuthError> {
+        let hasher = settings
+            .argon2
+            .hasher()
+            .map_err(|message| AuthError::Input {
+                field: "argon2",
+                message,
+            })?;
+        if settings.lockout.max_failures == 0 {
+            return Err(AuthError::Input {
+                field: "lockout.max_failures",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        tables::init(engine.store().database())?;
+        let random = hex(&mfa::random_bytes::<16>());
+        let dummy_hash = hash_with(&hasher, &random);
+        Ok(Auth {
+            engine,
+            settings,
+            hasher,
+            dummy_hash,
+            backends: Vec::new(),
+            verifications: AtomicU64::new(0),
+        })
+    }
+
+    /// Adds a password backend, tried after the local one (see
+    /// [`AuthSettings::restrict_to_source`]).
+    pub fn with_backend(mut self, backend: Box<dyn PasswordBackend>) -> Auth {
+        self.backends.push(backend);
+        self
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// How many argon2 verifications this instance has run: lets tests see that an
+    /// unknown user costs the same work as a wrong password.
+    #[doc(hidden)]
+    pub fn argon2_verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// The expiry a new user created at `now` without one should get.
+    pub fn default_expiry(&self, now: Time) -> Option<Time> {
+        self.settings
+            .default_expiry_days
+            .map(|days| now.add_micros(i64::from(days) * DAY))
+    }
+
+    // ----- login --------------------------------------------------------------------
+
+    /// Signs a user in. A refusal is an answer, not an error; errors are for when no
+    /// answer can be given (storage failures, input over the limits).
+    pub fn login(&self, request: &LoginRequest, now: Time) -> Result<LoginOutcome, AuthError> {
+        match self.authenticate(request, now, "login")? {
+            Stage::Answer(outcome) => Ok(outcome),
+            Stage::NeedsEnrolment(user) => {
+                self.event(
+                    now,
+                    "login_mfa_enrollment_required",
+                    &actor_of(&user),
+                    Some(&user),
+                    None,
+                    None,
+                )?;
+                Ok(LoginOutcome::MfaEnrollmentRequired { user })
+            }
+            Stage::Passed(user) if user.must_change_password => {
+                self.event(
+                    now,
+                    "login_password_change_required",
+                    &actor_of(&user),
+                    Some(&user),
+                    None,
+                    None,
+                )?;
+                Ok(LoginOutcome::PasswordChangeRequired { user })
+            }
+            Stage::Passed(user) => {
+                self.engine.write(
+                    &actor_of(&user),
+                    vec![Op::RecordLogin {
+                        user: user.id.to_string(),
+                        at: now,
+                    }],
+                )?;
+                self.event(now, "login_ok", &actor_of(&user), Some(&user), None, None)?;
+                let user = self
+                    .engine
+                    .snapshot()
+                    .user(&user.id.to_string())
+                    .unwrap_or(user);
+                Ok(LoginOutcome::Ok { user })
+            }
+        }
+    }
+
+    /// Checks credentials as a login does (failures count toward the lockout) without
+    /// recording a login.
+    fn authenticate(
+        &self,
+        request: &LoginRequest,
+        now: Time,
+        purpose: &str,
+    ) -> Result<Stage, AuthError> {
+        check_input("login", &request.login)?;
+        check_input("password", &request.password)?;
+        if let Some(code) = &request.code {
+            check_input("code", code)?;
+        }
+        let login = request.login.trim();
+        let snapshot = self.engine.snapshot();
+        let user = snapshot.user(login).or_else(|| {
+            snapshot
+                .user_by_email(login)
+                .and_then(|i| snapshot.user_entry(i))
+                .map(|e| e.user.clone())
+        });
+        let lock = lock_key(user.as_deref(), login);
+        if self.locked_until(&lock, now)?.is_some() {
+            // The same work as any attempt, so a lock says nothing by its timing.
+            self.burn(&request.password);
+            self.deny(now, user.as_deref(), login, DenyReason::Locked, purpose)?;
+            return Ok(Stage::Answer(denied(DenyReason::Locked)));
+        }
+        let verified = self.verify_password(user.as_deref(), &request.password)?;
+        let Some(user) = user.clone().filter(|_| verified) else {
+            self.fail(
+                &lock,
+                now,
+                user.as_deref(),
+                login,
+                DenyReason::InvalidCredentials,
+                purpose,
+            )?;
+            return Ok(Stage::Answer(denied(DenyReason::InvalidCredentials)));
+        };
+        if !user.active || user.expires_at.is_some_and(|expires| now >= expires) {
+            let reason = if user.active {
+                DenyReason::UserExpired
+            } else {
+                DenyReason::UserInactive
+            };
+            self.deny(now, Some(&user), login, reason, purpose)?;
+            return Ok(Stage::Answer(denied(reason)));
+        }
+        if !self.mfa_required(&user) {
+            self.clear_failures(&lock)?;
+            return Ok(Stage::Passed(user));
+        }
+        let methods = self.methods(&user)?;
+        if methods.is_empty() {
+            self.clear_failures(&lock)?;
+            return Ok(Stage::NeedsEnrolment(user));
+        }
+        let Some(code) = request
+            .code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        else {
+            let delivery = match request.method {
+                Some(MfaMethod::Email) if methods.contains(&MfaMethod::Email) => {
+                    Some(self.issue_email_code(&user, now)?)
+                }
+                _ => None,
+            };
+            return Ok(Stage::Answer(LoginOutcome::MfaRequired {
+                methods,
+                delivery,
+            }));
+        };
+        match self.verify_code(&user, code, now)? {
+            Some(method) => {
+                self.clear_failures(&lock)?;
+                if method == MfaMethod::RecoveryCode {
+                    self.event(
+                        now,
+                        "recovery_code_used",
+                        &actor_of(&user),
+                        Some(&user),
+                        None,
+                        None,
+                    )?;
+                }
+                Ok(Stage::Passed(user))
+            }
+            None => {
+                self.fail(
+                    &lock,
+                    now,
+                    Some(&user),
+                    login,
+                    DenyReason::InvalidCode,
+                    purpose,
+                )?;
+                Ok(Stage::Answer(denied(DenyReason::InvalidCode)))
+            }
+        }
+    }
+
+    /// Whether `password` is the user's, by the backends in order. Runs exactly one
+    /// argon2 verification locally whatever the user (a dummy one when there is no
+    /// local hash), then the other backends that apply.
+    fn verify_password(&self, user: Option<&User>, password: &str) -> Result<bool, AuthError> {
+        let local_applies = user.is_some_and(|u| {
+            !self.settings.restrict_to_source || !matches!(u.source, Source::Ldap(_))
+        });
+        let hash = match user {
+            Some(user) if local_applies && user.has_password => {
+                self.engine.store().password_hash(user.id)?
+            }
+            _ => None,
+        };
+        let local = match &hash {
+            Some(hash) => self.verify_hash(password, hash),
+            None => {
+                self.burn(password);
+                false
+            }
+        };
+        if local {
+            return Ok(true);
+        }
+        // An empty password never goes to a backend: an LDAP simple bind with one is
+        // an "unauthenticated bind", which many servers answer with success.
+        let Some(user) = user.filter(|_| !password.is_empty()) else {
+            return Ok(false);
+        };
+        for backend in &self.backends {
+            if self.settings.restrict_to_source && backend.source() != user.source {
+                continue;
+            }
+            if !backend.handles(user) {
+                continue;
+            }
+            match backend.verify(user, password) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                // A directory that does not answer is a failed attempt for this
+                // backend, not an error of the whole login: the next backend may know.
+                Err(error) => tracing_free_note(&error),
+            }
+        }
+        Ok(false)
+    }
+
+    fn verify_hash(&self, password: &str, hash: &str) -> bool {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        PasswordHash::new(hash).is_ok_and(|parsed| {
+            self.hasher
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    }
+
+    /// An argon2 verification whose answer is thrown away.
+    fn burn(&self, password: &str) {
+        let _ = self.verify_hash(password, &self.dummy_hash);
+    }
+
+    fn mfa_required(&self, user: &User) -> bool {
+        user.mfa != Mfa::Disabled
+            || match self.settings.mfa_policy {
+                MfaPolicy::None => false,
+                MfaPolicy::Admins => user.system_roles.iter().any(|r| r == ADMIN_ROLE),
+                MfaPolicy::Everyone => true,
+            }
+    }
+
+    /// The second factors `user` can use now.
+    pub fn methods(&self, user: &User) -> Result<Vec<MfaMethod>, AuthError> {
+        let db = self.engine.store().database();
+        let mut methods = Vec::new();
+        let totp: Option<TotpRecord> = tables::read_user(db, TOTP, "auth_totp", user.id)?;
+        if totp.is_some_and(|t| t.secret.is_some()) {
+            methods.push(MfaMethod::Totp);
+        }
+        if self.settings.email_codes && user.email.is_some() {
+            methods.push(MfaMethod::Email);
+        }
+        let recovery: Option<RecoveryRecord> =
+            tables::read_user(db, RECOVERY, "auth_recovery", user.id)?;
+        if recovery.is_some_and(|r| !r.hashes.is_empty()) {
+            methods.push(MfaMethod::RecoveryCode);
+        }
+        Ok(methods)
+    }
+
+    /// Which factor `code` is, if it is a valid one; consumes it (a TOTP step, an
+    /// emailed code, a recovery code are each good once).
+    fn verify_code(
+        &self,
+        user: &User,
+        code: &str,
+        now: Time,
+    ) -> Result<Option<MfaMethod>, AuthError> {
+        let db = self.engine.store().database();
+        let txn = db.begin_write()?;
+        let mut found = None;
+        {
+            if mfa::looks_like_recovery_code(code) {
+                let mut table = txn.open_table(RECOVERY)?;
+                let record: Option<RecoveryRecord> = table
+                    .get(tables::key(user.id))?
+                    .map(|v| tables::decode("auth_recovery", v.value()))
+                    .transpose()?;
+                if let Some(mut record) = record {
+                    let hash = mfa::recovery_hash(code);
+                    let before = record.hashes.len();
+                    record
+                        .hashes
+                        .retain(|stored| !crate::secrets::hashes_equal(stored, &hash));
+                    if record.hashes.len() < before {
+                        table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+                        found = Some(MfaMethod::RecoveryCode);
+                    }
+                }
+            } else {
+                let mut table = txn.open_table(TOTP)?;
+                let record: Option<TotpRecord> = table
+                    .get(tables::key(user.id))?
+                    .map(|v| tables::decode("auth_totp", v.value()))
+                    .transpose()?;
+                if let Some(mut record) = record {
+                    if let Some(secret) = &record.secret {
+                        let current = mfa::step_of(unix_secs(now));
+                        if let Some(step) = mfa::matching_step(secret, code, current) {
+                            if step > record.last_step {
+                                record.last_step = step;
+                                table.insert(
+                                    tables::key(user.id),
+                                    tables::encode(&record).as_slice(),
+                                )?;
+                                found = Some(MfaMethod::Totp);
+                            }
+                        }
+                    }
+                }
+                if found.is_none() && self.settings.email_codes {
+                    let mut table = txn.open_table(EMAIL_CODES)?;
+                    let record: Option<EmailCodeRecord> = table
+                        .get(tables::key(user.id))?
+                        .map(|v| tables::decode("auth_email_codes", v.value()))
+                        .transpose()?;
+                    if let Some(mut record) = record {
+                        let hash = mfa::email_code_hash(&user.id, code);
+                        if now < record.expires_at
+                            && crate::secrets::hashes_equal(&record.hash, &hash)
+                        {
+                            table.remove(tables::key(user.id))?;
+                            found = Some(MfaMethod::Email);
+                        } else {
+                            record.attempts += 1;
+                            if record.attempts >= EMAIL_CODE_ATTEMPTS || now >= record.expires_at {
+                                table.remove(tables::key(user.id))?;
+                            } else {
+                                table.insert(
+                                    tables::key(user.id),
+                                    tables::encode(&record).as_slice(),
+                                )?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(found)
+    }
+
+    fn issue_email_code(&self, user: &User, now: Time) -> Result<Delivery, AuthError> {
+        let to = user
+            .email
+            .clone()
+            .ok_or_else(|| AuthError::NoEmail(user.username.clone()))?;
+        let (code, hash) = mfa::new_email_code(&user.id);
+        let expires_at = now.add_micros(i64::from(self.settings.email_code_minutes) * MINUTE);
+        let record = EmailCodeRecord {
+            hash,
+            expires_at,
+            attempts: 0,
+        };
+        let txn = self.engine.store().database().begin_write()?;
+        txn.open_table(EMAIL_CODES)?
+            .insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+        txn.commit()?;
+        self.event(
+            now,
+            "email_code_issued",
+            &actor_of(user),
+            Some(user),
+            None,
+            None,
+        )?;
+        Ok(Delivery {
+            to,
+            username: user.username.clone(),
+            secret: code,
+            expires_at,
+        })
+    }
+
+    // ----- lockout ------------------------------------------------------------------
+
+    fn locked_until(&self, lock: &[u8; 32], now: Time) -> Result<Option<Time>, AuthError> {
+        let txn = self.engine.store().database().begin_read()?;
+        let table = txn.open_table(FAILURES)?;
+        let record: Option<Failures> = table
+            .get(lock.as_slice())?
+            .map(|v| tables::decode("auth_failures", v.value()))
+            .transpose()?;
+        Ok(record
+            .and_then(|r| r.locked_until)
+            .filter(|until| now < *until))
+    }
+
+    /// Counts a failure; locks when there have been too many in the window.
+    fn fail(
+        &self,
+        lock: &[u8; 32],
+        now: Time,
+        user: Option<&User>,
+        login: &str,
+        reason: DenyReason,
+        purpose: &str,
+    ) -> Result<(), AuthError> {
+        let lockout = self.settings.lockout;
+        let window_start = now.add_micros(-i64::from(lockout.window_minutes) * MINUTE);
+        let txn = self.engine.store().database().begin_write()?;
+        let locked = {
+            let mut table = txn.open_table(FAILURES)?;
+            let mut record: Failures = table
+                .get(lock.as_slice())?
+                .map(|v| tables::decode("auth_failures", v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            record.recent.retain(|t| *t > window_start);
+            record.recent.push(now);
+            let locked = record.recent.len() >= lockout.max_failures as usize;
+            if locked {
+                record.recent.clear();
+                record.locked_until =
+                    Some(now.add_micros(i64::from(lockout.lock_minutes) * MINUTE));
+            }
+            table.insert(lock.as_slice(), tables::encode(&record).as_slice())?;
+            locked
+        };
+        txn.commit()?;
+        self.deny(now, user, login, reason, purpose)?;
+        if locked {
+            let actor = user.map_or_else(|| "anonymous".to_owned(), actor_of);
+            self.event(now, "lockout", &actor, user, Some(login), None)?;
+        }
+        Ok(())
+    }
+
+    fn clear_failures(&self, lock: &[u8; 32]) -> Result<(), AuthError> {
+        let txn = self.engine.store().database().begin_write()?;
+        txn.open_table(FAILURES)?.remove(lock.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn deny(
+        &self,
+        now: Time,
+        user: Option<&User>,
+        login: &str,
+        reason: DenyReason,
+        purpose: &str,
+    ) -> Result<(), AuthError> {
+        let actor = user.map_or_else(|| "anonymous".to_owned(), actor_of);
+        let detail = if purpose == "login" {
+            reason.code().to_owned()
+        } else {
+            format!("{} ({purpose})", reason.code())
+        };
+        self.event(
+            now,
+            "login_denied",
+            &actor,
+            user,
+            Some(login),
+            Some(&detail),
+        )
+    }
+
+    /// Lifts a lockout on a user at once (an administrator's call).
+    pub fn unlock(&self, actor: &str, user: &str, now: Time) -> Result<(), AuthError> {
+        let user = self.user(user)?;
+        self.clear_failures(&lock_key(Some(&user), &user.username))?;
+        self.event(now, "unlocked", actor, Some(&user), None, None)
+    }
+
+    // ----- passwords ----------------------------------------------------------------
+
+    /// Hashes `password` with the configured parameters after checking the policy.
+    fn new_hash(&self, password: &str) -> Result<String, AuthError> {
+        let missing = self.settings.password_policy.violations(password);
+        if !missing.is_empty() {
+            return Err(AuthError::WeakPassword(missing));
+        }
+        Ok(hash_with(&self.hasher, password))
+    }
+
+    /// A password given in a user spec (an administrator creating or replacing a
+    /// user), checked against the policy and hashed with the configured parameters,
+    /// so that the writer does not hash it with the defaults.
+    pub fn prepare_password(&self, password: Password) -> Result<Password, AuthError> {
+        match password.0 {
+            PasswordForm::Plain(plain) => {
+                check_input("password", &plain)?;
+                Ok(Password(PasswordForm::Hashed(self.new_hash(&plain)?)))
+            }
+            hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
+        }
+    }
+
+    fn user(&self, reference: &str) -> Result<Arc<User>, AuthError> {
+        self.engine
+            .snapshot()
+            .user(reference)
+            .ok_or_else(|| Error::from(NotFound::new(EntityKind::User, reference)).into())
+    }
+
+    fn write_password(
+        &self,
+        actor: &str,
+        user: &User,
+        hash: String,
+        must_change: bool,
+    ) -> Result<(), AuthError> {
+        if matches!(user.source, Source::Ldap(_) | Source::Scim) {
+            return Err(AuthError::NotLocal {
+                user: user.username.clone(),
+                origin: user.source.to_string(),
+            });
+        }
+        let edit = move |spec: &mut Spec| {
+            if let Spec::User(spec) = spec {
+                spec.password = Some(Password(PasswordForm::Hashed(hash)));
+                spec.must_change_password = must_change;
+            }
+            Ok(())
+        };
+        self.engine.write(
+            actor,
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: user.id.to_string(),
+                edit: Box::new(edit),
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a user's password as an administrator. With `must_change`, the user must
+    /// choose a new one at their next sign-in. The policy applies.
+    pub fn set_password(
+        &self,
+        actor: &str,
+        user: &str,
+        password: &str,
+        must_change: bool,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        check_input("password", password)?;
+        let user = self.user(user)?;
+        let hash = self.new_hash(password)?;
+        self.write_password(actor, &user, hash, must_change)?;
+        self.drop_resets(user.id)?;
+        self.event(now, "password_set", actor, Some(&user), None, None)
+    }
+
+    /// Changes a user's own password: the current credentials (and second factor, if
+    /// enrolled) prove who they are. Clears `must_change_password`.
+    pub fn change_password(
+        &self,
+        credentials: &Credentials,
+        new_password: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        check_input("new_password", new_password)?;
+        let user = self.passed(credentials, now, "password_change")?;
+        if new_password == credentials.password {
+            return Err(AuthError::Input {
+                field: "new_password",
+                message: "must differ from the current password".to_owned(),
+            });
+        }
+        let hash = self.new_hash(new_password)?;
+        let actor = actor_of(&user);
+        self.write_password(&actor, &user, hash, false)?;
+        self.drop_resets(user.id)?;
+        self.event(now, "password_changed", &actor, Some(&user), None, None)
+    }
+
+    /// The user behind `credentials` when they pass every factor they have (or have
+    /// none yet while MFA is required): what the self-service calls need.
+    fn passed(
+        &self,
+        credentials: &Credentials,
+        now: Time,
+        purpose: &str,
+    ) -> Result<Arc<User>, AuthError> {
+        match self.authenticate(credentials, now, purpose)? {
+            Stage::Passed(user) | Stage::NeedsEnrolment(user) => Ok(user),
+            Stage::Answer(LoginOutcome::Denied { reason }) => Err(AuthError::Denied(reason)),
+            Stage::Answer(_) => Err(AuthError::CodeRequired),
+        }
+    }
+
+    // ----- reset links --------------------------------------------------------------
+
+    /// A reset token for the user `login` names (username or email), to send to their
+    /// email address. `None` (and nothing stored) when the name is unknown, the user
+    /// has no email address or is not local: the caller answers the same either way.
+    pub fn request_reset(&self, login: &str, now: Time) -> Result<Option<Delivery>, AuthError> {
+        check_input("login", login)?;
+        let login = login.trim();
+        let snapshot = self.engine.snapshot();
+        let user = snapshot.user(login).or_else(|| {
+            snapshot
+                .user_by_email(login)
+                .and_then(|i| snapshot.user_entry(i))
+                .map(|e| e.user.clone())
+        });
+        let Some(user) = user.filter(|u| {
+            u.email.is_some()
+                && !matches!(u.source, Source::Ldap(_) | Source::Scim)
+                && u.is_valid_at(now)
+        }) else {
+            return Ok(None);
+        };
+        self.issue_reset(&actor_of(&user), &user, now).map(Some)
+    }
+
+    /// A reset token for `user`, at an administrator's request (a new user without a
+    /// password gets one this way).
+    pub fn issue_reset_for(
+        &self,
+        actor: &str,
+        user: &str,
+        now: Time,
+    ) -> Result<Delivery, AuthError> {
+        let user = self.user(user)?;
+        if matches!(user.source, Source::Ldap(_) | Source::Scim) {
+            return Err(AuthError::NotLocal {
+                user: user.username.clone(),
+                origin: user.source.to_string(),
+            });
+        }
+        self.issue_reset(actor, &user, now)
+    }
+
+    fn issue_reset(&self, actor: &str, user: &User, now: Time) -> Result<Delivery, AuthError> {
+        let to = user
+            .email
+            .clone()
+            .ok_or_else(|| AuthError::NoEmail(user.username.clone()))?;
+        let token = hex(&mfa::random_bytes::<32>());
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let expires_at = now.add_micros(i64::from(self.settings.reset_link_minutes) * MINUTE);
+        let record = ResetRecord {
+            user: user.id,
+            expires_at,
+        };
+        let txn = self.engine.store().database().begin_write()?;
+        txn.open_table(RESETS)?
+            .insert(hash.as_slice(), tables::encode(&record).as_slice())?;
+        txn.commit()?;
+        self.event(now, "reset_issued", actor, Some(user), None, None)?;
+        Ok(Delivery {
+            to,
+            username: user.username.clone(),
+            secret: token,
+            expires_at,
+        })
+    }
+
+    /// Sets a new password with a reset token. The token is good once, until it
+    /// expires; a password refused by the policy does not use it up.
+    pub fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        check_input("token", token)?;
+        check_input("new_password", new_password)?;
+        let hash = self.new_hash(new_password)?;
+        let token_hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        // Taken out first, in its own transaction, so two uses cannot both pass; put
+        // back if the password cannot be stored. (The engine's writer needs the
+        // database's write lock, so no transaction of ours may be open across it.)
+        let txn = self.engine.store().database().begin_write()?;
+        let taken: Option<Vec<u8>> = txn
+            .open_table(RESETS)?
+            .remove(token_hash.as_slice())?
+            .map(|v| v.value().to_vec());
+        txn.commit()?;
+        let record: Option<ResetRecord> = taken
+            .as_deref()
+            .map(|bytes| tables::decode("auth_resets", bytes))
+            .transpose()?;
+        let user = record
+            .filter(|r| now < r.expires_at)
+            .and_then(|r| self.engine.snapshot().user(&r.user.to_string()))
+            .ok_or(AuthError::InvalidResetToken)?;
+        let actor = actor_of(&user);
+        if let Err(error) = self.write_password(&actor, &user, hash, false) {
+            if let Some(bytes) = taken {
+                let txn = self.engine.store().database().begin_write()?;
+                txn.open_table(RESETS)?
+                    .insert(token_hash.as_slice(), bytes.as_slice())?;
+                txn.commit()?;
+            }
+            return Err(error);
+        }
+        self.drop_resets(user.id)?;
+        self.clear_failures(&lock_key(Some(&user), &user.username))?;
+        self.event(now, "password_reset", &actor, Some(&user), None, None)
+    }
+
+    fn drop_resets(&self, user: Id) -> Result<(), AuthError> {
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut table = txn.open_table(RESETS)?;
+            table.retain(|_, value| {
+                tables::decode::<ResetRecord>("auth_resets", value).is_ok_and(|r| r.user != user)
+            })?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ----- MFA ----------------------------------------------------------------------
+
+    /// Starts a TOTP enrolment: a new secret, waiting for a first code
+    /// ([`Auth::confirm_totp`]). A user with a confirmed TOTP keeps it until then.
+    pub fn enrol_totp(
+        &self,
+        credentials: &Credentials,
+        now: Time,
+    ) -> Result<TotpEnrolment, AuthError> {
+        let user = self.passed(credentials, now, "mfa_enrol")?;
+        let secret = mfa::new_secret();
+        let db = self.engine.store().database();
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(TOTP)?;
+            let mut record: TotpRecord = table
+                .get(tables::key(user.id))?
+                .map(|v| tables::decode("auth_totp", v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            record.pending = Some(secret.clone());
+            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+        }
+        txn.commit()?;
+        self.event(
+            now,
+            "mfa_enrolment_started",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            Some("totp"),
+        )?;
+        Ok(TotpEnrolment {
+            secret: mfa::totp(&secret).get_secret_base32(),
+            uri: mfa::otpauth_uri(&secret, &self.settings.totp_issuer, &user.username),
+        })
+    }
+
+    /// Confirms the waiting enrolment with a code from it; turns the user's MFA on
+    /// and returns fresh recovery codes (shown this once).
+    pub fn confirm_totp(
+        &self,
+        credentials: &Credentials,
+        totp_code: &str,
+        now: Time,
+    ) -> Result<Vec<String>, AuthError> {
+        check_input("totp_code", totp_code)?;
+        let user = self.passed(credentials, now, "mfa_confirm")?;
+        let db = self.engine.store().database();
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(TOTP)?;
+            let mut record: TotpRecord = table
+                .get(tables::key(user.id))?
+                .map(|v| tables::decode("auth_totp", v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let pending = record.pending.take().ok_or(AuthError::NoPendingEnrolment)?;
+            let current = mfa::step_of(unix_secs(now));
+            let step = mfa::matching_step(&pending, totp_code.trim(), current)
+                .ok_or(AuthError::InvalidCode)?;
+            record.secret = Some(pending);
+            record.last_step = step;
+            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+        }
+        let codes = new_recovery_codes(&txn, user.id)?;
+        txn.commit()?;
+        if user.mfa == Mfa::Disabled {
+            self.set_mfa(&actor_of(&user), &user, Mfa::Enabled)?;
+        }
+        self.event(
+            now,
+            "mfa_enabled",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            Some("totp"),
+        )?;
+        self.event(
+            now,
+            "recovery_codes_issued",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            None,
+        )?;
+        Ok(codes)
+    }
+
+    /// Replaces the user's recovery codes with fresh ones (shown this once).
+    pub fn new_recovery_codes(
+        &self,
+        credentials: &Credentials,
+        now: Time,
+    ) -> Result<Vec<String>, AuthError> {
+        let user = self.passed(credentials, now, "recovery_codes")?;
+        let txn = self.engine.store().database().begin_write()?;
+        let codes = new_recovery_codes(&txn, user.id)?;
+        txn.commit()?;
+        self.event(
+            now,
+            "recovery_codes_issued",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            None,
+        )?;
+        Ok(codes)
+    }
+
+    /// Turns the user's own MFA off and forgets their factors. Refused when it is
+    /// forced on them, or the global policy covers them.
+    pub fn disable_mfa(&self, credentials: &Credentials, now: Time) -> Result<(), AuthError> {
+        let user = self.passed(credentials, now, "mfa_disable")?;
+        if user.mfa == Mfa::Forced {
+            return Err(AuthError::MfaForced);
+        }
+        if self.mfa_required(&User {
+            mfa: Mfa::Disabled,
+            ..(*user).clone()
+        }) {
+            return Err(AuthError::MfaRequiredByPolicy);
+        }
+        self.forget_factors(user.id)?;
+        if user.mfa != Mfa::Disabled {
+            self.set_mfa(&actor_of(&user), &user, Mfa::Disabled)?;
+        }
+        self.event(
+            now,
+            "mfa_disabled",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            None,
+        )
+    }
+
+    /// Forgets a user's factors at an administrator's request (a lost phone). Their
+    /// `mfa` setting stays: if MFA is required, they enrol again at the next sign-in.
+    pub fn reset_mfa(&self, actor: &str, user: &str, now: Time) -> Result<(), AuthError> {
+        let user = self.user(user)?;
+        self.forget_factors(user.id)?;
+        self.event(now, "mfa_reset", actor, Some(&user), None, None)
+    }
+
+    fn forget_factors(&self, user: Id) -> Result<(), AuthError> {
+        let txn = self.engine.store().database().begin_write()?;
+        txn.open_table(TOTP)?.remove(tables::key(user))?;
+        txn.open_table(RECOVERY)?.remove(tables::key(user))?;
+        txn.open_table(EMAIL_CODES)?.remove(tables::key(user))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn set_mfa(&self, actor: &str, user: &User, mfa: Mfa) -> Result<(), AuthError> {
+        let edit = move |spec: &mut Spec| {
+            if let Spec::User(spec) = spec {
+                spec.mfa = mfa;
+            }
+            Ok(())
+        };
+        self.engine.write(
+            actor,
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: user.id.to_string(),
+                edit: Box::new(edit),
+            }],
+        )?;
+        Ok(())
+    }
+
+    // ----- housekeeping and the event log -------------------------------------------
+
+    /// Deactivates users idle for longer than `inactivity_days` (when set) and removes
+    /// expired or orphaned sign-in records. Safe to run at any interval.
+    pub fn housekeeping(&self, now: Time) -> Result<HousekeepingReport, AuthError> {
+        let mut report = HousekeepingReport::default();
+        let snapshot = self.engine.snapshot();
+        if let Some(days) = self.settings.inactivity_days {
+            let cutoff = now.add_micros(-i64::from(days) * DAY);
+            let idle: Vec<Arc<User>> = snapshot
+                .estate()
+                .users
+                .into_iter()
+                .filter(|u| u.active && u.last_login.unwrap_or(u.created_at) < cutoff)
+                .map(Arc::new)
+                .collect();
+            if !idle.is_empty() {
+                let ops = idle
+                    .iter()
+                    .map(|user| Op::Modify {
+                        kind: EntityKind::User,
+                        target: user.id.to_string(),
+                        edit: Box::new(|spec: &mut Spec| {
+                            if let Spec::User(spec) = spec {
+                                spec.active = false;
+                            }
+                            Ok::<(), ValidationError>(())
+                        }),
+                    })
+                    .collect();
+                self.engine.write("housekeeping", ops)?;
+                for user in &idle {
+                    self.event(
+                        now,
+                        "deactivated_inactive",
+                        "housekeeping",
+                        Some(user),
+                        None,
+                        Some(&days.to_string()),
+                    )?;
+                    report.deactivated.push(user.username.clone());
+                }
+            }
+        }
+        let exists = |id: Id| snapshot.user(&id.to_string()).is_some();
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut count = |removed: u64| report.purged += removed;
+            let mut resets = txn.open_table(RESETS)?;
+            let before = resets.len()?;
+            resets.retain(|_, value| {
+                tables::decode::<ResetRecord>("auth_resets", value)
+                    .is_ok_and(|r| now < r.expires_at && exists(r.user))
+            })?;
+            count(before - resets.len()?);
+            let mut codes = txn.open_table(EMAIL_CODES)?;
+            let before = codes.len()?;
+            codes.retain(|key, value| {
+                exists(tables::id_of(key))
+                    && tables::decode::<EmailCodeRecord>("auth_email_codes", value)
+                        .is_ok_and(|r| now < r.expires_at)
+            })?;
+            count(before - codes.len()?);
+            for table in [TOTP, RECOVERY] {
+                let mut table = txn.open_table(table)?;
+                let before = table.len()?;
+                table.retain(|key, _| exists(tables::id_of(key)))?;
+                count(before - table.len()?);
+            }
+            let window_start =
+                now.add_micros(-i64::from(self.settings.lockout.window_minutes) * MINUTE);
+            let mut failures = txn.open_table(FAILURES)?;
+            let before = failures.len()?;
+            failures.retain(|_, value| {
+                tables::decode::<Failures>("auth_failures", value).is_ok_and(|r| {
+                    r.locked_until.is_some_and(|until| now < until)
+                        || r.recent.iter().any(|t| *t > window_start)
+                })
+            })?;
+            count(before - failures.len()?);
+            let oldest = now.add_micros(-i64::from(self.settings.event_retention_days) * DAY);
+            let mut events = txn.open_table(EVENTS)?;
+            let before = events.len()?;
+            events.retain(|_, value| {
+                serde_json::from_slice::<AuthEvent>(value).is_ok_and(|e| e.time >= oldest)
+            })?;
+            count(before - events.len()?);
+        }
+        txn.commit()?;
+        Ok(report)
+    }
+
+    /// Sign-in events with a sequence above `since`, oldest first, at most `limit`.
+    pub fn events_since(&self, since: u64, limit: usize) -> Result<Vec<AuthEvent>, AuthError> {
+        let txn = self.engine.store().database().begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut events = Vec::new();
+        for row in table.range(since.saturating_add(1)..)?.take(limit) {
+            let (_, value) = row?;
+            let event =
+                serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
+                    table: "auth_events",
+                    key: "(event)".to_owned(),
+                    message: error.to_string(),
+                })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    fn event(
+        &self,
+        now: Time,
+        event: &str,
+        actor: &str,
+        user: Option<&User>,
+        login: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            let seq = table.last()?.map_or(0, |(key, _)| key.value()) + 1;
+            let record = AuthEvent {
+                seq,
+                time: now,
+                event: event.to_owned(),
+                actor: actor.to_owned(),
+                user: user.map(|u| u.id),
+                login: login.map(|l| l.chars().take(256).collect()),
+                detail: detail.map(str::to_owned),
+            };
+            let json = serde_json::to_vec(&record).expect("INVARIANT: events serialize");
+            table.insert(seq, json.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn new_recovery_codes(txn: &redb::WriteTransaction, user: Id) -> Result<Vec<String>, AuthError> {
+    let (codes, hashes): (Vec<String>, Vec<[u8; 32]>) = (0..mfa::RECOVERY_CODES)
+        .map(|_| mfa::new_recovery_code())
+        .unzip();
+    txn.open_table(RECOVERY)?.insert(
+        tables::key(user),
+        tables::encode(&RecoveryRecord { hashes }).as_slice(),
+    )?;
+    Ok(codes)
+}
+
+fn denied(reason: DenyReason) -> LoginOutcome {
+    LoginOutcome::Denied { reason }
+}
+
+fn actor_of(user: &User) -> String {
+    format!("user:{}", user.username)
+}
+
+/// The lockout counter an attempt counts toward: the user's, or the login name's when
+/// it names nobody (so unknown names lock like real ones).
+fn lock_key(user: Option<&User>, login: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    match user {
+        Some(user) => {
+            hasher.update(b"user:");
+            hasher.update(user.id.as_bytes());
+        }
+        None => {
+            hasher.update(b"name:");
+            hasher.update(login.to_lowercase().as_bytes());
+        }
+    }
+    hasher.finalize().into()
+}
+
+fn check_input(field: &'static str, value: &str) -> Result<(), AuthError> {
+    if value.chars().count() > MAX_INPUT_CHARS {
+        return Err(AuthError::Input {
+            field,
+            message: format!("at most {MAX_INPUT_CHARS} characters"),
+        });
+    }
+    Ok(())
+}
+
+fn hash_with(hasher: &argon2::Argon2<'static>, password: &str) -> String {
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    hasher
+        .hash_password(password.as_bytes(), &salt)
+        .expect("INVARIANT: argon2 hashing with checked parameters cannot fail")
+        .to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_secs(now: Time) -> u64 {
+    u64::try_from(now.as_micros() / 1_000_000).unwrap_or(0)
+}
+
+/// A backend error is not reported to the client (it would tell that the user exists
+/// and where it lives); the engine has no logger, so it is dropped here. The embedding
+/// program's backend logs it itself.
+fn tracing_free_note(_error: &BackendError) {}

@@ -1,0 +1,232 @@
+//! Sign-in settings: argon2 parameters, the password policy, lockout, the global MFA
+//! policy, lifetimes and housekeeping. Plain data with defaults; the server reads them
+//! from its TOML file (`[auth]`) and `PORTCULLIS_*` variables.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the sign-in module can be told. `Default` is what a server without an
+/// `[auth]` section runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub argon2: Argon2Settings,
+    pub password_policy: PasswordPolicy,
+    pub lockout: LockoutSettings,
+    /// Who must use a second factor besides the users whose own `mfa` says so.
+    pub mfa_policy: MfaPolicy,
+    /// The issuer shown by authenticator apps (`otpauth://totp/<issuer>:<user>`).
+    pub totp_issuer: String,
+    /// Whether one-time codes may be sent by email (needs a mail server, which the
+    /// server configures; the engine only makes the codes).
+    pub email_codes: bool,
+    /// How long an emailed one-time code is good for.
+    pub email_code_minutes: u32,
+    /// How long a password reset link is good for.
+    pub reset_link_minutes: u32,
+    /// Users who have not signed in for this many days (counted from their creation
+    /// when they never did) are deactivated by housekeeping. `None`: never.
+    pub inactivity_days: Option<u32>,
+    /// New users created without an expiry get one this many days ahead. `None`: none.
+    pub default_expiry_days: Option<u32>,
+    /// Verify a user only with the backend of their own source (`ldap:corp` users
+    /// against that directory, everyone else locally). Off: every backend is tried in
+    /// order, the local one first.
+    pub restrict_to_source: bool,
+    /// Housekeeping drops sign-in events older than this many days.
+    pub event_retention_days: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> AuthSettings {
+        AuthSettings {
+            argon2: Argon2Settings::default(),
+            password_policy: PasswordPolicy::default(),
+            lockout: LockoutSettings::default(),
+            mfa_policy: MfaPolicy::None,
+            totp_issuer: "Portcullis".to_owned(),
+            email_codes: false,
+            email_code_minutes: 10,
+            reset_link_minutes: 60,
+            inactivity_days: None,
+            default_expiry_days: None,
+            restrict_to_source: false,
+            event_retention_days: 365,
+        }
+    }
+}
+
+/// argon2id cost parameters. The defaults are OWASP's first recommendation
+/// (19 MiB, 2 iterations, 1 lane). Stored hashes carry their own parameters, so
+/// changing these affects new hashes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Argon2Settings {
+    pub(crate) fn hasher(&self) -> Result<argon2::Argon2<'static>, String> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|error| format!("argon2 parameters: {error}"))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// What a new password must have. Length counts characters, not bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    /// Longer passwords are refused: argon2 hashes anything, but an unbounded input is
+    /// an easy way to make the server work.
+    pub max_length: usize,
+    pub upper: bool,
+    pub lower: bool,
+    pub digit: bool,
+    /// At least one character that is neither a letter, a digit nor a space.
+    pub special: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: 12,
+            max_length: 256,
+            upper: true,
+            lower: true,
+            digit: true,
+            special: false,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// What `password` lacks, as short phrases; empty when it passes.
+    pub fn violations(&self, password: &str) -> Vec<String> {
+        let mut missing = Vec::new();
+        let length = password.chars().count();
+        if length < self.min_length {
+            missing.push(format!("at least {} characters", self.min_length));
+        }
+        if length > self.max_length {
+            missing.push(format!("at most {} characters", self.max_length));
+        }
+        if self.upper && !password.chars().any(char::is_uppercase) {
+            missing.push("an upper-case letter".to_owned());
+        }
+        if self.lower && !password.chars().any(char::is_lowercase) {
+            missing.push("a lower-case letter".to_owned());
+        }
+        if self.digit && !password.chars().any(|c| c.is_ascii_digit()) {
+            missing.push("a digit".to_owned());
+        }
+        if self.special
+            && !password
+                .chars()
+                .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+        {
+            missing.push("a special character".to_owned());
+        }
+        if password.chars().any(char::is_control) {
+            missing.push("no control characters".to_owned());
+        }
+        missing
+    }
+}
+
+/// After `max_failures` failed attempts within `window_minutes`, the account (or the
+/// unknown login name) is locked for `lock_minutes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutSettings {
+    pub max_failures: u32,
+    pub window_minutes: u32,
+    pub lock_minutes: u32,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> LockoutSettings {
+        LockoutSettings {
+            max_failures: 5,
+            window_minutes: 15,
+            lock_minutes: 15,
+        }
+    }
+}
+
+/// Who must sign in with a second factor, whatever their own `mfa` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaPolicy {
+    /// Only users whose `mfa` is `enabled` or `forced`.
+    #[default]
+    None,
+    /// Also every user holding the `system-admin` system role.
+    Admins,
+    /// Everyone.
+    Everyone,
+}
+
+pub(crate) const MINUTE: i64 = 60 * 1_000_000;
+pub(crate) const DAY: i64 = 24 * 60 * MINUTE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_what_is_missing() {
+        let policy = PasswordPolicy {
+            special: true,
+            ..PasswordPolicy::default()
+        };
+        assert_eq!(
+            policy.violations("short"),
+            [
+                "at least 12 characters",
+                "an upper-case letter",
+                "a digit",
+                "a special character"
+            ]
+        );
+        assert!(policy.violations("Correct-horse-42").is_empty());
+        assert_eq!(
+            policy.violations("Correct horse 42"),
+            ["a special character"]
+        );
+        assert_eq!(
+            PasswordPolicy::default().violations(&"Aa1".repeat(100)),
+            ["at most 256 characters"]
+        );
+    }
+
+    #[test]
+    fn settings_parse_with_defaults_and_refuse_unknown_keys() {
+        let settings: AuthSettings = serde_json::from_value(
+            serde_json::json!({"lockout": {"max_failures": 3}, "mfa_policy": "admins"}),
+        )
+        .unwrap();
+        assert_eq!(settings.lockout.max_failures, 3);
+        assert_eq!(settings.lockout.window_minutes, 15);
+        assert_eq!(settings.mfa_policy, MfaPolicy::Admins);
+        assert!(
+            serde_json::from_value::<AuthSettings>(serde_json::json!({"lockouts": {}})).is_err()
+        );
+    }
+}

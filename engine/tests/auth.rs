@@ -1,0 +1,802 @@
+//! Sign-in on a real redb file: passwords and the policy, login outcomes, lockout,
+//! TOTP, recovery and emailed codes, reset links, housekeeping, backends, and that no
+//! secret reaches the operation log or the sign-in event log.
+
+use std::sync::Arc;
+
+use portcullis_engine::*;
+use serde_json::json;
+
+const T: Time = Time::from_secs(1_900_000_000);
+const MINUTE: i64 = 60 * 1_000_000;
+const GOOD: &str = "Correct-Horse-42";
+
+fn at_minutes(minutes: i64) -> Time {
+    T.add_micros(minutes * MINUTE)
+}
+
+/// Cheap argon2 parameters: the tests count verifications, they do not time them.
+fn settings() -> AuthSettings {
+    AuthSettings {
+        argon2: Argon2Settings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..AuthSettings::default()
+    }
+}
+
+struct Fixture {
+    auth: Auth,
+    engine: Arc<Engine>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture_with(settings: AuthSettings) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
+    let auth = Auth::new(engine.clone(), settings).unwrap();
+    Fixture {
+        auth,
+        engine,
+        _dir: dir,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(settings())
+}
+
+impl Fixture {
+    fn user(&self, spec: serde_json::Value) {
+        self.engine
+            .write(
+                "test",
+                vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
+            )
+            .unwrap();
+    }
+
+    /// A local user `name` with email `name@example.com` and the password [`GOOD`].
+    fn person(&self, name: &str) {
+        self.user(json!({"username": name, "email": format!("{name}@example.com")}));
+        self.auth
+            .set_password("admin", name, GOOD, false, T)
+            .unwrap();
+    }
+
+    fn login(&self, login: &str, password: &str, code: Option<&str>, now: Time) -> LoginOutcome {
+        self.auth
+            .login(
+                &LoginRequest {
+                    login: login.to_owned(),
+                    password: password.to_owned(),
+                    code: code.map(str::to_owned),
+                    method: None,
+                },
+                now,
+            )
+            .unwrap()
+    }
+
+    fn status(&self, login: &str, password: &str, code: Option<&str>, now: Time) -> String {
+        match self.login(login, password, code, now) {
+            LoginOutcome::Denied { reason } => format!("denied:{}", reason.code()),
+            other => other.status().to_owned(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Arc<User> {
+        self.engine.snapshot().user(name).unwrap()
+    }
+}
+
+fn creds(login: &str, password: &str, code: Option<&str>) -> Credentials {
+    Credentials {
+        login: login.to_owned(),
+        password: password.to_owned(),
+        code: code.map(str::to_owned),
+        method: None,
+    }
+}
+
+/// The code an authenticator app would show at `now` for the Key URI `uri`.
+fn totp_code(uri: &str, now: Time) -> String {
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("a secret in the URI");
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .generate(u64::try_from(now.as_micros() / 1_000_000).unwrap())
+}
+
+#[test]
+fn login_by_username_or_email_records_last_login() {
+    let f = fixture();
+    f.person("alice");
+    assert_eq!(f.get("alice").last_login, None);
+    assert_eq!(f.status("alice", GOOD, None, T), "ok");
+    assert_eq!(f.get("alice").last_login, Some(T));
+    assert_eq!(
+        f.status("ALICE@example.com", GOOD, None, at_minutes(1)),
+        "ok"
+    );
+    assert_eq!(f.get("alice").last_login, Some(at_minutes(1)));
+    assert_eq!(
+        f.status("alice", "Correct-Horse-43", None, T),
+        "denied:invalid_credentials"
+    );
+}
+
+#[test]
+fn an_unknown_user_costs_one_argon2_verification_like_a_wrong_password() {
+    let f = fixture();
+    f.person("alice");
+    f.user(json!({"username": "nopass"}));
+    let cases = [
+        ("alice", "wrong", "denied:invalid_credentials"),
+        ("nobody", "wrong", "denied:invalid_credentials"),
+        ("nobody@example.com", GOOD, "denied:invalid_credentials"),
+        ("nopass", "", "denied:invalid_credentials"),
+        ("alice", GOOD, "ok"),
+    ];
+    for (login, password, expected) in cases {
+        let before = f.auth.argon2_verifications();
+        assert_eq!(f.status(login, password, None, T), expected, "{login}");
+        assert_eq!(f.auth.argon2_verifications() - before, 1, "{login}");
+    }
+}
+
+#[test]
+fn inactive_and_expired_users_are_refused_but_only_after_a_right_password() {
+    let f = fixture();
+    f.person("idle");
+    f.person("gone");
+    f.engine
+        .write(
+            "test",
+            vec![
+                Op::Modify {
+                    kind: EntityKind::User,
+                    target: "idle".to_owned(),
+                    edit: Box::new(|spec| {
+                        if let Spec::User(spec) = spec {
+                            spec.active = false;
+                        }
+                        Ok(())
+                    }),
+                },
+                Op::Modify {
+                    kind: EntityKind::User,
+                    target: "gone".to_owned(),
+                    edit: Box::new(|spec| {
+                        if let Spec::User(spec) = spec {
+                            spec.expires_at = Some(T);
+                        }
+                        Ok(())
+                    }),
+                },
+            ],
+        )
+        .unwrap();
+    assert_eq!(f.status("idle", GOOD, None, T), "denied:user_inactive");
+    assert_eq!(
+        f.status("idle", "nope", None, T),
+        "denied:invalid_credentials"
+    );
+    assert_eq!(f.status("gone", GOOD, None, at_minutes(-1)), "ok");
+    assert_eq!(f.status("gone", GOOD, None, T), "denied:user_expired");
+    assert_eq!(
+        f.status("gone", "nope", None, T),
+        "denied:invalid_credentials"
+    );
+}
+
+#[test]
+fn lockout_after_n_failures_in_the_window_and_unlock_after_m_minutes() {
+    let f = fixture_with(AuthSettings {
+        lockout: LockoutSettings {
+            max_failures: 3,
+            window_minutes: 10,
+            lock_minutes: 30,
+        },
+        ..settings()
+    });
+    f.person("alice");
+    // Two failures, then the window passes: the count starts again.
+    f.status("alice", "x", None, at_minutes(0));
+    f.status("alice", "x", None, at_minutes(1));
+    f.status("alice", "x", None, at_minutes(12));
+    f.status("alice", "x", None, at_minutes(13));
+    assert_eq!(f.status("alice", GOOD, None, at_minutes(14)), "ok");
+    // A success clears the count; three failures in a row lock.
+    for minute in 15..18 {
+        assert_eq!(
+            f.status("alice", "x", None, at_minutes(minute)),
+            "denied:invalid_credentials"
+        );
+    }
+    assert_eq!(
+        f.status("alice", GOOD, None, at_minutes(18)),
+        "denied:locked"
+    );
+    assert_eq!(
+        f.status("alice@example.com", GOOD, None, at_minutes(46)),
+        "denied:locked"
+    );
+    assert_eq!(f.status("alice", GOOD, None, at_minutes(47)), "ok");
+    // Unknown names lock exactly the same way.
+    for minute in 0..3 {
+        assert_eq!(
+            f.status("mallory", "x", None, at_minutes(minute)),
+            "denied:invalid_credentials"
+        );
+    }
+    assert_eq!(
+        f.status("mallory", "x", None, at_minutes(3)),
+        "denied:locked"
+    );
+    let events = f.auth.events_since(0, 1000).unwrap();
+    assert_eq!(events.iter().filter(|e| e.event == "lockout").count(), 2);
+    // An administrator can lift a lock at once.
+    for minute in 50..53 {
+        f.status("alice", "x", None, at_minutes(minute));
+    }
+    assert_eq!(
+        f.status("alice", GOOD, None, at_minutes(53)),
+        "denied:locked"
+    );
+    f.auth.unlock("admin", "alice", at_minutes(53)).unwrap();
+    assert_eq!(f.status("alice", GOOD, None, at_minutes(54)), "ok");
+}
+
+#[test]
+fn passwords_follow_the_policy_and_must_change_is_honoured() {
+    let f = fixture();
+    f.user(json!({"username": "bob", "email": "bob@example.com"}));
+    let weak = f
+        .auth
+        .set_password("admin", "bob", "short", false, T)
+        .unwrap_err();
+    assert!(
+        matches!(&weak, AuthError::WeakPassword(missing) if missing.contains(&"at least 12 characters".to_owned())),
+        "{weak}"
+    );
+    assert!(!f.get("bob").has_password);
+    f.auth.set_password("admin", "bob", GOOD, true, T).unwrap();
+    assert!(f.get("bob").has_password && f.get("bob").must_change_password);
+    assert_eq!(f.status("bob", GOOD, None, T), "password_change_required");
+    assert_eq!(f.get("bob").last_login, None);
+    let same = f
+        .auth
+        .change_password(&creds("bob", GOOD, None), GOOD, T)
+        .unwrap_err();
+    assert!(matches!(
+        same,
+        AuthError::Input {
+            field: "new_password",
+            ..
+        }
+    ));
+    let wrong = f
+        .auth
+        .change_password(&creds("bob", "nope", None), "Another-Pass-77", T)
+        .unwrap_err();
+    assert!(matches!(
+        wrong,
+        AuthError::Denied(DenyReason::InvalidCredentials)
+    ));
+    f.auth
+        .change_password(&creds("bob", GOOD, None), "Another-Pass-77", T)
+        .unwrap();
+    assert!(!f.get("bob").must_change_password);
+    assert_eq!(f.status("bob", GOOD, None, T), "denied:invalid_credentials");
+    assert_eq!(f.status("bob", "Another-Pass-77", None, T), "ok");
+    // Users of a directory keep their password there.
+    f.user(json!({"username": "dir", "source": "ldap:corp"}));
+    assert!(matches!(
+        f.auth.set_password("admin", "dir", GOOD, false, T),
+        Err(AuthError::NotLocal { .. })
+    ));
+    assert!(matches!(
+        f.auth.set_password("admin", "ghost", GOOD, false, T),
+        Err(AuthError::Engine(Error::Validation(
+            ValidationError::NotFound(_)
+        )))
+    ));
+}
+
+#[test]
+fn totp_enrolment_confirmation_window_and_replay() {
+    let f = fixture();
+    f.person("alice");
+    let enrolment = f.auth.enrol_totp(&creds("alice", GOOD, None), T).unwrap();
+    assert!(
+        enrolment
+            .uri
+            .starts_with("otpauth://totp/Portcullis:alice?"),
+        "{}",
+        enrolment.uri
+    );
+    assert!(
+        enrolment
+            .uri
+            .contains(&format!("secret={}", enrolment.secret))
+    );
+    assert_eq!(enrolment.secret.len(), 32);
+    // Not confirmed: MFA is not on yet.
+    assert_eq!(f.get("alice").mfa, Mfa::Disabled);
+    assert_eq!(f.status("alice", GOOD, None, T), "ok");
+    let wrong = f
+        .auth
+        .confirm_totp(&creds("alice", GOOD, None), "000000", T);
+    let right = totp_code(&enrolment.uri, T);
+    if right != "000000" {
+        assert!(matches!(wrong, Err(AuthError::InvalidCode)));
+    }
+    let codes = f
+        .auth
+        .confirm_totp(&creds("alice", GOOD, None), &right, T)
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(f.get("alice").mfa, Mfa::Enabled);
+    match f.login("alice", GOOD, None, T) {
+        LoginOutcome::MfaRequired { methods, delivery } => {
+            assert_eq!(methods, [MfaMethod::Totp, MfaMethod::RecoveryCode]);
+            assert!(delivery.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The confirming code was spent: replay is refused, even a step later.
+    assert_eq!(
+        f.status("alice", GOOD, Some(&right), T.add_micros(30_000_000)),
+        "denied:invalid_code"
+    );
+    // One step of skew either way.
+    let later = T.add_micros(60_000_000);
+    let next = totp_code(&enrolment.uri, later.add_micros(30_000_000));
+    assert_eq!(f.status("alice", GOOD, Some(&next), later), "ok");
+    assert_eq!(
+        f.status("alice", GOOD, Some(&next), later),
+        "denied:invalid_code"
+    );
+    let far = T.add_micros(600_000_000);
+    let too_late = totp_code(&enrolment.uri, far.add_micros(-90_000_000));
+    assert_eq!(
+        f.status("alice", GOOD, Some(&too_late), far),
+        "denied:invalid_code"
+    );
+    // A wrong password with a right code is still a wrong password.
+    let fresh = totp_code(&enrolment.uri, far);
+    assert_eq!(
+        f.status("alice", "nope", Some(&fresh), far),
+        "denied:invalid_credentials"
+    );
+    assert_eq!(f.status("alice", GOOD, Some(&fresh), far), "ok");
+}
+
+#[test]
+fn recovery_codes_are_single_use_and_the_state_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let codes;
+    {
+        let engine = Arc::new(Engine::open(&path).unwrap());
+        let auth = Auth::new(engine.clone(), settings()).unwrap();
+        engine
+            .write(
+                "test",
+                vec![Op::Create(
+                    Spec::from_json(EntityKind::User, json!({"username": "carol"})).unwrap(),
+                )],
+            )
+            .unwrap();
+        auth.set_password("admin", "carol", GOOD, false, T).unwrap();
+        let enrolment = auth.enrol_totp(&creds("carol", GOOD, None), T).unwrap();
+        codes = auth
+            .confirm_totp(
+                &creds("carol", GOOD, None),
+                &totp_code(&enrolment.uri, T),
+                T,
+            )
+            .unwrap();
+        engine.close();
+    }
+    let engine = Arc::new(Engine::open(&path).unwrap());
+    let auth = Auth::new(engine.clone(), settings()).unwrap();
+    let status = |code: &str| match auth.login(&creds("carol", GOOD, Some(code)), T).unwrap() {
+        LoginOutcome::Denied { reason } => reason.code().to_owned(),
+        other => other.status().to_owned(),
+    };
+    assert_eq!(status(&codes[3].to_lowercase()), "ok");
+    assert_eq!(status(&codes[3]), "invalid_code");
+    assert_eq!(status(&codes[4]), "ok");
+    assert_eq!(status("AAAA-AAAA-AAAA-AAAA"), "invalid_code");
+    // New codes replace the old ones.
+    let fresh = auth
+        .new_recovery_codes(&creds("carol", GOOD, Some(&codes[5])), T)
+        .unwrap();
+    assert_eq!(status(&codes[6]), "invalid_code");
+    assert_eq!(status(&fresh[0]), "ok");
+}
+
+#[test]
+fn forced_mfa_cannot_be_turned_off_and_the_global_policy_applies() {
+    let f = fixture_with(AuthSettings {
+        mfa_policy: MfaPolicy::Admins,
+        ..settings()
+    });
+    f.user(json!({"username": "root", "system_roles": ["system-admin"]}));
+    f.auth
+        .set_password("admin", "root", GOOD, false, T)
+        .unwrap();
+    f.user(json!({"username": "forced", "mfa": "forced"}));
+    f.auth
+        .set_password("admin", "forced", GOOD, false, T)
+        .unwrap();
+    f.person("plain");
+    // Required, nothing enrolled: the password alone only allows enrolling.
+    assert_eq!(f.status("root", GOOD, None, T), "mfa_enrollment_required");
+    assert_eq!(f.status("forced", GOOD, None, T), "mfa_enrollment_required");
+    assert_eq!(f.status("plain", GOOD, None, T), "ok");
+    let mut recovery = std::collections::HashMap::new();
+    for name in ["root", "forced", "plain"] {
+        let enrolment = f.auth.enrol_totp(&creds(name, GOOD, None), T).unwrap();
+        let code = totp_code(&enrolment.uri, T);
+        let codes = f
+            .auth
+            .confirm_totp(&creds(name, GOOD, None), &code, T)
+            .unwrap();
+        recovery.insert(name, codes);
+    }
+    assert_eq!(f.get("forced").mfa, Mfa::Forced);
+    assert_eq!(f.get("root").mfa, Mfa::Enabled);
+    let now = at_minutes(5);
+    // Without the code, disabling is refused; with it, forced and policy still refuse.
+    assert!(matches!(
+        f.auth.disable_mfa(&creds("forced", GOOD, None), now),
+        Err(AuthError::CodeRequired)
+    ));
+    assert!(matches!(
+        f.auth
+            .disable_mfa(&creds("forced", GOOD, Some(&recovery["forced"][0])), now),
+        Err(AuthError::MfaForced)
+    ));
+    assert!(matches!(
+        f.auth
+            .disable_mfa(&creds("root", GOOD, Some(&recovery["root"][0])), now),
+        Err(AuthError::MfaRequiredByPolicy)
+    ));
+    f.auth
+        .disable_mfa(&creds("plain", GOOD, Some(&recovery["plain"][0])), now)
+        .unwrap();
+    assert_eq!(f.get("plain").mfa, Mfa::Disabled);
+    assert_eq!(f.status("plain", GOOD, None, now), "ok");
+    // An administrator's reset forgets the factors; forced users enrol again.
+    f.auth.reset_mfa("admin", "forced", now).unwrap();
+    assert_eq!(
+        f.status("forced", GOOD, None, now),
+        "mfa_enrollment_required"
+    );
+}
+
+#[test]
+fn emailed_codes_are_sent_on_request_and_good_once() {
+    let f = fixture_with(AuthSettings {
+        email_codes: true,
+        ..settings()
+    });
+    f.user(json!({"username": "erin", "email": "erin@example.com", "mfa": "enabled"}));
+    f.auth
+        .set_password("admin", "erin", GOOD, false, T)
+        .unwrap();
+    let mut request = creds("erin", GOOD, None);
+    match f.auth.login(&request, T).unwrap() {
+        LoginOutcome::MfaRequired { methods, delivery } => {
+            assert_eq!(methods, [MfaMethod::Email]);
+            assert!(delivery.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    request.method = Some(MfaMethod::Email);
+    let delivery = match f.auth.login(&request, T).unwrap() {
+        LoginOutcome::MfaRequired {
+            delivery: Some(delivery),
+            ..
+        } => delivery,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(delivery.to, "erin@example.com");
+    assert_eq!(delivery.secret.len(), 6);
+    assert!(!format!("{delivery:?}").contains(&delivery.secret));
+    assert_eq!(
+        f.status("erin", GOOD, Some(&delivery.secret), at_minutes(1)),
+        "ok"
+    );
+    assert_eq!(
+        f.status("erin", GOOD, Some(&delivery.secret), at_minutes(1)),
+        "denied:invalid_code"
+    );
+    // Expired codes are refused.
+    let delivery = match f.auth.login(&request, T).unwrap() {
+        LoginOutcome::MfaRequired {
+            delivery: Some(delivery),
+            ..
+        } => delivery,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        f.status("erin", GOOD, Some(&delivery.secret), at_minutes(11)),
+        "denied:invalid_code"
+    );
+}
+
+#[test]
+fn reset_links_are_single_use_expiring_and_quiet_about_unknown_users() {
+    let f = fixture();
+    f.person("dave");
+    f.user(json!({"username": "nomail"}));
+    assert!(f.auth.request_reset("nobody", T).unwrap().is_none());
+    assert!(f.auth.request_reset("nomail", T).unwrap().is_none());
+    let delivery = f
+        .auth
+        .request_reset("dave@example.com", T)
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.to, "dave@example.com");
+    assert_eq!(delivery.expires_at, at_minutes(60));
+    // A weak password does not spend the token.
+    assert!(matches!(
+        f.auth.reset_password(&delivery.secret, "weak", T),
+        Err(AuthError::WeakPassword(_))
+    ));
+    f.auth
+        .reset_password(&delivery.secret, "Brand-New-Pass-1", at_minutes(59))
+        .unwrap();
+    assert_eq!(
+        f.status("dave", "Brand-New-Pass-1", None, at_minutes(59)),
+        "ok"
+    );
+    assert!(matches!(
+        f.auth
+            .reset_password(&delivery.secret, "Brand-New-Pass-2", at_minutes(59)),
+        Err(AuthError::InvalidResetToken)
+    ));
+    let late = f.auth.request_reset("dave", T).unwrap().unwrap();
+    assert!(matches!(
+        f.auth
+            .reset_password(&late.secret, "Brand-New-Pass-3", at_minutes(60)),
+        Err(AuthError::InvalidResetToken)
+    ));
+    assert!(matches!(
+        f.auth.reset_password("not-a-token", "Brand-New-Pass-3", T),
+        Err(AuthError::InvalidResetToken)
+    ));
+    // An administrator's link for a user without a password.
+    f.user(json!({"username": "newbie", "email": "newbie@example.com"}));
+    let link = f.auth.issue_reset_for("token:admin", "newbie", T).unwrap();
+    f.auth.reset_password(&link.secret, GOOD, T).unwrap();
+    assert_eq!(f.status("newbie", GOOD, None, T), "ok");
+    assert!(matches!(
+        f.auth.issue_reset_for("token:admin", "nomail", T),
+        Err(AuthError::NoEmail(_))
+    ));
+}
+
+#[test]
+fn housekeeping_deactivates_idle_users_and_purges_stale_state() {
+    let f = fixture_with(AuthSettings {
+        inactivity_days: Some(30),
+        default_expiry_days: Some(365),
+        ..settings()
+    });
+    f.person("active");
+    f.person("idle");
+    let now = Time::now();
+    let day = 24 * 60 * MINUTE;
+    assert_eq!(f.auth.default_expiry(now), Some(now.add_micros(365 * day)));
+    assert_eq!(
+        f.status("active", GOOD, None, now.add_micros(20 * day)),
+        "ok"
+    );
+    f.auth.request_reset("idle", now).unwrap().unwrap();
+    let report = f.auth.housekeeping(now.add_micros(31 * day)).unwrap();
+    assert_eq!(report.deactivated, ["idle"]);
+    assert_eq!(report.purged, 1, "the expired reset link");
+    assert!(!f.get("idle").active && f.get("active").active);
+    assert_eq!(
+        f.status("idle", GOOD, None, now.add_micros(31 * day)),
+        "denied:user_inactive"
+    );
+    // A year and a day later, the events older than a year have gone too (the
+    // fixture's `password_set` events carry the later instant `T`, and stay).
+    let cutoff = now.add_micros(32 * day);
+    let events = f.auth.events_since(0, 1000).unwrap();
+    let old = events.iter().filter(|e| e.time < cutoff).count();
+    assert!(old >= 3 && old < events.len(), "{events:?}");
+    let report = f.auth.housekeeping(now.add_micros(397 * day)).unwrap();
+    assert_eq!(report.purged, old as u64, "{events:?} {report:?}");
+    // By then "active" has been idle for long, too: one more event.
+    assert_eq!(report.deactivated, ["active"]);
+    let kept = f.auth.events_since(0, 1000).unwrap();
+    assert_eq!(kept.len(), events.len() - old + 1);
+    assert!(kept.iter().all(|e| e.time >= cutoff));
+    // Off by default.
+    let g = fixture();
+    g.person("idle");
+    assert!(
+        g.auth
+            .housekeeping(now.add_micros(3650 * day))
+            .unwrap()
+            .deactivated
+            .is_empty()
+    );
+    assert_eq!(g.auth.default_expiry(now), None);
+}
+
+/// A directory that knows one password per user, standing in for the LDAP backend
+/// another crate provides.
+struct Directory;
+
+impl PasswordBackend for Directory {
+    fn source(&self) -> Source {
+        "ldap:corp".parse().unwrap()
+    }
+    fn verify(&self, user: &User, password: &str) -> Result<bool, BackendError> {
+        assert!(
+            !password.is_empty(),
+            "an empty password reached the directory"
+        );
+        if user.username == "down" {
+            return Err(BackendError("connection refused".to_owned()));
+        }
+        Ok(password == format!("{}-directory-pw", user.username))
+    }
+}
+
+#[test]
+fn directory_users_are_verified_by_their_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
+    let f = Fixture {
+        auth: Auth::new(engine.clone(), settings())
+            .unwrap()
+            .with_backend(Box::new(Directory)),
+        engine,
+        _dir: dir,
+    };
+    let create = |spec| {
+        f.engine
+            .write(
+                "test",
+                vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
+            )
+            .unwrap()
+    };
+    create(json!({"username": "lena", "source": "ldap:corp"}));
+    create(json!({"username": "down", "source": "ldap:corp"}));
+    create(json!({"username": "loc"}));
+    f.auth.set_password("admin", "loc", GOOD, false, T).unwrap();
+    let status =
+        |login: &str, password: &str| match f.auth.login(&creds(login, password, None), T).unwrap()
+        {
+            LoginOutcome::Denied { reason } => reason.code().to_owned(),
+            other => other.status().to_owned(),
+        };
+    assert_eq!(status("lena", "lena-directory-pw"), "ok");
+    assert_eq!(status("lena", "nope"), "invalid_credentials");
+    assert_eq!(status("down", "down-directory-pw"), "invalid_credentials");
+    // An empty password never reaches a directory (an LDAP unauthenticated bind).
+    assert_eq!(status("lena", ""), "invalid_credentials");
+    assert_eq!(status("loc", GOOD), "ok");
+    // The local user is not sent to the directory (it handles its own source only).
+    assert_eq!(status("loc", "loc-directory-pw"), "invalid_credentials");
+}
+
+#[test]
+fn no_secret_reaches_the_logs() {
+    let f = fixture_with(AuthSettings {
+        email_codes: true,
+        ..settings()
+    });
+    f.person("alice");
+    let enrolment = f.auth.enrol_totp(&creds("alice", GOOD, None), T).unwrap();
+    let code = totp_code(&enrolment.uri, T);
+    let recovery = f
+        .auth
+        .confirm_totp(&creds("alice", GOOD, None), &code, T)
+        .unwrap();
+    f.status("alice", GOOD, Some(&recovery[0]), T);
+    f.status("alice", "Wrong-Password-9", None, T);
+    let reset = f.auth.request_reset("alice", T).unwrap().unwrap();
+    f.auth
+        .reset_password(&reset.secret, "Brand-New-Pass-1", T)
+        .unwrap();
+    let changes = serde_json::to_string(&f.engine.changes_since(0, 10_000).unwrap()).unwrap();
+    let events = serde_json::to_string(&f.auth.events_since(0, 10_000).unwrap()).unwrap();
+    let export = serde_json::to_string(&f.engine.snapshot().estate().users).unwrap();
+    for secret in [
+        GOOD,
+        "Wrong-Password-9",
+        "Brand-New-Pass-1",
+        "argon2",
+        enrolment.secret.as_str(),
+        recovery[0].as_str(),
+        reset.secret.as_str(),
+    ] {
+        for (name, text) in [
+            ("changes", &changes),
+            ("events", &events),
+            ("export", &export),
+        ] {
+            assert!(!text.contains(secret), "{name} holds `{secret}`");
+        }
+    }
+    for event in [
+        "password_set",
+        "login_ok",
+        "login_denied",
+        "mfa_enabled",
+        "recovery_code_used",
+        "password_reset",
+    ] {
+        assert!(events.contains(event), "no `{event}` event in {events}");
+    }
+}
+
+#[test]
+fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
+    for (restrict, expected) in [(false, "ok"), (true, "invalid_credentials")] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
+        let auth = Auth::new(
+            engine.clone(),
+            AuthSettings {
+                restrict_to_source: restrict,
+                ..settings()
+            },
+        )
+        .unwrap()
+        .with_backend(Box::new(Directory));
+        engine
+            .write(
+                "test",
+                vec![Op::Create(
+                    Spec::from_json(EntityKind::User, json!({"username": "moved"})).unwrap(),
+                )],
+            )
+            .unwrap();
+        auth.set_password("admin", "moved", GOOD, false, T).unwrap();
+        // A directory sync takes the user over; the local hash stays behind.
+        engine
+            .write(
+                "ldap-sync",
+                vec![Op::Modify {
+                    kind: EntityKind::User,
+                    target: "moved".to_owned(),
+                    edit: Box::new(|spec| {
+                        if let Spec::User(spec) = spec {
+                            spec.source = "ldap:corp".parse().unwrap();
+                        }
+                        Ok(())
+                    }),
+                }],
+            )
+            .unwrap();
+        let status = |password: &str| match auth.login(&creds("moved", password, None), T).unwrap()
+        {
+            LoginOutcome::Denied { reason } => reason.code().to_owned(),
+            other => other.status().to_owned(),
+        };
+        assert_eq!(status(GOOD), expected, "restrict_to_source = {restrict}");
+        assert_eq!(
+            status("moved-directory-pw"),
+            "ok",
+            "restrict_to_source = {restrict}"
+        );
+    }
+}

@@ -1,0 +1,565 @@
+//! Sign-in over HTTP: `POST /api/v1/auth/login`, the self-service routes (password
+//! change and reset, TOTP enrolment, MFA off, recovery codes), and the administrators'
+//! routes (set a password, send a reset link, reset MFA, lift a lockout, the sign-in
+//! event log, housekeeping).
+//!
+//! The login and self-service routes are public: they carry the user's own
+//! credentials in the body, and the engine's lockout limits guessing. A refused login
+//! is an answer (200, `"status": "denied"` with a reason), like a denied check; a
+//! self-service call with wrong credentials is an error (401 with the reason as code).
+//! Every argon2 verification runs on the blocking pool, at most
+//! `max_concurrent_logins` at once, so sign-ins cannot exhaust memory.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use portcullis_engine::{
+    Auth, AuthError, Delivery, EntityKind, LoginOutcome, LoginRequest, NotFound, Password, Time,
+    User,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+
+use crate::AppState;
+use crate::auth::{Access, Caller};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, JsonBody, Params, RawQuery, parse_json};
+use crate::mail::{MailSettings, Mailer};
+use crate::routes::Route;
+
+/// Sign-in settings of the HTTP API (the engine's [`portcullis_engine::AuthSettings`]
+/// hold the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInSettings {
+    /// The mail server for reset links and emailed codes; `None`: no mail is sent
+    /// (reset requests are accepted and dropped, administrators get 503).
+    pub mail: Option<MailSettings>,
+    /// A reset link is this text followed by the token, such as
+    /// `https://portcullis.example.com/reset-password?token=`.
+    pub reset_link_prefix: String,
+    /// How many sign-in calls verify passwords at once; more wait. Each argon2
+    /// verification takes `argon2.memory_kib` of memory.
+    pub max_concurrent_logins: usize,
+}
+
+impl Default for SignInSettings {
+    fn default() -> SignInSettings {
+        SignInSettings {
+            mail: None,
+            reset_link_prefix: "http://127.0.0.1:8080/reset-password?token=".to_owned(),
+            max_concurrent_logins: 8,
+        }
+    }
+}
+
+pub(crate) struct SignIn {
+    pub(crate) auth: Arc<Auth>,
+    mailer: Option<Mailer>,
+    settings: SignInSettings,
+    permits: Arc<Semaphore>,
+}
+
+impl SignIn {
+    pub(crate) fn new(auth: Arc<Auth>, settings: SignInSettings) -> Result<SignIn, String> {
+        if auth.settings().email_codes && settings.mail.is_none() {
+            return Err(
+                "emailed one-time codes (auth.email_codes) need a mail server ([mail])".to_owned(),
+            );
+        }
+        let mailer = settings.mail.as_ref().map(Mailer::new).transpose()?;
+        Ok(SignIn {
+            auth,
+            mailer,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1))),
+            settings,
+        })
+    }
+}
+
+/// Runs a sign-in call on the blocking pool, under the concurrency limit.
+async fn run<T: Send + 'static>(
+    state: &AppState,
+    call: impl FnOnce(&Auth, Time) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let signin = &state.inner.signin;
+    let _permit = signin
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Internal("the sign-in limiter is closed".to_owned()))?;
+    let auth = signin.auth.clone();
+    tokio::task::spawn_blocking(move || call(&auth, Time::now()))
+        .await
+        .map_err(|error| ApiError::Internal(format!("sign-in task failed: {error}")))?
+        .map_err(ApiError::Auth)
+}
+
+/// Sends a reset link or a code. Failures are logged without the secret.
+async fn send(state: &AppState, delivery: Delivery, reset: bool) -> Result<(), ApiError> {
+    let signin = &state.inner.signin;
+    let Some(mailer) = signin.mailer.clone() else {
+        return Err(ApiError::MailUnavailable);
+    };
+    let (subject, body) = if reset {
+        (
+            "Reset your Portcullis password",
+            format!(
+                "Hello {},\r\n\r\nTo choose a new password, open this link before {}:\r\n\r\n{}{}\r\n\r\nIt works once. If you did not ask for it, ignore this message.\r\n",
+                delivery.username,
+                delivery.expires_at,
+                signin.settings.reset_link_prefix,
+                delivery.secret
+            ),
+        )
+    } else {
+        (
+            "Your Portcullis sign-in code",
+            format!(
+                "Hello {},\r\n\r\nYour sign-in code is {}. It works once, until {}.\r\n",
+                delivery.username, delivery.secret, delivery.expires_at
+            ),
+        )
+    };
+    let to = delivery.to.clone();
+    let sent = tokio::task::spawn_blocking(move || mailer.send(&delivery, subject, body))
+        .await
+        .map_err(|error| ApiError::Internal(format!("mail task failed: {error}")))?;
+    sent.map_err(|error| {
+        tracing::warn!(%to, %error, "could not send mail");
+        ApiError::MailUnavailable
+    })
+}
+
+fn user_json(state: &AppState, user: &User) -> Value {
+    state
+        .snapshot()
+        .entity_json(EntityKind::User, &user.id.to_string())
+        .unwrap_or(Value::Null)
+}
+
+// ----- public routes ----------------------------------------------------------------
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<LoginRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = run(&state, move |auth, now| auth.login(&request, now)).await?;
+    let mut answer = json!({"status": outcome.status()});
+    match outcome {
+        LoginOutcome::Ok { user }
+        | LoginOutcome::MfaEnrollmentRequired { user }
+        | LoginOutcome::PasswordChangeRequired { user } => {
+            answer["user"] = user_json(&state, &user);
+        }
+        LoginOutcome::MfaRequired { methods, delivery } => {
+            answer["methods"] = json!(methods);
+            if let Some(delivery) = delivery {
+                send(&state, delivery, false).await?;
+                answer["code_sent"] = json!(true);
+            }
+        }
+        LoginOutcome::Denied { reason } => answer["reason"] = json!(reason.code()),
+    }
+    Ok(Json(answer))
+}
+
+/// The user's own credentials, and a second-factor code if they have one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Proof {
+    login: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+impl Proof {
+    fn credentials(self) -> LoginRequest {
+        LoginRequest {
+            login: self.login,
+            password: self.password,
+            code: self.code,
+            method: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    login: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    new_password: String,
+}
+
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> Result<Json<Value>, ApiError> {
+    let PasswordChange {
+        login,
+        password,
+        code,
+        new_password,
+    } = body;
+    let proof = Proof {
+        login,
+        password,
+        code,
+    };
+    run(&state, move |auth, now| {
+        auth.change_password(&proof.credentials(), &new_password, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetRequest {
+    login: String,
+}
+
+/// Always 202, whether the name exists or not.
+pub(crate) async fn request_reset(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ResetRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let delivery = run(&state, move |auth, now| {
+        auth.request_reset(&body.login, now)
+    })
+    .await?;
+    if let Some(delivery) = delivery {
+        // A mail failure is the server's problem; telling the caller would tell them
+        // the name exists.
+        if let Err(error) = send(&state, delivery, true).await {
+            tracing::warn!(?error, "a reset link was not sent");
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"status": "accepted", "message": "if the account exists and has an email address, a reset link is on its way"}),
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reset {
+    token: String,
+    new_password: String,
+}
+
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Reset>,
+) -> Result<Json<Value>, ApiError> {
+    run(&state, move |auth, now| {
+        auth.reset_password(&body.token, &body.new_password, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn enroll_totp(
+    State(state): State<AppState>,
+    JsonBody(proof): JsonBody<Proof>,
+) -> Result<Json<Value>, ApiError> {
+    let enrolment = run(&state, move |auth, now| {
+        auth.enrol_totp(&proof.credentials(), now)
+    })
+    .await?;
+    use base64::Engine as _;
+    let qr = crate::qr::png(&enrolment.uri)
+        .map(|png| base64::engine::general_purpose::STANDARD.encode(png));
+    Ok(Json(json!({
+        "secret": enrolment.secret,
+        "otpauth_uri": enrolment.uri,
+        "qr_png_base64": qr,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TotpConfirm {
+    login: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    totp_code: String,
+}
+
+pub(crate) async fn confirm_totp(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<TotpConfirm>,
+) -> Result<Json<Value>, ApiError> {
+    let TotpConfirm {
+        login,
+        password,
+        code,
+        totp_code,
+    } = body;
+    let proof = Proof {
+        login,
+        password,
+        code,
+    };
+    let codes = run(&state, move |auth, now| {
+        auth.confirm_totp(&proof.credentials(), &totp_code, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok", "recovery_codes": codes})))
+}
+
+pub(crate) async fn disable_mfa(
+    State(state): State<AppState>,
+    JsonBody(proof): JsonBody<Proof>,
+) -> Result<Json<Value>, ApiError> {
+    run(&state, move |auth, now| {
+        auth.disable_mfa(&proof.credentials(), now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn recovery_codes(
+    State(state): State<AppState>,
+    JsonBody(proof): JsonBody<Proof>,
+) -> Result<Json<Value>, ApiError> {
+    let codes = run(&state, move |auth, now| {
+        auth.new_recovery_codes(&proof.credentials(), now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok", "recovery_codes": codes})))
+}
+
+// ----- administrators' routes -------------------------------------------------------
+
+/// The user a route names, or 404.
+fn target_user(state: &AppState, reference: &str) -> Result<String, ApiError> {
+    state
+        .snapshot()
+        .user(reference)
+        .map(|user| user.id.to_string())
+        .ok_or_else(|| NotFound::new(EntityKind::User, reference).into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminPassword {
+    password: String,
+    #[serde(default)]
+    must_change_password: bool,
+}
+
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = target_user(&state, &user)?;
+    let body: AdminPassword = parse_json(&body)?;
+    let actor = caller.actor();
+    run(&state, move |auth, now| {
+        auth.set_password(&actor, &id, &body.password, body.must_change_password, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// The body of the routes that take no parameters yet: `{}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoOptions {}
+
+pub(crate) async fn send_reset_link(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = target_user(&state, &user)?;
+    let NoOptions {} = parse_json(&body)?;
+    if state.inner.signin.mailer.is_none() {
+        return Err(ApiError::MailUnavailable);
+    }
+    let actor = caller.actor();
+    let delivery = run(&state, move |auth, now| {
+        auth.issue_reset_for(&actor, &id, now)
+    })
+    .await?;
+    let (to, expires_at) = (delivery.to.clone(), delivery.expires_at);
+    send(&state, delivery, true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "sent", "to": to, "expires_at": expires_at})),
+    ))
+}
+
+pub(crate) async fn reset_mfa(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let id = target_user(&state, &user)?;
+    let actor = caller.actor();
+    run(&state, move |auth, now| auth.reset_mfa(&actor, &id, now)).await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn unlock(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let id = target_user(&state, &user)?;
+    let actor = caller.actor();
+    run(&state, move |auth, now| auth.unlock(&actor, &id, now)).await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.settings();
+    let params = Params::parse(
+        query,
+        &["since", "limit"],
+        false,
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let since = params.since.unwrap_or(0);
+    let limit = params.limit;
+    let events = run(&state, move |auth, _| auth.events_since(since, limit)).await?;
+    let next = events.last().map_or(since, |event| event.seq);
+    Ok(Json(
+        json!({"since": since, "next": next, "events": events}),
+    ))
+}
+
+pub(crate) async fn housekeeping(
+    State(state): State<AppState>,
+    JsonBody(NoOptions {}): JsonBody<NoOptions>,
+) -> Result<Json<Value>, ApiError> {
+    let report = run(&state, move |auth, now| auth.housekeeping(now)).await?;
+    Ok(Json(json!(report)))
+}
+
+/// Applies sign-in settings to a user spec an administrator writes: the password
+/// policy and argon2 parameters to a password, and (`creating`) the default expiry.
+pub(crate) fn prepare_user(
+    state: &AppState,
+    spec: &mut portcullis_engine::UserSpec,
+    creating: bool,
+) -> Result<(), ApiError> {
+    let auth = state.auth();
+    if let Some(password) = spec.password.take() {
+        spec.password = Some(prepare_password(auth, password)?);
+    }
+    if creating && spec.expires_at.is_none() {
+        spec.expires_at = auth.default_expiry(Time::now());
+    }
+    Ok(())
+}
+
+pub(crate) fn prepare_password(auth: &Auth, password: Password) -> Result<Password, ApiError> {
+    auth.prepare_password(password).map_err(ApiError::Auth)
+}
+
+// ----- the route table and the document ---------------------------------------------
+
+pub(crate) fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    let change = || Access::Permission("users.change".to_owned());
+    vec![
+        Route::new(Method::POST, "/api/v1/auth/login", Access::Public, "sign-in", "Sign in with a username or email, a password and maybe a second-factor code: ok, mfa_required, mfa_enrollment_required, password_change_required or denied", login)
+            .body("LoginRequest")
+            .answers(StatusCode::OK, "LoginResponse"),
+        Route::new(Method::POST, "/api/v1/auth/password/change", Access::Public, "sign-in", "Change one's own password (credentials in the body)", change_password)
+            .body("PasswordChange")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/auth/password/reset-request", Access::Public, "sign-in", "Email a reset link to the account, if it exists (always 202)", request_reset)
+            .body("ResetRequest")
+            .answers(StatusCode::ACCEPTED, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/auth/password/reset", Access::Public, "sign-in", "Set a new password with a reset token (single use, expiring)", reset_password)
+            .body("PasswordReset")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/auth/mfa/totp/enroll", Access::Public, "sign-in", "Start a TOTP enrolment: the secret, an otpauth URI and a QR code (shown once)", enroll_totp)
+            .body("Proof")
+            .answers(StatusCode::OK, "TotpEnrolment"),
+        Route::new(Method::POST, "/api/v1/auth/mfa/totp/confirm", Access::Public, "sign-in", "Confirm TOTP with a first code; turns MFA on and returns recovery codes (shown once)", confirm_totp)
+            .body("TotpConfirm")
+            .answers(StatusCode::OK, "RecoveryCodes"),
+        Route::new(Method::POST, "/api/v1/auth/mfa/disable", Access::Public, "sign-in", "Turn one's own MFA off (refused when forced or required by policy)", disable_mfa)
+            .body("Proof")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/auth/mfa/recovery-codes", Access::Public, "sign-in", "Replace one's recovery codes (shown once)", recovery_codes)
+            .body("Proof")
+            .answers(StatusCode::OK, "RecoveryCodes"),
+        Route::new(Method::GET, "/api/v1/auth/events", Access::Permission("changes.view".to_owned()), "sign-in", "The sign-in event log: attempts, lockouts, password and MFA changes (never a secret)", events)
+            .query(&["since", "limit"])
+            .answers(StatusCode::OK, "AuthEvents"),
+        Route::new(Method::POST, "/api/v1/auth/housekeeping", change(), "sign-in", "Deactivate idle users (if configured) and purge stale sign-in records now", housekeeping)
+            .body("NoOptions")
+            .answers(StatusCode::OK, "Object"),
+        Route::new(Method::PUT, "/api/v1/users/{user}/password", change(), "sign-in", "Set a user's password (the policy applies)", set_password)
+            .body("AdminPassword")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/users/{user}/password/reset-link", change(), "sign-in", "Email the user a reset link", send_reset_link)
+            .body("NoOptions")
+            .answers(StatusCode::ACCEPTED, "Object"),
+        Route::new(Method::DELETE, "/api/v1/users/{user}/mfa", change(), "sign-in", "Forget the user's second factors (they enrol again if MFA is required)", reset_mfa)
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::DELETE, "/api/v1/users/{user}/lockout", change(), "sign-in", "Lift a lockout now", unlock)
+            .answers(StatusCode::OK, "SignInOk"),
+    ]
+}
+
+pub(crate) fn schemas() -> Map<String, Value> {
+    let string = json!({"type": "string"});
+    let proof =
+        json!({"login": string, "password": {"type": "string", "writeOnly": true}, "code": string});
+    let with = |extra: Value, required: &[&str]| {
+        let mut properties = proof.as_object().cloned().unwrap_or_default();
+        if let Value::Object(extra) = extra {
+            properties.extend(extra);
+        }
+        json!({"type": "object", "required": required, "properties": properties, "additionalProperties": false})
+    };
+    let codes = json!({"type": "object", "properties": {"status": string, "recovery_codes": {"type": "array", "items": string, "description": "Shown this once"}}});
+    let schemas = json!({
+        "LoginRequest": with(json!({"method": {"type": "string", "enum": ["totp", "email", "recovery_code"]}}), &["login", "password"]),
+        "LoginResponse": {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["ok", "mfa_required", "mfa_enrollment_required", "password_change_required", "denied"]},
+            "reason": {"type": "string", "enum": ["invalid_credentials", "locked", "user_inactive", "user_expired", "invalid_code"]},
+            "methods": {"type": "array", "items": string},
+            "code_sent": {"type": "boolean"},
+            "user": {"$ref": "#/components/schemas/Entity"},
+        }},
+        "Proof": with(json!({}), &["login", "password"]),
+        "PasswordChange": with(json!({"new_password": {"type": "string", "writeOnly": true}}), &["login", "password", "new_password"]),
+        "TotpConfirm": with(json!({"totp_code": string}), &["login", "password", "totp_code"]),
+        "ResetRequest": {"type": "object", "required": ["login"], "properties": {"login": string}},
+        "PasswordReset": {"type": "object", "required": ["token", "new_password"], "properties": {"token": string, "new_password": {"type": "string", "writeOnly": true}}},
+        "AdminPassword": {"type": "object", "required": ["password"], "properties": {"password": {"type": "string", "writeOnly": true}, "must_change_password": {"type": "boolean"}}},
+        "SignInOk": {"type": "object", "properties": {"status": string}},
+        "NoOptions": {"type": "object", "additionalProperties": false},
+        "TotpEnrolment": {"type": "object", "properties": {"secret": string, "otpauth_uri": string, "qr_png_base64": string}},
+        "RecoveryCodes": codes,
+        "AuthEvents": {"type": "object", "properties": {"since": {"type": "integer"}, "next": {"type": "integer"}, "events": {"type": "array", "items": {"type": "object"}}}},
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
