@@ -1,0 +1,8 @@
+//! End-to-end reliability and security tests over real sockets and real servers: the
+//! `portcullis` binary run as a child process on a real redb file, driven over HTTP
+//! on 127.0.0.1. One test binary; each module is one concern of issue #9.
+
+mod authz;
+mod concurrency;
+mod crash;
+mod support;
