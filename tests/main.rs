@@ -6,3 +6,6 @@ mod authz;
 mod concurrency;
 mod crash;
 mod support;
+mod bad_input;
+mod load;
+mod secrets;

@@ -56,7 +56,6 @@ pub fn binary() -> &'static Path {
 pub struct Server {
     child: Child,
     pub base: String,
-    pub data: PathBuf,
     /// Every line the server wrote to standard error (its log), so far.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -113,7 +112,6 @@ impl Server {
         Server {
             child,
             base,
-            data: data.to_owned(),
             log,
         }
     }
@@ -177,6 +175,20 @@ pub fn client() -> Client {
         .pool_max_idle_per_host(4)
         .build()
         .expect("an HTTP client")
+}
+
+/// A client that opens a connection per request: after a refused oversized body the
+/// server closes the connection, and a pooled client could race that close.
+pub fn unpooled(api: &Api) -> Api {
+    Api {
+        base: api.base.clone(),
+        token: api.token.clone(),
+        client: Client::builder()
+            .timeout(Duration::from_secs(20))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client"),
+    }
 }
 
 /// An answer: status, raw body and the body as JSON (`Null` when it is not JSON).
