@@ -235,13 +235,53 @@ fn list_request(pairs: &[(String, String)]) -> Result<ListRequest, ScimError> {
     })
 }
 
-/// A SearchRequest body (RFC 7644 §3.4.3).
+/// The members of a SearchRequest (RFC 7644 §3.4.3); matched ignoring case.
+const SEARCH_MEMBERS: [&str; 8] = [
+    "schemas",
+    "attributes",
+    "excludedAttributes",
+    "filter",
+    "sortBy",
+    "sortOrder",
+    "startIndex",
+    "count",
+];
+const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// A SearchRequest body (RFC 7644 §3.4.3). `schemas` may be left out (lenient
+/// clients), but when present it must name the SearchRequest schema.
 fn search_request(body: &Value) -> Result<ListRequest, ScimError> {
     let Value::Object(fields) = body else {
         return Err(ScimError::invalid_syntax(
             "the body must be a SearchRequest object",
         ));
     };
+    // Unknown members and a `schemas` that names something else are refused, not
+    // ignored: a client that misspells `filter` must not get every resource back.
+    if let Some((key, _)) = fields
+        .iter()
+        .find(|(key, _)| !SEARCH_MEMBERS.iter().any(|m| key.eq_ignore_ascii_case(m)))
+    {
+        return Err(ScimError::invalid_syntax(format!(
+            "`{key}` is not a member of a SearchRequest"
+        )));
+    }
+    if let Some((_, schemas)) = fields
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("schemas"))
+    {
+        let names_search = schemas.as_array().is_some_and(|list| {
+            list.iter().all(Value::is_string)
+                && list
+                    .iter()
+                    .any(|s| s.as_str() == Some(SEARCH_REQUEST_SCHEMA))
+        });
+        if !names_search {
+            return Err(ScimError::invalid_syntax(format!(
+                "`schemas` must list `{SEARCH_REQUEST_SCHEMA}`"
+            )));
+        }
+    }
     let get = |name: &str| {
         fields
             .iter()
