@@ -101,9 +101,12 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
 /// Every route: the route table, the server's OpenAPI document (which adds the cli's
 /// routes) and SCIM.
 pub fn all_routes(api: &Api) -> Vec<(String, String)> {
-    let mut routes: BTreeSet<(String, String)> = portcullis_http::route_list().into_iter().collect();
+    let mut routes: BTreeSet<(String, String)> =
+        portcullis_http::route_list().into_iter().collect();
     let document = api.get("/api/v1/openapi.json").json;
-    let paths = document["paths"].as_object().expect("paths in the document");
+    let paths = document["paths"]
+        .as_object()
+        .expect("paths in the document");
     for (path, operations) in paths {
         for method in operations.as_object().expect("operations").keys() {
             let method = method.to_uppercase();
@@ -118,13 +121,20 @@ pub fn all_routes(api: &Api) -> Vec<(String, String)> {
             "the server's document lacks {route:?}"
         );
     }
-    routes.extend(SCIM_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    routes.extend(
+        SCIM_ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string())),
+    );
     routes.into_iter().collect()
 }
 
 /// A concrete request for a route that, even when allowed, changes nothing: unknown
 /// targets, empty bodies.
-pub fn harmless_request(method: &str, path: &str) -> (String, Option<&'static str>, Option<Vec<u8>>) {
+pub fn harmless_request(
+    method: &str,
+    path: &str,
+) -> (String, Option<&'static str>, Option<Vec<u8>>) {
     let mut concrete = String::new();
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         concrete.push('/');
@@ -145,7 +155,11 @@ pub fn harmless_request(method: &str, path: &str) -> (String, Option<&'static st
         "GET" | "DELETE" => None,
         _ if path.ends_with("/import") => return (concrete, Some("text/csv"), Some(Vec::new())),
         _ if path.starts_with("/scim/") => {
-            return (concrete, Some("application/scim+json"), Some(b"{}".to_vec()));
+            return (
+                concrete,
+                Some("application/scim+json"),
+                Some(b"{}".to_vec()),
+            );
         }
         _ => Some(b"{}".to_vec()),
     };
@@ -197,14 +211,29 @@ fn every_route_by_every_caller_gets_the_designed_status() {
         json!({"name": "one-permission", "permissions": ["users.view"]}),
     );
     let mut callers: Vec<(&str, Option<String>)> = vec![
-        ("system-admin", Some(admin.token("m-admin", &["system-admin"], None))),
-        ("system-auditor", Some(admin.token("m-auditor", &["system-auditor"], None))),
-        ("checker", Some(admin.token("m-checker", &["checker"], None))),
+        (
+            "system-admin",
+            Some(admin.token("m-admin", &["system-admin"], None)),
+        ),
+        (
+            "system-auditor",
+            Some(admin.token("m-auditor", &["system-auditor"], None)),
+        ),
+        (
+            "checker",
+            Some(admin.token("m-checker", &["checker"], None)),
+        ),
         ("scim", Some(admin.token("m-scim", &["scim"], None))),
-        ("custom", Some(admin.token("m-custom", &["one-permission"], None))),
+        (
+            "custom",
+            Some(admin.token("m-custom", &["one-permission"], None)),
+        ),
     ];
     let revoked = admin.token("m-revoked", &["system-admin"], None);
-    assert_eq!(admin.with_token(Some(&revoked)).get("/api/v1/users").status, 200);
+    assert_eq!(
+        admin.with_token(Some(&revoked)).get("/api/v1/users").status,
+        200
+    );
     let deleted = admin.send("DELETE", "/api/v1/tokens/m-revoked", None);
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     let soon = (std::time::SystemTime::now() + Duration::from_secs(2))
@@ -231,20 +260,37 @@ fn every_route_by_every_caller_gets_the_designed_status() {
             let ok = match (&needs, unauthenticated) {
                 (None, _) => got == 200,
                 (Some(_), true) => got == 401,
-                (Some(permission), false) if permission.is_empty() || role_holds(role, permission) => {
+                (Some(permission), false)
+                    if permission.is_empty() || role_holds(role, permission) =>
+                {
                     (200..500).contains(&got) && got != 401 && got != 403
                 }
                 (Some(_), false) => got == 403,
             };
             if !ok {
-                failures.push(format!("{method} {path} as {role} (needs {needs:?}): {got}"));
+                failures.push(format!(
+                    "{method} {path} as {role} (needs {needs:?}): {got}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {n_cases} cases wrong:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n_cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(admin.revision(), revision, "the matrix wrote something");
-    eprintln!("authz: {} routes × {} callers = {n_cases} cases", routes.len(), callers.len());
-    assert!(routes.len() > 80, "the matrix covers every route: {}", routes.len());
+    eprintln!(
+        "authz: {} routes × {} callers = {n_cases} cases",
+        routes.len(),
+        callers.len()
+    );
+    assert!(
+        routes.len() > 80,
+        "the matrix covers every route: {}",
+        routes.len()
+    );
 }
 
 #[test]
@@ -275,7 +321,11 @@ fn revocation_and_role_changes_take_effect_on_the_next_request() {
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     let refused = api.get("/api/v1/groups");
     assert_eq!(refused.status, 401);
-    assert!(refused.json["error"]["code"].is_string(), "{}", refused.text());
+    assert!(
+        refused.json["error"]["code"].is_string(),
+        "{}",
+        refused.text()
+    );
     assert_eq!(api.get("/scim/v2/Users").status, 401);
     // A token acting for a user dies with the user's deactivation.
     admin.create("/api/v1/users", json!({"username": "owner"}));
@@ -285,12 +335,19 @@ fn revocation_and_role_changes_take_effect_on_the_next_request() {
     );
     let owned = admin.with_token(owned["secret"].as_str());
     assert_eq!(owned.get("/api/v1/users").status, 200);
-    let patched = admin.send("PATCH", "/api/v1/users/owner", Some(&json!({"active": false})));
+    let patched = admin.send(
+        "PATCH",
+        "/api/v1/users/owner",
+        Some(&json!({"active": false})),
+    );
     assert_eq!(patched.status, 200, "{}", patched.text());
     assert_eq!(owned.get("/api/v1/users").status, 401);
     // A token never mints a token with more than it holds.
     let auditor = admin.with_token(Some(&admin.token("aud", &["system-auditor"], None)));
-    let escalate = auditor.post("/api/v1/tokens", &json!({"name": "x", "roles": ["system-admin"]}));
+    let escalate = auditor.post(
+        "/api/v1/tokens",
+        &json!({"name": "x", "roles": ["system-admin"]}),
+    );
     assert_eq!(escalate.status, 403, "{}", escalate.text());
 }
 

@@ -119,7 +119,10 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let server = Server::start(dir.path(), &[]);
     let admin = unpooled(&server.admin());
     small_estate(&admin);
-    admin.create("/api/v1/roles/system-auditor/clone", json!({"name": "auditor-copy"}));
+    admin.create(
+        "/api/v1/roles/system-auditor/clone",
+        json!({"name": "auditor-copy"}),
+    );
     admin.token("victim", &["checker"], None);
     let scim_user = admin.post(
         "/scim/v2/Users",
@@ -136,7 +139,9 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
             continue;
         }
-        let url = concrete(path, &|segment| real_target(segment, path).replace("USERID", &scim_id));
+        let url = concrete(path, &|segment| {
+            real_target(segment, path).replace("USERID", &scim_id)
+        });
         for (case, content_type, body) in &bodies {
             let import = path.ends_with("/import");
             let content_type = if import { "text/csv" } else { content_type };
@@ -194,8 +199,16 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         }
     }
     assert_eq!(admin.revision(), revision, "hostile reads wrote something");
-    assert!(failures.is_empty(), "{} of {n_inputs} inputs mishandled:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("bad input: {n_inputs} inputs over {} routes, none mishandled", routes.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {n_inputs} inputs mishandled:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "bad input: {n_inputs} inputs over {} routes, none mishandled",
+        routes.len()
+    );
 }
 
 #[test]
@@ -208,13 +221,31 @@ fn case_variants_of_existing_names_are_duplicates() {
     let cases: &[(&str, Value)] = &[
         ("/api/v1/users", json!({"username": "ALICE"})),
         ("/api/v1/users", json!({"username": "Bob"})),
-        ("/api/v1/users", json!({"username": "dupe", "email": "ALICE@EXAMPLE.COM"})),
+        (
+            "/api/v1/users",
+            json!({"username": "dupe", "email": "ALICE@EXAMPLE.COM"}),
+        ),
         ("/api/v1/groups", json!({"name": "OPS"})),
-        ("/api/v1/assets", json!({"name": "WEB-01", "address": "10.0.0.9"})),
-        ("/api/v1/rules", json!({"name": "Ops-Prod", "users": ["alice"], "assets": ["web-01"], "accounts": ["@ALL"]})),
-        ("/api/v1/nodes", json!({"name": "PROD", "parent": "/Default"})),
-        ("/scim/v2/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "CAROL"})),
-        ("/scim/v2/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Dba"})),
+        (
+            "/api/v1/assets",
+            json!({"name": "WEB-01", "address": "10.0.0.9"}),
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "Ops-Prod", "users": ["alice"], "assets": ["web-01"], "accounts": ["@ALL"]}),
+        ),
+        (
+            "/api/v1/nodes",
+            json!({"name": "PROD", "parent": "/Default"}),
+        ),
+        (
+            "/scim/v2/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "CAROL"}),
+        ),
+        (
+            "/scim/v2/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Dba"}),
+        ),
     ];
     for (path, body) in cases {
         let answer = admin.post(path, body);
@@ -238,7 +269,10 @@ fn case_variants_of_existing_names_are_duplicates() {
     };
     assert_eq!(check("alice").json["allowed"], true);
     assert_eq!(check(lookalike).json["allowed"], false);
-    assert_eq!(admin.get("/api/v1/users/%D0%B0lice").json["username"], lookalike);
+    assert_eq!(
+        admin.get("/api/v1/users/%D0%B0lice").json["username"],
+        lookalike
+    );
 }
 
 #[test]
@@ -265,7 +299,10 @@ fn csv_export_neutralises_formula_cells() {
                 );
             }
         }
-        assert!(csv.contains(&format!("'{formula}")), "`{formula}` is exported behind a `'`");
+        assert!(
+            csv.contains(&format!("'{formula}")),
+            "`{formula}` is exported behind a `'`"
+        );
     }
     // The escape round-trips: importing the export gives back the same names.
     let again = admin.raw(

@@ -172,12 +172,15 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
         EntityKind::Node,
         json!({"name": "Prod", "parent": "/Default"}),
     ))];
-    setup.extend((0..USERS).map(|i| Op::Create(spec(EntityKind::User, json!({"username": format!("u{i}")})))));
-    setup.extend((0..GROUPS).map(|i| Op::Create(spec(EntityKind::Group, json!({"name": format!("g{i}")})))));
+    setup.extend(
+        (0..USERS)
+            .map(|i| Op::Create(spec(EntityKind::User, json!({"username": format!("u{i}")})))),
+    );
+    setup.extend(
+        (0..GROUPS).map(|i| Op::Create(spec(EntityKind::Group, json!({"name": format!("g{i}")})))),
+    );
     engine.write("setup", setup).expect("setup");
-    let assets: Vec<Op> = (0..ASSETS)
-        .map(|i| asset_op(&snapshot, i, true))
-        .collect();
+    let assets: Vec<Op> = (0..ASSETS).map(|i| asset_op(&snapshot, i, true)).collect();
     engine.write("setup", assets).expect("assets");
     drop(snapshot);
     let mut published: HashMap<u64, Arc<Snapshot>> = HashMap::new();
@@ -238,7 +241,9 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
     let mut n_refused = 0;
     while started.elapsed() < duration {
         let snapshot = engine.snapshot();
-        let ops: Vec<Op> = (0..1 + rng.below(3)).map(|_| random_op(&mut rng, &snapshot)).collect();
+        let ops: Vec<Op> = (0..1 + rng.below(3))
+            .map(|_| random_op(&mut rng, &snapshot))
+            .collect();
         match engine.write("writer", ops) {
             Ok(outcome) => {
                 let after = engine.snapshot();
@@ -287,7 +292,13 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
         };
         let expected = reference.check(&query).expect("the reference resolves");
         let sorted = |d: &Decision| -> (bool, Actions, Vec<Id>, u64, Option<Time>) {
-            (d.allowed, d.actions, d.rules.sorted(), d.revision, d.valid_until)
+            (
+                d.allowed,
+                d.actions,
+                d.rules.sorted(),
+                d.revision,
+                d.valid_until,
+            )
         };
         assert_eq!(
             sorted(decision),
@@ -304,6 +315,13 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
         revisions_seen.len()
     );
     assert!(n_writes > 50, "the writer made progress: {n_writes}");
-    assert!(revisions_seen.len() > 10, "checks saw many revisions: {}", revisions_seen.len());
-    assert!(n_allowed > 0 && n_allowed < records.len(), "both outcomes occur");
+    assert!(
+        revisions_seen.len() > 10,
+        "checks saw many revisions: {}",
+        revisions_seen.len()
+    );
+    assert!(
+        n_allowed > 0 && n_allowed < records.len(),
+        "both outcomes occur"
+    );
 }

@@ -58,7 +58,11 @@ enum Sent {
 fn send(api: &Api, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Sent {
     match api.try_raw(method, path, Some(content_type), Some(body)) {
         Ok(answer) if (200..300).contains(&answer.status) => Sent::Ok(answer.json),
-        Ok(answer) => Sent::Refused(format!("{method} {path}: {} {}", answer.status, answer.text())),
+        Ok(answer) => Sent::Refused(format!(
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.text()
+        )),
         Err(_) => Sent::Lost,
     }
 }
@@ -89,7 +93,13 @@ fn admin_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
         if i % 3 == 0 {
             let body = serde_json::to_vec(&json!(name)).expect("JSON");
             ledger.lock().expect("ledger").sent += 1;
-            match send(&api, "POST", "/api/v1/groups/ops/members", "application/json", body) {
+            match send(
+                &api,
+                "POST",
+                "/api/v1/groups/ops/members",
+                "application/json",
+                body,
+            ) {
                 Sent::Ok(json) => {
                     let mut ledger = ledger.lock().expect("ledger");
                     note_revision(&mut ledger, &json);
@@ -114,7 +124,13 @@ fn import_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) 
             csv.push_str(&format!("{name},{name}@example.com\n"));
         }
         ledger.lock().expect("ledger").sent += 1;
-        match send(&api, "POST", "/api/v1/users/import", "text/csv", csv.into_bytes()) {
+        match send(
+            &api,
+            "POST",
+            "/api/v1/users/import",
+            "text/csv",
+            csv.into_bytes(),
+        ) {
             Sent::Ok(json) => {
                 let mut ledger = ledger.lock().expect("ledger");
                 note_revision(&mut ledger, &json);
@@ -123,7 +139,11 @@ fn import_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) 
             }
             Sent::Refused(error) => ledger.lock().expect("ledger").errors.push(error),
             Sent::Lost => {
-                ledger.lock().expect("ledger").unacknowledged_batches.push(names);
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .unacknowledged_batches
+                    .push(names);
                 return;
             }
         }
@@ -143,7 +163,13 @@ fn scim_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
         });
         let body = serde_json::to_vec(&body).expect("JSON");
         ledger.lock().expect("ledger").sent += 1;
-        match send(&api, "POST", "/scim/v2/Users", "application/scim+json", body) {
+        match send(
+            &api,
+            "POST",
+            "/scim/v2/Users",
+            "application/scim+json",
+            body,
+        ) {
             Sent::Ok(json) => {
                 let mut ledger = ledger.lock().expect("ledger");
                 ledger.users.push(name.clone());
@@ -166,7 +192,13 @@ fn scim_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
             });
             let body = serde_json::to_vec(&body).expect("JSON");
             ledger.lock().expect("ledger").sent += 1;
-            match send(&api, "POST", "/scim/v2/Groups", "application/scim+json", body) {
+            match send(
+                &api,
+                "POST",
+                "/scim/v2/Groups",
+                "application/scim+json",
+                body,
+            ) {
                 Sent::Ok(_) => {
                     let mut ledger = ledger.lock().expect("ledger");
                     ledger.groups.push((group, 2));
@@ -195,11 +227,17 @@ fn verify_store(data: &std::path::Path, ledger: &Ledger, cycle: usize) -> u64 {
     );
     let has_user = |name: &str| snapshot.entity_json(EntityKind::User, name).is_ok();
     for name in &ledger.users {
-        assert!(has_user(name), "cycle {cycle}: acknowledged user `{name}` lost");
+        assert!(
+            has_user(name),
+            "cycle {cycle}: acknowledged user `{name}` lost"
+        );
     }
     for batch in &ledger.batches {
         for name in batch {
-            assert!(has_user(name), "cycle {cycle}: acknowledged import lost `{name}`");
+            assert!(
+                has_user(name),
+                "cycle {cycle}: acknowledged import lost `{name}`"
+            );
         }
     }
     for batch in &ledger.unacknowledged_batches {
@@ -214,14 +252,20 @@ fn verify_store(data: &std::path::Path, ledger: &Ledger, cycle: usize) -> u64 {
             .entity_json(EntityKind::Group, group)
             .unwrap_or_else(|_| panic!("cycle {cycle}: acknowledged SCIM group `{group}` lost"));
         let members = json["members"].as_array().map_or(0, Vec::len);
-        assert_eq!(members, *n_members, "cycle {cycle}: members of `{group}`: {json}");
+        assert_eq!(
+            members, *n_members,
+            "cycle {cycle}: members of `{group}`: {json}"
+        );
     }
     let ops = snapshot
         .entity_json(EntityKind::Group, "ops")
         .expect("group ops");
     let ops_text = ops["members"].to_string();
     for name in &ledger.ops_members {
-        let id = snapshot.entity_json(EntityKind::User, name).expect("member")["id"].clone();
+        let id = snapshot
+            .entity_json(EntityKind::User, name)
+            .expect("member")["id"]
+            .clone();
         let id = id.as_str().unwrap_or_default().to_owned();
         assert!(
             ops_text.contains(&format!("\"{name}\"")) || ops_text.contains(&id),
@@ -287,7 +331,11 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
             thread.join().expect("a writer thread");
         }
         let ledger = ledger.lock().expect("ledger");
-        assert!(ledger.errors.is_empty(), "error answers: {:?}", ledger.errors);
+        assert!(
+            ledger.errors.is_empty(),
+            "error answers: {:?}",
+            ledger.errors
+        );
         if ledger.sent > before {
             kills_mid_write += 1;
         }
@@ -310,10 +358,16 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
     let live_revision = admin.revision();
     server.stop();
     let stored_revision = verify_store(dir.path(), &ledger, cycles);
-    assert_eq!(stored_revision, live_revision, "a clean stop keeps every write");
+    assert_eq!(
+        stored_revision, live_revision,
+        "a clean stop keeps every write"
+    );
     let server = Server::start(dir.path(), &[]);
     let rebuilt = observe(&server.admin(), &sample);
-    assert_eq!(live, rebuilt, "the live snapshot and the one rebuilt from the store differ");
+    assert_eq!(
+        live, rebuilt,
+        "the live snapshot and the one rebuilt from the store differ"
+    );
     for name in ledger.users.iter().take(5) {
         let assets = &rebuilt[name].1;
         assert!(
@@ -331,6 +385,13 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
         ledger.unacknowledged_batches.len()
     );
     assert!(cycles >= 20 || std::env::var("PORTCULLIS_CRASH_CYCLES").is_ok());
-    assert!(ledger.acknowledged > cycles, "the writers made progress: {}", ledger.acknowledged);
-    assert!(elapsed < Duration::from_secs(60), "crash test took {elapsed:?}");
+    assert!(
+        ledger.acknowledged > cycles,
+        "the writers made progress: {}",
+        ledger.acknowledged
+    );
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "crash test took {elapsed:?}"
+    );
 }

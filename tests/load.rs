@@ -80,7 +80,9 @@ fn run(api: Api, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>, kind: usize) {
             local.check_latencies.push(elapsed);
         }
         if !(200..300).contains(&answer.status) {
-            local.errors.push(format!("{kind}/{i}: {} {}", answer.status, answer.text()));
+            local
+                .errors
+                .push(format!("{kind}/{i}: {} {}", answer.status, answer.text()));
         }
         i += 1;
     }
@@ -139,7 +141,11 @@ fn mixed_load_holds_memory_and_latency_without_errors() {
         baseline / (1024 * 1024),
         peak / (1024 * 1024)
     );
-    assert!(tally.errors.is_empty(), "error responses: {:?}", &tally.errors[..tally.errors.len().min(10)]);
+    assert!(
+        tally.errors.is_empty(),
+        "error responses: {:?}",
+        &tally.errors[..tally.errors.len().min(10)]
+    );
     assert!(tally.requests > 100, "the load ran: {}", tally.requests);
     assert!(
         peak <= baseline + RSS_GROWTH_BOUND,

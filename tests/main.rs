@@ -3,9 +3,9 @@
 //! on 127.0.0.1. One test binary; each module is one concern of issue #9.
 
 mod authz;
+mod bad_input;
 mod concurrency;
 mod crash;
-mod support;
-mod bad_input;
 mod load;
 mod secrets;
+mod support;

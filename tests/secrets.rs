@@ -17,7 +17,8 @@ const WRONG_TOKEN: &str = "pcs_wrong-token-never-valid-93jd";
 
 /// The text of every cell of an XLSX file.
 fn xlsx_text(bytes: &[u8]) -> String {
-    let mut workbook: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes.to_vec())).expect("an XLSX export");
+    let mut workbook: Xlsx<_> =
+        open_workbook_from_rs(Cursor::new(bytes.to_vec())).expect("an XLSX export");
     let mut text = String::new();
     for name in workbook.sheet_names() {
         let range = workbook.worksheet_range(&name).expect("a sheet");
@@ -60,7 +61,13 @@ fn secrets_are_never_logged_exported_or_returned() {
                      "Operations": [{"op": "replace", "path": "password", "value": SCIM_PASSWORD}]})),
     );
     assert!(replaced.status < 300, "{}", replaced.text());
-    assert_eq!(admin.with_token(Some(WRONG_TOKEN)).get("/api/v1/users").status, 401);
+    assert_eq!(
+        admin
+            .with_token(Some(WRONG_TOKEN))
+            .get("/api/v1/users")
+            .status,
+        401
+    );
     let check = admin.with_token(Some(&checker)).post(
         "/api/v1/check",
         &json!({"user": "bob", "asset": "db-01", "account": "root", "protocol": "ssh", "action": "connect"}),
@@ -101,11 +108,21 @@ fn secrets_are_never_logged_exported_or_returned() {
         exports.push((format!("{kind}.xlsx"), xlsx_text(&xlsx.bytes)));
     }
     let users_csv = &exports[0].1;
-    assert!(users_csv.contains("dora") && users_csv.contains("eve"), "{users_csv}");
+    assert!(
+        users_csv.contains("dora") && users_csv.contains("eve"),
+        "{users_csv}"
+    );
     let log = server.stop();
     let store = std::fs::read(dir.path().join(STORE_FILE)).expect("the store file");
 
-    let secrets = [BOOTSTRAP, &checker, &provisioner, LOCAL_PASSWORD, SCIM_PASSWORD, WRONG_TOKEN];
+    let secrets = [
+        BOOTSTRAP,
+        &checker,
+        &provisioner,
+        LOCAL_PASSWORD,
+        SCIM_PASSWORD,
+        WRONG_TOKEN,
+    ];
     let mut leaks = Vec::new();
     let log_text = log.join("\n");
     // The server logs little (it logs refusals at debug level, not every request):

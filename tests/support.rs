@@ -2,10 +2,11 @@
 //! it, and a seeded random source.
 //!
 //! The binary is found beside the test executable's directory (`target/<profile>/`).
-//! `cargo test --workspace` builds it (the cli package's own tests need it); run on
-//! its own (`cargo test -p portcullis-tests`), the harness builds it first with the
-//! same cargo and profile, which is a no-op when it is fresh, so a stale binary is
-//! never tested.
+//! `cargo test --workspace` builds it (the cli package's own tests need it). When it
+//! is missing, or older than any source file of the engine and the front-ends (run
+//! on its own, `cargo test -p portcullis-tests` does not build it), the harness builds
+//! it with the same cargo and profile first, so a stale binary is never tested.
+//! `PORTCULLIS_TEST_BIN` names another binary to test instead.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,7 +35,23 @@ pub fn binary() -> &'static Path {
             .parent()
             .and_then(Path::parent)
             .expect("the test executable sits in target/<profile>/deps");
+        if let Some(path) = std::env::var_os("PORTCULLIS_TEST_BIN") {
+            return PathBuf::from(path);
+        }
         let path = profile_dir.join(format!("portcullis{}", std::env::consts::EXE_SUFFIX));
+        let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace root");
+        let newest_source = ["engine", "frontends", "Cargo.lock"]
+            .iter()
+            .filter_map(|p| newest(&workspace.join(p)))
+            .max();
+        if let (Some(built), Some(source)) = (built, newest_source) {
+            if built >= source {
+                return path;
+            }
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
             Some("release") => "release",
@@ -50,6 +67,20 @@ pub fn binary() -> &'static Path {
         assert!(path.exists(), "no binary at {}", path.display());
         path
     })
+}
+
+/// The newest modification time of a file under `path` (skipping `target`).
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_dir() {
+        return metadata.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name() != "target")
+        .filter_map(|entry| newest(&entry.path()))
+        .max()
 }
 
 /// A running `portcullis serve`, killed when dropped.
@@ -109,11 +140,7 @@ impl Server {
             .strip_prefix("portcullis: listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Server {
-            child,
-            base,
-            log,
-        }
+        Server { child, base, log }
     }
 
     pub fn pid(&self) -> u32 {
@@ -375,14 +402,20 @@ pub fn seconds_from_env(name: &str, default: u64) -> Duration {
 /// rule `ops-prod`.
 pub fn small_estate(api: &Api) {
     use serde_json::json;
-    api.create("/api/v1/nodes", json!({"name": "Prod", "parent": "/Default"}));
+    api.create(
+        "/api/v1/nodes",
+        json!({"name": "Prod", "parent": "/Default"}),
+    );
     for user in ["alice", "bob", "carol"] {
         api.create(
             "/api/v1/users",
             json!({"username": user, "email": format!("{user}@example.com")}),
         );
     }
-    api.create("/api/v1/groups", json!({"name": "dba", "members": ["carol"]}));
+    api.create(
+        "/api/v1/groups",
+        json!({"name": "dba", "members": ["carol"]}),
+    );
     api.create(
         "/api/v1/groups",
         json!({"name": "ops", "members": ["bob"], "subgroups": ["dba"]}),

@@ -339,12 +339,18 @@ async fn search_requests_with_unknown_members_or_wrong_schemas_are_refused() {
     ] {
         let bad = server.post("/Users/.search", body).await.expect(400);
         assert_eq!(bad.scim_type(), Some("invalidSyntax"));
-        let bad = server.post("/.search", json!({"FILTR": "x"})).await.expect(400);
+        let bad = server
+            .post("/.search", json!({"FILTR": "x"}))
+            .await
+            .expect(400);
         assert_eq!(bad.scim_type(), Some("invalidSyntax"));
     }
     // Member names are matched ignoring case, and `schemas` may be left out.
     server
-        .post("/Users/.search", json!({"FILTER": "userName eq \"nobody\"", "Count": 5}))
+        .post(
+            "/Users/.search",
+            json!({"FILTER": "userName eq \"nobody\"", "Count": 5}),
+        )
         .await
         .expect(200);
 }
