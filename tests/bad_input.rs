@@ -333,3 +333,73 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     cells
 }
+
+/// Injection-shaped names are data: each is refused with a 4xx or stored and given
+/// back byte for byte, never interpreted; and injection-shaped SCIM filters never
+/// widen a search.
+#[test]
+fn injection_shaped_values_are_stored_verbatim_or_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = unpooled(&server.admin());
+    small_estate(&admin);
+    let mut stored = 0;
+    for (i, hostile) in HOSTILE.iter().enumerate() {
+        let revision = admin.revision();
+        let answer = admin.post(
+            "/api/v1/groups",
+            &json!({"name": hostile, "description": hostile}),
+        );
+        match answer.status {
+            201 => {
+                stored += 1;
+                let id = answer.json["id"].as_str().expect("an id");
+                let back = admin.get(&format!("/api/v1/groups/{id}"));
+                assert_eq!(back.json["name"], *hostile, "group {i} round-trips");
+                assert_eq!(back.json["description"], *hostile);
+                let by_name = admin.get(&format!("/api/v1/groups/{}", percent_encode(hostile)));
+                assert_eq!(by_name.status, 200, "`{hostile}` is found by name");
+                assert_eq!(by_name.json["id"], answer.json["id"]);
+            }
+            400..=499 => {
+                assert!(
+                    error_shape_ok("/api/v1/groups", &answer),
+                    "{}",
+                    answer.text()
+                );
+                assert_eq!(
+                    admin.revision(),
+                    revision,
+                    "`{hostile}` refused but written"
+                );
+            }
+            other => panic!("POST group `{hostile}`: {other} {}", answer.text()),
+        }
+    }
+    assert!(stored > 0, "some hostile names are ordinary data");
+    // SCIM filters: a quote inside a string stays inside it.
+    for filter in [
+        r#"userName eq "nobody\" or userName pr \"""#,
+        r#"userName eq "nobody" ) or ( userName pr"#,
+        r#"userName eq "*""#,
+        r#"userName co "%""#,
+        r#"userName eq "alice" or"#,
+    ] {
+        let answer = admin.get(&format!("/scim/v2/Users?filter={}", percent_encode(filter)));
+        match answer.status {
+            200 => assert_eq!(
+                answer.json["totalResults"],
+                0,
+                "filter {filter:?} widened the search: {}",
+                answer.text()
+            ),
+            400 => assert_eq!(
+                answer.json["scimType"],
+                "invalidFilter",
+                "{}",
+                answer.text()
+            ),
+            other => panic!("filter {filter:?}: {other} {}", answer.text()),
+        }
+    }
+}
