@@ -21,6 +21,22 @@ use crate::{Scim, bulk};
 /// `min_revision` set to it sees the write.
 pub const REVISION_HEADER: &str = "x-portcullis-revision";
 
+/// The largest oversized body read (and dropped) before answering 413; larger ones
+/// are answered at once and the connection closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads and drops a body (for up to 5 s): a server that answers and closes while
+/// the client is still sending makes the client see a reset instead of the answer.
+async fn drain(mut body: axum::body::Body) {
+    use axum::body::HttpBody;
+    let read = async {
+        while let Some(Ok(_)) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+}
+
 /// A JSON body, read up to `maxPayloadSize`.
 pub(crate) struct JsonBody(pub Value);
 
@@ -39,7 +55,10 @@ impl FromRequest<Scim> for JsonBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > limit) {
+        if let Some(length) = declared.filter(|length| *length > limit) {
+            if length <= DRAIN_LIMIT {
+                drain(request.into_body()).await;
+            }
             return Err(too_large());
         }
         let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
