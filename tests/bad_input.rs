@@ -16,7 +16,7 @@
 use serde_json::{Value, json};
 
 use crate::authz::all_routes;
-use crate::support::{Server, small_estate, unpooled};
+use crate::support::{Server, small_estate};
 
 /// The body cases: a name, a content type and the bytes.
 fn bad_bodies(body_limit: usize) -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -117,7 +117,7 @@ fn percent_encode(text: &str) -> String {
 fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(dir.path(), &[]);
-    let admin = unpooled(&server.admin());
+    let admin = server.admin();
     small_estate(&admin);
     admin.create(
         "/api/v1/roles/system-auditor/clone",
@@ -341,7 +341,7 @@ fn split_csv(line: &str) -> Vec<String> {
 fn injection_shaped_values_are_stored_verbatim_or_refused() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(dir.path(), &[]);
-    let admin = unpooled(&server.admin());
+    let admin = server.admin();
     small_estate(&admin);
     let mut stored = 0;
     for (i, hostile) in HOSTILE.iter().enumerate() {
@@ -400,6 +400,35 @@ fn injection_shaped_values_are_stored_verbatim_or_refused() {
                 answer.text()
             ),
             other => panic!("filter {filter:?}: {other} {}", answer.text()),
+        }
+    }
+}
+
+/// An oversized body gets its 413 (not a reset), and the client's pooled connection
+/// stays usable, on the API and SCIM. Regression: SCIM answered 413 without reading
+/// the rest of the body and without `Connection: close`, so a keep-alive client's
+/// next request on that connection failed.
+#[test]
+fn oversized_bodies_get_413_and_the_next_request_works() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    let huge = vec![b'a'; 2 * 1024 * 1024];
+    for (path, content_type) in [
+        ("/api/v1/users", "application/json"),
+        ("/api/v1/check", "application/json"),
+        ("/scim/v2/Users", "application/scim+json"),
+        ("/scim/v2/Bulk", "application/scim+json"),
+    ] {
+        for round in 0..5 {
+            let answer = admin
+                .try_raw("POST", path, Some(content_type), Some(huge.clone()))
+                .unwrap_or_else(|error| panic!("POST {path} (round {round}): no answer: {error}"));
+            assert_eq!(answer.status, 413, "POST {path}: {}", answer.text());
+            let health = admin
+                .try_raw("GET", "/healthz", None, None)
+                .unwrap_or_else(|error| panic!("GET /healthz after POST {path}: {error}"));
+            assert_eq!(health.status, 200);
         }
     }
 }

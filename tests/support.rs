@@ -204,20 +204,6 @@ pub fn client() -> Client {
         .expect("an HTTP client")
 }
 
-/// A client that opens a connection per request: after a refused oversized body the
-/// server closes the connection, and a pooled client could race that close.
-pub fn unpooled(api: &Api) -> Api {
-    Api {
-        base: api.base.clone(),
-        token: api.token.clone(),
-        client: Client::builder()
-            .timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("an HTTP client"),
-    }
-}
-
 /// An answer: status, raw body and the body as JSON (`Null` when it is not JSON).
 #[derive(Debug, Clone)]
 pub struct Answer {
