@@ -557,10 +557,38 @@ pub(crate) async fn schema(
         .ok_or_else(|| ScimError::NotFound(format!("no schema `{id}`")))
 }
 
-pub(crate) async fn not_found(uri: Uri) -> ScimError {
-    ScimError::NotFound(format!("no endpoint `{}`", uri.path()))
+pub(crate) async fn not_found(request: Request) -> Response {
+    let error = ScimError::NotFound(format!("no endpoint `{}`", request.uri().path()));
+    close_if_unread(has_body(&request), error.into_response())
 }
 
-pub(crate) async fn method_not_allowed() -> ScimError {
-    ScimError::MethodNotAllowed
+pub(crate) async fn method_not_allowed(request: Request) -> Response {
+    close_if_unread(
+        has_body(&request),
+        ScimError::MethodNotAllowed.into_response(),
+    )
+}
+
+/// Whether a request carries a body: a declared non-zero length, or a chunked one.
+pub(crate) fn has_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
+}
+
+/// For an answer given without reading the request's body (refused by authorization,
+/// or no such endpoint): the server drops such a connection after answering, so say
+/// `Connection: close`, or a keep-alive client sends its next request on a connection
+/// about to close and sees it fail.
+pub(crate) fn close_if_unread(request_has_body: bool, mut response: Response) -> Response {
+    if request_has_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
