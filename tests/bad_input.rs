@@ -405,9 +405,11 @@ fn injection_shaped_values_are_stored_verbatim_or_refused() {
 }
 
 /// An oversized body gets its 413 (not a reset), and the client's pooled connection
-/// stays usable, on the API and SCIM. Regression: SCIM answered 413 without reading
-/// the rest of the body and without `Connection: close`, so a keep-alive client's
-/// next request on that connection failed.
+/// stays usable, on the API and SCIM; so do bodies refused before they are read (no
+/// token, no such route). Regressions: SCIM answered 413 without reading the rest of
+/// the body, and both front-ends answered 401/404 to a large unread body without
+/// `Connection: close`, so a keep-alive client's next request on that connection
+/// failed.
 #[test]
 fn oversized_bodies_get_413_and_the_next_request_works() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -426,6 +428,28 @@ fn oversized_bodies_get_413_and_the_next_request_works() {
                 .unwrap_or_else(|error| panic!("POST {path} (round {round}): no answer: {error}"));
             assert_eq!(answer.status, 413, "POST {path}: {}", answer.text());
             let health = admin
+                .try_raw("GET", "/healthz", None, None)
+                .unwrap_or_else(|error| panic!("GET /healthz after POST {path}: {error}"));
+            assert_eq!(health.status, 200);
+        }
+    }
+    // Bodies under the limit that are refused before anything reads them (no token).
+    let anonymous = admin.with_token(None);
+    let big = vec![b'a'; 1000 * 1024];
+    let cases = [
+        (&anonymous, "/api/v1/users", 401),
+        (&anonymous, "/scim/v2/Users", 401),
+        (&anonymous, "/api/v1/users/import", 401),
+        (&admin, "/api/v1/no-such-route", 404),
+        (&admin, "/scim/v2/NoSuch/x/y", 404),
+    ];
+    for (api, path, status) in cases {
+        for round in 0..5 {
+            let answer = api
+                .try_raw("POST", path, Some("application/json"), Some(big.clone()))
+                .unwrap_or_else(|error| panic!("POST {path} (round {round}): no answer: {error}"));
+            assert_eq!(answer.status, status, "POST {path}: {}", answer.text());
+            let health = api
                 .try_raw("GET", "/healthz", None, None)
                 .unwrap_or_else(|error| panic!("GET /healthz after POST {path}: {error}"));
             assert_eq!(health.status, 200);
