@@ -80,6 +80,34 @@ pub(crate) async fn refuse_oversized(
     ApiError::PayloadTooLarge.into_response()
 }
 
+/// Whether a request carries a body: a declared non-zero length, or a chunked one.
+pub(crate) fn has_body(headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header;
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
+}
+
+/// For an answer given without reading the request's body (refused by authorization,
+/// or no such route): the server drops such a connection after answering, so say
+/// `Connection: close`, or a keep-alive client sends its next request on a connection
+/// about to close and sees it fail.
+pub(crate) fn close_if_unread(
+    request_has_body: bool,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if request_has_body {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Path parameters, with rejections as [`ApiError`].
 pub(crate) struct ApiPath<T>(pub T);
 

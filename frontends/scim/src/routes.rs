@@ -21,6 +21,22 @@ use crate::{Scim, bulk};
 /// `min_revision` set to it sees the write.
 pub const REVISION_HEADER: &str = "x-portcullis-revision";
 
+/// The largest oversized body read (and dropped) before answering 413; larger ones
+/// are answered at once and the connection closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads and drops a body (for up to 5 s): a server that answers and closes while
+/// the client is still sending makes the client see a reset instead of the answer.
+async fn drain(mut body: axum::body::Body) {
+    use axum::body::HttpBody;
+    let read = async {
+        while let Some(Ok(_)) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+}
+
 /// A JSON body, read up to `maxPayloadSize`.
 pub(crate) struct JsonBody(pub Value);
 
@@ -39,7 +55,10 @@ impl FromRequest<Scim> for JsonBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > limit) {
+        if let Some(length) = declared.filter(|length| *length > limit) {
+            if length <= DRAIN_LIMIT {
+                drain(request.into_body()).await;
+            }
             return Err(too_large());
         }
         let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
@@ -235,13 +254,53 @@ fn list_request(pairs: &[(String, String)]) -> Result<ListRequest, ScimError> {
     })
 }
 
-/// A SearchRequest body (RFC 7644 §3.4.3).
+/// The members of a SearchRequest (RFC 7644 §3.4.3); matched ignoring case.
+const SEARCH_MEMBERS: [&str; 8] = [
+    "schemas",
+    "attributes",
+    "excludedAttributes",
+    "filter",
+    "sortBy",
+    "sortOrder",
+    "startIndex",
+    "count",
+];
+const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// A SearchRequest body (RFC 7644 §3.4.3). `schemas` may be left out (lenient
+/// clients), but when present it must name the SearchRequest schema.
 fn search_request(body: &Value) -> Result<ListRequest, ScimError> {
     let Value::Object(fields) = body else {
         return Err(ScimError::invalid_syntax(
             "the body must be a SearchRequest object",
         ));
     };
+    // Unknown members and a `schemas` that names something else are refused, not
+    // ignored: a client that misspells `filter` must not get every resource back.
+    if let Some((key, _)) = fields
+        .iter()
+        .find(|(key, _)| !SEARCH_MEMBERS.iter().any(|m| key.eq_ignore_ascii_case(m)))
+    {
+        return Err(ScimError::invalid_syntax(format!(
+            "`{key}` is not a member of a SearchRequest"
+        )));
+    }
+    if let Some((_, schemas)) = fields
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("schemas"))
+    {
+        let names_search = schemas.as_array().is_some_and(|list| {
+            list.iter().all(Value::is_string)
+                && list
+                    .iter()
+                    .any(|s| s.as_str() == Some(SEARCH_REQUEST_SCHEMA))
+        });
+        if !names_search {
+            return Err(ScimError::invalid_syntax(format!(
+                "`schemas` must list `{SEARCH_REQUEST_SCHEMA}`"
+            )));
+        }
+    }
     let get = |name: &str| {
         fields
             .iter()
@@ -498,10 +557,38 @@ pub(crate) async fn schema(
         .ok_or_else(|| ScimError::NotFound(format!("no schema `{id}`")))
 }
 
-pub(crate) async fn not_found(uri: Uri) -> ScimError {
-    ScimError::NotFound(format!("no endpoint `{}`", uri.path()))
+pub(crate) async fn not_found(request: Request) -> Response {
+    let error = ScimError::NotFound(format!("no endpoint `{}`", request.uri().path()));
+    close_if_unread(has_body(&request), error.into_response())
 }
 
-pub(crate) async fn method_not_allowed() -> ScimError {
-    ScimError::MethodNotAllowed
+pub(crate) async fn method_not_allowed(request: Request) -> Response {
+    close_if_unread(
+        has_body(&request),
+        ScimError::MethodNotAllowed.into_response(),
+    )
+}
+
+/// Whether a request carries a body: a declared non-zero length, or a chunked one.
+pub(crate) fn has_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
+}
+
+/// For an answer given without reading the request's body (refused by authorization,
+/// or no such endpoint): the server drops such a connection after answering, so say
+/// `Connection: close`, or a keep-alive client sends its next request on a connection
+/// about to close and sees it fail.
+pub(crate) fn close_if_unread(request_has_body: bool, mut response: Response) -> Response {
+    if request_has_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

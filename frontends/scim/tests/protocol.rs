@@ -327,6 +327,34 @@ async fn searches_by_post() {
     assert_eq!(bad.scim_type(), Some("invalidSyntax"));
 }
 
+/// Regression: a misspelt member (`filtr`) or a wrong `schemas` used to be ignored,
+/// so the search answered every resource.
+#[tokio::test]
+async fn search_requests_with_unknown_members_or_wrong_schemas_are_refused() {
+    let server = Server::start().await;
+    for body in [
+        json!({"filtr": "userName eq \"nobody\""}),
+        json!({"schemas": 5, "filter": "userName eq \"nobody\""}),
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}),
+    ] {
+        let bad = server.post("/Users/.search", body).await.expect(400);
+        assert_eq!(bad.scim_type(), Some("invalidSyntax"));
+        let bad = server
+            .post("/.search", json!({"FILTR": "x"}))
+            .await
+            .expect(400);
+        assert_eq!(bad.scim_type(), Some("invalidSyntax"));
+    }
+    // Member names are matched ignoring case, and `schemas` may be left out.
+    server
+        .post(
+            "/Users/.search",
+            json!({"FILTER": "userName eq \"nobody\"", "Count": 5}),
+        )
+        .await
+        .expect(200);
+}
+
 #[tokio::test]
 async fn etags_guard_writes() {
     let server = Server::start().await;

@@ -1,0 +1,379 @@
+//! The authorization matrix over a running `serve`: every route × every kind of
+//! caller → the designed status.
+//!
+//! Routes: `portcullis_http::route_list()`, plus every other route the server's
+//! OpenAPI document lists (the import/export routes the cli adds, and whatever later
+//! front-ends add there), plus the SCIM routes below. A new route joins the matrix by
+//! being in the route table (nothing to do) or with one line in [`SCIM_ROUTES`] /
+//! [`designed_permission`].
+//!
+//! Callers: tokens with the built-in roles system-admin, system-auditor, checker and
+//! scim, a token with a custom role holding one permission (`users.view`), no token,
+//! a revoked (deleted) token and an expired one.
+//!
+//! Designed outcome: no, revoked or expired token → 401 (public routes: 200); a token
+//! whose roles lack the route's permission → 403; one that holds it → the route's own
+//! answer, 2xx or a 4xx that is not 401/403 (every request names a missing target or
+//! carries an empty body, so the matrix writes nothing: the revision is checked).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Api, Server, small_estate};
+
+/// The SCIM routes (paths under the server root), one line each.
+const SCIM_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/scim/v2/ServiceProviderConfig"),
+    ("GET", "/scim/v2/ResourceTypes"),
+    ("GET", "/scim/v2/ResourceTypes/{id}"),
+    ("GET", "/scim/v2/Schemas"),
+    ("GET", "/scim/v2/Schemas/{id}"),
+    ("POST", "/scim/v2/Bulk"),
+    ("POST", "/scim/v2/.search"),
+    ("GET", "/scim/v2/Users"),
+    ("POST", "/scim/v2/Users"),
+    ("POST", "/scim/v2/Users/.search"),
+    ("GET", "/scim/v2/Users/{id}"),
+    ("PUT", "/scim/v2/Users/{id}"),
+    ("PATCH", "/scim/v2/Users/{id}"),
+    ("DELETE", "/scim/v2/Users/{id}"),
+    ("GET", "/scim/v2/Groups"),
+    ("POST", "/scim/v2/Groups"),
+    ("GET", "/scim/v2/Groups/{id}"),
+    ("PATCH", "/scim/v2/Groups/{id}"),
+    ("DELETE", "/scim/v2/Groups/{id}"),
+];
+
+/// The permission a route needs, by design (DESIGN.md, the README's role table), not
+/// read from the code under test. `None`: public. `Some("")`: any valid token.
+pub fn designed_permission(method: &str, path: &str) -> Option<String> {
+    if ["/healthz", "/metrics", "/api/v1/openapi.json"].contains(&path) {
+        return None;
+    }
+    if path == "/api/v1/whoami" {
+        return Some(String::new());
+    }
+    if path.starts_with("/scim/v2/") {
+        return Some("scim.provision".to_owned());
+    }
+    let decisions = [
+        "/api/v1/check",
+        "/api/v1/check/batch",
+        "/api/v1/explain",
+        "/api/v1/permissions/check",
+        "/api/v1/users/{user}/assets",
+        "/api/v1/users/{user}/nodes",
+        "/api/v1/users/{user}/assets/{asset}/accounts",
+        "/api/v1/assets/{asset}/users",
+    ];
+    if decisions.contains(&path) {
+        return Some("decisions.check".to_owned());
+    }
+    if path == "/api/v1/changes" || path == "/api/v1/watch" {
+        return Some("changes.view".to_owned());
+    }
+    if path.starts_with("/api/v1/groups/{group}/members") {
+        return Some("groups.change".to_owned());
+    }
+    let resource = path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .next()
+        .expect("a resource");
+    let verb = if path.ends_with("/export") {
+        "view"
+    } else if path.ends_with("/import") || path.ends_with("/clone") {
+        "add"
+    } else {
+        match method {
+            "GET" => "view",
+            "POST" => "add",
+            "PUT" | "PATCH" => "change",
+            "DELETE" => "delete",
+            other => panic!("no designed permission for {other} {path}"),
+        }
+    };
+    Some(format!("{resource}.{verb}"))
+}
+
+/// Every route: the route table, the server's OpenAPI document (which adds the cli's
+/// routes) and SCIM.
+pub fn all_routes(api: &Api) -> Vec<(String, String)> {
+    let mut routes: BTreeSet<(String, String)> =
+        portcullis_http::route_list().into_iter().collect();
+    let document = api.get("/api/v1/openapi.json").json;
+    let paths = document["paths"]
+        .as_object()
+        .expect("paths in the document");
+    for (path, operations) in paths {
+        for method in operations.as_object().expect("operations").keys() {
+            let method = method.to_uppercase();
+            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                routes.insert((method, path.clone()));
+            }
+        }
+    }
+    for route in portcullis_http::route_list() {
+        assert!(
+            routes.contains(&route),
+            "the server's document lacks {route:?}"
+        );
+    }
+    routes.extend(
+        SCIM_ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string())),
+    );
+    routes.into_iter().collect()
+}
+
+/// A concrete request for a route that, even when allowed, changes nothing: unknown
+/// targets, empty bodies.
+pub fn harmless_request(
+    method: &str,
+    path: &str,
+) -> (String, Option<&'static str>, Option<Vec<u8>>) {
+    let mut concrete = String::new();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        concrete.push('/');
+        if segment.starts_with('{') {
+            concrete.push_str(match segment {
+                "{id}" if path.contains("ResourceTypes") => "User",
+                "{id}" if path.contains("Schemas") => "urn:ietf:params:scim:schemas:core:2.0:User",
+                _ => "no-such-thing",
+            });
+        } else {
+            concrete.push_str(segment);
+        }
+    }
+    if path == "/api/v1/watch" {
+        concrete.push_str("?since=0");
+    }
+    let body = match method {
+        "GET" | "DELETE" => None,
+        _ if path.ends_with("/import") => return (concrete, Some("text/csv"), Some(Vec::new())),
+        _ if path.starts_with("/scim/") => {
+            return (
+                concrete,
+                Some("application/scim+json"),
+                Some(b"{}".to_vec()),
+            );
+        }
+        _ => Some(b"{}".to_vec()),
+    };
+    let content_type = body.as_ref().map(|_| "application/json");
+    (concrete, content_type, body)
+}
+
+/// The status of a request; streams (`/watch`) are not read past their headers.
+fn status(api: &Api, method: &str, path: &str) -> u16 {
+    let (url, content_type, body) = harmless_request(method, path);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = api
+        .client
+        .request(method, format!("{}{url}", api.base))
+        .timeout(Duration::from_secs(10));
+    if let Some(token) = &api.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().unwrap_or_else(|e| panic!("{path}: {e}"));
+    response.status().as_u16()
+}
+
+/// The permissions of the built-in roles, as DESIGN.md and the README define them.
+fn role_holds(role: &str, permission: &str) -> bool {
+    match role {
+        "system-admin" => true,
+        "system-auditor" => permission.ends_with(".view") || permission == "decisions.check",
+        "checker" => permission == "decisions.check",
+        "scim" => permission == "scim.provision",
+        "custom" => permission == "users.view",
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn every_route_by_every_caller_gets_the_designed_status() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    small_estate(&admin);
+    admin.create(
+        "/api/v1/roles",
+        json!({"name": "one-permission", "permissions": ["users.view"]}),
+    );
+    let mut callers: Vec<(&str, Option<String>)> = vec![
+        (
+            "system-admin",
+            Some(admin.token("m-admin", &["system-admin"], None)),
+        ),
+        (
+            "system-auditor",
+            Some(admin.token("m-auditor", &["system-auditor"], None)),
+        ),
+        (
+            "checker",
+            Some(admin.token("m-checker", &["checker"], None)),
+        ),
+        ("scim", Some(admin.token("m-scim", &["scim"], None))),
+        (
+            "custom",
+            Some(admin.token("m-custom", &["one-permission"], None)),
+        ),
+    ];
+    let revoked = admin.token("m-revoked", &["system-admin"], None);
+    assert_eq!(
+        admin.with_token(Some(&revoked)).get("/api/v1/users").status,
+        200
+    );
+    let deleted = admin.send("DELETE", "/api/v1/tokens/m-revoked", None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let soon = (std::time::SystemTime::now() + Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let expired = admin.token("m-expired", &["system-admin"], Some(&rfc3339(soon)));
+    let routes = all_routes(&admin);
+    let revision = admin.revision();
+    // Wait for the expiry to pass.
+    std::thread::sleep(Duration::from_millis(2100));
+    callers.push(("none", None));
+    callers.push(("revoked", Some(revoked)));
+    callers.push(("expired", Some(expired)));
+    let mut failures = Vec::new();
+    let mut n_cases = 0;
+    for (method, path) in &routes {
+        let needs = designed_permission(method, path);
+        for (role, token) in &callers {
+            let api = admin.with_token(token.as_deref());
+            let got = status(&api, method, path);
+            n_cases += 1;
+            let unauthenticated = matches!(*role, "none" | "revoked" | "expired");
+            let ok = match (&needs, unauthenticated) {
+                (None, _) => got == 200,
+                (Some(_), true) => got == 401,
+                (Some(permission), false)
+                    if permission.is_empty() || role_holds(role, permission) =>
+                {
+                    (200..500).contains(&got) && got != 401 && got != 403
+                }
+                (Some(_), false) => got == 403,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{method} {path} as {role} (needs {needs:?}): {got}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n_cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(admin.revision(), revision, "the matrix wrote something");
+    eprintln!(
+        "authz: {} routes × {} callers = {n_cases} cases",
+        routes.len(),
+        callers.len()
+    );
+    assert!(
+        routes.len() > 80,
+        "the matrix covers every route: {}",
+        routes.len()
+    );
+}
+
+#[test]
+fn revocation_and_role_changes_take_effect_on_the_next_request() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    admin.create(
+        "/api/v1/roles",
+        json!({"name": "viewer", "permissions": ["users.view", "scim.provision"]}),
+    );
+    let secret = admin.token("short-lived", &["viewer"], None);
+    let api = admin.with_token(Some(&secret));
+    assert_eq!(api.get("/api/v1/users").status, 200);
+    assert_eq!(api.get("/scim/v2/Users").status, 200);
+    // The role loses a permission: refused at once, on HTTP and SCIM alike.
+    let patched = admin.send(
+        "PATCH",
+        "/api/v1/roles/viewer",
+        Some(&json!({"permissions": ["groups.view"]})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(api.get("/api/v1/users").status, 403);
+    assert_eq!(api.get("/scim/v2/Users").status, 403);
+    assert_eq!(api.get("/api/v1/groups").status, 200);
+    // Revoked: the very next request is refused, on both.
+    let deleted = admin.send("DELETE", "/api/v1/tokens/short-lived", None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let refused = api.get("/api/v1/groups");
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.json["error"]["code"].is_string(),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(api.get("/scim/v2/Users").status, 401);
+    // A token acting for a user dies with the user's deactivation.
+    admin.create("/api/v1/users", json!({"username": "owner"}));
+    let owned = admin.create(
+        "/api/v1/tokens",
+        json!({"name": "owned", "user": "owner", "roles": ["system-auditor"]}),
+    );
+    let owned = admin.with_token(owned["secret"].as_str());
+    assert_eq!(owned.get("/api/v1/users").status, 200);
+    let patched = admin.send(
+        "PATCH",
+        "/api/v1/users/owner",
+        Some(&json!({"active": false})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(owned.get("/api/v1/users").status, 401);
+    // A token never mints a token with more than it holds.
+    let auditor = admin.with_token(Some(&admin.token("aud", &["system-auditor"], None)));
+    let escalate = auditor.post(
+        "/api/v1/tokens",
+        &json!({"name": "x", "roles": ["system-admin"]}),
+    );
+    assert_eq!(escalate.status, 403, "{}", escalate.text());
+}
+
+/// Seconds since 1970 as RFC 3339 (UTC).
+pub fn rfc3339(unix: u64) -> String {
+    let days = unix / 86_400;
+    let rem = unix % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
