@@ -499,6 +499,7 @@ fn sheet_cells(
         .map_err(|error| format!("cannot read sheet `{name}`: {error}"))?;
     let mut cells = Vec::new();
     let mut rows = std::collections::HashSet::new();
+    let mut last_row = None;
     let too_many = || format!("the sheet has more than {} rows", options.max_rows);
     while let Some(cell) = reader
         .next_cell()
@@ -509,8 +510,12 @@ fn sheet_cells(
             continue;
         }
         let (row, col) = cell.get_position();
-        if rows.insert(row) && rows.len() > options.max_rows.saturating_add(1) {
-            return Err(too_many());
+        // Cells come row by row: only a row change needs the set.
+        if last_row != Some(row) {
+            last_row = Some(row);
+            if rows.insert(row) && rows.len() > options.max_rows.saturating_add(1) {
+                return Err(too_many());
+            }
         }
         if cells.len() >= cell_budget(options) {
             return Err(format!(
