@@ -16,6 +16,7 @@ mod user;
 pub use actions::{Actions, UnknownAction};
 pub use asset::{Account, Asset, SecretKind};
 pub use attributes::{Attributes, MAX_ATTRIBUTES_BYTES};
+pub(crate) use change::ChangeRecord;
 pub use change::{Change, Operation};
 pub use group::{GLOBAL_SCOPE, Group, GroupMember, RoleAssignment, UserMember, membership_counts};
 pub use ids::{EntityKind, Id, Source, UnknownSource};

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
-use crate::model::{Change, EntityKind, Estate, Id};
+use crate::model::{Change, ChangeRecord, EntityKind, Estate, Id};
 use crate::snapshot::Snapshot;
 use crate::write::SecretWrite;
 
@@ -84,7 +84,7 @@ pub(crate) struct Commit<'a> {
     pub(crate) snapshot: &'a Snapshot,
     pub(crate) touched: Vec<(EntityKind, Id)>,
     pub(crate) secrets: Vec<SecretWrite>,
-    pub(crate) changes: Vec<Change>,
+    pub(crate) changes: Vec<ChangeRecord>,
     pub(crate) revision: u64,
     pub(crate) seq: u64,
 }

@@ -596,3 +596,61 @@ fn concurrent_writes_all_land_with_distinct_revisions() {
     assert_eq!(engine.snapshot().counts().users, 200);
     assert_eq!(engine.snapshot().revision(), *revisions.last().unwrap());
 }
+
+/// Change records are written as JSON text straight from the entity; read back, their
+/// `before` and `after` are the entity's JSON form, as `entity_json` gives it.
+#[test]
+fn change_records_read_back_as_the_entities_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("s.redb")).unwrap();
+    let created = write(
+        &engine,
+        vec![
+            create(
+                EntityKind::User,
+                json!({"username": "Zoë \"q\"", "email": "z@example.com", "expires_at": "2031-01-01T00:00:00Z", "system_roles": ["user", "system-auditor"], "description": "line\nbreak"}),
+            ),
+            create(EntityKind::Group, json!({"name": "ops", "members": ["Zoë \"q\""]})),
+        ],
+    )
+    .unwrap();
+    let user_before = engine
+        .snapshot()
+        .entity_json(EntityKind::User, "zoë \"q\"")
+        .unwrap();
+    let group = engine
+        .snapshot()
+        .entity_json(EntityKind::Group, "ops")
+        .unwrap();
+    write(
+        &engine,
+        vec![Op::Modify {
+            kind: EntityKind::User,
+            target: "Zoë \"q\"".to_owned(),
+            edit: Box::new(|spec| {
+                if let Spec::User(user) = spec {
+                    user.phone = Some("+1 555".to_owned());
+                }
+                Ok(())
+            }),
+        }],
+    )
+    .unwrap();
+    let user_after = engine
+        .snapshot()
+        .entity_json(EntityKind::User, "zoë \"q\"")
+        .unwrap();
+    drop(engine);
+    // Reopened: the records come from the file.
+    let engine = Engine::open(dir.path().join("s.redb")).unwrap();
+    let changes = engine.changes_since(created.revision - 1, 100).unwrap();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(changes[0].operation, Operation::Create);
+    assert_eq!(changes[0].before, None);
+    assert_eq!(changes[0].after.as_ref(), Some(&user_before));
+    assert_eq!(changes[1].after.as_ref(), Some(&group));
+    assert_eq!(changes[2].operation, Operation::Update);
+    assert_eq!(changes[2].before.as_ref(), Some(&user_before));
+    assert_eq!(changes[2].after.as_ref(), Some(&user_after));
+    assert_eq!(user_after["phone"], "+1 555");
+}

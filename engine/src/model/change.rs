@@ -1,6 +1,7 @@
 //! The operation log: one record per entity a write touched.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::{EntityKind, Id, Time};
 
@@ -27,4 +28,25 @@ pub struct Change {
     pub operation: Operation,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
+}
+
+/// A change record as a write produces it, on its way to the store: the same fields as
+/// [`Change`], but `before` and `after` are JSON text serialized straight from the
+/// entity. Building a `serde_json::Value` tree per record, serializing it and freeing
+/// it took about a third of a bulk import's instructions.
+///
+/// INVARIANT: stored, it reads back as a [`Change`] equal to the one the `Value` path
+/// gave (the same JSON; only the order of an object's keys in the stored bytes
+/// differs, which a `Value` does not keep).
+#[derive(Debug, Serialize)]
+pub(crate) struct ChangeRecord {
+    pub revision: u64,
+    pub seq: u64,
+    pub time: Time,
+    pub actor: String,
+    pub entity: EntityKind,
+    pub id: Id,
+    pub operation: Operation,
+    pub before: Option<Box<RawValue>>,
+    pub after: Option<Box<RawValue>>,
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use crate::model::{
-    Asset, Change, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
+    Asset, ChangeRecord, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
 };
 use crate::snapshot::{
     AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
@@ -40,7 +40,7 @@ struct RuleLinks {
 /// A finished write: the new snapshot and what the store must write for it.
 pub(crate) struct Finished {
     pub(crate) snapshot: Snapshot,
-    pub(crate) changes: Vec<Change>,
+    pub(crate) changes: Vec<ChangeRecord>,
     pub(crate) touched: BTreeSet<(EntityKind, Id)>,
     pub(crate) secrets: Vec<SecretWrite>,
 }
@@ -52,7 +52,7 @@ pub(crate) struct Working {
     dirty_users: RoaringBitmap,
     dirty_assets: RoaringBitmap,
     /// Change records, without revision and sequence numbers yet.
-    pub(crate) changes: Vec<Change>,
+    pub(crate) changes: Vec<ChangeRecord>,
     /// Entities whose stored record must be rewritten (or deleted) on commit.
     pub(crate) touched: BTreeSet<(EntityKind, Id)>,
     pub(crate) secrets: Vec<SecretWrite>,
@@ -60,8 +60,8 @@ pub(crate) struct Working {
     record: bool,
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).expect("INVARIANT: model types serialize to JSON")
+fn to_json<T: serde::Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(value).expect("INVARIANT: model types serialize to JSON")
 }
 
 fn ids_diff<'a>(old: &'a [u32], new: &'a [u32]) -> (Vec<u32>, Vec<u32>) {
@@ -108,7 +108,7 @@ impl Working {
             _ => Operation::Update,
         };
         self.touched.insert((entity, id));
-        self.changes.push(Change {
+        self.changes.push(ChangeRecord {
             revision: 0,
             seq: 0,
             time: self.now,

@@ -41,7 +41,7 @@ pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub struct ExportArgs {
     #[command(flatten)]
     pub data: DataArg,
-    /// What to export: users, groups, nodes, assets or rules.
+    /// What to export: roles, users, groups, nodes, assets or rules.
     #[arg(long)]
     pub kind: Kind,
     /// csv or xlsx; defaults to the extension of --output, else csv.
@@ -60,7 +60,7 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     #[command(flatten)]
     pub data: DataArg,
-    /// What the file holds: users, groups, nodes, assets or rules.
+    /// What the file holds: roles, users, groups, nodes, assets or rules.
     #[arg(long)]
     pub kind: Kind,
     /// csv or xlsx; defaults to the file's extension (required when reading `-`).

@@ -221,8 +221,8 @@ fn import_refuses_unreadable_input_clearly() {
         ),
         (vec!["--kind", "users", "-"], "--format is needed"),
         (
-            vec!["--kind", "roles", odd.to_str().unwrap()],
-            "unknown kind `roles`",
+            vec!["--kind", "tokens", odd.to_str().unwrap()],
+            "unknown kind `tokens`",
         ),
         (
             vec!["--kind", "users", "/nonexistent/users.csv"],

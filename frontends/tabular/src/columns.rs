@@ -40,6 +40,7 @@ pub(crate) enum Col {
     ProtocolNames,
     Actions,
     StartsAt,
+    Permissions,
 }
 
 /// One column of a sheet.
@@ -87,6 +88,23 @@ const fn key(
         col,
     }
 }
+
+const ROLES: &[Column] = &[
+    column(Col::Id, "ID", &[], ""),
+    key(Col::Name, "Name", &["Role", "Role name"], "db-operator"),
+    column(
+        Col::Permissions,
+        "Permissions",
+        &["Permission"],
+        "assets.view, rules.view, decisions.check",
+    ),
+    column(
+        Col::Description,
+        "Description",
+        &["Comment", "Note"],
+        "reads assets and rules, asks for decisions",
+    ),
+];
 
 const USERS: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
@@ -238,6 +256,7 @@ const RULES: &[Column] = &[
 /// The columns of a kind's sheet, in the order an export writes them.
 pub fn columns(kind: Kind) -> &'static [Column] {
     match kind {
+        Kind::Roles => ROLES,
         Kind::Users => USERS,
         Kind::Groups => GROUPS,
         Kind::Nodes => NODES,

@@ -31,6 +31,17 @@ pub fn export(
 ) -> Result<(), TabularError> {
     let mut sheet = Sheet::new(kind, format, out)?;
     match kind {
+        Kind::Roles => {
+            // The built-in roles are in every store (each with its own id): leave them out.
+            for role in snapshot.estate().roles.into_iter().filter(|r| !r.builtin) {
+                sheet.row(&[
+                    role.id.to_string(),
+                    role.name,
+                    join(&role.permissions),
+                    role.description,
+                ])?;
+            }
+        }
         Kind::Users => {
             for user in snapshot.estate().users {
                 sheet.row(&[

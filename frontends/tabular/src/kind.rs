@@ -18,6 +18,7 @@ pub const MAX_PROBLEMS: usize = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    Roles,
     Users,
     Groups,
     Nodes,
@@ -27,8 +28,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order a whole estate is imported: each refers only to kinds
-    /// before it (groups to users, assets to nodes, rules to all of them).
-    pub const ALL: [Kind; 5] = [
+    /// before it (users and groups to roles, groups to users, assets to nodes, rules
+    /// to all of them).
+    pub const ALL: [Kind; 6] = [
+        Kind::Roles,
         Kind::Nodes,
         Kind::Users,
         Kind::Groups,
@@ -39,6 +42,7 @@ impl Kind {
     /// `users`, `groups`, … (what `--kind` and the HTTP path take).
     pub const fn name(self) -> &'static str {
         match self {
+            Kind::Roles => "roles",
             Kind::Users => "users",
             Kind::Groups => "groups",
             Kind::Nodes => "nodes",
@@ -49,6 +53,7 @@ impl Kind {
 
     pub const fn entity_kind(self) -> EntityKind {
         match self {
+            Kind::Roles => EntityKind::Role,
             Kind::Users => EntityKind::User,
             Kind::Groups => EntityKind::Group,
             Kind::Nodes => EntityKind::Node,
@@ -65,7 +70,7 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind `{0}` (expected users, groups, nodes, assets or rules)")]
+#[error("unknown kind `{0}` (expected roles, users, groups, nodes, assets or rules)")]
 pub struct UnknownKind(pub String);
 
 /// `users` or `user`, case-insensitively.
@@ -76,6 +81,7 @@ impl FromStr for Kind {
         let lower = text.trim().to_ascii_lowercase();
         let singular = lower.strip_suffix('s').unwrap_or(&lower);
         match singular {
+            "role" => Ok(Kind::Roles),
             "user" => Ok(Kind::Users),
             "group" => Ok(Kind::Groups),
             "node" => Ok(Kind::Nodes),
@@ -184,7 +190,8 @@ mod tests {
     fn kinds_parse_singular_and_plural() {
         assert_eq!("Users".parse::<Kind>().unwrap(), Kind::Users);
         assert_eq!("rule".parse::<Kind>().unwrap(), Kind::Rules);
-        assert!("roles".parse::<Kind>().is_err());
+        assert_eq!("ROLES".parse::<Kind>().unwrap(), Kind::Roles);
+        assert!("tokens".parse::<Kind>().is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ## Map
 //!
-//! One sheet holds one kind of entity (users, groups, nodes, assets or rules): a header
+//! One sheet holds one kind of entity (roles, users, groups, nodes, assets or rules): a header
 //! row of readable column names, then one row per entity. The columns of each kind, and
 //! how a cell is written, are in this crate's `README.md`.
 //!

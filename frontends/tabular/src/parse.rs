@@ -39,6 +39,7 @@ impl Row {
 
     pub fn kind(&self) -> Kind {
         match self.record {
+            Record::Role(_) => Kind::Roles,
             Record::User(_) => Kind::Users,
             Record::Group(_) => Kind::Groups,
             Record::Node(_) => Kind::Nodes,
@@ -50,6 +51,7 @@ impl Row {
     /// The name the row gives its entity (the username of a user, the path of a node).
     pub fn name(&self) -> &str {
         match &self.record {
+            Record::Role(r) => &r.name,
             Record::User(r) => &r.username,
             Record::Group(r) => &r.name,
             Record::Node(r) => &r.path,
@@ -64,11 +66,21 @@ impl Row {
 /// the column's documented default.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
+    Role(RoleRecord),
     User(UserRecord),
     Group(GroupRecord),
     Node(NodeRecord),
     Asset(AssetRecord),
     Rule(RuleRecord),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RoleRecord {
+    pub(crate) id: Option<Id>,
+    pub(crate) name: String,
+    /// Sorted, without repeats (as the engine keeps them).
+    pub(crate) permissions: Option<Vec<String>>,
+    pub(crate) description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -354,6 +366,7 @@ fn rows(
             failed: false,
         };
         let record = match kind {
+            Kind::Roles => role(&mut fields).map(Record::Role),
             Kind::Users => user(&mut fields).map(Record::User),
             Kind::Groups => group(&mut fields).map(Record::Group),
             Kind::Nodes => node(&mut fields).map(Record::Node),
@@ -517,6 +530,23 @@ fn check_text(text: &str) -> Result<(), String> {
         return Err("must not contain control characters".to_owned());
     }
     Ok(())
+}
+
+fn role(f: &mut Fields<'_>) -> Option<RoleRecord> {
+    Some(RoleRecord {
+        id: f.id(),
+        permissions: f.get(Col::Permissions, |cell| {
+            let mut permissions = cell::texts(cell)?;
+            for permission in &permissions {
+                check_name(permission).map_err(|e| format!("`{permission}` {e}"))?;
+            }
+            permissions.sort();
+            permissions.dedup();
+            Ok(permissions)
+        }),
+        description: f.free_text(Col::Description),
+        name: f.key(Col::Name)?,
+    })
 }
 
 fn user(f: &mut Fields<'_>) -> Option<UserRecord> {

@@ -14,7 +14,7 @@ use std::fmt;
 
 use portcullis_engine::{
     AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, NodeSpec, Op, ROOT_NODE_ID, RoleAssignment,
-    RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec, ValidationError,
+    RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec, ValidationError,
     account_username,
 };
 
@@ -23,7 +23,7 @@ use crate::columns::{Col, header_of};
 use crate::error::{Problem, Problems};
 use crate::kind::{Kind, MAX_PROBLEMS};
 use crate::parse::{
-    AssetRecord, GroupRecord, NodeRecord, Record, Row, RuleRecord, UserRecord, fold,
+    AssetRecord, GroupRecord, NodeRecord, Record, RoleRecord, Row, RuleRecord, UserRecord, fold,
 };
 
 /// What an import would do to one entity.
@@ -182,6 +182,7 @@ pub(crate) fn plan_with(
     }
     let directory = Directory::new(snapshot, kind);
     match kind {
+        Kind::Roles => planner.roles_sheet(&directory, records, progress),
         Kind::Users => planner.users(&directory, records, progress),
         Kind::Groups => planner.groups(&directory, records, progress),
         Kind::Nodes => planner.nodes(&directory, records, progress),
@@ -280,6 +281,11 @@ struct Directory {
     assets: Names,
     rules: Names,
     roles: Names,
+    /// The built-in roles' ids (only for a roles sheet).
+    builtin_roles: HashSet<Id>,
+    /// Who holds each role (folded name), for the first holder found: `user `alice``
+    /// (only for a roles sheet).
+    role_holders: HashMap<String, String>,
     /// Every id in the store, with its kind.
     ids: HashMap<Id, EntityKind>,
 }
@@ -298,6 +304,8 @@ impl Directory {
             assets: Names::default(),
             rules: Names::default(),
             roles: Names::new(estate.roles.iter().map(|r| (r.id, r.name.clone()))),
+            builtin_roles: HashSet::new(),
+            role_holders: HashMap::new(),
             ids: HashMap::new(),
         };
         for user in &estate.users {
@@ -322,6 +330,35 @@ impl Directory {
             ids.insert(token.id, EntityKind::Token);
         }
         directory.ids = ids;
+        if kind == Kind::Roles {
+            directory.builtin_roles = estate
+                .roles
+                .iter()
+                .filter(|r| r.builtin)
+                .map(|r| r.id)
+                .collect();
+            let mut hold = |role: &str, holder: &dyn Fn() -> String| {
+                directory
+                    .role_holders
+                    .entry(fold(role))
+                    .or_insert_with(holder);
+            };
+            for user in &estate.users {
+                for role in &user.system_roles {
+                    hold(role, &|| format!("user `{}`", user.username));
+                }
+            }
+            for group in &estate.groups {
+                for role in group.roles.iter().flat_map(|a| &a.roles) {
+                    hold(role, &|| format!("group `{}`", group.name));
+                }
+            }
+            for token in &estate.tokens {
+                for role in &token.roles {
+                    hold(role, &|| format!("token `{}`", token.name));
+                }
+            }
+        }
         let needs = |kinds: &[Kind]| kinds.contains(&kind);
         if needs(&[Kind::Users, Kind::Groups, Kind::Rules]) {
             directory.users = Names::new(estate.users.iter().map(|u| (u.id, u.username.clone())));
@@ -365,6 +402,7 @@ impl Directory {
 
     fn existing(&self, kind: Kind) -> &Names {
         match kind {
+            Kind::Roles => &self.roles,
             Kind::Users => &self.users,
             Kind::Groups => &self.groups,
             Kind::Nodes => &self.nodes,
@@ -433,7 +471,7 @@ impl Planner<'_> {
         match self.kind {
             Kind::Users => Col::Username,
             Kind::Nodes => Col::Path,
-            Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
+            Kind::Roles | Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
         }
     }
 
@@ -734,6 +772,123 @@ impl Planner<'_> {
             }
         }
         ok.then_some(list)
+    }
+
+    /// A roles sheet. A built-in role (in every store, with its own id in each) may
+    /// appear on a row that changes nothing; a row that would change one is refused. A
+    /// role that users, groups or tokens hold cannot be renamed (they name it).
+    fn roles_sheet(
+        &mut self,
+        directory: &Directory,
+        records: Vec<(usize, Record)>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) {
+        let total = records.len();
+        let mut rows = HashMap::new();
+        let mut names = directory.roles.clone();
+        for (done, (line, record)) in records.into_iter().enumerate() {
+            if done % 4096 == 0 {
+                progress(done, total);
+            }
+            let Record::Role(record) = record else {
+                continue;
+            };
+            let Some(target) = self.target(directory, line, record.id, &record.name) else {
+                continue;
+            };
+            if !self.claim(&mut names, &mut rows, line, target, &record.name) {
+                continue;
+            }
+            let old = match target {
+                Target::Existing(id) => match self.current(id) {
+                    Some(Spec::Role(old)) => Some((id, old)),
+                    _ => continue,
+                },
+                Target::New(_) => None,
+            };
+            let mut new = match &old {
+                Some((_, old)) => old.clone(),
+                None => RoleSpec {
+                    id: match target {
+                        Target::New(requested) => requested,
+                        Target::Existing(_) => None,
+                    },
+                    name: String::new(),
+                    permissions: Vec::new(),
+                    description: String::new(),
+                },
+            };
+            apply_role(&record, &mut new);
+            let builtin = old
+                .as_ref()
+                .is_some_and(|(id, _)| directory.builtin_roles.contains(id));
+            if let Some((_, old)) = old.as_ref().filter(|_| builtin) {
+                // A row names a built-in role in any case (as users' and groups' role
+                // cells do); it cannot rename it, not even to another case.
+                if fold(&old.name) == fold(&new.name) {
+                    new.name.clone_from(&old.name);
+                }
+            }
+            let name = new.name.clone();
+            let Some((id, old)) = old else {
+                self.settle_new(line, name, Spec::Role(new));
+                continue;
+            };
+            let mut columns = Vec::new();
+            let h = |col| header_of(Kind::Roles, col);
+            differs(&mut columns, h(Col::Name), &old.name, &new.name);
+            differs(
+                &mut columns,
+                h(Col::Permissions),
+                &old.permissions,
+                &new.permissions,
+            );
+            differs(
+                &mut columns,
+                h(Col::Description),
+                &old.description,
+                &new.description,
+            );
+            if builtin && !columns.is_empty() {
+                self.problem(
+                    line,
+                    Col::Name,
+                    format!(
+                        "`{}` is a built-in role and cannot be changed ({})",
+                        old.name,
+                        columns.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if fold(&old.name) != fold(&new.name) {
+                if let Some(holder) = directory.role_holders.get(&fold(&old.name)) {
+                    self.problem(
+                        line,
+                        Col::Name,
+                        format!(
+                            "role `{}` cannot be renamed while {holder} holds it",
+                            old.name
+                        ),
+                    );
+                    continue;
+                }
+            }
+            self.settle_existing(
+                line,
+                name,
+                id,
+                &Spec::Role(old),
+                &Spec::Role(new),
+                columns,
+                move |spec| {
+                    if let Spec::Role(spec) = spec {
+                        apply_role(&record, spec);
+                    }
+                },
+            );
+        }
+        progress(total, total);
     }
 
     fn users(
@@ -1816,6 +1971,16 @@ fn apply_group(record: &GroupRecord, spec: &mut GroupSpec) {
     }
 }
 
+fn apply_role(record: &RoleRecord, spec: &mut RoleSpec) {
+    spec.name.clone_from(&record.name);
+    if let Some(permissions) = &record.permissions {
+        spec.permissions.clone_from(permissions);
+    }
+    if let Some(description) = &record.description {
+        spec.description.clone_from(description);
+    }
+}
+
 fn apply_asset(record: &AssetRecord, spec: &mut portcullis_engine::AssetSpec) {
     spec.name.clone_from(&record.name);
     if let Some(address) = &record.address {
@@ -1932,6 +2097,6 @@ fn key_col_of(kind: Kind) -> Col {
     match kind {
         Kind::Users => Col::Username,
         Kind::Nodes => Col::Path,
-        Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
+        Kind::Roles | Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
     }
 }

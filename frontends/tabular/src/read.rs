@@ -290,9 +290,9 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
     // left behind.
     let mut others = Vec::new();
     for name in &sheets[1..] {
-        match workbook.worksheet_range(name) {
-            Ok(range) if range.used_cells().next().is_none() => {}
-            Ok(_) => others.push(format!("`{name}`")),
+        match sheet_has_data(&mut workbook, name) {
+            Ok(false) => {}
+            Ok(true) => others.push(format!("`{name}`")),
             Err(error) => {
                 return refuse(problems, format!("cannot read sheet `{name}`: {error}"));
             }
@@ -304,24 +304,58 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
             others.join(", ")
         )));
     }
-    let range = match workbook.worksheet_range(&first) {
-        Ok(range) => range,
-        Err(error) => return refuse(problems, format!("cannot read sheet `{first}`: {error}")),
+    let cells = match sheet_cells(&mut workbook, &first, options) {
+        Ok(cells) => cells,
+        Err(message) => return refuse(problems, message),
     };
-    let Some((start_row, start_col)) = range.start() else {
+    let Some(&(start_row, _, _)) = cells.first() else {
         return refuse(
             problems,
             format!("the sheet `{first}` is empty: it needs a header row"),
         );
     };
-    if range.height().saturating_sub(1) > options.max_rows {
+    let start_col = cells.iter().map(|c| c.1).min().unwrap_or(0);
+    let end_col = cells.iter().map(|c| c.1).max().unwrap_or(0);
+    let width = (end_col - start_col) as usize + 1;
+    if width > MAX_COLUMNS {
         return refuse(
             problems,
-            format!("the sheet has more than {} rows", options.max_rows),
+            format!(
+                "the sheet uses {width} columns ({}:{}); at most {MAX_COLUMNS} are read",
+                column_letters(start_col),
+                column_letters(end_col)
+            ),
         );
     }
-    let mut rows_iter = range.rows();
-    let header_cells: Vec<Cell> = rows_iter.next()?.iter().map(convert).collect();
+    let mut n_rows = 0usize;
+    let mut last_row = None;
+    for &(row, _, _) in &cells {
+        if last_row != Some(row) {
+            n_rows += 1;
+            last_row = Some(row);
+        }
+    }
+    if n_rows.saturating_mul(width) > cell_budget(options) {
+        return refuse(
+            problems,
+            format!(
+                "the sheet's used area is {n_rows} rows by {width} columns, more than {} cells; delete the stray cells far to the right",
+                cell_budget(options)
+            ),
+        );
+    }
+    // Rows as spreadsheets number them, each as wide as the used area.
+    let mut table_rows: Vec<(u32, Vec<Cell>)> = Vec::new();
+    for (row, col, data) in cells {
+        if table_rows.last().is_none_or(|(last, _)| *last != row) {
+            table_rows.push((row, vec![Cell::Empty; width]));
+        }
+        if let Some((_, row_cells)) = table_rows.last_mut() {
+            row_cells[(col - start_col) as usize] = convert(&data);
+        }
+    }
+    let mut table_rows = table_rows.into_iter();
+    let (_, header_cells) = table_rows.next()?;
     let headers: Vec<String> = header_cells
         .iter()
         .map(|cell| match cell {
@@ -351,14 +385,9 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
             "the workbook holds formulas (filled down or shared); formulas are not accepted, paste their values instead",
         ));
     } else if scan.formulas {
-        match workbook.worksheet_formula(&first) {
+        match sheet_formulas(&mut workbook, &first) {
             Ok(formulas) => {
-                let (formula_row, formula_col) = formulas.start().unwrap_or((0, 0));
-                for (row, col, formula) in formulas.used_cells() {
-                    if formula.is_empty() {
-                        continue;
-                    }
-                    let (row, col) = (formula_row + row as u32, formula_col + col as u32);
+                for (row, col, formula) in formulas {
                     problems.push(Problem::cell(
                         row as usize + 1,
                         &header_of(col),
@@ -404,14 +433,13 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
         }
     }
 
-    let mut rows = Vec::with_capacity(range.height().saturating_sub(1));
-    for (offset, row) in rows_iter.enumerate() {
-        let cells: Vec<Cell> = row.iter().map(convert).collect();
+    let mut rows = Vec::with_capacity(table_rows.len());
+    for (row, cells) in table_rows {
         if is_blank(&cells) {
             continue;
         }
         rows.push(TableRow {
-            line: start_row as usize + offset + 2,
+            line: row as usize + 1,
             cells,
         });
     }
@@ -420,6 +448,107 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
         header_line: start_row as usize + 1,
         rows,
     })
+}
+
+/// The widest used area of a sheet that is read. The widest kind has 14 columns, and
+/// other exports add a few ignored ones; a hostile file must not make each row huge.
+pub(crate) const MAX_COLUMNS: usize = 1_000;
+
+/// The most cells a sheet's rows may hold, counted as rows × used width: 32 per row
+/// allowed (a row of the widest kind has 14).
+fn cell_budget(options: &ParseOptions) -> usize {
+    options.max_rows.saturating_add(1).saturating_mul(32)
+}
+
+/// The most formulas listed from one sheet (each is a problem).
+const MAX_FORMULAS: usize = 1_000;
+
+type Workbook<'a> = Xlsx<Cursor<&'a [u8]>>;
+
+/// Whether a worksheet holds any value, reading it cell by cell until one does.
+fn sheet_has_data(workbook: &mut Workbook<'_>, name: &str) -> Result<bool, calamine::XlsxError> {
+    let mut reader = workbook.worksheet_cells_reader(name)?;
+    while let Some(cell) = reader.next_cell()? {
+        if !is_empty(&Data::from(cell.get_value().clone())) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn is_empty(data: &Data) -> bool {
+    match data {
+        Data::Empty => true,
+        Data::String(text) => text.is_empty(),
+        _ => false,
+    }
+}
+
+/// The non-empty cells of a worksheet as (row, column, value), sorted by position,
+/// read as a stream. A sheet's used area is never allocated whole (calamine's ranges
+/// are dense: two cells at opposite corners of a sheet would be 17 billion cells), and
+/// a sheet with more rows than `options.max_rows` (plus the header) is refused as soon
+/// as that shows.
+fn sheet_cells(
+    workbook: &mut Workbook<'_>,
+    name: &str,
+    options: &ParseOptions,
+) -> Result<Vec<(u32, u32, Data)>, String> {
+    let mut reader = workbook
+        .worksheet_cells_reader(name)
+        .map_err(|error| format!("cannot read sheet `{name}`: {error}"))?;
+    let mut cells = Vec::new();
+    let mut rows = std::collections::HashSet::new();
+    let mut last_row = None;
+    let too_many = || format!("the sheet has more than {} rows", options.max_rows);
+    while let Some(cell) = reader
+        .next_cell()
+        .map_err(|error| format!("cannot read sheet `{name}`: {error}"))?
+    {
+        let data = Data::from(cell.get_value().clone());
+        if is_empty(&data) {
+            continue;
+        }
+        let (row, col) = cell.get_position();
+        // Cells come row by row: only a row change needs the set.
+        if last_row != Some(row) {
+            last_row = Some(row);
+            if rows.insert(row) && rows.len() > options.max_rows.saturating_add(1) {
+                return Err(too_many());
+            }
+        }
+        if cells.len() >= cell_budget(options) {
+            return Err(format!(
+                "the sheet has more than {} filled cells",
+                cell_budget(options)
+            ));
+        }
+        cells.push((row, col, data));
+    }
+    cells.sort_by_key(|&(row, col, _)| (row, col));
+    Ok(cells)
+}
+
+/// A worksheet's formulas as (row, column, formula), at most [`MAX_FORMULAS`], read as
+/// a stream (calamine's formula range is dense, as [`sheet_cells`] explains).
+fn sheet_formulas(
+    workbook: &mut Workbook<'_>,
+    name: &str,
+) -> Result<Vec<(u32, u32, String)>, calamine::XlsxError> {
+    let mut reader = workbook.worksheet_cells_reader(name)?;
+    let mut formulas = Vec::new();
+    while let Some(cell) = reader.next_formula()? {
+        if cell.get_value().is_empty() {
+            continue;
+        }
+        let (row, col) = cell.get_position();
+        formulas.push((row, col, cell.get_value().clone()));
+        if formulas.len() >= MAX_FORMULAS {
+            break;
+        }
+    }
+    formulas.sort_by_key(|&(row, col, _)| (row, col));
+    Ok(formulas)
 }
 
 /// What the raw XML of a workbook's worksheets holds.

@@ -563,3 +563,78 @@ fn subgroups_come_first_and_cycles_are_refused() {
     one(&problems, "cannot contain itself");
     assert_unchanged(&engine, &before);
 }
+
+/// Regression: calamine's ranges are dense, so a workbook with two cells at opposite
+/// corners of a sheet asked for 17 billion cells (an abort, not an error). Sheets are
+/// now read cell by cell, and their used area is bounded.
+#[test]
+fn cells_at_opposite_corners_of_a_sheet_are_refused_without_allocating_the_area() {
+    const LAST_ROW: u32 = 1_048_575;
+    const LAST_COL: u16 = 16_383;
+    let far_right = xlsx(|w| {
+        let sheet = w.add_worksheet();
+        sheet.write_string(0, 0, "Username").unwrap();
+        sheet.write_string(1, 0, "alice").unwrap();
+        sheet.write_string(LAST_ROW, LAST_COL, "x").unwrap();
+    });
+    let problems = refused(Kind::Users, Format::Xlsx, &far_right);
+    one(
+        &problems,
+        "the sheet uses 16384 columns (A:XFD); at most 1000 are read",
+    );
+
+    // Far down is fine: blank rows are skipped, and the row keeps its number.
+    let far_down = xlsx(|w| {
+        let sheet = w.add_worksheet();
+        sheet.write_string(0, 0, "Username").unwrap();
+        sheet.write_string(1, 0, "alice").unwrap();
+        sheet.write_string(LAST_ROW, 0, "zoe").unwrap();
+    });
+    let rows = parse(
+        Kind::Users,
+        Format::Xlsx,
+        &far_down,
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    let lines: Vec<(usize, &str)> = rows.iter().map(|r| (r.line(), r.name())).collect();
+    assert_eq!(lines, [(2, "alice"), (1_048_576, "zoe")]);
+
+    // A wide used area on many rows is bounded by the cell budget (32 per row).
+    let options = ParseOptions {
+        max_rows: 10,
+        ..ParseOptions::default()
+    };
+    let wide = xlsx(|w| {
+        let sheet = w.add_worksheet();
+        sheet.write_string(0, 0, "Username").unwrap();
+        for row in 1..=10 {
+            sheet.write_string(row, 0, format!("u{row}")).unwrap();
+        }
+        sheet.write_string(10, 99, "stray").unwrap();
+    });
+    let problems = parse(Kind::Users, Format::Xlsx, &wide, &options).unwrap_err();
+    one(
+        &problems,
+        "the sheet's used area is 11 rows by 100 columns, more than 352 cells",
+    );
+
+    // Formulas and other sheets are read cell by cell too.
+    let formulas = xlsx(|w| {
+        let sheet = w.add_worksheet();
+        sheet.write_string(0, 0, "Username").unwrap();
+        sheet.write_formula(1, 0, "=\"alice\"").unwrap();
+        sheet.write_formula(LAST_ROW, 999, "=1").unwrap();
+        let other = w.add_worksheet();
+        other
+            .write_string(LAST_ROW, LAST_COL, "left behind")
+            .unwrap();
+    });
+    let problems = refused(Kind::Users, Format::Xlsx, &formulas);
+    one(&problems, "cell A2 holds a formula");
+    one(&problems, "cell ALL1048576 holds a formula");
+    one(
+        &problems,
+        "the workbook has data on several sheets (`Sheet2`)",
+    );
+}

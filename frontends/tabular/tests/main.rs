@@ -6,5 +6,6 @@ mod support;
 mod bad_files;
 mod fuzz_corpus;
 mod jumpserver;
+mod roles;
 mod round_trip;
 mod upsert;

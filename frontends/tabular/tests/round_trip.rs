@@ -104,7 +104,14 @@ fn ids(snapshot: &Snapshot, kind: EntityKind) -> Vec<String> {
         EntityKind::Node => estate.nodes.iter().map(|e| e.id).collect(),
         EntityKind::Asset => estate.assets.iter().map(|e| e.id).collect(),
         EntityKind::Rule => estate.rules.iter().map(|e| e.id).collect(),
-        EntityKind::Role | EntityKind::Token => Vec::new(),
+        // The built-in roles are in every store, each with its own ids; not exported.
+        EntityKind::Role => estate
+            .roles
+            .iter()
+            .filter(|e| !e.builtin)
+            .map(|e| e.id)
+            .collect(),
+        EntityKind::Token => Vec::new(),
     };
     ids.iter().map(ToString::to_string).collect()
 }

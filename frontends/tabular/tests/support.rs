@@ -53,6 +53,8 @@ impl Lcg {
     }
 }
 
+/// A role of the generated estate besides the built-in ones; users and a group hold it.
+pub const CUSTOM_ROLE: &str = "db-operator";
 pub const N_USERS: usize = 30;
 pub const N_GROUPS: usize = 10;
 pub const N_ASSETS: usize = 24;
@@ -95,6 +97,14 @@ pub fn node_paths() -> Vec<String> {
 /// accounts and protocols, and allow and deny rules with windows.
 pub fn generate(engine: &Engine, seed: u64) {
     let mut rng = Lcg::new(seed);
+    write(
+        engine,
+        EntityKind::Role,
+        vec![
+            json!({"name": CUSTOM_ROLE, "permissions": ["assets.view", "decisions.check", "rules.view"], "description": "reads, asks"}),
+            json!({"name": "-unused, odd", "permissions": [], "description": "=1+1"}),
+        ],
+    );
     let nodes: Vec<Value> = node_paths()
         .iter()
         .map(|path| {
@@ -121,6 +131,9 @@ pub fn generate(engine: &Engine, seed: u64) {
             if i % 5 == 1 {
                 user["mfa"] = json!("forced");
                 user["system_roles"] = json!(["user", "system-auditor"]);
+            }
+            if i % 5 == 2 {
+                user["system_roles"] = json!([CUSTOM_ROLE]);
             }
             user
         })
@@ -154,6 +167,9 @@ pub fn generate(engine: &Engine, seed: u64) {
             let mut group = json!({"name": group_name(i), "members": members, "subgroups": subgroups});
             if i == 2 {
                 group["roles"] = json!([{"scope": "*", "roles": ["system-auditor"]}, {"scope": "/Default/Prod (EU)", "roles": ["system-admin", "user"]}]);
+            }
+            if i == 3 {
+                group["roles"] = json!([{"scope": "/Default/Staging", "roles": [CUSTOM_ROLE]}]);
             }
             group
         })
