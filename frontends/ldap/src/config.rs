@@ -308,7 +308,7 @@ impl Source {
         let password = match (&config.bind_password_file, &config.bind_password_env) {
             (Some(_), Some(_)) => {
                 return Err(bad(
-                    "set bind_password_file or bind_password_env, not both".to_owned(),
+                    "set bind_password_file or bind_password_env, not both".to_owned()
                 ));
             }
             (Some(path), None) => {
@@ -335,23 +335,23 @@ impl Source {
         }
         if config.bind_dn.is_some() && password.is_none() {
             return Err(bad(
-                "bind_dn needs bind_password_file or bind_password_env".to_owned(),
+                "bind_dn needs bind_password_file or bind_password_env".to_owned()
             ));
         }
-        let id_attribute = config
-            .users
-            .id_attribute
-            .clone()
-            .unwrap_or_else(|| match config.flavor {
-                Flavor::Openldap => "entryUUID".to_owned(),
-                Flavor::ActiveDirectory => "objectGUID".to_owned(),
-            });
+        let id_attribute =
+            config
+                .users
+                .id_attribute
+                .clone()
+                .unwrap_or_else(|| match config.flavor {
+                    Flavor::Openldap => "entryUUID".to_owned(),
+                    Flavor::ActiveDirectory => "objectGUID".to_owned(),
+                });
         let incremental = config.incremental.unwrap_or(match config.flavor {
             Flavor::Openldap => Incremental::Syncrepl,
             Flavor::ActiveDirectory => Incremental::UsnChanged,
         });
-        if incremental == Incremental::Syncrepl && !id_attribute.eq_ignore_ascii_case("entryUUID")
-        {
+        if incremental == Incremental::Syncrepl && !id_attribute.eq_ignore_ascii_case("entryUUID") {
             return Err(bad(
                 "incremental = \"syncrepl\" needs users.id_attribute = \"entryUUID\"".to_owned(),
             ));
@@ -408,9 +408,8 @@ pub fn sources_from_toml(text: &str) -> Result<Sources, SyncError> {
         #[serde(default)]
         ldap: Sources,
     }
-    let file: File = toml::from_str(text).map_err(|error| {
-        SyncError::Config(error.to_string().trim().replace('\n', " "))
-    })?;
+    let file: File = toml::from_str(text)
+        .map_err(|error| SyncError::Config(error.to_string().trim().replace('\n', " ")))?;
     Ok(file.ldap)
 }
 
@@ -443,7 +442,10 @@ mod tests {
     fn an_unset_password_variable_is_a_config_error() {
         let sources = sources_from_toml(EXAMPLE).unwrap();
         let error = Source::resolve("corp", &sources["corp"]).unwrap_err();
-        assert!(matches!(&error, SyncError::Config(m) if m.contains("PORTCULLIS_TEST_UNSET_VARIABLE")), "{error}");
+        assert!(
+            matches!(&error, SyncError::Config(m) if m.contains("PORTCULLIS_TEST_UNSET_VARIABLE")),
+            "{error}"
+        );
     }
 
     #[test]
@@ -454,7 +456,10 @@ mod tests {
         let cases: Vec<(Box<dyn Fn(&mut SourceConfig)>, &str)> = vec![
             (Box::new(|c| c.url = "http://x".to_owned()), "neither ldap"),
             (Box::new(|c| c.page_size = 0), "page_size"),
-            (Box::new(|c| c.users.filter = "(uid=".to_owned()), "users.filter"),
+            (
+                Box::new(|c| c.users.filter = "(uid=".to_owned()),
+                "users.filter",
+            ),
             (Box::new(|c| c.interval_secs = 1), "interval_secs"),
             (
                 Box::new(|c| c.users.id_attribute = Some("objectGUID".to_owned())),

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::controls::{ControlParser, RawControl, RefreshMode, SyncDone, SyncInfo, SyncRequest, SyncState};
+use ldap3::controls::{
+    ControlParser, RawControl, RefreshMode, SyncDone, SyncInfo, SyncRequest, SyncState,
+};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, SearchEntry};
 use serde::{Deserialize, Serialize};
 
@@ -103,16 +105,14 @@ impl Directory {
                 dn: dn.clone(),
                 message,
             };
-            let result = tokio::time::timeout(
-                source.timeout(),
-                ldap.simple_bind(dn, password.expose()),
-            )
-            .await
-            .map_err(|_| SyncError::Timeout {
-                source_name: source.name.clone(),
-                seconds: config.timeout_secs,
-            })?
-            .map_err(|error| connect_error(error.to_string()))?;
+            let result =
+                tokio::time::timeout(source.timeout(), ldap.simple_bind(dn, password.expose()))
+                    .await
+                    .map_err(|_| SyncError::Timeout {
+                        source_name: source.name.clone(),
+                        seconds: config.timeout_secs,
+                    })?
+                    .map_err(|error| connect_error(error.to_string()))?;
             if result.rc != 0 {
                 return Err(bind_error(describe(result.rc, &result.text)));
             }
@@ -174,13 +174,7 @@ impl Directory {
         let mut stream = self
             .timed(
                 &what,
-                ldap.streaming_search_with(
-                    adapters,
-                    base,
-                    scope.ldap(),
-                    filter,
-                    attrs.to_vec(),
-                ),
+                ldap.streaming_search_with(adapters, base, scope.ldap(), filter, attrs.to_vec()),
             )
             .await?;
         let mut entries = Vec::new();
@@ -190,7 +184,9 @@ impl Directory {
             entries.push(SearchEntry::construct(entry));
             on_entry();
         }
-        let result = self.timed(&what, async { Ok(stream.finish().await) }).await?;
+        let result = self
+            .timed(&what, async { Ok(stream.finish().await) })
+            .await?;
         if result.rc != 0 {
             return Err(SyncError::Directory {
                 source_name: self.source.name.clone(),
@@ -277,7 +273,9 @@ impl Directory {
                 }
             }
         }
-        let result = self.timed(&what, async { Ok(stream.finish().await) }).await?;
+        let result = self
+            .timed(&what, async { Ok(stream.finish().await) })
+            .await?;
         if result.rc == SYNC_REFRESH_REQUIRED {
             return Ok(None);
         }
@@ -337,16 +335,16 @@ impl Directory {
                 let what = format!("ranged retrieval of `{request}` on `{}`", entry.dn);
                 let mut ldap = self.ldap.clone();
                 let (answers, _) = self
-                    .timed(
-                        &what,
-                        async {
-                            ldap.search(&entry.dn, ldap3::Scope::Base, "(objectClass=*)", vec![
-                                request.clone(),
-                            ])
-                            .await?
-                            .success()
-                        },
-                    )
+                    .timed(&what, async {
+                        ldap.search(
+                            &entry.dn,
+                            ldap3::Scope::Base,
+                            "(objectClass=*)",
+                            vec![request.clone()],
+                        )
+                        .await?
+                        .success()
+                    })
                     .await?;
                 let answer = answers
                     .into_iter()
@@ -376,7 +374,13 @@ impl Directory {
             escape_filter_value(group_dn)
         );
         let entries = self
-            .paged_search(&users.base, users.scope, &filter, &["1.1".to_owned()], || {})
+            .paged_search(
+                &users.base,
+                users.scope,
+                &filter,
+                &["1.1".to_owned()],
+                || {},
+            )
             .await?;
         Ok(entries.into_iter().map(|e| e.dn).collect())
     }
@@ -516,12 +520,7 @@ fn tls_config(
 /// Normalizes a DN for comparison: lowercase, no spaces around separators.
 pub fn normalize_dn(dn: &str) -> String {
     dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=")
-        })
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
         .collect::<Vec<_>>()
         .join(",")
         .to_lowercase()

@@ -16,7 +16,9 @@ pub use config::{
 pub use directory::{escape_filter_value, normalize_dn, object_guid};
 pub use error::SyncError;
 pub use plan::{Action, Change, Clash, Counts};
-pub use sync::{Mode, RunOptions, RunReport, SourceStatus, StatusBoard, actor, run, run_periodically};
+pub use sync::{
+    Mode, RunOptions, RunReport, SourceStatus, StatusBoard, actor, run, run_periodically,
+};
 
 /// Resolves every source of `sources` (or only `only`), in name order.
 pub fn resolve_sources(sources: &Sources, only: Option<&str>) -> Result<Vec<Source>, SyncError> {

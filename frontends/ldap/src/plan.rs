@@ -111,7 +111,10 @@ fn valid_name(text: &str) -> bool {
 
 fn valid_email(text: &str) -> bool {
     let (local, domain) = text.split_once('@').unwrap_or(("", ""));
-    valid_name(text) && !local.is_empty() && !domain.is_empty() && !text.contains(char::is_whitespace)
+    valid_name(text)
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !text.contains(char::is_whitespace)
 }
 
 /// A `uniqueMember` value may end in `#'0101'B` (an optional uid); the DN is before it.
@@ -253,9 +256,8 @@ fn modify_group(
                 group.external_id = Some(ext);
             }
             let group_source = group.source.clone();
-            let is_ours = |source: &Option<EngineSource>| {
-                source.as_ref().unwrap_or(&group_source) == &ours
-            };
+            let is_ours =
+                |source: &Option<EngineSource>| source.as_ref().unwrap_or(&group_source) == &ours;
             group.members.retain(|m| match m {
                 MemberSpec::Name(_) => group_source != ours,
                 MemberSpec::Detailed { source, .. } => !is_ours(source),
@@ -402,7 +404,11 @@ pub(crate) fn plan(
                 .is_none_or(|ext| !wanted_exts.contains(ext))
     };
     let mut usernames = Names {
-        holders: estate.users.iter().map(|u| (lower(&u.username), u.id)).collect(),
+        holders: estate
+            .users
+            .iter()
+            .map(|u| (lower(&u.username), u.id))
+            .collect(),
     };
     let mut emails = Names {
         holders: estate
@@ -441,13 +447,16 @@ pub(crate) fn plan(
         let user = ours_users[want.ext];
         let mut username = want.username.clone();
         if !usernames.free_for(&username, user.id) {
-            let holder = usernames.holder(&username).and_then(|h| users_by_id.get(&h));
+            let holder = usernames
+                .holder(&username)
+                .and_then(|h| users_by_id.get(&h));
             plan.clashes.push(Clash {
                 kind: EntityKind::User,
                 field: "username",
                 value: username.clone(),
                 dn: want.dn.to_owned(),
-                held_by: holder.map_or("this source".to_owned(), |h| source_label(&h.source, &ours)),
+                held_by: holder
+                    .map_or("this source".to_owned(), |h| source_label(&h.source, &ours)),
             });
             username = user.username.clone();
         }
@@ -478,7 +487,8 @@ pub(crate) fn plan(
                 if let Some(email) = &holder.email {
                     emails.release(email, holder.id);
                 }
-                let email = claim_email(&mut emails, want, holder.id, &users_by_id, &ours, &mut plan);
+                let email =
+                    claim_email(&mut emails, want, holder.id, &users_by_id, &ours, &mut plan);
                 let fields = UserFields {
                     username: want.username.clone(),
                     name: want.name.clone(),
@@ -644,7 +654,11 @@ pub(crate) fn plan(
                     .is_none_or(|ext| !wanted_group_exts.contains(ext))
         };
         let mut group_names = Names {
-            holders: estate.groups.iter().map(|g| (lower(&g.name), g.id)).collect(),
+            holders: estate
+                .groups
+                .iter()
+                .map(|g| (lower(&g.name), g.id))
+                .collect(),
         };
         if delete_vanished_groups {
             for group in estate.groups.iter().filter(|g| group_is_stale(g)) {
@@ -679,7 +693,9 @@ pub(crate) fn plan(
                             field: "name",
                             value: name.clone(),
                             dn: want.dn.to_owned(),
-                            held_by: holder.map_or("this source".to_owned(), |h| source_label(&h.source, &ours)),
+                            held_by: holder.map_or("this source".to_owned(), |h| {
+                                source_label(&h.source, &ours)
+                            }),
                         });
                         name = group.name.clone();
                     }
@@ -691,9 +707,12 @@ pub(crate) fn plan(
                         .holder(&want.name)
                         .and_then(|h| groups_by_id.get(&h).copied());
                     match holder {
-                        Some(holder) if group_is_stale(holder) && !adopted_groups.contains(&holder.id) => {
+                        Some(holder)
+                            if group_is_stale(holder) && !adopted_groups.contains(&holder.id) =>
+                        {
                             adopted_groups.insert(holder.id);
-                            group_finals.insert(want.ext, (holder.id, want.name.clone(), Some(holder)));
+                            group_finals
+                                .insert(want.ext, (holder.id, want.name.clone(), Some(holder)));
                         }
                         Some(holder) => plan.clashes.push(Clash {
                             kind: EntityKind::Group,
@@ -741,7 +760,9 @@ pub(crate) fn plan(
         for (id, name, existing) in group_finals.values() {
             if let Some(group) = existing {
                 if lower(&group.name) != lower(name)
-                    && final_names.get(&lower(&group.name)).is_some_and(|other| other != id)
+                    && final_names
+                        .get(&lower(&group.name))
+                        .is_some_and(|other| other != id)
                 {
                     group_ops_first.push(modify_group_name(*id, format!("ldap-rename-{id}")));
                 }
@@ -752,8 +773,11 @@ pub(crate) fn plan(
             let Some((id, name, existing)) = group_finals.get(want.ext) else {
                 continue;
             };
-            let members: Vec<(Id, String)> =
-                want.members.iter().map(|(id, n)| (*id, n.clone())).collect();
+            let members: Vec<(Id, String)> = want
+                .members
+                .iter()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect();
             let subgroups: Vec<(Id, String)> = edges[want.ext]
                 .iter()
                 .map(|s| (group_finals[s].0, group_finals[s].1.clone()))
@@ -781,7 +805,15 @@ pub(crate) fn plan(
                     }
                     if !subgroups.is_empty() {
                         details.push(format!("subgroups +{}", subgroups.len()));
-                        group_ops_modify.push(modify_group(*id, None, None, Vec::new(), subgroups, ours.clone()));
+                        // The members again: the edit sets this source's members whole.
+                        group_ops_modify.push(modify_group(
+                            *id,
+                            None,
+                            None,
+                            members.clone(),
+                            subgroups,
+                            ours.clone(),
+                        ));
                     }
                     plan.changes.push(Change {
                         kind: EntityKind::Group,
@@ -845,10 +877,13 @@ pub(crate) fn plan(
             .filter(|g| g.source == ours && !kept_groups.contains(&g.id))
         {
             if delete_vanished_groups {
-                group_ops_first.insert(0, Op::Delete {
-                    kind: EntityKind::Group,
-                    target: group.id.to_string(),
-                });
+                group_ops_first.insert(
+                    0,
+                    Op::Delete {
+                        kind: EntityKind::Group,
+                        target: group.id.to_string(),
+                    },
+                );
                 plan.counts.groups_removed += 1;
                 plan.changes.push(Change {
                     kind: EntityKind::Group,
@@ -862,7 +897,14 @@ pub(crate) fn plan(
                 if n_members > 0 {
                     plan.counts.groups_removed += 1;
                     plan.counts.memberships_removed += n_members;
-                    group_ops_last.push(modify_group(group.id, None, None, Vec::new(), Vec::new(), ours.clone()));
+                    group_ops_last.push(modify_group(
+                        group.id,
+                        None,
+                        None,
+                        Vec::new(),
+                        Vec::new(),
+                        ours.clone(),
+                    ));
                     plan.changes.push(Change {
                         kind: EntityKind::Group,
                         name: group.name.clone(),
@@ -920,7 +962,9 @@ pub(crate) fn plan(
     for (id, fields, existing) in &finals {
         let Some(user) = existing else { continue };
         let name_wanted = lower(&user.username) != lower(&fields.username)
-            && final_usernames.get(&lower(&user.username)).is_some_and(|o| o != id);
+            && final_usernames
+                .get(&lower(&user.username))
+                .is_some_and(|o| o != id);
         let email_wanted = user.email.as_deref().is_some_and(|e| {
             Some(lower(e)) != fields.email.as_deref().map(lower)
                 && final_emails.get(&lower(e)).is_some_and(|o| o != id)
@@ -938,7 +982,10 @@ pub(crate) fn plan(
         let Some(user) = existing else { continue };
         let mut details = Vec::new();
         if user.username != fields.username {
-            details.push(format!("username `{}` → `{}`", user.username, fields.username));
+            details.push(format!(
+                "username `{}` → `{}`",
+                user.username, fields.username
+            ));
         }
         if user.name != fields.name {
             details.push("name".to_owned());
@@ -1087,7 +1134,9 @@ fn break_cycles<'a>(edges: &mut BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<(&'
                 Some(Mark::Done) => {}
                 None => {
                     marks.insert(child, Mark::Open);
-                    let grandchildren = edges.get(child).map_or_else(Vec::new, |c| c.iter().copied().collect());
+                    let grandchildren = edges
+                        .get(child)
+                        .map_or_else(Vec::new, |c| c.iter().copied().collect());
                     stack.push((child, grandchildren, 0));
                 }
             }

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn another_attribute_is_not_this_one() {
         assert_eq!(range_step(&answer("memberOf", 0..2), "member"), None);
-        assert_eq!(range_step(&answer("memberOf;range=0-1", 0..2), "member"), None);
+        assert_eq!(
+            range_step(&answer("memberOf;range=0-1", 0..2), "member"),
+            None
+        );
     }
 
     /// Recorded from an Active Directory group of 3,200 members with the default

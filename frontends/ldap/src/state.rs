@@ -56,7 +56,11 @@ pub(crate) fn load(state_dir: &Path, source: &Source) -> Option<SavedState> {
 }
 
 /// Saves `state` atomically (a temporary file renamed over the old one).
-pub(crate) fn save(state_dir: &Path, source: &Source, mut state: SavedState) -> Result<(), SyncError> {
+pub(crate) fn save(
+    state_dir: &Path,
+    source: &Source,
+    mut state: SavedState,
+) -> Result<(), SyncError> {
     state.version = VERSION;
     state.fingerprint = source.fingerprint();
     let path = path(state_dir, source);

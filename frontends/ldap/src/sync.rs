@@ -207,9 +207,7 @@ async fn fetch(
             Incremental::Syncrepl if saved.cookie.is_some() => {
                 refresh(directory, source, saved, bar).await?
             }
-            Incremental::ModifyTimestamp | Incremental::UsnChanged
-                if saved.watermark.is_some() =>
-            {
+            Incremental::ModifyTimestamp | Incremental::UsnChanged if saved.watermark.is_some() => {
                 Some(poll(directory, source, saved, bar).await?)
             }
             _ => None,
@@ -245,7 +243,14 @@ async fn fetch(
             },
         )
         .await?;
-    keep(directory, source, found, &mut state.users, &mut state.watermark).await?;
+    keep(
+        directory,
+        source,
+        found,
+        &mut state.users,
+        &mut state.watermark,
+    )
+    .await?;
     if let Some(groups) = &source.config.groups {
         let mut n_groups = 0usize;
         let found = directory
@@ -262,7 +267,14 @@ async fn fetch(
                 },
             )
             .await?;
-        keep(directory, source, found, &mut state.groups, &mut state.watermark).await?;
+        keep(
+            directory,
+            source,
+            found,
+            &mut state.groups,
+            &mut state.watermark,
+        )
+        .await?;
     }
     in_chain(directory, source, &mut state, bar).await?;
     Ok((Mode::Full, state))
@@ -318,7 +330,13 @@ async fn refresh(
     else {
         return Ok(None);
     };
-    apply_refresh(&mut state.users, user_refresh.changed, user_refresh.present, user_refresh.deleted, user_refresh.present_phase);
+    apply_refresh(
+        &mut state.users,
+        user_refresh.changed,
+        user_refresh.present,
+        user_refresh.deleted,
+        user_refresh.present_phase,
+    );
     if let Some(groups) = &source.config.groups {
         bar.set_message("reading changed groups");
         let Some(group_refresh) = directory
@@ -334,7 +352,13 @@ async fn refresh(
         else {
             return Ok(None);
         };
-        apply_refresh(&mut state.groups, group_refresh.changed, group_refresh.present, group_refresh.deleted, group_refresh.present_phase);
+        apply_refresh(
+            &mut state.groups,
+            group_refresh.changed,
+            group_refresh.present,
+            group_refresh.deleted,
+            group_refresh.present_phase,
+        );
     }
     // The cookie of the first search: changes between the two searches come again
     // next time, which is harmless.
@@ -355,7 +379,8 @@ fn apply_refresh(
         into.remove(id);
     }
     if present_phase {
-        let changed_ids: std::collections::HashSet<&String> = changed.iter().map(|(id, _)| id).collect();
+        let changed_ids: std::collections::HashSet<&String> =
+            changed.iter().map(|(id, _)| id).collect();
         into.retain(|id, _| present.contains(id) || changed_ids.contains(id));
     }
     for (id, entry) in changed {
@@ -383,7 +408,13 @@ async fn poll(
     let users = source.config.users.clone();
     bar.set_message("reading changed users");
     let changed = directory
-        .paged_search(&users.base, users.scope, &changed_filter(&users.filter), &user_attributes(source), || {})
+        .paged_search(
+            &users.base,
+            users.scope,
+            &changed_filter(&users.filter),
+            &user_attributes(source),
+            || {},
+        )
         .await?;
     let listing = directory
         .paged_search(&users.base, users.scope, &users.filter, &id_only, || {})
@@ -394,7 +425,13 @@ async fn poll(
     if let Some(groups) = source.config.groups.clone() {
         bar.set_message("reading changed groups");
         let changed = directory
-            .paged_search(&groups.base, groups.scope, &changed_filter(&groups.filter), &group_attributes(source), || {})
+            .paged_search(
+                &groups.base,
+                groups.scope,
+                &changed_filter(&groups.filter),
+                &group_attributes(source),
+                || {},
+            )
             .await?;
         let listing = directory
             .paged_search(&groups.base, groups.scope, &groups.filter, &id_only, || {})

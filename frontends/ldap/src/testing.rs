@@ -108,7 +108,11 @@ memberof-refint TRUE
         self.port = port;
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let mut stderr = String::new();
                 if let Some(mut pipe) = self.child.as_mut().and_then(|c| c.stderr.take()) {
                     let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
@@ -144,13 +148,13 @@ memberof-refint TRUE
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|error| panic!("cannot run {tool} (install ldap-utils): {error}"));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(ldif.as_bytes())
-            .expect("write ldif");
+        // Written from another thread: the tool answers each entry on stdout, and a
+        // full pipe would otherwise block both sides.
+        let mut stdin = child.stdin.take().expect("stdin");
+        let ldif = ldif.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(ldif.as_bytes()));
         let output = child.wait_with_output().expect("wait");
+        writer.join().expect("writer thread").expect("write ldif");
         assert!(
             output.status.success(),
             "{tool} failed: {}",
@@ -172,7 +176,16 @@ memberof-refint TRUE
     /// The `entryUUID` of `dn`, read with `ldapsearch`.
     pub fn entry_uuid(&self, dn: &str) -> String {
         let output = Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PASSWORD])
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &self.url(),
+                "-D",
+                ROOT_DN,
+                "-w",
+                ROOT_PASSWORD,
+            ])
             .args(["-s", "base", "-b", dn, "entryUUID"])
             .output()
             .expect("ldapsearch");
@@ -243,8 +256,7 @@ pub fn posix_group(cn: &str, gid: u32, uids: &[&str]) -> String {
 
 /// LDIF of a `groupOfUniqueNames` with these member DNs.
 pub fn group_of_unique_names(cn: &str, members: &[String]) -> String {
-    let mut ldif =
-        format!("dn: cn={cn},{GROUPS}\nobjectClass: groupOfUniqueNames\ncn: {cn}\n");
+    let mut ldif = format!("dn: cn={cn},{GROUPS}\nobjectClass: groupOfUniqueNames\ncn: {cn}\n");
     for member in members {
         ldif.push_str(&format!("uniqueMember: {member}\n"));
     }
