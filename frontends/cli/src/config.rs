@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// LDAP / Active Directory sources (`[ldap.<name>]`): synced by `ldap-sync`, and
+    /// periodically inside `serve`.
+    #[serde(default)]
+    pub ldap: portcullis_ldap::Sources,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +69,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     pub settings: portcullis_http::Settings,
     pub bootstrap_token: Option<String>,
+    /// The LDAP sources to sync periodically, checked and with their passwords read.
+    pub ldap: Vec<portcullis_ldap::Source>,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -179,7 +185,10 @@ impl ServeConfig {
                 settings.default_page_size, settings.max_page_size
             )));
         }
+        let ldap = portcullis_ldap::resolve_sources(&file.ldap, None)
+            .map_err(|error| CliError::Input(error.to_string()))?;
         Ok(ServeConfig {
+            ldap,
             data,
             listen,
             demo: overrides.demo || file.demo.unwrap_or(false),

@@ -1,5 +1,5 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
-//! directory directly (`check`, `explain`, `list-assets`, `token`).
+//! directory directly (`check`, `explain`, `list-assets`, `ldap-sync`, `token`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
 //! input, 3 any other failure.
@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod demo;
 mod error;
+mod ldap;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Command {
     Explain(CheckArgs),
     /// The assets a user may reach.
     ListAssets(ListAssetsArgs),
+    /// Sync users, groups and membership from the LDAP / Active Directory sources of a
+    /// config file. Exits 0 when done, 2 on a bad config, 3 when a source failed.
+    LdapSync(ldap::LdapSyncArgs),
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -50,6 +54,7 @@ fn main() -> Outcome {
         Command::Check(args) => commands::check(&args),
         Command::Explain(args) => commands::explain(&args),
         Command::ListAssets(args) => commands::list_assets(&args),
+        Command::LdapSync(args) => ldap::ldap_sync(&args),
         Command::Token(command) => commands::token(&command),
     };
     result.into()

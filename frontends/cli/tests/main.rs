@@ -2,5 +2,6 @@
 //! `serve` as a child process on a loopback port.
 
 mod commands;
+mod ldap;
 mod serve;
 mod support;

@@ -95,7 +95,7 @@ pub async fn run(
     let mut directory = Directory::connect(source).await?;
     let fetched = fetch(&mut directory, source, saved, &bar).await;
     directory.close().await;
-    let (mode, mut saved) = fetched?;
+    let (mode, saved) = fetched?;
 
     bar.set_message(format!(
         "planning: {} users, {} groups in the directory",
@@ -118,7 +118,6 @@ pub async fn run(
                 .write(&actor, ops)
                 .map(|outcome| Some(outcome.revision))
         };
-        saved.cookie = saved.cookie.take();
         (plan, written, saved)
     })
     .await
