@@ -453,7 +453,8 @@ mod tests {
         let mut config = sources_from_toml(EXAMPLE).unwrap().remove("corp").unwrap();
         config.bind_dn = None;
         config.bind_password_env = None;
-        let cases: Vec<(Box<dyn Fn(&mut SourceConfig)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut SourceConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|c| c.url = "http://x".to_owned()), "neither ldap"),
             (Box::new(|c| c.page_size = 0), "page_size"),
             (
