@@ -484,3 +484,29 @@ fn a_base_the_server_does_not_hold_fails_the_run_clearly() {
     assert!(error.to_string().contains("no such object"), "{error}");
     assert_eq!(world.count(EntityKind::User), 0);
 }
+
+#[test]
+fn a_server_that_never_answers_times_out_and_changes_nothing() {
+    let world = World::new();
+    // A socket that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let toml = portcullis_ldap::testing::source_toml(&world.slapd, "corp", "")
+        .replace(&world.slapd.url(), &format!("ldap://{address}"))
+        .replace("timeout_secs = 10", "timeout_secs = 1");
+    let source = crate::support::source_from(&toml);
+    let revision = world.revision();
+    let error = world.sync(&source, RunOptions::default()).unwrap_err();
+    assert!(
+        matches!(error, SyncError::Timeout { seconds: 1, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("timed out after 1s"), "{error}");
+    assert_eq!(world.revision(), revision);
+}
