@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// LDAP / Active Directory sources (`[ldap.<name>]`): synced by `ldap-sync`, and
+    /// periodically inside `serve`.
+    #[serde(default)]
+    pub ldap: portcullis_ldap::Sources,
     /// Sign-in: argon2, password policy, lockout, MFA policy, lifetimes, housekeeping.
     #[serde(default)]
     pub auth: Option<portcullis_engine::AuthSettings>,
@@ -103,6 +107,8 @@ pub struct ServeConfig {
     pub signin: portcullis_http::SignInSettings,
     /// How often housekeeping runs; `None`: never.
     pub housekeeping_interval: Option<Duration>,
+    /// The LDAP sources to sync periodically, checked and with their passwords read.
+    pub ldap: Vec<portcullis_ldap::Source>,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -217,12 +223,15 @@ impl ServeConfig {
                 settings.default_page_size, settings.max_page_size
             )));
         }
+        let ldap = portcullis_ldap::resolve_sources(&file.ldap, None)
+            .map_err(|error| CliError::Input(error.to_string()))?;
         let auth = auth_settings(file.auth)?;
         let signin = signin_settings(file.mail, &file.signin)?;
         let housekeeping_minutes = env_number("PORTCULLIS_HOUSEKEEPING_INTERVAL_MINUTES")?
             .or(file.signin.housekeeping_interval_minutes)
             .unwrap_or(60);
         Ok(ServeConfig {
+            ldap,
             auth,
             signin,
             housekeeping_interval: (housekeeping_minutes > 0)

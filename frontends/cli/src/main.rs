@@ -1,6 +1,6 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
-//! directory directly (`check`, `explain`, `list-assets`, `token`, `user`, `import`,
-//! `export`).
+//! directory directly (`check`, `explain`, `list-assets`, `ldap-sync`, `token`, `user`,
+//! `import`, `export`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
 //! input, 3 any other failure.
@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod demo;
 mod error;
+mod ldap;
 mod serve;
 mod spreadsheets;
 
@@ -41,6 +42,9 @@ enum Command {
     Explain(CheckArgs),
     /// The assets a user may reach.
     ListAssets(ListAssetsArgs),
+    /// Sync users, groups and membership from the LDAP / Active Directory sources of a
+    /// config file. Exits 0 when done, 2 on a bad config, 3 when a source failed.
+    LdapSync(ldap::LdapSyncArgs),
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -63,6 +67,7 @@ fn main() -> Outcome {
         Command::Check(args) => commands::check(&args),
         Command::Explain(args) => commands::explain(&args),
         Command::ListAssets(args) => commands::list_assets(&args),
+        Command::LdapSync(args) => ldap::ldap_sync(&args),
         Command::Token(command) => commands::token(&command),
         Command::Export(args) => spreadsheets::export(&args),
         Command::Import(args) => spreadsheets::import(&args),

@@ -1,5 +1,5 @@
-//! `portcullis serve`: the engine, the HTTP API, the demo estate and the bootstrap
-//! token, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
+//! `portcullis serve`: the engine, the HTTP API, the demo estate, the bootstrap
+//! token and the periodic LDAP sync, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
 //! queued writes commit, then the store is closed).
 
 use std::sync::Arc;
@@ -127,7 +127,28 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     if let Some(interval) = config.housekeeping_interval {
         runtime.spawn(housekeeping(auth, interval));
     }
+    // Periodic LDAP sync, when the config has sources; its status at /api/v1/sync/ldap.
+    let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
+    let sync_task = (!config.ldap.is_empty()).then(|| {
+        let board = Arc::new(portcullis_ldap::StatusBoard::new(&config.ldap));
+        let shown = board.clone();
+        state.register_sync_status("ldap", Arc::new(move || shown.json()));
+        tracing::info!(sources = config.ldap.len(), "ldap sync scheduled");
+        runtime.spawn(portcullis_ldap::run_periodically(
+            engine.clone(),
+            config.ldap.clone(),
+            config.data.join("ldap"),
+            board,
+            sync_stopped,
+        ))
+    });
     let served = runtime.block_on(run(&config, state));
+    let _ = stop_sync.send(true);
+    if let Some(task) = sync_task {
+        // A run in progress finishes (or fails cleanly once the engine closes).
+        let _ =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
+    }
     // Writes already queued commit; the store closes before we exit.
     engine.close();
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -2,6 +2,7 @@
 //! `serve` as a child process on a loopback port.
 
 mod commands;
+mod ldap;
 mod serve;
 mod signin;
 mod spreadsheets;

@@ -35,6 +35,8 @@ pub fn stderr(output: &Output) -> String {
 /// A running `portcullis serve`.
 pub struct Served {
     pub child: Child,
+    /// Everything the server wrote on stderr so far (its log).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
     pub base: String,
     pub client: reqwest::blocking::Client,
 }
@@ -77,9 +79,14 @@ impl Served {
             }
         });
         let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[serve] {line}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
             }
         });
         let line = match receiver.recv_timeout(Duration::from_secs(20)) {
@@ -95,9 +102,15 @@ impl Served {
             .to_owned();
         Served {
             child,
+            log,
             base,
             client: reqwest::blocking::Client::new(),
         }
+    }
+
+    /// The server's log so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {

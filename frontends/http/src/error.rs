@@ -32,6 +32,8 @@ pub enum ApiError {
     /// A valid token without the permission the route needs.
     Forbidden(String),
     RouteNotFound,
+    /// A route's target that is not an engine entity (a sync source kind) is unknown.
+    NotFound(String),
     MethodNotAllowed,
     /// `min_revision` was not reached within the wait bound.
     RevisionNotReached {
@@ -153,6 +155,7 @@ impl ApiError {
                 "route_not_found",
                 "no such route".to_owned(),
             ),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -80,7 +80,12 @@ struct Inner {
     auth: auth::PermissionCache,
     signin: signin::SignIn,
     openapi: std::sync::OnceLock<serde_json::Value>,
+    sync_status: std::sync::RwLock<std::collections::BTreeMap<String, SyncStatus>>,
 }
+
+/// What `GET /api/v1/sync/{source_kind}` answers for one kind of sync (`ldap`, …):
+/// a JSON document the sync front-end builds. It must hold no secret.
+pub type SyncStatus = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl AppState {
     /// The API over `engine`, with sign-in at its default settings and no mail.
@@ -110,6 +115,7 @@ impl AppState {
                 auth: auth::PermissionCache::default(),
                 signin,
                 openapi: std::sync::OnceLock::new(),
+                sync_status: std::sync::RwLock::default(),
             }),
         })
     }
@@ -125,6 +131,27 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Serves `status` at `GET /api/v1/sync/{kind}` (authorized like other admin reads,
+    /// with `users.view`). This crate knows nothing of the sync itself: the binary
+    /// that runs a sync registers what it reports. A later registration of the same
+    /// kind replaces the earlier one.
+    pub fn register_sync_status(&self, kind: impl Into<String>, status: SyncStatus) {
+        self.inner
+            .sync_status
+            .write()
+            .expect("sync status lock")
+            .insert(kind.into(), status);
+    }
+
+    pub(crate) fn sync_status(&self, kind: &str) -> Option<SyncStatus> {
+        self.inner
+            .sync_status
+            .read()
+            .expect("sync status lock")
+            .get(kind)
+            .cloned()
     }
 
     /// Ends every open watch stream, so that a graceful shutdown does not wait for

@@ -266,6 +266,7 @@ fn schemas() -> Value {
             "properties": {"code": string(), "message": string()},
         }}},
         "Object": {"type": "object"},
+        "SyncStatus": {"type": "object", "properties": {"kind": string(), "sources": {"type": "array", "items": {"type": "object"}}}},
         "Entity": {"type": "object", "description": "An entity, with the model's field names"},
         "MergePatch": {"type": "object", "description": "A JSON merge patch (RFC 7386) of the entity's spec"},
         "Health": {"type": "object", "properties": {"status": string(), "revision": {"type": "integer"}}},

@@ -298,6 +298,17 @@ pub(crate) fn table() -> Vec<Route> {
     }
     routes.push(
         Route::new(
+            Method::GET,
+            "/api/v1/sync/{source_kind}",
+            Access::Permission("users.view".to_owned()),
+            "sync",
+            "The state of a kind of directory sync (`ldap`): per source, the last run, its duration, counts and last error",
+            sync_status,
+        )
+        .answers(StatusCode::OK, "SyncStatus"),
+    );
+    routes.push(
+        Route::new(
             Method::POST,
             "/api/v1/groups/{group}/members",
             permission(EntityKind::Group, "change"),
@@ -325,6 +336,26 @@ pub(crate) fn table() -> Vec<Route> {
 
 async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"status": "ok", "revision": state.snapshot().revision()}))
+}
+
+async fn sync_status(
+    State(state): State<AppState>,
+    ApiPath(kind): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, error::ApiError> {
+    if let Some((name, _)) = query.first() {
+        return Err(error::ApiError::BadRequest(format!(
+            "query parameter `{name}`: this route takes none"
+        )));
+    }
+    let status = state.sync_status(&kind).ok_or_else(|| {
+        error::ApiError::NotFound(format!("no `{kind}` sync is configured on this server"))
+    })?;
+    let mut body = status();
+    if let Value::Object(fields) = &mut body {
+        fields.insert("kind".to_owned(), Value::String(kind));
+    }
+    Ok(Json(body))
 }
 
 async fn openapi_document(State(state): State<AppState>) -> Json<Value> {

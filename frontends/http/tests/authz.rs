@@ -51,6 +51,9 @@ fn designed_permission(method: &str, path: &str) -> Option<String> {
     if path == "/api/v1/changes" || path == "/api/v1/watch" {
         return Some("changes.view".to_owned());
     }
+    if path.starts_with("/api/v1/sync/") {
+        return Some("users.view".to_owned());
+    }
     if path.starts_with("/api/v1/groups/{group}/members") {
         return Some("groups.change".to_owned());
     }
@@ -93,7 +96,8 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>, u16) {
         .replace("{node}", &target("%2FDefault%2FProd"))
         .replace("{rule}", &target("ops-prod"))
         .replace("{role}", &target("user"))
-        .replace("{token}", &target("admin"));
+        .replace("{token}", &target("admin"))
+        .replace("{source_kind}", "ldap");
     if reads {
         return (concrete, None, 200);
     }

@@ -15,6 +15,7 @@ fn concrete(path: &str) -> String {
         .replace("{rule}", "ops-prod")
         .replace("{role}", "user")
         .replace("{token}", "admin")
+        .replace("{source_kind}", "ldap")
 }
 
 /// A body the route accepts (or refuses for other reasons than its shape).

@@ -47,7 +47,13 @@ impl Server {
             .await
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
-        let router = portcullis_http::router(make(engine.clone()));
+        let state = make(engine.clone());
+        // A sync status provider, as the binary registers one for LDAP.
+        state.register_sync_status(
+            "ldap",
+            Arc::new(|| serde_json::json!({"sources": [{"source": "corp", "runs": 0}]})),
+        );
+        let router = portcullis_http::router(state);
         tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
         });

@@ -1,0 +1,5 @@
+//! One test binary: sync runs against a real OpenLDAP `slapd` started by the harness
+//! (`portcullis_ldap::testing`), into a real redb store.
+
+mod support;
+mod sync;
