@@ -48,6 +48,23 @@ const SCIM_ROUTES: &[(&str, &str)] = &[
 
 /// The permission a route needs, by design (DESIGN.md, the README's role table), not
 /// read from the code under test. `None`: public. `Some("")`: any valid token.
+/// The sign-in routes a user calls with their own credentials in the body.
+const SIGN_IN_SELF_SERVICE: &[&str] = &[
+    "/api/v1/auth/login",
+    "/api/v1/auth/password/change",
+    "/api/v1/auth/password/reset-request",
+    "/api/v1/auth/password/reset",
+    "/api/v1/auth/mfa/totp/enroll",
+    "/api/v1/auth/mfa/totp/confirm",
+    "/api/v1/auth/mfa/disable",
+    "/api/v1/auth/mfa/recovery-codes",
+];
+
+/// What [`designed_permission`] answers for a route that needs no token but judges
+/// the credentials in its body: any caller gets an answer that is neither 401 nor
+/// 403 for the (empty) body the matrix sends.
+pub const SELF_SERVICE: &str = "(credentials in the body)";
+
 pub fn designed_permission(method: &str, path: &str) -> Option<String> {
     if ["/healthz", "/metrics", "/api/v1/openapi.json"].contains(&path) {
         return None;
@@ -57,6 +74,28 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
     }
     if path.starts_with("/scim/v2/") {
         return Some("scim.provision".to_owned());
+    }
+    // Sign-in: self-service routes carry the user's credentials in the body (public;
+    // the lockout rate-limits them); the administrators' routes change users.
+    if SIGN_IN_SELF_SERVICE.contains(&path) {
+        return Some(SELF_SERVICE.to_owned());
+    }
+    let sign_in_admin = [
+        "/api/v1/users/{user}/password",
+        "/api/v1/users/{user}/password/reset-link",
+        "/api/v1/users/{user}/mfa",
+        "/api/v1/users/{user}/lockout",
+        "/api/v1/auth/housekeeping",
+    ];
+    if sign_in_admin.contains(&path) {
+        return Some("users.change".to_owned());
+    }
+    if path == "/api/v1/auth/events" {
+        return Some("changes.view".to_owned());
+    }
+    // Directory sync status reads user data.
+    if path == "/api/v1/sync/{source_kind}" {
+        return Some("users.view".to_owned());
     }
     let decisions = [
         "/api/v1/check",
@@ -259,6 +298,9 @@ fn every_route_by_every_caller_gets_the_designed_status() {
             let unauthenticated = matches!(*role, "none" | "revoked" | "expired");
             let ok = match (&needs, unauthenticated) {
                 (None, _) => got == 200,
+                (Some(needs), _) if needs == SELF_SERVICE => {
+                    (400..500).contains(&got) && got != 401 && got != 403
+                }
                 (Some(_), true) => got == 401,
                 (Some(permission), false)
                     if permission.is_empty() || role_holds(role, permission) =>

@@ -113,10 +113,18 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         .thread_name("portcullis-http")
         .build()
         .map_err(|error| CliError::System(format!("cannot start the runtime: {error}")))?;
-    let auth = Arc::new(
+    // Users synced from a directory sign in with their directory password: one
+    // password backend per LDAP source, tried after the local hash.
+    let auth = config.ldap.iter().fold(
         portcullis_engine::Auth::new(engine.clone(), config.auth.clone())
             .map_err(crate::commands::auth_error)?,
+        |auth, source| {
+            auth.with_backend(Box::new(portcullis_ldap::LdapPasswordBackend::new(
+                source.clone(),
+            )))
+        },
     );
+    let auth = Arc::new(auth);
     let state = AppState::with_signin(
         engine.clone(),
         config.settings.clone(),

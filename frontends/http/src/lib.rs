@@ -35,8 +35,8 @@ pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
 pub use mail::MailSettings;
-pub use signin::SignInSettings;
 pub use routes::Route;
+pub use signin::SignInSettings;
 
 /// Limits and timeouts of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -486,7 +486,7 @@ fn describe(rc: u32, text: &str) -> String {
     }
 }
 
-fn tls_config(
+pub(crate) fn tls_config(
     source: &Source,
     ca_file: &std::path::Path,
 ) -> Result<Arc<rustls::ClientConfig>, SyncError> {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod bind;
 mod config;
 mod directory;
 mod error;
@@ -8,6 +9,7 @@ pub mod range;
 mod state;
 mod sync;
 
+pub use bind::LdapPasswordBackend;
 pub use config::{
     BindPassword, Flavor, GroupConfig, Incremental, MAX_PAGE_SIZE, MIN_INTERVAL_SECS,
     RemovedGroups, RemovedUsers, Scope, Source, SourceConfig, Sources, UserConfig,

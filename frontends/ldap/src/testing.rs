@@ -173,6 +173,11 @@ memberof-refint TRUE
         self.tool("ldapmodify", &[], ldif);
     }
 
+    /// `ldapdelete` of one entry, as the root DN.
+    pub fn delete(&self, dn: &str) {
+        self.modify(&format!("dn: {dn}\nchangetype: delete\n\n"));
+    }
+
     /// The `entryUUID` of `dn`, read with `ldapsearch`.
     pub fn entry_uuid(&self, dn: &str) -> String {
         let output = Command::new("ldapsearch")
