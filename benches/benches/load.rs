@@ -449,7 +449,7 @@ fn scim_run(dir: &std::path::Path, clients: usize, requests: u64, cap: u64) -> R
     let reopened = Engine::open(&path).expect("the store reopens");
     let stored = reopened.snapshot().counts().users - users_before;
     assert_eq!(
-        stored as u64, result.requests,
+        stored, result.requests,
         "{name}: {} creates acknowledged, {stored} in the reopened store",
         result.requests
     );
