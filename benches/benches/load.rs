@@ -188,6 +188,11 @@ fn http_request(method: &str, path: &str, token: &str, content_type: &str, body:
     .into_bytes()
 }
 
+/// Makes the i-th request of a run.
+type MakeRequest = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+/// Judges the i-th answer (status, body) of a run; panics on a wrong one.
+type Verify = Arc<dyn Fn(u64, u16, &[u8]) + Send + Sync>;
+
 /// Runs `connections` clients until `bounds` is reached. `make(i)` gives the i-th
 /// request and `verify(i, status, body)` judges its answer (it panics on a wrong one).
 fn drive(
@@ -195,8 +200,8 @@ fn drive(
     address: SocketAddr,
     connections: usize,
     bounds: &Bounds,
-    make: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>,
-    verify: Arc<dyn Fn(u64, u16, &[u8]) + Send + Sync>,
+    make: MakeRequest,
+    verify: Verify,
 ) -> RunResult {
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -467,7 +467,10 @@ mod tests {
     fn splice_replaces_only_the_generated_part() {
         let page = format!("head\n{BEGIN}\nold\n{END}\ntail\n");
         let new = format!("{BEGIN}\nnew\n{END}");
-        assert_eq!(splice(&page, &new), format!("head\n{BEGIN}\nnew\n{END}\ntail\n"));
+        assert_eq!(
+            splice(&page, &new),
+            format!("head\n{BEGIN}\nnew\n{END}\ntail\n")
+        );
         assert_eq!(splice("head\n", &new), format!("head\n\n{new}\n"));
     }
 }
