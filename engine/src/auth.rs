@@ -12,7 +12,8 @@
 //! go through [`Engine::write`] and so reach the operation log; the rest of the state
 //! lives in this module's own redb tables (`tables.rs`). Every attempt, lockout,
 //! password and MFA change is also recorded in the sign-in event log
-//! ([`Auth::events_since`]), which never holds a secret or a code.
+//! ([`Auth::events_since`]) and, as an `Operation::Event` record, in the operation log;
+//! neither ever holds a secret or a code.
 //!
 //! Design choices the issue leaves open:
 //! - A denial's reason never tells whether a login name exists: an unknown name and a
@@ -1371,6 +1372,28 @@ impl Auth {
             table.insert(seq, json.as_slice())?;
         }
         txn.commit()?;
+        // The operation log holds every sign-in event too (issue #7): what happened,
+        // to whom, by whom; never a password or a code. A user that was deleted
+        // meanwhile is recorded under the nil id rather than failing the sign-in.
+        let what = serde_json::json!({
+            "event": event,
+            "login": login.map(|l| l.chars().take(256).collect::<String>()),
+            "detail": detail,
+        });
+        let known = user.map(|u| u.id);
+        let recorded = self.engine.write(
+            actor,
+            vec![Op::RecordEvent {
+                user: known,
+                what: what.clone(),
+            }],
+        );
+        if let Err(Error::Validation(ValidationError::NotFound(_))) = recorded {
+            self.engine
+                .write(actor, vec![Op::RecordEvent { user: None, what }])?;
+        } else {
+            recorded?;
+        }
         Ok(())
     }
 }

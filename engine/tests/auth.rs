@@ -800,3 +800,116 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         );
     }
 }
+
+/// Issue #7: every login attempt, lockout, password and MFA change reaches the
+/// operation log, without a secret.
+#[test]
+fn sign_in_attempts_and_lockouts_reach_the_operation_log() {
+    let f = fixture_with(AuthSettings {
+        lockout: LockoutSettings {
+            max_failures: 2,
+            window_minutes: 10,
+            lock_minutes: 30,
+        },
+        ..settings()
+    });
+    f.person("alice");
+    let before = f.engine.snapshot().revision();
+    f.status("alice", "Wrong-Password-9", None, at_minutes(0));
+    f.status("alice", "Wrong-Password-9", None, at_minutes(1));
+    assert_eq!(
+        f.status("alice", GOOD, None, at_minutes(2)),
+        "denied:locked"
+    );
+    f.status("nobody", "Wrong-Password-9", None, at_minutes(3));
+    let changes = f.engine.changes_since(before, 10_000).unwrap();
+    let alice = f.get("alice").id;
+    let events: Vec<(Id, String)> = changes
+        .iter()
+        .filter(|c| c.operation == Operation::Event)
+        .map(|c| {
+            assert!(c.before.is_none());
+            let event = c.after.as_ref().unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (c.id, event)
+        })
+        .collect();
+    assert!(
+        events
+            .iter()
+            .filter(|(id, e)| *id == alice && e.starts_with("login_denied"))
+            .count()
+            >= 2,
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(id, e)| *id == alice && e.contains("lock")),
+        "a lockout is logged: {events:?}"
+    );
+    assert!(
+        events.iter().any(|(id, _)| *id == Id::from_u128(0)),
+        "an attempt on an unknown name is logged under the nil id: {events:?}"
+    );
+    let text = serde_json::to_string(&changes).unwrap();
+    assert!(
+        !text.contains("Wrong-Password-9") && !text.contains(GOOD),
+        "{text}"
+    );
+    assert_eq!(
+        f.engine.snapshot().user("alice").unwrap().username,
+        "alice",
+        "events change no entity"
+    );
+}
+
+/// Issue #7: a login's time does not tell whether the user exists. A statistical test
+/// on medians of interleaved attempts (the order alternates, so drift of the machine
+/// falls on both sides), with argon2 parameters heavy enough to dominate an attempt;
+/// the verification count test above says why the medians agree.
+#[test]
+fn unknown_user_and_wrong_password_take_the_same_time_by_their_medians() {
+    let f = fixture_with(AuthSettings {
+        argon2: Argon2Settings {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        lockout: LockoutSettings {
+            max_failures: 100_000,
+            window_minutes: 10,
+            lock_minutes: 30,
+        },
+        ..AuthSettings::default()
+    });
+    f.person("alice");
+    let timed = |login: &str| {
+        let started = std::time::Instant::now();
+        let status = f.status(login, "Wrong-Password-9", None, T);
+        assert_eq!(status, "denied:invalid_credentials");
+        started.elapsed()
+    };
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for round in 0..21 {
+        if round % 2 == 0 {
+            wrong.push(timed("alice"));
+            unknown.push(timed(&format!("nobody-{round}")));
+        } else {
+            unknown.push(timed(&format!("nobody-{round}")));
+            wrong.push(timed("alice"));
+        }
+    }
+    let median = |times: &mut Vec<std::time::Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (wrong, unknown) = (median(&mut wrong), median(&mut unknown));
+    let (low, high) = (wrong.min(unknown), wrong.max(unknown));
+    assert!(
+        (high - low).as_secs_f64() <= 0.25 * high.as_secs_f64(),
+        "median of a wrong password {wrong:?}, of an unknown user {unknown:?}"
+    );
+}

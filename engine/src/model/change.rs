@@ -11,6 +11,9 @@ pub enum Operation {
     Create,
     Update,
     Delete,
+    /// Something happened to the entity that changes none of its fields (a failed
+    /// sign-in, a lockout): `after` says what, `before` is empty.
+    Event,
 }
 
 /// One change record. `before` and `after` are the entity's JSON form, which never

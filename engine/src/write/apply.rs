@@ -253,6 +253,17 @@ impl Working {
                 let index = self.target(kind, &target)?;
                 self.delete(kind, index)
             }
+            Op::RecordEvent { user, what } => {
+                let id = match user {
+                    Some(id) => {
+                        let index = self.target(EntityKind::User, &id.to_string())?;
+                        self.snap.user_entry(index).expect("resolved").user.id
+                    }
+                    None => Id::from_u128(0),
+                };
+                self.record_event(EntityKind::User, id, &what);
+                Ok(id)
+            }
             Op::RecordLogin { user, at } => {
                 let index = self.target(EntityKind::User, &user)?;
                 let entry = self.snap.user_entry(index).expect("resolved");

@@ -533,6 +533,13 @@ pub enum Op {
         user: String,
         at: Time,
     },
+    /// Records an event in the operation log without changing any entity: `what`
+    /// (JSON, never a secret) about `user`, or about no known user (`None`: a sign-in
+    /// attempt with an unknown name; the record's id is then the nil id).
+    RecordEvent {
+        user: Option<Id>,
+        what: serde_json::Value,
+    },
 }
 
 impl std::fmt::Debug for Op {
@@ -553,6 +560,11 @@ impl std::fmt::Debug for Op {
                 .debug_struct("Delete")
                 .field("kind", kind)
                 .field("target", target)
+                .finish(),
+            Op::RecordEvent { user, what } => f
+                .debug_struct("RecordEvent")
+                .field("user", user)
+                .field("what", what)
                 .finish(),
             Op::RecordLogin { user, at } => f
                 .debug_struct("RecordLogin")

@@ -121,6 +121,24 @@ impl Working {
         });
     }
 
+    /// An [`Operation::Event`] record: nothing changed, `what` happened to `id`.
+    pub(crate) fn record_event(&mut self, entity: EntityKind, id: Id, what: &serde_json::Value) {
+        if !self.record {
+            return;
+        }
+        self.changes.push(ChangeRecord {
+            revision: 0,
+            seq: 0,
+            time: self.now,
+            actor: self.actor.clone(),
+            entity,
+            id,
+            operation: Operation::Event,
+            before: None,
+            after: Some(to_json(what)),
+        });
+    }
+
     fn register(&mut self, kind: EntityKind, id: Id, index: u32) {
         self.snap.ids.insert(id, Slot { kind, index });
         *self.snap.counts.get_mut(kind) += 1;
