@@ -99,15 +99,34 @@ impl Working {
         before: Option<&T>,
         after: Option<&T>,
     ) {
-        if !self.record {
-            return;
-        }
         let operation = match (before, after) {
             (None, Some(_)) => Operation::Create,
             (Some(_), None) => Operation::Delete,
             _ => Operation::Update,
         };
-        self.touched.insert((entity, id));
+        if self.push_change(entity, id, operation, before, after) {
+            self.touched.insert((entity, id));
+        }
+    }
+
+    /// An [`Operation::Event`] record: nothing changed, `what` happened to `id`.
+    pub(crate) fn record_event(&mut self, entity: EntityKind, id: Id, what: &serde_json::Value) {
+        self.push_change(entity, id, Operation::Event, None, Some(what));
+    }
+
+    /// Appends one change record, unless this working copy keeps none (a rebuild).
+    /// Whether it did.
+    fn push_change<T: serde::Serialize>(
+        &mut self,
+        entity: EntityKind,
+        id: Id,
+        operation: Operation,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> bool {
+        if !self.record {
+            return false;
+        }
         self.changes.push(ChangeRecord {
             revision: 0,
             seq: 0,
@@ -119,24 +138,7 @@ impl Working {
             before: before.map(to_json),
             after: after.map(to_json),
         });
-    }
-
-    /// An [`Operation::Event`] record: nothing changed, `what` happened to `id`.
-    pub(crate) fn record_event(&mut self, entity: EntityKind, id: Id, what: &serde_json::Value) {
-        if !self.record {
-            return;
-        }
-        self.changes.push(ChangeRecord {
-            revision: 0,
-            seq: 0,
-            time: self.now,
-            actor: self.actor.clone(),
-            entity,
-            id,
-            operation: Operation::Event,
-            before: None,
-            after: Some(to_json(what)),
-        });
+        true
     }
 
     fn register(&mut self, kind: EntityKind, id: Id, index: u32) {

@@ -10,7 +10,7 @@
 //! and this checks again: an empty password is an unauthenticated bind, which many
 //! servers answer with success).
 
-use ldap3::{LdapConnAsync, LdapConnSettings, SearchEntry};
+use ldap3::SearchEntry;
 use portcullis_engine::{BackendError, PasswordBackend, Source as EngineSource, User};
 
 use crate::config::Source;
@@ -66,30 +66,13 @@ impl LdapPasswordBackend {
             url: config.url.clone(),
             message,
         };
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(self.source.timeout())
-            .set_starttls(config.starttls);
-        let settings = match &config.ca_file {
-            Some(ca_file) => {
-                settings.set_config(crate::directory::tls_config(&self.source, ca_file)?)
-            }
-            None => settings,
-        };
         let timeout = self.source.timeout();
-        let (conn, mut ldap) =
-            tokio::time::timeout(timeout, LdapConnAsync::with_settings(settings, &config.url))
-                .await
-                .map_err(|_| failed("no answer in time".to_owned()))?
-                .map_err(|error| failed(error.to_string()))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.drive().await;
-        });
+        let mut ldap = crate::directory::open(&self.source).await?;
         let result = tokio::time::timeout(timeout, ldap.simple_bind(dn, password))
             .await
             .map_err(|_| failed("the bind got no answer in time".to_owned()))?
             .map_err(|error| failed(error.to_string()));
         let _ = ldap.unbind().await;
-        driver.abort();
         let result = result?;
         match result.rc {
             0 => Ok(true),

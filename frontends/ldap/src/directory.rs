@@ -67,6 +67,36 @@ pub(crate) struct Refresh {
     pub cookie: Option<Vec<u8>>,
 }
 
+/// A connection to `source`'s server (StartTLS and its CA as configured), not yet
+/// bound; its driver runs on the current runtime until the handle is dropped.
+pub(crate) async fn open(source: &Source) -> Result<Ldap, SyncError> {
+    let config = &source.config;
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(source.timeout())
+        .set_starttls(config.starttls);
+    if let Some(ca_file) = &config.ca_file {
+        settings = settings.set_config(tls_config(source, ca_file)?);
+    }
+    let connect_error = |message: String| SyncError::Connect {
+        source_name: source.name.clone(),
+        url: config.url.clone(),
+        message,
+    };
+    let (conn, ldap) = tokio::time::timeout(
+        source.timeout(),
+        LdapConnAsync::with_settings(settings, &config.url),
+    )
+    .await
+    .map_err(|_| connect_error(format!("no answer within {}s", config.timeout_secs)))?
+    .map_err(|error| connect_error(error.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.drive().await {
+            tracing::debug!(%error, "ldap connection ended");
+        }
+    });
+    Ok(ldap)
+}
+
 /// An open, bound connection.
 pub(crate) struct Directory {
     ldap: Ldap,
@@ -76,29 +106,12 @@ pub(crate) struct Directory {
 impl Directory {
     pub async fn connect(source: &Source) -> Result<Directory, SyncError> {
         let config = &source.config;
-        let mut settings = LdapConnSettings::new()
-            .set_conn_timeout(source.timeout())
-            .set_starttls(config.starttls);
-        if let Some(ca_file) = &config.ca_file {
-            settings = settings.set_config(tls_config(source, ca_file)?);
-        }
+        let mut ldap = open(source).await?;
         let connect_error = |message: String| SyncError::Connect {
             source_name: source.name.clone(),
             url: config.url.clone(),
             message,
         };
-        let (conn, mut ldap) = tokio::time::timeout(
-            source.timeout(),
-            LdapConnAsync::with_settings(settings, &config.url),
-        )
-        .await
-        .map_err(|_| connect_error(format!("no answer within {}s", config.timeout_secs)))?
-        .map_err(|error| connect_error(error.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(error) = conn.drive().await {
-                tracing::debug!(%error, "ldap connection ended");
-            }
-        });
         if let (Some(dn), Some(password)) = (&config.bind_dn, &source.password) {
             let bind_error = |message: String| SyncError::Bind {
                 source_name: source.name.clone(),
@@ -486,7 +499,7 @@ fn describe(rc: u32, text: &str) -> String {
     }
 }
 
-pub(crate) fn tls_config(
+fn tls_config(
     source: &Source,
     ca_file: &std::path::Path,
 ) -> Result<Arc<rustls::ClientConfig>, SyncError> {

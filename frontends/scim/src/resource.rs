@@ -234,7 +234,7 @@ impl Fields {
                     };
                     let kept = extras
                         .get(key)
-                        .filter(|kept| chosen_of(kept).as_deref() == Some(value.as_str()));
+                        .filter(|kept| chosen_value(Some(kept)).as_deref() == Some(value.as_str()));
                     let list = kept
                         .cloned()
                         .unwrap_or_else(|| json!([{"value": value, "type": "work"}]));
@@ -488,11 +488,11 @@ fn optional_text(view: &Map<String, Value>, key: &str) -> Result<Option<String>,
     }
 }
 
-/// The one value the engine keeps of a multi-valued attribute: the primary one, else
-/// the one typed `work`, else the last added.
-fn chosen_value(view: &Map<String, Value>, key: &str) -> Result<Option<String>, ScimError> {
-    let Some(Value::Array(items)) = view.get(key) else {
-        return Ok(None);
+/// The one value the engine keeps of a multi-valued attribute (`emails`,
+/// `phoneNumbers`): the primary one, else the one typed `work`, else the last added.
+fn chosen_value(list: Option<&Value>) -> Option<String> {
+    let Some(Value::Array(items)) = list else {
+        return None;
     };
     let with_value: Vec<&Value> = items
         .iter()
@@ -513,10 +513,10 @@ fn chosen_value(view: &Map<String, Value>, key: &str) -> Result<Option<String>, 
             })
         })
         .or_else(|| with_value.last());
-    Ok(chosen
+    chosen
         .and_then(|item| item.get("value"))
         .and_then(Value::as_str)
-        .map(str::to_owned))
+        .map(str::to_owned)
 }
 
 /// The display name a view carries: `displayName`, else `name.formatted`, else the
@@ -558,8 +558,8 @@ pub(crate) fn apply_user_view(
             boolean(value).ok_or_else(|| ScimError::invalid_value("`active` must be a boolean"))?
         }
     };
-    spec.email = chosen_value(view, "emails")?;
-    spec.phone = chosen_value(view, "phoneNumbers")?;
+    spec.email = chosen_value(view.get("emails"));
+    spec.phone = chosen_value(view.get("phoneNumbers"));
     spec.external_id = optional_text(view, "externalId")?;
     spec.source = Source::Scim;
     let extras: Map<String, Value> = view
@@ -596,13 +596,6 @@ fn is_empty_value(value: &Value) -> bool {
         Value::Object(map) => map.is_empty(),
         _ => false,
     }
-}
-
-/// The value [`chosen_value`] picks from a kept multi-valued attribute.
-fn chosen_of(list: &Value) -> Option<String> {
-    let mut view = Map::new();
-    view.insert("list".to_owned(), list.clone());
-    chosen_value(&view, "list").ok().flatten()
 }
 
 /// The password a view carries, removed from it.
