@@ -16,10 +16,10 @@
 //! - `http-bare`: `POST /api/v1/check` on a bare axum router whose handler
 //!   deserializes the same body into a struct of the same fields and answers a fixed
 //!   JSON decision.
-//! - `scim-create`: `POST /scim/v2/Users` with 32 clients, then 1 client. The engine
-//!   has no switch to turn group commit off, so the 1-client run is the only
-//!   "one commit per request" figure. After each run the store is closed and
-//!   reopened, and every acknowledged user must be in it.
+//! - `scim-create`: `POST /scim/v2/Users` with 32 clients (group commit, then a
+//!   commit per request: `EngineOptions { group_commit: false }`), then 1 client.
+//!   After each run the store is closed and reopened, and every acknowledged user
+//!   must be in it.
 //!
 //! Results go to `target/bench-report/load.json` when run with `--bench`; run by
 //! `cargo test --all-targets`, each scenario is a short smoke run with the same
@@ -33,7 +33,7 @@ use axum::Json;
 use axum::routing::post;
 use hdrhistogram::Histogram;
 use portcullis_benches::{AT, EstateSize, Synthetic, bench_mode};
-use portcullis_engine::{Engine, TokenSpec};
+use portcullis_engine::{Engine, EngineOptions, TokenSpec};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -413,9 +413,21 @@ fn http_runs(dir: &std::path::Path) -> Vec<RunResult> {
 
 // ----- SCIM create ------------------------------------------------------------------------
 
-fn scim_run(dir: &std::path::Path, clients: usize, requests: u64, cap: u64) -> RunResult {
-    let path = dir.join(format!("scim-{clients}.redb"));
-    let engine = Arc::new(Engine::open(&path).expect("a new store opens"));
+fn scim_run(
+    dir: &std::path::Path,
+    clients: usize,
+    group_commit: bool,
+    requests: u64,
+    cap: u64,
+) -> RunResult {
+    let name = if group_commit {
+        format!("scim-create-{clients}")
+    } else {
+        format!("scim-create-{clients}-per-request")
+    };
+    let path = dir.join(format!("{name}.redb"));
+    let options = EngineOptions { group_commit };
+    let engine = Arc::new(Engine::open_with(&path, options).expect("a new store opens"));
     let secret = token(&engine, "scim");
     let users_before = engine.snapshot().counts().users;
     let router = axum::Router::new().nest(
@@ -444,7 +456,6 @@ fn scim_run(dir: &std::path::Path, clients: usize, requests: u64, cap: u64) -> R
     let verify = Arc::new(|i: u64, status: u16, body: &[u8]| {
         assert_eq!(status, 201, "create {i}: {}", String::from_utf8_lossy(body));
     });
-    let name = format!("scim-create-{clients}");
     let bounds = bounds(requests, cap);
     let result = drive(&name, address, clients, &bounds, make, verify);
     server.shutdown_timeout(Duration::from_secs(1));
@@ -465,8 +476,9 @@ fn scim_run(dir: &std::path::Path, clients: usize, requests: u64, cap: u64) -> R
 fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut results = http_runs(dir.path());
-    results.push(scim_run(dir.path(), 32, 200_000, 5));
-    results.push(scim_run(dir.path(), 1, 20_000, 4));
+    results.push(scim_run(dir.path(), 32, true, 200_000, 5));
+    results.push(scim_run(dir.path(), 32, false, 50_000, 4));
+    results.push(scim_run(dir.path(), 1, true, 20_000, 4));
     let (portcullis, bare) = (&results[0], &results[1]);
     let ratio = portcullis.rate() / bare.rate();
     let p99_ms = portcullis.histogram.value_at_quantile(0.99) as f64 / 1e6;

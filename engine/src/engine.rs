@@ -6,6 +6,7 @@
 //! transaction (group commit), and then publishes the new snapshot.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -24,6 +25,21 @@ use crate::write::{Op, Spec, TokenSpec, Working};
 const MAX_GROUP: usize = 512;
 /// How many writes may wait for the writer before callers block.
 const QUEUE: usize = 4096;
+
+/// How an engine runs. `EngineOptions::default()` is what `serve` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Join the writes that wait for the writer into one transaction (one fsync for
+    /// all of them). On by default; off, every write gets its own commit, which only
+    /// benchmarks that measure the difference want.
+    pub group_commit: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions { group_commit: true }
+    }
+}
 
 /// What a successful write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +73,8 @@ struct Shared {
     /// The revision last published, for waiters.
     published: Mutex<u64>,
     publish_signal: Condvar,
+    /// Store transactions committed by the writer since the engine opened.
+    commits: AtomicU64,
 }
 
 /// An embedded Portcullis engine. Cheap to share across threads (`Arc` it, or clone
@@ -71,15 +89,20 @@ impl Engine {
     /// Opens the store file at `path`, creating it when missing, and builds the
     /// snapshot from it.
     pub fn open(path: impl AsRef<Path>) -> Result<Engine, Error> {
-        Engine::start(Store::open(path.as_ref())?)
+        Engine::open_with(path, EngineOptions::default())
+    }
+
+    /// As [`Engine::open`], with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Engine, Error> {
+        Engine::start(Store::open(path.as_ref())?, options)
     }
 
     /// An engine whose store lives in memory only.
     pub fn in_memory() -> Result<Engine, Error> {
-        Engine::start(Store::in_memory()?)
+        Engine::start(Store::in_memory()?, EngineOptions::default())
     }
 
-    fn start(store: Store) -> Result<Engine, Error> {
+    fn start(store: Store, options: EngineOptions) -> Result<Engine, Error> {
         let loaded = store.load()?;
         let seq = loaded.seq;
         let snapshot = Snapshot::from_loaded(loaded)?;
@@ -89,12 +112,16 @@ impl Engine {
             current: ArcSwap::from_pointee(snapshot),
             published: Mutex::new(revision),
             publish_signal: Condvar::new(),
+            commits: AtomicU64::new(0),
         });
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("portcullis-writer".to_owned())
-            .spawn(move || write_loop(&writer_shared, &receiver, seq))
+            .spawn(move || {
+                let max_group = if options.group_commit { MAX_GROUP } else { 1 };
+                write_loop(&writer_shared, &receiver, seq, max_group);
+            })
             .map_err(|error| StoreError::Io(format!("cannot start the writer thread: {error}")))?;
         let engine = Engine {
             shared,
@@ -228,6 +255,13 @@ impl Engine {
         answer.recv().map_err(|_| Error::Closed)?
     }
 
+    /// How many store transactions the writer has committed since the engine opened.
+    /// With group commit, one transaction holds every write that was waiting, so this
+    /// grows more slowly than the revision under concurrent writes.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
     /// Waits until a snapshot at `revision` or later is published, at most `timeout`.
     /// Returns the current snapshot either way; compare its revision.
     pub fn wait_for_revision(&self, revision: u64, timeout: Duration) -> Arc<Snapshot> {
@@ -303,10 +337,10 @@ impl Drop for Engine {
 /// that the answer takes as long as for a known one.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2YIiv3s2lKA6Bdvqeb+TNoRMxBwMUMoeMMCRnqDCAZ4";
 
-fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64) {
+fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_group: usize) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        while group.len() < max_group {
             match receiver.try_recv() {
                 Ok(request) => group.push(request),
                 Err(_) => break,
@@ -400,6 +434,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
         }
         return seq;
     }
+    shared.commits.fetch_add(1, Ordering::Relaxed);
     let revision = base.revision;
     shared.current.store(Arc::new(base));
     *shared.published.lock().expect("publish lock") = revision;

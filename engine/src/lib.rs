@@ -15,10 +15,10 @@ pub use auth::{
     DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
     MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
 };
-pub use engine::{Engine, WriteOutcome};
+pub use engine::{Engine, EngineOptions, WriteOutcome};
 pub use error::*;
 pub use eval::*;
 pub use model::*;
 pub use secrets::TOKEN_PREFIX;
-pub use snapshot::{Canonical, Counts, ListQuery, Snapshot};
+pub use snapshot::{Canonical, Counts, ListQuery, Snapshot, UserGroup};
 pub use write::*;

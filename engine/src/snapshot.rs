@@ -32,7 +32,7 @@ pub(crate) use cow_vec::CowVec;
 pub use invariants::Canonical;
 pub(crate) use name_index::{NameIndex, same_name};
 pub(crate) use rule_set::RuleSet;
-pub use views::ListQuery;
+pub use views::{ListQuery, UserGroup};
 
 /// Where an id lives: its kind and dense index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

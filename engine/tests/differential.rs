@@ -567,6 +567,44 @@ fn real_chain(estate: &Estate, user: Id, verdict: &RuleVerdict, at: Time) -> Res
     Ok(())
 }
 
+/// The groups `user` belongs to at `at`, and whether directly: the fixpoint of
+/// "a member of a group counts, and so does a subgroup edge into a reached group",
+/// computed from the estate alone.
+fn groups_reached(estate: &Estate, user: Id, at: Time) -> Vec<(Id, bool)> {
+    let direct: Vec<Id> = estate
+        .groups
+        .iter()
+        .filter(|g| {
+            g.members
+                .iter()
+                .any(|m| m.user == user && membership_counts(m.expires_at, at))
+        })
+        .map(|g| g.id)
+        .collect();
+    let mut reached = direct.clone();
+    loop {
+        let more: Vec<Id> = estate
+            .groups
+            .iter()
+            .filter(|g| !reached.contains(&g.id))
+            .filter(|g| {
+                g.subgroups
+                    .iter()
+                    .any(|e| reached.contains(&e.group) && membership_counts(e.expires_at, at))
+            })
+            .map(|g| g.id)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        reached.extend(more);
+    }
+    reached
+        .into_iter()
+        .map(|id| (id, direct.contains(&id)))
+        .collect()
+}
+
 /// Whether `node` is `ancestor` or lies below it.
 fn within(estate: &Estate, node: Id, ancestor: Id) -> bool {
     let mut current = Some(node);
@@ -628,6 +666,22 @@ fn compare(built: &Built, asked: &Asked) -> Checked {
         "explain",
         Ok(explained(explanation)),
         Ok(explained(expected)),
+    )?;
+
+    let by_id = |mut groups: Vec<(Id, bool)>| {
+        groups.sort();
+        groups
+    };
+    case.same(
+        "user_groups",
+        ["fast", "plain reachability"],
+        &by_id(
+            fast.user_groups(user, at)
+                .iter()
+                .map(|g| (g.group.id, g.direct))
+                .collect(),
+        ),
+        &by_id(groups_reached(&built.estate, asked.user_id, at)),
     )?;
 
     let assets = case.agree(

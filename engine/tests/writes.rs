@@ -569,9 +569,8 @@ fn a_store_in_use_is_refused_with_a_clear_error() {
     }
 }
 
-#[test]
-fn concurrent_writes_all_land_with_distinct_revisions() {
-    let engine = std::sync::Arc::new(engine());
+/// 8 threads × 25 user creates; every revision they report.
+fn eight_writers(engine: &std::sync::Arc<Engine>) -> Vec<u64> {
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let engine = engine.clone();
@@ -586,15 +585,46 @@ fn concurrent_writes_all_land_with_distinct_revisions() {
             })
         })
         .collect();
-    let mut revisions: Vec<u64> = threads
+    threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn concurrent_writes_all_land_with_distinct_revisions() {
+    let engine = std::sync::Arc::new(engine());
+    let mut revisions = eight_writers(&engine);
     revisions.sort_unstable();
     revisions.dedup();
     assert_eq!(revisions.len(), 200);
     assert_eq!(engine.snapshot().counts().users, 200);
     assert_eq!(engine.snapshot().revision(), *revisions.last().unwrap());
+}
+
+/// Without group commit every write is its own transaction; with it, never more
+/// transactions than writes. Either way every acknowledged write is in the file.
+#[test]
+fn group_commit_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    for group_commit in [false, true] {
+        let path = dir.path().join(format!("grouped-{group_commit}.redb"));
+        let engine =
+            std::sync::Arc::new(Engine::open_with(&path, EngineOptions { group_commit }).unwrap());
+        let before = engine.commits();
+        let revisions = eight_writers(&engine);
+        let commits = engine.commits() - before;
+        if group_commit {
+            assert!(commits <= 200, "{commits} commits for 200 writes");
+        } else {
+            assert_eq!(commits, 200, "one commit per write");
+        }
+        assert_eq!(revisions.len(), 200);
+        engine.close();
+        drop(engine);
+        let reopened = Engine::open(&path).unwrap();
+        assert_eq!(reopened.snapshot().counts().users, 200);
+    }
 }
 
 /// Change records are written as JSON text straight from the entity; read back, their

@@ -395,38 +395,50 @@ fn main() {
     .unwrap_or_else(|e| fail(format!("cannot draw the HTTP chart: {e}")));
     let _ = writeln!(md, "![HTTP check throughput](docs/benchmarks/http.svg)\n");
 
-    let (many, one) = (run("scim-create-32"), run("scim-create-1"));
+    let (many, per_request, one) = (
+        run("scim-create-32"),
+        run("scim-create-32-per-request"),
+        run("scim-create-1"),
+    );
     let _ = writeln!(
         md,
         "### SCIM create-user throughput (file store, durable)\n\n{header}"
     );
-    let _ = writeln!(md, "{}", row("SCIM `POST /Users`, group commit", &many));
+    let _ = writeln!(
+        md,
+        "{}",
+        row("SCIM `POST /Users`, 32 clients, group commit", &many)
+    );
     let _ = writeln!(
         md,
         "{}",
         row(
-            "SCIM `POST /Users`, one client (a commit per request)",
-            &one
+            "SCIM `POST /Users`, 32 clients, a commit per request",
+            &per_request
         )
     );
-    let many_rate = many["rate"].as_f64().unwrap_or(0.0);
+    let _ = writeln!(md, "{}", row("SCIM `POST /Users`, one client", &one));
+    let rate = |run: &Value| run["rate"].as_f64().unwrap_or(0.0);
+    let verdict = |rate: f64, target: f64| if rate >= target { "met" } else { "**missed**" };
     let _ = writeln!(
         md,
-        "\nWith 32 clients: {}/s against the ≥ 10,000/s group-commit target ({}). The engine cannot turn group commit off, so there is no 32-client \"commit per request\" run; the one-client run is the only one where each request gets its own commit.\n",
-        thousands(many_rate),
-        if many_rate >= 10_000.0 {
-            "met"
-        } else {
-            "**missed**"
-        },
+        "\nWith 32 clients: {}/s with group commit against the ≥ 10,000/s target ({}); {}/s with a commit per request against ≥ 2,000/s ({}).\n",
+        thousands(rate(&many)),
+        verdict(rate(&many), 10_000.0),
+        thousands(rate(&per_request)),
+        verdict(rate(&per_request), 2_000.0),
     );
     bar_chart(
         &charts.join("scim.svg"),
         "SCIM create-user, durable",
         "creates per second",
         &[
-            ("32 clients (group commit)".to_owned(), many_rate),
-            ("1 client".to_owned(), one["rate"].as_f64().unwrap_or(0.0)),
+            ("32 clients, group commit".to_owned(), rate(&many)),
+            (
+                "32 clients, commit per request".to_owned(),
+                rate(&per_request),
+            ),
+            ("1 client".to_owned(), rate(&one)),
         ],
     )
     .unwrap_or_else(|e| fail(format!("cannot draw the SCIM chart: {e}")));

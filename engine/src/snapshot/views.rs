@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::error::NotFound;
 use crate::eval::Page;
-use crate::model::EntityKind;
+use crate::model::{EntityKind, Group, Time};
 use crate::snapshot::{Snapshot, same_name};
 use crate::write::Spec;
 
@@ -20,6 +20,14 @@ pub struct ListQuery {
     pub fields: Vec<(String, String)>,
     pub offset: u64,
     pub limit: usize,
+}
+
+/// A group a user belongs to: see [`Snapshot::user_groups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGroup {
+    pub group: std::sync::Arc<Group>,
+    /// A direct member (not only through a nested group).
+    pub direct: bool,
 }
 
 fn contains_folded(haystack: &str, needle: &str) -> bool {
@@ -108,6 +116,31 @@ impl Snapshot {
     pub fn user(&self, reference: &str) -> Option<std::sync::Arc<crate::model::User>> {
         let index = self.user_index(reference)?;
         self.user_entry(index).map(|entry| entry.user.clone())
+    }
+
+    /// The groups a user (by username or id) belongs to at `at`: directly, or
+    /// (`direct == false`) only through nested groups. A membership counts while it
+    /// has not expired, and a nested one while every edge of some chain to it has not.
+    /// Ordered by group name; empty for an unknown user.
+    pub fn user_groups(&self, reference: &str, at: Time) -> Vec<UserGroup> {
+        let Some(entry) = self.user_index(reference).and_then(|i| self.user_entry(i)) else {
+            return Vec::new();
+        };
+        let mut groups: Vec<UserGroup> = entry
+            .groups
+            .iter()
+            .filter(|(_, until)| at < *until)
+            .filter_map(|(index, _)| {
+                let group = self.group_entry(*index)?.group.clone();
+                let direct = entry
+                    .direct_groups
+                    .iter()
+                    .any(|(direct, until)| direct == index && at < *until);
+                Some(UserGroup { group, direct })
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.name.cmp(&b.group.name));
+        groups
     }
 
     /// The permissions a role (by name or id) carries.

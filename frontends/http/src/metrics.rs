@@ -200,6 +200,15 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         "portcullis_write_failures_total {}",
         metrics.write_failures.load(Ordering::Relaxed)
     );
+    out.push_str(
+        "# HELP portcullis_store_commits_total Store transactions committed (group commit joins concurrent writes into one).\n",
+    );
+    out.push_str("# TYPE portcullis_store_commits_total counter\n");
+    let _ = writeln!(
+        out,
+        "portcullis_store_commits_total {}",
+        state.engine().commits()
+    );
     let snapshot = state.snapshot();
     out.push_str("# HELP portcullis_snapshot_revision The revision of the published snapshot.\n");
     out.push_str("# TYPE portcullis_snapshot_revision gauge\n");

@@ -895,6 +895,7 @@ async fn health_metrics_and_openapi() {
         "portcullis_http_request_duration_seconds_bucket{route=\"/api/v1/check\",le=\"+Inf\"} 2",
         "portcullis_write_duration_seconds_count ",
         "portcullis_snapshot_revision ",
+        "portcullis_store_commits_total ",
         "portcullis_entities{kind=\"users\"} 3",
         "portcullis_entities{kind=\"assets\"} 2",
     ] {

@@ -70,6 +70,8 @@ pub(crate) enum Fields {
         external_id: Option<String>,
         /// What SCIM keeps beyond the engine's fields.
         extras: Map<String, Value>,
+        /// The SCIM groups the user is in now (read-only).
+        groups: Vec<GroupOf>,
     },
     Group {
         id: Id,
@@ -79,8 +81,32 @@ pub(crate) enum Fields {
     },
 }
 
+/// A SCIM group a user belongs to, as the user's read-only `groups` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupOf {
+    pub id: Id,
+    pub name: String,
+    pub direct: bool,
+}
+
+/// The SCIM groups `user` belongs to now, directly or through nested groups. Groups
+/// written by others are not SCIM resources and are left out, as are memberships
+/// that have expired.
+fn groups_of(snapshot: &Snapshot, user: Id) -> Vec<GroupOf> {
+    snapshot
+        .user_groups(&user.to_string(), Time::now())
+        .into_iter()
+        .filter(|membership| membership.group.source == Source::Scim)
+        .map(|membership| GroupOf {
+            id: membership.group.id,
+            name: membership.group.name.clone(),
+            direct: membership.direct,
+        })
+        .collect()
+}
+
 impl Fields {
-    pub(crate) fn from_user(user: &User) -> Fields {
+    pub(crate) fn from_user(user: &User, snapshot: &Snapshot) -> Fields {
         Fields::User {
             id: user.id,
             username: user.username.clone(),
@@ -90,10 +116,11 @@ impl Fields {
             active: user.active,
             external_id: user.external_id.clone(),
             extras: scim_extras(&user.attributes),
+            groups: groups_of(snapshot, user.id),
         }
     }
 
-    pub(crate) fn from_user_spec(id: Id, spec: &UserSpec) -> Fields {
+    pub(crate) fn from_user_spec(id: Id, spec: &UserSpec, snapshot: &Snapshot) -> Fields {
         Fields::User {
             id,
             username: spec.username.clone(),
@@ -103,6 +130,7 @@ impl Fields {
             active: spec.active,
             external_id: spec.external_id.clone(),
             extras: scim_extras(&spec.attributes),
+            groups: groups_of(snapshot, id),
         }
     }
 
@@ -209,6 +237,7 @@ impl Fields {
                 active,
                 external_id,
                 extras,
+                groups,
             } => {
                 let mut schemas = vec![json!(crate::schema::USER_SCHEMA)];
                 schemas.extend(
@@ -244,6 +273,19 @@ impl Fields {
                     if !view.contains_key(key) && key != "emails" && key != "phoneNumbers" {
                         view.insert(key.clone(), value.clone());
                     }
+                }
+                if !groups.is_empty() {
+                    let groups = groups
+                        .iter()
+                        .map(|g| {
+                            json!({
+                                "value": g.id.to_string(),
+                                "display": g.name,
+                                "type": if g.direct { "direct" } else { "indirect" },
+                            })
+                        })
+                        .collect();
+                    view.insert("groups".to_owned(), Value::Array(groups));
                 }
             }
             Fields::Group {
@@ -327,6 +369,18 @@ pub(crate) fn decorate(
                     .unwrap_or_default()
             );
             member["$ref"] = Value::String(reference);
+        }
+    }
+    if let Some(Value::Array(groups)) = view.get_mut("groups") {
+        for group in groups {
+            let reference = format!(
+                "{base}/Groups/{}",
+                group
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            );
+            group["$ref"] = Value::String(reference);
         }
     }
     view.insert(
@@ -847,6 +901,7 @@ mod tests {
             active: true,
             external_id: None,
             extras: Map::new(),
+            groups: Vec::new(),
         };
         assert!(!fields.view().contains_key("displayName"));
         assert_eq!(etag(&fields.view()), etag(&fields.view()));

@@ -3,9 +3,10 @@
 //!
 //! Every attribute RFC 7643 defines for users and groups is listed, so that paths and
 //! filters naming any of them are understood. Attributes are `stored` (kept, returned
-//! and advertised in `/Schemas`) unless marked `not_stored`: a user's `groups` and a
-//! member's `display`, which are accepted in requests and dropped. Discovery must
-//! never advertise an attribute that does not round-trip.
+//! and advertised in `/Schemas`) unless marked `not_stored`: a member's `display`,
+//! which is accepted in requests and dropped. A user's `groups` is read-only: computed
+//! from the engine's memberships, never written. Discovery must never advertise an
+//! attribute that does not round-trip.
 
 use serde_json::{Value, json};
 
@@ -447,10 +448,13 @@ const USER_ATTRIBUTES: &[Attribute] = &[
     )
     .multi(),
     complex("addresses", ADDRESS_SUB, "Physical mailing addresses.").multi(),
-    complex("groups", GROUPS_SUB, "The groups the user belongs to.")
-        .multi()
-        .read_only()
-        .not_stored(),
+    complex(
+        "groups",
+        GROUPS_SUB,
+        "The SCIM groups the user belongs to, directly or through nested groups.",
+    )
+    .multi()
+    .read_only(),
     complex(
         "entitlements",
         multi_valued_sub!(string("value", "The entitlement."), &[]),
@@ -1118,8 +1122,9 @@ mod tests {
             .iter()
             .map(|a| a["name"].as_str().unwrap())
             .collect();
-        // What is kept round-trips and is advertised; a user's `groups` is not kept.
+        // What is kept round-trips and is advertised; so is the read-only `groups`.
         for kept in [
+            "groups",
             "userName",
             "name",
             "title",
@@ -1129,7 +1134,6 @@ mod tests {
         ] {
             assert!(names.contains(&kept), "{kept} in {names:?}");
         }
-        assert!(!names.contains(&"groups"), "{names:?}");
         let emails = user["attributes"]
             .as_array()
             .unwrap()

@@ -77,12 +77,12 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn from_json(kind: ResourceKind, json: Value) -> Option<Loaded> {
+    fn from_json(kind: ResourceKind, json: Value, snapshot: &Snapshot) -> Option<Loaded> {
         match kind {
             ResourceKind::User => {
                 let user: User = serde_json::from_value(json).ok()?;
                 (user.source == Source::Scim).then(|| Loaded {
-                    fields: Fields::from_user(&user),
+                    fields: Fields::from_user(&user, snapshot),
                     created: user.created_at,
                     modified: user.updated_at,
                 })
@@ -120,7 +120,7 @@ fn load(snapshot: &Snapshot, kind: ResourceKind, id: &str) -> Result<Loaded, Sci
     let json = snapshot
         .entity_json(kind.engine_kind(), &parsed.to_string())
         .map_err(|_| not_found())?;
-    Loaded::from_json(kind, json)
+    Loaded::from_json(kind, json, snapshot)
         .filter(|loaded| loaded.fields.id() == parsed)
         .ok_or_else(not_found)
 }
@@ -145,7 +145,7 @@ fn checked(
 ) -> Result<Fields, ScimError> {
     let fields = match spec {
         Spec::User(user) if user.id == Some(id) && user.source == Source::Scim => {
-            Fields::from_user_spec(id, user)
+            Fields::from_user_spec(id, user, snapshot)
         }
         Spec::Group(group) if group.id == Some(id) && group.source == Source::Scim => {
             Fields::from_group_spec(id, group, snapshot)
@@ -590,7 +590,7 @@ impl Service {
                 },
             };
             for json in candidates(&snapshot, kind, filter.as_ref()) {
-                let Some(loaded) = Loaded::from_json(kind, json) else {
+                let Some(loaded) = Loaded::from_json(kind, json, &snapshot) else {
                     continue;
                 };
                 let (resource, _) = loaded.resource(&context.base);

@@ -475,6 +475,116 @@ async fn nested_groups_are_members_of_type_group() {
 }
 
 #[tokio::test]
+async fn a_users_groups_follow_memberships_and_are_read_only() {
+    let server = Server::start().await;
+    let alice = server.user("alice").await;
+    let inner = server
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "inner",
+            "members": [{"value": alice, "type": "User"}]}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outer = server
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "outer",
+            "members": [{"value": inner, "type": "Group"}]}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A group another writer owns is no SCIM resource: not listed among her groups.
+    let engine = server.engine.clone();
+    let alice_id = alice.clone();
+    tokio::task::spawn_blocking(move || {
+        engine.write(
+            "admin",
+            vec![Op::Create(
+                Spec::from_json(
+                    EntityKind::Group,
+                    json!({"name": "local-admins", "members": [alice_id]}),
+                )
+                .unwrap(),
+            )],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let read = server.get(&format!("/Users/{alice}")).await.expect(200);
+    let version = read.header("etag").unwrap().to_owned();
+    let groups = read.body["groups"].as_array().expect("groups").clone();
+    let shown: Vec<(&str, &str, &str)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g["value"].as_str().unwrap(),
+                g["display"].as_str().unwrap(),
+                g["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (inner.as_str(), "inner", "direct"),
+            (outer.as_str(), "outer", "indirect")
+        ]
+    );
+    assert_eq!(
+        groups[1]["$ref"],
+        format!("{}/Groups/{outer}", server.base).as_str()
+    );
+    // Filterable like any attribute.
+    let found = server
+        .get(&format!("/Users?{}", filter("groups.display eq \"OUTER\"")))
+        .await
+        .expect(200);
+    assert_eq!(found.body["totalResults"], 1);
+    assert_eq!(found.resources()[0]["id"], alice.as_str());
+    // Read-only: a PATCH of it is a mutability error, a PUT carrying other groups
+    // changes no membership.
+    let refused = server
+        .patch_ops(
+            &format!("/Users/{alice}"),
+            json!([{"op": "add", "path": "groups", "value": [{"value": outer}]}]),
+        )
+        .await
+        .expect(400);
+    assert_eq!(refused.scim_type(), Some("mutability"));
+    let mut replaced = read.body.clone();
+    replaced["groups"] = json!([]);
+    replaced["displayName"] = json!("Alice");
+    let put = server
+        .put(&format!("/Users/{alice}"), replaced)
+        .await
+        .expect(200);
+    assert_eq!(put.body["groups"].as_array().map(Vec::len), Some(2));
+    // Leaving the group empties the list, and the user's version changes with it.
+    let before = server.get(&format!("/Users/{alice}")).await.expect(200);
+    server
+        .patch_ops(
+            &format!("/Groups/{inner}"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}]),
+        )
+        .await
+        .expect(200);
+    let after = server.get(&format!("/Users/{alice}")).await.expect(200);
+    assert!(after.body.get("groups").is_none(), "{}", after.body);
+    assert_ne!(after.header("etag"), before.header("etag"));
+    assert_ne!(before.header("etag"), Some(version.as_str()));
+}
+
+#[tokio::test]
 async fn scim_sees_only_its_own_entities() {
     let server = Server::start().await;
     let engine = server.engine.clone();
@@ -851,10 +961,13 @@ async fn discovery_advertises_what_is_kept() {
     ] {
         assert!(names.contains(&kept), "{kept}: {names:?}");
     }
-    assert!(
-        !names.contains(&"groups"),
-        "a user's groups are not kept: {names:?}"
-    );
+    let groups = user["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "groups")
+        .expect("a user's groups are advertised");
+    assert_eq!(groups["mutability"], "readOnly");
     let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
     assert!(schemas.resources().iter().any(|s| s["id"] == enterprise));
     server
