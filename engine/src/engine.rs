@@ -351,17 +351,23 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
 }
 
 /// Applies a group of writes and commits them together. Returns the next sequence.
+///
+/// One working copy serves the whole group: each write applies on top of the ones
+/// before it and gets the next revision. A refused write is dropped alone. A write
+/// of one operation needs nothing to roll back to, since a refused operation changes
+/// nothing (`Working::apply`); a write of several takes a checkpoint first. Taking
+/// none for single operations is what keeps a group cheap: a checkpoint shares the
+/// snapshot's tables, so the write after it copies every table it touches.
 fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
     let published = shared.current.load_full();
-    let mut base: Snapshot = (*published).clone();
+    let mut working = Working::new((*published).clone(), Time::now(), "");
+    let mut revision = published.revision;
     let mut next_seq = seq;
     let mut replies = Vec::with_capacity(group.len());
-    let mut changes = Vec::new();
-    let mut touched = std::collections::BTreeSet::new();
-    let mut secrets = Vec::new();
-    let now = Time::now();
     for request in group {
-        let mut working = Working::new(base.clone(), now, &request.actor);
+        working.actor = request.actor;
+        let pending = working.pending();
+        let checkpoint = (request.commands.len() > 1).then(|| working.checkpoint());
         let applied: Result<Vec<Id>, _> = request
             .commands
             .into_iter()
@@ -382,32 +388,36 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
         let ids = match applied {
             Ok(ids) => ids,
             Err(error) => {
+                match checkpoint {
+                    Some(checkpoint) => working.restore(checkpoint),
+                    None => debug_assert_eq!(
+                        working.pending(),
+                        pending,
+                        "a refused operation changed something: {error}"
+                    ),
+                }
                 replies.push((request.reply, Err(Error::Validation(error))));
                 continue;
             }
         };
-        let crate::write::Finished {
-            mut snapshot,
-            changes: request_changes,
-            touched: request_touched,
-            secrets: request_secrets,
-        } = working.finish();
-        snapshot.revision = base.revision + 1;
-        for mut change in request_changes {
+        drop(checkpoint);
+        working.settle();
+        revision += 1;
+        for change in &mut working.changes[pending.0..] {
             next_seq += 1;
-            change.revision = snapshot.revision;
+            change.revision = revision;
             change.seq = next_seq;
-            changes.push(change);
         }
-        touched.extend(request_touched);
-        secrets.extend(request_secrets);
-        let outcome = WriteOutcome {
-            revision: snapshot.revision,
-            ids,
-        };
+        let outcome = WriteOutcome { revision, ids };
         replies.push((request.reply, Ok(outcome)));
-        base = snapshot;
     }
+    let crate::write::Finished {
+        snapshot: mut base,
+        changes,
+        touched,
+        secrets,
+    } = working.finish();
+    base.revision = revision;
     if base.revision == published.revision {
         // Every write in the group was refused: nothing to commit.
         for (reply, result) in replies {

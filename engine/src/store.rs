@@ -1,9 +1,15 @@
 //! The redb store: the only I/O in the engine.
 //!
 //! One table per kind of entity (id → postcard record), one for password hashes,
-//! one for token hashes, the operation log keyed by `(revision, n)`, and a small
-//! meta table. Every write is one redb transaction; a write that fails commits
-//! nothing.
+//! one for token hashes, the operation log, and a small meta table. Every write is
+//! one redb transaction; a write that fails commits nothing.
+//!
+//! The operation log keeps one row per transaction: keyed by the transaction's
+//! revision (the last of the writes it groups), its value a JSON array of that
+//! transaction's change records, oldest first. One row per group commit instead of
+//! one per change keeps the log's B-tree from splitting a page every few records,
+//! which was the largest single cost of a commit. Reading from revision `r` scans
+//! from the first row keyed above `r` and skips the records at or below it.
 
 use std::path::{Path, PathBuf};
 
@@ -25,14 +31,17 @@ const ROLES: TableDefinition<u128, &[u8]> = TableDefinition::new("roles");
 const TOKENS: TableDefinition<u128, &[u8]> = TableDefinition::new("tokens");
 const PASSWORDS: TableDefinition<u128, &str> = TableDefinition::new("passwords");
 const TOKEN_HASHES: TableDefinition<u128, &[u8]> = TableDefinition::new("token_hashes");
-const CHANGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("changes");
+const CHANGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("change_log");
+/// Schema 2's operation log: one JSON record per row, keyed by `(revision, n)`.
+const SCHEMA_2_CHANGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA: &str = "schema";
 const META_REVISION: &str = "revision";
 const META_SEQ: &str = "seq";
 /// The layout this build writes and reads. 2: users and groups carry `attributes`.
-const SCHEMA: u64 = 2;
+/// 3: the operation log holds one row per transaction (migrated from 2 on open).
+const SCHEMA: u64 = 3;
 
 fn table_of(kind: EntityKind) -> TableDefinition<'static, u128, &'static [u8]> {
     match kind {
@@ -145,11 +154,15 @@ impl Store {
             }
             txn.open_table(PASSWORDS)?;
             txn.open_table(TOKEN_HASHES)?;
-            txn.open_table(CHANGES)?;
+            txn.open_table(CHANGE_LOG)?;
             let mut meta = txn.open_table(META)?;
             let found = meta.get(META_SCHEMA)?.map(|v| v.value());
             match found {
                 None => {
+                    meta.insert(META_SCHEMA, SCHEMA)?;
+                }
+                Some(2) => {
+                    migrate_change_log(&txn)?;
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
                 // Schema 1 was only ever written by development builds before the
@@ -257,16 +270,11 @@ impl Store {
                     }
                 }
             }
-            let mut changes = txn.open_table(CHANGES)?;
-            let mut position: (u64, u32) = (0, 0);
-            for change in &commit.changes {
-                position = if position.0 == change.revision {
-                    (change.revision, position.1 + 1)
-                } else {
-                    (change.revision, 0)
-                };
-                let json = serde_json::to_vec(change).expect("INVARIANT: changes serialize");
-                changes.insert(position, json.as_slice())?;
+            if !commit.changes.is_empty() {
+                let json =
+                    serde_json::to_vec(&commit.changes).expect("INVARIANT: changes serialize");
+                txn.open_table(CHANGE_LOG)?
+                    .insert(commit.revision, json.as_slice())?;
             }
             let mut meta = txn.open_table(META)?;
             meta.insert(META_REVISION, commit.revision)?;
@@ -283,18 +291,26 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Change>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHANGES)?;
-        let start = since.saturating_add(1);
+        let table = txn.open_table(CHANGE_LOG)?;
         let mut changes = Vec::new();
-        for row in table.range((start, 0)..)?.take(limit) {
+        for row in table.range(since.saturating_add(1)..)? {
+            if changes.len() >= limit {
+                break;
+            }
             let (key, value) = row?;
-            let change =
+            let batch: Vec<Change> =
                 serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
-                    table: "changes",
-                    key: format!("{:?}", key.value()),
+                    table: "change_log",
+                    key: key.value().to_string(),
                     message: error.to_string(),
                 })?;
-            changes.push(change);
+            let wanted = limit - changes.len();
+            changes.extend(
+                batch
+                    .into_iter()
+                    .filter(|change| change.revision > since)
+                    .take(wanted),
+            );
         }
         Ok(changes)
     }
@@ -312,6 +328,42 @@ impl Store {
         let table = txn.open_table(PASSWORDS)?;
         Ok(table.get(key(user))?.map(|v| v.value().to_owned()))
     }
+}
+
+/// Moves schema 2's operation log (a row per record, keyed by `(revision, n)`) into
+/// the `change_log` (a row per revision), record bytes unchanged, inside the
+/// transaction that opens the store.
+fn migrate_change_log(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut log = txn.open_table(CHANGE_LOG)?;
+    {
+        let old = txn.open_table(SCHEMA_2_CHANGES)?;
+        let mut batch: Option<(u64, Vec<u8>)> = None;
+        for row in old.iter()? {
+            let (key, value) = row?;
+            let (revision, _) = key.value();
+            match &mut batch {
+                Some((current, json)) if *current == revision => {
+                    json.push(b',');
+                    json.extend_from_slice(value.value());
+                }
+                _ => {
+                    if let Some((current, mut json)) = batch.take() {
+                        json.push(b']');
+                        log.insert(current, json.as_slice())?;
+                    }
+                    let mut json = vec![b'['];
+                    json.extend_from_slice(value.value());
+                    batch = Some((revision, json));
+                }
+            }
+        }
+        if let Some((current, mut json)) = batch {
+            json.push(b']');
+            log.insert(current, json.as_slice())?;
+        }
+    }
+    txn.delete_table(SCHEMA_2_CHANGES)?;
+    Ok(())
 }
 
 fn encode_entity(snapshot: &Snapshot, kind: EntityKind, id: Id) -> Option<Vec<u8>> {
@@ -346,5 +398,153 @@ impl From<redb::StorageError> for StoreError {
 impl From<redb::CommitError> for StoreError {
     fn from(error: redb::CommitError) -> StoreError {
         StoreError::Io(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, Op, Spec};
+
+    fn log_json(engine: &Engine, since: u64) -> serde_json::Value {
+        serde_json::to_value(engine.changes_since(since, 1000).unwrap()).unwrap()
+    }
+
+    /// A store written by schema 2 (the log a row per record) opens, with the same
+    /// log, read from any revision.
+    #[test]
+    fn a_schema_2_change_log_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let create = |kind, json| Op::Create(Spec::from_json(kind, json).unwrap());
+        let engine = Engine::open(&path).unwrap();
+        let first = engine.snapshot().revision();
+        engine
+            .write(
+                "t",
+                vec![create(
+                    EntityKind::User,
+                    serde_json::json!({"username": "a"}),
+                )],
+            )
+            .unwrap();
+        engine
+            .write(
+                "t",
+                vec![
+                    create(EntityKind::User, serde_json::json!({"username": "b"})),
+                    create(
+                        EntityKind::Group,
+                        serde_json::json!({"name": "g", "members": ["a", "b"]}),
+                    ),
+                ],
+            )
+            .unwrap();
+        let expected = log_json(&engine, 0);
+        let from_first = log_json(&engine, first + 1);
+        assert_eq!(
+            expected.as_array().unwrap().len(),
+            3 + count_before(&expected, first),
+            "three records after the bootstrap"
+        );
+        engine.close();
+        drop(engine);
+
+        // Rewrite it as schema 2 wrote it.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut old = txn.open_table(SCHEMA_2_CHANGES).unwrap();
+            let mut position = (0u64, 0u32);
+            for change in expected.as_array().unwrap() {
+                let revision = change["revision"].as_u64().unwrap();
+                position = if position.0 == revision {
+                    (revision, position.1 + 1)
+                } else {
+                    (revision, 0)
+                };
+                old.insert(position, serde_json::to_vec(change).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, 2)
+                .unwrap();
+        }
+        txn.delete_table(CHANGE_LOG).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+
+        let reopened = Engine::open(&path).unwrap();
+        assert_eq!(log_json(&reopened, 0), expected);
+        assert_eq!(log_json(&reopened, first + 1), from_first);
+        assert_eq!(reopened.snapshot().counts().groups, 1);
+        reopened.close();
+        drop(reopened);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), SCHEMA);
+        assert!(
+            txn.open_table(SCHEMA_2_CHANGES).is_err(),
+            "the old log is gone"
+        );
+    }
+
+    /// The records at or below `revision`.
+    fn count_before(log: &serde_json::Value, revision: u64) -> usize {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["revision"].as_u64().unwrap() <= revision)
+            .count()
+    }
+
+    /// Reading from inside a transaction's batch skips its earlier records, and a
+    /// limit cuts a batch short.
+    #[test]
+    fn reads_start_inside_a_batch_and_stop_at_the_limit() {
+        let store = Store::in_memory().unwrap();
+        let record = |revision: u64, seq: u64| ChangeRecord {
+            revision,
+            seq,
+            time: crate::model::Time::now(),
+            actor: "t".to_owned(),
+            entity: EntityKind::User,
+            id: Id::from_u128(u128::from(seq)),
+            operation: crate::model::Operation::Create,
+            before: None,
+            after: None,
+        };
+        let snapshot = Snapshot::build(Estate::default(), &[]).unwrap();
+        // One transaction holding revisions 1..=3 (two records in revision 2), then one
+        // holding revision 4.
+        for (revision, changes) in [(3, vec![(1, 1), (2, 2), (2, 3), (3, 4)]), (4, vec![(4, 5)])] {
+            store
+                .commit(Commit {
+                    snapshot: &snapshot,
+                    touched: Vec::new(),
+                    secrets: Vec::new(),
+                    changes: changes.into_iter().map(|(r, s)| record(r, s)).collect(),
+                    revision,
+                    seq: 5,
+                })
+                .unwrap();
+        }
+        let seqs = |since, limit| -> Vec<u64> {
+            store
+                .changes_since(since, limit)
+                .unwrap()
+                .iter()
+                .map(|c| c.seq)
+                .collect()
+        };
+        assert_eq!(seqs(0, 100), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(1, 100), [2, 3, 4, 5]);
+        assert_eq!(seqs(2, 100), [4, 5]);
+        assert_eq!(seqs(3, 100), [5]);
+        assert_eq!(seqs(4, 100), Vec::<u64>::new());
+        assert_eq!(seqs(1, 2), [2, 3]);
+        assert_eq!(seqs(0, 0), Vec::<u64>::new());
     }
 }

@@ -627,6 +627,87 @@ fn group_commit_can_be_turned_off() {
     }
 }
 
+/// Refused writes grouped with accepted ones leave nothing behind: neither a refused
+/// single operation nor a write of several refused after its first one applied. 8
+/// threads write at once to a file store, so the writer groups them.
+#[test]
+fn refused_writes_in_a_group_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grouped.redb");
+    let engine = std::sync::Arc::new(Engine::open(&path).unwrap());
+    write(&engine, vec![user("taken")]).unwrap();
+    let start = engine.snapshot().revision();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for i in 0..30 {
+                    let ok = write(&engine, vec![user(&format!("ok-{t}-{i}"))]).unwrap();
+                    accepted.push(ok.revision);
+                    write(&engine, vec![user("TAKEN")]).unwrap_err();
+                    // The first operation applies, the second is refused: the first
+                    // must not survive.
+                    let refused = write(
+                        &engine,
+                        vec![
+                            user(&format!("half-{t}-{i}")),
+                            group(&format!("half-{t}-{i}"), json!(["nobody"]), json!([])),
+                        ],
+                    );
+                    assert!(
+                        matches!(refused, Err(ValidationError::NotFound(_))),
+                        "{refused:?}"
+                    );
+                    let pair = write(
+                        &engine,
+                        vec![
+                            user(&format!("pair-{t}-{i}")),
+                            group(
+                                &format!("pair-{t}-{i}"),
+                                json!([format!("pair-{t}-{i}")]),
+                                json!([]),
+                            ),
+                        ],
+                    )
+                    .unwrap();
+                    accepted.push(pair.revision);
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut revisions: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    revisions.sort_unstable();
+    let expected: Vec<u64> = (start + 1..=start + 480).collect();
+    assert_eq!(
+        revisions, expected,
+        "one revision per accepted write, none for refused ones"
+    );
+    let snapshot = engine.snapshot();
+    assert_eq!(snapshot.counts().users, 1 + 480);
+    assert_eq!(snapshot.counts().groups, 240);
+    assert!(snapshot.user("half-0-0").is_none());
+    snapshot.check_invariants().unwrap();
+    let changes = engine.changes_since(start, 10_000).unwrap();
+    assert_eq!(
+        changes.len(),
+        720,
+        "a record per accepted entity, none for refused ones"
+    );
+    let mut by_revision: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    by_revision.dedup();
+    assert_eq!(by_revision, expected);
+    let canonical = snapshot.canonical();
+    engine.close();
+    drop(engine);
+    let reopened = Engine::open(&path).unwrap();
+    assert_eq!(reopened.snapshot().canonical(), canonical);
+}
+
 /// Change records are written as JSON text straight from the entity; read back, their
 /// `before` and `after` are the entity's JSON form, as `entity_json` gives it.
 #[test]

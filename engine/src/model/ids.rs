@@ -6,16 +6,22 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-/// The stable identifier of any entity: a random UUID, chosen by the engine on
-/// creation (or taken from an import that carries one).
+/// The stable identifier of any entity: a UUID chosen by the engine on creation (or
+/// taken from an import that carries one).
+///
+/// New ids are version 7 (RFC 9562): a millisecond timestamp, then 74 random bits.
+/// They are as unique as random ones, and the store keys tables by id, so ids that
+/// grow with time land next to each other in the B-trees: a commit of many creates
+/// dirties a few pages at the right edge instead of one page per create. Ids are
+/// names, not secrets; nothing may rely on them being unguessable.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Id(Uuid);
 
 impl Id {
-    /// A new random id.
+    /// A new id (UUID version 7).
     pub fn random() -> Id {
-        Id(Uuid::new_v4())
+        Id(Uuid::now_v7())
     }
 
     pub const fn from_u128(value: u128) -> Id {

@@ -118,6 +118,12 @@ impl Snapshot {
         self.user_entry(index).map(|entry| entry.user.clone())
     }
 
+    /// A group, by name or id.
+    pub fn group(&self, reference: &str) -> Option<std::sync::Arc<Group>> {
+        let index = self.group_index(reference)?;
+        self.group_entry(index).map(|entry| entry.group.clone())
+    }
+
     /// The groups a user (by username or id) belongs to at `at`: directly, or
     /// (`direct == false`) only through nested groups. A membership counts while it
     /// has not expired, and a nested one while every edge of some chain to it has not.

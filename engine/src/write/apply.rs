@@ -230,6 +230,11 @@ impl Working {
     }
 
     /// Applies one operation; returns the id of the entity it concerned.
+    ///
+    /// INVARIANT: an operation that is refused has changed nothing. Every `put_*` and
+    /// `delete` makes all of its checks before its first `set_*` (and the `set_*`
+    /// functions cannot fail). The writer relies on it: a write of one operation
+    /// needs no checkpoint to roll back to (`engine::write_group`).
     pub(crate) fn apply(&mut self, op: Op, token_hash: Option<[u8; 32]>) -> Result<Id> {
         match op {
             Op::Create(spec) => self.put(None, spec, token_hash),

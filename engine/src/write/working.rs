@@ -45,6 +45,14 @@ pub(crate) struct Finished {
     pub(crate) secrets: Vec<SecretWrite>,
 }
 
+/// A working copy's state at one moment: see [`Working::checkpoint`].
+pub(crate) struct Checkpoint {
+    snap: Snapshot,
+    changes: usize,
+    secrets: usize,
+    touched: BTreeSet<(EntityKind, Id)>,
+}
+
 pub(crate) struct Working {
     pub(crate) snap: Snapshot,
     pub(crate) now: Time,
@@ -776,6 +784,19 @@ impl Working {
     /// Recomputes the derived indexes of everything marked dirty and returns the
     /// snapshot with what the store must write.
     pub(crate) fn finish(mut self) -> Finished {
+        self.settle();
+        Finished {
+            snapshot: self.snap,
+            changes: self.changes,
+            touched: self.touched,
+            secrets: self.secrets,
+        }
+    }
+
+    /// Recomputes the derived indexes of what is dirty, so the snapshot is whole
+    /// again: a later operation (or an edit that reads the snapshot) sees it as it
+    /// would be published.
+    pub(crate) fn settle(&mut self) {
         let users = std::mem::take(&mut self.dirty_users);
         for user in &users {
             self.recompute_user(user);
@@ -784,12 +805,36 @@ impl Working {
         for asset in &assets {
             self.recompute_asset(asset);
         }
-        Finished {
-            snapshot: self.snap,
-            changes: self.changes,
-            touched: self.touched,
-            secrets: self.secrets,
+    }
+
+    /// How many change records and secret writes are pending: what a refused single
+    /// operation must leave as it found (see [`Working::apply`]).
+    pub(crate) fn pending(&self) -> (usize, usize, usize) {
+        (self.changes.len(), self.secrets.len(), self.touched.len())
+    }
+
+    /// The state to return to if the operations that follow are refused. Taken on a
+    /// settled working copy. Cheap to take, but while it lives every table the
+    /// following operations write is copied once (copy on write): take one only when
+    /// a refusal could leave something half-applied.
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        debug_assert!(self.dirty_users.is_empty() && self.dirty_assets.is_empty());
+        Checkpoint {
+            snap: self.snap.clone(),
+            changes: self.changes.len(),
+            secrets: self.secrets.len(),
+            touched: self.touched.clone(),
         }
+    }
+
+    /// Undoes everything since `checkpoint` was taken.
+    pub(crate) fn restore(&mut self, checkpoint: Checkpoint) {
+        self.snap = checkpoint.snap;
+        self.changes.truncate(checkpoint.changes);
+        self.secrets.truncate(checkpoint.secrets);
+        self.touched = checkpoint.touched;
+        self.dirty_users.clear();
+        self.dirty_assets.clear();
     }
 
     fn recompute_user(&mut self, index: u32) {

@@ -123,11 +123,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let created = engine.snapshot().counts().users;
     assert!(created >= users as u64, "every user was created");
     println!(
-        "{users} SCIM creates, {clients} clients, durable store: {:.2} s, {:.0} users/s, latency p50 {:.1} ms, p99 {:.1} ms",
+        "{users} SCIM creates, {clients} clients, durable store: {:.2} s, {:.0} users/s, latency p50 {:.1} ms, p99 {:.1} ms, {} commits",
         elapsed.as_secs_f64(),
         users as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        engine.commits(),
     );
     Ok(())
 }
@@ -163,9 +164,10 @@ fn engine_only(
     }
     let elapsed = started.elapsed();
     println!(
-        "{users} engine creates (no HTTP, no SCIM), {clients} threads, durable store: {:.2} s, {:.0} users/s",
+        "{users} engine creates (no HTTP, no SCIM), {clients} threads, durable store: {:.2} s, {:.0} users/s, {} commits",
         elapsed.as_secs_f64(),
         users as f64 / elapsed.as_secs_f64(),
+        engine.commits(),
     );
     Ok(())
 }
@@ -178,7 +180,7 @@ async fn without_sockets(
     users: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use tower::ServiceExt;
-    let app = axum::Router::new().nest("/scim/v2", router(engine, ScimSettings::default()));
+    let app = axum::Router::new().nest("/scim/v2", router(engine.clone(), ScimSettings::default()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..clients {
@@ -214,9 +216,10 @@ async fn without_sockets(
     }
     let elapsed = started.elapsed();
     println!(
-        "{users} SCIM creates in process (no sockets), {clients} tasks, durable store: {:.2} s, {:.0} users/s",
+        "{users} SCIM creates in process (no sockets), {clients} tasks, durable store: {:.2} s, {:.0} users/s, {} commits",
         elapsed.as_secs_f64(),
         users as f64 / elapsed.as_secs_f64(),
+        engine.commits(),
     );
     Ok(())
 }

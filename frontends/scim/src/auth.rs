@@ -7,8 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{EntityKind, PERMISSION_SCIM, Snapshot, Time, Token};
-use serde_json::Value;
+use portcullis_engine::{PERMISSION_SCIM, Snapshot, Time, Token};
 
 use crate::Scim;
 use crate::error::ScimError;
@@ -34,29 +33,17 @@ fn user_is_valid(snapshot: &Snapshot, token: &Token, at: Time) -> bool {
     let Some(user) = token.user else {
         return true;
     };
-    let Ok(json) = snapshot.entity_json(EntityKind::User, &user.to_string()) else {
-        return false;
-    };
-    let active = json.get("active").and_then(Value::as_bool).unwrap_or(false);
-    let expired = json
-        .get("expires_at")
-        .and_then(Value::as_str)
-        .and_then(|e| e.parse::<Time>().ok())
-        .is_some_and(|expires| at >= expires);
-    active && !expired
+    snapshot
+        .user(&user.to_string())
+        .filter(|found| found.id == user)
+        .is_some_and(|user| user.active && user.expires_at.is_none_or(|expires| at < expires))
 }
 
 fn may_provision(snapshot: &Snapshot, token: &Token) -> bool {
     token.roles.iter().any(|role| {
         snapshot
-            .entity_json(EntityKind::Role, role)
-            .ok()
-            .and_then(|json| json.get("permissions").cloned())
-            .and_then(|permissions| match permissions {
-                Value::Array(list) => Some(list),
-                _ => None,
-            })
-            .is_some_and(|list| list.iter().any(|p| p.as_str() == Some(PERMISSION_SCIM)))
+            .role_permissions(role)
+            .is_some_and(|permissions| permissions.iter().any(|p| p == PERMISSION_SCIM))
     })
 }
 

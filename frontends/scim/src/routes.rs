@@ -156,7 +156,11 @@ impl FromRequestParts<Scim> for Base {
 
 fn respond(answer: Answer) -> Response {
     let mut response = match answer.body {
-        Some(body) => (answer.status, body.to_string()).into_response(),
+        Some(body) => (
+            answer.status,
+            serde_json::to_vec(&body).expect("INVARIANT: a JSON value serializes"),
+        )
+            .into_response(),
         None => answer.status.into_response(),
     };
     let headers = response.headers_mut();

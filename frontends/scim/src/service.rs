@@ -79,23 +79,27 @@ struct Loaded {
 impl Loaded {
     fn from_json(kind: ResourceKind, json: Value, snapshot: &Snapshot) -> Option<Loaded> {
         match kind {
-            ResourceKind::User => {
-                let user: User = serde_json::from_value(json).ok()?;
-                (user.source == Source::Scim).then(|| Loaded {
-                    fields: Fields::from_user(&user, snapshot),
-                    created: user.created_at,
-                    modified: user.updated_at,
-                })
-            }
-            ResourceKind::Group => {
-                let group: Group = serde_json::from_value(json).ok()?;
-                (group.source == Source::Scim).then(|| Loaded {
-                    fields: Fields::from_group(&group),
-                    created: group.created_at,
-                    modified: group.updated_at,
-                })
-            }
+            ResourceKind::User => Loaded::user(&serde_json::from_value(json).ok()?, snapshot),
+            ResourceKind::Group => Loaded::group(&serde_json::from_value(json).ok()?),
         }
+    }
+
+    /// A user, if it is SCIM's.
+    fn user(user: &User, snapshot: &Snapshot) -> Option<Loaded> {
+        (user.source == Source::Scim).then(|| Loaded {
+            fields: Fields::from_user(user, snapshot),
+            created: user.created_at,
+            modified: user.updated_at,
+        })
+    }
+
+    /// A group, if it is SCIM's.
+    fn group(group: &Group) -> Option<Loaded> {
+        (group.source == Source::Scim).then(|| Loaded {
+            fields: Fields::from_group(group),
+            created: group.created_at,
+            modified: group.updated_at,
+        })
     }
 
     /// The full resource and its version.
@@ -117,12 +121,19 @@ impl Loaded {
 fn load(snapshot: &Snapshot, kind: ResourceKind, id: &str) -> Result<Loaded, ScimError> {
     let not_found = || ScimError::not_found(kind.name(), id);
     let parsed = Id::parse(id).ok_or_else(not_found)?;
-    let json = snapshot
-        .entity_json(kind.engine_kind(), &parsed.to_string())
-        .map_err(|_| not_found())?;
-    Loaded::from_json(kind, json, snapshot)
-        .filter(|loaded| loaded.fields.id() == parsed)
-        .ok_or_else(not_found)
+    // By id only: a username or group name that looks like an id is not this one.
+    let reference = parsed.to_string();
+    let loaded = match kind {
+        ResourceKind::User => snapshot
+            .user(&reference)
+            .filter(|user| user.id == parsed)
+            .and_then(|user| Loaded::user(&user, snapshot)),
+        ResourceKind::Group => snapshot
+            .group(&reference)
+            .filter(|group| group.id == parsed)
+            .and_then(|group| Loaded::group(&group)),
+    };
+    loaded.ok_or_else(not_found)
 }
 
 /// Whether an `If-Match`/`If-None-Match` header names `version` (weakly compared,
