@@ -4,12 +4,14 @@
 //! one for token hashes, the operation log, and a small meta table. Every write is
 //! one redb transaction; a write that fails commits nothing.
 //!
-//! The operation log keeps one row per transaction: keyed by the transaction's
-//! revision (the last of the writes it groups), its value a JSON array of that
-//! transaction's change records, oldest first. One row per group commit instead of
-//! one per change keeps the log's B-tree from splitting a page every few records,
-//! which was the largest single cost of a commit. Reading from revision `r` scans
-//! from the first row keyed above `r` and skips the records at or below it.
+//! The operation log keeps a transaction's change records together: a row holds up
+//! to [`LOG_ROW_RECORDS`] of them as a JSON array, oldest first, keyed by
+//! `(revision of its last record, row number within the transaction)`. A row per
+//! group commit instead of one per record keeps the log's B-tree from splitting a
+//! page every few records, which was the largest single cost of a commit; the cap
+//! keeps a large import from making one row that every read must parse whole.
+//! Reading from revision `r` scans from the first row keyed above `r` and skips the
+//! records at or below it.
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,9 @@ const ROLES: TableDefinition<u128, &[u8]> = TableDefinition::new("roles");
 const TOKENS: TableDefinition<u128, &[u8]> = TableDefinition::new("tokens");
 const PASSWORDS: TableDefinition<u128, &str> = TableDefinition::new("passwords");
 const TOKEN_HASHES: TableDefinition<u128, &[u8]> = TableDefinition::new("token_hashes");
-const CHANGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("change_log");
+const CHANGE_LOG: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("change_log");
+/// The most change records in one row of the operation log.
+const LOG_ROW_RECORDS: usize = 512;
 /// Schema 2's operation log: one JSON record per row, keyed by `(revision, n)`.
 const SCHEMA_2_CHANGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -231,50 +235,63 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let snapshot = commit.snapshot;
-            let mut tables: Vec<_> = EntityKind::ALL
-                .iter()
-                .map(|kind| txn.open_table(table_of(*kind)))
-                .collect::<Result<_, _>>()?;
-            for (kind, id) in &commit.touched {
-                let table = &mut tables[EntityKind::ALL
-                    .iter()
-                    .position(|k| k == kind)
-                    .expect("listed")];
-                match encode_entity(snapshot, *kind, *id) {
-                    Some(bytes) => table.insert(key(*id), bytes.as_slice())?,
-                    None => table.remove(key(*id))?,
-                };
+            // Only the tables written are opened: every table opened for writing has
+            // its root rewritten at commit, written to or not.
+            for kind in EntityKind::ALL {
+                let mut ids = commit.touched.iter().filter(|(k, _)| *k == kind).peekable();
+                if ids.peek().is_none() {
+                    continue;
+                }
+                let mut table = txn.open_table(table_of(kind))?;
+                for (_, id) in ids {
+                    match encode_entity(snapshot, kind, *id) {
+                        Some(bytes) => table.insert(key(*id), bytes.as_slice())?,
+                        None => table.remove(key(*id))?,
+                    };
+                }
             }
-            drop(tables);
-            let mut passwords = txn.open_table(PASSWORDS)?;
-            let mut token_hashes = txn.open_table(TOKEN_HASHES)?;
-            for secret in &commit.secrets {
-                match secret {
-                    SecretWrite::Password {
-                        user,
-                        hash: Some(hash),
-                    } => {
-                        passwords.insert(key(*user), hash.as_str())?;
-                    }
-                    SecretWrite::Password { user, hash: None } => {
-                        passwords.remove(key(*user))?;
-                    }
-                    SecretWrite::TokenHash {
-                        token,
-                        hash: Some(hash),
-                    } => {
-                        token_hashes.insert(key(*token), hash.as_slice())?;
-                    }
-                    SecretWrite::TokenHash { token, hash: None } => {
-                        token_hashes.remove(key(*token))?;
-                    }
+            let passwords: Vec<_> = commit
+                .secrets
+                .iter()
+                .filter_map(|secret| match secret {
+                    SecretWrite::Password { user, hash } => Some((user, hash)),
+                    SecretWrite::TokenHash { .. } => None,
+                })
+                .collect();
+            if !passwords.is_empty() {
+                let mut table = txn.open_table(PASSWORDS)?;
+                for (user, hash) in passwords {
+                    match hash {
+                        Some(hash) => table.insert(key(*user), hash.as_str())?,
+                        None => table.remove(key(*user))?,
+                    };
+                }
+            }
+            let token_hashes: Vec<_> = commit
+                .secrets
+                .iter()
+                .filter_map(|secret| match secret {
+                    SecretWrite::TokenHash { token, hash } => Some((token, hash)),
+                    SecretWrite::Password { .. } => None,
+                })
+                .collect();
+            if !token_hashes.is_empty() {
+                let mut table = txn.open_table(TOKEN_HASHES)?;
+                for (token, hash) in token_hashes {
+                    match hash {
+                        Some(hash) => table.insert(key(*token), hash.as_slice())?,
+                        None => table.remove(key(*token))?,
+                    };
                 }
             }
             if !commit.changes.is_empty() {
-                let json =
-                    serde_json::to_vec(&commit.changes).expect("INVARIANT: changes serialize");
-                txn.open_table(CHANGE_LOG)?
-                    .insert(commit.revision, json.as_slice())?;
+                let mut log = txn.open_table(CHANGE_LOG)?;
+                for (row, records) in commit.changes.chunks(LOG_ROW_RECORDS).enumerate() {
+                    let last = records.last().expect("chunks are not empty").revision;
+                    let row = u32::try_from(row).expect("INVARIANT: fewer than 2^32 rows");
+                    let json = serde_json::to_vec(records).expect("INVARIANT: changes serialize");
+                    log.insert((last, row), json.as_slice())?;
+                }
             }
             let mut meta = txn.open_table(META)?;
             meta.insert(META_REVISION, commit.revision)?;
@@ -293,7 +310,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CHANGE_LOG)?;
         let mut changes = Vec::new();
-        for row in table.range(since.saturating_add(1)..)? {
+        for row in table.range((since.saturating_add(1), 0)..)? {
             if changes.len() >= limit {
                 break;
             }
@@ -301,7 +318,7 @@ impl Store {
             let batch: Vec<Change> =
                 serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
                     table: "change_log",
-                    key: key.value().to_string(),
+                    key: format!("{:?}", key.value()),
                     message: error.to_string(),
                 })?;
             let wanted = limit - changes.len();
@@ -349,7 +366,7 @@ fn migrate_change_log(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
                 _ => {
                     if let Some((current, mut json)) = batch.take() {
                         json.push(b']');
-                        log.insert(current, json.as_slice())?;
+                        log.insert((current, 0), json.as_slice())?;
                     }
                     let mut json = vec![b'['];
                     json.extend_from_slice(value.value());
@@ -359,7 +376,7 @@ fn migrate_change_log(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         }
         if let Some((current, mut json)) = batch {
             json.push(b']');
-            log.insert(current, json.as_slice())?;
+            log.insert((current, 0), json.as_slice())?;
         }
     }
     txn.delete_table(SCHEMA_2_CHANGES)?;
@@ -546,5 +563,22 @@ mod tests {
         assert_eq!(seqs(4, 100), Vec::<u64>::new());
         assert_eq!(seqs(1, 2), [2, 3]);
         assert_eq!(seqs(0, 0), Vec::<u64>::new());
+        // A transaction with more records than a row holds (an import) spans rows.
+        let many = 2 * LOG_ROW_RECORDS + 7;
+        store
+            .commit(Commit {
+                snapshot: &snapshot,
+                touched: Vec::new(),
+                secrets: Vec::new(),
+                changes: (0..many as u64).map(|n| record(5, 6 + n)).collect(),
+                revision: 5,
+                seq: 5 + many as u64,
+            })
+            .unwrap();
+        let all = seqs(4, usize::MAX);
+        assert_eq!(all, (6..6 + many as u64).collect::<Vec<_>>());
+        assert_eq!(seqs(4, LOG_ROW_RECORDS + 3).len(), LOG_ROW_RECORDS + 3);
+        assert_eq!(seqs(3, 2), [5, 6]);
+        assert_eq!(seqs(5, 100), Vec::<u64>::new());
     }
 }
