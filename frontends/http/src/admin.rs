@@ -468,15 +468,19 @@ pub(crate) async fn add_member(
         .entity_json(EntityKind::User, member.user())
         .map_err(ApiError::Reference)?;
     let username = user["username"].as_str().unwrap_or_default().to_owned();
-    let member = match member {
-        MemberSpec::Name(_) => MemberSpec::Name(username.clone()),
+    // A member an administrator adds is the administrator's (`local`) unless the
+    // request says otherwise, whoever owns the group: a synced group's source would
+    // let the next sync remove it as one of its own.
+    let (expires_at, source) = match member {
+        MemberSpec::Name(_) => (None, None),
         MemberSpec::Detailed {
             expires_at, source, ..
-        } => MemberSpec::Detailed {
-            user: username.clone(),
-            expires_at,
-            source,
-        },
+        } => (expires_at, source),
+    };
+    let member = MemberSpec::Detailed {
+        user: username.clone(),
+        expires_at,
+        source: Some(source.unwrap_or(Source::Local)),
     };
     let edit = move |spec: &mut Spec| {
         if let Spec::Group(group) = spec {

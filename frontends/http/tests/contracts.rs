@@ -552,6 +552,33 @@ async fn group_with_a_temporary_member() {
         .post("/api/v1/groups/ops/members", json!("nobody"))
         .await;
     assert_eq!((status, code(&answer)), (422, "unknown_reference"));
+    // A member an administrator adds to a synced group is the administrator's, so
+    // the next sync does not take it away as its own; the long form may say otherwise.
+    server
+        .create("groups", json!({"name": "synced", "source": "ldap:corp"}))
+        .await;
+    server
+        .post("/api/v1/groups/synced/members", json!("alice"))
+        .await;
+    let (status, answer) = server
+        .post(
+            "/api/v1/groups/synced/members",
+            json!({"user": "carol", "source": "ldap:corp"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let sources: Vec<(&str, &str)> = answer["entity"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user"].as_str().unwrap(), m["source"].as_str().unwrap()))
+        .collect();
+    let alice = user_id(&server, "alice").await;
+    let carol = user_id(&server, "carol").await;
+    assert_eq!(
+        sources,
+        [(alice.as_str(), "local"), (carol.as_str(), "ldap:corp")]
+    );
     // A cycle is refused.
     let (status, answer) = server
         .patch("/api/v1/groups/dba", json!({"subgroups": ["ops"]}))
@@ -924,4 +951,11 @@ async fn health_metrics_and_openapi() {
             }
         }
     }
+}
+
+/// The id of a user, by username.
+async fn user_id(server: &Server, username: &str) -> String {
+    let (status, user) = server.get(&format!("/api/v1/users/{username}")).await;
+    assert_eq!(status, 200, "{user}");
+    user["id"].as_str().unwrap().to_owned()
 }
