@@ -8,8 +8,8 @@
 //! write (about 3 KiB per write measured: 19 → 56 MiB over 60 s and ~13,000 writes);
 //! reads must not grow it at all, and a leak of even 1 KiB per check (tens of
 //! thousands of them) would break the bound. Client-side p99 check latency under
-//! [`P99_BOUND`] (generous: the CI machine is shared). The run lasts 10 s in
-//! `cargo test`; `PORTCULLIS_LOAD_SECS=60` runs the issue's full minute.
+//! [`P99_BOUND`] (generous: the CI machine is shared). The run lasts 60 s in
+//! `cargo test` (the minute issue #9 asks for); `PORTCULLIS_LOAD_SECS` shortens it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,7 +98,7 @@ fn run(api: Api, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>, kind: usize) {
 
 #[test]
 fn mixed_load_holds_memory_and_latency_without_errors() {
-    let duration = seconds_from_env("PORTCULLIS_LOAD_SECS", 10);
+    let duration = seconds_from_env("PORTCULLIS_LOAD_SECS", 60);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin();
