@@ -31,6 +31,32 @@ pub(crate) struct CheckRequest {
     min_revision: Option<u64>,
 }
 
+impl CheckRequest {
+    /// The action and the protocol, in the engine's terms; an unknown action or a
+    /// malformed protocol name is the route's 422.
+    pub(crate) fn action_and_protocol(&self) -> Result<(Actions, Box<str>), ApiError> {
+        action_and_protocol(&self.action, &self.protocol)
+    }
+
+    /// The query this request asks, given its checked action and protocol; at `now()`
+    /// when it names no instant.
+    pub(crate) fn query<'a>(
+        &'a self,
+        action: Actions,
+        protocol: &'a str,
+        now: impl FnOnce() -> Time,
+    ) -> Query<'a> {
+        Query {
+            user: &self.user,
+            asset: &self.asset,
+            account: &self.account,
+            protocol,
+            action,
+            at: self.at.unwrap_or_else(now),
+        }
+    }
+}
+
 /// One check of a batch: like a check, without `min_revision` (the batch has one).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,16 +121,9 @@ pub(crate) async fn check(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CheckRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (action, protocol) = action_and_protocol(&body.action, &body.protocol)?;
+    let (action, protocol) = body.action_and_protocol()?;
     let snapshot = state.snapshot_at_least(body.min_revision).await?;
-    let decision = snapshot.check(&Query {
-        user: &body.user,
-        asset: &body.asset,
-        account: &body.account,
-        protocol: &protocol,
-        action,
-        at: body.at.unwrap_or_else(Time::now),
-    })?;
+    let decision = snapshot.check(&body.query(action, &protocol, Time::now))?;
     state.metrics().decision(decision.allowed);
     Ok(Json(decision_json(&decision)))
 }
@@ -186,16 +205,9 @@ pub(crate) async fn explain(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CheckRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (action, protocol) = action_and_protocol(&body.action, &body.protocol)?;
+    let (action, protocol) = body.action_and_protocol()?;
     let snapshot = state.snapshot_at_least(body.min_revision).await?;
-    let explanation = snapshot.explain(&Query {
-        user: &body.user,
-        asset: &body.asset,
-        account: &body.account,
-        protocol: &protocol,
-        action,
-        at: body.at.unwrap_or_else(Time::now),
-    })?;
+    let explanation = snapshot.explain(&body.query(action, &protocol, Time::now))?;
     Ok(Json(explanation_json(&explanation)))
 }
 

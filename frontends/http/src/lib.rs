@@ -17,6 +17,8 @@ mod changes;
 mod decisions;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod mail;
 mod metrics;
 mod openapi;

@@ -4,6 +4,7 @@
 mod authz;
 mod bad_input;
 mod contracts;
+mod fuzz_corpus;
 mod signin;
 mod support;
 mod watch;
