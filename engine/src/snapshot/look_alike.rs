@@ -51,6 +51,15 @@ pub(crate) fn fold_forms(name: &str) -> SmallVec<[String; 2]> {
     }
 }
 
+/// The keys under which unique names collide: the engine refuses a new name beside
+/// another entity's (of the same kind and scope) when their keys meet, case variants
+/// and look-alikes alike. An ASCII name has one key, its lowercase; any other one or
+/// two (see the module docs). For front-ends that plan many writes at once (LDAP
+/// sync) and want to report a clash per entry rather than have the write refused.
+pub fn name_folds(name: &str) -> Vec<String> {
+    fold_forms(name).into_vec()
+}
+
 /// Whether `name` has a fold form among `forms` (the forms of another name).
 pub(crate) fn meets(name: &str, forms: &[String]) -> bool {
     fold_forms(name).iter().any(|form| forms.contains(form))
