@@ -212,55 +212,120 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 }
 
 #[test]
-fn case_variants_of_existing_names_are_duplicates() {
+fn case_variants_and_look_alikes_of_existing_names_are_refused() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin();
     small_estate(&admin);
     let revision = admin.revision();
-    let cases: &[(&str, Value)] = &[
-        ("/api/v1/users", json!({"username": "ALICE"})),
-        ("/api/v1/users", json!({"username": "Bob"})),
+    // `а`, `о`, `е` below are Cyrillic; `ａｌｉｃｅ` is fullwidth.
+    let cases: &[(&str, Value, &str)] = &[
+        ("/api/v1/users", json!({"username": "ALICE"}), "duplicate"),
+        ("/api/v1/users", json!({"username": "Bob"}), "duplicate"),
         (
             "/api/v1/users",
             json!({"username": "dupe", "email": "ALICE@EXAMPLE.COM"}),
+            "duplicate",
         ),
-        ("/api/v1/groups", json!({"name": "OPS"})),
+        ("/api/v1/groups", json!({"name": "OPS"}), "duplicate"),
         (
             "/api/v1/assets",
             json!({"name": "WEB-01", "address": "10.0.0.9"}),
+            "duplicate",
         ),
         (
             "/api/v1/rules",
             json!({"name": "Ops-Prod", "users": ["alice"], "assets": ["web-01"], "accounts": ["@ALL"]}),
+            "duplicate",
         ),
         (
             "/api/v1/nodes",
             json!({"name": "PROD", "parent": "/Default"}),
+            "duplicate",
         ),
         (
-            "/scim/v2/Users",
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "CAROL"}),
+            "/api/v1/users",
+            json!({"username": "\u{430}lice"}),
+            "look_alike",
         ),
         (
-            "/scim/v2/Groups",
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Dba"}),
+            "/api/v1/users",
+            json!({"username": "ａｌｉｃｅ"}),
+            "look_alike",
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": "dupe", "email": "\u{430}lice@example.com"}),
+            "look_alike",
+        ),
+        ("/api/v1/groups", json!({"name": "\u{43E}ps"}), "look_alike"),
+        (
+            "/api/v1/assets",
+            json!({"name": "w\u{435}b-01", "address": "10.0.0.9"}),
+            "look_alike",
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "\u{43E}ps-prod", "users": ["alice"], "assets": ["web-01"], "accounts": ["@ALL"]}),
+            "look_alike",
+        ),
+        (
+            "/api/v1/nodes",
+            json!({"name": "Pr\u{43E}d", "parent": "/Default"}),
+            "look_alike",
+        ),
+        (
+            "/api/v1/roles",
+            json!({"name": "system-\u{430}dmin", "permissions": ["users.view"]}),
+            "look_alike",
         ),
     ];
-    for (path, body) in cases {
+    for (path, body, code) in cases {
         let answer = admin.post(path, body);
         assert_eq!(answer.status, 409, "POST {path} {body}: {}", answer.text());
+        assert_eq!(answer.json["error"]["code"], *code, "{}", answer.text());
     }
+    let answer = admin.post("/api/v1/users", &json!({"username": "\u{430}lice"}));
+    assert_eq!(
+        answer.json["error"]["message"],
+        "username `\u{430}lice` looks like `alice`, the username of an existing user"
+    );
+    // SCIM: 409 `uniqueness`, for case variants and look-alikes alike.
+    let scim_user = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+    let scim_group = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name});
+    for (path, body) in [
+        ("/scim/v2/Users", scim_user("CAROL")),
+        ("/scim/v2/Users", scim_user("c\u{430}rol")),
+        ("/scim/v2/Users", scim_user("ＣＡＲＯＬ")),
+        ("/scim/v2/Groups", scim_group("Dba")),
+        ("/scim/v2/Groups", scim_group("db\u{430}")),
+    ] {
+        let answer = admin.post(path, &body);
+        assert_eq!(answer.status, 409, "POST {path} {body}: {}", answer.text());
+        assert_eq!(answer.json["scimType"], "uniqueness", "{}", answer.text());
+        assert!(error_shape_ok(path, &answer), "{}", answer.text());
+    }
+    // Import: the look-alike is a problem on its row and column; nothing is written.
+    let csv = "Username,Email\nerin,erin@example.com\nb\u{43E}b,\n";
+    let answer = admin.raw(
+        "POST",
+        "/api/v1/users/import",
+        Some("text/csv"),
+        Some(csv.as_bytes().to_vec()),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert_eq!(answer.json["error"]["code"], "invalid_file");
+    assert_eq!(
+        answer.json["error"]["problems"],
+        json!([{"row": 3, "column": "Username",
+                "message": "username `b\u{43E}b` looks like `bob`, the username of an existing user"}])
+    );
     assert_eq!(admin.revision(), revision);
     // Case-insensitive lookups reach the same entity.
     let upper = admin.get("/api/v1/users/ALICE");
     assert_eq!(upper.status, 200);
     assert_eq!(upper.json["username"], "alice");
-    // A look-alike (Cyrillic `а`) is not refused: it is another name, and another
-    // principal, never resolved to `alice` nor granted what she is granted.
-    let lookalike = "\u{0430}lice";
-    let created = admin.post("/api/v1/users", &json!({"username": lookalike}));
-    assert_eq!(created.status, 201, "{}", created.text());
+    // A look-alike never resolves to `alice`, so it can never reach her grants.
     let check = |user: &str| {
         admin.post(
             "/api/v1/check",
@@ -268,11 +333,8 @@ fn case_variants_of_existing_names_are_duplicates() {
         )
     };
     assert_eq!(check("alice").json["allowed"], true);
-    assert_eq!(check(lookalike).json["allowed"], false);
-    assert_eq!(
-        admin.get("/api/v1/users/%D0%B0lice").json["username"],
-        lookalike
-    );
+    assert_eq!(check("\u{430}lice").status, 404, "an unknown user");
+    assert_eq!(admin.get("/api/v1/users/%D0%B0lice").status, 404);
 }
 
 #[test]

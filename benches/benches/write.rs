@@ -8,6 +8,10 @@
 //! - `membership/file`: a private copy of the cached redb file, so every write
 //!   commits durably (fsync).
 //! - `big_group/file`: the same change to a group holding 2% of all users.
+//! - `user_create_in_memory`: `Engine::write` of one `Op::Create` of a user with a new
+//!   ASCII username (uniqueness and look-alike checks included); `…_folds`: the same
+//!   once the estate holds a name with a non-ASCII character, so the look-alike fold
+//!   map is no longer empty and every ASCII name is looked up in it.
 //!
 //! After criterion, prints percentiles of every timed change.
 
@@ -18,7 +22,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode};
 use portcullis_benches::{
     AT, EstateSize, Synthetic, WriteProbe, cache_dir, cached_store, copy_store, rss_bytes,
 };
-use portcullis_engine::{Actions, Engine};
+use portcullis_engine::{Actions, Engine, EntityKind, Op, Spec};
 
 /// Every timed change, per bench id, for the percentiles.
 static TIMES: Mutex<Vec<(String, Vec<Duration>)>> = Mutex::new(Vec::new());
@@ -92,6 +96,42 @@ fn bench(
     }
 }
 
+fn user_op(username: &str) -> Op {
+    let spec = serde_json::json!({ "username": username });
+    Op::Create(Spec::from_json(EntityKind::User, spec).expect("a valid user"))
+}
+
+/// Creates one user with a fresh ASCII username per iteration (`bench-new-N`).
+fn bench_create(
+    criterion: &mut Criterion,
+    name: &str,
+    size: EstateSize,
+    engine: &Engine,
+    next: &mut u64,
+) {
+    let mut group = criterion.benchmark_group("write");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function(BenchmarkId::new(name, size.name()), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                *next += 1;
+                let op = user_op(&format!("bench-new-{next}"));
+                let started = Instant::now();
+                engine
+                    .write("bench", vec![op])
+                    .expect("the user is created");
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -120,6 +160,24 @@ fn main() {
                 size,
                 &engine,
                 &probe,
+            );
+            let mut next = 0;
+            bench_create(
+                &mut criterion,
+                "user_create_in_memory",
+                size,
+                &engine,
+                &mut next,
+            );
+            engine
+                .write("bench", vec![user_op("\u{430}-non-ascii")])
+                .expect("a non-ASCII username is created");
+            bench_create(
+                &mut criterion,
+                "user_create_in_memory_folds",
+                size,
+                &engine,
+                &mut next,
             );
         }
 

@@ -29,6 +29,16 @@ pub enum ValidationError {
     Duplicate { kind: EntityKind, name: String },
     #[error("email `{0}` is already used by another user")]
     DuplicateEmail(String),
+    /// A new or changed unique name that merely looks like one another entity of the
+    /// same kind and scope holds (its confusable fold meets the other's): `аlice`
+    /// with a Cyrillic `а` beside `alice`.
+    #[error("{field} `{name}` looks like `{existing}`, the {field} of an existing {kind}")]
+    LookAlike {
+        kind: EntityKind,
+        field: &'static str,
+        name: String,
+        existing: String,
+    },
     #[error("{kind} id `{id}` already exists")]
     DuplicateId { kind: EntityKind, id: Id },
     #[error("{field}: {message}")]

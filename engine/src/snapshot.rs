@@ -14,6 +14,7 @@
 
 mod cow_vec;
 mod invariants;
+mod look_alike;
 mod name_index;
 mod rule_set;
 mod views;
@@ -30,6 +31,8 @@ use crate::model::{
 
 pub(crate) use cow_vec::CowVec;
 pub use invariants::Canonical;
+pub(crate) use look_alike::looks_alike;
+pub use look_alike::name_folds;
 pub(crate) use name_index::{NameIndex, same_name};
 pub(crate) use rule_set::RuleSet;
 pub use views::{ListQuery, UserGroup};

@@ -4,5 +4,6 @@
 mod auth;
 mod differential;
 mod incremental;
+mod look_alike;
 mod support;
 mod writes;

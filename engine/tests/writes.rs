@@ -4,15 +4,15 @@
 use portcullis_engine::*;
 use serde_json::{Value, json};
 
-fn engine() -> Engine {
+pub(crate) fn engine() -> Engine {
     Engine::in_memory().unwrap()
 }
 
-fn create(kind: EntityKind, value: Value) -> Op {
+pub(crate) fn create(kind: EntityKind, value: Value) -> Op {
     Op::Create(Spec::from_json(kind, value).unwrap())
 }
 
-fn write(engine: &Engine, ops: Vec<Op>) -> Result<WriteOutcome, ValidationError> {
+pub(crate) fn write(engine: &Engine, ops: Vec<Op>) -> Result<WriteOutcome, ValidationError> {
     engine.write("test", ops).map_err(|error| match error {
         Error::Validation(error) => error,
         other => panic!("not a validation error: {other}"),
@@ -21,7 +21,7 @@ fn write(engine: &Engine, ops: Vec<Op>) -> Result<WriteOutcome, ValidationError>
 
 /// Writes `ops` into a fresh engine holding `setup`, expects a refusal whose message
 /// contains `message`, and checks nothing changed.
-fn refused(setup: Vec<Op>, ops: Vec<Op>, message: &str) {
+pub(crate) fn refused(setup: Vec<Op>, ops: Vec<Op>, message: &str) {
     let engine = engine();
     if !setup.is_empty() {
         write(&engine, setup).expect("setup applies");
@@ -41,7 +41,7 @@ fn refused(setup: Vec<Op>, ops: Vec<Op>, message: &str) {
     );
 }
 
-fn user(name: &str) -> Op {
+pub(crate) fn user(name: &str) -> Op {
     create(EntityKind::User, json!({ "username": name }))
 }
 

@@ -186,6 +186,71 @@ impl Snapshot {
                 ));
             }
         }
+        // The fold maps hold exactly the forms of the live non-ASCII names.
+        fn named<'a>(
+            names: impl Iterator<Item = Option<&'a str>>,
+        ) -> impl Iterator<Item = (u32, &'a str)> {
+            names
+                .enumerate()
+                .filter_map(|(index, name)| Some((index as u32, name?)))
+        }
+        let users = || self.users.iter().map(Option::as_ref);
+        let folds = [
+            (
+                "usernames",
+                self.user_names
+                    .folds_match(named(users().map(|e| e.map(|e| e.user.username.as_str())))),
+            ),
+            (
+                "emails",
+                self.user_emails.folds_match(named(
+                    users().map(|e| e.and_then(|e| e.user.email.as_deref())),
+                )),
+            ),
+            (
+                "group names",
+                self.group_names.folds_match(named(
+                    self.groups
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.group.name.as_str())),
+                )),
+            ),
+            (
+                "asset names",
+                self.asset_names.folds_match(named(
+                    self.assets
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.asset.name.as_str())),
+                )),
+            ),
+            (
+                "rule names",
+                self.rule_names.folds_match(named(
+                    self.rules
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.rule.name.as_str())),
+                )),
+            ),
+            (
+                "role names",
+                self.role_names.folds_match(named(
+                    self.roles
+                        .iter()
+                        .map(|r| r.as_ref().map(|r| r.name.as_str())),
+                )),
+            ),
+            (
+                "token names",
+                self.token_names.folds_match(named(
+                    self.tokens
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.token.name.as_str())),
+                )),
+            ),
+        ];
+        if let Some((names, _)) = folds.iter().find(|(_, matches)| !matches) {
+            return fail(format!("the fold map of {names} is stale"));
+        }
 
         // Link indexes mirror the entities.
         let index_of =

@@ -1,8 +1,11 @@
-//! Case-insensitive name lookups that share structure between snapshots.
+//! Case-insensitive name lookups that share structure between snapshots, and the
+//! look-alike check of new names (see `look_alike`).
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
+
+use super::look_alike::{fold_forms, meets};
 
 /// Compares two names the way every unique name in the engine is compared: Unicode
 /// lowercase, character by character, without allocating. ASCII names (nearly all)
@@ -60,25 +63,52 @@ impl Hasher for KeyIsHash {
     }
 }
 
+/// Hash → dense indexes, cloned in O(1) and shared between snapshots.
+type Buckets = imbl::GenericHashMap<
+    u64,
+    SmallVec<[u32; 1]>,
+    BuildHasherDefault<KeyIsHash>,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
 /// Maps case-folded names to dense indexes. It stores only hashes, so a lookup hashes
 /// the borrowed text and then confirms each candidate against the entity's own name:
 /// no key is ever allocated, and colliding names simply share a bucket.
+///
+/// Beside it, `folds` maps the confusable fold forms of the names that hold a
+/// non-ASCII character (and only those: an ASCII name's one form is its lowercase,
+/// which `buckets` already answers) to their indexes. It serves
+/// [`NameIndex::look_alike`] only; lookups by name never use it, so a look-alike never
+/// resolves to the entity it imitates.
 #[derive(Clone)]
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
-    buckets: imbl::GenericHashMap<
-        u64,
-        SmallVec<[u32; 1]>,
-        BuildHasherDefault<KeyIsHash>,
-        imbl::shared_ptr::DefaultSharedPtr,
-    >,
+    buckets: Buckets,
+    folds: Buckets,
+}
+
+fn bucket_insert(buckets: &mut Buckets, hash: u64, index: u32) {
+    let bucket = buckets.entry(hash).or_default();
+    if !bucket.contains(&index) {
+        bucket.push(index);
+    }
+}
+
+fn bucket_remove(buckets: &mut Buckets, hash: u64, index: u32) {
+    if let Some(bucket) = buckets.get_mut(&hash) {
+        bucket.retain(|i| *i != index);
+        if bucket.is_empty() {
+            buckets.remove(&hash);
+        }
+    }
 }
 
 impl NameIndex {
     pub(crate) fn new() -> NameIndex {
         NameIndex {
             hasher: std::collections::hash_map::RandomState::new(),
-            buckets: imbl::GenericHashMap::with_hasher(BuildHasherDefault::default()),
+            buckets: Buckets::with_hasher(BuildHasherDefault::default()),
+            folds: Buckets::with_hasher(BuildHasherDefault::default()),
         }
     }
 
@@ -104,20 +134,86 @@ impl NameIndex {
 
     pub(crate) fn insert(&mut self, name: &str, index: u32) {
         let hash = self.hash(name);
-        let bucket = self.buckets.entry(hash).or_default();
-        if !bucket.contains(&index) {
-            bucket.push(index);
+        bucket_insert(&mut self.buckets, hash, index);
+        if !name.is_ascii() {
+            for form in fold_forms(name) {
+                let hash = self.hash(&form);
+                bucket_insert(&mut self.folds, hash, index);
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, name: &str, index: u32) {
         let hash = self.hash(name);
-        if let Some(bucket) = self.buckets.get_mut(&hash) {
-            bucket.retain(|i| *i != index);
-            if bucket.is_empty() {
-                self.buckets.remove(&hash);
+        bucket_remove(&mut self.buckets, hash, index);
+        if !name.is_ascii() {
+            for form in fold_forms(name) {
+                let hash = self.hash(&form);
+                bucket_remove(&mut self.folds, hash, index);
             }
         }
+    }
+
+    /// An index, among those `accept` lets through, whose name (as `name_of` reports
+    /// it) looks like `name`: their fold forms meet (see `look_alike`). Writers ask
+    /// [`NameIndex::get`] first, so what this finds is a look-alike, not a case variant.
+    ///
+    /// An ASCII name costs one emptiness test while no name with a non-ASCII character
+    /// is indexed; otherwise one lookup in `folds` per form, plus, for a non-ASCII
+    /// `name`, one in `buckets` per ASCII form (the ASCII names it imitates).
+    pub(crate) fn look_alike<'a>(
+        &self,
+        name: &str,
+        name_of: impl Fn(u32) -> Option<&'a str>,
+        accept: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        if name.is_ascii() && self.folds.is_empty() {
+            return None;
+        }
+        let forms = fold_forms(name);
+        for form in &forms {
+            let hash = self.hash(form);
+            let mut non_ascii = self.folds.get(&hash).into_iter().flatten().copied();
+            let found = non_ascii.find(|&index| {
+                accept(index) && name_of(index).is_some_and(|other| meets(other, &forms))
+            });
+            if found.is_some() {
+                return found;
+            }
+            if name.is_ascii() || !form.is_ascii() {
+                continue;
+            }
+            let mut ascii = self.buckets.get(&hash).into_iter().flatten().copied();
+            let found = ascii.find(|&index| {
+                accept(index)
+                    && name_of(index)
+                        .is_some_and(|other| other.is_ascii() && other.eq_ignore_ascii_case(form))
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Whether `folds` holds exactly the fold forms of the non-ASCII names among
+    /// `names` (index, name): for `Snapshot::check_invariants`.
+    pub(crate) fn folds_match<'a>(&self, names: impl Iterator<Item = (u32, &'a str)>) -> bool {
+        let mut expected = Buckets::with_hasher(BuildHasherDefault::default());
+        for (index, name) in names.filter(|(_, name)| !name.is_ascii()) {
+            for form in fold_forms(name) {
+                bucket_insert(&mut expected, self.hash(&form), index);
+            }
+        }
+        let sorted = |buckets: &Buckets| {
+            let mut pairs: Vec<(u64, u32)> = buckets
+                .iter()
+                .flat_map(|(hash, bucket)| bucket.iter().map(move |index| (*hash, *index)))
+                .collect();
+            pairs.sort_unstable();
+            pairs
+        };
+        sorted(&expected) == sorted(&self.folds)
     }
 }
 

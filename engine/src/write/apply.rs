@@ -9,7 +9,7 @@ use crate::model::{
     Account, Asset, EntityKind, Group, GroupMember, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
     Token, User, UserMember, account_username,
 };
-use crate::snapshot::Snapshot;
+use crate::snapshot::{NameIndex, Snapshot};
 use crate::write::spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec, RuleSpec,
     Spec, SubgroupSpec, TokenSpec, UserSpec,
@@ -107,6 +107,32 @@ fn duplicate(kind: EntityKind, name: &str) -> ValidationError {
     ValidationError::Duplicate {
         kind,
         name: name.to_owned(),
+    }
+}
+
+/// Refuses `name` for the entity at `index` (`None`: a new one) when it looks like the
+/// name another entity holds in `names` (see `NameIndex::look_alike`). A name the
+/// entity already holds, exactly as written, is not judged again: a store written
+/// before this rule may hold look-alike pairs, and both stay editable.
+fn refuse_look_alike<'a>(
+    kind: EntityKind,
+    field: &'static str,
+    name: &str,
+    index: Option<u32>,
+    names: &NameIndex,
+    name_of: impl Fn(u32) -> Option<&'a str>,
+) -> Result<()> {
+    if index.and_then(&name_of) == Some(name) {
+        return Ok(());
+    }
+    match names.look_alike(name, &name_of, |other| Some(other) != index) {
+        Some(other) => Err(ValidationError::LookAlike {
+            kind,
+            field,
+            name: name.to_owned(),
+            existing: name_of(other).unwrap_or_default().to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -340,12 +366,32 @@ impl Working {
                 return Err(duplicate(EntityKind::User, &spec.username));
             }
         }
+        refuse_look_alike(
+            EntityKind::User,
+            "username",
+            &spec.username,
+            index,
+            &self.snap.user_names,
+            |i| self.snap.user_entry(i).map(|e| e.user.username.as_str()),
+        )?;
         if let Some(email) = &email {
             if let Some(other) = self.snap.user_by_email(email) {
                 if Some(other) != index {
                     return Err(ValidationError::DuplicateEmail(email.clone()));
                 }
             }
+            refuse_look_alike(
+                EntityKind::User,
+                "email",
+                email,
+                index,
+                &self.snap.user_emails,
+                |i| {
+                    self.snap
+                        .user_entry(i)
+                        .and_then(|e| e.user.email.as_deref())
+                },
+            )?;
         }
         let system_roles = Resolver(&self.snap).roles("system_roles", &spec.system_roles)?;
         let previous = index.map(|i| self.snap.user_entry(i).expect("target exists").user.clone());
@@ -416,6 +462,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Group, &spec.name));
             }
         }
+        refuse_look_alike(
+            EntityKind::Group,
+            "name",
+            &spec.name,
+            index,
+            &self.snap.group_names,
+            |i| self.snap.group_entry(i).map(|e| e.group.name.as_str()),
+        )?;
         let resolver = Resolver(&self.snap);
         let mut members: Vec<UserMember> = Vec::with_capacity(spec.members.len());
         for member in &spec.members {
@@ -545,6 +599,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Node, &path));
             }
         }
+        if let Some(sibling) = self.look_alike_sibling(parent_index, &spec.name, index) {
+            return Err(ValidationError::LookAlike {
+                kind: EntityKind::Node,
+                field: "path",
+                name: format!("{}/{}", self.snap.node_path(parent_index), spec.name),
+                existing: self.snap.node_path(sibling),
+            });
+        }
         let parent = self
             .snap
             .node_entry(parent_index)
@@ -593,6 +655,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Asset, &spec.name));
             }
         }
+        refuse_look_alike(
+            EntityKind::Asset,
+            "name",
+            &spec.name,
+            index,
+            &self.snap.asset_names,
+            |i| self.snap.asset_entry(i).map(|e| e.asset.name.as_str()),
+        )?;
         for (i, protocol) in spec.protocols.iter().enumerate() {
             if spec.protocols[..i]
                 .iter()
@@ -705,6 +775,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Rule, &spec.name));
             }
         }
+        refuse_look_alike(
+            EntityKind::Rule,
+            "name",
+            &spec.name,
+            index,
+            &self.snap.rule_names,
+            |i| self.snap.rule_entry(i).map(|e| e.rule.name.as_str()),
+        )?;
         let resolver = Resolver(&self.snap);
         let users = resolver.list("users", &spec.users, Resolver::user)?;
         let groups = resolver.list("groups", &spec.groups, Resolver::group)?;
@@ -773,6 +851,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Role, &spec.name));
             }
         }
+        refuse_look_alike(
+            EntityKind::Role,
+            "name",
+            &spec.name,
+            index,
+            &self.snap.role_names,
+            |i| self.snap.role_entry(i).map(|r| r.name.as_str()),
+        )?;
         let previous = index.map(|i| self.snap.role_entry(i).expect("target exists").clone());
         if let Some(previous) = &previous {
             if previous.builtin {
@@ -812,6 +898,28 @@ impl Working {
     }
 
     /// Built-in roles are created here, and only here.
+    /// A child of `parent`, other than `index`, whose name looks like `name` (node
+    /// names are unique among siblings only). Siblings are few, so this scans them; an
+    /// all-ASCII pair is never compared, case variants being `child_named`'s business.
+    /// A node keeping its name under the same parent is not judged again (see
+    /// [`refuse_look_alike`]).
+    fn look_alike_sibling(&self, parent: u32, name: &str, index: Option<u32>) -> Option<u32> {
+        let unchanged = index
+            .and_then(|i| self.snap.node_entry(i))
+            .is_some_and(|entry| entry.parent == Some(parent) && entry.node.name == name);
+        if unchanged {
+            return None;
+        }
+        let siblings = &self.snap.node_entry(parent)?.children;
+        siblings.iter().copied().find(|&sibling| {
+            Some(sibling) != index
+                && self.snap.node_entry(sibling).is_some_and(|entry| {
+                    !(name.is_ascii() && entry.node.name.is_ascii())
+                        && crate::snapshot::looks_alike(&entry.node.name, name)
+                })
+        })
+    }
+
     pub(crate) fn create_builtin_role(
         &mut self,
         name: &str,
@@ -902,6 +1010,14 @@ impl Working {
                 return Err(duplicate(EntityKind::Token, &spec.name));
             }
         }
+        refuse_look_alike(
+            EntityKind::Token,
+            "name",
+            &spec.name,
+            index,
+            &self.snap.token_names,
+            |i| self.snap.token_entry(i).map(|e| e.token.name.as_str()),
+        )?;
         let resolver = Resolver(&self.snap);
         let user = spec.user.as_deref().map(|u| resolver.user(u)).transpose()?;
         let roles = resolver.roles("roles", &spec.roles)?;

@@ -202,6 +202,7 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::Duplicate { .. }
             | ValidationError::DuplicateEmail(_)
             | ValidationError::DuplicateId { .. } => (conflict, "duplicate", message),
+            ValidationError::LookAlike { .. } => (conflict, "look_alike", message),
             ValidationError::Invalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portcullis_engine::{
     EntityKind, Estate, Group, GroupSpec, Id, MemberSpec, Op, Source as EngineSource, Spec,
-    SubgroupSpec, User, UserSpec, ValidationError,
+    SubgroupSpec, User, UserSpec, ValidationError, name_folds,
 };
 use serde::Serialize;
 
@@ -129,14 +129,29 @@ fn lower(text: &str) -> String {
     text.to_lowercase()
 }
 
-/// Names (case-insensitive) as they will be once the write applies: who holds each.
+/// Names as they will be once the write applies: who holds each. Keyed by the
+/// engine's `name_folds`, so a case variant or a look-alike (`аlice` with a Cyrillic
+/// `а` beside `alice`) of a held name is a clash here, as the engine would refuse it.
 struct Names {
     holders: HashMap<String, Id>,
 }
 
 impl Names {
+    fn of<'a>(held: impl Iterator<Item = (&'a str, Id)>) -> Names {
+        let mut names = Names {
+            holders: HashMap::new(),
+        };
+        for (name, id) in held {
+            names.take(name, id);
+        }
+        names
+    }
+
     fn holder(&self, name: &str) -> Option<Id> {
-        self.holders.get(&lower(name)).copied()
+        name_folds(name)
+            .iter()
+            .find_map(|key| self.holders.get(key))
+            .copied()
     }
 
     fn free_for(&self, name: &str, id: Id) -> bool {
@@ -144,12 +159,16 @@ impl Names {
     }
 
     fn take(&mut self, name: &str, id: Id) {
-        self.holders.insert(lower(name), id);
+        for key in name_folds(name) {
+            self.holders.insert(key, id);
+        }
     }
 
     fn release(&mut self, name: &str, id: Id) {
-        if self.holder(name) == Some(id) {
-            self.holders.remove(&lower(name));
+        for key in name_folds(name) {
+            if self.holders.get(&key) == Some(&id) {
+                self.holders.remove(&key);
+            }
         }
     }
 }
@@ -334,7 +353,10 @@ pub(crate) fn plan(
             plan.counts.skipped += 1;
             continue;
         }
-        if let Some(other) = seen_usernames.get(&lower(username)) {
+        let seen = name_folds(username)
+            .iter()
+            .find_map(|key| seen_usernames.get(key).copied());
+        if let Some(other) = seen {
             plan.clashes.push(Clash {
                 kind: EntityKind::User,
                 field: "username",
@@ -344,7 +366,9 @@ pub(crate) fn plan(
             });
             continue;
         }
-        seen_usernames.insert(lower(username), &entry.dn);
+        for key in name_folds(username) {
+            seen_usernames.insert(key, &entry.dn);
+        }
         let name = entry
             .first(&user_config.name)
             .filter(|n| valid_name(n))
@@ -362,12 +386,17 @@ pub(crate) fn plan(
                     entry.dn
                 ));
                 email = None;
-            } else if !seen_emails.insert(lower(address)) {
-                plan.warnings.push(format!(
-                    "user `{}`: email `{address}` is also another entry's; left out",
-                    entry.dn
-                ));
-                email = None;
+            } else {
+                let keys = name_folds(address);
+                if keys.iter().any(|key| seen_emails.contains(key)) {
+                    plan.warnings.push(format!(
+                        "user `{}`: email `{address}` is also another entry's; left out",
+                        entry.dn
+                    ));
+                    email = None;
+                } else {
+                    seen_emails.extend(keys);
+                }
             }
         }
         let phone = user_config
@@ -403,20 +432,13 @@ pub(crate) fn plan(
                 .as_deref()
                 .is_none_or(|ext| !wanted_exts.contains(ext))
     };
-    let mut usernames = Names {
-        holders: estate
+    let mut usernames = Names::of(estate.users.iter().map(|u| (u.username.as_str(), u.id)));
+    let mut emails = Names::of(
+        estate
             .users
             .iter()
-            .map(|u| (lower(&u.username), u.id))
-            .collect(),
-    };
-    let mut emails = Names {
-        holders: estate
-            .users
-            .iter()
-            .filter_map(|u| u.email.as_deref().map(|e| (lower(e), u.id)))
-            .collect(),
-    };
+            .filter_map(|u| u.email.as_deref().map(|e| (e, u.id))),
+    );
     if delete_vanished {
         for user in estate.users.iter().filter(|u| is_stale(u)) {
             usernames.release(&user.username, user.id);
@@ -582,7 +604,10 @@ pub(crate) fn plan(
                 plan.counts.skipped += 1;
                 continue;
             };
-            if let Some(other) = seen_names.get(&lower(name)) {
+            let seen = name_folds(name)
+                .iter()
+                .find_map(|key| seen_names.get(key).copied());
+            if let Some(other) = seen {
                 plan.clashes.push(Clash {
                     kind: EntityKind::Group,
                     field: "name",
@@ -592,7 +617,9 @@ pub(crate) fn plan(
                 });
                 continue;
             }
-            seen_names.insert(lower(name), &entry.dn);
+            for key in name_folds(name) {
+                seen_names.insert(key, &entry.dn);
+            }
             let mut members = BTreeMap::new();
             let mut subgroup_exts = BTreeSet::new();
             if group_config.in_chain {
@@ -653,13 +680,7 @@ pub(crate) fn plan(
                     .as_deref()
                     .is_none_or(|ext| !wanted_group_exts.contains(ext))
         };
-        let mut group_names = Names {
-            holders: estate
-                .groups
-                .iter()
-                .map(|g| (lower(&g.name), g.id))
-                .collect(),
-        };
+        let mut group_names = Names::of(estate.groups.iter().map(|g| (g.name.as_str(), g.id)));
         if delete_vanished_groups {
             for group in estate.groups.iter().filter(|g| group_is_stale(g)) {
                 group_names.release(&group.name, group.id);

@@ -510,3 +510,42 @@ fn a_server_that_never_answers_times_out_and_changes_nothing() {
     assert!(error.to_string().contains("timed out after 1s"), "{error}");
     assert_eq!(world.revision(), revision);
 }
+
+/// A directory name that looks like one another source holds (`alice` beside a local
+/// `аlice` with a Cyrillic `а`) is a clash like a case variant: that entry is skipped
+/// and reported, the rest syncs, and the engine never sees a look-alike to refuse.
+#[test]
+fn look_alikes_of_other_sources_names_are_clashes() {
+    let world = World::new();
+    small_estate(&world);
+    world
+        .engine
+        .write(
+            "test",
+            vec![
+                Op::Create(Spec::User(UserSpec::new("\u{430}lice"))),
+                Op::Create(Spec::Group(GroupSpec::new("db\u{430}"))),
+            ],
+        )
+        .unwrap();
+    let report = world.run(&world.source(""));
+    let mut clashes: Vec<(EntityKind, &str, &str)> = report
+        .clashes
+        .iter()
+        .map(|c| (c.kind, c.value.as_str(), c.held_by.as_str()))
+        .collect();
+    clashes.sort();
+    assert_eq!(
+        clashes,
+        [
+            (EntityKind::User, "alice", "local"),
+            (EntityKind::Group, "dba", "local"),
+        ]
+    );
+    assert!(world.user("alice").is_none());
+    assert_eq!(world.user("bob").unwrap().source, corp());
+    assert_eq!(
+        world.user("\u{430}lice").unwrap().source,
+        EngineSource::Local
+    );
+}

@@ -107,7 +107,8 @@ impl ScimError {
             Error::Validation(error) => match error {
                 ValidationError::Duplicate { .. }
                 | ValidationError::DuplicateEmail(_)
-                | ValidationError::DuplicateId { .. } => ScimError::Conflict(error.to_string()),
+                | ValidationError::DuplicateId { .. }
+                | ValidationError::LookAlike { .. } => ScimError::Conflict(error.to_string()),
                 ValidationError::NotFound(_)
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }

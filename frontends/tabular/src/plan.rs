@@ -2075,7 +2075,9 @@ fn apply_rule(record: &RuleRecord, spec: &mut RuleSpec) {
 pub(crate) fn locate(error: &ValidationError, plan_changes: &[Change], kind: Kind) -> Problem {
     let message = error.to_string();
     let name = match error {
-        ValidationError::Duplicate { name, .. } => Some(name.as_str()),
+        ValidationError::Duplicate { name, .. } | ValidationError::LookAlike { name, .. } => {
+            Some(name.as_str())
+        }
         ValidationError::GroupCycle { parent, .. } => Some(parent.as_str()),
         ValidationError::NodeCycle { node, .. } => Some(node.as_str()),
         _ => None,
