@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{EntityKind, Id, Snapshot, Time, Token};
+use portcullis_engine::{Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -109,11 +109,8 @@ impl PermissionCache {
 pub(crate) fn role_permissions(snapshot: &Snapshot, roles: &[String]) -> BTreeSet<String> {
     let mut permissions = BTreeSet::new();
     for role in roles {
-        let Ok(json) = snapshot.entity_json(EntityKind::Role, role) else {
-            continue;
-        };
-        if let Some(list) = json.get("permissions").and_then(|p| p.as_array()) {
-            permissions.extend(list.iter().filter_map(|p| p.as_str()).map(str::to_owned));
+        if let Some(list) = snapshot.role_permissions(role) {
+            permissions.extend(list.iter().cloned());
         }
     }
     permissions
@@ -125,19 +122,9 @@ fn user_allows(snapshot: &Snapshot, user: Option<Id>, at: Time) -> bool {
     let Some(user) = user else {
         return true;
     };
-    let Ok(json) = snapshot.entity_json(EntityKind::User, &user.to_string()) else {
-        return false;
-    };
-    let active = json
-        .get("active")
-        .and_then(|a| a.as_bool())
-        .unwrap_or(false);
-    let expired = json
-        .get("expires_at")
-        .and_then(|e| e.as_str())
-        .and_then(|e| e.parse::<Time>().ok())
-        .is_some_and(|expires| at >= expires);
-    active && !expired
+    snapshot
+        .user(&user.to_string())
+        .is_some_and(|user| user.is_valid_at(at))
 }
 
 fn bearer(request: &Request) -> Option<&str> {

@@ -36,7 +36,7 @@ fn user_is_valid(snapshot: &Snapshot, token: &Token, at: Time) -> bool {
     snapshot
         .user(&user.to_string())
         .filter(|found| found.id == user)
-        .is_some_and(|user| user.active && user.expires_at.is_none_or(|expires| at < expires))
+        .is_some_and(|user| user.is_valid_at(at))
 }
 
 fn may_provision(snapshot: &Snapshot, token: &Token) -> bool {
