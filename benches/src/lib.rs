@@ -17,6 +17,7 @@
 //!
 //! This crate is a dev tool: it panics on a refused write instead of returning it.
 
+use portcullis_engine::Actor;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -702,7 +703,7 @@ impl Synthetic {
             let n_ops = ops.len();
             let made = started.elapsed();
             let started = Instant::now();
-            if let Err(error) = engine.write("bench-loader", ops) {
+            if let Err(error) = engine.write(&Actor::system("bench-loader"), ops) {
                 panic!("loading {batch:?} of {} failed: {error}", self.shape.label);
             }
             let written = started.elapsed();
@@ -1451,9 +1452,13 @@ mod tests {
         };
         for probe in [synthetic.write_probe(), synthetic.big_group_probe()] {
             assert!(!check(&engine, &probe));
-            engine.write("test", vec![probe.op(true)]).unwrap();
+            engine
+                .write(&Actor::system("test"), vec![probe.op(true)])
+                .unwrap();
             assert!(check(&engine, &probe));
-            engine.write("test", vec![probe.op(false)]).unwrap();
+            engine
+                .write(&Actor::system("test"), vec![probe.op(false)])
+                .unwrap();
             assert!(!check(&engine, &probe));
         }
     }

@@ -10,6 +10,7 @@ use crate::model::{
     Token, User, UserMember, account_username,
 };
 use crate::snapshot::{NameIndex, Snapshot};
+use crate::write::Authority;
 use crate::write::spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec, RuleSpec,
     Spec, SubgroupSpec, TokenSpec, UserSpec,
@@ -221,6 +222,16 @@ fn new_id(snap: &Snapshot, kind: EntityKind, requested: Option<Id>) -> Result<Id
     }
 }
 
+/// Whether a membership ending at `new` ends no later than one ending at `old`
+/// (`None`: never), so that changing `old` into `new` grants nothing.
+fn lasts_as_long(old: Option<Time>, new: Option<Time>) -> bool {
+    match (old, new) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(old), Some(new)) => new <= old,
+    }
+}
+
 /// On replace, the spec's id (if any) must be the target's.
 fn same_id(kind: EntityKind, requested: Option<Id>, actual: Id) -> Result<()> {
     match requested {
@@ -374,11 +385,24 @@ impl Working {
             &self.snap.user_names,
             |i| self.snap.user_entry(i).map(|e| e.user.username.as_str()),
         )?;
+        // Sign-in takes a username or an email: neither may name another user
+        // under the other field.
+        if let Some(other) = self.snap.user_by_email(&spec.username) {
+            if Some(other) != index {
+                return Err(self.ambiguous_login(&spec.username, "email", other));
+            }
+        }
         if let Some(email) = &email {
             if let Some(other) = self.snap.user_by_email(email) {
                 if Some(other) != index {
                     return Err(ValidationError::DuplicateEmail(email.clone()));
                 }
+            }
+            let by_username = self.snap.user_names.get(email, |i| {
+                self.snap.user_entry(i).map(|e| e.user.username.as_str())
+            });
+            if let Some(other) = by_username.filter(|&other| Some(other) != index) {
+                return Err(self.ambiguous_login(email, "username", other));
             }
             refuse_look_alike(
                 EntityKind::User,
@@ -395,6 +419,14 @@ impl Working {
         }
         let system_roles = Resolver(&self.snap).roles("system_roles", &spec.system_roles)?;
         let previous = index.map(|i| self.snap.user_entry(i).expect("target exists").user.clone());
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.system_roles[..]);
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("the system roles of user `{}`", spec.username),
+            system_roles
+                .iter()
+                .filter(|role| !held_before.contains(role)),
+        )?;
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::User, spec.id, previous.id)?;
@@ -545,6 +577,14 @@ impl Working {
                 roles: resolver.roles("roles.roles", &assignment.roles)?,
             });
         }
+        self.may_grant_through_group(
+            index,
+            previous.as_deref(),
+            &spec.name,
+            &members,
+            &subgroups,
+            &roles,
+        )?;
         let stamp = self.stamp(
             previous
                 .as_ref()
@@ -878,6 +918,11 @@ impl Working {
         let mut permissions = spec.permissions;
         permissions.sort();
         permissions.dedup();
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.permissions[..]);
+        self.authority.may_grant(
+            || format!("role `{}`", spec.name),
+            permissions.iter().filter(|p| !held_before.contains(p)),
+        )?;
         let stamp = self.stamp(
             previous
                 .as_ref()
@@ -895,6 +940,84 @@ impl Working {
         };
         self.set_role(index, Some(role));
         Ok(id)
+    }
+
+    fn ambiguous_login(
+        &self,
+        name: &str,
+        other_field: &'static str,
+        other: u32,
+    ) -> ValidationError {
+        ValidationError::AmbiguousLogin {
+            name: name.to_owned(),
+            other_field,
+            other: self.username_of_index(other),
+        }
+    }
+
+    fn username_of_index(&self, index: u32) -> String {
+        self.snap
+            .user_entry(index)
+            .map(|e| e.user.username.clone())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a group change that grants roles beyond the caller's authority: roles
+    /// newly assigned to the group, and, when a member or subgroup joins (or has its
+    /// membership lengthened), every role the group holds and inherits from the groups
+    /// it sits in, since the newcomer's users gain them all.
+    fn may_grant_through_group(
+        &self,
+        index: Option<u32>,
+        previous: Option<&Group>,
+        name: &str,
+        members: &[UserMember],
+        subgroups: &[GroupMember],
+        roles: &[crate::model::RoleAssignment],
+    ) -> Result<()> {
+        if self.authority == Authority::Full {
+            return Ok(());
+        }
+        let assigned_before: Vec<&String> = previous
+            .map(|p| p.roles.iter().flat_map(|a| a.roles.iter()).collect())
+            .unwrap_or_default();
+        let granted_members = members.iter().any(|m| {
+            !previous.is_some_and(|p| {
+                p.members
+                    .iter()
+                    .any(|old| old.user == m.user && lasts_as_long(old.expires_at, m.expires_at))
+            })
+        });
+        let granted_subgroups = subgroups.iter().any(|m| {
+            !previous.is_some_and(|p| {
+                p.subgroups
+                    .iter()
+                    .any(|old| old.group == m.group && lasts_as_long(old.expires_at, m.expires_at))
+            })
+        });
+        let assigned = roles.iter().flat_map(|a| a.roles.iter());
+        if !(granted_members || granted_subgroups) {
+            return self.authority.may_grant_roles(
+                &self.snap,
+                || format!("the roles of group `{name}`"),
+                assigned.filter(|role| !assigned_before.contains(role)),
+            );
+        }
+        let inherited: Vec<&String> = index
+            .map(|i| {
+                self.snap
+                    .group_ancestors(i)
+                    .iter()
+                    .filter_map(|a| self.snap.group_entry(a))
+                    .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("membership of group `{name}`"),
+            assigned.chain(inherited),
+        )
     }
 
     /// Built-in roles are created here, and only here.
@@ -1034,6 +1157,12 @@ impl Working {
                 .token
                 .clone()
         });
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.roles[..]);
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("token `{}`", spec.name),
+            roles.iter().filter(|role| !held_before.contains(role)),
+        )?;
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Token, spec.id, previous.id)?;

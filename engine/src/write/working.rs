@@ -57,6 +57,8 @@ pub(crate) struct Working {
     pub(crate) snap: Snapshot,
     pub(crate) now: Time,
     pub(crate) actor: String,
+    /// What the write being applied may grant (`super::Actor::authority`).
+    pub(crate) authority: super::Authority,
     dirty_users: RoaringBitmap,
     dirty_assets: RoaringBitmap,
     /// Change records, without revision and sequence numbers yet.
@@ -84,6 +86,7 @@ impl Working {
             snap,
             now,
             actor: actor.to_owned(),
+            authority: super::Authority::Full,
             dirty_users: RoaringBitmap::new(),
             dirty_assets: RoaringBitmap::new(),
             changes: Vec::new(),

@@ -571,13 +571,16 @@ pub fn arb_populated_script(
 /// Returns how many writes were accepted.
 pub fn run_script(engine: &Engine, tree: &[Option<usize>], steps: &[Step]) -> usize {
     engine
-        .write("test", tree_ops(tree))
+        .write(&Actor::system("test"), tree_ops(tree))
         .expect("the tree is well-formed");
     steps
         .iter()
         .filter(|step| {
             engine
-                .write("test", vec![step_op(step, &engine.snapshot())])
+                .write(
+                    &Actor::system("test"),
+                    vec![step_op(step, &engine.snapshot())],
+                )
                 .is_ok()
         })
         .count()

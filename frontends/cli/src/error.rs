@@ -58,7 +58,10 @@ impl CliError {
                     | ValidationError::NodeNotEmpty(_)
                     | ValidationError::RootNode
                     | ValidationError::BuiltinRole(_)
-                    | ValidationError::RoleInUse { .. } => (2, error.to_string()),
+                    | ValidationError::RoleInUse { .. }
+                    | ValidationError::AmbiguousLogin { .. }
+                    | ValidationError::GrantBeyondCaller { .. }
+                    | ValidationError::ActorRevoked(_) => (2, error.to_string()),
                 },
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (

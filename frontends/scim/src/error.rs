@@ -108,7 +108,11 @@ impl ScimError {
                 ValidationError::Duplicate { .. }
                 | ValidationError::DuplicateEmail(_)
                 | ValidationError::DuplicateId { .. }
-                | ValidationError::LookAlike { .. } => ScimError::Conflict(error.to_string()),
+                | ValidationError::LookAlike { .. }
+                | ValidationError::AmbiguousLogin { .. } => ScimError::Conflict(error.to_string()),
+                ValidationError::GrantBeyondCaller { .. } | ValidationError::ActorRevoked(_) => {
+                    ScimError::Forbidden(error.to_string())
+                }
                 ValidationError::NotFound(_)
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }
