@@ -1,5 +1,5 @@
 //! The cost of one membership change until a check sees it: `Engine::write` of one
-//! `Op::Modify` adding the mover to a group (or removing them, alternately), then
+//! `Op::AddMember` adding the mover to a group (or `Op::RemoveMember`, alternately), then
 //! `Engine::snapshot` and a `check_idx` that must see the change.
 //!
 //! - `membership/in_memory`: `Engine::in_memory()` loaded through `Engine::write`

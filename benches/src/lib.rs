@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use portcullis_engine::{
     AccountSelector, AccountSpec, Actions, AssetIdx, AssetSpec, Effect, Engine, EntityKind,
     Evaluator, GroupSpec, Id, MemberSpec, NodeSpec, Op, Protocol, ProtocolFilter, Query, RuleSpec,
-    Snapshot, Spec, SubgroupSpec, Time, UserIdx, UserSpec, ValidationError,
+    Snapshot, Spec, SubgroupSpec, Time, UserIdx, UserSpec,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -1358,26 +1358,19 @@ impl WriteProbe {
     }
 }
 
-/// `Op::Modify` of `group` adding or removing `user`.
+/// `Op::AddMember` or `Op::RemoveMember` of `user` in `group`: one membership, as the
+/// member routes write it.
 pub fn membership_op(group: &str, user: &str, add: bool) -> Op {
-    let user = user.to_owned();
-    Op::Modify {
-        kind: EntityKind::Group,
-        target: group.to_owned(),
-        edit: Box::new(move |spec: &mut Spec| {
-            let Spec::Group(group) = spec else {
-                return Err(ValidationError::Invalid {
-                    field: "kind",
-                    message: "not a group".to_owned(),
-                });
-            };
-            if add {
-                group.members.push(MemberSpec::Name(user));
-            } else {
-                group.members.retain(|member| member.user() != user);
-            }
-            Ok(())
-        }),
+    if add {
+        Op::AddMember {
+            group: group.to_owned(),
+            member: MemberSpec::Name(user.to_owned()),
+        }
+    } else {
+        Op::RemoveMember {
+            group: group.to_owned(),
+            user: user.to_owned(),
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub enum ValidationError {
     /// The write would hand out permissions its caller does not hold itself.
     #[error("{what} would carry permissions the caller lacks: `{}`", missing.join("`, `"))]
     GrantBeyondCaller { what: String, missing: Vec<String> },
+    #[error("user `{user}` is not a direct member of group `{group}`")]
+    NotAMember { group: String, user: String },
     /// The token a write acts for was revoked or has expired since it was checked.
     #[error("token `{0}` has been revoked or has expired")]
     ActorRevoked(String),

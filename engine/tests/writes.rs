@@ -1038,3 +1038,96 @@ fn a_login_name_never_names_two_users() {
     )
     .unwrap();
 }
+
+// ----- one membership: Op::AddMember and Op::RemoveMember -----------------------------
+
+#[test]
+fn a_membership_op_changes_one_membership_and_logs_only_it() {
+    let engine = engine();
+    let mut setup: Vec<Op> = (0..50).map(|i| user(&format!("u{i}"))).collect();
+    setup.push(create(
+        EntityKind::Group,
+        json!({"name": "big", "members": (0..40).map(|i| format!("u{i}")).collect::<Vec<_>>()}),
+    ));
+    write(&engine, setup).unwrap();
+    let since = engine.snapshot().revision();
+    let until = "2030-01-01T00:00:00Z";
+    write(
+        &engine,
+        vec![Op::AddMember {
+            group: "big".to_owned(),
+            member: serde_json::from_value(json!({"user": "u45", "expires_at": until})).unwrap(),
+        }],
+    )
+    .unwrap();
+    write(
+        &engine,
+        vec![Op::RemoveMember {
+            group: "big".to_owned(),
+            user: "U3".to_owned(),
+        }],
+    )
+    .unwrap();
+    let group = engine
+        .snapshot()
+        .entity_json(EntityKind::Group, "big")
+        .unwrap();
+    let members: Vec<&str> = group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap())
+        .collect();
+    let id_of = |name: &str| {
+        engine
+            .snapshot()
+            .entity_json(EntityKind::User, name)
+            .unwrap()["id"]
+            .clone()
+    };
+    let (u45, u3) = (id_of("u45"), id_of("u3"));
+    assert_eq!(members.len(), 40);
+    assert!(
+        members.contains(&u45.as_str().unwrap()) && !members.contains(&u3.as_str().unwrap()),
+        "{members:?}"
+    );
+    engine.snapshot().check_invariants();
+    let changes = engine.changes_since(since, 10).unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    for change in &changes {
+        assert_eq!(change.operation, Operation::Membership);
+        assert_eq!(change.entity, EntityKind::Group);
+    }
+    assert_eq!(changes[0].before, None);
+    assert_eq!(changes[0].after.as_ref().unwrap()["user"], u45);
+    assert_eq!(changes[0].after.as_ref().unwrap()["expires_at"], until);
+    assert!(changes[1].after.is_none() && changes[1].before.is_some());
+}
+
+#[test]
+fn removing_a_non_member_or_granting_through_add_member_is_refused() {
+    let (engine, caller) = granting_engine(&["groups.change", "users.view"]);
+    let before = engine.snapshot().canonical();
+    match engine.write(
+        &caller,
+        vec![Op::RemoveMember {
+            group: "plain".to_owned(),
+            user: "alice".to_owned(),
+        }],
+    ) {
+        Err(Error::Validation(ValidationError::NotAMember { group, user })) => {
+            assert_eq!((group.as_str(), user.as_str()), ("plain", "alice"));
+        }
+        other => panic!("expected not a member, got {other:?}"),
+    }
+    assert_eq!(engine.snapshot().canonical(), before);
+    let add = |group: &str| Op::AddMember {
+        group: group.to_owned(),
+        member: MemberSpec::Name("alice".to_owned()),
+    };
+    assert_eq!(
+        missing(&engine, &caller, vec![add("admins")]),
+        vec!["tokens.add"]
+    );
+    engine.write(&caller, vec![add("plain")]).unwrap();
+}

@@ -295,6 +295,14 @@ impl Working {
                 let index = self.target(kind, &target)?;
                 self.delete(kind, index)
             }
+            Op::AddMember { group, member } => {
+                let index = self.target(EntityKind::Group, &group)?;
+                self.add_member(index, &member)
+            }
+            Op::RemoveMember { group, user } => {
+                let index = self.target(EntityKind::Group, &group)?;
+                self.remove_member(index, &user)
+            }
             Op::RecordEvent { user, what } => {
                 let id = match user {
                     Some(id) => {
@@ -1203,6 +1211,96 @@ impl Working {
         };
         self.set_token(index, Some(token), hash);
         Ok(id)
+    }
+
+    // ----- one membership --------------------------------------------------------
+
+    fn add_member(&mut self, index: u32, member: &MemberSpec) -> Result<Id> {
+        let entry = self.snap.group_entry(index).expect("target exists");
+        let user = Resolver(&self.snap).user(member.user())?;
+        let (expires_at, source) = match member {
+            MemberSpec::Name(_) => (None, None),
+            MemberSpec::Detailed {
+                expires_at, source, ..
+            } => (*expires_at, source.clone()),
+        };
+        let membership = UserMember {
+            user,
+            expires_at,
+            source: source.unwrap_or_else(|| entry.group.source.clone()),
+        };
+        let position = entry.group.members.iter().position(|m| m.user == user);
+        let before = position.map(|p| entry.group.members[p].clone());
+        if before.as_ref() == Some(&membership) {
+            return Ok(entry.group.id);
+        }
+        if position.is_none() && entry.group.members.len() >= MAX_LIST_LEN {
+            return Err(ValidationError::invalid(
+                "members",
+                format!("at most {MAX_LIST_LEN} entries"),
+            ));
+        }
+        if !before
+            .as_ref()
+            .is_some_and(|old| lasts_as_long(old.expires_at, membership.expires_at))
+        {
+            let name = entry.group.name.clone();
+            self.may_grant_roles_of_group(index, &name)?;
+        }
+        let mut group = (*entry.group).clone();
+        match position {
+            Some(position) => group.members[position] = membership.clone(),
+            None => group.members.push(membership.clone()),
+        }
+        group.updated_at = self.now;
+        let user_index = self.index_of_user(user);
+        let id = group.id;
+        self.set_membership(index, group, user_index, before.as_ref(), Some(&membership));
+        Ok(id)
+    }
+
+    fn remove_member(&mut self, index: u32, reference: &str) -> Result<Id> {
+        let entry = self.snap.group_entry(index).expect("target exists");
+        let user = Resolver(&self.snap).user(reference)?;
+        let Some(position) = entry.group.members.iter().position(|m| m.user == user) else {
+            return Err(ValidationError::NotAMember {
+                group: entry.group.name.clone(),
+                user: reference.to_owned(),
+            });
+        };
+        let mut group = (*entry.group).clone();
+        let before = group.members.remove(position);
+        group.updated_at = self.now;
+        let user_index = self.index_of_user(user);
+        let id = group.id;
+        self.set_membership(index, group, user_index, Some(&before), None);
+        Ok(id)
+    }
+
+    fn index_of_user(&self, user: Id) -> u32 {
+        self.snap
+            .slot(user)
+            .expect("INVARIANT: a resolved user has a slot")
+            .index
+    }
+
+    /// Refuses when the roles group `index` holds or inherits exceed the caller's
+    /// authority: what a newcomer to the group gains.
+    fn may_grant_roles_of_group(&self, index: u32, name: &str) -> Result<()> {
+        if self.authority == Authority::Full {
+            return Ok(());
+        }
+        let mut groups = self.snap.group_ancestors(index);
+        groups.insert(index);
+        let roles = groups
+            .iter()
+            .filter_map(|g| self.snap.group_entry(g))
+            .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()));
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("membership of group `{name}`"),
+            roles,
+        )
     }
 
     // ----- deletion, with its cascades ---------------------------------------------------

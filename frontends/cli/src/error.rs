@@ -60,6 +60,7 @@ impl CliError {
                     | ValidationError::BuiltinRole(_)
                     | ValidationError::RoleInUse { .. }
                     | ValidationError::AmbiguousLogin { .. }
+                    | ValidationError::NotAMember { .. }
                     | ValidationError::GrantBeyondCaller { .. }
                     | ValidationError::ActorRevoked(_) => (2, error.to_string()),
                 },

@@ -213,6 +213,7 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::BuiltinRole(_) => (conflict, "builtin_role", message),
             ValidationError::RoleInUse { .. } => (conflict, "role_in_use", message),
             ValidationError::AmbiguousLogin { .. } => (conflict, "ambiguous_login", message),
+            ValidationError::NotAMember { .. } => (StatusCode::NOT_FOUND, "not_found", message),
             ValidationError::GrantBeyondCaller { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden", message)
             }

@@ -120,7 +120,8 @@ impl ScimError {
                 | ValidationError::NodeNotEmpty(_)
                 | ValidationError::RootNode
                 | ValidationError::BuiltinRole(_)
-                | ValidationError::RoleInUse { .. } => ScimError::invalid_value(error.to_string()),
+                | ValidationError::RoleInUse { .. }
+                | ValidationError::NotAMember { .. } => ScimError::invalid_value(error.to_string()),
             },
             Error::Store(error) => {
                 let detail = match &error {
