@@ -1091,7 +1091,7 @@ fn a_membership_op_changes_one_membership_and_logs_only_it() {
         members.contains(&u45.as_str().unwrap()) && !members.contains(&u3.as_str().unwrap()),
         "{members:?}"
     );
-    engine.snapshot().check_invariants();
+    engine.snapshot().check_invariants().unwrap();
     let changes = engine.changes_since(since, 10).unwrap();
     assert_eq!(changes.len(), 2, "{changes:?}");
     for change in &changes {
