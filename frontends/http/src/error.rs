@@ -203,6 +203,9 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             | ValidationError::DuplicateEmail(_)
             | ValidationError::DuplicateId { .. } => (conflict, "duplicate", message),
             ValidationError::LookAlike { .. } => (conflict, "look_alike", message),
+            ValidationError::ReservedId { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "reserved_id", message)
+            }
             ValidationError::Invalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }

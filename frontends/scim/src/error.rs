@@ -110,6 +110,7 @@ impl ScimError {
                 | ValidationError::DuplicateId { .. }
                 | ValidationError::LookAlike { .. } => ScimError::Conflict(error.to_string()),
                 ValidationError::NotFound(_)
+                | ValidationError::ReservedId { .. }
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }
                 | ValidationError::NodeCycle { .. }
