@@ -120,7 +120,9 @@ fn read_csv(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> Op
         if record.len() > MAX_COLUMNS {
             return refuse(
                 problems,
-                format!("row {line} has more than {MAX_COLUMNS} values; at most {MAX_COLUMNS} columns are read"),
+                format!(
+                    "row {line} has more than {MAX_COLUMNS} values; at most {MAX_COLUMNS} columns are read"
+                ),
             );
         }
         if record.iter().any(|field| field.len() > MAX_VALUE_BYTES) {

@@ -703,7 +703,10 @@ fn a_decompression_bomb_in_the_shared_strings_is_refused_before_it_is_unpacked()
 /// must not multiply the body's size in memory either.
 #[test]
 fn csv_bombs_huge_values_and_rows_are_refused() {
-    let huge_value = format!("Username,Email\nalice,{}@example.com\n", "a".repeat(200_000));
+    let huge_value = format!(
+        "Username,Email\nalice,{}@example.com\n",
+        "a".repeat(200_000)
+    );
     let problems = refused(Kind::Users, Format::Csv, huge_value.as_bytes());
     one(&problems, "a value longer than 65536 bytes");
 
