@@ -39,6 +39,12 @@ pub fn configure(builder: &mut Builder<TokioExecutor>, settings: &Settings) {
         );
 }
 
+/// Completes once the shutdown signal is given (or its sender is gone). The guard
+/// `wait_for` returns is not `Send`: it is dropped here, not held across an await.
+async fn stopping(signal: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = signal.wait_for(|stopping| *stopping).await.map(|_| ());
+}
+
 /// Serves `router` on `listener` until `shutdown` completes; then stops accepting,
 /// lets open connections finish their requests, and returns once all are closed.
 pub async fn serve(
@@ -67,7 +73,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = signal.wait_for(|stopping| *stopping) => break,
+            () = stopping(&mut signal) => break,
         };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -90,7 +96,7 @@ pub async fn serve(
                         }
                         break;
                     }
-                    _ = stopped.wait_for(|stopping| *stopping), if !draining => {
+                    () = stopping(&mut stopped), if !draining => {
                         draining = true;
                         connection.as_mut().graceful_shutdown();
                     }
