@@ -518,3 +518,95 @@ fn oversized_bodies_get_413_and_the_next_request_works() {
         }
     }
 }
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("a VmHWM line")
+        * 1024
+}
+
+/// `workbook` (a real XLSX) with its shared-string table replaced by one string of
+/// `megabytes` MiB: a few hundred KB zipped, hundreds of MB unpacked.
+fn xlsx_bomb(workbook: &[u8], megabytes: usize) -> Vec<u8> {
+    use std::io::{Cursor, Read, Write};
+    let mut archive = zip::ZipArchive::new(Cursor::new(workbook)).expect("a zip");
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let mut replaced = false;
+    for index in 0..archive.len() {
+        let mut file = archive.by_index(index).expect("a part");
+        let name = file.name().to_owned();
+        out.start_file(name.as_str(), options).expect("a part");
+        if name == "xl/sharedStrings.xml" {
+            replaced = true;
+            out.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>"#).unwrap();
+            let chunk = vec![b'A'; 1024 * 1024];
+            for _ in 0..megabytes {
+                out.write_all(&chunk).unwrap();
+            }
+            out.write_all(b"</t></si></sst>").unwrap();
+        } else {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+    }
+    assert!(replaced, "the export has a shared-string table");
+    out.finish().unwrap().into_inner()
+}
+
+/// Issue #21 (6): a 412 KB XLSX raised the server's memory by 1.2 GB before its 422.
+/// A 400 MiB shared string, and CSV rows that would multiply in memory, are refused
+/// over HTTP with nothing imported, and the server's peak memory stays far below
+/// what the bomb unpacks to.
+#[test]
+fn decompression_bombs_are_refused_without_unpacking_them() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    admin.create("/api/v1/users", json!({"username": "alice"}));
+    let export = admin.get("/api/v1/users/export?format=xlsx");
+    assert_eq!(export.status, 200, "{}", export.text());
+    let bomb = xlsx_bomb(&export.bytes, 400);
+    assert!(bomb.len() < 1024 * 1024, "the bomb is {} bytes", bomb.len());
+    let before = admin.revision();
+    let peak_before = peak_rss(server.pid());
+    let answer = admin.raw(
+        "POST",
+        "/api/v1/users/import",
+        Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        Some(bomb),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert_eq!(
+        answer.json["error"]["code"],
+        "invalid_file",
+        "{}",
+        answer.text()
+    );
+    let grown = peak_rss(server.pid()).saturating_sub(peak_before);
+    assert!(
+        grown < 100 * 1024 * 1024,
+        "the server's peak memory grew by {grown} bytes for a 400 MiB bomb"
+    );
+    for csv in [
+        format!("Username,Email\nbob,{}@example.com\n", "b".repeat(200_000)),
+        format!("Username,Email\nbob{}\n", ",".repeat(2_000_000)),
+    ] {
+        let answer = admin.raw(
+            "POST",
+            "/api/v1/users/import",
+            Some("text/csv"),
+            Some(csv.into_bytes()),
+        );
+        assert_eq!(answer.status, 422, "{}", answer.text());
+    }
+    assert_eq!(admin.revision(), before, "a refused import wrote something");
+}
