@@ -530,38 +530,6 @@ fn peak_rss(pid: u32) -> u64 {
         * 1024
 }
 
-/// `workbook` (a real XLSX) with its shared-string table replaced by one string of
-/// `megabytes` MiB: a few hundred KB zipped, hundreds of MB unpacked.
-fn xlsx_bomb(workbook: &[u8], megabytes: usize) -> Vec<u8> {
-    use std::io::{Cursor, Read, Write};
-    let mut archive = zip::ZipArchive::new(Cursor::new(workbook)).expect("a zip");
-    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
-    let mut replaced = false;
-    for index in 0..archive.len() {
-        let mut file = archive.by_index(index).expect("a part");
-        let name = file.name().to_owned();
-        out.start_file(name.as_str(), options).expect("a part");
-        if name == "xl/sharedStrings.xml" {
-            replaced = true;
-            out.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>"#).unwrap();
-            let chunk = vec![b'A'; 1024 * 1024];
-            for _ in 0..megabytes {
-                out.write_all(&chunk).unwrap();
-            }
-            out.write_all(b"</t></si></sst>").unwrap();
-        } else {
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).unwrap();
-            out.write_all(&bytes).unwrap();
-        }
-    }
-    assert!(replaced, "the export has a shared-string table");
-    out.finish().unwrap().into_inner()
-}
-
 /// Issue #21 (6): a 412 KB XLSX raised the server's memory by 1.2 GB before its 422.
 /// A 400 MiB shared string, and CSV rows that would multiply in memory, are refused
 /// over HTTP with nothing imported, and the server's peak memory stays far below
@@ -574,7 +542,7 @@ fn decompression_bombs_are_refused_without_unpacking_them() {
     admin.create("/api/v1/users", json!({"username": "alice"}));
     let export = admin.get("/api/v1/users/export?format=xlsx");
     assert_eq!(export.status, 200, "{}", export.text());
-    let bomb = xlsx_bomb(&export.bytes, 400);
+    let bomb = portcullis_tabular::testing::xlsx_with_huge_shared_string(&export.bytes, 400);
     assert!(bomb.len() < 1024 * 1024, "the bomb is {} bytes", bomb.len());
     let before = admin.revision();
     let peak_before = peak_rss(server.pid());

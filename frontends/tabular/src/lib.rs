@@ -31,6 +31,9 @@ mod kind;
 mod parse;
 mod plan;
 mod read;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use columns::{Column, columns};
 pub use error::{ImportError, Problem, TabularError};
