@@ -33,11 +33,11 @@ export PORTCULLIS_BOOTSTRAP_TOKEN
 
 case "${SCIM_CONFORMANCE_SERVER:-portcullis}" in
     portcullis)
-        cargo build --quiet -p portcullis
+        cargo build --quiet --profile test -p portcullis
         server=("${CARGO_TARGET_DIR:-target}/debug/portcullis" serve --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     example)
-        cargo build --quiet -p portcullis-scim --example scim_server
+        cargo build --quiet --profile test -p portcullis-scim --example scim_server
         server=("${CARGO_TARGET_DIR:-target}/debug/examples/scim_server" --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     *)
