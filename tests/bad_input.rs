@@ -518,3 +518,63 @@ fn oversized_bodies_get_413_and_the_next_request_works() {
         }
     }
 }
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("a VmHWM line")
+        * 1024
+}
+
+/// Issue #21 (6): a 412 KB XLSX raised the server's memory by 1.2 GB before its 422.
+/// A 400 MiB shared string, and CSV rows that would multiply in memory, are refused
+/// over HTTP with nothing imported, and the server's peak memory stays far below
+/// what the bomb unpacks to.
+#[test]
+fn decompression_bombs_are_refused_without_unpacking_them() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    admin.create("/api/v1/users", json!({"username": "alice"}));
+    let export = admin.get("/api/v1/users/export?format=xlsx");
+    assert_eq!(export.status, 200, "{}", export.text());
+    let bomb = portcullis_tabular::testing::xlsx_with_huge_shared_string(&export.bytes, 400);
+    assert!(bomb.len() < 1024 * 1024, "the bomb is {} bytes", bomb.len());
+    let before = admin.revision();
+    let peak_before = peak_rss(server.pid());
+    let answer = admin.raw(
+        "POST",
+        "/api/v1/users/import",
+        Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        Some(bomb),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert_eq!(
+        answer.json["error"]["code"],
+        "invalid_file",
+        "{}",
+        answer.text()
+    );
+    let grown = peak_rss(server.pid()).saturating_sub(peak_before);
+    assert!(
+        grown < 100 * 1024 * 1024,
+        "the server's peak memory grew by {grown} bytes for a 400 MiB bomb"
+    );
+    for csv in [
+        format!("Username,Email\nbob,{}@example.com\n", "b".repeat(200_000)),
+        format!("Username,Email\nbob{}\n", ",".repeat(2_000_000)),
+    ] {
+        let answer = admin.raw(
+            "POST",
+            "/api/v1/users/import",
+            Some("text/csv"),
+            Some(csv.into_bytes()),
+        );
+        assert_eq!(answer.status, 422, "{}", answer.text());
+    }
+    assert_eq!(admin.revision(), before, "a refused import wrote something");
+}

@@ -21,6 +21,7 @@
 //! length is not asserted: on a shared 2-core machine it measures the neighbours, and
 //! the CI budget is watched where it is spent, in `.ci/run`'s total.
 
+use portcullis_engine::Actor;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -376,11 +377,13 @@ fn incremental_equals_rebuilt(data: &std::path::Path, ledger: &Ledger) {
         )
         .expect("a group spec"),
     ));
-    engine.write("test", ops).expect("the write applies");
+    engine
+        .write(&Actor::system("test"), ops)
+        .expect("the write applies");
     if let Some((group, _)) = ledger.groups.first() {
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![portcullis_engine::Op::Delete {
                     kind: EntityKind::Group,
                     target: group.clone(),

@@ -7,5 +7,6 @@ mod authz;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod grants;
 mod secrets;
 mod support;

@@ -53,7 +53,7 @@ impl Fixture {
     fn user(&self, spec: serde_json::Value) {
         self.engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
             )
             .unwrap();
@@ -159,7 +159,7 @@ fn inactive_and_expired_users_are_refused_but_only_after_a_right_password() {
     f.person("gone");
     f.engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![
                 Op::Modify {
                     kind: EntityKind::User,
@@ -390,7 +390,7 @@ fn recovery_codes_are_single_use_and_the_state_survives_a_reopen() {
         let auth = Auth::new(engine.clone(), settings()).unwrap();
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(
                     Spec::from_json(EntityKind::User, json!({"username": "carol"})).unwrap(),
                 )],
@@ -673,7 +673,7 @@ fn directory_users_are_verified_by_their_backend() {
     let create = |spec| {
         f.engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
             )
             .unwrap()
@@ -765,7 +765,7 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         .with_backend(Box::new(Directory));
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(
                     Spec::from_json(EntityKind::User, json!({"username": "moved"})).unwrap(),
                 )],
@@ -775,7 +775,7 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         // A directory sync takes the user over; the local hash stays behind.
         engine
             .write(
-                "ldap-sync",
+                &Actor::system("ldap-sync"),
                 vec![Op::Modify {
                     kind: EntityKind::User,
                     target: "moved".to_owned(),

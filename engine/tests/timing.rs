@@ -61,7 +61,7 @@ fn unknown_user_and_wrong_password_take_the_same_time_by_their_medians() {
     .unwrap();
     engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![Op::Create(
                 Spec::from_json(EntityKind::User, json!({"username": "alice"})).unwrap(),
             )],

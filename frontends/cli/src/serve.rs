@@ -2,6 +2,7 @@
 //! token and the periodic LDAP sync, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
 //! queued writes commit, then the store is closed).
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ fn bootstrap_token(engine: &Engine, secret: &str) -> Result<(), CliError> {
         description: "from PORTCULLIS_BOOTSTRAP_TOKEN".to_owned(),
     };
     let outcome = engine
-        .create_token_with_secret("bootstrap", spec, secret)
+        .create_token_with_secret(&Actor::system("bootstrap"), spec, secret)
         .map_err(|error| match error {
             portcullis_engine::Error::Validation(validation) => {
                 CliError::Input(format!("PORTCULLIS_BOOTSTRAP_TOKEN: {validation}"))
@@ -247,16 +248,14 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
             let address = listener.local_addr().map_err(bind_error)?;
             announce("http", address);
             let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let server = portcullis_http::serve(listener, router, &config.settings, async move {
                 signals.received().await;
                 tracing::info!("shutting down: finishing open requests");
                 state.close_streams();
                 let _ = stopping.send(true);
             });
             tokio::select! {
-                served = std::future::IntoFuture::into_future(server) => {
-                    served.map_err(|error| CliError::System(format!("server failure: {error}")))
-                }
+                () = server => Ok(()),
                 _ = async {
                     let _ = stopped.wait_for(|stopping| *stopping).await;
                     tokio::time::sleep(DRAIN).await;
@@ -290,9 +289,10 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
                 stopper.graceful_shutdown(Some(DRAIN));
             });
             announce("https", address);
-            axum_server::from_tcp_rustls(listener, rustls)
-                .handle(handle)
-                .serve(router.into_make_service())
+            let mut server = axum_server::from_tcp_rustls(listener, rustls).handle(handle);
+            portcullis_http::configure_connections(server.http_builder(), &config.settings);
+            server
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .map_err(|error| CliError::System(format!("server failure: {error}")))
         }

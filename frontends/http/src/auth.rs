@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{Id, Snapshot, Time, Token};
+use portcullis_engine::{Actor, Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -37,9 +37,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The name recorded in the operation log.
-    pub fn actor(&self) -> String {
-        format!("token:{}", self.token.name)
+    /// Who the caller's writes act for: the token, whose grants the engine limits
+    /// to what it holds, and whose name the operation log records.
+    pub fn actor(&self) -> Actor {
+        Actor::token(self.token.id, &self.token.name)
     }
 
     /// Refuses unless the caller holds `permission`: for a route whose needs depend
@@ -50,27 +51,6 @@ impl Caller {
         }
         Err(ApiError::Forbidden(format!(
             "this token lacks the permission `{permission}`"
-        )))
-    }
-
-    /// Refuses to hand out permissions the caller does not hold itself (a token with
-    /// `tokens.add` minting a system-admin token, say).
-    pub(crate) fn may_grant<'a>(
-        &self,
-        what: &str,
-        permissions: impl IntoIterator<Item = &'a String>,
-    ) -> Result<(), ApiError> {
-        let missing: Vec<&str> = permissions
-            .into_iter()
-            .filter(|p| !self.permissions.contains(*p))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError::Forbidden(format!(
-            "{what} would carry permissions this token lacks: `{}`",
-            missing.join("`, `")
         )))
     }
 }
@@ -128,11 +108,12 @@ fn user_allows(snapshot: &Snapshot, user: Option<Id>, at: Time) -> bool {
 }
 
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    bearer_of(request.headers())
+}
+
+/// The bearer token of a request's headers.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -169,7 +150,20 @@ fn caller(
         return Ok(None);
     }
     let secret = bearer(request).ok_or(ApiError::Unauthenticated("missing bearer token"))?;
-    let now = Time::now();
+    authenticate(state, access, secret, Time::now()).map(|(caller, _)| Some(caller))
+}
+
+/// The caller whose bearer token is `secret`, if it satisfies `access` at `now`, and
+/// the next instant at which its token or user expires. Long-lived answers (the watch
+/// stream) call this again whenever the estate changes and at that instant, so a
+/// revocation, a role change, a deactivation or an expiry ends them as it would
+/// refuse a request.
+pub(crate) fn authenticate(
+    state: &AppState,
+    access: &Access,
+    secret: &str,
+    now: Time,
+) -> Result<(Caller, Option<Time>), ApiError> {
     let token = state
         .engine()
         .authenticate_token(secret, now)
@@ -180,6 +174,14 @@ fn caller(
             "the token's user is inactive or expired",
         ));
     }
+    let user_expiry = token
+        .user
+        .and_then(|user| snapshot.user(&user.to_string()))
+        .and_then(|user| user.expires_at);
+    let expiry = match (token.expires_at, user_expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let permissions = state.inner.auth.permissions(&snapshot, &token);
     if let Access::Permission(permission) = access {
         if !permissions.contains(permission.as_str()) {
@@ -188,5 +190,5 @@ fn caller(
             )));
         }
     }
-    Ok(Some(Caller { token, permissions }))
+    Ok((Caller { token, permissions }, expiry))
 }

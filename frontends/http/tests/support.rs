@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_engine::{Engine, TokenSpec};
+use portcullis_engine::{Actor, Engine, TokenSpec};
 use portcullis_http::{AppState, Settings};
 use reqwest::Method;
 use serde_json::Value;
@@ -26,6 +26,7 @@ pub fn test_settings() -> Settings {
         max_page_size: 200,
         min_revision_wait: Duration::from_millis(300),
         request_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(1),
     }
 }
 
@@ -48,6 +49,7 @@ impl Server {
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         let state = make(engine.clone());
+        let settings = state.settings().clone();
         // A sync status provider, as the binary registers one for LDAP.
         state.register_sync_status(
             "ldap",
@@ -55,7 +57,7 @@ impl Server {
         );
         let router = portcullis_http::router(state);
         tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve");
+            portcullis_http::serve(listener, router, &settings, std::future::pending()).await;
         });
         let mut server = Server {
             base: format!("http://{address}"),
@@ -79,7 +81,7 @@ impl Server {
             expires_at: None,
             description: String::new(),
         };
-        tokio::task::spawn_blocking(move || engine.create_token("test", spec))
+        tokio::task::spawn_blocking(move || engine.create_token(&Actor::system("test"), spec))
             .await
             .expect("token task")
             .expect("create token")

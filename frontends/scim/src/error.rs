@@ -108,15 +108,21 @@ impl ScimError {
                 ValidationError::Duplicate { .. }
                 | ValidationError::DuplicateEmail(_)
                 | ValidationError::DuplicateId { .. }
-                | ValidationError::LookAlike { .. } => ScimError::Conflict(error.to_string()),
+                | ValidationError::LookAlike { .. }
+                | ValidationError::AmbiguousLogin { .. } => ScimError::Conflict(error.to_string()),
+                ValidationError::GrantBeyondCaller { .. } | ValidationError::ActorRevoked(_) => {
+                    ScimError::Forbidden(error.to_string())
+                }
                 ValidationError::NotFound(_)
+                | ValidationError::ReservedId { .. }
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }
                 | ValidationError::NodeCycle { .. }
                 | ValidationError::NodeNotEmpty(_)
                 | ValidationError::RootNode
                 | ValidationError::BuiltinRole(_)
-                | ValidationError::RoleInUse { .. } => ScimError::invalid_value(error.to_string()),
+                | ValidationError::RoleInUse { .. }
+                | ValidationError::NotAMember { .. } => ScimError::invalid_value(error.to_string()),
             },
             Error::Store(error) => {
                 let detail = match &error {

@@ -31,12 +31,18 @@ mod kind;
 mod parse;
 mod plan;
 mod read;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use columns::{Column, columns};
 pub use error::{ImportError, Problem, TabularError};
 pub use export::{export, template};
 pub use import::{ImportOptions, ImportReport, Progress, Stage, import};
-pub use kind::{Format, Kind, MAX_PROBLEMS, MAX_ROWS, ParseOptions, UnknownFormat, UnknownKind};
+pub use kind::{
+    Format, Kind, MAX_PROBLEMS, MAX_ROWS, MAX_UNPACKED_BYTES, ParseOptions, UnknownFormat,
+    UnknownKind,
+};
 pub use parse::{Row, parse};
 pub use plan::{Change, ChangeKind, ImportPlan, PlanCounts, plan};
 
@@ -62,6 +68,7 @@ pub fn fuzz_rows(data: &[u8]) -> Option<usize> {
     let with_max_rows = |max_rows: usize| ParseOptions {
         max_rows,
         max_problems: 100,
+        max_unpacked_bytes: 64 * 1024 * 1024,
     };
     let rows = parse(kind, format, file, &with_max_rows(10_000)).ok()?;
     assert!(rows.len() <= 10_000, "{} rows past the limit", rows.len());
