@@ -2,11 +2,14 @@
 # CI's fuzzing step (called by .ci/run after `cargo test --workspace`, which already
 # replays every committed corpus): build every cargo-fuzz target once, then run each
 # for a bounded time on a temporary copy of its corpus. Fails when a target crashes,
-# hangs or runs out of memory, and prints the input that did it.
+# hangs or runs out of memory, and prints the input that did it; and when it has done
+# less than that: `cargo fuzz list` fails or disagrees with fuzz_targets/, a target
+# stops before its time (libFuzzer's `Done N runs in S second(s)` must show S at
+# least FUZZ_SECONDS), or fewer targets ran than were asked for (every one in CI).
 #
 #   FUZZ_SECONDS     seconds per target (default 20)
 #   FUZZ_TIMEOUT     seconds one input may take before it counts as a hang (default 10)
-#   FUZZ_TARGETS     space-separated targets to run (default: every target)
+#   FUZZ_TARGETS     space-separated targets to run (default: every target; CI runs all)
 #   FUZZ_TOOLCHAIN   the rustup toolchain to build with (default stable; nightly works)
 #   FUZZ_PROFILE     dev (default) or release: how the targets are built
 #
@@ -46,11 +49,28 @@ echo "fuzz: building every target, ${FUZZ_PROFILE:-dev} profile ($("${cargo_fuzz
 built=$(date +%s)
 echo "fuzz: built in $((built - started)) s"
 
-read -r -a targets <<<"${FUZZ_TARGETS:-$("${cargo_fuzz[@]}" fuzz list | tr '\n' ' ')}"
+# Every target there is: `cargo fuzz list` (run on its own, so that its failure stops
+# the script; inside a here-string it would not), which must name exactly the files
+# in fuzz_targets/. FUZZ_TARGETS narrows the run by hand; CI leaves it unset, and
+# then every target must run.
+listed=$("${cargo_fuzz[@]}" fuzz list)
+read -r -a all_targets <<<"$(echo "$listed" | tr '\n' ' ')"
+expected=$(find fuzz_targets -maxdepth 1 -name '*.rs' | wc -l)
+if [ "${#all_targets[@]}" -eq 0 ] || [ "${#all_targets[@]}" -ne "$expected" ]; then
+    echo "fuzz: \`cargo fuzz list\` names ${#all_targets[@]} targets, fuzz_targets/ holds $expected:" >&2
+    echo "$listed" >&2
+    exit 1
+fi
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+    read -r -a targets <<<"$FUZZ_TARGETS"
+else
+    targets=("${all_targets[@]}")
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 failed=()
+completed=()
 summary=()
 for target in "${targets[@]}"; do
     corpus="$work/corpus-$target"
@@ -62,9 +82,21 @@ for target in "${targets[@]}"; do
     echo "fuzz: $target for ${seconds} s ($(find "$corpus" -type f | wc -l) seeds)"
     status=0
     "${cargo_fuzz[@]}" fuzz run ${build_options[@]+"${build_options[@]}"} "$target" "$corpus" -- "${options[@]}" >"$log" 2>&1 || status=$?
-    runs=$(grep -oE '^Done [0-9]+ runs' "$log" | tail -n 1 | grep -oE '[0-9]+' || true)
-    if [ "$status" -eq 0 ]; then
-        summary+=("$target: ${runs:-?} runs in ${seconds} s, corpus $(find "$corpus" -type f | wc -l)")
+    # libFuzzer's last words on a run that reached -max_total_time:
+    # `Done <runs> runs in <seconds> second(s)`.
+    done_line=$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 || true)
+    runs=$(echo "$done_line" | awk '{print $2}')
+    ran_for=$(echo "$done_line" | awk '{print $5}')
+    if [ "$status" -eq 0 ] && { [ -z "$done_line" ] || [ "$runs" -eq 0 ] || [ "$ran_for" -lt "$seconds" ]; }; then
+        # Exit 0 without a full run: it stopped early (an option, a corpus problem)
+        # and fuzzed less than CI counts on.
+        failed+=("$target")
+        summary+=("$target: FAILED (ran ${ran_for:-?} s of ${seconds} s, ${runs:-?} runs)")
+        echo "fuzz: $target stopped before its ${seconds} s; the end of its log:"
+        tail -n 30 "$log"
+    elif [ "$status" -eq 0 ]; then
+        completed+=("$target")
+        summary+=("$target: $runs runs in $ran_for s, corpus $(find "$corpus" -type f | wc -l)")
     else
         failed+=("$target")
         summary+=("$target: FAILED (exit $status)")
@@ -81,3 +113,9 @@ if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzz: failed: ${failed[*]} (reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <input>)"
     exit 1
 fi
+# Every target asked for ran its full time (and, in CI, that is every target).
+if [ "${#completed[@]}" -ne "${#targets[@]}" ] || [ "${#completed[@]}" -eq 0 ]; then
+    echo "fuzz: ${#completed[@]} of ${#targets[@]} targets ran for ${seconds} s" >&2
+    exit 1
+fi
+echo "fuzz: ${#completed[@]} of ${#all_targets[@]} targets ran for ${seconds} s each"

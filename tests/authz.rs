@@ -275,15 +275,32 @@ fn every_route_by_every_caller_gets_the_designed_status() {
     );
     let deleted = admin.send("DELETE", "/api/v1/tokens/m-revoked", None);
     assert_eq!(deleted.status, 200, "{}", deleted.text());
-    let soon = (std::time::SystemTime::now() + Duration::from_secs(2))
+    // A token that expires in 2–3 s (expiries are whole seconds). It must work
+    // before its expiry, or its 401 below would not show that expiry is what ends it.
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(3);
+    let soon = expiry
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs();
     let expired = admin.token("m-expired", &["system-admin"], Some(&rfc3339(soon)));
+    let before_expiry = admin.with_token(Some(&expired)).get("/api/v1/users");
+    assert!(
+        std::time::SystemTime::now() < std::time::UNIX_EPOCH + Duration::from_secs(soon),
+        "the machine took over 2 s to create and use one token: nothing to compare"
+    );
+    assert_eq!(
+        before_expiry.status,
+        200,
+        "the token works until it expires: {}",
+        before_expiry.text()
+    );
     let routes = all_routes(&admin);
     let revision = admin.revision();
-    // Wait for the expiry to pass.
-    std::thread::sleep(Duration::from_millis(2100));
+    // Wait for the expiry to pass (the server reads the same clock).
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_millis(soon * 1000 + 100);
+    if let Ok(left) = expired_at.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left);
+    }
     callers.push(("none", None));
     callers.push(("revoked", Some(revoked)));
     callers.push(("expired", Some(expired)));

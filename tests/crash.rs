@@ -14,6 +14,12 @@
 //! fresh open of the store.
 //!
 //! `PORTCULLIS_CRASH_CYCLES` sets the number of kill/restart cycles (default 20).
+//!
+//! What makes the checks worth something is asserted too: every kill cut off a
+//! request in flight, some of them five-user imports (so the all-or-nothing check
+//! had an interrupted import to look at), and the writers made progress. The run's
+//! length is not asserted: on a shared 2-core machine it measures the neighbours, and
+//! the CI budget is watched where it is spent, in `.ci/run`'s total.
 
 use portcullis_engine::Actor;
 use std::collections::BTreeMap;
@@ -49,18 +55,21 @@ struct Ledger {
     sent: usize,
     /// Requests cut off by a kill (sent, never answered).
     lost: usize,
+    /// Of those, the five-user imports.
+    imports_cut: usize,
     /// Unacknowledged imports found whole in the store (committed, answer lost).
     committed_unacknowledged: usize,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
 
-/// What a request came to: acknowledged (with its JSON), refused with a status, or
-/// cut off by the crash.
+/// What a request came to: acknowledged (with its JSON), refused with a status, cut
+/// off by the crash, or never connected (the server was already dead).
 enum Sent {
     Ok(Value),
     Refused(String),
     Lost,
+    Unreachable,
 }
 
 fn send(api: &Api, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Sent {
@@ -71,6 +80,8 @@ fn send(api: &Api, method: &str, path: &str, content_type: &str, body: Vec<u8>) 
             answer.status,
             answer.text()
         )),
+        // A refused connection never reached the server: no kill cut it off.
+        Err(error) if error.is_connect() => Sent::Unreachable,
         Err(_) => Sent::Lost,
     }
 }
@@ -100,6 +111,7 @@ fn admin_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
                 ledger.lock().expect("ledger").lost += 1;
                 return;
             }
+            Sent::Unreachable => return,
         }
         if i % 3 == 0 {
             let body = serde_json::to_vec(&json!(name)).expect("JSON");
@@ -122,6 +134,7 @@ fn admin_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
                     ledger.lock().expect("ledger").lost += 1;
                     return;
                 }
+                Sent::Unreachable => return,
             }
         }
         i += 1;
@@ -156,6 +169,16 @@ fn import_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) 
                 let mut ledger = ledger.lock().expect("ledger");
                 ledger.unacknowledged_batches.push(names);
                 ledger.lost += 1;
+                ledger.imports_cut += 1;
+                return;
+            }
+            // Never received: it must be absent, which the same check covers.
+            Sent::Unreachable => {
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .unacknowledged_batches
+                    .push(names);
                 return;
             }
         }
@@ -193,6 +216,7 @@ fn scim_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
                 ledger.lock().expect("ledger").lost += 1;
                 return;
             }
+            Sent::Unreachable => return,
         }
         if i % 4 == 3 && created.len() >= 2 {
             let group = format!("sg{cycle}x{i}");
@@ -224,6 +248,7 @@ fn scim_writer(api: Api, cycle: usize, stop: Arc<AtomicBool>, ledger: Shared) {
                     ledger.lock().expect("ledger").lost += 1;
                     return;
                 }
+                Sent::Unreachable => return,
             }
         }
         i += 1;
@@ -278,19 +303,13 @@ fn verify_store(data: &std::path::Path, ledger: &Ledger, cycle: usize) -> (u64, 
             "cycle {cycle}: members of `{group}`: {json}"
         );
     }
-    let ops = snapshot
-        .entity_json(EntityKind::Group, "ops")
-        .expect("group ops");
-    let ops_text = ops["members"].to_string();
+    let ops = snapshot.group("ops").expect("group ops");
     for name in &ledger.ops_members {
-        let id = snapshot
-            .entity_json(EntityKind::User, name)
-            .expect("member")["id"]
-            .clone();
-        let id = id.as_str().unwrap_or_default().to_owned();
+        let id = snapshot.user(name).expect("an acknowledged member").id;
         assert!(
-            ops_text.contains(&format!("\"{name}\"")) || ops_text.contains(&id),
-            "cycle {cycle}: acknowledged membership of `{name}` in ops lost: {ops_text}"
+            ops.members.iter().any(|member| member.user == id),
+            "cycle {cycle}: acknowledged membership of `{name}` in ops lost: {:?}",
+            ops.members
         );
     }
     let revision = snapshot.revision();
@@ -404,6 +423,7 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
     }
     let ledger: Shared = Arc::default();
     for cycle in 0..cycles {
+        let lost_before = ledger.lock().expect("ledger").lost;
         let server = Server::start(dir.path(), &[]);
         let admin = server.admin();
         let stop = Arc::new(AtomicBool::new(false));
@@ -425,6 +445,12 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
             ledger.errors.is_empty(),
             "error answers: {:?}",
             ledger.errors
+        );
+        // Three writers loop without pause, so a kill lands mid-request; a cycle where
+        // none was cut off crashed nothing that the checks below could catch.
+        assert!(
+            ledger.lost > lost_before,
+            "cycle {cycle}: the kill cut off no request in flight"
         );
         ledger.committed_unacknowledged = verify_store(dir.path(), &ledger, cycle).1;
     }
@@ -467,23 +493,22 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
     let elapsed = started.elapsed();
     eprintln!(
         "crash: {cycles} SIGKILL cycles, {} writes sent, {} acknowledged and all kept, {} cut off \
-         by a kill; of {} unacknowledged five-user imports {} were committed whole, the rest \
-         absent; in {elapsed:?}",
+         by a kill ({} imports); of {} unacknowledged five-user imports {} were committed whole, \
+         the rest absent; in {elapsed:?}",
         ledger.sent,
         ledger.acknowledged,
         ledger.lost,
+        ledger.imports_cut,
         ledger.unacknowledged_batches.len(),
         ledger.committed_unacknowledged
     );
-    assert!(ledger.lost > 0, "some kill cut a request off");
-    assert!(cycles >= 20 || std::env::var("PORTCULLIS_CRASH_CYCLES").is_ok());
+    assert!(
+        ledger.imports_cut > 0,
+        "no kill cut off an import in {cycles} cycles: the all-or-nothing check saw none"
+    );
     assert!(
         ledger.acknowledged > cycles,
         "the writers made progress: {}",
         ledger.acknowledged
-    );
-    assert!(
-        elapsed < Duration::from_secs(60),
-        "crash test took {elapsed:?}"
     );
 }

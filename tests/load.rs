@@ -10,6 +10,7 @@
 //! thousands of them) would break the bound. Client-side p99 check latency under
 //! [`P99_BOUND`] (generous: the CI machine is shared). The run lasts 60 s in
 //! `cargo test` (the minute issue #9 asks for); `PORTCULLIS_LOAD_SECS` shortens it.
+//! Because it asserts a latency, it is the only test of its binary (`timing.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

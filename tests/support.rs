@@ -156,7 +156,7 @@ impl Server {
     /// SIGTERM, then waits (up to 15 s) for a clean exit; returns the whole log.
     pub fn stop(mut self) -> Vec<String> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());

@@ -5,12 +5,18 @@
 //! Criterion needs at least ten samples; an open that takes many seconds is timed
 //! by hand instead (`OPEN_RUNS` opens, default 3, or 2 when one takes over 30 s;
 //! the first included), and the runs are printed.
+//!
+//! A fast open of the wrong thing is no result, so after the timing one more open of
+//! each size is checked ([`check_opened`]): the snapshot rebuilt from the file passes its
+//! invariant check and holds the shape's assets and nodes; in test mode (small only,
+//! what CI runs) it also equals, kind by kind and on 256 sampled decisions, the
+//! estate written into an in-memory engine through the write path.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use portcullis_benches::{EstateSize, Synthetic, bench_mode, cached_store, process_cpu_time};
-use portcullis_engine::Engine;
+use portcullis_benches::{AT, EstateSize, Synthetic, bench_mode, cached_store, process_cpu_time};
+use portcullis_engine::{Engine, Evaluator};
 
 /// An open slower than this is timed by hand.
 const CRITERION_LIMIT: Duration = Duration::from_secs(2);
@@ -32,6 +38,42 @@ fn open_once(path: &std::path::Path) -> Duration {
     elapsed
 }
 
+/// Panics unless `engine`, opened from the cached store, holds `synthetic`'s estate.
+fn check_opened(engine: &Engine, synthetic: &Synthetic) {
+    let opened = engine.snapshot();
+    let shape = &synthetic.shape;
+    opened
+        .check_invariants()
+        .unwrap_or_else(|error| panic!("[open] {}: invariants: {error}", shape.label));
+    let counts = opened.counts();
+    assert_eq!(counts.assets, u64::from(shape.n_assets), "{}", shape.label);
+    assert_eq!(counts.nodes, u64::from(shape.n_nodes()), "{}", shape.label);
+    if bench_mode() {
+        // Building the medium or large estate again in memory takes minutes.
+        return;
+    }
+    let (written, _) = synthetic.in_memory_engine(false);
+    let written = written.snapshot();
+    assert_eq!(
+        counts,
+        written.counts(),
+        "{}: opened vs written",
+        shape.label
+    );
+    let samples = synthetic.queries(&written, 256);
+    assert_eq!(samples.len(), 256);
+    for sample in &samples {
+        let decision = opened
+            .check(&sample.query())
+            .expect("a known user and asset");
+        assert_eq!(
+            decision.allowed, sample.allowed,
+            "{}: the opened store decides {:?} otherwise than the written estate at {AT:?}",
+            shape.label, sample.user
+        );
+    }
+}
+
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let wanted: &[EstateSize] = if bench_mode() {
@@ -45,8 +87,10 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     let mut by_hand = Vec::new();
+    let mut opened = Vec::new();
     for size in EstateSize::selected(wanted) {
-        let path = cached_store(&Synthetic::of(size));
+        let synthetic = Synthetic::of(size);
+        let path = cached_store(&synthetic);
         let first = open_once(&path);
         eprintln!(
             "[open] first open of {}: {:.2} s",
@@ -66,6 +110,7 @@ fn main() {
                 .collect();
             times.sort_unstable();
             by_hand.push((size, times));
+            opened.push((synthetic, path));
             continue;
         }
         let mut group = criterion.benchmark_group("open");
@@ -77,8 +122,16 @@ fn main() {
             b.iter_custom(|iters| (0..iters).map(|_| open_once(&path)).sum());
         });
         group.finish();
+        opened.push((synthetic, path));
     }
     criterion.final_summary();
+    // Checked after the timing, which it would otherwise warm up.
+    for (synthetic, path) in &opened {
+        check_opened(
+            &Engine::open(path).expect("the cached store opens"),
+            synthetic,
+        );
+    }
     for (size, times) in by_hand {
         let shown: Vec<String> = times
             .iter()

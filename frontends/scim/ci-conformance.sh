@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # SCIM conformance: scim2-tester, through scim2-cli's `scim2 test`, against a running
-# server. Fails on any ERROR, CRITICAL or SKIPPED result. From .ci/run:
+# server. Fails on any ERROR, CRITICAL or SKIPPED result, and on fewer than 100
+# SUCCESS results. The suite's versions are pinned in conformance-requirements.txt.
+# From .ci/run:
 #
 #     frontends/scim/ci-conformance.sh
 #
@@ -10,11 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# The suite's packages, every version pinned (conformance-requirements.txt). A venv
+# is reused only when it was built from exactly that file (its copy inside the venv
+# says so); otherwise it is rebuilt, so a moved pin takes effect and a venv left by
+# an unpinned install is never trusted.
+requirements=frontends/scim/conformance-requirements.txt
 venv="${SCIM_CONFORMANCE_VENV:-target/scim-conformance-venv}"
-if [ ! -x "$venv/bin/scim2" ]; then
+if ! cmp -s "$requirements" "$venv/pinned-requirements.txt" || [ ! -x "$venv/bin/scim2" ]; then
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet scim2-tester scim2-cli
+    "$venv/bin/pip" install --quiet --requirement "$requirements"
+    cp "$requirements" "$venv/pinned-requirements.txt"
 fi
 
 port="${SCIM_CONFORMANCE_PORT:-18080}"
@@ -25,12 +33,12 @@ export PORTCULLIS_BOOTSTRAP_TOKEN
 
 case "${SCIM_CONFORMANCE_SERVER:-portcullis}" in
     portcullis)
-        cargo build --quiet -p portcullis
-        server=(target/debug/portcullis serve --data "$data/store" --listen "127.0.0.1:$port")
+        cargo build --quiet --profile test -p portcullis
+        server=("${CARGO_TARGET_DIR:-target}/debug/portcullis" serve --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     example)
-        cargo build --quiet -p portcullis-scim --example scim_server
-        server=(target/debug/examples/scim_server --data "$data/store" --listen "127.0.0.1:$port")
+        cargo build --quiet --profile test -p portcullis-scim --example scim_server
+        server=("${CARGO_TARGET_DIR:-target}/debug/examples/scim_server" --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     *)
         echo "SCIM_CONFORMANCE_SERVER must be portcullis or example" >&2
@@ -68,4 +76,13 @@ if [ "$status" -ne 0 ] || grep -Eq '^(ERROR|CRITICAL|SKIPPED)' "$report"; then
     echo "SCIM conformance failed (scim2 exited $status)" >&2
     exit 1
 fi
-echo "SCIM conformance: $(grep -c '^SUCCESS' "$report") checks succeeded, none failed or skipped"
+# A run that checked (almost) nothing also exits 0 with no failure line: a suite that
+# found no resource type, or a report format that changed. The pinned suite makes
+# 100 or more checks against this server (SCIM_CONFORMANCE_MIN_SUCCESS to change).
+succeeded=$(grep -c '^SUCCESS' "$report" || true)
+minimum="${SCIM_CONFORMANCE_MIN_SUCCESS:-100}"
+if [ "$succeeded" -lt "$minimum" ]; then
+    echo "SCIM conformance failed: $succeeded checks succeeded, fewer than $minimum" >&2
+    exit 1
+fi
+echo "SCIM conformance: $succeeded checks succeeded (at least $minimum required), none failed or skipped"

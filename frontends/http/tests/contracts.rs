@@ -786,14 +786,28 @@ async fn tokens_are_shown_once_and_cannot_escalate() {
         .call(Method::GET, "/api/v1/whoami", Some(&secret), None)
         .await;
     assert_eq!((status, code(&answer)), (401, "unauthenticated"));
-    // Expired tokens too.
+    // Expired tokens too: the same secret works until its expiry is moved into the
+    // past, so the 401 is the expiry's doing.
     let (_, created) = server
         .post(
             "/api/v1/tokens",
-            json!({"name": "old", "roles": ["checker"], "expires_at": "2020-01-01T00:00:00Z"}),
+            json!({"name": "old", "roles": ["checker"], "expires_at": "2999-01-01T00:00:00Z"}),
         )
         .await;
     let old = created["secret"].as_str().unwrap().to_owned();
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/whoami", Some(&old), None)
+        .await;
+    assert_eq!(status, 200, "before its expiry: {answer}");
+    let (status, answer) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/tokens/old",
+            Some(&server.admin.clone()),
+            Some(&json!({"expires_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
     let (status, _) = server
         .call(Method::GET, "/api/v1/whoami", Some(&old), None)
         .await;

@@ -133,6 +133,95 @@ impl PatchPath {
     }
 }
 
+// Printing: the text of a parsed filter or path, which parses back to the same value
+// (the fuzz targets check this round trip). Keywords and operators come out lowercase
+// and single-spaced, strings as JSON literals, and a group only where the structure
+// needs one (an `and` or `or` operand of its own kind, or an `or` under `and`), so the
+// text nests no deeper than any text that parses to the same filter.
+
+impl fmt::Display for CompareOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Co => "co",
+            CompareOp::Sw => "sw",
+            CompareOp::Ew => "ew",
+            CompareOp::Gt => "gt",
+            CompareOp::Lt => "lt",
+            CompareOp::Ge => "ge",
+            CompareOp::Le => "le",
+        })
+    }
+}
+
+impl fmt::Display for CompValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompValue::Null => f.write_str("null"),
+            CompValue::Bool(value) => write!(f, "{value}"),
+            CompValue::Number(number) => write!(f, "{number}"),
+            // A JSON string literal is exactly what the tokenizer decodes.
+            CompValue::String(text) => {
+                f.write_str(&serde_json::to_string(text).map_err(|_| fmt::Error)?)
+            }
+        }
+    }
+}
+
+impl Filter {
+    /// Writes one operand of an `and` (`within_and`) or an `or`.
+    fn fmt_operand(&self, f: &mut fmt::Formatter<'_>, within_and: bool) -> fmt::Result {
+        // `a and b or c` already reads as `(a and b) or c`: an `and` under `or` needs
+        // no group. Any other `and` or `or` operand does, or it would join its parent.
+        let grouped = match self {
+            Filter::And(_) => within_and,
+            Filter::Or(_) => true,
+            _ => false,
+        };
+        if grouped {
+            write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
+        }
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Filter::And(operands) | Filter::Or(operands) => {
+                let within_and = matches!(self, Filter::And(_));
+                let joiner = if within_and { " and " } else { " or " };
+                for (i, operand) in operands.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(joiner)?;
+                    }
+                    operand.fmt_operand(f, within_and)?;
+                }
+                Ok(())
+            }
+            Filter::Not(inner) => write!(f, "not ({inner})"),
+            Filter::Present(path) => write!(f, "{path} pr"),
+            Filter::Compare { path, op, value } => write!(f, "{path} {op} {value}"),
+            Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
+        }
+    }
+}
+
+impl fmt::Display for PatchPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.attr)?;
+        if let Some(filter) = &self.filter {
+            write!(f, "[{filter}]")?;
+        }
+        if let Some(sub) = &self.sub {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Bounds on what the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -765,6 +854,72 @@ mod tests {
             "a b",
         ] {
             assert!(parse_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Parses `text`, prints it, and checks the print: `expected`, and parsing back to
+    /// the same filter.
+    fn prints(text: &str, expected: &str) {
+        let filter = parse_filter(text).unwrap();
+        let printed = filter.to_string();
+        assert_eq!(printed, expected, "{text}");
+        assert_eq!(parse_filter(&printed), Ok(filter), "{text} → {printed}");
+    }
+
+    #[test]
+    fn filters_print_as_text_that_parses_back() {
+        prints(r#"userName Eq "bjensen""#, r#"userName eq "bjensen""#);
+        prints("title  PR", "title pr");
+        prints("active eq TRUE", "active eq true");
+        prints("manager eq NULL", "manager eq null");
+        prints("x le -1.5e3", "x le -1500.0");
+        prints("x gt 10", "x gt 10");
+        prints(r#"a eq "q\"u\u0041\n""#, r#"a eq "q\"uA\n""#);
+        // Groups only where the structure needs one.
+        prints(
+            r#"a eq "1" or (b eq "2" and c eq "3")"#,
+            r#"a eq "1" or b eq "2" and c eq "3""#,
+        );
+        prints("(a pr or b pr) and c pr", "(a pr or b pr) and c pr");
+        prints("(a pr and b pr) and c pr", "(a pr and b pr) and c pr");
+        prints("a pr or (b pr or c pr)", "a pr or (b pr or c pr)");
+        prints("((((a pr))))", "a pr");
+        prints("NOT(a pr)", "not (a pr)");
+        prints("not (a pr or b pr) and c pr", "not (a pr or b pr) and c pr");
+        prints(
+            r#"emails[type eq "work" and (value co "@" or primary eq true)]"#,
+            r#"emails[type eq "work" and (value co "@" or primary eq true)]"#,
+        );
+        prints(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:name.familyName co "O'Malley""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:name.familyName co "O'Malley""#,
+        );
+        // Keywords are names too where the grammar expects a name.
+        prints("and pr and not pr or or pr", "and pr and not pr or or pr");
+    }
+
+    #[test]
+    fn patch_paths_print_as_text_that_parses_back() {
+        for (text, expected) in [
+            ("members", "members"),
+            ("name.givenName", "name.givenName"),
+            (
+                r#"emails[type EQ "work"].value"#,
+                r#"emails[type eq "work"].value"#,
+            ),
+            (
+                r#"members[value eq "1" or (value eq "2")]"#,
+                r#"members[value eq "1" or value eq "2"]"#,
+            ),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            ),
+        ] {
+            let path = parse_path(text).unwrap();
+            let printed = path.to_string();
+            assert_eq!(printed, expected, "{text}");
+            assert_eq!(parse_path(&printed), Ok(path), "{text} → {printed}");
         }
     }
 }

@@ -1,10 +1,24 @@
 //! Entry points for the fuzz targets (`fuzz/`) and the corpus replay test: each
 //! runs a parser on arbitrary text and, when it parses, what consumes the result.
 //! None may panic, whatever the input.
+//!
+//! The oracle: what parses prints as text that parses back to the same value, and
+//! prints the same again (parse → print → parse). A failed check panics, which the
+//! fuzzer reports as a crash with the input.
 
 use serde_json::{Value, json};
 
 use crate::filter::{Limits, parse_filter_with, parse_path_with};
+
+/// The limits a printed text is parsed back with. The print may be longer than the
+/// input (`1e3` prints as `1000.0`), though never nested deeper; the round trip is
+/// about the grammar, so the length limit is lifted.
+fn reparse_limits() -> Limits {
+    Limits {
+        max_len: usize::MAX,
+        ..Limits::default()
+    }
+}
 use crate::schema::ResourceKind;
 
 fn sample(kind: ResourceKind) -> serde_json::Map<String, Value> {
@@ -36,6 +50,18 @@ pub fn filter(text: &str) -> bool {
     let Ok(filter) = parse_filter_with(text, Limits::default()) else {
         return false;
     };
+    let printed = filter.to_string();
+    match parse_filter_with(&printed, reparse_limits()) {
+        Ok(again) => {
+            assert_eq!(again, filter, "`{text}` printed as `{printed}`");
+            assert_eq!(
+                again.to_string(),
+                printed,
+                "`{text}`: the print is not stable"
+            );
+        }
+        Err(error) => panic!("`{text}` printed as `{printed}`, which is refused: {error}"),
+    }
     for kind in [ResourceKind::User, ResourceKind::Group] {
         if crate::query::validate(kind, &filter).is_ok() {
             crate::query::matches(kind, &filter, &sample(kind));
@@ -47,8 +73,20 @@ pub fn filter(text: &str) -> bool {
 /// Parses `text` as a PATCH path; if it parses, applies an add, a replace and a
 /// remove through it to a sample user and group. Returns whether it parsed.
 pub fn patch_path(text: &str) -> bool {
-    if parse_path_with(text, Limits::default()).is_err() {
+    let Ok(path) = parse_path_with(text, Limits::default()) else {
         return false;
+    };
+    let printed = path.to_string();
+    match parse_path_with(&printed, reparse_limits()) {
+        Ok(again) => {
+            assert_eq!(again, path, "`{text}` printed as `{printed}`");
+            assert_eq!(
+                again.to_string(),
+                printed,
+                "`{text}`: the print is not stable"
+            );
+        }
+        Err(error) => panic!("`{text}` printed as `{printed}`, which is refused: {error}"),
     }
     for kind in [ResourceKind::User, ResourceKind::Group] {
         for op in ["add", "replace", "remove"] {

@@ -49,21 +49,54 @@ pub use plan::{Change, ChangeKind, ImportPlan, PlanCounts, plan};
 /// The fuzz target's entry point (`fuzz/fuzz_targets/tabular_rows.rs`), shared with the
 /// test that replays its corpus: the first byte picks the kind and the format, the rest
 /// is the file. It must never panic.
+///
+/// The oracle, for a file that parses into `n` rows: the row limit is exact. With
+/// `max_rows = n` the same rows come back; with `max_rows = n - 1` the file is refused
+/// for having too many rows. Both are checked on every input that parses, so the
+/// limit is tried at every size the fuzzer reaches, not only at 10,000. A failed
+/// check panics, which the fuzzer reports as a crash. Returns how many rows the file
+/// parsed into, if it parsed (so the corpus test can tell the oracle ran).
 #[doc(hidden)]
-pub fn fuzz_rows(data: &[u8]) {
-    let Some((&selector, file)) = data.split_first() else {
-        return;
-    };
+pub fn fuzz_rows(data: &[u8]) -> Option<usize> {
+    let (&selector, file) = data.split_first()?;
     let kind = Kind::ALL[usize::from(selector) % Kind::ALL.len()];
     let format = if selector & 0x80 == 0 {
         Format::Csv
     } else {
         Format::Xlsx
     };
-    let options = ParseOptions {
-        max_rows: 10_000,
+    let with_max_rows = |max_rows: usize| ParseOptions {
+        max_rows,
         max_problems: 100,
         max_unpacked_bytes: 64 * 1024 * 1024,
     };
-    let _ = parse(kind, format, file, &options);
+    let rows = parse(kind, format, file, &with_max_rows(10_000)).ok()?;
+    assert!(rows.len() <= 10_000, "{} rows past the limit", rows.len());
+    // The cell budget (32 cells a row, `max_rows` + 1 rows) shrinks with `max_rows`
+    // too: a sheet padded wide may meet it first, and that is the only other refusal.
+    match parse(kind, format, file, &with_max_rows(rows.len())) {
+        Ok(again) => assert_eq!(again, rows, "{kind:?} {format:?}: other rows"),
+        Err(problems) => assert!(
+            problems
+                .iter()
+                .all(|problem| problem.message.contains("filled cells")),
+            "{kind:?} {format:?}: refused with max_rows = its own row count: {problems:?}"
+        ),
+    }
+    if let Some(fewer) = rows.len().checked_sub(1) {
+        match parse(kind, format, file, &with_max_rows(fewer)) {
+            Ok(rows) => panic!(
+                "{kind:?} {format:?}: {} rows accepted with max_rows = {fewer}",
+                rows.len()
+            ),
+            Err(problems) => assert!(
+                problems
+                    .iter()
+                    .any(|problem| problem.to_string().contains("more than")),
+                "{kind:?} {format:?}: with max_rows = {fewer}, refused for another reason: \
+                 {problems:?}"
+            ),
+        }
+    }
+    Some(rows.len())
 }
