@@ -22,7 +22,7 @@
 //!   must be in it.
 //!
 //! Results go to `target/bench-report/load.json` when run with `--bench`; run by
-//! `cargo test --all-targets`, each scenario is a short smoke run with the same
+//! `cargo test` (the target is `test = true`), each scenario is a short smoke run with the same
 //! assertions.
 
 use portcullis_engine::Actor;

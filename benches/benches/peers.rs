@@ -21,7 +21,7 @@
 //! sizes, is timed by a bounded loop and written with the estate's figures to
 //! `target/bench-report/peers.json` for `benches/report`.
 //!
-//! Run by `cargo test --all-targets` (no `--bench`), it builds only the 100-rule
+//! Run by `cargo test` (no `--bench`; the target is `test = true`), it builds only the 100-rule
 //! estate, asserts agreement and runs each check once.
 
 use std::collections::BTreeSet;

@@ -97,7 +97,7 @@ impl EstateSize {
     }
 
     /// The sizes a bench binary should run: every size when run as a benchmark
-    /// (`--bench`), only `small` otherwise (`cargo test --all-targets` runs bench
+    /// (`--bench`), only `small` otherwise (`cargo test` runs bench
     /// binaries once each, in test mode, and must stay fast). `PORTCULLIS_BENCH_SIZES`
     /// (`small,medium`) overrides either.
     pub fn selected(wanted: &[EstateSize]) -> Vec<EstateSize> {
