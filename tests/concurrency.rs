@@ -7,6 +7,7 @@
 //! reference evaluator is run on that revision's plain entities for every recorded
 //! decision. `PORTCULLIS_CONCURRENCY_SECS` lengthens the run (default 3 s).
 
+use portcullis_engine::Actor;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,9 +180,11 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
     setup.extend(
         (0..GROUPS).map(|i| Op::Create(spec(EntityKind::Group, json!({"name": format!("g{i}")})))),
     );
-    engine.write("setup", setup).expect("setup");
+    engine.write(&Actor::system("setup"), setup).expect("setup");
     let assets: Vec<Op> = (0..ASSETS).map(|i| asset_op(&snapshot, i, true)).collect();
-    engine.write("setup", assets).expect("assets");
+    engine
+        .write(&Actor::system("setup"), assets)
+        .expect("assets");
     drop(snapshot);
     let mut published: HashMap<u64, Arc<Snapshot>> = HashMap::new();
     let first = engine.snapshot();
@@ -244,7 +247,7 @@ fn concurrent_checks_match_the_reference_at_their_revision() {
         let ops: Vec<Op> = (0..1 + rng.below(3))
             .map(|_| random_op(&mut rng, &snapshot))
             .collect();
-        match engine.write("writer", ops) {
+        match engine.write(&Actor::system("writer"), ops) {
             Ok(outcome) => {
                 let after = engine.snapshot();
                 // One writer: the snapshot published now is the one of this write.

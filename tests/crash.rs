@@ -15,6 +15,7 @@
 //!
 //! `PORTCULLIS_CRASH_CYCLES` sets the number of kill/restart cycles (default 20).
 
+use portcullis_engine::Actor;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -357,11 +358,13 @@ fn incremental_equals_rebuilt(data: &std::path::Path, ledger: &Ledger) {
         )
         .expect("a group spec"),
     ));
-    engine.write("test", ops).expect("the write applies");
+    engine
+        .write(&Actor::system("test"), ops)
+        .expect("the write applies");
     if let Some((group, _)) = ledger.groups.first() {
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![portcullis_engine::Op::Delete {
                     kind: EntityKind::Group,
                     target: group.clone(),

@@ -6,6 +6,7 @@ mod authz;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod grants;
 mod load;
 mod secrets;
 mod support;

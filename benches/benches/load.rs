@@ -25,6 +25,7 @@
 //! `cargo test --all-targets`, each scenario is a short smoke run with the same
 //! assertions.
 
+use portcullis_engine::Actor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -288,7 +289,7 @@ fn serve(router: axum::Router) -> (tokio::runtime::Runtime, SocketAddr) {
 fn token(engine: &Engine, role: &str) -> String {
     engine
         .create_token(
-            "load-bench",
+            &Actor::system("load-bench"),
             TokenSpec {
                 id: None,
                 name: format!("load-{role}"),

@@ -11,6 +11,7 @@
 //! run (`PORTCULLIS_BENCH_PAIRS` pairs, default 60: wrong password, unknown user,
 //! alternately) prints both medians and their ratio.
 
+use portcullis_engine::Actor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,9 @@ fn fixture() -> Fixture {
     .expect("sign-in");
     let spec =
         Spec::from_json(EntityKind::User, serde_json::json!({"username": "alice"})).expect("spec");
-    engine.write("bench", vec![Op::Create(spec)]).expect("user");
+    engine
+        .write(&Actor::system("bench"), vec![Op::Create(spec)])
+        .expect("user");
     auth.set_password("bench", "alice", GOOD, false, Time::now())
         .expect("password");
     Fixture { auth, _dir: dir }

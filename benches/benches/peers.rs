@@ -37,7 +37,7 @@ use cedar_policy::{
 use criterion::{BenchmarkId, Criterion};
 use portcullis_benches::{AT, bench_mode};
 use portcullis_engine::{
-    AccountSelector, AccountSpec, Actions, AssetSpec, Effect, Engine, Evaluator, GroupSpec,
+    AccountSelector, AccountSpec, Actions, Actor, AssetSpec, Effect, Engine, Evaluator, GroupSpec,
     MemberSpec, NodeSpec, Op, Protocol, ProtocolFilter, Query, RuleSpec, Snapshot, Spec,
     SubgroupSpec, Time, UserSpec,
 };
@@ -362,7 +362,7 @@ fn write(engine: &Engine, ops: Vec<Op>) {
         return;
     }
     engine
-        .write("peers-bench", ops)
+        .write(&Actor::system("peers-bench"), ops)
         .expect("the peer estate is valid");
 }
 

@@ -1,5 +1,5 @@
 //! The cost of one membership change until a check sees it: `Engine::write` of one
-//! `Op::Modify` adding the mover to a group (or removing them, alternately), then
+//! `Op::AddMember` adding the mover to a group (or `Op::RemoveMember`, alternately), then
 //! `Engine::snapshot` and a `check_idx` that must see the change.
 //!
 //! - `membership/in_memory`: `Engine::in_memory()` loaded through `Engine::write`
@@ -15,6 +15,7 @@
 //!
 //! After criterion, prints percentiles of every timed change.
 
+use portcullis_engine::Actor;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ fn record(id: &str, time: Duration) {
 /// Adds or removes the probe's user, then checks through a fresh snapshot.
 fn change(engine: &Engine, probe: &WriteProbe, add: bool) {
     engine
-        .write("bench", vec![probe.op(add)])
+        .write(&Actor::system("bench"), vec![probe.op(add)])
         .expect("the membership change applies");
     let snapshot = engine.snapshot();
     let user = snapshot.user_idx(&probe.user).expect("the user exists");
@@ -122,7 +123,7 @@ fn bench_create(
                 let op = user_op(&format!("bench-new-{next}"));
                 let started = Instant::now();
                 engine
-                    .write("bench", vec![op])
+                    .write(&Actor::system("bench"), vec![op])
                     .expect("the user is created");
                 total += started.elapsed();
             }
@@ -170,7 +171,7 @@ fn main() {
                 &mut next,
             );
             engine
-                .write("bench", vec![user_op("\u{430}-non-ascii")])
+                .write(&Actor::system("bench"), vec![user_op("\u{430}-non-ascii")])
                 .expect("a non-ASCII username is created");
             bench_create(
                 &mut criterion,

@@ -17,6 +17,7 @@
 //!
 //! This crate is a dev tool: it panics on a refused write instead of returning it.
 
+use portcullis_engine::Actor;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use portcullis_engine::{
     AccountSelector, AccountSpec, Actions, AssetIdx, AssetSpec, Effect, Engine, EntityKind,
     Evaluator, GroupSpec, Id, MemberSpec, NodeSpec, Op, Protocol, ProtocolFilter, Query, RuleSpec,
-    Snapshot, Spec, SubgroupSpec, Time, UserIdx, UserSpec, ValidationError,
+    Snapshot, Spec, SubgroupSpec, Time, UserIdx, UserSpec,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -702,7 +703,7 @@ impl Synthetic {
             let n_ops = ops.len();
             let made = started.elapsed();
             let started = Instant::now();
-            if let Err(error) = engine.write("bench-loader", ops) {
+            if let Err(error) = engine.write(&Actor::system("bench-loader"), ops) {
                 panic!("loading {batch:?} of {} failed: {error}", self.shape.label);
             }
             let written = started.elapsed();
@@ -1357,26 +1358,19 @@ impl WriteProbe {
     }
 }
 
-/// `Op::Modify` of `group` adding or removing `user`.
+/// `Op::AddMember` or `Op::RemoveMember` of `user` in `group`: one membership, as the
+/// member routes write it.
 pub fn membership_op(group: &str, user: &str, add: bool) -> Op {
-    let user = user.to_owned();
-    Op::Modify {
-        kind: EntityKind::Group,
-        target: group.to_owned(),
-        edit: Box::new(move |spec: &mut Spec| {
-            let Spec::Group(group) = spec else {
-                return Err(ValidationError::Invalid {
-                    field: "kind",
-                    message: "not a group".to_owned(),
-                });
-            };
-            if add {
-                group.members.push(MemberSpec::Name(user));
-            } else {
-                group.members.retain(|member| member.user() != user);
-            }
-            Ok(())
-        }),
+    if add {
+        Op::AddMember {
+            group: group.to_owned(),
+            member: MemberSpec::Name(user.to_owned()),
+        }
+    } else {
+        Op::RemoveMember {
+            group: group.to_owned(),
+            user: user.to_owned(),
+        }
     }
 }
 
@@ -1451,9 +1445,13 @@ mod tests {
         };
         for probe in [synthetic.write_probe(), synthetic.big_group_probe()] {
             assert!(!check(&engine, &probe));
-            engine.write("test", vec![probe.op(true)]).unwrap();
+            engine
+                .write(&Actor::system("test"), vec![probe.op(true)])
+                .unwrap();
             assert!(check(&engine, &probe));
-            engine.write("test", vec![probe.op(false)]).unwrap();
+            engine
+                .write(&Actor::system("test"), vec![probe.op(false)])
+                .unwrap();
             assert!(!check(&engine, &probe));
         }
     }

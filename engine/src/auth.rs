@@ -49,7 +49,7 @@ pub use settings::{Argon2Settings, AuthSettings, LockoutSettings, MfaPolicy, Pas
 use crate::engine::Engine;
 use crate::error::{Error, NotFound, StoreError, ValidationError};
 use crate::model::{EntityKind, Id, Mfa, Source, Time, User};
-use crate::write::{Op, Password, PasswordForm, Spec};
+use crate::write::{Actor, Op, Password, PasswordForm, Spec};
 use settings::{DAY, MINUTE};
 use tables::{
     EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES, Failures, RECOVERY, RESETS, RecoveryRecord,
@@ -407,7 +407,7 @@ impl Auth {
             }
             Stage::Passed(user) => {
                 self.engine.write(
-                    &actor_of(&user),
+                    &Actor::system(actor_of(&user)),
                     vec![Op::RecordLogin {
                         user: user.id.to_string(),
                         at: now,
@@ -874,7 +874,7 @@ impl Auth {
             Ok(())
         };
         self.engine.write(
-            actor,
+            &Actor::system(actor),
             vec![Op::Modify {
                 kind: EntityKind::User,
                 target: user.id.to_string(),
@@ -1226,7 +1226,7 @@ impl Auth {
             Ok(())
         };
         self.engine.write(
-            actor,
+            &Actor::system(actor),
             vec![Op::Modify {
                 kind: EntityKind::User,
                 target: user.id.to_string(),
@@ -1266,7 +1266,7 @@ impl Auth {
                         }),
                     })
                     .collect();
-                self.engine.write("housekeeping", ops)?;
+                self.engine.write(&Actor::system("housekeeping"), ops)?;
                 for user in &idle {
                     self.event(
                         now,
@@ -1382,15 +1382,17 @@ impl Auth {
         });
         let known = user.map(|u| u.id);
         let recorded = self.engine.write(
-            actor,
+            &Actor::system(actor),
             vec![Op::RecordEvent {
                 user: known,
                 what: what.clone(),
             }],
         );
         if let Err(Error::Validation(ValidationError::NotFound(_))) = recorded {
-            self.engine
-                .write(actor, vec![Op::RecordEvent { user: None, what }])?;
+            self.engine.write(
+                &Actor::system(actor),
+                vec![Op::RecordEvent { user: None, what }],
+            )?;
         } else {
             recorded?;
         }

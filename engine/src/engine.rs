@@ -19,7 +19,7 @@ use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
 use crate::snapshot::Snapshot;
 use crate::store::{Commit, Loaded, Store};
-use crate::write::{Op, Spec, TokenSpec, Working};
+use crate::write::{Actor, Op, Spec, TokenSpec, Working};
 
 /// The most writes the writer joins into one transaction.
 const MAX_GROUP: usize = 512;
@@ -61,7 +61,7 @@ enum Command {
 }
 
 struct Request {
-    actor: String,
+    actor: Actor,
     commands: Vec<Command>,
     token_hashes: Vec<Option<[u8; 32]>>,
     reply: SyncSender<Result<WriteOutcome, Error>>,
@@ -145,7 +145,7 @@ impl Engine {
             return Ok(());
         }
         self.submit(
-            "system",
+            &Actor::system("system"),
             vec![Command::Bootstrap {
                 root: missing_root,
                 roles: missing_roles
@@ -167,8 +167,9 @@ impl Engine {
 
     /// Applies `ops` as one atomic write on behalf of `actor` (recorded in the log).
     /// Either every operation applies and the write is durable when this returns, or
-    /// nothing changes and the error says what was wrong.
-    pub fn write(&self, actor: &str, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
+    /// nothing changes and the error says what was wrong. A token actor may grant
+    /// only what it holds ([`Actor`]).
+    pub fn write(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
         // Hash passwords here, on the caller's thread, not in the writer.
         for op in &mut ops {
             if let Op::Create(Spec::User(spec))
@@ -197,7 +198,7 @@ impl Engine {
     /// once: only its hash is stored.
     pub fn create_token(
         &self,
-        actor: &str,
+        actor: &Actor,
         spec: TokenSpec,
     ) -> Result<(WriteOutcome, String), Error> {
         let (secret, hash) = secrets::new_token();
@@ -214,7 +215,7 @@ impl Engine {
     /// stored.
     pub fn create_token_with_secret(
         &self,
-        actor: &str,
+        actor: &Actor,
         spec: TokenSpec,
         secret: &str,
     ) -> Result<WriteOutcome, Error> {
@@ -234,13 +235,13 @@ impl Engine {
 
     fn submit(
         &self,
-        actor: &str,
+        actor: &Actor,
         commands: Vec<Command>,
         token_hashes: Vec<Option<[u8; 32]>>,
     ) -> Result<WriteOutcome, Error> {
         let (reply, answer) = mpsc::sync_channel(1);
         let request = Request {
-            actor: actor.to_owned(),
+            actor: actor.clone(),
             commands,
             token_hashes,
             reply,
@@ -365,7 +366,14 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
     let mut next_seq = seq;
     let mut replies = Vec::with_capacity(group.len());
     for request in group {
-        working.actor = request.actor;
+        working.authority = match request.actor.authority(&working.snap, working.now) {
+            Ok(authority) => authority,
+            Err(error) => {
+                replies.push((request.reply, Err(Error::Validation(error))));
+                continue;
+            }
+        };
+        working.actor = request.actor.name().to_owned();
         let pending = working.pending();
         let checkpoint = (request.commands.len() > 1).then(|| working.checkpoint());
         let applied: Result<Vec<Id>, _> = request

@@ -58,6 +58,25 @@ pub enum ValidationError {
     BuiltinRole(String),
     #[error("role `{role}` is still held by {holder}")]
     RoleInUse { role: String, holder: String },
+    /// A login name (username or email) that another user already signs in with
+    /// under the other field: `alice@example.com` as a username while it is alice's
+    /// email. Sign-in accepts either, so it would not know whom the name means.
+    #[error(
+        "`{name}` is already the {other_field} of user `{other}`; login names must be unambiguous"
+    )]
+    AmbiguousLogin {
+        name: String,
+        other_field: &'static str,
+        other: String,
+    },
+    /// The write would hand out permissions its caller does not hold itself.
+    #[error("{what} would carry permissions the caller lacks: `{}`", missing.join("`, `"))]
+    GrantBeyondCaller { what: String, missing: Vec<String> },
+    #[error("user `{user}` is not a direct member of group `{group}`")]
+    NotAMember { group: String, user: String },
+    /// The token a write acts for was revoked or has expired since it was checked.
+    #[error("token `{0}` has been revoked or has expired")]
+    ActorRevoked(String),
 }
 
 impl ValidationError {

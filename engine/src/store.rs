@@ -438,7 +438,7 @@ mod tests {
         let first = engine.snapshot().revision();
         engine
             .write(
-                "t",
+                &crate::write::Actor::system("t"),
                 vec![create(
                     EntityKind::User,
                     serde_json::json!({"username": "a"}),
@@ -447,7 +447,7 @@ mod tests {
             .unwrap();
         engine
             .write(
-                "t",
+                &crate::write::Actor::system("t"),
                 vec![
                     create(EntityKind::User, serde_json::json!({"username": "b"})),
                     create(

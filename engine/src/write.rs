@@ -1,9 +1,12 @@
 //! Writes: specs in, validated entities and snapshot updates out.
 
+mod actor;
 mod apply;
 mod spec;
 mod working;
 
+pub use actor::Actor;
+pub(crate) use actor::Authority;
 pub use apply::{MAX_LIST_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 pub(crate) use spec::PasswordForm;
 pub use spec::{

@@ -52,7 +52,7 @@ impl Fixture {
     fn user(&self, spec: serde_json::Value) {
         self.engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
             )
             .unwrap();
@@ -158,7 +158,7 @@ fn inactive_and_expired_users_are_refused_but_only_after_a_right_password() {
     f.person("gone");
     f.engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![
                 Op::Modify {
                     kind: EntityKind::User,
@@ -389,7 +389,7 @@ fn recovery_codes_are_single_use_and_the_state_survives_a_reopen() {
         let auth = Auth::new(engine.clone(), settings()).unwrap();
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(
                     Spec::from_json(EntityKind::User, json!({"username": "carol"})).unwrap(),
                 )],
@@ -672,7 +672,7 @@ fn directory_users_are_verified_by_their_backend() {
     let create = |spec| {
         f.engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
             )
             .unwrap()
@@ -764,7 +764,7 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         .with_backend(Box::new(Directory));
         engine
             .write(
-                "test",
+                &Actor::system("test"),
                 vec![Op::Create(
                     Spec::from_json(EntityKind::User, json!({"username": "moved"})).unwrap(),
                 )],
@@ -774,7 +774,7 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         // A directory sync takes the user over; the local hash stays behind.
         engine
             .write(
-                "ldap-sync",
+                &Actor::system("ldap-sync"),
                 vec![Op::Modify {
                     kind: EntityKind::User,
                     target: "moved".to_owned(),

@@ -72,7 +72,7 @@ impl Built {
 
     /// Writes `ops` as one write and refreshes the snapshot; whether it was accepted.
     fn write(&mut self, ops: Vec<Op>) -> bool {
-        let accepted = self.engine.write("test", ops).is_ok();
+        let accepted = self.engine.write(&Actor::system("test"), ops).is_ok();
         self.snapshot = self.engine.snapshot();
         self.estate = self.snapshot.estate();
         accepted
@@ -1225,11 +1225,14 @@ fn rules_reversed(built: &Built) -> Built {
     );
     let engine = Engine::in_memory().expect("an in-memory engine opens");
     engine
-        .write("test", ops)
+        .write(&Actor::system("test"), ops)
         .expect("the estate's own specs apply");
     for rule in estate.rules.iter().rev() {
         engine
-            .write("test", vec![Op::Create(spec(EntityKind::Rule, rule.id))])
+            .write(
+                &Actor::system("test"),
+                vec![Op::Create(spec(EntityKind::Rule, rule.id))],
+            )
             .expect("the estate's own rules apply");
     }
     let snapshot = engine.snapshot();

@@ -12,10 +12,10 @@ proptest! {
     #[test]
     fn incremental_snapshot_equals_rebuilt((tree, steps) in arb_script(40)) {
         let engine = Engine::in_memory().unwrap();
-        engine.write("test", tree_ops(&tree)).unwrap();
+        engine.write(&Actor::system("test"), tree_ops(&tree)).unwrap();
         for step in &steps {
             let before = engine.snapshot();
-            match engine.write("test", vec![step_op(step, &before)]) {
+            match engine.write(&Actor::system("test"), vec![step_op(step, &before)]) {
                 Ok(outcome) => {
                     let after = engine.snapshot();
                     prop_assert_eq!(after.revision(), outcome.revision);
@@ -52,7 +52,7 @@ fn reopening_a_store_rebuilds_the_same_snapshot() {
             crate::support::run_script(&engine, &tree, &steps);
             let (_, secret) = engine
                 .create_token(
-                    "test",
+                    &Actor::system("test"),
                     TokenSpec {
                         id: None,
                         name: "t".into(),

@@ -134,10 +134,12 @@ fn a_look_alike_token_name_is_refused() {
         expires_at: None,
         description: String::new(),
     };
-    engine.create_token("test", token("ci-token")).unwrap();
+    engine
+        .create_token(&Actor::system("test"), token("ci-token"))
+        .unwrap();
     let revision = engine.snapshot().revision();
     let error = engine
-        .create_token("test", token("ci-t\u{43E}ken"))
+        .create_token(&Actor::system("test"), token("ci-t\u{43E}ken"))
         .unwrap_err();
     assert!(
         matches!(&error, Error::Validation(e) if is_look_alike(e)),

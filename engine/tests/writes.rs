@@ -13,10 +13,12 @@ pub(crate) fn create(kind: EntityKind, value: Value) -> Op {
 }
 
 pub(crate) fn write(engine: &Engine, ops: Vec<Op>) -> Result<WriteOutcome, ValidationError> {
-    engine.write("test", ops).map_err(|error| match error {
-        Error::Validation(error) => error,
-        other => panic!("not a validation error: {other}"),
-    })
+    engine
+        .write(&Actor::system("test"), ops)
+        .map_err(|error| match error {
+            Error::Validation(error) => error,
+            other => panic!("not a validation error: {other}"),
+        })
 }
 
 /// Writes `ops` into a fresh engine holding `setup`, expects a refusal whose message
@@ -358,7 +360,7 @@ fn deleting_cascades_into_groups_rules_and_tokens() {
     .unwrap();
     engine
         .create_token(
-            "test",
+            &Actor::system("test"),
             TokenSpec {
                 id: None,
                 name: "alice-token".into(),
@@ -450,7 +452,7 @@ fn the_log_records_before_and_after_without_secrets() {
     write(&engine, vec![Op::Create(Spec::User(spec))]).unwrap();
     let (_, secret) = engine
         .create_token(
-            "test",
+            &Actor::system("test"),
             TokenSpec {
                 id: None,
                 name: "t".into(),
@@ -483,7 +485,7 @@ fn tokens_authenticate_until_revoked_or_expired() {
     let expires: Time = "2030-01-01T00:00:00Z".parse().unwrap();
     let (_, secret) = engine
         .create_token(
-            "test",
+            &Actor::system("test"),
             TokenSpec {
                 id: None,
                 name: "gw".into(),
@@ -524,7 +526,11 @@ fn tokens_authenticate_until_revoked_or_expired() {
         description: String::new(),
     };
     engine
-        .create_token_with_secret("test", spec(), "a-long-enough-bootstrap-secret")
+        .create_token_with_secret(
+            &Actor::system("test"),
+            spec(),
+            "a-long-enough-bootstrap-secret",
+        )
         .unwrap();
     assert!(
         engine
@@ -534,7 +540,7 @@ fn tokens_authenticate_until_revoked_or_expired() {
     assert!(
         engine
             .create_token_with_secret(
-                "test",
+                &Actor::system("test"),
                 TokenSpec {
                     name: "other".into(),
                     ..spec()
@@ -546,7 +552,7 @@ fn tokens_authenticate_until_revoked_or_expired() {
     assert!(
         engine
             .create_token_with_secret(
-                "test",
+                &Actor::system("test"),
                 TokenSpec {
                     name: "short".into(),
                     ..spec()
@@ -764,4 +770,364 @@ fn change_records_read_back_as_the_entities_json() {
     assert_eq!(changes[2].before.as_ref(), Some(&user_before));
     assert_eq!(changes[2].after.as_ref(), Some(&user_after));
     assert_eq!(user_after["phone"], "+1 555");
+}
+
+// ----- grants: a token actor never grants what it does not hold ----------------------
+
+/// An engine holding a role `limited` with `permissions`, a token `caller` with it, a
+/// role `power` with `users.view` and `tokens.add`, a user `alice` and a group `admins`
+/// that holds `power` on `*`. Returns the engine and the caller's actor.
+fn granting_engine(permissions: &[&str]) -> (Engine, Actor) {
+    let engine = engine();
+    write(
+        &engine,
+        vec![
+            create(
+                EntityKind::Role,
+                json!({"name": "limited", "permissions": permissions}),
+            ),
+            create(
+                EntityKind::Role,
+                json!({"name": "power", "permissions": ["users.view", "tokens.add"]}),
+            ),
+            user("alice"),
+            create(
+                EntityKind::Group,
+                json!({"name": "admins", "roles": [{"scope": "*", "roles": ["power"]}]}),
+            ),
+            create(EntityKind::Group, json!({"name": "plain"})),
+        ],
+    )
+    .unwrap();
+    let spec = serde_json::from_value(json!({"name": "caller", "roles": ["limited"]})).unwrap();
+    let (outcome, _secret) = engine.create_token(&Actor::system("test"), spec).unwrap();
+    let actor = Actor::token(outcome.ids[0], "caller");
+    (engine, actor)
+}
+
+/// The permissions a refusal names as missing, or a panic when it is another error.
+fn missing(engine: &Engine, actor: &Actor, ops: Vec<Op>) -> Vec<String> {
+    let before = engine.snapshot().canonical();
+    match engine.write(actor, ops) {
+        Err(Error::Validation(ValidationError::GrantBeyondCaller { missing, .. })) => {
+            assert_eq!(
+                engine.snapshot().canonical(),
+                before,
+                "a refusal changed something"
+            );
+            missing
+        }
+        other => panic!("expected a refused grant, got {other:?}"),
+    }
+}
+
+fn patch(kind: EntityKind, target: &str, value: Value) -> Op {
+    Op::Modify {
+        kind,
+        target: target.to_owned(),
+        edit: Box::new(move |spec: &mut Spec| {
+            let mut json = spec.to_json();
+            json.as_object_mut()
+                .unwrap()
+                .extend(value.as_object().unwrap().clone());
+            *spec = Spec::from_json(spec.kind(), json).unwrap();
+            Ok(())
+        }),
+    }
+}
+
+#[test]
+fn a_token_grants_only_permissions_it_holds() {
+    let (engine, caller) = granting_engine(&["roles.add", "users.view"]);
+    // A role with one permission too many names exactly that one.
+    assert_eq!(
+        missing(
+            &engine,
+            &caller,
+            vec![create(
+                EntityKind::Role,
+                json!({"name": "r", "permissions": ["users.view", "tokens.add"]})
+            )]
+        ),
+        vec!["tokens.add"]
+    );
+    // Within its permissions: taken.
+    engine
+        .write(
+            &caller,
+            vec![create(
+                EntityKind::Role,
+                json!({"name": "r", "permissions": ["users.view"]}),
+            )],
+        )
+        .unwrap();
+    // System roles, group roles and a token's roles are grants of a role's permissions.
+    for op in [
+        patch(
+            EntityKind::User,
+            "alice",
+            json!({"system_roles": ["user", "power"]}),
+        ),
+        patch(
+            EntityKind::Group,
+            "plain",
+            json!({"roles": [{"scope": "/Default", "roles": ["power"]}]}),
+        ),
+    ] {
+        assert_eq!(missing(&engine, &caller, vec![op]), vec!["tokens.add"]);
+    }
+}
+
+#[test]
+fn joining_a_group_that_holds_roles_is_a_grant_and_leaving_is_not() {
+    let (engine, caller) = granting_engine(&["groups.change", "users.view"]);
+    let system = Actor::system("test");
+    // A member, directly; a subgroup nested in `admins`.
+    assert_eq!(
+        missing(
+            &engine,
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "admins",
+                json!({"members": ["alice"]})
+            )]
+        ),
+        vec!["tokens.add"]
+    );
+    assert_eq!(
+        missing(
+            &engine,
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "admins",
+                json!({"subgroups": ["plain"]})
+            )]
+        ),
+        vec!["tokens.add"]
+    );
+    // A group nested in `admins` passes `power` on to whoever joins it.
+    engine
+        .write(
+            &system,
+            vec![patch(
+                EntityKind::Group,
+                "admins",
+                json!({"subgroups": ["plain"]}),
+            )],
+        )
+        .unwrap();
+    assert_eq!(
+        missing(
+            &engine,
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "plain",
+                json!({"members": ["alice"]})
+            )]
+        ),
+        vec!["tokens.add"]
+    );
+    // A temporary membership lengthened is a grant; shortened or removed, it is not.
+    engine
+        .write(
+            &system,
+            vec![patch(
+                EntityKind::Group,
+                "plain",
+                json!({"members": [{"user": "alice", "expires_at": "2030-01-01T00:00:00Z"}]}),
+            )],
+        )
+        .unwrap();
+    assert_eq!(
+        missing(
+            &engine,
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "plain",
+                json!({"members": [{"user": "alice", "expires_at": "2031-01-01T00:00:00Z"}]})
+            )]
+        ),
+        vec!["tokens.add"]
+    );
+    engine
+        .write(
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "plain",
+                json!({"members": [{"user": "alice", "expires_at": "2029-01-01T00:00:00Z"}]}),
+            )],
+        )
+        .unwrap();
+    engine
+        .write(
+            &caller,
+            vec![patch(EntityKind::Group, "plain", json!({"members": []}))],
+        )
+        .unwrap();
+    engine
+        .write(
+            &caller,
+            vec![patch(
+                EntityKind::Group,
+                "admins",
+                json!({"subgroups": [], "description": "x"}),
+            )],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_revoked_token_writes_nothing() {
+    let (engine, caller) = granting_engine(&["users.add"]);
+    engine
+        .write(
+            &Actor::system("test"),
+            vec![Op::Delete {
+                kind: EntityKind::Token,
+                target: "caller".to_owned(),
+            }],
+        )
+        .unwrap();
+    let revision = engine.snapshot().revision();
+    match engine.write(&caller, vec![user("bob")]) {
+        Err(Error::Validation(ValidationError::ActorRevoked(name))) => assert_eq!(name, "caller"),
+        other => panic!("expected a revoked actor, got {other:?}"),
+    }
+    assert_eq!(engine.snapshot().revision(), revision);
+}
+
+#[test]
+fn a_login_name_never_names_two_users() {
+    let ambiguous = |setup: Vec<Op>, op: Op| {
+        let engine = engine();
+        write(&engine, setup).unwrap();
+        match write(&engine, vec![op]) {
+            Err(ValidationError::AmbiguousLogin { .. }) => {}
+            other => panic!("expected an ambiguous login, got {other:?}"),
+        }
+    };
+    let with_email = |name: &str, email: &str| {
+        create(EntityKind::User, json!({"username": name, "email": email}))
+    };
+    ambiguous(
+        vec![with_email("alice", "alice@example.com")],
+        user("ALICE@example.com"),
+    );
+    ambiguous(
+        vec![user("bob@corp.example")],
+        with_email("carol", "Bob@Corp.example"),
+    );
+    ambiguous(
+        vec![with_email("alice", "alice@example.com"), user("bob")],
+        patch(
+            EntityKind::User,
+            "bob",
+            json!({"username": "alice@example.com"}),
+        ),
+    );
+    // One's own email as one's username is no ambiguity.
+    let engine = engine();
+    write(
+        &engine,
+        vec![with_email("dave@example.com", "dave@example.com")],
+    )
+    .unwrap();
+}
+
+// ----- one membership: Op::AddMember and Op::RemoveMember -----------------------------
+
+#[test]
+fn a_membership_op_changes_one_membership_and_logs_only_it() {
+    let engine = engine();
+    let mut setup: Vec<Op> = (0..50).map(|i| user(&format!("u{i}"))).collect();
+    setup.push(create(
+        EntityKind::Group,
+        json!({"name": "big", "members": (0..40).map(|i| format!("u{i}")).collect::<Vec<_>>()}),
+    ));
+    write(&engine, setup).unwrap();
+    let since = engine.snapshot().revision();
+    let until = "2030-01-01T00:00:00Z";
+    write(
+        &engine,
+        vec![Op::AddMember {
+            group: "big".to_owned(),
+            member: serde_json::from_value(json!({"user": "u45", "expires_at": until})).unwrap(),
+        }],
+    )
+    .unwrap();
+    write(
+        &engine,
+        vec![Op::RemoveMember {
+            group: "big".to_owned(),
+            user: "U3".to_owned(),
+        }],
+    )
+    .unwrap();
+    let group = engine
+        .snapshot()
+        .entity_json(EntityKind::Group, "big")
+        .unwrap();
+    let members: Vec<&str> = group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap())
+        .collect();
+    let id_of = |name: &str| {
+        engine
+            .snapshot()
+            .entity_json(EntityKind::User, name)
+            .unwrap()["id"]
+            .clone()
+    };
+    let (u45, u3) = (id_of("u45"), id_of("u3"));
+    assert_eq!(members.len(), 40);
+    assert!(
+        members.contains(&u45.as_str().unwrap()) && !members.contains(&u3.as_str().unwrap()),
+        "{members:?}"
+    );
+    engine.snapshot().check_invariants().unwrap();
+    let changes = engine.changes_since(since, 10).unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    for change in &changes {
+        assert_eq!(change.operation, Operation::Membership);
+        assert_eq!(change.entity, EntityKind::Group);
+    }
+    assert_eq!(changes[0].before, None);
+    assert_eq!(changes[0].after.as_ref().unwrap()["user"], u45);
+    assert_eq!(changes[0].after.as_ref().unwrap()["expires_at"], until);
+    assert!(changes[1].after.is_none() && changes[1].before.is_some());
+}
+
+#[test]
+fn removing_a_non_member_or_granting_through_add_member_is_refused() {
+    let (engine, caller) = granting_engine(&["groups.change", "users.view"]);
+    let before = engine.snapshot().canonical();
+    match engine.write(
+        &caller,
+        vec![Op::RemoveMember {
+            group: "plain".to_owned(),
+            user: "alice".to_owned(),
+        }],
+    ) {
+        Err(Error::Validation(ValidationError::NotAMember { group, user })) => {
+            assert_eq!((group.as_str(), user.as_str()), ("plain", "alice"));
+        }
+        other => panic!("expected not a member, got {other:?}"),
+    }
+    assert_eq!(engine.snapshot().canonical(), before);
+    let add = |group: &str| Op::AddMember {
+        group: group.to_owned(),
+        member: MemberSpec::Name("alice".to_owned()),
+    };
+    assert_eq!(
+        missing(&engine, &caller, vec![add("admins")]),
+        vec!["tokens.add"]
+    );
+    engine.write(&caller, vec![add("plain")]).unwrap();
 }

@@ -14,6 +14,10 @@ pub enum Operation {
     /// Something happened to the entity that changes none of its fields (a failed
     /// sign-in, a lockout): `after` says what, `before` is empty.
     Event,
+    /// One direct user membership of the group (`id`) appeared, changed or ended:
+    /// `before` and `after` are that membership (`{"user","expires_at","source"}`),
+    /// absent on the side where there was none. The rest of the group is unchanged.
+    Membership,
 }
 
 /// One change record. `before` and `after` are the entity's JSON form, which never

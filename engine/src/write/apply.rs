@@ -10,6 +10,7 @@ use crate::model::{
     Token, User, UserMember, account_username,
 };
 use crate::snapshot::{NameIndex, Snapshot};
+use crate::write::Authority;
 use crate::write::spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec, RuleSpec,
     Spec, SubgroupSpec, TokenSpec, UserSpec,
@@ -221,6 +222,16 @@ fn new_id(snap: &Snapshot, kind: EntityKind, requested: Option<Id>) -> Result<Id
     }
 }
 
+/// Whether a membership ending at `new` ends no later than one ending at `old`
+/// (`None`: never), so that changing `old` into `new` grants nothing.
+fn lasts_as_long(old: Option<Time>, new: Option<Time>) -> bool {
+    match (old, new) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(old), Some(new)) => new <= old,
+    }
+}
+
 /// On replace, the spec's id (if any) must be the target's.
 fn same_id(kind: EntityKind, requested: Option<Id>, actual: Id) -> Result<()> {
     match requested {
@@ -283,6 +294,14 @@ impl Working {
             Op::Delete { kind, target } => {
                 let index = self.target(kind, &target)?;
                 self.delete(kind, index)
+            }
+            Op::AddMember { group, member } => {
+                let index = self.target(EntityKind::Group, &group)?;
+                self.add_member(index, &member)
+            }
+            Op::RemoveMember { group, user } => {
+                let index = self.target(EntityKind::Group, &group)?;
+                self.remove_member(index, &user)
             }
             Op::RecordEvent { user, what } => {
                 let id = match user {
@@ -374,11 +393,24 @@ impl Working {
             &self.snap.user_names,
             |i| self.snap.user_entry(i).map(|e| e.user.username.as_str()),
         )?;
+        // Sign-in takes a username or an email: neither may name another user
+        // under the other field.
+        if let Some(other) = self.snap.user_by_email(&spec.username) {
+            if Some(other) != index {
+                return Err(self.ambiguous_login(&spec.username, "email", other));
+            }
+        }
         if let Some(email) = &email {
             if let Some(other) = self.snap.user_by_email(email) {
                 if Some(other) != index {
                     return Err(ValidationError::DuplicateEmail(email.clone()));
                 }
+            }
+            let by_username = self.snap.user_names.get(email, |i| {
+                self.snap.user_entry(i).map(|e| e.user.username.as_str())
+            });
+            if let Some(other) = by_username.filter(|&other| Some(other) != index) {
+                return Err(self.ambiguous_login(email, "username", other));
             }
             refuse_look_alike(
                 EntityKind::User,
@@ -395,6 +427,14 @@ impl Working {
         }
         let system_roles = Resolver(&self.snap).roles("system_roles", &spec.system_roles)?;
         let previous = index.map(|i| self.snap.user_entry(i).expect("target exists").user.clone());
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.system_roles[..]);
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("the system roles of user `{}`", spec.username),
+            system_roles
+                .iter()
+                .filter(|role| !held_before.contains(role)),
+        )?;
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::User, spec.id, previous.id)?;
@@ -545,6 +585,14 @@ impl Working {
                 roles: resolver.roles("roles.roles", &assignment.roles)?,
             });
         }
+        self.may_grant_through_group(
+            index,
+            previous.as_deref(),
+            &spec.name,
+            &members,
+            &subgroups,
+            &roles,
+        )?;
         let stamp = self.stamp(
             previous
                 .as_ref()
@@ -878,6 +926,11 @@ impl Working {
         let mut permissions = spec.permissions;
         permissions.sort();
         permissions.dedup();
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.permissions[..]);
+        self.authority.may_grant(
+            || format!("role `{}`", spec.name),
+            permissions.iter().filter(|p| !held_before.contains(p)),
+        )?;
         let stamp = self.stamp(
             previous
                 .as_ref()
@@ -895,6 +948,84 @@ impl Working {
         };
         self.set_role(index, Some(role));
         Ok(id)
+    }
+
+    fn ambiguous_login(
+        &self,
+        name: &str,
+        other_field: &'static str,
+        other: u32,
+    ) -> ValidationError {
+        ValidationError::AmbiguousLogin {
+            name: name.to_owned(),
+            other_field,
+            other: self.username_of_index(other),
+        }
+    }
+
+    fn username_of_index(&self, index: u32) -> String {
+        self.snap
+            .user_entry(index)
+            .map(|e| e.user.username.clone())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a group change that grants roles beyond the caller's authority: roles
+    /// newly assigned to the group, and, when a member or subgroup joins (or has its
+    /// membership lengthened), every role the group holds and inherits from the groups
+    /// it sits in, since the newcomer's users gain them all.
+    fn may_grant_through_group(
+        &self,
+        index: Option<u32>,
+        previous: Option<&Group>,
+        name: &str,
+        members: &[UserMember],
+        subgroups: &[GroupMember],
+        roles: &[crate::model::RoleAssignment],
+    ) -> Result<()> {
+        if self.authority == Authority::Full {
+            return Ok(());
+        }
+        let assigned_before: Vec<&String> = previous
+            .map(|p| p.roles.iter().flat_map(|a| a.roles.iter()).collect())
+            .unwrap_or_default();
+        let granted_members = members.iter().any(|m| {
+            !previous.is_some_and(|p| {
+                p.members
+                    .iter()
+                    .any(|old| old.user == m.user && lasts_as_long(old.expires_at, m.expires_at))
+            })
+        });
+        let granted_subgroups = subgroups.iter().any(|m| {
+            !previous.is_some_and(|p| {
+                p.subgroups
+                    .iter()
+                    .any(|old| old.group == m.group && lasts_as_long(old.expires_at, m.expires_at))
+            })
+        });
+        let assigned = roles.iter().flat_map(|a| a.roles.iter());
+        if !(granted_members || granted_subgroups) {
+            return self.authority.may_grant_roles(
+                &self.snap,
+                || format!("the roles of group `{name}`"),
+                assigned.filter(|role| !assigned_before.contains(role)),
+            );
+        }
+        let inherited: Vec<&String> = index
+            .map(|i| {
+                self.snap
+                    .group_ancestors(i)
+                    .iter()
+                    .filter_map(|a| self.snap.group_entry(a))
+                    .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("membership of group `{name}`"),
+            assigned.chain(inherited),
+        )
     }
 
     /// Built-in roles are created here, and only here.
@@ -1034,6 +1165,12 @@ impl Working {
                 .token
                 .clone()
         });
+        let held_before = previous.as_ref().map_or(&[][..], |p| &p.roles[..]);
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("token `{}`", spec.name),
+            roles.iter().filter(|role| !held_before.contains(role)),
+        )?;
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Token, spec.id, previous.id)?;
@@ -1074,6 +1211,96 @@ impl Working {
         };
         self.set_token(index, Some(token), hash);
         Ok(id)
+    }
+
+    // ----- one membership --------------------------------------------------------
+
+    fn add_member(&mut self, index: u32, member: &MemberSpec) -> Result<Id> {
+        let entry = self.snap.group_entry(index).expect("target exists");
+        let user = Resolver(&self.snap).user(member.user())?;
+        let (expires_at, source) = match member {
+            MemberSpec::Name(_) => (None, None),
+            MemberSpec::Detailed {
+                expires_at, source, ..
+            } => (*expires_at, source.clone()),
+        };
+        let membership = UserMember {
+            user,
+            expires_at,
+            source: source.unwrap_or_else(|| entry.group.source.clone()),
+        };
+        let position = entry.group.members.iter().position(|m| m.user == user);
+        let before = position.map(|p| entry.group.members[p].clone());
+        if before.as_ref() == Some(&membership) {
+            return Ok(entry.group.id);
+        }
+        if position.is_none() && entry.group.members.len() >= MAX_LIST_LEN {
+            return Err(ValidationError::invalid(
+                "members",
+                format!("at most {MAX_LIST_LEN} entries"),
+            ));
+        }
+        if !before
+            .as_ref()
+            .is_some_and(|old| lasts_as_long(old.expires_at, membership.expires_at))
+        {
+            let name = entry.group.name.clone();
+            self.may_grant_roles_of_group(index, &name)?;
+        }
+        let mut group = (*entry.group).clone();
+        match position {
+            Some(position) => group.members[position] = membership.clone(),
+            None => group.members.push(membership.clone()),
+        }
+        group.updated_at = self.now;
+        let user_index = self.index_of_user(user);
+        let id = group.id;
+        self.set_membership(index, group, user_index, before.as_ref(), Some(&membership));
+        Ok(id)
+    }
+
+    fn remove_member(&mut self, index: u32, reference: &str) -> Result<Id> {
+        let entry = self.snap.group_entry(index).expect("target exists");
+        let user = Resolver(&self.snap).user(reference)?;
+        let Some(position) = entry.group.members.iter().position(|m| m.user == user) else {
+            return Err(ValidationError::NotAMember {
+                group: entry.group.name.clone(),
+                user: reference.to_owned(),
+            });
+        };
+        let mut group = (*entry.group).clone();
+        let before = group.members.remove(position);
+        group.updated_at = self.now;
+        let user_index = self.index_of_user(user);
+        let id = group.id;
+        self.set_membership(index, group, user_index, Some(&before), None);
+        Ok(id)
+    }
+
+    fn index_of_user(&self, user: Id) -> u32 {
+        self.snap
+            .slot(user)
+            .expect("INVARIANT: a resolved user has a slot")
+            .index
+    }
+
+    /// Refuses when the roles group `index` holds or inherits exceed the caller's
+    /// authority: what a newcomer to the group gains.
+    fn may_grant_roles_of_group(&self, index: u32, name: &str) -> Result<()> {
+        if self.authority == Authority::Full {
+            return Ok(());
+        }
+        let mut groups = self.snap.group_ancestors(index);
+        groups.insert(index);
+        let roles = groups
+            .iter()
+            .filter_map(|g| self.snap.group_entry(g))
+            .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()));
+        self.authority.may_grant_roles(
+            &self.snap,
+            || format!("membership of group `{name}`"),
+            roles,
+        )
     }
 
     // ----- deletion, with its cascades ---------------------------------------------------

@@ -528,6 +528,19 @@ pub enum Op {
         kind: EntityKind,
         target: String,
     },
+    /// Adds a user to a group's direct members, or changes the end and source of that
+    /// membership (the source defaults to the group's). Costs one membership, whatever
+    /// the size of the group: its log record carries the membership, not the group.
+    AddMember {
+        group: String,
+        member: MemberSpec,
+    },
+    /// Removes a user from a group's direct members; refused with
+    /// [`crate::ValidationError::NotAMember`] when the user is not one.
+    RemoveMember {
+        group: String,
+        user: String,
+    },
     /// Records a successful sign-in.
     RecordLogin {
         user: String,
@@ -560,6 +573,16 @@ impl std::fmt::Debug for Op {
                 .debug_struct("Delete")
                 .field("kind", kind)
                 .field("target", target)
+                .finish(),
+            Op::AddMember { group, member } => f
+                .debug_struct("AddMember")
+                .field("group", group)
+                .field("member", member)
+                .finish(),
+            Op::RemoveMember { group, user } => f
+                .debug_struct("RemoveMember")
+                .field("group", group)
+                .field("user", user)
                 .finish(),
             Op::RecordEvent { user, what } => f
                 .debug_struct("RecordEvent")

@@ -15,6 +15,7 @@ use roaring::RoaringBitmap;
 
 use crate::model::{
     Asset, ChangeRecord, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
+    UserMember,
 };
 use crate::snapshot::{
     AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
@@ -57,6 +58,8 @@ pub(crate) struct Working {
     pub(crate) snap: Snapshot,
     pub(crate) now: Time,
     pub(crate) actor: String,
+    /// What the write being applied may grant (`super::Actor::authority`).
+    pub(crate) authority: super::Authority,
     dirty_users: RoaringBitmap,
     dirty_assets: RoaringBitmap,
     /// Change records, without revision and sequence numbers yet.
@@ -84,6 +87,7 @@ impl Working {
             snap,
             now,
             actor: actor.to_owned(),
+            authority: super::Authority::Full,
             dirty_users: RoaringBitmap::new(),
             dirty_assets: RoaringBitmap::new(),
             changes: Vec::new(),
@@ -390,6 +394,39 @@ impl Working {
                 self.record(EntityKind::Group, old.id, Some(&*old), None);
                 None
             }
+        }
+    }
+
+    /// Sets one direct user membership of group `index` (`None`: removes it), with
+    /// `group` the group as it is afterwards. Touches the one user and the group's
+    /// member bitmap, and records the membership alone: the cost of one membership,
+    /// whatever the group's size.
+    pub(crate) fn set_membership(
+        &mut self,
+        index: u32,
+        group: Group,
+        user: u32,
+        before: Option<&UserMember>,
+        after: Option<&UserMember>,
+    ) {
+        let entry = self.user_mut(user);
+        entry.direct_groups.retain(|(g, _)| *g != index);
+        if let Some(after) = after {
+            entry
+                .direct_groups
+                .push((index, after.expires_at.unwrap_or(Time::MAX)));
+        }
+        let group_entry = self.group_mut(index);
+        if after.is_some() {
+            group_entry.members.insert(user);
+        } else {
+            group_entry.members.remove(user);
+        }
+        let id = group.id;
+        group_entry.group = Arc::new(group);
+        self.dirty_users.insert(user);
+        if self.push_change(EntityKind::Group, id, Operation::Membership, before, after) {
+            self.touched.insert((EntityKind::Group, id));
         }
     }
 

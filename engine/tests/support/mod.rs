@@ -101,6 +101,13 @@ pub enum Step {
         i: usize,
         parent: Option<usize>,
     },
+    /// One membership through `Op::AddMember` (`add`) or `Op::RemoveMember`.
+    Member {
+        group: usize,
+        user: usize,
+        expires_at: Option<Time>,
+        add: bool,
+    },
     Delete {
         kind: EntityKind,
         i: usize,
@@ -234,6 +241,8 @@ pub fn arb_step() -> impl Strategy<Value = Step> {
         3 => arb_asset_step(),
         4 => arb_rule_step(),
         1 => (0..NODES, prop::option::of(0..NODES)).prop_map(|(i, parent)| Step::MoveNode { i, parent }),
+        2 => (0..GROUPS, 0..USERS, arb_expiry(), prop::bool::weighted(0.7))
+            .prop_map(|(group, user, expires_at, add)| Step::Member { group, user, expires_at, add }),
         1 => (prop::sample::select(vec![EntityKind::User, EntityKind::Group, EntityKind::Asset, EntityKind::Rule, EntityKind::Node]), 0..7usize)
             .prop_map(|(kind, i)| Step::Delete { kind, i }),
     ]
@@ -386,6 +395,28 @@ pub fn step_op(step: &Step, snapshot: &Snapshot) -> Op {
                 }),
             }
         }
+        Step::Member {
+            group: g,
+            user: u,
+            expires_at,
+            add,
+        } => {
+            if *add {
+                Op::AddMember {
+                    group: group(*g),
+                    member: MemberSpec::Detailed {
+                        user: user(*u),
+                        expires_at: *expires_at,
+                        source: None,
+                    },
+                }
+            } else {
+                Op::RemoveMember {
+                    group: group(*g),
+                    user: user(*u),
+                }
+            }
+        }
         Step::Delete { kind, i } => {
             let target = match kind {
                 EntityKind::User => user(*i),
@@ -414,7 +445,7 @@ pub fn with_index(mut step: Step, index: usize) -> Step {
         | Step::Group { i, .. }
         | Step::Asset { i, .. }
         | Step::Rule { i, .. } => *i = index,
-        Step::MoveNode { .. } | Step::Delete { .. } => {}
+        Step::MoveNode { .. } | Step::Member { .. } | Step::Delete { .. } => {}
     }
     step
 }
@@ -571,13 +602,16 @@ pub fn arb_populated_script(
 /// Returns how many writes were accepted.
 pub fn run_script(engine: &Engine, tree: &[Option<usize>], steps: &[Step]) -> usize {
     engine
-        .write("test", tree_ops(tree))
+        .write(&Actor::system("test"), tree_ops(tree))
         .expect("the tree is well-formed");
     steps
         .iter()
         .filter(|step| {
             engine
-                .write("test", vec![step_op(step, &engine.snapshot())])
+                .write(
+                    &Actor::system("test"),
+                    vec![step_op(step, &engine.snapshot())],
+                )
                 .is_ok()
         })
         .count()

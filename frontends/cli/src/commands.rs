@@ -2,6 +2,7 @@
 //! and token. They open the store themselves, so a running server (which holds the
 //! store's lock) makes them stop with a clear message.
 
+use portcullis_engine::Actor;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -318,7 +319,7 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
                 expires_at,
                 description: args.description.clone(),
             };
-            let (outcome, secret) = engine.create_token(ACTOR, spec)?;
+            let (outcome, secret) = engine.create_token(&Actor::system(ACTOR), spec)?;
             engine.close();
             eprintln!(
                 "portcullis: token `{}` created (revision {}); its secret is shown this once:",
@@ -362,7 +363,7 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
         TokenCommand::Revoke(args) => {
             let engine = open_store(&args.data.data, false)?;
             let outcome = engine.write(
-                ACTOR,
+                &Actor::system(ACTOR),
                 vec![Op::Delete {
                     kind: EntityKind::Token,
                     target: args.token.clone(),

@@ -1,5 +1,6 @@
 //! The demo estate (`demo.json`), loaded in one write into an empty store.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{Engine, EntityKind, Op, Snapshot, Spec};
 use serde_json::Value;
 
@@ -51,7 +52,7 @@ pub fn load(engine: &Engine) -> Result<Option<u64>, CliError> {
     if !is_empty(&engine.snapshot()) {
         return Ok(None);
     }
-    let outcome = engine.write("demo", operations()?)?;
+    let outcome = engine.write(&Actor::system("demo"), operations()?)?;
     Ok(Some(outcome.revision))
 }
 

@@ -58,7 +58,11 @@ impl CliError {
                     | ValidationError::NodeNotEmpty(_)
                     | ValidationError::RootNode
                     | ValidationError::BuiltinRole(_)
-                    | ValidationError::RoleInUse { .. } => (2, error.to_string()),
+                    | ValidationError::RoleInUse { .. }
+                    | ValidationError::AmbiguousLogin { .. }
+                    | ValidationError::NotAMember { .. }
+                    | ValidationError::GrantBeyondCaller { .. }
+                    | ValidationError::ActorRevoked(_) => (2, error.to_string()),
                 },
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (

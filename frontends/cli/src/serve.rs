@@ -2,6 +2,7 @@
 //! token and the periodic LDAP sync, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
 //! queued writes commit, then the store is closed).
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ fn bootstrap_token(engine: &Engine, secret: &str) -> Result<(), CliError> {
         description: "from PORTCULLIS_BOOTSTRAP_TOKEN".to_owned(),
     };
     let outcome = engine
-        .create_token_with_secret("bootstrap", spec, secret)
+        .create_token_with_secret(&Actor::system("bootstrap"), spec, secret)
         .map_err(|error| match error {
             portcullis_engine::Error::Validation(validation) => {
                 CliError::Input(format!("PORTCULLIS_BOOTSTRAP_TOKEN: {validation}"))

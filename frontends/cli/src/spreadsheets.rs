@@ -7,6 +7,7 @@
 //! kind's permission and the static segment wins over `/api/v1/users/{user}`: a user
 //! named `export` or `import` is reached by id on the admin API.
 
+use portcullis_engine::Actor;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
     let mut on_progress = |progress: Progress| show(&bar, progress);
     let result = portcullis_tabular::import(
         &engine,
-        ACTOR,
+        &Actor::system(ACTOR),
         args.kind,
         format,
         &bytes,

@@ -12,14 +12,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use portcullis_engine::{
-    EntityKind, Error, ListQuery, MemberSpec, Op, Snapshot, Source, Spec, TokenSpec,
-    ValidationError, WriteOutcome,
+    Actor, EntityKind, Error, ListQuery, MemberSpec, Op, Source, Spec, TokenSpec, ValidationError,
+    WriteOutcome,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::auth::{Caller, role_permissions};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, Params, RawQuery};
 
@@ -118,17 +118,6 @@ impl From<MemberRequest> for MemberSpec {
     }
 }
 
-/// Refuses a token or role that would carry permissions the caller does not hold.
-fn may_grant(snapshot: &Snapshot, caller: &Caller, spec: &Spec) -> Result<(), ApiError> {
-    match spec {
-        Spec::Token(token) => {
-            caller.may_grant("the token", &role_permissions(snapshot, &token.roles))
-        }
-        Spec::Role(role) => caller.may_grant("the role", &role.permissions),
-        Spec::User(_) | Spec::Group(_) | Spec::Node(_) | Spec::Asset(_) | Spec::Rule(_) => Ok(()),
-    }
-}
-
 pub(crate) async fn list(
     state: AppState,
     kind: EntityKind,
@@ -195,7 +184,6 @@ async fn create_spec(
     caller: Caller,
     mut spec: Spec,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    may_grant(&state.snapshot(), &caller, &spec)?;
     if let Spec::User(user) = &mut spec {
         prepare_user_blocking(&state, user, true).await?;
     }
@@ -216,7 +204,7 @@ async fn create_spec(
 
 async fn create_token(
     state: AppState,
-    actor: String,
+    actor: Actor,
     spec: TokenSpec,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (outcome, secret) = blocking_write(&state, move |engine| engine.create_token(&actor, spec))
@@ -236,7 +224,6 @@ pub(crate) async fn replace(
     body: Value,
 ) -> Result<Json<Value>, ApiError> {
     let mut spec = spec_from_json(kind, body)?;
-    may_grant(&state.snapshot(), &caller, &spec)?;
     if let Spec::User(user) = &mut spec {
         prepare_user_blocking(&state, user, false).await?;
     }
@@ -328,21 +315,17 @@ pub(crate) async fn patch(
     let actor = caller.actor();
     let refusal: Arc<Mutex<Option<ApiError>>> = Arc::default();
     let slot = refusal.clone();
-    let snapshot = state.snapshot();
     let edit = move |spec: &mut Spec| {
         let mut json = spec.to_json();
         merge_patch(&mut json, &patch);
         let refused = match spec_from_json(kind, json) {
-            Ok(mut patched) => match may_grant(&snapshot, &caller, &patched) {
-                Ok(()) => {
-                    if let (Spec::User(user), Some(password)) = (&mut patched, &password) {
-                        user.password = Some(password.clone());
-                    }
-                    *spec = patched;
-                    return Ok(());
+            Ok(mut patched) => {
+                if let (Spec::User(user), Some(password)) = (&mut patched, &password) {
+                    user.password = Some(password.clone());
                 }
-                Err(error) => error,
-            },
+                *spec = patched;
+                return Ok(());
+            }
             Err(error) => error,
         };
         *slot.lock().expect("refusal lock") = Some(refused);
@@ -463,35 +446,30 @@ pub(crate) async fn add_member(
     caller: Caller,
     member: MemberSpec,
 ) -> Result<Json<Value>, ApiError> {
-    let snapshot = state.snapshot();
-    let user = snapshot
-        .entity_json(EntityKind::User, member.user())
-        .map_err(ApiError::Reference)?;
-    let username = user["username"].as_str().unwrap_or_default().to_owned();
     // A member an administrator adds is the administrator's (`local`) unless the
     // request says otherwise, whoever owns the group: a synced group's source would
     // let the next sync remove it as one of its own.
-    let (expires_at, source) = match member {
-        MemberSpec::Name(_) => (None, None),
+    let member = match member {
+        MemberSpec::Name(user) => MemberSpec::Detailed {
+            user,
+            expires_at: None,
+            source: Some(Source::Local),
+        },
         MemberSpec::Detailed {
-            expires_at, source, ..
-        } => (expires_at, source),
+            user,
+            expires_at,
+            source,
+        } => MemberSpec::Detailed {
+            user,
+            expires_at,
+            source: Some(source.unwrap_or(Source::Local)),
+        },
     };
-    let member = MemberSpec::Detailed {
-        user: username.clone(),
-        expires_at,
-        source: Some(source.unwrap_or(Source::Local)),
+    let op = Op::AddMember {
+        group: group.clone(),
+        member,
     };
-    let edit = move |spec: &mut Spec| {
-        if let Spec::Group(group) = spec {
-            group
-                .members
-                .retain(|m| !m.user().eq_ignore_ascii_case(&username));
-            group.members.push(member);
-        }
-        Ok(())
-    };
-    modify_group(state, group, caller, Box::new(edit), None).await
+    write_membership(state, group, caller, op).await
 }
 
 /// `DELETE /groups/{group}/members/{user}`.
@@ -501,61 +479,23 @@ pub(crate) async fn remove_member(
     user: String,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let snapshot = state.snapshot();
-    let found = snapshot.entity_json(EntityKind::User, &user)?;
-    let username = found["username"].as_str().unwrap_or_default().to_owned();
-    let edit = move |spec: &mut Spec| {
-        if let Spec::Group(group) = spec {
-            let before = group.members.len();
-            group
-                .members
-                .retain(|m| !m.user().eq_ignore_ascii_case(&username));
-            if group.members.len() == before {
-                return Err(ValidationError::NotFound(portcullis_engine::NotFound::new(
-                    EntityKind::User,
-                    username.clone(),
-                )));
-            }
-        }
-        Ok(())
+    let op = Op::RemoveMember {
+        group: group.clone(),
+        user,
     };
-    modify_group(state, group, caller, Box::new(edit), Some(user)).await
+    write_membership(state, group, caller, op).await
 }
 
-async fn modify_group(
+async fn write_membership(
     state: AppState,
     group: String,
     caller: Caller,
-    edit: portcullis_engine::SpecEdit,
-    member: Option<String>,
+    op: Op,
 ) -> Result<Json<Value>, ApiError> {
     let actor = caller.actor();
-    let target = group.clone();
-    let outcome = blocking_write(&state, move |engine| {
-        engine.write(
-            &actor,
-            vec![Op::Modify {
-                kind: EntityKind::Group,
-                target,
-                edit,
-            }],
-        )
-    })
-    .await?;
-    let outcome = outcome.map_err(|error| match (&error, &member) {
-        // The user exists but is not a member.
-        (Error::Validation(ValidationError::NotFound(not_found)), Some(_))
-            if not_found.kind == EntityKind::User =>
-        {
-            ApiError::Engine(Error::Validation(ValidationError::NotFound(
-                portcullis_engine::NotFound::new(
-                    EntityKind::User,
-                    format!("{} (in group `{group}`)", not_found.reference),
-                ),
-            )))
-        }
-        _ => ApiError::from_write(error, &[(EntityKind::Group, &group)]),
-    })?;
+    let outcome = blocking_write(&state, move |engine| engine.write(&actor, vec![op]))
+        .await?
+        .map_err(|error| ApiError::from_write(error, &[(EntityKind::Group, &group)]))?;
     Ok(Json(write_answer(&state, EntityKind::Group, &outcome)))
 }
 

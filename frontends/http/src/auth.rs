@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{Id, Snapshot, Time, Token};
+use portcullis_engine::{Actor, Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -37,9 +37,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The name recorded in the operation log.
-    pub fn actor(&self) -> String {
-        format!("token:{}", self.token.name)
+    /// Who the caller's writes act for: the token, whose grants the engine limits
+    /// to what it holds, and whose name the operation log records.
+    pub fn actor(&self) -> Actor {
+        Actor::token(self.token.id, &self.token.name)
     }
 
     /// Refuses unless the caller holds `permission`: for a route whose needs depend
@@ -50,27 +51,6 @@ impl Caller {
         }
         Err(ApiError::Forbidden(format!(
             "this token lacks the permission `{permission}`"
-        )))
-    }
-
-    /// Refuses to hand out permissions the caller does not hold itself (a token with
-    /// `tokens.add` minting a system-admin token, say).
-    pub(crate) fn may_grant<'a>(
-        &self,
-        what: &str,
-        permissions: impl IntoIterator<Item = &'a String>,
-    ) -> Result<(), ApiError> {
-        let missing: Vec<&str> = permissions
-            .into_iter()
-            .filter(|p| !self.permissions.contains(*p))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError::Forbidden(format!(
-            "{what} would carry permissions this token lacks: `{}`",
-            missing.join("`, `")
         )))
     }
 }

@@ -212,6 +212,14 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::RootNode => (conflict, "root_node", message),
             ValidationError::BuiltinRole(_) => (conflict, "builtin_role", message),
             ValidationError::RoleInUse { .. } => (conflict, "role_in_use", message),
+            ValidationError::AmbiguousLogin { .. } => (conflict, "ambiguous_login", message),
+            ValidationError::NotAMember { .. } => (StatusCode::NOT_FOUND, "not_found", message),
+            ValidationError::GrantBeyondCaller { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            ValidationError::ActorRevoked(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", message)
+            }
         },
         // Store details go to the log, not to clients.
         Error::Store(store) => match store {

@@ -14,6 +14,7 @@
 //! is evaluated at [`DEFAULT_AT`], not at the clock, so a crash input replays the same
 //! way on any day.
 
+use portcullis_engine::Actor;
 use std::sync::{Arc, OnceLock};
 
 use portcullis_engine::{
@@ -214,7 +215,7 @@ pub fn fixture() -> &'static Fixture {
     ESTATE.get_or_init(|| {
         let engine = Engine::in_memory().expect("INVARIANT: an in-memory engine starts");
         engine
-            .write("fuzzing", estate_ops())
+            .write(&Actor::system("fuzzing"), estate_ops())
             .unwrap_or_else(|error| panic!("the fuzz estate is refused: {error}"));
         let snapshot = engine.snapshot();
         let estate = snapshot.estate();

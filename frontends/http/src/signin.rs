@@ -367,7 +367,7 @@ pub(crate) async fn set_password(
 ) -> Result<Json<Value>, ApiError> {
     let id = target_user(&state, &user)?;
     let body: AdminPassword = parse_json(&body)?;
-    let actor = caller.actor();
+    let actor = caller.actor().name().to_owned();
     run(&state, move |auth, now| {
         auth.set_password(&actor, &id, &body.password, body.must_change_password, now)
     })
@@ -391,7 +391,7 @@ pub(crate) async fn send_reset_link(
     if state.inner.signin.mailer.is_none() {
         return Err(ApiError::MailUnavailable);
     }
-    let actor = caller.actor();
+    let actor = caller.actor().name().to_owned();
     let delivery = run(&state, move |auth, now| {
         auth.issue_reset_for(&actor, &id, now)
     })
@@ -410,7 +410,7 @@ pub(crate) async fn reset_mfa(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let id = target_user(&state, &user)?;
-    let actor = caller.actor();
+    let actor = caller.actor().name().to_owned();
     run(&state, move |auth, now| auth.reset_mfa(&actor, &id, now)).await?;
     Ok(Json(json!({"status": "ok"})))
 }
@@ -421,7 +421,7 @@ pub(crate) async fn unlock(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let id = target_user(&state, &user)?;
-    let actor = caller.actor();
+    let actor = caller.actor().name().to_owned();
     run(&state, move |auth, now| auth.unlock(&actor, &id, now)).await?;
     Ok(Json(json!({"status": "ok"})))
 }

@@ -5,6 +5,7 @@
 //! same estate, which must answer what the fuzzing entry point says the route answers.
 //! What a fuzzing run finds is minimised and added to the corpus.
 
+use portcullis_engine::Actor;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -126,10 +127,12 @@ fn the_check_json_corpus_replays_and_the_evaluators_agree() {
 async fn the_route_answers_as_the_fuzzing_entry_point_says() {
     let server = Server::start().await;
     let engine = Arc::clone(&server.engine);
-    tokio::task::spawn_blocking(move || engine.write("test", fuzzing::estate_ops()))
-        .await
-        .expect("the write task")
-        .expect("the fuzz estate loads into a served store");
+    tokio::task::spawn_blocking(move || {
+        engine.write(&Actor::system("test"), fuzzing::estate_ops())
+    })
+    .await
+    .expect("the write task")
+    .expect("the fuzz estate loads into a served store");
     let mut n_decided = 0;
     for (name, body) in corpus() {
         let outcome = fuzzing::check_json(&body);

@@ -1,6 +1,7 @@
 //! One server per test: a redb store in a temporary directory, the router on
 //! 127.0.0.1:0, and a client with helpers that read like the requests they send.
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ impl Server {
             expires_at: None,
             description: String::new(),
         };
-        tokio::task::spawn_blocking(move || engine.create_token("test", spec))
+        tokio::task::spawn_blocking(move || engine.create_token(&Actor::system("test"), spec))
             .await
             .expect("token task")
             .expect("create token")

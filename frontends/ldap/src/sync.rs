@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ldap3::SearchEntry;
-use portcullis_engine::{Engine, Time};
+use portcullis_engine::{Actor, Engine, Time};
 use serde::Serialize;
 
 use crate::config::{Incremental, Source};
@@ -52,9 +52,10 @@ pub struct RunReport {
     pub warnings: Vec<String>,
 }
 
-/// The actor recorded in the operation log for a source's writes.
-pub fn actor(source: &Source) -> String {
-    format!("ldap:{}", source.name)
+/// Who a source's writes act for: the operator who configured the source (full
+/// authority: a sync may fill groups that hold roles), recorded as `ldap:NAME`.
+pub fn actor(source: &Source) -> Actor {
+    Actor::system(format!("ldap:{}", source.name))
 }
 
 fn progress_bar(options: &RunOptions, source: &Source) -> ProgressBar {

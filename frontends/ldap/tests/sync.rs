@@ -2,6 +2,7 @@
 //! membership attribute variants, paging, removal policies, other sources' entities,
 //! clashes, dry runs and failures.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{
     AccountSelector, AccountSpec, Actions, AssetSpec, EntityKind, Evaluator, GroupSpec, MemberSpec,
     Op, Protocol, ProtocolFilter, Query, RuleSpec, Source as EngineSource, Spec, Time, UserSpec,
@@ -53,7 +54,7 @@ fn grant_ops(world: &World) {
     world
         .engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![Op::Create(Spec::Asset(asset)), Op::Create(Spec::Rule(rule))],
         )
         .unwrap();
@@ -265,7 +266,7 @@ fn entities_and_memberships_of_other_sources_are_never_touched() {
     world
         .engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![
                 Op::Create(Spec::User(local_alice)),
                 Op::Create(Spec::User(scim_zed)),
@@ -299,7 +300,7 @@ fn entities_and_memberships_of_other_sources_are_never_touched() {
     world
         .engine
         .write(
-            "admin",
+            &Actor::system("admin"),
             vec![Op::Modify {
                 kind: EntityKind::Group,
                 target: "devs".to_owned(),
@@ -521,7 +522,7 @@ fn look_alikes_of_other_sources_names_are_clashes() {
     world
         .engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![
                 Op::Create(Spec::User(UserSpec::new("\u{430}lice"))),
                 Op::Create(Spec::Group(GroupSpec::new("db\u{430}"))),

@@ -11,6 +11,7 @@
 //! `--in-process` calls the router without sockets or an HTTP client, which gives
 //! the SCIM layer's.
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Arc::new(Engine::open(directory.join("bench.redb"))?);
     let secret = "scim-bench-token-0123456789";
     engine.create_token_with_secret(
-        "bench",
+        &Actor::system("bench"),
         TokenSpec {
             id: None,
             name: format!("bench-{}", std::process::id()),
@@ -153,7 +154,7 @@ fn engine_only(
                     spec.external_id = Some(format!("ext-{worker}-{n}"));
                     spec.source = Source::Scim;
                     engine
-                        .write("bench", vec![Op::Create(Spec::User(spec))])
+                        .write(&Actor::system("bench"), vec![Op::Create(Spec::User(spec))])
                         .expect("create");
                 }
             })

@@ -9,6 +9,7 @@
 //! (default: a temporary directory). When the token does not exist yet it is created
 //! with the `scim` role.
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 
 use portcullis_engine::{Engine, TokenSpec};
@@ -44,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             expires_at: None,
             description: "created by the scim_server example".to_owned(),
         };
-        engine.create_token_with_secret("scim_server", spec, &secret)?;
+        engine.create_token_with_secret(&Actor::system("scim_server"), spec, &secret)?;
     }
     let app = axum::Router::new().nest("/scim/v2", router(engine, ScimSettings::default()));
     let listener = tokio::net::TcpListener::bind(&listen).await?;

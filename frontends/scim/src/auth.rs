@@ -7,14 +7,10 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{PERMISSION_SCIM, Snapshot, Time, Token};
+use portcullis_engine::{Actor, PERMISSION_SCIM, Snapshot, Time, Token};
 
 use crate::Scim;
 use crate::error::ScimError;
-
-/// The authenticated caller's name, as recorded in the operation log.
-#[derive(Debug, Clone)]
-pub(crate) struct Actor(pub String);
 
 fn bearer(request: &Request) -> Option<&str> {
     let value = request
@@ -68,7 +64,7 @@ fn caller(scim: &Scim, request: &Request) -> Result<Actor, ScimError> {
             token.name
         )));
     }
-    Ok(Actor(format!("token:{}", token.name)))
+    Ok(Actor::token(token.id, &token.name))
 }
 
 /// The middleware in front of every route.

@@ -108,7 +108,11 @@ impl ScimError {
                 ValidationError::Duplicate { .. }
                 | ValidationError::DuplicateEmail(_)
                 | ValidationError::DuplicateId { .. }
-                | ValidationError::LookAlike { .. } => ScimError::Conflict(error.to_string()),
+                | ValidationError::LookAlike { .. }
+                | ValidationError::AmbiguousLogin { .. } => ScimError::Conflict(error.to_string()),
+                ValidationError::GrantBeyondCaller { .. } | ValidationError::ActorRevoked(_) => {
+                    ScimError::Forbidden(error.to_string())
+                }
                 ValidationError::NotFound(_)
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }
@@ -116,7 +120,8 @@ impl ScimError {
                 | ValidationError::NodeNotEmpty(_)
                 | ValidationError::RootNode
                 | ValidationError::BuiltinRole(_)
-                | ValidationError::RoleInUse { .. } => ScimError::invalid_value(error.to_string()),
+                | ValidationError::RoleInUse { .. }
+                | ValidationError::NotAMember { .. } => ScimError::invalid_value(error.to_string()),
             },
             Error::Store(error) => {
                 let detail = match &error {

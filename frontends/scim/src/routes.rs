@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::auth::Actor;
+use portcullis_engine::Actor;
+
 use crate::error::{SCIM_JSON, ScimError};
 use crate::query::Projection;
 use crate::schema::{self, LIST_RESPONSE, ResourceKind};
@@ -130,7 +131,7 @@ impl FromRequestParts<Scim> for Caller {
             .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         Ok(Caller {
             context: Context {
-                actor: actor.0,
+                actor,
                 base: base_url(scim, &parts.headers, &original, &parts.uri),
             },
             if_match: header_text(&parts.headers, header::IF_MATCH),

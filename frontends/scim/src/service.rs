@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use portcullis_engine::{
-    Engine, EntityKind, Error, Group, GroupSpec, Id, ListQuery, Op, Password, Snapshot, Source,
-    Spec, SpecEdit, Time, User, UserSpec, ValidationError, WriteOutcome,
+    Actor, Engine, EntityKind, Error, Group, GroupSpec, Id, ListQuery, Op, Password, Snapshot,
+    Source, Spec, SpecEdit, Time, User, UserSpec, ValidationError, WriteOutcome,
 };
 use serde_json::{Map, Value, json};
 
@@ -48,7 +48,7 @@ pub(crate) struct Answer {
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
     /// The name recorded in the operation log.
-    pub actor: String,
+    pub actor: Actor,
     /// The absolute URL of the SCIM root, for `Location`, `meta.location`, `$ref`.
     pub base: String,
 }
@@ -431,7 +431,7 @@ impl Service {
         if_match: Option<String>,
         with_password: bool,
         edit: Edit,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Id, WriteOutcome), ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let target = parsed.to_string();
@@ -476,7 +476,7 @@ impl Service {
         id: Id,
         if_match: Option<&str>,
         edit: &Edit,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<WriteOutcome, ScimError> {
         const ATTEMPTS: usize = 5;
         let target = id.to_string();

@@ -1,6 +1,7 @@
 //! What Microsoft Entra ID sends, in the order it sends it (its provisioning
 //! validator's sequences), replayed over a real socket.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{Actions, EntityKind, Evaluator, Op, Query, Spec, Time};
 use serde_json::{Value, json};
 
@@ -294,7 +295,7 @@ async fn a_check_right_after_the_response_sees_the_membership() {
     tokio::task::spawn_blocking(move || {
         let spec = |kind, value: Value| Spec::from_json(kind, value).unwrap();
         engine.write(
-            "admin",
+            &Actor::system("admin"),
             vec![
                 Op::Create(spec(
                     EntityKind::Asset,

@@ -1,6 +1,7 @@
 //! The protocol beyond what scim2-tester covers: filters, sorting, paging, ETags,
 //! Bulk, errors, limits and authentication, over a real socket.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{EntityKind, Op, Spec};
 use portcullis_scim::ScimSettings;
 use reqwest::Method;
@@ -507,7 +508,7 @@ async fn a_users_groups_follow_memberships_and_are_read_only() {
     let alice_id = alice.clone();
     tokio::task::spawn_blocking(move || {
         engine.write(
-            "admin",
+            &Actor::system("admin"),
             vec![Op::Create(
                 Spec::from_json(
                     EntityKind::Group,
@@ -590,7 +591,7 @@ async fn scim_sees_only_its_own_entities() {
     let engine = server.engine.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         engine.write(
-            "admin",
+            &Actor::system("admin"),
             vec![
                 Op::Create(
                     Spec::from_json(EntityKind::User, json!({"username": "local-admin"})).unwrap(),
@@ -677,7 +678,7 @@ async fn memberships_written_elsewhere_survive_scim() {
     let group_id = group.clone();
     tokio::task::spawn_blocking(move || {
         engine.write(
-            "admin",
+            &Actor::system("admin"),
             vec![Op::Modify {
                 kind: EntityKind::Group,
                 target: group_id,
@@ -1240,7 +1241,7 @@ async fn attributes_without_an_engine_field_round_trip_and_filter() {
             Ok(())
         });
         engine.write(
-            "admin",
+            &Actor::system("admin"),
             vec![Op::Modify {
                 kind: EntityKind::User,
                 target: user,

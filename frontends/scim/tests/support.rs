@@ -2,6 +2,7 @@
 //! at `/scim/v2` on 127.0.0.1:0 (as `serve` mounts it), and a client whose helpers
 //! read like the requests they send.
 
+use portcullis_engine::Actor;
 use std::sync::Arc;
 
 use portcullis_engine::{Engine, TokenSpec};
@@ -97,7 +98,7 @@ impl Server {
             expires_at: None,
             description: String::new(),
         };
-        tokio::task::spawn_blocking(move || engine.create_token("test", spec))
+        tokio::task::spawn_blocking(move || engine.create_token(&Actor::system("test"), spec))
             .await
             .expect("token task")
             .expect("create token")

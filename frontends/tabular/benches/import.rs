@@ -6,6 +6,7 @@
 //! `cargo bench -p portcullis-tabular --bench import`; criterion reports `thrpt` in
 //! rows per second (elements). Target: ≥ 50,000 rows/s for CSV.
 
+use portcullis_engine::Actor;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -29,7 +30,9 @@ fn files() -> (Vec<u8>, Vec<u8>) {
             Op::Create(Spec::User(spec))
         })
         .collect();
-    engine.write("bench", ops).expect("the users are created");
+    engine
+        .write(&Actor::system("bench"), ops)
+        .expect("the users are created");
     let snapshot = engine.snapshot();
     assert_eq!(snapshot.counts().users, N_USERS as u64);
     let mut csv = Vec::new();
@@ -45,7 +48,7 @@ fn import_once(format: Format, bytes: &[u8]) -> Duration {
     let started = Instant::now();
     let report = import(
         &engine,
-        "bench",
+        &Actor::system("bench"),
         Kind::Users,
         format,
         bytes,

@@ -10,6 +10,7 @@
 //!
 //! The file has the columns and values of the bench's export (most columns filled).
 
+use portcullis_engine::Actor;
 use portcullis_engine::Engine;
 use portcullis_tabular::{Format, ImportOptions, Kind, import};
 
@@ -44,7 +45,7 @@ fn main() {
     let started = std::time::Instant::now();
     let report = import(
         &engine,
-        "bench",
+        &Actor::system("bench"),
         Kind::Users,
         Format::Csv,
         csv.as_bytes(),

@@ -105,7 +105,8 @@ pub enum ImportError {
     /// its row and column where it has one.
     #[error("the file has {} problem(s); nothing was imported", .0.len())]
     Problems(Vec<Problem>),
-    /// The engine could not write (a storage failure, or it is shutting down).
+    /// The engine could not write (a storage failure, or it is shutting down), or it
+    /// refused the caller (a grant beyond its permissions, a revoked token).
     #[error(transparent)]
     Engine(portcullis_engine::Error),
 }

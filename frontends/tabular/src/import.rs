@@ -1,6 +1,6 @@
 //! The whole import: parse, plan, and one atomic write.
 
-use portcullis_engine::{Engine, Error};
+use portcullis_engine::{Actor, Engine, Error, ValidationError};
 
 use crate::error::{ImportError, Problem};
 use crate::kind::{Format, Kind, ParseOptions};
@@ -57,7 +57,7 @@ pub struct ImportReport {
 /// every row applies, or nothing is written and the error lists every problem found.
 pub fn import(
     engine: &Engine,
-    actor: &str,
+    actor: &Actor,
     kind: Kind,
     format: Format,
     bytes: &[u8],
@@ -107,6 +107,13 @@ pub fn import(
             outcome.revision = Some(written.revision);
             Ok(outcome)
         }
+        // A refusal of the caller, not of the file: a grant beyond its permissions
+        // or a revoked token.
+        Err(
+            error @ Error::Validation(
+                ValidationError::GrantBeyondCaller { .. } | ValidationError::ActorRevoked(_),
+            ),
+        ) => Err(ImportError::Engine(error)),
         Err(Error::Validation(error)) => Err(ImportError::Problems(vec![locate(
             &error,
             &outcome.changes,

@@ -1,6 +1,7 @@
 //! Export every kind, import into an empty store, and get the same estate: the same
 //! entities (ids kept) and the same answer to every request of a sample.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{Actions, EntityKind, Evaluator, Query, Snapshot, Spec, Time};
 use portcullis_tabular::{ChangeKind, Format, Kind};
 
@@ -236,7 +237,7 @@ fn exports_hold_no_secret() {
     spec.password = Some(portcullis_engine::Password::new("correct horse battery"));
     engine
         .write(
-            "test",
+            &Actor::system("test"),
             vec![portcullis_engine::Op::Create(
                 portcullis_engine::Spec::User(spec),
             )],
@@ -244,7 +245,7 @@ fn exports_hold_no_secret() {
         .unwrap();
     let (_, secret) = engine
         .create_token(
-            "test",
+            &Actor::system("test"),
             portcullis_engine::TokenSpec {
                 id: None,
                 name: "ci".to_owned(),
@@ -316,7 +317,7 @@ fn an_import_reports_progress() {
     let mut progress = |p: portcullis_tabular::Progress| seen.push(p);
     let report = portcullis_tabular::import(
         &engine,
-        "importer",
+        &Actor::system("importer"),
         Kind::Users,
         Format::Csv,
         text.as_bytes(),

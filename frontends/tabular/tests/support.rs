@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use portcullis_engine::Actor;
 use std::path::{Path, PathBuf};
 
 use portcullis_engine::{Canonical, Engine, EntityKind, Op, Snapshot, Spec, Time};
@@ -28,7 +29,9 @@ pub fn write(engine: &Engine, kind: EntityKind, specs: Vec<Value>) {
         .into_iter()
         .map(|value| Op::Create(Spec::from_json(kind, value).expect("a valid spec")))
         .collect();
-    engine.write("test", ops).expect("the fixture applies");
+    engine
+        .write(&Actor::system("test"), ops)
+        .expect("the fixture applies");
 }
 
 /// A small deterministic generator (no dependency needed for this much randomness).
@@ -294,7 +297,7 @@ pub fn import_from(
     let bytes = std::fs::read(path).expect("the file reads");
     import(
         engine,
-        "importer",
+        &Actor::system("importer"),
         kind,
         format,
         &bytes,

@@ -1,5 +1,6 @@
 //! `--update` upserts by name (or ID); `--dry-run` writes nothing.
 
+use portcullis_engine::Actor;
 use portcullis_engine::{EntityKind, MemberSpec, Source, Spec};
 use portcullis_tabular::{ChangeKind, Format, ImportOptions, Kind, ParseOptions};
 use serde_json::json;
@@ -185,7 +186,7 @@ fn dry_run_writes_nothing_and_says_what_would_change() {
     let text = "Username,Email\nalice,alice@example.net\nerin,\n";
     let report = portcullis_tabular::import(
         &engine,
-        "importer",
+        &Actor::system("importer"),
         Kind::Users,
         Format::Csv,
         text.as_bytes(),

@@ -1,0 +1,145 @@
+//! Who a write acts for, and what it may hand out.
+//!
+//! The rule "a caller never grants what it does not hold" lives here and in the
+//! `put_*` functions that call [`Authority::may_grant`], so it holds at every door
+//! (admin API, import, SCIM, clone) because no door can write around the engine.
+//!
+//! A grant is anything that gives a permission to someone who did not have it
+//! before: a token's roles, a role's permissions, a user's system roles, a group's
+//! role assignments, and a membership (user or nested group) in a group that holds
+//! roles, directly or through the groups it sits in. Taking a grant away is never
+//! refused.
+
+use std::collections::BTreeSet;
+
+use crate::error::ValidationError;
+use crate::model::{Id, Time, all_permissions};
+use crate::snapshot::Snapshot;
+
+/// Who a write is for: recorded in the operation log (`created_by`, the change's
+/// actor) and deciding what the write may grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    name: String,
+    kind: ActorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ActorKind {
+    /// The operator: the CLI, the demo, configured syncs, sign-in housekeeping.
+    System,
+    /// An API token: it may grant only what its roles carry when the write applies.
+    Token { id: Id, name: String },
+}
+
+impl Actor {
+    /// The operator, with full authority: whoever runs the binary or configures a
+    /// sync. `name` is what the log records (`cli`, `demo`, `ldap:corp`).
+    pub fn system(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            kind: ActorKind::System,
+        }
+    }
+
+    /// An API token, recorded as `token:NAME`. What the write may grant is decided
+    /// when it applies, from the token as it is then: a token revoked or expired in
+    /// the meantime writes nothing.
+    pub fn token(id: Id, name: &str) -> Actor {
+        Actor {
+            name: format!("token:{name}"),
+            kind: ActorKind::Token {
+                id,
+                name: name.to_owned(),
+            },
+        }
+    }
+
+    /// The name the operation log records.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What this actor may grant in `snapshot` at `now`; refused when a token actor
+    /// no longer exists or has expired.
+    pub(crate) fn authority(
+        &self,
+        snapshot: &Snapshot,
+        now: Time,
+    ) -> Result<Authority, ValidationError> {
+        let ActorKind::Token { id, name } = &self.kind else {
+            return Ok(Authority::Full);
+        };
+        let token = snapshot
+            .token_index(&id.to_string())
+            .and_then(|index| snapshot.token_entry(index))
+            .map(|entry| &entry.token)
+            .filter(|token| token.expires_at.is_none_or(|expires| now < expires))
+            .ok_or_else(|| ValidationError::ActorRevoked(name.clone()))?;
+        let held: BTreeSet<String> = token
+            .roles
+            .iter()
+            .filter_map(|role| snapshot.role_permissions(role))
+            .flatten()
+            .cloned()
+            .collect();
+        // Every permission the engine knows of is system-admin's authority: it may
+        // also hand out permission names only other programs read.
+        if all_permissions().iter().all(|p| held.contains(p)) {
+            return Ok(Authority::Full);
+        }
+        Ok(Authority::Limited(held))
+    }
+}
+
+/// What a write may grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Authority {
+    Full,
+    /// The permissions the acting token holds.
+    Limited(BTreeSet<String>),
+}
+
+impl Authority {
+    /// Refuses when any of `roles` (names, resolved in `snapshot`) carries a
+    /// permission this authority does not hold. `what` names the grant in the error.
+    pub(crate) fn may_grant_roles<'a>(
+        &self,
+        snapshot: &Snapshot,
+        what: impl FnOnce() -> String,
+        roles: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), ValidationError> {
+        let Authority::Limited(_) = self else {
+            return Ok(());
+        };
+        let permissions: Vec<&String> = roles
+            .into_iter()
+            .filter_map(|role| snapshot.role_permissions(role))
+            .flatten()
+            .collect();
+        self.may_grant(what, permissions)
+    }
+
+    /// Refuses when any of `permissions` is one this authority does not hold.
+    pub(crate) fn may_grant<'a>(
+        &self,
+        what: impl FnOnce() -> String,
+        permissions: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), ValidationError> {
+        let Authority::Limited(held) = self else {
+            return Ok(());
+        };
+        let missing: BTreeSet<String> = permissions
+            .into_iter()
+            .filter(|p| !held.contains(*p))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ValidationError::GrantBeyondCaller {
+            what: what(),
+            missing: missing.into_iter().collect(),
+        })
+    }
+}
