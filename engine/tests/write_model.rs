@@ -169,11 +169,11 @@ impl Run {
             (true, mut ops) => match ops.pop() {
                 Some(Op::Create(Spec::Token(spec))) => self
                     .engine
-                    .create_token(ACTOR, spec)
+                    .create_token(&Actor::system(ACTOR), spec)
                     .map(|(outcome, _)| outcome),
                 _ => unreachable!("a token act makes one token create"),
             },
-            (false, ops) => self.engine.write(ACTOR, ops),
+            (false, ops) => self.engine.write(&Actor::system(ACTOR), ops),
         };
         let model_result = self.model.write(ACTOR, ops(&self.model), token);
         match (engine_result, model_result) {

@@ -11,7 +11,7 @@ use super::model::Model;
 
 /// Names per kind: the common ones first, then case variants and look-alikes
 /// (Cyrillic `а`, `о`, `е`, `Р`), which the engine must refuse next to the originals.
-pub const USERS: [&str; 7] = ["ann", "bob", "cat", "dee", "Ann", "\u{430}nn", "eve@e.io"];
+pub const USERS: [&str; 7] = ["ann", "bob", "cat", "dee", "Ann", "\u{430}nn", "ann@e.io"];
 pub const GROUPS: [&str; 6] = ["ops", "dev", "sec", "db", "OPS", "\u{43e}ps"];
 pub const NODES: [&str; 6] = ["Prod", "Dev", "DB", "Web", "prod", "\u{420}rod"];
 pub const ASSETS: [&str; 6] = ["web", "db1", "cache", "jump", "WEB", "w\u{435}b"];
