@@ -41,6 +41,10 @@ pub enum ValidationError {
     },
     #[error("{kind} id `{id}` already exists")]
     DuplicateId { kind: EntityKind, id: Id },
+    /// An id the engine keeps for itself (the nil UUID, which the operation log uses
+    /// for events of unknown names, and the max UUID).
+    #[error("{kind} id `{id}` is reserved")]
+    ReservedId { kind: EntityKind, id: Id },
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,

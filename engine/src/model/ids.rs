@@ -19,6 +19,18 @@ use uuid::Uuid;
 pub struct Id(Uuid);
 
 impl Id {
+    /// The nil UUID: the operation log records sign-in events of unknown names under
+    /// it, so no entity may hold it.
+    pub const NIL: Id = Id(Uuid::nil());
+    /// The max UUID (all ones), kept back beside the nil one.
+    pub const MAX: Id = Id(Uuid::max());
+
+    /// Whether the engine keeps this id for itself, so no entity may be given it.
+    pub const fn is_reserved(self) -> bool {
+        let value = self.0.as_u128();
+        value == 0 || value == u128::MAX
+    }
+
     /// A new id (UUID version 7).
     pub fn random() -> Id {
         Id(Uuid::now_v7())

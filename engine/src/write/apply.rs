@@ -213,9 +213,11 @@ impl Resolver<'_> {
     }
 }
 
-/// A new entity's id: the one the spec asks for, if free, or a random one.
+/// A new entity's id: the one the spec asks for, if free and not reserved, or a
+/// random one.
 fn new_id(snap: &Snapshot, kind: EntityKind, requested: Option<Id>) -> Result<Id> {
     match requested {
+        Some(id) if id.is_reserved() => Err(ValidationError::ReservedId { kind, id }),
         Some(id) if snap.slot(id).is_some() => Err(ValidationError::DuplicateId { kind, id }),
         Some(id) => Ok(id),
         None => Ok(Id::random()),
@@ -309,7 +311,7 @@ impl Working {
                         let index = self.target(EntityKind::User, &id.to_string())?;
                         self.snap.user_entry(index).expect("resolved").user.id
                     }
-                    None => Id::from_u128(0),
+                    None => Id::NIL,
                 };
                 self.record_event(EntityKind::User, id, &what);
                 Ok(id)

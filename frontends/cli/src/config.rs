@@ -65,6 +65,11 @@ pub struct SignInConfig {
     /// A reset link is this text followed by the token.
     pub reset_link_prefix: Option<String>,
     pub max_concurrent_logins: Option<usize>,
+    /// Password-reset requests accepted per login name, and per client address, in
+    /// each `reset_window_minutes`.
+    pub reset_requests_per_account: Option<u32>,
+    pub reset_requests_per_address: Option<u32>,
+    pub reset_window_minutes: Option<u64>,
     /// How often `serve` runs sign-in housekeeping (0: never).
     pub housekeeping_interval_minutes: Option<u64>,
 }
@@ -84,6 +89,7 @@ pub struct Limits {
     pub max_page_size: Option<usize>,
     pub min_revision_wait_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +222,10 @@ impl ServeConfig {
                 env_number("PORTCULLIS_REQUEST_TIMEOUT_MS")?.or(limits.request_timeout_ms),
                 defaults.request_timeout,
             ),
+            header_read_timeout: millis(
+                env_number("PORTCULLIS_HEADER_READ_TIMEOUT_MS")?.or(limits.header_read_timeout_ms),
+                defaults.header_read_timeout,
+            ),
         };
         if settings.default_page_size == 0 || settings.default_page_size > settings.max_page_size {
             return Err(CliError::Input(format!(
@@ -346,6 +356,19 @@ fn signin_settings(
         max_concurrent_logins: env_number("PORTCULLIS_MAX_CONCURRENT_LOGINS")?
             .or(signin.max_concurrent_logins)
             .unwrap_or(defaults.max_concurrent_logins),
+        reset_limits: portcullis_http::ResetLimits {
+            per_account: env_number("PORTCULLIS_RESET_REQUESTS_PER_ACCOUNT")?
+                .or(signin.reset_requests_per_account)
+                .unwrap_or(defaults.reset_limits.per_account),
+            per_address: env_number("PORTCULLIS_RESET_REQUESTS_PER_ADDRESS")?
+                .or(signin.reset_requests_per_address)
+                .unwrap_or(defaults.reset_limits.per_address),
+            window: env_number::<u64>("PORTCULLIS_RESET_WINDOW_MINUTES")?
+                .or(signin.reset_window_minutes)
+                .map_or(defaults.reset_limits.window, |minutes| {
+                    Duration::from_secs(minutes.saturating_mul(60))
+                }),
+        },
     })
 }
 

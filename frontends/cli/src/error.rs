@@ -51,6 +51,7 @@ impl CliError {
                     | ValidationError::Duplicate { .. }
                     | ValidationError::DuplicateEmail(_)
                     | ValidationError::DuplicateId { .. }
+                    | ValidationError::ReservedId { .. }
                     | ValidationError::LookAlike { .. }
                     | ValidationError::Invalid { .. }
                     | ValidationError::GroupCycle { .. }

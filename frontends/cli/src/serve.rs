@@ -248,16 +248,14 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
             let address = listener.local_addr().map_err(bind_error)?;
             announce("http", address);
             let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let server = portcullis_http::serve(listener, router, &config.settings, async move {
                 signals.received().await;
                 tracing::info!("shutting down: finishing open requests");
                 state.close_streams();
                 let _ = stopping.send(true);
             });
             tokio::select! {
-                served = std::future::IntoFuture::into_future(server) => {
-                    served.map_err(|error| CliError::System(format!("server failure: {error}")))
-                }
+                () = server => Ok(()),
                 _ = async {
                     let _ = stopped.wait_for(|stopping| *stopping).await;
                     tokio::time::sleep(DRAIN).await;
@@ -291,9 +289,10 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
                 stopper.graceful_shutdown(Some(DRAIN));
             });
             announce("https", address);
-            axum_server::from_tcp_rustls(listener, rustls)
-                .handle(handle)
-                .serve(router.into_make_service())
+            let mut server = axum_server::from_tcp_rustls(listener, rustls).handle(handle);
+            portcullis_http::configure_connections(server.http_builder(), &config.settings);
+            server
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .map_err(|error| CliError::System(format!("server failure: {error}")))
         }

@@ -278,7 +278,8 @@ pub fn routes() -> Vec<Route> {
             .query(&["update", "dry_run"])
             .body("File")
             .answers(StatusCode::OK, "ImportReport")
-            .body_limit(IMPORT_BODY_LIMIT),
+            .body_limit(IMPORT_BODY_LIMIT)
+            .untimed(),
         );
     }
     routes

@@ -30,6 +30,7 @@ async fn blocking_write<T: Send + 'static>(
 ) -> Result<Result<T, Error>, ApiError> {
     let engine = state.engine().clone();
     let started = Instant::now();
+    crate::timeout::write_started();
     let result = tokio::task::spawn_blocking(move || write(&engine))
         .await
         .map_err(|error| ApiError::Internal(format!("write task failed: {error}")))?;

@@ -108,11 +108,12 @@ fn user_allows(snapshot: &Snapshot, user: Option<Id>, at: Time) -> bool {
 }
 
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    bearer_of(request.headers())
+}
+
+/// The bearer token of a request's headers.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -149,7 +150,20 @@ fn caller(
         return Ok(None);
     }
     let secret = bearer(request).ok_or(ApiError::Unauthenticated("missing bearer token"))?;
-    let now = Time::now();
+    authenticate(state, access, secret, Time::now()).map(|(caller, _)| Some(caller))
+}
+
+/// The caller whose bearer token is `secret`, if it satisfies `access` at `now`, and
+/// the next instant at which its token or user expires. Long-lived answers (the watch
+/// stream) call this again whenever the estate changes and at that instant, so a
+/// revocation, a role change, a deactivation or an expiry ends them as it would
+/// refuse a request.
+pub(crate) fn authenticate(
+    state: &AppState,
+    access: &Access,
+    secret: &str,
+    now: Time,
+) -> Result<(Caller, Option<Time>), ApiError> {
     let token = state
         .engine()
         .authenticate_token(secret, now)
@@ -160,6 +174,14 @@ fn caller(
             "the token's user is inactive or expired",
         ));
     }
+    let user_expiry = token
+        .user
+        .and_then(|user| snapshot.user(&user.to_string()))
+        .and_then(|user| user.expires_at);
+    let expiry = match (token.expires_at, user_expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let permissions = state.inner.auth.permissions(&snapshot, &token);
     if let Access::Permission(permission) = access {
         if !permissions.contains(permission.as_str()) {
@@ -168,5 +190,5 @@ fn caller(
             )));
         }
     }
-    Ok(Some(Caller { token, permissions }))
+    Ok((Caller { token, permissions }, expiry))
 }

@@ -8,19 +8,24 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::Stream;
-use portcullis_engine::{Change, Engine};
+use portcullis_engine::{Change, Engine, Time};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::auth::{Access, Caller};
 use crate::error::ApiError;
 use crate::extract::{Params, RawQuery};
+
+/// The permission of `/changes` and `/watch`.
+pub(crate) const CHANGES_VIEW: &str = "changes.view";
 
 /// How many records the stream reads from the log at a time.
 const WATCH_BATCH: usize = 1000;
@@ -90,12 +95,26 @@ pub(crate) async fn list(
     })))
 }
 
+/// How often an open stream checks its caller's authorization when nothing else
+/// makes it: revocations, role changes and deactivations are writes (they wake the
+/// stream at once) and expiries are timed; this is the safety net.
+const RECHECK: Duration = Duration::from_secs(30);
+
 struct Watch {
+    state: AppState,
+    /// The caller's bearer token, authorized again as a request would be.
+    secret: String,
+    access: Access,
     engine: Arc<Engine>,
     since: u64,
     pending: VecDeque<Event>,
     revisions: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
+    /// The head was sent: the first item of the stream is a comment, so the client
+    /// has its answer's head at once, not with the first event.
+    opened: bool,
+    /// The stream said why it ends; the next call ends it.
+    ended: bool,
 }
 
 /// Groups records by revision into one event each.
@@ -126,11 +145,43 @@ fn events(changes: Vec<Change>) -> VecDeque<Event> {
     events
 }
 
+/// How long until `at`, from `now` (zero when past).
+fn until(now: Time, at: Time) -> Duration {
+    let micros = at.as_micros().saturating_sub(now.as_micros()).max(0);
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
 impl Watch {
+    /// Authorizes the caller again, as of now. `Err` is the event that ends the
+    /// stream; `Ok` is how long until it must be checked again at the latest.
+    fn recheck(&self) -> Result<Duration, Event> {
+        let now = Time::now();
+        match crate::auth::authenticate(&self.state, &self.access, &self.secret, now) {
+            Ok((_, expiry)) => Ok(expiry.map_or(RECHECK, |at| until(now, at).min(RECHECK))),
+            Err(error) => Err(Event::default()
+                .event("error")
+                .data(crate::error::error_body(&error).to_string())),
+        }
+    }
+
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if *self.closing.borrow() {
+            if *self.closing.borrow() || self.ended {
                 return None;
+            }
+            // INVARIANT: every event is preceded by an authorization as of the newest
+            // snapshot, which is published before its revision is announced: nothing
+            // written after a revocation reaches a revoked caller.
+            let recheck = match self.recheck() {
+                Ok(recheck) => recheck,
+                Err(event) => {
+                    self.ended = true;
+                    return Some(event);
+                }
+            };
+            if !self.opened {
+                self.opened = true;
+                return Some(Event::default().comment("stream open"));
             }
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
@@ -169,6 +220,7 @@ impl Watch {
                     }
                 }
                 _ = self.closing.wait_for(|closing| *closing) => return None,
+                () = tokio::time::sleep(recheck) => {}
             }
         }
     }
@@ -176,6 +228,7 @@ impl Watch {
 
 pub(crate) async fn watch(
     State(state): State<AppState>,
+    Extension(_caller): Extension<Caller>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -201,7 +254,15 @@ pub(crate) async fn watch(
     let since = resume
         .or(params.since)
         .unwrap_or_else(|| state.snapshot().revision());
+    let secret = crate::auth::bearer_of(&headers)
+        .ok_or(ApiError::Unauthenticated("missing bearer token"))?
+        .to_owned();
     let watch = Watch {
+        state: state.clone(),
+        secret,
+        access: Access::Permission(CHANGES_VIEW.to_owned()),
+        opened: false,
+        ended: false,
         engine: state.engine().clone(),
         since,
         pending: VecDeque::new(),

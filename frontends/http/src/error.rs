@@ -27,6 +27,13 @@ pub enum ApiError {
     /// A query parameter or path segment is malformed.
     BadRequest(String),
     PayloadTooLarge,
+    /// The request's URI is longer than [`crate::MAX_URI_BYTES`].
+    UriTooLong,
+    /// The request has more headers than [`crate::MAX_HEADERS`] or more header bytes
+    /// than [`crate::MAX_HEADER_BYTES`].
+    HeadersTooLarge,
+    /// A rate limit (password-reset requests per account or per address) is reached.
+    TooManyRequests,
     /// No bearer token, or one that is unknown or expired.
     Unauthenticated(&'static str),
     /// A valid token without the permission the route needs.
@@ -100,6 +107,9 @@ impl ApiError {
     fn for_status(status: StatusCode) -> ApiError {
         match status {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => ApiError::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge,
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests,
             StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
             StatusCode::NOT_FOUND => ApiError::RouteNotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
@@ -143,6 +153,28 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is larger than the server accepts".to_owned(),
+            ),
+            ApiError::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!(
+                    "the request's URI is longer than {} bytes",
+                    crate::MAX_URI_BYTES
+                ),
+            ),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!(
+                    "the request has more than {} headers or {} bytes of them",
+                    crate::MAX_HEADERS,
+                    crate::MAX_HEADER_BYTES
+                ),
+            ),
+            ApiError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many requests of this kind; try again later".to_owned(),
             ),
             ApiError::Unauthenticated(message) => (
                 StatusCode::UNAUTHORIZED,
@@ -203,6 +235,9 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             | ValidationError::DuplicateEmail(_)
             | ValidationError::DuplicateId { .. } => (conflict, "duplicate", message),
             ValidationError::LookAlike { .. } => (conflict, "look_alike", message),
+            ValidationError::ReservedId { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "reserved_id", message)
+            }
             ValidationError::Invalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }

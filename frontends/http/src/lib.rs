@@ -25,7 +25,9 @@ mod openapi;
 mod qr;
 mod revisions;
 mod routes;
+mod serve;
 mod signin;
+mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +39,10 @@ pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
 pub use mail::MailSettings;
-pub use routes::Route;
-pub use signin::SignInSettings;
+pub use routes::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Route};
+pub use serve::{configure as configure_connections, serve};
+pub use signin::{ResetLimits, SignInSettings};
+pub use timeout::write_started;
 
 /// Limits and timeouts of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +55,12 @@ pub struct Settings {
     pub max_page_size: usize,
     /// How long a request with `min_revision` waits for the snapshot to catch up.
     pub min_revision_wait: Duration,
-    /// How long any request but the watch stream may take; then 503.
+    /// How long any request but the watch stream and imports may take; then 503. A
+    /// write the engine has taken is never cut: it finishes with its answer.
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's head (line and headers);
+    /// then the connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -63,6 +71,7 @@ impl Default for Settings {
             max_page_size: 1000,
             min_revision_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

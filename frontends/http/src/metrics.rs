@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -122,17 +122,39 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Counts every request by the route template it matched.
+/// The label of what no route serves: unknown paths, and any method outside the
+/// standard ones, whatever its path.
+const UNMATCHED: &str = "unmatched";
+
+/// A request's method as a label: the standard methods by name, any other `other`.
+/// Labels live as long as the process, so a client must not be able to mint them.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Counts every request by the route template it matched. Labels come only from the
+/// route table and the standard methods, so their number is bounded.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = method_label(request.method());
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(path) if method != "other" => path.as_str().to_owned(),
+        _ => UNMATCHED.to_owned(),
+    };
     let response = next.run(request).await;
     state.metrics().request(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -13,7 +13,6 @@ use axum::{Extension, Json, Router, middleware};
 use portcullis_engine::{EntityKind, PERMISSION_CHECK};
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::admin::handlers;
 use crate::auth::{Access, Caller};
@@ -38,7 +37,7 @@ pub struct Route {
     pub(crate) request: Option<String>,
     /// The success status and the schema of its body.
     pub(crate) response: (StatusCode, String),
-    /// Streams without end (no request timeout).
+    /// Streams without end, or runs long (an import): no request timeout.
     pub(crate) streaming: bool,
     /// The largest request body, when it is not [`crate::Settings::body_limit`].
     pub(crate) body_limit: Option<usize>,
@@ -115,9 +114,54 @@ impl Route {
         &self.access
     }
 
+    /// Not cut by the request timeout: a long import must finish with its answer
+    /// rather than be answered 503 and committed anyway. Its body is still limited.
+    pub fn untimed(mut self) -> Route {
+        self.streaming = true;
+        self
+    }
+
     fn streaming(mut self) -> Route {
         self.streaming = true;
         self
+    }
+}
+
+/// The longest request URI (path and query) the API reads; longer ones get 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most headers a request may carry; more get 431.
+pub const MAX_HEADERS: usize = 100;
+/// The most bytes of header names and values a request may carry; more get 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses request heads over the limits above, with the JSON error shape (the
+/// parser's own limits, set higher in `serve.rs`, would answer with an empty body).
+async fn refuse_large_heads(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |path| path.as_str().len());
+    let refusal = if uri > MAX_URI_BYTES {
+        Some(error::ApiError::UriTooLong)
+    } else {
+        let headers = request.headers();
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        (headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES)
+            .then_some(error::ApiError::HeadersTooLarge)
+    };
+    match refusal {
+        Some(refusal) => crate::extract::close_if_unread(
+            crate::extract::has_body(request.headers()),
+            refusal.into_response(),
+        ),
+        None => next.run(request).await,
     }
 }
 
@@ -255,7 +299,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
 /// Every route of the API.
 pub(crate) fn table() -> Vec<Route> {
     let check = || Access::Permission(PERMISSION_CHECK.to_owned());
-    let changes_view = || Access::Permission("changes.view".to_owned());
+    let changes_view = || Access::Permission(changes::CHANGES_VIEW.to_owned());
     let mut routes = vec![
         Route::new(Method::GET, "/healthz", Access::Public, "service", "Liveness: the engine answers", healthz).answers(StatusCode::OK, "Health"),
         Route::new(Method::GET, "/metrics", Access::Public, "service", "Prometheus metrics (text format); unauthenticated", metrics::render).answers(StatusCode::OK, "Metrics"),
@@ -411,9 +455,9 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
             timed = timed.route(&route.path, handler);
         }
     }
-    let timed = timed.layer(TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
+    let timed = timed.layer(middleware::from_fn_with_state(
         settings.request_timeout.max(Duration::from_millis(1)),
+        crate::timeout::request_timeout,
     ));
     Router::new()
         .merge(timed)
@@ -425,5 +469,6 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
             metrics::track,
         ))
         .layer(middleware::from_fn(error::fill_in_error_bodies))
+        .layer(middleware::from_fn(refuse_large_heads))
         .with_state(state)
 }

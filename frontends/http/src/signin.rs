@@ -43,6 +43,30 @@ pub struct SignInSettings {
     /// How many sign-in calls verify passwords at once; more wait. Each argon2
     /// verification takes `argon2.memory_kib` of memory.
     pub max_concurrent_logins: usize,
+    /// How many password-reset requests are accepted per login name and per client
+    /// address; past them, 429.
+    pub reset_limits: ResetLimits,
+}
+
+/// The rate limits of `POST /api/v1/auth/password/reset-request`. A request is
+/// accepted while both its login name (whether or not an account has it, so the
+/// limit tells nothing of existence) and its client address have accepted fewer than
+/// their limit in the current window; an accepted request counts toward both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetLimits {
+    pub per_account: u32,
+    pub per_address: u32,
+    pub window: std::time::Duration,
+}
+
+impl Default for ResetLimits {
+    fn default() -> ResetLimits {
+        ResetLimits {
+            per_account: 3,
+            per_address: 20,
+            window: std::time::Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 impl Default for SignInSettings {
@@ -51,6 +75,7 @@ impl Default for SignInSettings {
             mail: None,
             reset_link_prefix: "http://127.0.0.1:8080/reset-password?token=".to_owned(),
             max_concurrent_logins: 8,
+            reset_limits: ResetLimits::default(),
         }
     }
 }
@@ -60,6 +85,65 @@ pub(crate) struct SignIn {
     mailer: Option<Mailer>,
     settings: SignInSettings,
     permits: Arc<Semaphore>,
+    reset_throttle: Throttle,
+    /// Reset requests waiting for the mail thread (login names).
+    resets: std::sync::mpsc::SyncSender<String>,
+}
+
+/// How many reset requests may wait for the mail thread; more are dropped (and
+/// logged), still answered 202.
+const RESET_QUEUE: usize = 256;
+
+/// The most keys a throttle remembers; past it, expired windows are dropped, and when
+/// every key is live, new keys are refused until some expire.
+const THROTTLE_KEYS: usize = 100_000;
+
+/// Fixed-window counters by key (a hash: keys of any length cost the same).
+struct Throttle {
+    windows: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u32)>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Throttle {
+    fn new() -> Throttle {
+        Throttle {
+            windows: std::sync::Mutex::default(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn key(&self, scope: &str, value: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((scope, value))
+    }
+
+    /// Counts one request under every key when all are below `limit`s; `false`
+    /// (counting nothing) when any is at its limit.
+    fn admit(&self, keys: &[(u64, u32)], window: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        let mut windows = self.windows.lock().expect("throttle lock");
+        let live = |(start, _): &(std::time::Instant, u32)| now.duration_since(*start) < window;
+        for (key, limit) in keys {
+            let used = windows.get(key).filter(|w| live(w)).map_or(0, |w| w.1);
+            if used >= *limit {
+                return false;
+            }
+        }
+        if windows.len() + keys.len() > THROTTLE_KEYS {
+            windows.retain(|_, w| live(w));
+            if windows.len() + keys.len() > THROTTLE_KEYS {
+                return false;
+            }
+        }
+        for (key, _) in keys {
+            let entry = windows.entry(*key).or_insert((now, 0));
+            if !live(entry) {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+        true
+    }
 }
 
 impl SignIn {
@@ -70,13 +154,69 @@ impl SignIn {
             );
         }
         let mailer = settings.mail.as_ref().map(Mailer::new).transpose()?;
+        let (resets, queue) = std::sync::mpsc::sync_channel(RESET_QUEUE);
+        let worker = ResetWorker {
+            auth: auth.clone(),
+            mailer: mailer.clone(),
+            link_prefix: settings.reset_link_prefix.clone(),
+        };
+        std::thread::Builder::new()
+            .name("portcullis-reset-mail".to_owned())
+            .spawn(move || worker.run(&queue))
+            .map_err(|error| format!("cannot start the reset mail thread: {error}"))?;
         Ok(SignIn {
             auth,
             mailer,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1))),
             settings,
+            reset_throttle: Throttle::new(),
+            resets,
         })
     }
+}
+
+/// Handles reset requests off the request path, one at a time: looks the name up,
+/// issues a token and mails the link. The requester's answer never waits for it, so
+/// its timing says nothing of whether the account exists or how the mail went.
+struct ResetWorker {
+    auth: Arc<Auth>,
+    mailer: Option<Mailer>,
+    link_prefix: String,
+}
+
+impl ResetWorker {
+    fn run(&self, queue: &std::sync::mpsc::Receiver<String>) {
+        // Ends when the API's state is dropped (the sender with it).
+        while let Ok(login) = queue.recv() {
+            let delivery = match self.auth.request_reset(&login, Time::now()) {
+                Ok(Some(delivery)) => delivery,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "a reset request failed");
+                    continue;
+                }
+            };
+            let Some(mailer) = &self.mailer else {
+                tracing::warn!("a reset link was not sent: no mail server is configured");
+                continue;
+            };
+            let (subject, body) = reset_mail(&delivery, &self.link_prefix);
+            if let Err(error) = mailer.send(&delivery, subject, body) {
+                tracing::warn!(to = %delivery.to, %error, "a reset link was not sent");
+            }
+        }
+    }
+}
+
+/// The subject and body of a reset-link mail.
+fn reset_mail(delivery: &Delivery, link_prefix: &str) -> (&'static str, String) {
+    (
+        "Reset your Portcullis password",
+        format!(
+            "Hello {},\r\n\r\nTo choose a new password, open this link before {}:\r\n\r\n{}{}\r\n\r\nIt works once. If you did not ask for it, ignore this message.\r\n",
+            delivery.username, delivery.expires_at, link_prefix, delivery.secret
+        ),
+    )
 }
 
 /// Runs a sign-in call on the blocking pool, under the concurrency limit.
@@ -92,6 +232,8 @@ async fn run<T: Send + 'static>(
         .await
         .map_err(|_| ApiError::Internal("the sign-in limiter is closed".to_owned()))?;
     let auth = signin.auth.clone();
+    // Sign-in calls write (events, lockouts, passwords): never cut once started.
+    crate::timeout::write_started();
     tokio::task::spawn_blocking(move || call(&auth, Time::now()))
         .await
         .map_err(|error| ApiError::Internal(format!("sign-in task failed: {error}")))?
@@ -105,16 +247,7 @@ async fn send(state: &AppState, delivery: Delivery, reset: bool) -> Result<(), A
         return Err(ApiError::MailUnavailable);
     };
     let (subject, body) = if reset {
-        (
-            "Reset your Portcullis password",
-            format!(
-                "Hello {},\r\n\r\nTo choose a new password, open this link before {}:\r\n\r\n{}{}\r\n\r\nIt works once. If you did not ask for it, ignore this message.\r\n",
-                delivery.username,
-                delivery.expires_at,
-                signin.settings.reset_link_prefix,
-                delivery.secret
-            ),
-        )
+        reset_mail(&delivery, &signin.settings.reset_link_prefix)
     } else {
         (
             "Your Portcullis sign-in code",
@@ -226,21 +359,38 @@ pub(crate) struct ResetRequest {
     login: String,
 }
 
-/// Always 202, whether the name exists or not.
+/// Always 202, whether the name exists or not, at once: the lookup, the token and
+/// the mail happen on the reset thread. Rate-limited per login name and per client
+/// address (429).
 pub(crate) async fn request_reset(
     State(state): State<AppState>,
+    address: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     JsonBody(body): JsonBody<ResetRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let delivery = run(&state, move |auth, now| {
-        auth.request_reset(&body.login, now)
-    })
-    .await?;
-    if let Some(delivery) = delivery {
-        // A mail failure is the server's problem; telling the caller would tell them
-        // the name exists.
-        if let Err(error) = send(&state, delivery, true).await {
-            tracing::warn!(?error, "a reset link was not sent");
-        }
+    let signin = &state.inner.signin;
+    let limits = &signin.settings.reset_limits;
+    let login = body.login.trim().to_lowercase();
+    // Behind a proxy every client shares the proxy's address (and its limit).
+    let address = address.map_or_else(String::new, |Extension(info)| info.0.ip().to_string());
+    let keys = [
+        (
+            signin.reset_throttle.key("login", &login),
+            limits.per_account,
+        ),
+        (
+            signin.reset_throttle.key("address", &address),
+            limits.per_address,
+        ),
+    ];
+    if !signin.reset_throttle.admit(&keys, limits.window) {
+        return Err(ApiError::TooManyRequests);
+    }
+    if let Err(error) = signin.resets.try_send(body.login) {
+        let full = matches!(error, std::sync::mpsc::TrySendError::Full(_));
+        tracing::warn!(
+            full,
+            "a reset request was dropped: the reset thread is busy or gone"
+        );
     }
     Ok((
         StatusCode::ACCEPTED,

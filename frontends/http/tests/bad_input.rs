@@ -316,3 +316,172 @@ async fn a_slow_request_times_out_with_the_error_shape() {
     let (status, answer) = server.get("/api/v1/users?min_revision=999999").await;
     assert_eq!((status, code(&answer)), (503, "timeout"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_methods_and_routes_share_one_metrics_label() {
+    let server = Server::start().await;
+    // Unauthenticated floods of made-up methods and paths: each is answered, and none
+    // becomes a label of its own.
+    for i in 0..40 {
+        let method = Method::from_bytes(format!("FLOOD{i}{}", "M".repeat(2000)).as_bytes())
+            .expect("a token is a method");
+        let (status, answer) = server
+            .call(method.clone(), "/api/v1/users", None, None)
+            .await;
+        assert_eq!((status, code(&answer)), (405, "method_not_allowed"));
+        let (status, _) = server
+            .call(method, &format!("/flood-{i}"), None, None)
+            .await;
+        assert_eq!(status, 404);
+        let (status, answer) = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/flood-{i}-{}", "p".repeat(500)),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!((status, code(&answer)), (404, "route_not_found"));
+    }
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("FLOOD"), "a method became a label");
+    assert!(!metrics.contains("flood-"), "a path became a label");
+    let series = metrics
+        .lines()
+        .filter(|line| line.starts_with("portcullis_http_requests_total{"))
+        .count();
+    assert!(series <= 6, "{series} request series:\n{metrics}");
+    assert!(
+        metrics.contains("method=\"other\",route=\"unmatched\""),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_ids_are_refused() {
+    let server = Server::start().await;
+    let before = server.engine.snapshot().revision();
+    for id in [
+        "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    ] {
+        for (collection, body) in [
+            ("users", json!({"id": id, "username": "ghost"})),
+            ("groups", json!({"id": id, "name": "ghosts"})),
+            (
+                "roles",
+                json!({"id": id, "name": "ghostly", "permissions": []}),
+            ),
+        ] {
+            let (status, answer) = server.post(&format!("/api/v1/{collection}"), body).await;
+            assert_eq!(
+                (status, code(&answer)),
+                (422, "reserved_id"),
+                "{collection} {id}: {answer}"
+            );
+        }
+    }
+    assert_eq!(server.engine.snapshot().revision(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uris_and_large_headers_answer_json() {
+    let server = Server::start().await;
+    let long = format!("/api/v1/users?search={}", "u".repeat(20 * 1024));
+    let response = server
+        .client
+        .get(server.url(&long))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, code(&body)), (414, "uri_too_long"), "{body}");
+
+    let response = server
+        .client
+        .get(server.url("/api/v1/users"))
+        .bearer_auth(&server.admin)
+        .header("x-filler", "h".repeat(80 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, code(&body)), (431, "headers_too_large"), "{body}");
+
+    let mut request = server.client.get(server.url("/api/v1/users"));
+    for i in 0..150 {
+        request = request.header(format!("x-h{i}"), "v");
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, code(&body)), (431, "headers_too_large"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_sending_half_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start().await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-half: ")
+        .await
+        .unwrap();
+    // The harness's header read timeout is one second; the server must hang up.
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection is still open 10 s after half a request head"
+    );
+}
+
+/// Issue #21 (8a): a write was answered 503 `timeout` and committed anyway. Under a
+/// timeout far shorter than a write, every answer must say what happened: 201 and
+/// stored, or 503 and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answered_timeout_was_not_applied() {
+    let mut settings = crate::support::test_settings();
+    settings.request_timeout = std::time::Duration::from_millis(1);
+    let server = Server::start_with(settings).await;
+    let mut stored = 0;
+    for i in 0..30 {
+        let name = format!("timed-{i}");
+        let (status, answer) = server
+            .post(
+                "/api/v1/roles",
+                json!({"name": name, "permissions": ["users.view"]}),
+            )
+            .await;
+        let exists = server.engine.snapshot().role_permissions(&name).is_some();
+        match status {
+            201 => assert!(exists, "{name}: answered 201 but not stored"),
+            503 => assert!(
+                !exists,
+                "{name}: answered 503 `timeout` but stored: {answer}"
+            ),
+            other => panic!("{name}: {other} {answer}"),
+        }
+        stored += usize::from(exists);
+    }
+    assert!(
+        stored > 0,
+        "no write got through: the test exercised nothing"
+    );
+}

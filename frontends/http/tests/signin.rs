@@ -105,12 +105,21 @@ fn cheap() -> AuthSettings {
 
 /// A server with sign-in `settings`, mail to `smtp_port` when given; and its `Auth`.
 async fn start(settings: AuthSettings, smtp_port: Option<u16>) -> (Server, Arc<Auth>) {
+    start_with(settings, smtp_port, |_| {}).await
+}
+
+/// As [`start`], with the sign-in settings changed by `adjust`.
+async fn start_with(
+    settings: AuthSettings,
+    smtp_port: Option<u16>,
+    adjust: impl FnOnce(&mut SignInSettings),
+) -> (Server, Arc<Auth>) {
     let slot = Arc::new(std::sync::Mutex::new(None));
     let keep = slot.clone();
     let server = Server::start_with_state(move |engine| {
         let auth = Arc::new(Auth::new(engine.clone(), settings).unwrap());
         *keep.lock().unwrap() = Some(auth.clone());
-        let signin = SignInSettings {
+        let mut signin = SignInSettings {
             mail: smtp_port.map(|port| MailSettings {
                 host: "127.0.0.1".to_owned(),
                 port,
@@ -121,7 +130,9 @@ async fn start(settings: AuthSettings, smtp_port: Option<u16>) -> (Server, Arc<A
             }),
             reset_link_prefix: PREFIX.to_owned(),
             max_concurrent_logins: 4,
+            ..SignInSettings::default()
         };
+        adjust(&mut signin);
         AppState::with_signin(engine, test_settings(), auth, signin).unwrap()
     })
     .await;
@@ -587,4 +598,101 @@ async fn without_a_mail_server_links_are_refused_but_requests_are_not() {
     )
     .await;
     assert_eq!(status, 202);
+}
+
+/// An SMTP server that takes connections and never says a word: a mailer that blocks.
+fn silent_smtp() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the silent server");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_request_does_not_wait_for_the_mailer() {
+    let port = silent_smtp();
+    let (server, _) = start_with(cheap(), Some(port), |signin| {
+        if let Some(mail) = &mut signin.mail {
+            mail.timeout = Duration::from_secs(60);
+        }
+    })
+    .await;
+    server
+        .create(
+            "users",
+            json!({"username": "erin", "email": "erin@example.com"}),
+        )
+        .await;
+    // The mail to erin can never be sent; the answer must not wait for it, and must
+    // be the one an unknown name gets (the request timeout is 10 s, the mailer's 60 s).
+    for name in ["erin", "nobody", "erin@example.com"] {
+        let request = public(
+            &server,
+            "/api/v1/auth/password/reset-request",
+            json!({"login": name}),
+        );
+        let (status, answer) = tokio::time::timeout(Duration::from_secs(5), request)
+            .await
+            .expect("the answer does not wait for the mailer");
+        assert_eq!((status, answer["status"].clone()), (202, json!("accepted")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_requests_are_throttled_per_account_and_per_address() {
+    let (port, inbox) = smtp_sink();
+    let (server, _) = start_with(cheap(), Some(port), |signin| {
+        signin.reset_limits.per_account = 2;
+        signin.reset_limits.per_address = 6;
+    })
+    .await;
+    server
+        .create(
+            "users",
+            json!({"username": "erin", "email": "erin@example.com"}),
+        )
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, answer) = public(
+            &server,
+            "/api/v1/auth/password/reset-request",
+            json!({"login": "erin"}),
+        )
+        .await;
+        if status == 429 {
+            assert_eq!(code(&answer), "too_many_requests", "{answer}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 429, 429, 429], "per account");
+    // An unknown name is limited alike, so the limit tells nothing of existence;
+    // the address's own limit (6 accepted requests) is then reached whatever the
+    // names (refused requests count toward neither limit).
+    let mut statuses = Vec::new();
+    for name in ["ghost", "ghost", "ghost", "x1", "x2", "x3"] {
+        let (status, _) = public(
+            &server,
+            "/api/v1/auth/password/reset-request",
+            json!({"login": name}),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 429, 202, 202, 429], "per address");
+    // Five requests for erin sent two mails, no more.
+    for _ in 0..2 {
+        inbox
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a reset mail");
+    }
+    assert!(
+        inbox.recv_timeout(Duration::from_millis(500)).is_err(),
+        "mails are capped by the limit"
+    );
 }

@@ -1,11 +1,10 @@
 //! One server per test: a redb store in a temporary directory, the router on
 //! 127.0.0.1:0, and a client with helpers that read like the requests they send.
 
-use portcullis_engine::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_engine::{Engine, TokenSpec};
+use portcullis_engine::{Actor, Engine, TokenSpec};
 use portcullis_http::{AppState, Settings};
 use reqwest::Method;
 use serde_json::Value;
@@ -27,6 +26,7 @@ pub fn test_settings() -> Settings {
         max_page_size: 200,
         min_revision_wait: Duration::from_millis(300),
         request_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(1),
     }
 }
 
@@ -49,6 +49,7 @@ impl Server {
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         let state = make(engine.clone());
+        let settings = state.settings().clone();
         // A sync status provider, as the binary registers one for LDAP.
         state.register_sync_status(
             "ldap",
@@ -56,7 +57,7 @@ impl Server {
         );
         let router = portcullis_http::router(state);
         tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve");
+            portcullis_http::serve(listener, router, &settings, std::future::pending()).await;
         });
         let mut server = Server {
             base: format!("http://{address}"),

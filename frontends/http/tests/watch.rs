@@ -1,6 +1,7 @@
 //! The watch stream: one server-sent event per revision, resumable with
 //! `Last-Event-ID`.
 
+use portcullis_engine::Actor;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,14 +26,28 @@ struct Event {
 
 impl Events {
     async fn open(server: &Server, last_event_id: Option<u64>, query: &str) -> Events {
+        Events::open_as(server, &server.admin, last_event_id, query).await
+    }
+
+    /// Opens the stream with `token`; the answer's head must come at once (within 5
+    /// seconds), not with the first event or keep-alive.
+    async fn open_as(
+        server: &Server,
+        token: &str,
+        last_event_id: Option<u64>,
+        query: &str,
+    ) -> Events {
         let mut request = server
             .client
             .get(server.url(&format!("/api/v1/watch{query}")))
-            .bearer_auth(&server.admin);
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
-        let response = request.send().await.expect("watch");
+        let response = tokio::time::timeout(Duration::from_secs(5), request.send())
+            .await
+            .expect("the stream's head within 5 seconds")
+            .expect("watch");
         assert_eq!(response.status().as_u16(), 200);
         assert!(
             response.headers()["content-type"]
@@ -86,6 +101,34 @@ impl Events {
         })
         .await
         .expect("an event within 5 seconds")
+    }
+
+    /// Reads until the stream ends (within `seconds`); returns the ids of the change
+    /// events seen before the end and the name of the last event.
+    async fn until_end(&mut self, seconds: u64) -> (Vec<u64>, String) {
+        let mut ids = Vec::new();
+        let mut last = String::new();
+        tokio::time::timeout(Duration::from_secs(seconds), async {
+            loop {
+                while let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    for line in block.lines() {
+                        if let Some(id) = line.strip_prefix("id:") {
+                            ids.push(id.trim().parse().expect("numeric id"));
+                        } else if let Some(name) = line.strip_prefix("event:") {
+                            last = name.trim().to_owned();
+                        }
+                    }
+                }
+                match self.stream.next().await {
+                    Some(Ok(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                    Some(Err(_)) | None => return,
+                }
+            }
+        })
+        .await
+        .expect("the stream ends");
+        (ids, last)
     }
 }
 
@@ -155,4 +198,133 @@ async fn watch_refuses_a_bad_last_event_id() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
+}
+
+/// A token with `roles` (for `user`, if given) that expires at `expires_at`.
+async fn token_with(
+    server: &Server,
+    name: &str,
+    roles: &[&str],
+    user: Option<&str>,
+    expires_at: Option<portcullis_engine::Time>,
+) -> String {
+    let engine = server.engine.clone();
+    let spec = portcullis_engine::TokenSpec {
+        id: None,
+        name: name.to_owned(),
+        user: user.map(str::to_owned),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        expires_at,
+        description: String::new(),
+    };
+    tokio::task::spawn_blocking(move || engine.create_token(&Actor::system("test"), spec))
+        .await
+        .unwrap()
+        .expect("create token")
+        .1
+}
+
+/// Opens a watch as `token`, sees one event, lets `revoke` take the token's right
+/// away, and insists the stream ends without delivering what is written afterwards.
+async fn ends_after(server: &Server, token: &str, revoke: impl std::future::Future<Output = ()>) {
+    let mut events = Events::open_as(server, token, None, "").await;
+    let seen = server
+        .create("nodes", json!({"name": format!("n-{}", rand_suffix())}))
+        .await["revision"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(events.next().await.id, seen);
+    revoke.await;
+    let after = server
+        .create("nodes", json!({"name": format!("n-{}", rand_suffix())}))
+        .await["revision"]
+        .as_u64()
+        .unwrap();
+    let (ids, last) = events.until_end(10).await;
+    assert!(
+        !ids.contains(&after),
+        "a change written after the revocation was streamed: {ids:?}"
+    );
+    assert_eq!(last, "error", "the stream says why it ends");
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_when_its_token_is_revoked() {
+    let server = Server::start().await;
+    let token = server.token("watcher", &["system-auditor"]).await;
+    ends_after(&server, &token, async {
+        let (status, answer) = server.delete("/api/v1/tokens/watcher").await;
+        assert_eq!(status, 200, "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_when_its_role_loses_the_permission() {
+    let server = Server::start().await;
+    server
+        .create(
+            "roles",
+            json!({"name": "log-reader", "permissions": ["changes.view", "nodes.view"]}),
+        )
+        .await;
+    let token = server.token("reader", &["log-reader"]).await;
+    ends_after(&server, &token, async {
+        let (status, answer) = server
+            .patch(
+                "/api/v1/roles/log-reader",
+                json!({"permissions": ["nodes.view"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_when_its_user_is_deactivated() {
+    let server = Server::start().await;
+    server.create("users", json!({"username": "wendy"})).await;
+    let token = token_with(
+        &server,
+        "wendy-watch",
+        &["system-auditor"],
+        Some("wendy"),
+        None,
+    )
+    .await;
+    ends_after(&server, &token, async {
+        let (status, answer) = server
+            .patch("/api/v1/users/wendy", json!({"active": false}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_when_its_token_expires() {
+    let server = Server::start().await;
+    let expires = portcullis_engine::Time::now().add_micros(1_500_000);
+    let token = token_with(&server, "brief", &["system-auditor"], None, Some(expires)).await;
+    let mut events = Events::open_as(&server, &token, None, "").await;
+    // Nothing is written: the clock alone must end the stream.
+    let (ids, last) = events.until_end(10).await;
+    assert!(ids.is_empty(), "{ids:?}");
+    assert_eq!(last, "error", "the stream says why it ends");
+    // And it cannot be opened again.
+    let response = server
+        .client
+        .get(server.url("/api/v1/watch"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
 }

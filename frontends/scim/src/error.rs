@@ -114,6 +114,7 @@ impl ScimError {
                     ScimError::Forbidden(error.to_string())
                 }
                 ValidationError::NotFound(_)
+                | ValidationError::ReservedId { .. }
                 | ValidationError::Invalid { .. }
                 | ValidationError::GroupCycle { .. }
                 | ValidationError::NodeCycle { .. }

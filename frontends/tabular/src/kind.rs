@@ -14,6 +14,10 @@ pub const MAX_ROWS: usize = 1_000_000;
 /// there were. A file with a million bad rows should not produce a million messages.
 pub const MAX_PROBLEMS: usize = 1_000;
 
+/// The most bytes an XLSX workbook may unpack to, all its parts together. A workbook
+/// of [`MAX_ROWS`] rows of the widest kind stays well below it.
+pub const MAX_UNPACKED_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// The kinds of entity a sheet can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,6 +175,10 @@ pub struct ParseOptions {
     pub max_rows: usize,
     /// The most problems listed. Defaults to [`MAX_PROBLEMS`].
     pub max_problems: usize,
+    /// The most bytes an XLSX workbook may unpack to (every part together); a part
+    /// that unpacks to more than 100 times its packed size is refused too. Defaults
+    /// to [`MAX_UNPACKED_BYTES`].
+    pub max_unpacked_bytes: u64,
 }
 
 impl Default for ParseOptions {
@@ -178,6 +186,7 @@ impl Default for ParseOptions {
         ParseOptions {
             max_rows: MAX_ROWS,
             max_problems: MAX_PROBLEMS,
+            max_unpacked_bytes: MAX_UNPACKED_BYTES,
         }
     }
 }

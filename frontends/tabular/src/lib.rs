@@ -36,7 +36,10 @@ pub use columns::{Column, columns};
 pub use error::{ImportError, Problem, TabularError};
 pub use export::{export, template};
 pub use import::{ImportOptions, ImportReport, Progress, Stage, import};
-pub use kind::{Format, Kind, MAX_PROBLEMS, MAX_ROWS, ParseOptions, UnknownFormat, UnknownKind};
+pub use kind::{
+    Format, Kind, MAX_PROBLEMS, MAX_ROWS, MAX_UNPACKED_BYTES, ParseOptions, UnknownFormat,
+    UnknownKind,
+};
 pub use parse::{Row, parse};
 pub use plan::{Change, ChangeKind, ImportPlan, PlanCounts, plan};
 
@@ -57,6 +60,7 @@ pub fn fuzz_rows(data: &[u8]) {
     let options = ParseOptions {
         max_rows: 10_000,
         max_problems: 100,
+        max_unpacked_bytes: 64 * 1024 * 1024,
     };
     let _ = parse(kind, format, file, &options);
 }

@@ -117,6 +117,20 @@ fn read_csv(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> Op
             Err(error) => return refuse(problems, format!("malformed CSV: {error}")),
         }
         line += 1;
+        if record.len() > MAX_COLUMNS {
+            return refuse(
+                problems,
+                format!(
+                    "row {line} has more than {MAX_COLUMNS} values; at most {MAX_COLUMNS} columns are read"
+                ),
+            );
+        }
+        if record.iter().any(|field| field.len() > MAX_VALUE_BYTES) {
+            return refuse(
+                problems,
+                format!("row {line} holds a value longer than {MAX_VALUE_BYTES} bytes"),
+            );
+        }
         let start = record.position().map_or(0, |p| p.byte() as usize);
         let end = (reader.position().byte() as usize).min(bytes.len());
         let raw = &bytes[start.min(end)..end];
@@ -272,6 +286,11 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
             ""
         };
         return refuse(problems, format!("the file is not an XLSX workbook{hint}"));
+    }
+    // calamine reads the shared-string table whole when it opens a workbook: what the
+    // parts unpack to is bounded first, by streaming each through a counter.
+    if let Err(message) = check_unpacked_sizes(bytes, options) {
+        return refuse(problems, message);
     }
     let mut workbook = match Xlsx::new(Cursor::new(bytes)) {
         Ok(workbook) => workbook,
@@ -448,6 +467,115 @@ fn read_xlsx(bytes: &[u8], options: &ParseOptions, problems: &mut Problems) -> O
         header_line: start_row as usize + 1,
         rows,
     })
+}
+
+/// The longest value one CSV cell may hold. Descriptions are the longest values a
+/// sheet has; a longer one is a mistake or an attack.
+pub(crate) const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// The most a part of a workbook may unpack to, as a multiple of its packed size, once
+/// it is larger than [`RATIO_FREE_BYTES`]. Spreadsheet XML packs about tenfold; a
+/// decompression bomb packs a thousandfold.
+const MAX_INFLATE_RATIO: u64 = 100;
+
+/// Parts that unpack to no more than this are not held to [`MAX_INFLATE_RATIO`].
+const RATIO_FREE_BYTES: u64 = 1024 * 1024;
+
+/// The most parts a workbook may hold (a workbook of one sheet has about ten).
+const MAX_PARTS: usize = 10_000;
+
+/// Unpacks every part of the workbook into a counter (nothing is kept) and refuses it
+/// when a part unpacks to more than [`MAX_INFLATE_RATIO`] times its packed size, or
+/// all parts together to more than `options.max_unpacked_bytes`. The sizes the zip
+/// directory declares are not trusted: the bytes are counted.
+fn check_unpacked_sizes(bytes: &[u8], options: &ParseOptions) -> Result<(), String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|error| format!("cannot read the workbook: {error}"))?;
+    if archive.len() > MAX_PARTS {
+        return Err(format!(
+            "the workbook holds {} parts; at most {MAX_PARTS} are read",
+            archive.len()
+        ));
+    }
+    let total_limit = options.max_unpacked_bytes;
+    let mut total: u64 = 0;
+    for index in 0..archive.len() {
+        let file = archive
+            .by_index(index)
+            .map_err(|error| format!("cannot read the workbook: {error}"))?;
+        let name = file.name().to_owned();
+        let ratio_limit = file
+            .compressed_size()
+            .max(1)
+            .saturating_mul(MAX_INFLATE_RATIO)
+            .max(RATIO_FREE_BYTES);
+        let left = total_limit.saturating_sub(total);
+        let shared_strings = name.eq_ignore_ascii_case("xl/sharedStrings.xml");
+        let limit = if shared_strings {
+            ratio_limit.min(left).min(MAX_SHARED_STRINGS_BYTES)
+        } else {
+            ratio_limit.min(left)
+        };
+        let mut counter = StringCounter::default();
+        let unpacked = std::io::copy(&mut file.take(limit + 1), &mut counter)
+            .map_err(|error| format!("cannot read the workbook part `{name}`: {error}"))?;
+        if shared_strings && unpacked <= limit && counter.strings > cell_budget(options) {
+            return Err(format!(
+                "the workbook's shared-string table holds more than {} strings",
+                cell_budget(options)
+            ));
+        }
+        if shared_strings && unpacked > limit && limit == MAX_SHARED_STRINGS_BYTES {
+            return Err(format!(
+                "the workbook's shared-string table unpacks to more than {MAX_SHARED_STRINGS_BYTES} bytes"
+            ));
+        }
+        if unpacked > limit {
+            return Err(if limit == ratio_limit {
+                format!(
+                    "the workbook part `{name}` unpacks to more than {MAX_INFLATE_RATIO} times its packed size (a decompression bomb?)"
+                )
+            } else {
+                format!("the workbook unpacks to more than {total_limit} bytes")
+            });
+        }
+        total += unpacked;
+    }
+    Ok(())
+}
+
+/// The most bytes the shared-string table may unpack to: calamine holds it whole.
+const MAX_SHARED_STRINGS_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Counts the `<si>` elements (with any namespace prefix) of the XML written to it,
+/// keeping nothing else.
+#[derive(Default)]
+struct StringCounter {
+    strings: usize,
+    /// The last bytes of the previous chunk, for an element cut in two.
+    tail: [u8; 3],
+}
+
+impl std::io::Write for StringCounter {
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<usize> {
+        let mut window = self.tail;
+        for &byte in chunk {
+            // `<si` or `:si`, then `>`, a space or `/`.
+            if matches!(window, [b'<' | b':', b's', b'i'])
+                && matches!(byte, b'>' | b' ' | b'/' | b'\t' | b'\n' | b'\r')
+            {
+                self.strings += 1;
+            }
+            window = [window[1], window[2], byte];
+        }
+        self.tail = window;
+        Ok(chunk.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The widest used area of a sheet that is read. The widest kind has 14 columns, and

@@ -638,3 +638,83 @@ fn cells_at_opposite_corners_of_a_sheet_are_refused_without_allocating_the_area(
         "the workbook has data on several sheets (`Sheet2`)",
     );
 }
+
+/// `workbook` with its shared-string table replaced by one holding a single string of
+/// `megabytes` MiB of `A`: a few hundred KB zipped, hundreds of MB unpacked.
+fn with_huge_shared_string(workbook: &[u8], megabytes: usize) -> Vec<u8> {
+    use std::io::{Cursor, Read, Write};
+    let mut archive = zip::ZipArchive::new(Cursor::new(workbook)).unwrap();
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let mut replaced = false;
+    for index in 0..archive.len() {
+        let mut file = archive.by_index(index).unwrap();
+        let name = file.name().to_owned();
+        out.start_file(name.as_str(), options).unwrap();
+        if name == "xl/sharedStrings.xml" {
+            replaced = true;
+            out.write_all(
+                br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="2" uniqueCount="2"><si><t>Username</t></si><si><t>"#,
+            )
+            .unwrap();
+            let chunk = vec![b'A'; 1024 * 1024];
+            for _ in 0..megabytes {
+                out.write_all(&chunk).unwrap();
+            }
+            out.write_all(b"</t></si></sst>").unwrap();
+        } else {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+    }
+    assert!(replaced, "the workbook has a shared-string table");
+    out.finish().unwrap().into_inner()
+}
+
+/// Regression (issue #21): a 412 KB workbook holding a 400 MB shared string made the
+/// server allocate 1.2 GB before refusing it. What a workbook unpacks to is now
+/// bounded before calamine reads any part of it.
+#[test]
+fn a_decompression_bomb_in_the_shared_strings_is_refused_before_it_is_unpacked() {
+    let base = xlsx(|w| {
+        let sheet = w.add_worksheet();
+        sheet.write_string(0, 0, "Username").unwrap();
+        sheet.write_string(1, 0, "alice").unwrap();
+    });
+    let bomb = with_huge_shared_string(&base, 200);
+    assert!(bomb.len() < 1024 * 1024, "{} bytes", bomb.len());
+    let problems = refused(Kind::Users, Format::Xlsx, &bomb);
+    one(&problems, "unpacks to more than");
+
+    // An absolute bound holds too, whatever the ratio: here, 1 MiB in all.
+    let options = ParseOptions {
+        max_unpacked_bytes: 1024 * 1024,
+        ..ParseOptions::default()
+    };
+    let two_mib = with_huge_shared_string(&base, 2);
+    let problems = parse(Kind::Users, Format::Xlsx, &two_mib, &options).unwrap_err();
+    one(&problems, "unpacks to more than 1048576 bytes");
+}
+
+/// CSV needs no unpacking, but one huge value or one row of a million empty values
+/// must not multiply the body's size in memory either.
+#[test]
+fn csv_bombs_huge_values_and_rows_are_refused() {
+    let huge_value = format!(
+        "Username,Email\nalice,{}@example.com\n",
+        "a".repeat(200_000)
+    );
+    let problems = refused(Kind::Users, Format::Csv, huge_value.as_bytes());
+    one(&problems, "a value longer than 65536 bytes");
+
+    let wide_row = format!("Username,Email\nalice{}\n", ",".repeat(2_000_000));
+    let problems = refused(Kind::Users, Format::Csv, wide_row.as_bytes());
+    one(&problems, "more than 1000 values");
+
+    let wide_header = format!("Username{}\nalice\n", ",x".repeat(5_000));
+    let problems = refused(Kind::Users, Format::Csv, wide_header.as_bytes());
+    one(&problems, "more than 1000 values");
+}
