@@ -104,6 +104,9 @@ struct Run {
     ids: Ids,
     /// The engine's clock at each write, by the write's number.
     times: BTreeMap<u64, Time>,
+    /// The tokens writes act as, by `script::ACTOR_TOKENS` index: (engine id, model
+    /// id), bound once the prelude is written.
+    actors: Vec<(Id, Id)>,
 }
 
 fn engine_path(n: &std::path::Path) -> std::path::PathBuf {
@@ -113,25 +116,26 @@ fn engine_path(n: &std::path::Path) -> std::path::PathBuf {
 impl Run {
     fn new() -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let engine = if std::env::var("WRITE_MODEL_IN_MEMORY").is_ok() {
-            Engine::in_memory().unwrap()
-        } else {
-            Engine::open(engine_path(dir.path())).unwrap()
-        };
+        let engine = Engine::open(engine_path(dir.path())).unwrap();
         Run {
             dir,
             engine,
             model: Model::new(),
             ids: Ids::default(),
             times: BTreeMap::new(),
+            actors: Vec::new(),
         }
     }
 
     fn script(&mut self, script: &Script) -> Outcome {
         self.compare_estates("the new store")?;
         for (n, write) in script.writes.iter().enumerate() {
-            self.write(write)
-                .map_err(|e| fail(format!("write {n} {write:?}: {e}")))?;
+            if n == script.prelude {
+                self.bind_actors();
+            }
+            let actor = script.actors[n];
+            self.write(write, actor)
+                .map_err(|e| fail(format!("write {n} by {actor:?} {write:?}: {e}")))?;
             if n + 1 < script.prelude {
                 continue;
             }
@@ -148,7 +152,24 @@ impl Run {
         Ok(())
     }
 
-    fn write(&mut self, acts: &[Act]) -> Outcome {
+    /// The tokens the prelude made for writes to act as. One whose creation was
+    /// refused gets an id nothing holds: writes as it are refused, as a deleted one's.
+    fn bind_actors(&mut self) {
+        self.actors = (0..script::ACTOR_TOKENS)
+            .map(|i| {
+                let name = script::TOKENS[i];
+                match self.model.token(name) {
+                    Some(model) => (self.ids.to_engine[&model], model),
+                    None => {
+                        let nobody = Id::from_u128(0xDEAD_0000 + i as u128);
+                        (nobody, nobody)
+                    }
+                }
+            })
+            .collect();
+    }
+
+    fn write(&mut self, acts: &[Act], actor: Option<usize>) -> Outcome {
         for act in acts {
             count(act.label());
         }
@@ -158,10 +179,32 @@ impl Run {
             drop(std::mem::replace(&mut self.engine, placeholder));
             self.engine = Engine::open(engine_path(self.dir.path()))
                 .map_err(|e| fail(format!("reopening: {e}")))?;
+            self.model.reopened();
             return self.compare_estates("after reopening");
         }
         let ops = |model: &Model| -> Vec<Op> {
             acts.iter().filter_map(|a| script::op(a, model)).collect()
+        };
+        let (engine_actor, writer) = match actor {
+            None => (
+                Actor::system(ACTOR),
+                model::Writer {
+                    name: ACTOR.to_owned(),
+                    token: None,
+                },
+            ),
+            Some(i) => {
+                let name = script::TOKENS[i];
+                let (engine_id, model_id) = self.actors[i];
+                count("write as a token".to_owned());
+                (
+                    Actor::token(engine_id, name),
+                    model::Writer {
+                        name: format!("token:{name}"),
+                        token: Some(model_id),
+                    },
+                )
+            }
         };
         let before = self.engine.snapshot();
         let token = matches!(acts, [Act::CreateToken(_)]);
@@ -169,13 +212,13 @@ impl Run {
             (true, mut ops) => match ops.pop() {
                 Some(Op::Create(Spec::Token(spec))) => self
                     .engine
-                    .create_token(&Actor::system(ACTOR), spec)
+                    .create_token(&engine_actor, spec)
                     .map(|(outcome, _)| outcome),
                 _ => unreachable!("a token act makes one token create"),
             },
-            (false, ops) => self.engine.write(&Actor::system(ACTOR), ops),
+            (false, ops) => self.engine.write(&engine_actor, ops),
         };
-        let model_result = self.model.write(ACTOR, ops(&self.model), token);
+        let model_result = self.model.write(&writer, ops(&self.model), token);
         match (engine_result, model_result) {
             (Ok(outcome), Ok(())) => {
                 if outcome.revision != self.model.revision {
@@ -366,18 +409,6 @@ impl Run {
             at: ask.at,
         };
         count("ask".to_owned());
-        if std::env::var("WRITE_MODEL_DEBUG").is_ok() && ask.aim.is_some() {
-            eprintln!(
-                "{query:?} => {:?}",
-                reference.explain(&query).map(|e| (
-                    e.reasons,
-                    e.rules
-                        .iter()
-                        .map(|r| (r.name.clone(), r.reason))
-                        .collect::<Vec<_>>()
-                ))
-            );
-        }
         match (snapshot.check(&query), reference.check(&query)) {
             (Ok(fast), Ok(expected)) => {
                 let mut rules = self.ids.models(&fast.rules.sorted())?;
@@ -500,8 +531,11 @@ fn the_engine_writes_what_the_model_writes() {
         [
             "create token (create_token)",
             "move node",
-            "add member",
-            "remove member",
+            "add member (op)",
+            "add member (edit)",
+            "remove member (op)",
+            "remove member (edit)",
+            "write as a token",
             "add subgroup",
             "record login",
             "reopen",

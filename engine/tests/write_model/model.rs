@@ -24,6 +24,7 @@ pub enum Refusal {
     DuplicateEmail,
     LookAlike(EntityKind, &'static str),
     DuplicateId(EntityKind),
+    ReservedId(EntityKind),
     Invalid(&'static str),
     GroupCycle,
     NodeCycle,
@@ -46,6 +47,7 @@ impl Refusal {
             ValidationError::DuplicateEmail(_) => Refusal::DuplicateEmail,
             ValidationError::LookAlike { kind, field, .. } => Refusal::LookAlike(*kind, field),
             ValidationError::DuplicateId { kind, .. } => Refusal::DuplicateId(*kind),
+            ValidationError::ReservedId { kind, .. } => Refusal::ReservedId(*kind),
             ValidationError::Invalid { field, .. } => Refusal::Invalid(field),
             ValidationError::GroupCycle { .. } => Refusal::GroupCycle,
             ValidationError::NodeCycle { .. } => Refusal::NodeCycle,
@@ -68,6 +70,7 @@ impl Refusal {
             Refusal::DuplicateEmail => "DuplicateEmail",
             Refusal::LookAlike(..) => "LookAlike",
             Refusal::DuplicateId(_) => "DuplicateId",
+            Refusal::ReservedId(_) => "ReservedId",
             Refusal::Invalid(_) => "Invalid",
             Refusal::GroupCycle => "GroupCycle",
             Refusal::NodeCycle => "NodeCycle",
@@ -84,12 +87,13 @@ impl Refusal {
 }
 
 /// Every variant of `ValidationError`, for the coverage check.
-pub const REFUSAL_VARIANTS: [&str; 13] = [
+pub const REFUSAL_VARIANTS: [&str; 17] = [
     "NotFound",
     "Duplicate",
     "DuplicateEmail",
     "LookAlike",
     "DuplicateId",
+    "ReservedId",
     "Invalid",
     "GroupCycle",
     "NodeCycle",
@@ -98,7 +102,18 @@ pub const REFUSAL_VARIANTS: [&str; 13] = [
     "BuiltinRole",
     "RoleInUse",
     "AmbiguousLogin",
+    "GrantBeyondCaller",
+    "NotAMember",
+    "ActorRevoked",
 ];
+
+/// Who writes: the name the log records, and the acting token's id (`None`: the
+/// operator, with full authority).
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub name: String,
+    pub token: Option<Id>,
+}
 
 /// An entity with the writes that created and last changed it (numbered from 0, the
 /// engine's bootstrap): the model cannot know the clock, only which write stamped what.
@@ -129,6 +144,8 @@ pub struct Model {
     /// The number of the write being applied (the next revision).
     write: u64,
     actor: String,
+    /// The permissions the writing token holds; `None`: full authority.
+    held: Option<BTreeSet<String>>,
     now: Time,
     /// Ids the model hands out when a spec asks for none.
     next_id: u128,
@@ -257,6 +274,10 @@ impl Model {
     /// The id a new entity gets: the one asked for when free, else a fresh one.
     fn new_id(&mut self, problems: &mut Refusals, kind: EntityKind, requested: Option<Id>) -> Id {
         match requested {
+            Some(id) if id == Id::from_u128(0) || id == Id::from_u128(u128::MAX) => {
+                problems.push(Refusal::ReservedId(kind));
+                id
+            }
             Some(id) if self.id_taken(id) => {
                 problems.push(Refusal::DuplicateId(kind));
                 id
@@ -426,20 +447,99 @@ impl Model {
         names
     }
 
+    /// The store was closed and opened again.
+    ///
+    /// DISAGREEMENT (issue 22): a node number should never be reused, but the engine
+    /// keeps its counter only in memory and, opening a store, starts after the highest
+    /// number a node still has; a number freed by deleting the newest node comes back.
+    /// Pinned to the engine until the counter is stored.
+    pub fn reopened(&mut self) {
+        let highest = self.nodes.values().map(|r| r.value.number).max();
+        self.next_node_number = highest.map_or(1, |n| n + 1);
+    }
+
+    // ----- authority: a caller never grants what it does not hold ---------------------
+
+    /// What token `id` may grant now: the permissions of its roles, or full authority
+    /// (`None`) when they are every permission the engine knows. A token deleted or
+    /// expired writes nothing.
+    fn held_by(&self, id: Id) -> Result<Option<BTreeSet<String>>, Refusal> {
+        let token = match self.tokens.get(&id) {
+            Some(record) => &record.value,
+            None => return Err(Refusal::ActorRevoked),
+        };
+        if token.expires_at.is_some_and(|expires| expires <= self.now) {
+            return Err(Refusal::ActorRevoked);
+        }
+        let mut held = BTreeSet::new();
+        for role in &token.roles {
+            held.extend(self.permissions_of(role));
+        }
+        if all_permissions().iter().all(|p| held.contains(p)) {
+            return Ok(None);
+        }
+        Ok(Some(held))
+    }
+
+    /// The permissions of the role named `name`, as it stands now.
+    fn permissions_of(&self, name: &str) -> Vec<String> {
+        match self.role(name) {
+            Some(id) => self.roles[&id].value.permissions.clone(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Refuses when the writer lacks one of `permissions`.
+    fn may_grant(&self, problems: &mut Refusals, permissions: &[String]) {
+        if let Some(held) = &self.held {
+            if permissions.iter().any(|p| !held.contains(p)) {
+                problems.push(Refusal::GrantBeyondCaller);
+            }
+        }
+    }
+
+    /// Refuses when one of `roles` carries a permission the writer lacks.
+    fn may_grant_roles(&self, problems: &mut Refusals, roles: &[String]) {
+        let mut permissions = Vec::new();
+        for role in roles {
+            permissions.extend(self.permissions_of(role));
+        }
+        self.may_grant(problems, &permissions);
+    }
+
+    /// The roles of every group that group `id` sits in (at any depth, whatever the
+    /// expiries): what its members inherit.
+    fn inherited_roles(&self, id: Id) -> Vec<String> {
+        let mut roles = Vec::new();
+        for record in self.groups.values() {
+            let group = &record.value;
+            if self.group_nested_in(id, group.id) {
+                for assignment in &group.roles {
+                    roles.extend(assignment.roles.iter().cloned());
+                }
+            }
+        }
+        roles
+    }
+
     // ----- writes -----------------------------------------------------------------------
 
     /// Applies a write: every op in order, each seeing the ones before. Refused, it
     /// changes nothing and returns what the first refused op broke.
     pub fn write(
         &mut self,
-        actor: &str,
+        writer: &Writer,
         ops: Vec<Op>,
         token_created: bool,
     ) -> Result<(), (usize, Refusals)> {
         let mut next = self.clone();
         next.write = self.revision;
-        next.actor = actor.to_owned();
+        next.actor = writer.name.clone();
         next.now = Time::now();
+        next.held = match writer.token {
+            None => None,
+            Some(token) => next.held_by(token).map_err(|r| (0, vec![r]))?,
+        };
         for (i, op) in ops.into_iter().enumerate() {
             next.apply(op, token_created)
                 .map_err(|problems| (i, problems))?;
@@ -472,7 +572,6 @@ impl Model {
                 None => problems.push(Refusal::NotFound(kind)),
                 Some(id) => self.delete(&mut problems, kind, id),
             },
-            // Not yet drawn by the scripts (they edit groups through Modify).
             Op::AddMember { group, member } => {
                 let group = self.group(&group);
                 let user = self.user(member.user());
@@ -483,27 +582,7 @@ impl Model {
                     problems.push(Refusal::NotFound(EntityKind::User));
                 }
                 if let (Some(group), Some(user)) = (group, user) {
-                    let write = self.write;
-                    let record = self.groups.get_mut(&group).expect("resolved");
-                    let (expires_at, source) = match member {
-                        MemberSpec::Name(_) => (None, None),
-                        MemberSpec::Detailed {
-                            expires_at, source, ..
-                        } => (expires_at, source),
-                    };
-                    let source = source.unwrap_or_else(|| record.value.source.clone());
-                    match record.value.members.iter_mut().find(|m| m.user == user) {
-                        Some(existing) => {
-                            existing.expires_at = expires_at;
-                            existing.source = source;
-                        }
-                        None => record.value.members.push(UserMember {
-                            user,
-                            expires_at,
-                            source,
-                        }),
-                    }
-                    record.updated_in = write;
+                    self.add_member(&mut problems, group, user, member);
                 }
             }
             Op::RemoveMember { group, user } => {
@@ -547,6 +626,51 @@ impl Model {
         } else {
             Err(problems)
         }
+    }
+
+    /// Adds `user` to `group`, or changes the end and source of its membership (the
+    /// source defaults to the group's). The same membership again changes nothing.
+    fn add_member(&mut self, problems: &mut Refusals, group: Id, user: Id, member: MemberSpec) {
+        let (expires_at, source) = match member {
+            MemberSpec::Name(_) => (None, None),
+            MemberSpec::Detailed {
+                expires_at, source, ..
+            } => (expires_at, source),
+        };
+        let old = &self.groups[&group].value;
+        let membership = UserMember {
+            user,
+            expires_at,
+            source: source.unwrap_or_else(|| old.source.clone()),
+        };
+        let before = old.members.iter().find(|m| m.user == user).cloned();
+        if before.as_ref() == Some(&membership) {
+            return;
+        }
+        // A newcomer, or a membership made longer, gains the group's roles.
+        let lasts_as_long = match &before {
+            None => false,
+            Some(before) => match (before.expires_at, membership.expires_at) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(old), Some(new)) => new <= old,
+            },
+        };
+        if !lasts_as_long {
+            let mut granted: Vec<String> = old.roles.iter().flat_map(|a| a.roles.clone()).collect();
+            granted.extend(self.inherited_roles(group));
+            self.may_grant_roles(problems, &granted);
+            if !problems.is_empty() {
+                return;
+            }
+        }
+        let write = self.write;
+        let record = self.groups.get_mut(&group).expect("resolved");
+        match record.value.members.iter_mut().find(|m| m.user == user) {
+            Some(existing) => *existing = membership,
+            None => record.value.members.push(membership),
+        }
+        record.updated_in = write;
     }
 
     fn target(&self, kind: EntityKind, reference: &str) -> Option<Id> {
@@ -687,6 +811,16 @@ impl Model {
         }
         let system_roles = self.role_names(problems, &spec.system_roles);
         let previous = target.map(|id| self.users[&id].clone());
+        let added: Vec<String> = system_roles
+            .iter()
+            .filter(|role| {
+                !previous
+                    .as_ref()
+                    .is_some_and(|p| p.value.system_roles.contains(role))
+            })
+            .cloned()
+            .collect();
+        self.may_grant_roles(problems, &added);
         let id = match &previous {
             Some(previous) => {
                 Self::keep_id(problems, spec.id, previous.value.id);
@@ -815,6 +949,48 @@ impl Model {
                 scope: assignment.scope.clone(),
                 roles: self.role_names(problems, &assignment.roles),
             });
+        }
+        // A member or subgroup that joins, or stays longer, gains every role the group
+        // assigns and inherits; otherwise only newly assigned roles are granted.
+        let lasts_as_long = |old: Option<Time>, new: Option<Time>| match (old, new) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(old), Some(new)) => new <= old,
+        };
+        let joins = match &previous {
+            None => !members.is_empty() || !subgroups.is_empty(),
+            Some(previous) => {
+                let old = &previous.value;
+                let member_joins = members.iter().any(|m| {
+                    !old.members
+                        .iter()
+                        .any(|o| o.user == m.user && lasts_as_long(o.expires_at, m.expires_at))
+                });
+                let subgroup_joins = subgroups.iter().any(|m| {
+                    !old.subgroups
+                        .iter()
+                        .any(|o| o.group == m.group && lasts_as_long(o.expires_at, m.expires_at))
+                });
+                member_joins || subgroup_joins
+            }
+        };
+        let assigned: Vec<String> = roles.iter().flat_map(|a| a.roles.clone()).collect();
+        if joins {
+            let mut granted = assigned;
+            if target.is_some() {
+                granted.extend(self.inherited_roles(id));
+            }
+            self.may_grant_roles(problems, &granted);
+        } else {
+            let assigned_before: Vec<String> = previous
+                .iter()
+                .flat_map(|p| p.value.roles.iter().flat_map(|a| a.roles.clone()))
+                .collect();
+            let added: Vec<String> = assigned
+                .into_iter()
+                .filter(|role| !assigned_before.contains(role))
+                .collect();
+            self.may_grant_roles(problems, &added);
         }
         if !problems.is_empty() {
             return;
@@ -1115,10 +1291,20 @@ impl Model {
             }
             None => self.new_id(problems, EntityKind::Role, spec.id),
         };
+        let permissions: BTreeSet<String> = spec.permissions.into_iter().collect();
+        let added: Vec<String> = permissions
+            .iter()
+            .filter(|p| {
+                !previous
+                    .as_ref()
+                    .is_some_and(|r| r.value.permissions.contains(p))
+            })
+            .cloned()
+            .collect();
+        self.may_grant(problems, &added);
         if !problems.is_empty() {
             return;
         }
-        let permissions: BTreeSet<String> = spec.permissions.into_iter().collect();
         let role = Role {
             id,
             name: spec.name,
@@ -1167,6 +1353,16 @@ impl Model {
             problems.push(Refusal::Invalid("roles"));
         }
         let previous = target.map(|id| self.tokens[&id].clone());
+        let added: Vec<String> = roles
+            .iter()
+            .filter(|role| {
+                !previous
+                    .as_ref()
+                    .is_some_and(|p| p.value.roles.contains(role))
+            })
+            .cloned()
+            .collect();
+        self.may_grant_roles(problems, &added);
         let id = match &previous {
             Some(previous) => {
                 Self::keep_id(problems, spec.id, previous.value.id);

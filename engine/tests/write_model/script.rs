@@ -61,8 +61,8 @@ const SELECTORS: [&str; 8] = [
 ];
 const PERMISSIONS: [&str; 5] = ["users.view", "rules.change", "decisions.check", "*", "x.y"];
 const SCOPES: [&str; 3] = ["*", "prod", "dev"];
-/// Ids scripts ask for: a second create with one is refused.
-pub const EXPLICIT_IDS: [u128; 3] = [0xE1, 0xE2, 0xE3];
+/// Ids scripts ask for: a second create with one is refused, and the nil id always.
+pub const EXPLICIT_IDS: [u128; 4] = [0xE1, 0xE2, 0xE3, 0];
 
 /// The centre of every random time: 2030-01-01T00:00:00Z.
 pub const T0: Time = Time::from_secs(1_893_456_000);
@@ -545,13 +545,18 @@ pub enum Act {
     Patch(Target, Value),
     /// A node moved under another.
     Move(NodeRef, NodeRef),
-    /// A membership added (or its expiry changed) or removed, by an edit of the group.
+    /// A membership added (or its expiry changed) or removed: by `Op::AddMember` and
+    /// `Op::RemoveMember` when `op`, else by an edit of the group.
     AddMember {
+        op: bool,
         group: String,
         user: String,
         expires: Option<i64>,
+        /// Given only to the op (an edit keeps the membership's source).
+        source: Option<Source>,
     },
     RemoveMember {
+        op: bool,
         group: String,
         user: String,
     },
@@ -575,8 +580,10 @@ impl Act {
             Act::Replace(target, _) => format!("replace {}", kind(target.kind())),
             Act::Patch(target, _) => format!("modify {}", kind(target.kind())),
             Act::Move(..) => "move node".to_owned(),
-            Act::AddMember { .. } => "add member".to_owned(),
-            Act::RemoveMember { .. } => "remove member".to_owned(),
+            Act::AddMember { op: true, .. } => "add member (op)".to_owned(),
+            Act::AddMember { op: false, .. } => "add member (edit)".to_owned(),
+            Act::RemoveMember { op: true, .. } => "remove member (op)".to_owned(),
+            Act::RemoveMember { op: false, .. } => "remove member (edit)".to_owned(),
             Act::AddSubgroup { .. } => "add subgroup".to_owned(),
             Act::Delete(target) => format!("delete {}", kind(target.kind())),
             Act::Login(_) => "record login".to_owned(),
@@ -597,8 +604,10 @@ fn act() -> impl Strategy<Value = Act> {
         5 => body().prop_flat_map(|b| target_of(b.kind()).prop_map(move |t| Act::Replace(t, b.clone()))),
         7 => any_target().prop_flat_map(|t| patch_of(t.kind()).prop_map(move |p| Act::Patch(t.clone(), p))),
         2 => (node_ref(), node_ref()).prop_map(|(n, p)| Act::Move(n, p)),
-        4 => (group(), user(), expiry()).prop_map(|(group, user, expires)| Act::AddMember { group, user, expires }),
-        2 => (group(), user()).prop_map(|(group, user)| Act::RemoveMember { group, user }),
+        4 => (prop::bool::ANY, group(), user(), expiry(), prop::option::weighted(0.2, Just(Source::Scim)))
+            .prop_map(|(op, group, user, expires, source)| Act::AddMember { op, group, user, expires, source }),
+        2 => (prop::bool::ANY, group(), user())
+            .prop_map(|(op, group, user)| Act::RemoveMember { op, group, user }),
         2 => (group(), group()).prop_map(|(group, subgroup)| Act::AddSubgroup { group, subgroup }),
         4 => any_target().prop_map(Act::Delete),
         1 => user().prop_map(Act::Login),
@@ -723,19 +732,54 @@ pub struct Script {
     /// How many of the writes build the estate (no questions asked meanwhile).
     pub prelude: usize,
     pub writes: Vec<Vec<Act>>,
+    /// Who makes each write: the operator (`None`), or the token of `ACTOR_TOKENS`
+    /// that the prelude created.
+    pub actors: Vec<Option<usize>>,
     pub asks: Vec<Ask>,
 }
 
+/// The tokens the prelude creates for writes to act as.
+pub const ACTOR_TOKENS: usize = 2;
+
 pub fn script(max_writes: usize) -> impl Strategy<Value = Script> {
+    let actor = prop_oneof![3 => Just(None), 1 => (0..ACTOR_TOKENS).prop_map(Some)];
     (
         prelude(),
-        prop::collection::vec(write(), 1..max_writes),
+        prop::collection::vec((actor, write()), 1..max_writes),
         prop::collection::vec(ask(), 12),
     )
         .prop_map(|(prelude, writes, asks)| Script {
             prelude: prelude.len(),
-            writes: prelude.into_iter().chain(writes).collect(),
+            actors: std::iter::repeat_n(None, prelude.len())
+                .chain(writes.iter().map(|(actor, _)| *actor))
+                .collect(),
+            writes: prelude
+                .into_iter()
+                .chain(writes.into_iter().map(|(_, write)| write))
+                .collect(),
             asks,
+        })
+}
+
+/// A token for writes to act as: one or two roles, from none to every permission,
+/// now and then one that expired long ago.
+fn actor_token(name: &'static str) -> impl Strategy<Value = Body> {
+    (
+        prop::sample::subsequence(
+            vec![
+                "system-admin",
+                "auditor",
+                "checker",
+                "system-auditor",
+                "scim",
+                "user",
+            ],
+            1..=2,
+        ),
+        prop_oneof![9 => Just(None), 1 => Just(Some(PAST))],
+    )
+        .prop_map(move |(roles, expires_at)| {
+            Body::Token(json!({"name": name, "roles": roles, "expires_at": expires_at}))
         })
 }
 
@@ -803,8 +847,9 @@ fn each(
 }
 
 /// Every common name of each pool written once, in an order where references can
-/// hit (users, nodes, groups, assets, rules), plus a custom role: most later writes
-/// then find what they name. A prelude write may still be refused.
+/// hit (users, nodes, groups, assets, rules), plus a custom role and the tokens
+/// writes act as (`ACTOR_TOKENS`): most later writes then find what they name. A
+/// prelude write may still be refused.
 fn prelude() -> impl Strategy<Value = Vec<Vec<Act>>> {
     (
         each(&USERS, COMMON_USERS, || user_body().boxed()),
@@ -813,8 +858,11 @@ fn prelude() -> impl Strategy<Value = Vec<Vec<Act>>> {
         each(&ASSETS, COMMON_ASSETS, || asset_body().boxed()),
         each(&RULES, COMMON_RULES, || rule_body().boxed()),
         role_body().prop_map(|b| named(b, ROLES[0])),
+        (0..ACTOR_TOKENS)
+            .map(|i| actor_token(TOKENS[i]))
+            .collect::<Vec<_>>(),
     )
-        .prop_map(|(users, nodes, groups, assets, rules, role)| {
+        .prop_map(|(users, nodes, groups, assets, rules, role, tokens)| {
             std::iter::once(role)
                 .chain(users)
                 .chain(nodes)
@@ -822,6 +870,7 @@ fn prelude() -> impl Strategy<Value = Vec<Vec<Act>>> {
                 .chain(assets)
                 .chain(rules)
                 .map(|b| vec![Act::Create(b)])
+                .chain(tokens.into_iter().map(|b| vec![Act::CreateToken(b)]))
                 .collect()
         })
 }
@@ -899,9 +948,36 @@ pub fn op(act: &Act, model: &Model) -> Option<Op> {
             }
         }
         Act::AddMember {
+            op: true,
             group,
             user,
             expires,
+            source,
+        } => Op::AddMember {
+            group: group.clone(),
+            member: match (expires, source) {
+                (None, None) => MemberSpec::Name(user.clone()),
+                _ => MemberSpec::Detailed {
+                    user: user.clone(),
+                    expires_at: expires.map(hours),
+                    source: source.clone(),
+                },
+            },
+        },
+        Act::RemoveMember {
+            op: true,
+            group,
+            user,
+        } => Op::RemoveMember {
+            group: group.clone(),
+            user: user.clone(),
+        },
+        Act::AddMember {
+            op: false,
+            group,
+            user,
+            expires,
+            ..
         } => {
             let (user, expires_at) = (user.clone(), expires.map(hours));
             edit_group(group, move |spec| {
@@ -925,7 +1001,11 @@ pub fn op(act: &Act, model: &Model) -> Option<Op> {
                 }
             })
         }
-        Act::RemoveMember { group, user } => {
+        Act::RemoveMember {
+            op: false,
+            group,
+            user,
+        } => {
             let user = user.clone();
             edit_group(group, move |spec| spec.members.retain(|m| m.user() != user))
         }
