@@ -260,8 +260,13 @@ impl Model {
         Id::from_u128(self.next_id)
     }
 
-    /// Whether any entity holds `id`.
+    /// Whether any entity or account holds `id`.
     fn id_taken(&self, id: Id) -> bool {
+        self.entity_id_taken(id) || self.account_ids(None).contains(&id)
+    }
+
+    /// Whether any entity holds `id`.
+    fn entity_id_taken(&self, id: Id) -> bool {
         self.users.contains_key(&id)
             || self.groups.contains_key(&id)
             || self.nodes.contains_key(&id)
@@ -1075,10 +1080,6 @@ impl Model {
     }
 
     /// Every account id in the store but those of `except`'s own accounts.
-    #[expect(
-        dead_code,
-        reason = "wanted once the engine refuses shared account ids"
-    )]
     fn account_ids(&self, except: Option<Id>) -> Vec<Id> {
         self.assets
             .values()
@@ -1140,21 +1141,22 @@ impl Model {
                 .and_then(|p| p.value.account(&account.username))
                 .map(|a| a.id);
             let account_id = match (account.id, kept) {
+                // An id is one thing's: an entity's or one account's. The accounts
+                // of the asset being replaced give theirs up.
                 (Some(requested), _) => {
-                    // DISAGREEMENT (issue 22): an id is one thing's, so an account id
-                    // another asset's account holds should be refused too; the engine
-                    // checks only entity ids and this asset's list. Pinned to the
-                    // engine until it is fixed: `|| self.account_ids(target).contains(..)`.
-                    let taken =
-                        self.id_taken(requested) || accounts.iter().any(|a| a.id == requested);
-                    if taken {
-                        problems.push(Refusal::Invalid("accounts"));
+                    if self.entity_id_taken(requested)
+                        || self.account_ids(target).contains(&requested)
+                    {
+                        problems.push(Refusal::DuplicateId(EntityKind::Asset));
                     }
                     requested
                 }
                 (None, Some(kept)) => kept,
                 (None, None) => self.fresh_id(),
             };
+            if accounts.iter().any(|a| a.id == account_id) {
+                problems.push(Refusal::DuplicateId(EntityKind::Asset));
+            }
             accounts.push(Account {
                 id: account_id,
                 username: account.username,
