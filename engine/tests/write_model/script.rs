@@ -227,7 +227,7 @@ impl Body {
 
 fn explicit_id() -> impl Strategy<Value = Option<Id>> {
     prop_oneof![
-        12 => Just(None),
+        6 => Just(None),
         1 => prop::sample::select(EXPLICIT_IDS.to_vec()).prop_map(|i| Some(Id::from_u128(i))),
     ]
 }
@@ -677,14 +677,27 @@ impl Ask {
                 .find(|a| a.value.nodes.contains(&node))
                 .map(|a| a.value.id)
         });
-        let account = rule.accounts.iter().find_map(|a| match a {
-            AccountSelector::Named(name) => Some(name.to_string()),
-            AccountSelector::Input => Some("@INPUT".to_owned()),
-            _ => None,
-        });
+        let target = asset.map(|id| &model.assets[&id].value);
+        // An account and a protocol both the rule and the asset name, when there is one.
+        let account = rule
+            .accounts
+            .iter()
+            .find_map(|a| match a {
+                AccountSelector::Named(name) => Some(name.to_string()),
+                AccountSelector::Input => Some("@INPUT".to_owned()),
+                AccountSelector::SameAsUser => user.clone(),
+                _ => None,
+            })
+            .or_else(|| Some(target?.accounts.first()?.username.clone()));
         let protocol = match &rule.protocols {
-            ProtocolFilter::Only(names) => names.first().map(|n| n.to_string()),
-            ProtocolFilter::All => None,
+            ProtocolFilter::Only(names) => names
+                .iter()
+                .find(|n| target.is_some_and(|t| t.protocols.iter().any(|p| p.name() == &***n)))
+                .or(names.first())
+                .map(|n| n.to_string()),
+            ProtocolFilter::All => target
+                .and_then(|t| t.protocols.first())
+                .map(|p| p.name().to_owned()),
         };
         let action = Actions::SINGLE
             .iter()
