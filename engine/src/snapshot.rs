@@ -256,6 +256,9 @@ pub struct Snapshot {
     pub(crate) role_names: NameIndex,
     pub(crate) token_names: NameIndex,
     pub(crate) token_hashes: imbl::HashMap<[u8; 32], u32>,
+    /// The asset holding each account, by account id.
+    // INVARIANT: an account id is one account's, and no entity's.
+    pub(crate) account_ids: imbl::HashMap<Id, u32>,
     /// Active assets.
     pub(crate) active_assets: Arc<RoaringBitmap>,
     pub(crate) next_node_number: u64,
@@ -318,6 +321,7 @@ impl Snapshot {
             role_names: NameIndex::new(),
             token_names: NameIndex::new(),
             token_hashes: imbl::HashMap::new(),
+            account_ids: imbl::HashMap::new(),
             active_assets: Arc::new(RoaringBitmap::new()),
             next_node_number: 1,
             counts: Counts::default(),

@@ -6,4 +6,5 @@ mod differential;
 mod incremental;
 mod look_alike;
 mod support;
+mod write_model;
 mod writes;

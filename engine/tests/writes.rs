@@ -1142,3 +1142,61 @@ fn removing_a_non_member_or_granting_through_add_member_is_refused() {
     );
     engine.write(&caller, vec![add("plain")]).unwrap();
 }
+
+#[test]
+fn an_account_id_is_one_accounts() {
+    let id = Id::from_u128(0xA1);
+    let asset = |name: &str, accounts: Value| {
+        create(
+            EntityKind::Asset,
+            json!({"name": name, "accounts": accounts}),
+        )
+    };
+    let engine = engine();
+    write(
+        &engine,
+        vec![asset("web", json!([{"username": "root", "id": id}]))],
+    )
+    .unwrap();
+    let refusals = [
+        // Another asset's account, asking for it.
+        vec![asset("db", json!([{"username": "root", "id": id}]))],
+        // An entity, asking for it.
+        vec![create(
+            EntityKind::User,
+            json!({"username": "alice", "id": id}),
+        )],
+        // Another account of the same asset, while `root` keeps it.
+        vec![Op::Replace {
+            target: "web".to_owned(),
+            spec: Spec::from_json(
+                EntityKind::Asset,
+                json!({"name": "web", "accounts": [{"username": "admin", "id": id}, {"username": "root"}]}),
+            )
+            .unwrap(),
+        }],
+    ];
+    let before = engine.snapshot().canonical();
+    for ops in refusals {
+        let error = write(&engine, ops).expect_err("an account's id is taken");
+        assert!(
+            matches!(error, ValidationError::DuplicateId { id: taken, .. } if taken == id),
+            "{error:?}"
+        );
+        assert_eq!(engine.snapshot().canonical(), before);
+    }
+    // The asset may hand the id to another of its accounts.
+    write(
+        &engine,
+        vec![Op::Replace {
+            target: "web".to_owned(),
+            spec: Spec::from_json(
+                EntityKind::Asset,
+                json!({"name": "web", "accounts": [{"username": "admin", "id": id}]}),
+            )
+            .unwrap(),
+        }],
+    )
+    .unwrap();
+    engine.snapshot().check_invariants().unwrap();
+}

@@ -493,6 +493,23 @@ impl Snapshot {
                 return fail(format!("rule `{}` objects are stale", entry.rule.name));
             }
         }
+        let n_accounts: usize = self
+            .assets
+            .iter()
+            .flatten()
+            .map(|e| e.asset.accounts.len())
+            .sum();
+        if n_accounts != self.account_ids.len() {
+            return fail("two accounts share an id, or the account index is stale".to_owned());
+        }
+        for (index, entry) in self.assets.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            for account in &entry.asset.accounts {
+                if self.account_ids.get(&account.id) != Some(&(index as u32)) {
+                    return fail(format!("account `{}` does not resolve", account.id));
+                }
+            }
+        }
         for (hash, index) in self.token_hashes.iter() {
             if self.token_entry(*index).map(|e| &e.hash) != Some(hash) {
                 return fail("a token hash points at the wrong token".to_owned());

@@ -218,7 +218,9 @@ impl Resolver<'_> {
 fn new_id(snap: &Snapshot, kind: EntityKind, requested: Option<Id>) -> Result<Id> {
     match requested {
         Some(id) if id.is_reserved() => Err(ValidationError::ReservedId { kind, id }),
-        Some(id) if snap.slot(id).is_some() => Err(ValidationError::DuplicateId { kind, id }),
+        Some(id) if snap.slot(id).is_some() || snap.account_ids.contains_key(&id) => {
+            Err(ValidationError::DuplicateId { kind, id })
+        }
         Some(id) => Ok(id),
         None => Ok(Id::random()),
     }
@@ -771,19 +773,34 @@ impl Working {
                 .map(|a| a.id);
             let account_id = match (account_id, kept) {
                 (Some(requested), _) => {
+                    // An id is one thing's: an entity's, or one account's. This
+                    // asset's accounts may swap ids among themselves.
+                    let other_asset = self
+                        .snap
+                        .account_ids
+                        .get(&requested)
+                        .is_some_and(|&holder| Some(holder) != index);
                     let taken_elsewhere = self.snap.slot(requested).is_some()
+                        || other_asset
                         || accounts.iter().any(|a| a.id == requested);
                     if taken_elsewhere {
-                        return Err(ValidationError::invalid(
-                            "accounts",
-                            format!("account id `{requested}` is already used"),
-                        ));
+                        return Err(ValidationError::DuplicateId {
+                            kind: EntityKind::Asset,
+                            id: requested,
+                        });
                     }
                     requested
                 }
                 (None, Some(kept)) => kept,
                 (None, None) => Id::random(),
             };
+            // Another account of this spec asked for the id this one keeps.
+            if accounts.iter().any(|a| a.id == account_id) {
+                return Err(ValidationError::DuplicateId {
+                    kind: EntityKind::Asset,
+                    id: account_id,
+                });
+            }
             accounts.push(Account {
                 id: account_id,
                 username,

@@ -514,6 +514,14 @@ impl Working {
         };
         if let Some(old) = &old {
             self.snap.asset_names.remove(&old.name, index);
+            for account in &old.accounts {
+                self.snap.account_ids.remove(&account.id);
+            }
+        }
+        if let Some(new) = &new {
+            for account in &new.accounts {
+                self.snap.account_ids.insert(account.id, index);
+            }
         }
         let old_nodes = old
             .as_ref()
