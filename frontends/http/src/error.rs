@@ -350,16 +350,10 @@ pub(crate) async fn fill_in_error_bodies(request: Request, next: Next) -> Respon
     response
 }
 
-pub(crate) async fn route_not_found(headers: axum::http::HeaderMap) -> Response {
-    crate::extract::close_if_unread(
-        crate::extract::has_body(&headers),
-        ApiError::RouteNotFound.into_response(),
-    )
+pub(crate) async fn route_not_found(request: Request) -> Response {
+    crate::extract::answer_after_body(request, ApiError::RouteNotFound.into_response()).await
 }
 
-pub(crate) async fn method_not_allowed(headers: axum::http::HeaderMap) -> Response {
-    crate::extract::close_if_unread(
-        crate::extract::has_body(&headers),
-        ApiError::MethodNotAllowed.into_response(),
-    )
+pub(crate) async fn method_not_allowed(request: Request) -> Response {
+    crate::extract::answer_after_body(request, ApiError::MethodNotAllowed.into_response()).await
 }

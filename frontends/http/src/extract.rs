@@ -80,6 +80,30 @@ pub(crate) async fn refuse_oversized(
     ApiError::PayloadTooLarge.into_response()
 }
 
+/// `response`, once the request's body is read and dropped (bounded by
+/// `DRAIN_LIMIT` and 5 s): answering while the client still sends makes it see a
+/// reset instead of the answer. A body too large to drain closes the connection.
+pub(crate) async fn answer_after_body(
+    request: Request,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    use futures_util::StreamExt;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length <= DRAIN_LIMIT => {
+            let mut body = request.into_body().into_data_stream();
+            let drain = async { while let Some(Ok(_)) = body.next().await {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+            response
+        }
+        _ => close_if_unread(has_body(request.headers()), response),
+    }
+}
+
 /// Whether a request carries a body: a declared non-zero length, or a chunked one.
 pub(crate) fn has_body(headers: &axum::http::HeaderMap) -> bool {
     use axum::http::header;

@@ -564,14 +564,29 @@ pub(crate) async fn schema(
 
 pub(crate) async fn not_found(request: Request) -> Response {
     let error = ScimError::NotFound(format!("no endpoint `{}`", request.uri().path()));
-    close_if_unread(has_body(&request), error.into_response())
+    answer_after_body(request, error.into_response()).await
 }
 
 pub(crate) async fn method_not_allowed(request: Request) -> Response {
-    close_if_unread(
-        has_body(&request),
-        ScimError::MethodNotAllowed.into_response(),
-    )
+    answer_after_body(request, ScimError::MethodNotAllowed.into_response()).await
+}
+
+/// `response`, once the request's body is read and dropped (bounded by
+/// [`DRAIN_LIMIT`] and 5 s): answering while the client still sends makes it see a
+/// reset instead of the answer. A body too large to drain closes the connection.
+async fn answer_after_body(request: Request, response: Response) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length <= DRAIN_LIMIT => {
+            drain(request.into_body()).await;
+            response
+        }
+        _ => close_if_unread(has_body(&request), response),
+    }
 }
 
 /// Whether a request carries a body: a declared non-zero length, or a chunked one.
