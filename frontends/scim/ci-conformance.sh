@@ -33,7 +33,10 @@ export PORTCULLIS_BOOTSTRAP_TOKEN
 
 case "${SCIM_CONFORMANCE_SERVER:-portcullis}" in
     portcullis)
-        cargo build --quiet --profile test -p portcullis
+        # The binary `cargo test --workspace` builds (the cli's tests run it): the same
+        # command with --no-run is a no-op after it, where `cargo build -p portcullis`
+        # would resolve features for one package and rebuild half the graph.
+        cargo test --quiet --workspace --no-run
         server=("${CARGO_TARGET_DIR:-target}/debug/portcullis" serve --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     example)
