@@ -134,10 +134,7 @@ pub(crate) async fn authorize(
             next.run(request).await
         }
         Ok(None) => next.run(request).await,
-        Err(error) => crate::extract::close_if_unread(
-            crate::extract::has_body(request.headers()),
-            error.into_response(),
-        ),
+        Err(error) => crate::extract::answer_after_body(request, error.into_response()).await,
     }
 }
 

@@ -78,8 +78,6 @@ pub(crate) async fn authorize(
             request.extensions_mut().insert(actor);
             next.run(request).await
         }
-        Err(error) => {
-            crate::routes::close_if_unread(crate::routes::has_body(&request), error.into_response())
-        }
+        Err(error) => crate::routes::answer_after_body(request, error.into_response()).await,
     }
 }

@@ -574,7 +574,7 @@ pub(crate) async fn method_not_allowed(request: Request) -> Response {
 /// `response`, once the request's body is read and dropped (bounded by
 /// [`DRAIN_LIMIT`] and 5 s): answering while the client still sends makes it see a
 /// reset instead of the answer. A body too large to drain closes the connection.
-async fn answer_after_body(request: Request, response: Response) -> Response {
+pub(crate) async fn answer_after_body(request: Request, response: Response) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
