@@ -11,10 +11,15 @@
 //! refused.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use crate::error::ValidationError;
 use crate::model::{Id, Time, all_permissions};
 use crate::snapshot::Snapshot;
+
+/// Every permission the engine knows of, built once (a token's authority is judged
+/// on every write it makes).
+static EVERY_PERMISSION: LazyLock<Vec<String>> = LazyLock::new(all_permissions);
 
 /// Who a write is for: recorded in the operation log (`created_by`, the change's
 /// actor) and deciding what the write may grant.
@@ -85,7 +90,7 @@ impl Actor {
             .collect();
         // Every permission the engine knows of is system-admin's authority: it may
         // also hand out permission names only other programs read.
-        if all_permissions().iter().all(|p| held.contains(p)) {
+        if EVERY_PERMISSION.iter().all(|p| held.contains(p)) {
             return Ok(Authority::Full);
         }
         Ok(Authority::Limited(held))

@@ -1030,16 +1030,7 @@ impl Working {
                 assigned.filter(|role| !assigned_before.contains(role)),
             );
         }
-        let inherited: Vec<&String> = index
-            .map(|i| {
-                self.snap
-                    .group_ancestors(i)
-                    .iter()
-                    .filter_map(|a| self.snap.group_entry(a))
-                    .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let inherited = index.map(|i| self.inherited_roles(i)).unwrap_or_default();
         self.authority.may_grant_roles(
             &self.snap,
             || format!("membership of group `{name}`"),
@@ -1309,17 +1300,23 @@ impl Working {
         if self.authority == Authority::Full {
             return Ok(());
         }
-        let mut groups = self.snap.group_ancestors(index);
-        groups.insert(index);
-        let roles = groups
-            .iter()
-            .filter_map(|g| self.snap.group_entry(g))
-            .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()));
+        let entry = self.snap.group_entry(index).expect("target exists");
+        let own = entry.group.roles.iter().flat_map(|a| a.roles.iter());
         self.authority.may_grant_roles(
             &self.snap,
             || format!("membership of group `{name}`"),
-            roles,
+            own.chain(self.inherited_roles(index)),
         )
+    }
+
+    /// The roles group `index` inherits from the groups it sits in (not its own).
+    fn inherited_roles(&self, index: u32) -> Vec<&String> {
+        self.snap
+            .group_ancestors(index)
+            .iter()
+            .filter_map(|a| self.snap.group_entry(a))
+            .flat_map(|e| e.group.roles.iter().flat_map(|a| a.roles.iter()))
+            .collect()
     }
 
     // ----- deletion, with its cascades ---------------------------------------------------
