@@ -20,5 +20,5 @@ pub use error::*;
 pub use eval::*;
 pub use model::*;
 pub use secrets::TOKEN_PREFIX;
-pub use snapshot::{Canonical, Counts, ListQuery, Snapshot, UserGroup, name_folds};
+pub use snapshot::{Canonical, Counts, Footprint, ListQuery, Snapshot, UserGroup, name_folds};
 pub use write::*;

@@ -12,7 +12,9 @@
 //! user expiry are kept as instants and judged at evaluation time, so an answer for
 //! any instant, past or future, is exact without a refresh.
 
+mod cow_map;
 mod cow_vec;
+mod footprint;
 mod invariants;
 mod look_alike;
 mod name_index;
@@ -29,13 +31,18 @@ use crate::model::{
     ROOT_NODE_ID, Role, Rule, Time, Token, User,
 };
 
+pub(crate) use cow_map::CowMap;
 pub(crate) use cow_vec::CowVec;
+pub use footprint::Footprint;
 pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
 pub(crate) use name_index::{NameIndex, same_name};
 pub(crate) use rule_set::RuleSet;
 pub use views::{ListQuery, UserGroup};
+
+/// A map keyed by entity id.
+pub(crate) type IdMap<V> = CowMap<Id, V, foldhash::fast::RandomState>;
 
 /// Where an id lives: its kind and dense index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +254,7 @@ pub struct Snapshot {
     pub(crate) rules: CowVec<Option<Arc<RuleEntry>>>,
     pub(crate) roles: CowVec<Option<Arc<Role>>>,
     pub(crate) tokens: CowVec<Option<TokenEntry>>,
-    pub(crate) ids: imbl::HashMap<Id, Slot>,
+    pub(crate) ids: IdMap<Slot>,
     pub(crate) user_names: NameIndex,
     pub(crate) user_emails: NameIndex,
     pub(crate) group_names: NameIndex,
@@ -255,10 +262,10 @@ pub struct Snapshot {
     pub(crate) rule_names: NameIndex,
     pub(crate) role_names: NameIndex,
     pub(crate) token_names: NameIndex,
-    pub(crate) token_hashes: imbl::HashMap<[u8; 32], u32>,
+    pub(crate) token_hashes: CowMap<[u8; 32], u32, foldhash::fast::RandomState>,
     /// The asset holding each account, by account id.
     // INVARIANT: an account id is one account's, and no entity's.
-    pub(crate) account_ids: imbl::HashMap<Id, u32>,
+    pub(crate) account_ids: IdMap<u32>,
     /// Active assets.
     pub(crate) active_assets: Arc<RoaringBitmap>,
     pub(crate) next_node_number: u64,
@@ -312,7 +319,7 @@ impl Snapshot {
             rules: CowVec::new(),
             roles: CowVec::new(),
             tokens: CowVec::new(),
-            ids: imbl::HashMap::new(),
+            ids: CowMap::with_hasher(Default::default()),
             user_names: NameIndex::new(),
             user_emails: NameIndex::new(),
             group_names: NameIndex::new(),
@@ -320,8 +327,8 @@ impl Snapshot {
             rule_names: NameIndex::new(),
             role_names: NameIndex::new(),
             token_names: NameIndex::new(),
-            token_hashes: imbl::HashMap::new(),
-            account_ids: imbl::HashMap::new(),
+            token_hashes: CowMap::with_hasher(Default::default()),
+            account_ids: CowMap::with_hasher(Default::default()),
             active_assets: Arc::new(RoaringBitmap::new()),
             next_node_number: 1,
             counts: Counts::default(),

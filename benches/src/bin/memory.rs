@@ -103,6 +103,10 @@ fn open(size: EstateSize) {
     let snapshot = engine.snapshot();
     drop(engine);
     start.since("snapshot alone (engine dropped)");
+    println!(
+        "  where the snapshot's heap goes (Snapshot::footprint):\n{}",
+        snapshot.footprint()
+    );
     let counts = snapshot.counts();
     let per_million = (ALLOCATOR.allocated() - start.heap) as f64 / (counts.users as f64 / 1e6);
     println!(

@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 
+use super::cow_map::CowMap;
 use super::look_alike::{fold_forms, meets};
 
 /// Compares two names the way every unique name in the engine is compared: Unicode
@@ -64,12 +65,11 @@ impl Hasher for KeyIsHash {
 }
 
 /// Hash → dense indexes, cloned in O(1) and shared between snapshots.
-type Buckets = imbl::GenericHashMap<
-    u64,
-    SmallVec<[u32; 1]>,
-    BuildHasherDefault<KeyIsHash>,
-    imbl::shared_ptr::DefaultSharedPtr,
->;
+type Buckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>>;
+
+fn buckets() -> Buckets {
+    Buckets::with_hasher(BuildHasherDefault::default())
+}
 
 /// Maps case-folded names to dense indexes. It stores only hashes, so a lookup hashes
 /// the borrowed text and then confirms each candidate against the entity's own name:
@@ -88,7 +88,7 @@ pub(crate) struct NameIndex {
 }
 
 fn bucket_insert(buckets: &mut Buckets, hash: u64, index: u32) {
-    let bucket = buckets.entry(hash).or_default();
+    let bucket = buckets.get_or_insert_with(hash, SmallVec::new);
     if !bucket.contains(&index) {
         bucket.push(index);
     }
@@ -107,8 +107,8 @@ impl NameIndex {
     pub(crate) fn new() -> NameIndex {
         NameIndex {
             hasher: std::collections::hash_map::RandomState::new(),
-            buckets: Buckets::with_hasher(BuildHasherDefault::default()),
-            folds: Buckets::with_hasher(BuildHasherDefault::default()),
+            buckets: buckets(),
+            folds: buckets(),
         }
     }
 
@@ -196,10 +196,15 @@ impl NameIndex {
         None
     }
 
+    /// Bytes held by the tables (for `Snapshot::footprint`).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.buckets.heap_bytes() + self.folds.heap_bytes()
+    }
+
     /// Whether `folds` holds exactly the fold forms of the non-ASCII names among
     /// `names` (index, name): for `Snapshot::check_invariants`.
     pub(crate) fn folds_match<'a>(&self, names: impl Iterator<Item = (u32, &'a str)>) -> bool {
-        let mut expected = Buckets::with_hasher(BuildHasherDefault::default());
+        let mut expected = buckets();
         for (index, name) in names.filter(|(_, name)| !name.is_ascii()) {
             for form in fold_forms(name) {
                 bucket_insert(&mut expected, self.hash(&form), index);

@@ -1,18 +1,42 @@
 //! Small sorted sets of rule indexes: what reaches one user or one asset.
 
+use std::sync::Arc;
+
 use roaring::RoaringBitmap;
 
 /// The rules reaching one user or one asset: a sorted slice of dense rule indexes.
 ///
 /// These sets are small (a handful to a few hundred) and are intersected on every
 /// check, where a plain slice walks faster than a bitmap and costs one allocation per
-/// entity instead of a bitmap's several.
-#[derive(Clone, Default, PartialEq, Eq, Debug)]
-pub(crate) struct RuleSet(Box<[u32]>);
+/// entity instead of a bitmap's several. A set is shared: every asset sitting in the
+/// same nodes (and named by no rule of its own) holds the same one, so an estate of a
+/// million assets in a few thousand leaves keeps a few thousand sets, not a million.
+#[derive(Clone, Default, Eq, Debug)]
+pub(crate) struct RuleSet(Arc<[u32]>);
+
+impl PartialEq for RuleSet {
+    fn eq(&self, other: &RuleSet) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl RuleSet {
     pub(crate) fn from_bitmap(bitmap: &RoaringBitmap) -> RuleSet {
         RuleSet(bitmap.iter().collect())
+    }
+
+    /// Whether both are the one shared set (not merely equal).
+    pub(crate) fn same_allocation(&self, other: &RuleSet) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The address of the shared slice, to count each shared set once.
+    pub(crate) fn address(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    pub(crate) fn contains(&self, rule: u32) -> bool {
+        self.0.binary_search(&rule).is_ok()
     }
 
     pub(crate) fn to_bitmap(&self) -> RoaringBitmap {

@@ -5,8 +5,10 @@
 //! old and the new entity: creation is `None → Some`, deletion `Some → None`. The
 //! function updates the link indexes (who is in which group, which rule names what)
 //! by diffing old and new, and marks dirty the users and assets whose derived
-//! indexes may change. [`Working::finish`] recomputes exactly those. Building a
-//! snapshot from the store is the same code with everything new.
+//! indexes may change. [`Working::finish`] recomputes exactly those (assets in
+//! `derive`). Building a snapshot from the store is the same code with everything new.
+
+mod derive;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -847,8 +849,8 @@ impl Working {
             self.recompute_user(user);
         }
         let assets = std::mem::take(&mut self.dirty_assets);
-        for asset in &assets {
-            self.recompute_asset(asset);
+        if !assets.is_empty() {
+            self.settle_assets(&assets);
         }
     }
 
@@ -913,44 +915,6 @@ impl Working {
             entry.groups = closure.into();
             entry.rules = rules;
             entry.rule_until = until.into();
-        }
-    }
-
-    fn recompute_asset(&mut self, index: u32) {
-        let Some(entry) = self.snap.asset_entry(index) else {
-            return;
-        };
-        let mut rules = entry.direct_rules.clone();
-        let mut seen_nodes = RoaringBitmap::new();
-        for &node in &entry.nodes {
-            for ancestor in self.snap.node_ancestry(node) {
-                if !seen_nodes.insert(ancestor) {
-                    break;
-                }
-                if let Some(node) = self.snap.node_entry(ancestor) {
-                    rules |= &node.rules;
-                }
-            }
-        }
-        let asset = entry.asset.clone();
-        let affected = &entry.rules.to_bitmap() | &rules;
-        let rule_set = RuleSet::from_bitmap(&rules);
-        if entry.rules != rule_set {
-            self.asset_mut(index).rules = rule_set;
-        }
-        for rule in &affected {
-            let Some(rule_entry) = self.snap.rule_entry(rule) else {
-                continue;
-            };
-            let effective = rules.contains(rule) && rule_entry.effective_on(&asset);
-            if rule_entry.objects.contains(index) != effective {
-                let objects = &mut self.rule_mut(rule).objects;
-                if effective {
-                    objects.insert(index);
-                } else {
-                    objects.remove(index);
-                }
-            }
         }
     }
 }

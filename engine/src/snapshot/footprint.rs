@@ -1,0 +1,141 @@
+//! Where a snapshot's memory goes, structure by structure (for the `memory` bench
+//! binary, and for anyone asking why a process is the size it is).
+
+use std::collections::HashSet;
+use std::mem::size_of;
+
+use roaring::RoaringBitmap;
+
+use super::{NameIndex, Snapshot};
+
+/// Approximate heap bytes per structure: capacities and element sizes, not the
+/// allocator's own overhead. Shared allocations (rule sets of assets in the same
+/// nodes, chunks shared with an older snapshot) are counted once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint(pub Vec<(&'static str, usize)>);
+
+impl Footprint {
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|(_, bytes)| bytes).sum()
+    }
+}
+
+impl std::fmt::Display for Footprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (name, bytes) in &self.0 {
+            writeln!(f, "  {name:<44} {:>10.1} MiB", *bytes as f64 / 1048576.0)?;
+        }
+        write!(
+            f,
+            "  {:<44} {:>10.1} MiB",
+            "total",
+            self.total() as f64 / 1048576.0
+        )
+    }
+}
+
+fn bitmap(bitmap: &RoaringBitmap) -> usize {
+    bitmap.serialized_size()
+}
+
+fn names(index: &NameIndex) -> usize {
+    index.heap_bytes()
+}
+
+impl Snapshot {
+    /// Approximate heap bytes per structure.
+    pub fn footprint(&self) -> Footprint {
+        let mut parts = Vec::new();
+        let slots = |len: usize, item: usize| len * item;
+        let users = self.users.iter().flatten();
+        let mut user_entries = slots(self.users.len(), size_of::<usize>());
+        let mut user_derived = 0;
+        let mut user_records = 0;
+        for entry in users {
+            user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);
+            user_derived += entry.groups.len() * 16
+                + entry.rules.iter().count() * 4
+                + entry.rule_until.len() * 16;
+            user_records += size_of::<crate::model::User>()
+                + entry.user.username.capacity()
+                + entry.user.name.capacity()
+                + entry.user.description.capacity()
+                + entry.user.email.as_ref().map_or(0, String::capacity)
+                + entry.user.system_roles.len() * 32;
+        }
+        parts.push(("users: entries and link bitmaps", user_entries));
+        parts.push(("users: groups, rules reached (derived)", user_derived));
+        parts.push(("users: records (names, emails, roles)", user_records));
+        let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
+        for entry in self.groups.iter().flatten() {
+            group_bytes += size_of::<super::GroupEntry>()
+                + bitmap(&entry.members)
+                + bitmap(&entry.rules)
+                + size_of::<crate::model::Group>()
+                + entry.group.members.capacity() * size_of::<crate::model::UserMember>();
+        }
+        parts.push(("groups (records, member bitmaps)", group_bytes));
+        let mut asset_entries = slots(self.assets.len(), size_of::<usize>());
+        let mut asset_records = 0;
+        let mut rule_sets = 0;
+        let mut seen = HashSet::new();
+        for entry in self.assets.iter().flatten() {
+            asset_entries += size_of::<super::AssetEntry>() + bitmap(&entry.direct_rules);
+            if seen.insert(entry.rules.address()) {
+                rule_sets += entry.rules.iter().count() * 4 + 16;
+            }
+            let asset = &entry.asset;
+            asset_records += size_of::<crate::model::Asset>()
+                + asset.name.capacity()
+                + asset.address.capacity()
+                + asset.platform.capacity()
+                + asset.description.capacity()
+                + asset.protocols.capacity() * 24
+                + asset.nodes.capacity() * 16
+                + asset
+                    .accounts
+                    .iter()
+                    .map(|a| size_of::<crate::model::Account>() + a.username.capacity())
+                    .sum::<usize>();
+        }
+        parts.push(("assets: entries", asset_entries));
+        parts.push((
+            "assets: records (names, accounts, protocols)",
+            asset_records,
+        ));
+        parts.push((
+            "assets: rule sets (shared by node set, counted once)",
+            rule_sets,
+        ));
+        let mut objects = 0;
+        let mut rule_bytes = slots(self.rules.len(), size_of::<usize>());
+        for entry in self.rules.iter().flatten() {
+            objects += bitmap(&entry.objects);
+            rule_bytes += size_of::<super::RuleEntry>() + size_of::<crate::model::Rule>();
+        }
+        parts.push(("rules: records", rule_bytes));
+        parts.push(("rules: objects (assets each can grant)", objects));
+        let mut node_bytes = 0;
+        for entry in self.nodes.iter().flatten() {
+            node_bytes +=
+                size_of::<super::NodeEntry>() + bitmap(&entry.assets) + bitmap(&entry.rules);
+        }
+        parts.push(("nodes", node_bytes));
+        parts.push(("id → slot map", self.ids.heap_bytes()));
+        parts.push((
+            "name indexes (users, emails, groups, assets, rules, roles, tokens)",
+            names(&self.user_names)
+                + names(&self.user_emails)
+                + names(&self.group_names)
+                + names(&self.asset_names)
+                + names(&self.rule_names)
+                + names(&self.role_names)
+                + names(&self.token_names),
+        ));
+        parts.push((
+            "account ids, token hashes",
+            self.account_ids.heap_bytes() + self.token_hashes.heap_bytes(),
+        ));
+        Footprint(parts)
+    }
+}
