@@ -427,7 +427,10 @@ fn scim_run(
         format!("scim-create-{clients}-per-request")
     };
     let path = dir.join(format!("{name}.redb"));
-    let options = EngineOptions { group_commit };
+    let options = EngineOptions {
+        group_commit,
+        ..EngineOptions::default()
+    };
     let engine = Arc::new(Engine::open_with(&path, options).expect("a new store opens"));
     let secret = token(&engine, "scim");
     let users_before = engine.snapshot().counts().users;

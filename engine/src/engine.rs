@@ -5,8 +5,8 @@
 //! snapshot (a refused write is dropped alone), commits them all in one redb
 //! transaction (group commit), and then publishes the new snapshot.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::error::{Error, NotFound, StoreError};
+use crate::image;
 use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
 use crate::snapshot::Snapshot;
@@ -33,11 +34,24 @@ pub struct EngineOptions {
     /// all of them). On by default; off, every write gets its own commit, which only
     /// benchmarks that measure the difference want.
     pub group_commit: bool,
+    /// Keep a snapshot image beside a file store (`<store>.image`) and open from it
+    /// (see `docs/snapshot.md`). On by default.
+    pub images: bool,
+    /// Write a new image once the store is this many revisions past the last one…
+    pub image_every_revisions: u64,
+    /// …or once this much time has passed with any change. An image is also written
+    /// at a clean shutdown ([`Engine::close`]).
+    pub image_every: Duration,
 }
 
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
-        EngineOptions { group_commit: true }
+        EngineOptions {
+            group_commit: true,
+            images: true,
+            image_every_revisions: 10_000,
+            image_every: Duration::from_secs(300),
+        }
     }
 }
 
@@ -75,6 +89,44 @@ struct Shared {
     publish_signal: Condvar,
     /// Store transactions committed by the writer since the engine opened.
     commits: AtomicU64,
+    /// Where images go, for a file store with images on.
+    image: Option<ImageTarget>,
+    /// Set when the engine closes: the imager stops.
+    closing: AtomicBool,
+}
+
+/// Where the snapshot image of this engine's store is kept, and the revision of the
+/// newest image written.
+struct ImageTarget {
+    path: PathBuf,
+    store_id: u64,
+    written: Mutex<u64>,
+}
+
+impl ImageTarget {
+    /// Writes `snapshot` unless an image at its revision or later exists.
+    fn write(&self, snapshot: &Snapshot) {
+        let mut written = self.written.lock().expect("image lock");
+        if snapshot.revision <= *written {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match image::write(snapshot, self.store_id, &self.path) {
+            Ok(()) => {
+                *written = snapshot.revision;
+                tracing::debug!(
+                    path = %self.path.display(),
+                    revision = snapshot.revision,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "wrote the snapshot image"
+                );
+            }
+            Err(error) => tracing::warn!(
+                path = %self.path.display(),
+                "cannot write the snapshot image: {error}"
+            ),
+        }
+    }
 }
 
 /// An embedded Portcullis engine. Cheap to share across threads (`Arc` it, or clone
@@ -83,6 +135,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     sender: Mutex<Option<SyncSender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    imager: Mutex<Option<JoinHandle<()>>>,
+    opened_from: Result<u64, image::Rejected>,
 }
 
 impl Engine {
@@ -103,9 +157,30 @@ impl Engine {
     }
 
     fn start(store: Store, options: EngineOptions) -> Result<Engine, Error> {
-        let loaded = store.load()?;
-        let seq = loaded.seq;
-        let snapshot = Snapshot::from_loaded(loaded)?;
+        let identity = store.identity()?;
+        let (store_id, revision, seq) = (identity.store_id, identity.revision, identity.seq);
+        let image = store
+            .path()
+            .filter(|_| options.images)
+            .map(|path| ImageTarget {
+                path: image::path_for(path),
+                store_id,
+                written: Mutex::new(0),
+            });
+        let from_image = match &image {
+            Some(target) => open_image(&store, target, revision).inspect(|(image_revision, _)| {
+                *target.written.lock().expect("image lock") = *image_revision;
+            }),
+            None => Err(image::Rejected::Missing),
+        };
+        let (snapshot, opened_from) = match from_image {
+            Ok((image_revision, mut snapshot)) => {
+                snapshot.next_node_number =
+                    snapshot.next_node_number.max(identity.next_node_number);
+                (snapshot, Ok(image_revision))
+            }
+            Err(rejected) => (Snapshot::from_loaded(store.load()?)?, Err(rejected)),
+        };
         let revision = snapshot.revision;
         let shared = Arc::new(Shared {
             store,
@@ -113,6 +188,8 @@ impl Engine {
             published: Mutex::new(revision),
             publish_signal: Condvar::new(),
             commits: AtomicU64::new(0),
+            image,
+            closing: AtomicBool::new(false),
         });
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_shared = shared.clone();
@@ -123,10 +200,26 @@ impl Engine {
                 write_loop(&writer_shared, &receiver, seq, max_group);
             })
             .map_err(|error| StoreError::Io(format!("cannot start the writer thread: {error}")))?;
+        let imager = match &shared.image {
+            Some(_) => {
+                let imager_shared = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("portcullis-imager".to_owned())
+                        .spawn(move || image_loop(&imager_shared, options))
+                        .map_err(|error| {
+                            StoreError::Io(format!("cannot start the image thread: {error}"))
+                        })?,
+                )
+            }
+            None => None,
+        };
         let engine = Engine {
             shared,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
+            imager: Mutex::new(imager),
+            opened_from,
         };
         engine.bootstrap()?;
         Ok(engine)
@@ -320,10 +413,42 @@ impl Engine {
 
     /// Stops the writer after the writes already queued. Later writes fail with
     /// [`Error::Closed`]; reads go on working.
+    ///
+    /// A file store's snapshot image is brought up to the last revision on the way
+    /// out, so the next open starts from it.
     pub fn close(&self) {
         self.sender.lock().expect("sender lock").take();
         if let Some(writer) = self.writer.lock().expect("writer lock").take() {
             let _ = writer.join();
+        }
+        if let Some(imager) = self.imager.lock().expect("imager lock").take() {
+            {
+                let _published = self.shared.published.lock().expect("publish lock");
+                self.shared.closing.store(true, Ordering::SeqCst);
+                self.shared.publish_signal.notify_all();
+            }
+            let _ = imager.join();
+            if let Some(target) = &self.shared.image {
+                target.write(&self.snapshot());
+            }
+        }
+    }
+
+    /// Where the snapshot came from at open: the revision of the image it started
+    /// from (then brought up to date from the change log), or why no image was used
+    /// and the snapshot was rebuilt from the store ([`ImageRejected::Missing`] for an
+    /// in-memory store, images turned off, or none written yet).
+    ///
+    /// [`ImageRejected::Missing`]: crate::ImageRejected::Missing
+    pub fn opened_from(&self) -> &Result<u64, image::Rejected> {
+        &self.opened_from
+    }
+
+    /// Writes the snapshot image now (when the store is a file and images are on),
+    /// unless one at the current revision exists.
+    pub fn write_image(&self) {
+        if let Some(target) = &self.shared.image {
+            target.write(&self.snapshot());
         }
     }
 }
@@ -337,6 +462,208 @@ impl Drop for Engine {
 /// An argon2id hash of a random password, verified against when a user is unknown so
 /// that the answer takes as long as for a known one.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2YIiv3s2lKA6Bdvqeb+TNoRMxBwMUMoeMMCRnqDCAZ4";
+
+/// Writes an image every `image_every_revisions` revisions or `image_every`, in the
+/// background, from the published snapshot (readers and the writer never wait for it).
+fn image_loop(shared: &Shared, options: EngineOptions) {
+    let Some(target) = &shared.image else { return };
+    let mut last = std::time::Instant::now();
+    loop {
+        {
+            let published = shared.published.lock().expect("publish lock");
+            let (published, _) = shared
+                .publish_signal
+                .wait_timeout_while(published, options.image_every, |revision| {
+                    !shared.closing.load(Ordering::SeqCst)
+                        && revision.saturating_sub(*target.written.lock().expect("image lock"))
+                            < options.image_every_revisions
+                })
+                .expect("publish lock");
+            drop(published);
+        }
+        if shared.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let snapshot = shared.current.load_full();
+        let behind = snapshot.revision
+            - (*target.written.lock().expect("image lock")).min(snapshot.revision);
+        if behind >= options.image_every_revisions
+            || (behind > 0 && last.elapsed() >= options.image_every)
+        {
+            target.write(&snapshot);
+            last = std::time::Instant::now();
+        }
+    }
+}
+
+/// The image at `target` (its revision, and its snapshot brought up to `revision`),
+/// or why it cannot be used (logged as a warning, unless there simply is none).
+fn open_image(
+    store: &Store,
+    target: &ImageTarget,
+    revision: u64,
+) -> Result<(u64, Snapshot), image::Rejected> {
+    let shown = target.path.display();
+    let snapshot = image::read(&target.path, target.store_id, revision).inspect_err(|rejected| {
+        if *rejected != image::Rejected::Missing {
+            tracing::warn!(path = %shown, "ignoring the snapshot image, rebuilding from the store: {rejected}");
+        }
+    })?;
+    let image_revision = snapshot.revision;
+    let caught_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        catch_up(store, snapshot, revision)
+    }));
+    let rejected = match caught_up {
+        Ok(Ok(snapshot)) => return Ok((image_revision, snapshot)),
+        Ok(Err(error)) => {
+            image::Rejected::Malformed(format!("cannot be brought up to date: {error}"))
+        }
+        Err(_) => image::Rejected::Malformed("disagrees with the store's change log".to_owned()),
+    };
+    tracing::warn!(path = %shown, "ignoring the snapshot image, rebuilding from the store: {rejected}");
+    Err(rejected)
+}
+
+/// Brings `snapshot` (from an image) up to the store's `revision`: every entity the
+/// change log names after the image's revision is read back from the store and put,
+/// kinds in the order their references need (roles, nodes parents first, users,
+/// groups, assets, rules, tokens); then the entities gone from the store are
+/// deleted, in the reverse order.
+fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot, Error> {
+    use crate::store::Stored;
+    if snapshot.revision == revision {
+        return Ok(snapshot);
+    }
+    let mut touched: std::collections::BTreeSet<(u8, Id)> = Default::default();
+    let order = |kind: EntityKind| match kind {
+        EntityKind::Role => 0u8,
+        EntityKind::Node => 1,
+        EntityKind::User => 2,
+        EntityKind::Group => 3,
+        EntityKind::Asset => 4,
+        EntityKind::Rule => 5,
+        EntityKind::Token => 6,
+    };
+    const KINDS: [EntityKind; 7] = [
+        EntityKind::Role,
+        EntityKind::Node,
+        EntityKind::User,
+        EntityKind::Group,
+        EntityKind::Asset,
+        EntityKind::Rule,
+        EntityKind::Token,
+    ];
+    for change in store.changes_since(snapshot.revision, usize::MAX)? {
+        touched.insert((order(change.entity), change.id));
+    }
+    let mut working = Working::unrecorded(snapshot);
+    let index_of = |working: &Working, kind: EntityKind, id: Id| {
+        working
+            .snap
+            .slot(id)
+            .filter(|slot| slot.kind == kind)
+            .map(|slot| slot.index)
+    };
+    let mut gone = Vec::new();
+    let mut nodes = Vec::new();
+    let mut groups = Vec::new();
+    for &(rank, id) in &touched {
+        let kind = KINDS[rank as usize];
+        let Some(stored) = store.entity(kind, id)? else {
+            gone.push((kind, id));
+            continue;
+        };
+        match stored {
+            Stored::Role(role) => {
+                working.set_role(index_of(&working, kind, id), Some(role));
+            }
+            Stored::Node(node) => nodes.push(node),
+            Stored::User(user) => {
+                // Nodes are all placed before the first user (kinds are in order).
+                place_nodes(&mut working, &mut nodes);
+                working.set_user(index_of(&working, kind, id), Some(user));
+            }
+            Stored::Group(group) => groups.push(group),
+            Stored::Asset(asset) => {
+                place_nodes(&mut working, &mut nodes);
+                place_groups(&mut working, &mut groups);
+                working.set_asset(index_of(&working, kind, id), Some(asset));
+            }
+            Stored::Rule(rule) => {
+                place_nodes(&mut working, &mut nodes);
+                place_groups(&mut working, &mut groups);
+                working.set_rule(index_of(&working, kind, id), Some(rule));
+            }
+            Stored::Token(token, hash) => {
+                working.set_token(index_of(&working, kind, id), Some(token), Some(hash));
+            }
+        }
+    }
+    place_nodes(&mut working, &mut nodes);
+    place_groups(&mut working, &mut groups);
+    for (kind, id) in gone.into_iter().rev() {
+        let Some(index) = index_of(&working, kind, id) else {
+            continue;
+        };
+        match kind {
+            EntityKind::Role => working.set_role(Some(index), None),
+            EntityKind::Node => working.set_node(Some(index), None),
+            EntityKind::User => working.set_user(Some(index), None),
+            EntityKind::Group => working.set_group(Some(index), None),
+            EntityKind::Asset => working.set_asset(Some(index), None),
+            EntityKind::Rule => working.set_rule(Some(index), None),
+            EntityKind::Token => working.set_token(Some(index), None, None),
+        };
+    }
+    let mut snapshot = working.finish().snapshot;
+    snapshot.revision = revision;
+    Ok(snapshot)
+}
+
+/// Puts nodes read back from the store, each after its parent.
+fn place_nodes(working: &mut Working, nodes: &mut Vec<crate::model::Node>) {
+    while !nodes.is_empty() {
+        let waiting: std::collections::HashSet<Id> = nodes.iter().map(|n| n.id).collect();
+        let before = nodes.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(nodes)
+            .into_iter()
+            .partition(|n| n.parent.is_none_or(|p| !waiting.contains(&p)));
+        for node in ready {
+            let index = working
+                .snap
+                .slot(node.id)
+                .filter(|s| s.kind == EntityKind::Node)
+                .map(|s| s.index);
+            working.set_node(index, Some(node));
+        }
+        *nodes = rest;
+        assert!(nodes.len() < before, "INVARIANT: stored nodes form a tree");
+    }
+}
+
+/// Puts groups read back from the store: new ones bare first, so that subgroup
+/// links between them resolve.
+fn place_groups(working: &mut Working, groups: &mut Vec<crate::model::Group>) {
+    let index_of = |working: &Working, id: Id| {
+        working
+            .snap
+            .slot(id)
+            .filter(|s| s.kind == EntityKind::Group)
+            .map(|s| s.index)
+    };
+    for group in groups.iter() {
+        if index_of(working, group.id).is_none() {
+            let mut bare = group.clone();
+            bare.members.clear();
+            bare.subgroups.clear();
+            working.set_group(None, Some(bare));
+        }
+    }
+    for group in std::mem::take(groups) {
+        let index = index_of(working, group.id);
+        working.set_group(index, Some(group));
+    }
+}
 
 fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_group: usize) {
     while let Ok(first) = receiver.recv() {
@@ -470,10 +797,11 @@ impl Snapshot {
             estate,
             token_hashes,
             revision,
-            ..
+            next_node_number,
         } = loaded;
         let mut snapshot = Snapshot::build(estate, &token_hashes)?;
         snapshot.revision = revision;
+        snapshot.next_node_number = snapshot.next_node_number.max(next_node_number);
         Ok(snapshot)
     }
 

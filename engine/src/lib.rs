@@ -4,6 +4,7 @@ mod auth;
 mod engine;
 mod error;
 mod eval;
+mod image;
 mod model;
 mod secrets;
 mod snapshot;
@@ -18,6 +19,7 @@ pub use auth::{
 pub use engine::{Engine, EngineOptions, WriteOutcome};
 pub use error::*;
 pub use eval::*;
+pub use image::Rejected as ImageRejected;
 pub use model::*;
 pub use secrets::TOKEN_PREFIX;
 pub use snapshot::{Canonical, Counts, Footprint, ListQuery, Snapshot, UserGroup, name_folds};

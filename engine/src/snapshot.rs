@@ -19,6 +19,7 @@ mod invariants;
 mod look_alike;
 mod name_index;
 mod rule_set;
+mod symbols;
 mod views;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
 pub(crate) use name_index::{NameIndex, same_name};
 pub(crate) use rule_set::RuleSet;
+pub(crate) use symbols::Symbols;
 pub use views::{ListQuery, UserGroup};
 
 /// A map keyed by entity id.
@@ -54,6 +56,9 @@ pub(crate) struct Slot {
 #[derive(Clone)]
 pub(crate) struct UserEntry {
     pub(crate) user: Arc<User>,
+    /// The user is valid before this instant: `Time::MIN` when inactive, else the
+    /// expiry or `Time::MAX` (`User::is_valid_at` without following `user`).
+    pub(crate) valid_until: Time,
     /// Groups the user is a direct member of, with the membership's end (`Time::MAX`:
     /// none).
     pub(crate) direct_groups: SmallVec<[(u32, Time); 4]>,
@@ -71,6 +76,14 @@ pub(crate) struct UserEntry {
 }
 
 impl UserEntry {
+    pub(crate) fn valid_until_of(user: &User) -> Time {
+        if user.active {
+            user.expires_at.unwrap_or(Time::MAX)
+        } else {
+            Time::MIN
+        }
+    }
+
     /// Until when `rule` reaches the user by membership (`Time::MAX`: always).
     #[inline]
     pub(crate) fn rule_until(&self, rule: u32) -> Time {
@@ -111,12 +124,63 @@ pub(crate) struct NodeEntry {
 #[derive(Clone)]
 pub(crate) struct AssetEntry {
     pub(crate) asset: Arc<Asset>,
+    /// What a check reads of the asset, kept inline: whether it is active, and the
+    /// symbols of the protocol names it offers and of its account usernames.
+    pub(crate) active: bool,
+    pub(crate) protocols: SmallVec<[u32; 4]>,
+    pub(crate) accounts: SmallVec<[u32; 4]>,
     pub(crate) nodes: SmallVec<[u32; 2]>,
     /// Rules that name the asset.
     pub(crate) direct_rules: RoaringBitmap,
     // Derived:
     /// Every rule that names the asset or a node above it.
     pub(crate) rules: RuleSet,
+}
+
+impl AssetEntry {
+    /// The inline fields for `asset`, its names interned in `symbols`.
+    pub(crate) fn hot_fields(
+        asset: &Asset,
+        symbols: &mut Symbols,
+    ) -> (bool, SmallVec<[u32; 4]>, SmallVec<[u32; 4]>) {
+        (
+            asset.active,
+            asset
+                .protocols
+                .iter()
+                .map(|p| symbols.intern(p.name()))
+                .collect(),
+            asset
+                .accounts
+                .iter()
+                .map(|a| symbols.intern(&a.username))
+                .collect(),
+        )
+    }
+}
+
+/// The account of a query, as a check compares it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AccountRef {
+    Input,
+    Anonymous,
+    /// A name some asset or rule has used.
+    Known(u32),
+    /// A name no asset has: it can only match `@USER`.
+    Unknown,
+}
+
+impl AccountRef {
+    #[inline]
+    pub(crate) fn of(account: &str, symbols: &Symbols) -> AccountRef {
+        match account {
+            crate::model::INPUT_ACCOUNT => AccountRef::Input,
+            crate::model::ANON_ACCOUNT => AccountRef::Anonymous,
+            _ => symbols
+                .get(account)
+                .map_or(AccountRef::Unknown, AccountRef::Known),
+        }
+    }
 }
 
 /// A rule's accounts spec, compiled for matching.
@@ -128,10 +192,13 @@ pub(crate) struct AccountMatcher {
     pub(crate) anonymous: bool,
     pub(crate) named: Box<[Box<str>]>,
     pub(crate) excluded: Box<[Box<str>]>,
+    /// `named` and `excluded` as symbols.
+    pub(crate) named_symbols: SmallVec<[u32; 2]>,
+    pub(crate) excluded_symbols: SmallVec<[u32; 2]>,
 }
 
 impl AccountMatcher {
-    pub(crate) fn new(selectors: &[AccountSelector]) -> AccountMatcher {
+    pub(crate) fn new(selectors: &[AccountSelector], symbols: &mut Symbols) -> AccountMatcher {
         let mut matcher = AccountMatcher::default();
         let mut named = Vec::new();
         let mut excluded = Vec::new();
@@ -145,9 +212,37 @@ impl AccountMatcher {
                 AccountSelector::Excluded(name) => excluded.push(name.clone()),
             }
         }
+        matcher.named_symbols = named.iter().map(|n| symbols.intern(n)).collect();
+        matcher.excluded_symbols = excluded.iter().map(|n| symbols.intern(n)).collect();
         matcher.named = named.into();
         matcher.excluded = excluded.into();
         matcher
+    }
+
+    /// [`AccountMatcher::matches`] on symbols: `accounts` are the asset's account
+    /// symbols, and `is_username` says whether the account is the user's own name.
+    #[inline]
+    pub(crate) fn matches_symbol(
+        &self,
+        account: AccountRef,
+        accounts: &[u32],
+        is_username: impl FnOnce() -> bool,
+    ) -> bool {
+        match account {
+            AccountRef::Input => self.input,
+            AccountRef::Anonymous => self.anonymous,
+            AccountRef::Unknown => self.same_as_user && is_username(),
+            AccountRef::Known(symbol) => {
+                if self.same_as_user && is_username() {
+                    return true;
+                }
+                if !accounts.contains(&symbol) {
+                    return false;
+                }
+                self.named_symbols.contains(&symbol)
+                    || (self.all && !self.excluded_symbols.contains(&symbol))
+            }
+        }
     }
 
     /// Whether account `account` on `asset` matches for a user named `username`.
@@ -193,12 +288,20 @@ pub(crate) struct CompiledRule {
     pub(crate) starts_at: Time,
     pub(crate) expires_at: Option<Time>,
     pub(crate) protocols: ProtocolFilter,
+    /// `protocols` as symbols; `None`: every protocol.
+    pub(crate) protocol_symbols: Option<SmallVec<[u32; 4]>>,
     pub(crate) accounts: AccountMatcher,
 }
 
 impl CompiledRule {
-    pub(crate) fn new(rule: &Rule) -> CompiledRule {
+    pub(crate) fn new(rule: &Rule, symbols: &mut Symbols) -> CompiledRule {
         CompiledRule {
+            protocol_symbols: match &rule.protocols {
+                ProtocolFilter::All => None,
+                ProtocolFilter::Only(names) => {
+                    Some(names.iter().map(|n| symbols.intern(n)).collect())
+                }
+            },
             id: rule.id,
             complete: rule.is_complete(),
             effect: rule.effect,
@@ -206,8 +309,15 @@ impl CompiledRule {
             starts_at: rule.starts_at,
             expires_at: rule.expires_at,
             protocols: rule.protocols.clone(),
-            accounts: AccountMatcher::new(&rule.accounts),
+            accounts: AccountMatcher::new(&rule.accounts, symbols),
         }
+    }
+
+    #[inline]
+    pub(crate) fn allows_protocol(&self, protocol: u32) -> bool {
+        self.protocol_symbols
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&protocol))
     }
 }
 
@@ -263,6 +373,7 @@ pub struct Snapshot {
     pub(crate) role_names: NameIndex,
     pub(crate) token_names: NameIndex,
     pub(crate) token_hashes: CowMap<[u8; 32], u32, foldhash::fast::RandomState>,
+    pub(crate) symbols: Symbols,
     /// The asset holding each account, by account id.
     // INVARIANT: an account id is one account's, and no entity's.
     pub(crate) account_ids: IdMap<u32>,
@@ -328,6 +439,7 @@ impl Snapshot {
             role_names: NameIndex::new(),
             token_names: NameIndex::new(),
             token_hashes: CowMap::with_hasher(Default::default()),
+            symbols: Symbols::new(),
             account_ids: CowMap::with_hasher(Default::default()),
             active_assets: Arc::new(RoaringBitmap::new()),
             next_node_number: 1,

@@ -43,6 +43,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_SCHEMA: &str = "schema";
 const META_REVISION: &str = "revision";
 const META_SEQ: &str = "seq";
+/// The number the next node gets: numbers are never reused, across reopens too.
+const META_NEXT_NODE_NUMBER: &str = "next_node_number";
+/// A random number drawn when the store is created: an image names the store it was
+/// written from (`image`), so one copied beside another store is not taken for its.
+const META_STORE_ID: &str = "store_id";
 /// The layout this build writes and reads. 2: users and groups carry `attributes`.
 /// 3: the operation log holds one row per transaction (migrated from 2 on open).
 const SCHEMA: u64 = 3;
@@ -88,7 +93,7 @@ pub(crate) struct Loaded {
     pub(crate) estate: Estate,
     pub(crate) token_hashes: Vec<(Id, [u8; 32])>,
     pub(crate) revision: u64,
-    pub(crate) seq: u64,
+    pub(crate) next_node_number: u64,
 }
 
 /// One commit: the entities to rewrite (read from the snapshot being published),
@@ -100,6 +105,25 @@ pub(crate) struct Commit<'a> {
     pub(crate) changes: Vec<ChangeRecord>,
     pub(crate) revision: u64,
     pub(crate) seq: u64,
+}
+
+/// What the meta table says of a store.
+pub(crate) struct Identity {
+    pub(crate) store_id: u64,
+    pub(crate) revision: u64,
+    pub(crate) seq: u64,
+    pub(crate) next_node_number: u64,
+}
+
+/// One entity as the store holds it.
+pub(crate) enum Stored {
+    User(crate::model::User),
+    Group(crate::model::Group),
+    Node(crate::model::Node),
+    Asset(crate::model::Asset),
+    Rule(crate::model::Rule),
+    Role(crate::model::Role),
+    Token(crate::model::Token, [u8; 32]),
 }
 
 pub(crate) struct Store {
@@ -160,6 +184,12 @@ impl Store {
             txn.open_table(TOKEN_HASHES)?;
             txn.open_table(CHANGE_LOG)?;
             let mut meta = txn.open_table(META)?;
+            if meta.get(META_STORE_ID)?.is_none() {
+                let mut bytes = [0u8; 8];
+                getrandom::fill(&mut bytes)
+                    .map_err(|error| StoreError::Io(format!("no randomness: {error}")))?;
+                meta.insert(META_STORE_ID, u64::from_le_bytes(bytes))?;
+            }
             let found = meta.get(META_SCHEMA)?.map(|v| v.value());
             match found {
                 None => {
@@ -221,12 +251,12 @@ impl Store {
         }
         let meta = txn.open_table(META)?;
         let revision = meta.get(META_REVISION)?.map_or(0, |v| v.value());
-        let seq = meta.get(META_SEQ)?.map_or(0, |v| v.value());
+        let next_node_number = meta.get(META_NEXT_NODE_NUMBER)?.map_or(1, |v| v.value());
         Ok(Loaded {
             estate,
             token_hashes,
             revision,
-            seq,
+            next_node_number,
         })
     }
 
@@ -296,6 +326,7 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             meta.insert(META_REVISION, commit.revision)?;
             meta.insert(META_SEQ, commit.seq)?;
+            meta.insert(META_NEXT_NODE_NUMBER, commit.snapshot.next_node_number)?;
         }
         txn.commit()?;
         Ok(())
@@ -337,6 +368,56 @@ impl Store {
     /// above.
     pub(crate) fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The store's id, revision, last sequence number and next node number.
+    pub(crate) fn identity(&self) -> Result<Identity, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let get = |key: &str, default: u64| -> Result<u64, StoreError> {
+            Ok(meta.get(key)?.map_or(default, |v| v.value()))
+        };
+        Ok(Identity {
+            store_id: get(META_STORE_ID, 0)?,
+            revision: get(META_REVISION, 0)?,
+            seq: get(META_SEQ, 0)?,
+            next_node_number: get(META_NEXT_NODE_NUMBER, 1)?,
+        })
+    }
+
+    /// The stored record of one entity, and for a token its hash.
+    pub(crate) fn entity(&self, kind: EntityKind, id: Id) -> Result<Option<Stored>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table_of(kind))?;
+        let Some(bytes) = table.get(key(id))? else {
+            return Ok(None);
+        };
+        let bytes = bytes.value();
+        let name = kind.noun();
+        let raw = key(id);
+        Ok(Some(match kind {
+            EntityKind::User => Stored::User(decode(name, raw, bytes)?),
+            EntityKind::Group => Stored::Group(decode(name, raw, bytes)?),
+            EntityKind::Node => Stored::Node(decode(name, raw, bytes)?),
+            EntityKind::Asset => Stored::Asset(decode(name, raw, bytes)?),
+            EntityKind::Rule => Stored::Rule(decode(name, raw, bytes)?),
+            EntityKind::Role => Stored::Role(decode(name, raw, bytes)?),
+            EntityKind::Token => {
+                let token = decode(name, raw, bytes)?;
+                let hashes = txn.open_table(TOKEN_HASHES)?;
+                let hash = hashes.get(raw)?.ok_or_else(|| StoreError::Corrupt {
+                    table: "token_hashes",
+                    key: id.to_string(),
+                    message: "a token's hash is missing".to_owned(),
+                })?;
+                let hash: [u8; 32] = hash.value().try_into().map_err(|_| StoreError::Corrupt {
+                    table: "token_hashes",
+                    key: id.to_string(),
+                    message: "a token hash is 32 bytes".to_owned(),
+                })?;
+                Stored::Token(token, hash)
+            }
+        }))
     }
 
     /// The stored password hash of a user.

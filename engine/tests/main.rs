@@ -3,6 +3,7 @@
 
 mod auth;
 mod differential;
+mod image;
 mod incremental;
 mod look_alike;
 mod support;

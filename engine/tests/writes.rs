@@ -616,8 +616,16 @@ fn group_commit_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     for group_commit in [false, true] {
         let path = dir.path().join(format!("grouped-{group_commit}.redb"));
-        let engine =
-            std::sync::Arc::new(Engine::open_with(&path, EngineOptions { group_commit }).unwrap());
+        let engine = std::sync::Arc::new(
+            Engine::open_with(
+                &path,
+                EngineOptions {
+                    group_commit,
+                    ..EngineOptions::default()
+                },
+            )
+            .unwrap(),
+        );
         let before = engine.commits();
         let revisions = eight_writers(&engine);
         let commits = engine.commits() - before;

@@ -15,7 +15,7 @@ use crate::eval::{
 use crate::model::{
     ANON_ACCOUNT, Actions, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
 };
-use crate::snapshot::{Snapshot, UserEntry, same_name};
+use crate::snapshot::{AccountRef, Snapshot, UserEntry, same_name};
 
 /// A user's dense index in one snapshot lineage. Valid for the snapshot it came from
 /// and every later one while the user exists.
@@ -94,23 +94,30 @@ impl Snapshot {
         else {
             return decision;
         };
-        if !user.user.is_valid_at(at) || !asset.asset.active {
+        if at >= user.valid_until || !asset.active {
             return decision;
         }
-        let mut valid_until = user.user.expires_at.unwrap_or(Time::MAX);
+        let mut valid_until = user.valid_until;
         let mut allowed = Actions::NONE;
         let mut denied = Actions::NONE;
-        if asset.asset.offers(protocol) {
+        let offered = self
+            .symbols
+            .get(protocol)
+            .filter(|symbol| asset.protocols.contains(symbol));
+        if let Some(protocol) = offered {
+            let account_ref = AccountRef::of(account, &self.symbols);
             for rule_index in user.rules.common(&asset.rules) {
                 let Some(entry) = self.rule_entry(rule_index) else {
                     continue;
                 };
                 let rule = &entry.compiled;
                 if !rule.complete
-                    || !rule.protocols.allows(protocol)
+                    || !rule.allows_protocol(protocol)
                     || !rule
                         .accounts
-                        .matches(account, &asset.asset, &user.user.username)
+                        .matches_symbol(account_ref, &asset.accounts, || {
+                            user.user.username == account
+                        })
                 {
                     continue;
                 }

@@ -136,6 +136,10 @@ impl Snapshot {
             "account ids, token hashes",
             self.account_ids.heap_bytes() + self.token_hashes.heap_bytes(),
         ));
+        parts.push((
+            "symbols (protocol names, account usernames)",
+            self.symbols.heap_bytes(),
+        ));
         Footprint(parts)
     }
 }

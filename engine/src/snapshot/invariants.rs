@@ -348,7 +348,8 @@ impl Snapshot {
             {
                 return fail(format!("rule `{}` has stale links", rule.name));
             }
-            if entry.compiled != crate::snapshot::CompiledRule::new(rule) {
+            if entry.compiled != crate::snapshot::CompiledRule::new(rule, &mut self.symbols.clone())
+            {
                 return fail(format!("rule `{}` is compiled stale", rule.name));
             }
             for &u in &*entry.users {
@@ -372,6 +373,9 @@ impl Snapshot {
                     "user `{}` direct rules are stale",
                     entry.user.username
                 ));
+            }
+            if entry.valid_until != super::UserEntry::valid_until_of(&entry.user) {
+                return fail(format!("user `{}` validity is stale", entry.user.username));
             }
         }
         for (index, entry) in self.groups.iter().enumerate() {
@@ -416,6 +420,13 @@ impl Snapshot {
             let index = index as u32;
             if entry.asset.active {
                 active.insert(index);
+            }
+            let hot = super::AssetEntry::hot_fields(&entry.asset, &mut self.symbols.clone());
+            if (entry.active, &entry.protocols, &entry.accounts) != (hot.0, &hot.1, &hot.2) {
+                return fail(format!(
+                    "asset `{}` inline fields are stale",
+                    entry.asset.name
+                ));
             }
             if entry.direct_rules != *asset_rules.get(&index).unwrap_or(&empty) {
                 return fail(format!(

@@ -25,6 +25,16 @@ impl RuleSet {
         RuleSet(bitmap.iter().collect())
     }
 
+    /// A set from a list that should be sorted (an image's): sorted and deduplicated
+    /// here if it is not.
+    pub(crate) fn from_sorted(mut rules: Vec<u32>) -> RuleSet {
+        if !rules.windows(2).all(|pair| pair[0] < pair[1]) {
+            rules.sort_unstable();
+            rules.dedup();
+        }
+        RuleSet(rules.into())
+    }
+
     /// Whether both are the one shared set (not merely equal).
     pub(crate) fn same_allocation(&self, other: &RuleSet) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

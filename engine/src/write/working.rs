@@ -244,7 +244,9 @@ impl Working {
         let index =
             match (index, &new) {
                 (Some(index), Some(new)) => {
-                    self.user_mut(index).user = Arc::new(new.clone());
+                    let entry = self.user_mut(index);
+                    entry.user = Arc::new(new.clone());
+                    entry.valid_until = UserEntry::valid_until_of(new);
                     index
                 }
                 (Some(index), None) => {
@@ -263,6 +265,7 @@ impl Working {
                 }
                 (None, Some(new)) => {
                     let entry = UserEntry {
+                        valid_until: UserEntry::valid_until_of(new),
                         user: Arc::new(new.clone()),
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
@@ -505,6 +508,9 @@ impl Working {
                 let Some(new) = &new else { return None };
                 let entry = AssetEntry {
                     asset: Arc::new(new.clone()),
+                    active: false,
+                    protocols: Default::default(),
+                    accounts: Default::default(),
                     nodes: Default::default(),
                     direct_rules: RoaringBitmap::new(),
                     rules: RuleSet::default(),
@@ -550,8 +556,13 @@ impl Working {
         match new {
             Some(new) => {
                 self.snap.asset_names.insert(&new.name, index);
+                let (active, protocols, accounts) =
+                    AssetEntry::hot_fields(&new, &mut self.snap.symbols);
                 let entry = self.asset_mut(index);
                 entry.asset = Arc::new(new.clone());
+                entry.active = active;
+                entry.protocols = protocols;
+                entry.accounts = accounts;
                 entry.nodes = new_nodes.iter().copied().collect();
                 self.dirty_assets.insert(index);
                 self.record(EntityKind::Asset, new.id, old.as_deref(), Some(&new));
@@ -620,7 +631,7 @@ impl Working {
                 let Some(rule) = &new else { return None };
                 let entry = RuleEntry {
                     rule: Arc::new(rule.clone()),
-                    compiled: CompiledRule::new(rule),
+                    compiled: CompiledRule::new(rule, &mut self.snap.symbols),
                     users: Box::default(),
                     groups: Box::default(),
                     assets: Box::default(),
@@ -689,8 +700,9 @@ impl Working {
         match new {
             Some(rule) => {
                 self.snap.rule_names.insert(&rule.name, index);
+                let compiled = CompiledRule::new(&rule, &mut self.snap.symbols);
                 let entry = self.rule_mut(index);
-                entry.compiled = CompiledRule::new(&rule);
+                entry.compiled = compiled;
                 entry.rule = Arc::new(rule.clone());
                 entry.users = new_users;
                 entry.groups = new_groups;

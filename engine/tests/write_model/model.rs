@@ -452,16 +452,9 @@ impl Model {
         names
     }
 
-    /// The store was closed and opened again.
-    ///
-    /// DISAGREEMENT (issue 22): a node number should never be reused, but the engine
-    /// keeps its counter only in memory and, opening a store, starts after the highest
-    /// number a node still has; a number freed by deleting the newest node comes back.
-    /// Pinned to the engine until the counter is stored.
-    pub fn reopened(&mut self) {
-        let highest = self.nodes.values().map(|r| r.value.number).max();
-        self.next_node_number = highest.map_or(1, |n| n + 1);
-    }
+    /// The store was closed and opened again: nothing changes (a node number freed by
+    /// a deletion stays unused, across reopens too).
+    pub fn reopened(&mut self) {}
 
     // ----- authority: a caller never grants what it does not hold ---------------------
 

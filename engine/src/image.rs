@@ -1,0 +1,543 @@
+//! The snapshot image: a published snapshot written to a file beside the store, so
+//! that an open reads it back instead of rebuilding every derived index.
+//!
+//! An image can make an open fast, never a decision wrong: [`read`] refuses a
+//! missing, truncated, corrupt, foreign, other-version or future-revision image, and
+//! the engine then rebuilds from the store. An accepted image is brought up to the
+//! store's revision by re-reading every entity the change log names after the
+//! image's revision (see `Engine::start`).
+//!
+//! # Format (version 1), documented in `docs/snapshot.md`
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic  b"PCLSIMG\0"
+//!      8     4  format version, u32 little-endian (1)
+//!     12     4  flags, u32 (0)
+//!     16     8  store id, u64 (the store's META `store_id`)
+//!     24     8  revision, u64: the store revision the snapshot reflects
+//!     32     8  body length in bytes, u64
+//!     40     4  CRC-32 (IEEE) of the body, u32
+//!     44     4  reserved (0)
+//!     48     …  body
+//! ```
+//!
+//! The body is a sequence of sections, in this order: `next_node_number` (one
+//! postcard varint), then roles, nodes, users, groups, assets, the shared asset rule
+//! sets, rules, tokens. A section is a postcard varint count followed by that many
+//! postcard records; entity sections hold one `Option` per dense index, so indexes in
+//! derived data stay valid. Bitmaps are in the portable Roaring format.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Asset, EntityKind, Group, Node, Role, Rule, Time, Token, User};
+use crate::snapshot::{
+    AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
+    TokenEntry, UserEntry,
+};
+
+const MAGIC: &[u8; 8] = b"PCLSIMG\0";
+/// The layout this build writes and reads.
+pub(crate) const FORMAT: u32 = 1;
+const HEADER: usize = 48;
+
+/// The image file of the store at `store`: `<store>.image`.
+pub(crate) fn path_for(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".image");
+    PathBuf::from(name)
+}
+
+/// Why an image was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("there is no image")]
+    Missing,
+    #[error("the image cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the image is truncated ({found} bytes where its header promises {expected})")]
+    Truncated { found: u64, expected: u64 },
+    #[error("the image is not a Portcullis snapshot image")]
+    NotAnImage,
+    #[error("the image has format {found}; this build reads format {FORMAT}")]
+    Version { found: u32 },
+    #[error("the image belongs to another store")]
+    Foreign,
+    #[error("the image is at revision {image}, ahead of the store's {store}")]
+    Future { image: u64, store: u64 },
+    #[error("the image's checksum does not match its contents")]
+    Checksum,
+    #[error("the image's contents are malformed: {0}")]
+    Malformed(String),
+}
+
+fn bits(bitmap: &RoaringBitmap) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+    bitmap
+        .serialize_into(&mut bytes)
+        .expect("INVARIANT: writing to a Vec cannot fail");
+    bytes
+}
+
+fn unbits(bytes: &[u8]) -> Result<RoaringBitmap, Rejected> {
+    RoaringBitmap::deserialize_from(bytes).map_err(|error| Rejected::Malformed(error.to_string()))
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserImage {
+    user: Arc<User>,
+    direct_groups: Vec<(u32, Time)>,
+    direct_rules: Vec<u8>,
+    groups: Vec<(u32, Time)>,
+    rules: Vec<u32>,
+    rule_until: Vec<(u32, Time)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupImage {
+    group: Arc<Group>,
+    members: Vec<u8>,
+    subgroups: Vec<u32>,
+    parents: Vec<(u32, Time)>,
+    rules: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeImage {
+    node: Arc<Node>,
+    parent: Option<u32>,
+    children: Vec<u32>,
+    assets: Vec<u8>,
+    rules: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AssetImage {
+    asset: Arc<Asset>,
+    nodes: Vec<u32>,
+    direct_rules: Vec<u8>,
+    /// Index into the shared rule sets section.
+    rules: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleImage {
+    rule: Arc<Rule>,
+    users: Vec<u32>,
+    groups: Vec<u32>,
+    assets: Vec<u32>,
+    nodes: Vec<u32>,
+    objects: Vec<u8>,
+}
+
+/// Feeds everything written to the CRC too.
+struct Summing<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.crc.update(&bytes[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn put<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T) -> std::io::Result<()> {
+    postcard::to_io(value, &mut *out)
+        .map(|_| ())
+        .map_err(|error| std::io::Error::other(error.to_string()))
+}
+
+fn section<W: Write, T, I: Serialize>(
+    out: &mut W,
+    count: usize,
+    items: impl Iterator<Item = T>,
+    mut image: impl FnMut(T) -> I,
+) -> std::io::Result<()> {
+    put(out, &(count as u64))?;
+    for item in items {
+        put(out, &image(item))?;
+    }
+    Ok(())
+}
+
+/// Writes `snapshot` as the image at `path`, for the store `store_id`: to a
+/// temporary file, synced, then renamed over the old image, so a crash leaves the
+/// old image or the new one, never half of one.
+pub(crate) fn write(snapshot: &Snapshot, store_id: u64, path: &Path) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(&[0; HEADER])?;
+    let (crc, len) = {
+        let mut out = Summing {
+            inner: BufWriter::with_capacity(1 << 20, &mut file),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        write_body(snapshot, &mut out)?;
+        out.flush()?;
+        (out.crc, out.len)
+    };
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&store_id.to_le_bytes());
+    header.extend_from_slice(&snapshot.revision.to_le_bytes());
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&header)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(directory)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()> {
+    put(out, &snapshot.next_node_number)?;
+    section(out, snapshot.roles.len(), snapshot.roles.iter(), |role| {
+        role.clone()
+    })?;
+    section(out, snapshot.nodes.len(), snapshot.nodes.iter(), |entry| {
+        entry.as_ref().map(|e| NodeImage {
+            node: e.node.clone(),
+            parent: e.parent,
+            children: e.children.to_vec(),
+            assets: bits(&e.assets),
+            rules: bits(&e.rules),
+        })
+    })?;
+    section(out, snapshot.users.len(), snapshot.users.iter(), |entry| {
+        entry.as_ref().map(|e| UserImage {
+            user: e.user.clone(),
+            direct_groups: e.direct_groups.to_vec(),
+            direct_rules: bits(&e.direct_rules),
+            groups: e.groups.to_vec(),
+            rules: e.rules.iter().collect(),
+            rule_until: e.rule_until.to_vec(),
+        })
+    })?;
+    section(
+        out,
+        snapshot.groups.len(),
+        snapshot.groups.iter(),
+        |entry| {
+            entry.as_ref().map(|e| GroupImage {
+                group: e.group.clone(),
+                members: bits(&e.members),
+                subgroups: e.subgroups.to_vec(),
+                parents: e.parents.to_vec(),
+                rules: bits(&e.rules),
+            })
+        },
+    )?;
+    // Assets name their rule set by number; each shared set is written once.
+    let mut set_numbers: std::collections::HashMap<usize, u32> = Default::default();
+    let mut sets: Vec<&RuleSet> = Vec::new();
+    section(
+        out,
+        snapshot.assets.len(),
+        snapshot.assets.iter(),
+        |entry| {
+            entry.as_ref().map(|e| {
+                let number = *set_numbers.entry(e.rules.address()).or_insert_with(|| {
+                    sets.push(&e.rules);
+                    (sets.len() - 1) as u32
+                });
+                AssetImage {
+                    asset: e.asset.clone(),
+                    nodes: e.nodes.to_vec(),
+                    direct_rules: bits(&e.direct_rules),
+                    rules: number,
+                }
+            })
+        },
+    )?;
+    section(out, sets.len(), sets.iter(), |set| {
+        set.iter().collect::<Vec<u32>>()
+    })?;
+    section(out, snapshot.rules.len(), snapshot.rules.iter(), |entry| {
+        entry.as_ref().map(|e| RuleImage {
+            rule: e.rule.clone(),
+            users: e.users.to_vec(),
+            groups: e.groups.to_vec(),
+            assets: e.assets.to_vec(),
+            nodes: e.nodes.to_vec(),
+            objects: bits(&e.objects),
+        })
+    })?;
+    section(
+        out,
+        snapshot.tokens.len(),
+        snapshot.tokens.iter(),
+        |entry| entry.as_ref().map(|e| (e.token.clone(), e.hash)),
+    )?;
+    Ok(())
+}
+
+/// Reads the image at `path` for the store `store_id` at revision `store_revision`.
+pub(crate) fn read(path: &Path, store_id: u64, store_revision: u64) -> Result<Snapshot, Rejected> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Rejected::Missing);
+        }
+        Err(error) => return Err(Rejected::Unreadable(error.to_string())),
+    };
+    let (header, body) = bytes.split_at_checked(HEADER).ok_or(Rejected::NotAnImage)?;
+    if &header[0..8] != MAGIC {
+        return Err(Rejected::NotAnImage);
+    }
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let long = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let format = word(8);
+    if format != FORMAT {
+        return Err(Rejected::Version { found: format });
+    }
+    if long(16) != store_id {
+        return Err(Rejected::Foreign);
+    }
+    let revision = long(24);
+    if revision > store_revision {
+        return Err(Rejected::Future {
+            image: revision,
+            store: store_revision,
+        });
+    }
+    let expected = long(32);
+    if body.len() as u64 != expected {
+        return Err(Rejected::Truncated {
+            found: bytes.len() as u64,
+            expected: expected.saturating_add(HEADER as u64),
+        });
+    }
+    if crc32fast::hash(body) != word(40) {
+        return Err(Rejected::Checksum);
+    }
+    let mut snapshot = read_body(body)?;
+    snapshot.revision = revision;
+    Ok(snapshot)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, Rejected> {
+        let (value, rest) = postcard::take_from_bytes(self.0)
+            .map_err(|error| Rejected::Malformed(error.to_string()))?;
+        self.0 = rest;
+        Ok(value)
+    }
+
+    fn section<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        mut each: impl FnMut(T) -> Result<(), Rejected>,
+    ) -> Result<(), Rejected> {
+        let count: u64 = self.take()?;
+        for _ in 0..count {
+            each(self.take()?)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
+    let mut reader = Reader(body);
+    let mut snap = Snapshot::empty();
+    snap.next_node_number = reader.take()?;
+    let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
+        snap.ids.insert(
+            id,
+            Slot {
+                kind,
+                index: index as u32,
+            },
+        );
+        *snap.counts.get_mut(kind) += 1;
+    };
+    reader.section(|role: Option<Arc<Role>>| {
+        let index = snap.roles.len();
+        if let Some(role) = &role {
+            register(&mut snap, EntityKind::Role, role.id, index);
+            snap.role_names.insert(&role.name, index as u32);
+        }
+        snap.roles.push(role);
+        Ok(())
+    })?;
+    reader.section(|node: Option<NodeImage>| {
+        let index = snap.nodes.len();
+        let entry = match node {
+            Some(n) => {
+                register(&mut snap, EntityKind::Node, n.node.id, index);
+                Some(Arc::new(NodeEntry {
+                    node: n.node,
+                    parent: n.parent,
+                    children: n.children.into(),
+                    assets: unbits(&n.assets)?,
+                    rules: unbits(&n.rules)?,
+                }))
+            }
+            None => None,
+        };
+        snap.nodes.push(entry);
+        Ok(())
+    })?;
+    reader.section(|user: Option<UserImage>| {
+        let index = snap.users.len();
+        let entry = match user {
+            Some(u) => {
+                register(&mut snap, EntityKind::User, u.user.id, index);
+                snap.user_names.insert(&u.user.username, index as u32);
+                if let Some(email) = &u.user.email {
+                    snap.user_emails.insert(email, index as u32);
+                }
+                Some(Arc::new(UserEntry {
+                    valid_until: UserEntry::valid_until_of(&u.user),
+                    user: u.user,
+                    direct_groups: u.direct_groups.into(),
+                    direct_rules: unbits(&u.direct_rules)?,
+                    groups: u.groups.into(),
+                    rules: RuleSet::from_sorted(u.rules),
+                    rule_until: u.rule_until.into(),
+                }))
+            }
+            None => None,
+        };
+        snap.users.push(entry);
+        Ok(())
+    })?;
+    reader.section(|group: Option<GroupImage>| {
+        let index = snap.groups.len();
+        let entry = match group {
+            Some(g) => {
+                register(&mut snap, EntityKind::Group, g.group.id, index);
+                snap.group_names.insert(&g.group.name, index as u32);
+                Some(Arc::new(GroupEntry {
+                    group: g.group,
+                    members: unbits(&g.members)?,
+                    subgroups: g.subgroups.into(),
+                    parents: g.parents.into(),
+                    rules: unbits(&g.rules)?,
+                }))
+            }
+            None => None,
+        };
+        snap.groups.push(entry);
+        Ok(())
+    })?;
+    let mut assets: Vec<Option<(AssetImage, RoaringBitmap)>> = Vec::new();
+    reader.section(|asset: Option<AssetImage>| {
+        let entry = match asset {
+            Some(a) => {
+                let direct = unbits(&a.direct_rules)?;
+                Some((a, direct))
+            }
+            None => None,
+        };
+        assets.push(entry);
+        Ok(())
+    })?;
+    let mut sets: Vec<RuleSet> = Vec::new();
+    reader.section(|set: Vec<u32>| {
+        sets.push(RuleSet::from_sorted(set));
+        Ok(())
+    })?;
+    let mut active = RoaringBitmap::new();
+    for (index, asset) in assets.into_iter().enumerate() {
+        let entry = match asset {
+            Some((a, direct_rules)) => {
+                register(&mut snap, EntityKind::Asset, a.asset.id, index);
+                snap.asset_names.insert(&a.asset.name, index as u32);
+                for account in &a.asset.accounts {
+                    snap.account_ids.insert(account.id, index as u32);
+                }
+                if a.asset.active {
+                    active.insert(index as u32);
+                }
+                let rules = sets.get(a.rules as usize).cloned().ok_or_else(|| {
+                    Rejected::Malformed("an asset names a missing rule set".into())
+                })?;
+                let (active, protocols, accounts) =
+                    AssetEntry::hot_fields(&a.asset, &mut snap.symbols);
+                Some(Arc::new(AssetEntry {
+                    active,
+                    protocols,
+                    accounts,
+                    asset: a.asset,
+                    nodes: a.nodes.into(),
+                    direct_rules,
+                    rules,
+                }))
+            }
+            None => None,
+        };
+        snap.assets.push(entry);
+    }
+    snap.active_assets = Arc::new(active);
+    reader.section(|rule: Option<RuleImage>| {
+        let index = snap.rules.len();
+        let entry = match rule {
+            Some(r) => {
+                register(&mut snap, EntityKind::Rule, r.rule.id, index);
+                snap.rule_names.insert(&r.rule.name, index as u32);
+                Some(Arc::new(RuleEntry {
+                    compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
+                    rule: r.rule,
+                    users: r.users.into(),
+                    groups: r.groups.into(),
+                    assets: r.assets.into(),
+                    nodes: r.nodes.into(),
+                    objects: unbits(&r.objects)?,
+                }))
+            }
+            None => None,
+        };
+        snap.rules.push(entry);
+        Ok(())
+    })?;
+    reader.section(|token: Option<(Arc<Token>, [u8; 32])>| {
+        let index = snap.tokens.len();
+        let entry = match token {
+            Some((token, hash)) => {
+                register(&mut snap, EntityKind::Token, token.id, index);
+                snap.token_names.insert(&token.name, index as u32);
+                snap.token_hashes.insert(hash, index as u32);
+                Some(TokenEntry { token, hash })
+            }
+            None => None,
+        };
+        snap.tokens.push(entry);
+        Ok(())
+    })?;
+    if !reader.0.is_empty() {
+        return Err(Rejected::Malformed(format!(
+            "{} bytes follow the last section",
+            reader.0.len()
+        )));
+    }
+    Ok(snap)
+}

@@ -1,0 +1,40 @@
+//! Protocol names and account usernames as small numbers, so a check compares
+//! integers where it compared strings.
+
+use super::CowMap;
+
+/// Interned names: protocol names and account usernames (exact, case-sensitive text,
+/// as the engine compares them). Symbols are never reused or removed: a name keeps its
+/// number for the life of the process, whatever is deleted.
+#[derive(Clone)]
+pub(crate) struct Symbols {
+    map: CowMap<Box<str>, u32, foldhash::fast::RandomState>,
+}
+
+impl Symbols {
+    pub(crate) fn new() -> Symbols {
+        Symbols {
+            map: CowMap::with_hasher(Default::default()),
+        }
+    }
+
+    /// The symbol of `name`, if any entity has ever used it.
+    #[inline]
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        self.map.get(name).copied()
+    }
+
+    /// The symbol of `name`, made when new.
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(symbol) = self.get(name) {
+            return symbol;
+        }
+        let symbol = u32::try_from(self.map.len()).expect("fewer than 2^32 names");
+        self.map.insert(name.into(), symbol);
+        symbol
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.map.heap_bytes() + self.map.iter().map(|(name, _)| name.len()).sum::<usize>()
+    }
+}

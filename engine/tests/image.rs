@@ -1,0 +1,229 @@
+//! The snapshot image: an engine opened from its image answers exactly as one rebuilt
+//! from the store, also when the image is behind the store; a damaged, foreign or
+//! future image is detected and ignored, kind of damage by kind of damage.
+
+use std::path::{Path, PathBuf};
+
+use portcullis_engine::*;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
+
+use crate::support::{arb_script, run_script, step_op};
+
+fn image_of(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".image");
+    PathBuf::from(name)
+}
+
+fn rebuilt(path: &Path) -> Canonical {
+    let options = EngineOptions {
+        images: false,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open_with(path, options).unwrap();
+    assert_eq!(engine.opened_from(), &Err(ImageRejected::Missing));
+    engine.snapshot().canonical()
+}
+
+/// Same answers on a sample of checks, besides the same canonical form.
+fn assert_same_answers(a: &Snapshot, b: &Snapshot) {
+    let at = Time::now();
+    for user in crate::support::user_names() {
+        for asset in crate::support::asset_names() {
+            let query = Query {
+                user: &user,
+                asset: &asset,
+                account: "root",
+                protocol: "ssh",
+                action: Actions::CONNECT,
+                at,
+            };
+            let (x, y) = (a.check(&query), b.check(&query));
+            assert_eq!(
+                x.map(|d| d.actions),
+                y.map(|d| d.actions),
+                "{user} on {asset}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_image_behind_the_store_catches_up_to_the_rebuilt_snapshot() {
+    let mut runner = TestRunner::deterministic();
+    for case in 0..24 {
+        let (tree, steps) = arb_script(60).new_tree(&mut runner).unwrap().current();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let saved = dir.path().join("saved.image");
+        let halfway = steps.len() / 2;
+        {
+            let engine = Engine::open(&path).unwrap();
+            run_script(&engine, &tree, &steps[..halfway]);
+            engine.write_image();
+            std::fs::copy(image_of(&path), &saved).unwrap();
+            for step in &steps[halfway..] {
+                let _ = engine.write(
+                    &Actor::system("test"),
+                    vec![step_op(step, &engine.snapshot())],
+                );
+            }
+        }
+        // The shutdown wrote a current image; put the halfway one back.
+        std::fs::copy(&saved, image_of(&path)).unwrap();
+        let expected = rebuilt(&path);
+        let engine = Engine::open(&path).unwrap();
+        let opened = engine.snapshot();
+        assert!(
+            engine.opened_from().is_ok(),
+            "case {case}: {:?}",
+            engine.opened_from()
+        );
+        opened.check_invariants().unwrap();
+        assert_eq!(opened.canonical(), expected, "case {case}");
+        let fresh = Snapshot::build(opened.estate(), &[]).unwrap();
+        assert_same_answers(&opened, &fresh);
+    }
+}
+
+#[test]
+fn a_clean_shutdown_leaves_a_current_image_that_opens_alike() {
+    let mut runner = TestRunner::deterministic();
+    for _ in 0..8 {
+        let (tree, steps) = arb_script(60).new_tree(&mut runner).unwrap().current();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let revision = {
+            let engine = Engine::open(&path).unwrap();
+            run_script(&engine, &tree, &steps);
+            engine.snapshot().revision()
+        };
+        let expected = rebuilt(&path);
+        let engine = Engine::open(&path).unwrap();
+        assert_eq!(engine.opened_from(), &Ok(revision));
+        assert_eq!(engine.snapshot().canonical(), expected);
+        engine.snapshot().check_invariants().unwrap();
+    }
+}
+
+/// A store with a few writes and a current image; returns the store's path.
+fn store_with_image(dir: &Path) -> PathBuf {
+    let path = dir.join("store.redb");
+    let (tree, steps) = arb_script(40)
+        .new_tree(&mut TestRunner::deterministic())
+        .unwrap()
+        .current();
+    let engine = Engine::open(&path).unwrap();
+    run_script(&engine, &tree, &steps);
+    drop(engine);
+    assert!(image_of(&path).exists(), "shutdown writes an image");
+    path
+}
+
+fn damaged_image_is_ignored(
+    damage: impl Fn(&Path, &Path),
+    expected: impl Fn(&ImageRejected) -> bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_with_image(dir.path());
+    damage(&path, &image_of(&path));
+    let canonical = rebuilt(&path);
+    let engine = Engine::open(&path).unwrap();
+    match engine.opened_from() {
+        Err(rejected) if expected(rejected) => {}
+        other => panic!("the damage was not detected as expected: {other:?}"),
+    }
+    assert_eq!(engine.snapshot().canonical(), canonical);
+    drop(engine);
+    // The shutdown wrote a good image again.
+    let engine = Engine::open(&path).unwrap();
+    assert!(engine.opened_from().is_ok());
+}
+
+fn rewrite(image: &Path, change: impl Fn(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(image).unwrap();
+    change(&mut bytes);
+    std::fs::write(image, bytes).unwrap();
+}
+
+#[test]
+fn a_truncated_image_is_ignored() {
+    damaged_image_is_ignored(
+        |_, image| rewrite(image, |bytes| bytes.truncate(bytes.len() - 100)),
+        |r| matches!(r, ImageRejected::Truncated { .. }),
+    );
+    damaged_image_is_ignored(
+        |_, image| rewrite(image, |bytes| bytes.truncate(20)),
+        |r| matches!(r, ImageRejected::NotAnImage),
+    );
+}
+
+#[test]
+fn a_flipped_bit_is_ignored() {
+    damaged_image_is_ignored(
+        |_, image| {
+            rewrite(image, |bytes| {
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x10;
+            })
+        },
+        |r| *r == ImageRejected::Checksum,
+    );
+}
+
+#[test]
+fn another_format_version_is_ignored() {
+    damaged_image_is_ignored(
+        |_, image| {
+            rewrite(image, |bytes| {
+                bytes[8..12].copy_from_slice(&99u32.to_le_bytes())
+            })
+        },
+        |r| *r == ImageRejected::Version { found: 99 },
+    );
+    damaged_image_is_ignored(
+        |_, image| rewrite(image, |bytes| bytes[0] = b'X'),
+        |r| *r == ImageRejected::NotAnImage,
+    );
+}
+
+#[test]
+fn an_image_from_the_future_is_ignored() {
+    // The store is put back to an earlier copy; the image is of a later revision.
+    damaged_image_is_ignored(
+        |store, _| {
+            let earlier = store.with_extension("earlier");
+            std::fs::copy(store, &earlier).unwrap();
+            {
+                let engine = Engine::open(store).unwrap();
+                engine
+                    .write(
+                        &Actor::system("test"),
+                        vec![Op::Create(
+                            Spec::from_json(
+                                EntityKind::User,
+                                serde_json::json!({"username": "late"}),
+                            )
+                            .unwrap(),
+                        )],
+                    )
+                    .unwrap();
+            }
+            std::fs::copy(&earlier, store).unwrap();
+        },
+        |r| matches!(r, ImageRejected::Future { .. }),
+    );
+}
+
+#[test]
+fn another_stores_image_is_ignored() {
+    damaged_image_is_ignored(
+        |_, image| {
+            let other = tempfile::tempdir().unwrap();
+            let other_store = store_with_image(other.path());
+            std::fs::copy(image_of(&other_store), image).unwrap();
+        },
+        |r| *r == ImageRejected::Foreign,
+    );
+}
