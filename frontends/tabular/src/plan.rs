@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use portcullis_engine::{
-    AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, NodeSpec, Op, ROOT_NODE_ID, RoleAssignment,
-    RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec, ValidationError,
-    account_username,
+    AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, Mfa, NodeSpec, Op, ROOT_NODE_ID,
+    RoleAssignment, RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec,
+    ValidationError, account_username,
 };
 
 use crate::cell::{Membership, Reference};
@@ -46,6 +46,22 @@ pub struct Change {
     pub columns: Vec<&'static str>,
 }
 
+/// A change of one row that lowers someone's protection: it switches off or weakens
+/// a user's MFA, makes an inactive or expired user able to sign in again, or gives a
+/// user system roles they did not hold. An import makes such changes only when it is
+/// told to ([`ImportOptions::allow_security_changes`](crate::ImportOptions)); a dry
+/// run lists them apart from the other changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecurityChange {
+    pub line: usize,
+    /// The user's username after the import.
+    pub name: String,
+    /// The header of the column that makes the change.
+    pub column: &'static str,
+    /// What it does, in words: ``MFA `enabled` → `disabled` ``.
+    pub change: String,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlanCounts {
     pub created: usize,
@@ -60,6 +76,7 @@ pub struct ImportPlan {
     kind: Kind,
     revision: u64,
     changes: Vec<Change>,
+    security_changes: Vec<SecurityChange>,
     ops: Vec<Op>,
 }
 
@@ -76,6 +93,12 @@ impl ImportPlan {
     /// One entry per row, in row order.
     pub fn changes(&self) -> &[Change] {
         &self.changes
+    }
+
+    /// The changes that lower someone's protection, in row order (each also in
+    /// [`changes`](ImportPlan::changes)).
+    pub fn security_changes(&self) -> &[SecurityChange] {
+        &self.security_changes
     }
 
     pub fn counts(&self) -> PlanCounts {
@@ -119,6 +142,13 @@ impl fmt::Display for ImportPlan {
                 )?,
                 ChangeKind::Unchanged => {}
             }
+        }
+        for change in &self.security_changes {
+            writeln!(
+                f,
+                "lowers protection: user `{}` (row {}): {}",
+                change.name, change.line, change.change
+            )?;
         }
         let counts = self.counts();
         write!(
@@ -164,9 +194,11 @@ pub(crate) fn plan_with(
         snapshot,
         kind,
         update,
+        now: Time::now(),
         problems,
         broken,
         changes: Vec::with_capacity(rows.len()),
+        security_changes: Vec::new(),
         ops: Vec::with_capacity(rows.len()),
     };
     let mut records = Vec::with_capacity(rows.len());
@@ -193,10 +225,12 @@ pub(crate) fn plan_with(
         return Err(planner.problems.into_vec());
     }
     planner.changes.sort_by_key(|change| change.line);
+    planner.security_changes.sort_by_key(|change| change.line);
     Ok(ImportPlan {
         kind,
         revision: snapshot.revision(),
         changes: planner.changes,
+        security_changes: planner.security_changes,
         ops: planner.ops,
     })
 }
@@ -444,9 +478,12 @@ struct Planner<'a> {
     snapshot: &'a Snapshot,
     kind: Kind,
     update: bool,
+    /// The instant an expiry is judged at (a user whose expiry has passed is expired).
+    now: Time,
     problems: Problems,
     broken: &'a HashSet<String>,
     changes: Vec<Change>,
+    security_changes: Vec<SecurityChange>,
     ops: Vec<Op>,
 }
 
@@ -1020,6 +1057,16 @@ impl Planner<'_> {
                         &old.description,
                         &new.description,
                     );
+                    if self.update {
+                        for (col, change) in lowered_protection(&old, &new, self.now) {
+                            self.security_changes.push(SecurityChange {
+                                line,
+                                name: name.clone(),
+                                column: h(col),
+                                change,
+                            });
+                        }
+                    }
                     self.settle_existing(
                         line,
                         name,
@@ -1856,6 +1903,59 @@ impl NodePatch {
             spec.description.clone_from(description);
         }
     }
+}
+
+/// What an update from `old` to `new` does that lowers the user's protection, by
+/// column: a weaker MFA level, an inactive or expired user made able to sign in, a
+/// system role the user did not hold.
+fn lowered_protection(old: &UserSpec, new: &UserSpec, now: Time) -> Vec<(Col, String)> {
+    let level = |mfa: Mfa| match mfa {
+        Mfa::Disabled => 0,
+        Mfa::Enabled => 1,
+        Mfa::Forced => 2,
+    };
+    let name = |mfa: Mfa| match mfa {
+        Mfa::Disabled => "disabled",
+        Mfa::Enabled => "enabled",
+        Mfa::Forced => "forced",
+    };
+    let mut lowered = Vec::new();
+    if level(new.mfa) < level(old.mfa) {
+        lowered.push((
+            Col::Mfa,
+            format!("MFA `{}` → `{}`", name(old.mfa), name(new.mfa)),
+        ));
+    }
+    if !old.active && new.active {
+        lowered.push((Col::Active, "activates an inactive user".to_owned()));
+    }
+    let expired = |expires_at: Option<Time>| expires_at.is_some_and(|at| at <= now);
+    if expired(old.expires_at) && !expired(new.expires_at) {
+        let until = new
+            .expires_at
+            .map_or_else(|| "never".to_owned(), |at| format!("`{at}`"));
+        lowered.push((
+            Col::ExpiresAt,
+            format!(
+                "revives an expired user (expired `{}`, now expires {until})",
+                old.expires_at.map(|at| at.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    let held: HashSet<String> = old.system_roles.iter().map(|role| fold(role)).collect();
+    let gained: Vec<String> = new
+        .system_roles
+        .iter()
+        .filter(|role| !held.contains(&fold(role)))
+        .map(|role| format!("`{role}`"))
+        .collect();
+    if !gained.is_empty() {
+        lowered.push((
+            Col::SystemRoles,
+            format!("adds system roles {}", gained.join(", ")),
+        ));
+    }
+    lowered
 }
 
 fn apply_user(record: UserRecord, spec: &mut UserSpec) {
