@@ -86,7 +86,7 @@ fn a_second_server_on_the_same_store_is_refused() {
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3));
     assert!(
         stderr(&output).contains("in use by another process"),
         "{}",
