@@ -89,6 +89,7 @@ pub fn import(
         kind,
         parsed.rows,
         options.update,
+        options.allow_security_changes,
         parsed.problems,
         &parsed.broken,
         &mut |done, total| report(Stage::Planning, done, total),

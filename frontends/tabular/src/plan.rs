@@ -161,7 +161,10 @@ impl fmt::Display for ImportPlan {
 
 /// Plans the import of `rows` (all of `kind`) into the estate `snapshot` holds. With
 /// `update`, rows naming existing entities update them; without it, such a row is a
-/// problem unless it changes nothing.
+/// problem unless it changes nothing. The plan lists the changes that lower a
+/// user's protection ([`ImportPlan::security_changes`]); its operations refuse, when
+/// written, any update that lowers the protection of the user as the write finds
+/// them ([`import`](crate::import) with `allow_security_changes` makes them).
 pub fn plan(
     snapshot: &Snapshot,
     kind: Kind,
@@ -173,6 +176,7 @@ pub fn plan(
         kind,
         rows,
         update,
+        false,
         Problems::new(MAX_PROBLEMS),
         &HashSet::new(),
         &mut |_, _| {},
@@ -181,11 +185,16 @@ pub fn plan(
 
 /// [`plan`], adding to the problems parsing found. `broken` names the rows that did
 /// not parse: references to them are not reported again as unknown.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the import's options, its parse results and its progress"
+)]
 pub(crate) fn plan_with(
     snapshot: &Snapshot,
     kind: Kind,
     rows: Vec<Row>,
     update: bool,
+    allow_security_changes: bool,
     problems: Problems,
     broken: &HashSet<String>,
     progress: &mut dyn FnMut(usize, usize),
@@ -195,6 +204,7 @@ pub(crate) fn plan_with(
         kind,
         update,
         now: Time::now(),
+        allow_security_changes,
         problems,
         broken,
         changes: Vec::with_capacity(rows.len()),
@@ -480,6 +490,9 @@ struct Planner<'a> {
     update: bool,
     /// The instant an expiry is judged at (a user whose expiry has passed is expired).
     now: Time,
+    /// Whether the operations may lower a user's protection when they are written
+    /// (each update judges the user as the write finds them).
+    allow_security_changes: bool,
     problems: Problems,
     broken: &'a HashSet<String>,
     changes: Vec<Change>,
@@ -555,7 +568,7 @@ impl Planner<'_> {
         old: Option<Spec>,
         new: Spec,
         columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) + Send + 'static,
+        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
     ) {
         match (target, old) {
             (Target::Existing(id), Some(old)) => {
@@ -587,7 +600,7 @@ impl Planner<'_> {
         old: &Spec,
         new: &Spec,
         columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) + Send + 'static,
+        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
     ) {
         if old == new {
             self.changes.push(Change {
@@ -621,8 +634,7 @@ impl Planner<'_> {
                         message: "the import planned another kind".to_owned(),
                     });
                 }
-                edit(spec);
-                Ok(())
+                edit(spec)
             }),
         });
         self.changes.push(Change {
@@ -922,6 +934,7 @@ impl Planner<'_> {
                     if let Spec::Role(spec) = spec {
                         apply_role(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1057,8 +1070,10 @@ impl Planner<'_> {
                         &old.description,
                         &new.description,
                     );
+                    let allow_security_changes = self.allow_security_changes;
+                    let now = self.now;
                     if self.update {
-                        for (col, change) in lowered_protection(&old, &new, self.now) {
+                        for (col, _, change) in lowered_protection(&old, &new, self.now) {
                             self.security_changes.push(SecurityChange {
                                 line,
                                 name: name.clone(),
@@ -1074,10 +1089,28 @@ impl Planner<'_> {
                         &Spec::User(old),
                         &Spec::User(new),
                         columns,
+                        // Judged again on the user as the write finds them: a change
+                        // made since the plan (MFA enrolled, say) is not lowered
+                        // without leave either.
                         move |spec| {
                             if let Spec::User(spec) = spec {
+                                let before = spec.clone();
                                 apply_user(record, spec);
+                                if !allow_security_changes {
+                                    if let Some((_, field, change)) =
+                                        lowered_protection(&before, spec, now).into_iter().next()
+                                    {
+                                        return Err(ValidationError::Invalid {
+                                            field,
+                                            message: format!(
+                                                "the import would lower the protection of user `{}` ({change}), which changed since the file was checked; import again",
+                                                spec.username
+                                            ),
+                                        });
+                                    }
+                                }
                             }
+                            Ok(())
                         },
                     );
                 }
@@ -1282,6 +1315,7 @@ impl Planner<'_> {
                     if let Spec::Group(spec) = spec {
                         apply_group(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1469,6 +1503,7 @@ impl Planner<'_> {
                     if let Spec::Node(spec) = spec {
                         patch.apply(spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1594,6 +1629,7 @@ impl Planner<'_> {
                     if let Spec::Asset(spec) = spec {
                         apply_asset(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1745,6 +1781,7 @@ impl Planner<'_> {
                     if let Spec::Rule(spec) = spec {
                         apply_rule(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1908,7 +1945,12 @@ impl NodePatch {
 /// What an update from `old` to `new` does that lowers the user's protection, by
 /// column: a weaker MFA level, an inactive or expired user made able to sign in, a
 /// system role the user did not hold.
-fn lowered_protection(old: &UserSpec, new: &UserSpec, now: Time) -> Vec<(Col, String)> {
+/// Each comes with the engine's name of the field.
+fn lowered_protection(
+    old: &UserSpec,
+    new: &UserSpec,
+    now: Time,
+) -> Vec<(Col, &'static str, String)> {
     let level = |mfa: Mfa| match mfa {
         Mfa::Disabled => 0,
         Mfa::Enabled => 1,
@@ -1923,11 +1965,16 @@ fn lowered_protection(old: &UserSpec, new: &UserSpec, now: Time) -> Vec<(Col, St
     if level(new.mfa) < level(old.mfa) {
         lowered.push((
             Col::Mfa,
+            "mfa",
             format!("MFA `{}` → `{}`", name(old.mfa), name(new.mfa)),
         ));
     }
     if !old.active && new.active {
-        lowered.push((Col::Active, "activates an inactive user".to_owned()));
+        lowered.push((
+            Col::Active,
+            "active",
+            "activates an inactive user".to_owned(),
+        ));
     }
     let expired = |expires_at: Option<Time>| expires_at.is_some_and(|at| at <= now);
     if expired(old.expires_at) && !expired(new.expires_at) {
@@ -1936,6 +1983,7 @@ fn lowered_protection(old: &UserSpec, new: &UserSpec, now: Time) -> Vec<(Col, St
             .map_or_else(|| "never".to_owned(), |at| format!("`{at}`"));
         lowered.push((
             Col::ExpiresAt,
+            "expires_at",
             format!(
                 "revives an expired user (expired `{}`, now expires {until})",
                 old.expires_at.map(|at| at.to_string()).unwrap_or_default()
@@ -1952,6 +2000,7 @@ fn lowered_protection(old: &UserSpec, new: &UserSpec, now: Time) -> Vec<(Col, St
     if !gained.is_empty() {
         lowered.push((
             Col::SystemRoles,
+            "system_roles",
             format!("adds system roles {}", gained.join(", ")),
         ));
     }

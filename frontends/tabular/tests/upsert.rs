@@ -1,7 +1,7 @@
 //! `--update` upserts by name (or ID); `--dry-run` writes nothing.
 
 use portcullis_engine::Actor;
-use portcullis_engine::{EntityKind, MemberSpec, Source, Spec};
+use portcullis_engine::{EntityKind, Error, MemberSpec, Mfa, Op, Source, Spec, ValidationError};
 use portcullis_tabular::{ChangeKind, Format, ImportOptions, Kind, ParseOptions};
 use serde_json::json;
 
@@ -165,6 +165,61 @@ frank,forced,,,,Frank
         erin["system_roles"],
         json!(["system-auditor", "system-admin"])
     );
+}
+
+/// The rule holds at the write too: a user who enrolled a second factor after the
+/// file was checked (and before it was written) is not switched off.
+#[test]
+fn a_lowering_that_appears_between_the_plan_and_the_write_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path(), "s");
+    write(
+        &engine,
+        EntityKind::User,
+        vec![json!({"username": "alice"})],
+    );
+    let rows = portcullis_tabular::parse(
+        Kind::Users,
+        Format::Csv,
+        b"Username,MFA,Phone\nalice,disabled,+1 555 0100\n",
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    let plan = portcullis_tabular::plan(&engine.snapshot(), Kind::Users, rows, true).unwrap();
+    assert!(plan.security_changes().is_empty(), "alice has no MFA yet");
+    // Meanwhile, alice enrols.
+    engine
+        .write(
+            &Actor::system("alice"),
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: "alice".to_owned(),
+                edit: Box::new(|spec| {
+                    if let Spec::User(user) = spec {
+                        user.mfa = Mfa::Enabled;
+                    }
+                    Ok(())
+                }),
+            }],
+        )
+        .unwrap();
+    let refused = engine.write(&Actor::system("importer"), plan.into_ops());
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Validation(ValidationError::Invalid {
+                field: "mfa",
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    let alice = engine
+        .snapshot()
+        .entity_json(EntityKind::User, "alice")
+        .unwrap();
+    assert_eq!(alice["mfa"], "enabled");
+    assert_eq!(alice["phone"], serde_json::Value::Null, "nothing written");
 }
 
 #[test]
