@@ -8,5 +8,6 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod grants;
+mod readme;
 mod secrets;
 mod support;

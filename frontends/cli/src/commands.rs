@@ -1,6 +1,10 @@
-//! The commands that work on a data directory directly: check, explain, list-assets
-//! and token. They open the store themselves, so a running server (which holds the
-//! store's lock) makes them stop with a clear message.
+//! The commands that work on a data directory, or ask a running server with
+//! `--server`: check, explain, list-assets, token and user. On a data directory they
+//! open the store themselves, so a running server (which holds the store's lock) makes
+//! them stop with a message that says to use `--server`.
+//!
+//! Both ways print the same thing: each command turns what it has (the engine's
+//! values, or the server's JSON) into the HTTP API's JSON, and prints from that.
 
 use portcullis_engine::Actor;
 use std::path::{Path, PathBuf};
@@ -9,8 +13,10 @@ use clap::{Args, Subcommand};
 use portcullis_engine::{
     Actions, Engine, EntityKind, Evaluator, ListQuery, Op, Query, Time, TokenSpec, protocol_name,
 };
+use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::client::{Client, segment};
 use crate::config::{DEFAULT_DATA, STORE_FILE};
 use crate::error::{CliError, Outcome};
 
@@ -22,6 +28,24 @@ pub struct DataArg {
     /// The data directory (the store is `DIR/portcullis.redb`).
     #[arg(long, value_name = "DIR", env = "PORTCULLIS_DATA", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
+    /// Ask the server running at this URL (such as http://127.0.0.1:8080) instead of
+    /// opening the data directory; the token comes from PORTCULLIS_TOKEN or
+    /// --token-file.
+    #[arg(long, value_name = "URL", env = "PORTCULLIS_SERVER")]
+    pub server: Option<String>,
+    /// With --server: a file whose first line is the API token.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl DataArg {
+    /// The client of the running server, when `--server` names one.
+    pub fn client(&self) -> Result<Option<Client>, CliError> {
+        self.server
+            .as_deref()
+            .map(|server| Client::new(server, self.token_file.as_deref()))
+            .transpose()
+    }
 }
 
 /// Opens the store in `data`. Without `create`, a missing store is an error rather
@@ -75,8 +99,9 @@ pub struct CheckArgs {
 }
 
 impl CheckArgs {
-    fn query_parts(&self) -> Result<(Actions, Box<str>, Time), CliError> {
-        let action = Actions::parse_name(&self.action)
+    /// The question, as the HTTP API takes it (`at` always set: now, unless given).
+    fn question(&self) -> Result<Value, CliError> {
+        Actions::parse_name(&self.action)
             .map_err(|error| CliError::Input(format!("--action: {error}")))?;
         let protocol = protocol_name(&self.protocol)
             .map_err(|error| CliError::Input(format!("--protocol: {error}")))?;
@@ -86,12 +111,58 @@ impl CheckArgs {
             .map(parse_time)
             .transpose()?
             .unwrap_or_else(Time::now);
-        Ok((action, protocol, at))
+        Ok(json!({
+            "user": self.user,
+            "asset": self.asset,
+            "account": self.account,
+            "protocol": &*protocol,
+            "action": self.action,
+            "at": at,
+        }))
+    }
+
+    /// The answer of `/api/v1/check` (`explain`: of `/api/v1/explain`), from the
+    /// server or from the store.
+    fn answer(&self, explain: bool) -> Result<(Value, Value), CliError> {
+        let question = self.question()?;
+        if let Some(client) = self.data.client()? {
+            let path = if explain {
+                "/api/v1/explain"
+            } else {
+                "/api/v1/check"
+            };
+            let answer = client.json(client.request(Method::POST, path).json(&question))?;
+            return Ok((question, answer));
+        }
+        let action = Actions::parse_name(&self.action)
+            .map_err(|error| CliError::Input(format!("--action: {error}")))?;
+        let protocol = question["protocol"].as_str().unwrap_or_default().to_owned();
+        let at = parse_time(question["at"].as_str().unwrap_or_default())?;
+        let engine = open_store(&self.data.data, false)?;
+        let snapshot = engine.snapshot();
+        let query = Query {
+            user: &self.user,
+            asset: &self.asset,
+            account: &self.account,
+            protocol: &protocol,
+            action,
+            at,
+        };
+        let answer = if explain {
+            portcullis_http::explanation_json(&snapshot.explain(&query)?)
+        } else {
+            portcullis_http::decision_json(&snapshot.check(&query)?)
+        };
+        Ok((question, answer))
     }
 }
 
-fn names(actions: Actions) -> String {
-    let names: Vec<&str> = actions.names().collect();
+/// `connect, upload` from a JSON list of action names; `nothing` when empty.
+fn names(actions: &Value) -> String {
+    let names: Vec<&str> = actions
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     if names.is_empty() {
         "nothing".to_owned()
     } else {
@@ -99,105 +170,88 @@ fn names(actions: Actions) -> String {
     }
 }
 
+fn verdict(answer: &Value) -> (&'static str, Outcome) {
+    if answer["allowed"].as_bool() == Some(true) {
+        ("allowed", Outcome::Allowed)
+    } else {
+        ("denied", Outcome::Denied)
+    }
+}
+
 /// `portcullis check`: exit 0 when allowed, 1 when denied.
 pub fn check(args: &CheckArgs) -> Result<Outcome, CliError> {
-    let (action, protocol, at) = args.query_parts()?;
-    let engine = open_store(&args.data.data, false)?;
-    let snapshot = engine.snapshot();
-    let decision = snapshot.check(&Query {
-        user: &args.user,
-        asset: &args.asset,
-        account: &args.account,
-        protocol: &protocol,
-        action,
-        at,
-    })?;
+    let (_, answer) = args.answer(false)?;
+    let (verdict, outcome) = verdict(&answer);
     if args.json {
-        print_json(&portcullis_http::decision_json(&decision));
+        print_json(&answer);
     } else {
-        let verdict = if decision.allowed {
-            "allowed"
-        } else {
-            "denied"
-        };
-        let until = decision
-            .valid_until
+        let until = answer["valid_until"]
+            .as_str()
             .map(|until| format!(", until {until}"))
             .unwrap_or_default();
         println!(
             "{verdict} (granted: {}; revision {}{until})",
-            names(decision.actions),
-            decision.revision
+            names(&answer["actions"]),
+            answer["revision"]
         );
     }
-    Ok(if decision.allowed {
-        Outcome::Allowed
-    } else {
-        Outcome::Denied
-    })
+    Ok(outcome)
 }
 
 /// `portcullis explain`: like check, with the reasons, rule by rule.
 pub fn explain(args: &CheckArgs) -> Result<Outcome, CliError> {
-    let (action, protocol, at) = args.query_parts()?;
-    let engine = open_store(&args.data.data, false)?;
-    let snapshot = engine.snapshot();
-    let explanation = snapshot.explain(&Query {
-        user: &args.user,
-        asset: &args.asset,
-        account: &args.account,
-        protocol: &protocol,
-        action,
-        at,
-    })?;
-    let allowed = explanation.decision.allowed;
+    let (question, answer) = args.answer(true)?;
+    let (verdict, outcome) = verdict(&answer);
     if args.json {
-        print_json(&portcullis_http::explanation_json(&explanation));
-    } else {
-        let verdict = if allowed { "allowed" } else { "denied" };
-        println!(
-            "{verdict}: {} on {} as {} over {}, {} at {at} (granted: {}; revision {})",
-            args.user,
-            args.asset,
-            args.account,
-            protocol,
-            args.action,
-            names(explanation.decision.actions),
-            explanation.decision.revision
-        );
-        if !explanation.reasons.is_empty() {
-            let reasons: Vec<&str> = explanation.reasons.iter().map(|r| r.code()).collect();
-            println!("reasons: {}", reasons.join(", "));
-        }
-        for verdict in &explanation.rules {
-            let effect = serde_json::to_value(verdict.effect).expect("effects serialize");
-            let state = if verdict.applied {
-                "applied"
-            } else {
-                "not applied"
-            };
-            let reason = verdict
-                .reason
-                .map(|r| format!(" ({})", r.code()))
-                .unwrap_or_default();
-            let via = if verdict.via.is_empty() {
-                "names the user".to_owned()
-            } else {
-                format!("via {}", verdict.via.join(" > "))
-            };
-            println!(
-                "  rule `{}` [{}] {state}{reason}: {}; {via}",
-                verdict.name,
-                effect.as_str().unwrap_or_default(),
-                names(verdict.actions)
-            );
-        }
+        print_json(&answer);
+        return Ok(outcome);
     }
-    Ok(if allowed {
-        Outcome::Allowed
-    } else {
-        Outcome::Denied
-    })
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    println!(
+        "{verdict}: {} on {} as {} over {}, {} at {} (granted: {}; revision {})",
+        args.user,
+        args.asset,
+        args.account,
+        text(&question["protocol"]),
+        args.action,
+        text(&question["at"]),
+        names(&answer["actions"]),
+        answer["revision"]
+    );
+    let reasons: Vec<&str> = answer["reasons"]
+        .as_array()
+        .map(|reasons| reasons.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !reasons.is_empty() {
+        println!("reasons: {}", reasons.join(", "));
+    }
+    for rule in answer["rules"].as_array().into_iter().flatten() {
+        let state = if rule["applied"].as_bool() == Some(true) {
+            "applied"
+        } else {
+            "not applied"
+        };
+        let reason = rule["reason"]
+            .as_str()
+            .map(|reason| format!(" ({reason})"))
+            .unwrap_or_default();
+        let via: Vec<&str> = rule["via"]
+            .as_array()
+            .map(|via| via.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let via = if via.is_empty() {
+            "names the user".to_owned()
+        } else {
+            format!("via {}", via.join(" > "))
+        };
+        println!(
+            "  rule `{}` [{}] {state}{reason}: {}; {via}",
+            text(&rule["name"]),
+            text(&rule["effect"]),
+            names(&rule["actions"])
+        );
+    }
+    Ok(outcome)
 }
 
 #[derive(Debug, Args)]
@@ -225,29 +279,69 @@ pub fn list_assets(args: &ListAssetsArgs) -> Result<Outcome, CliError> {
         .map(parse_time)
         .transpose()?
         .unwrap_or_else(Time::now);
-    let engine = open_store(&args.data.data, false)?;
-    let snapshot = engine.snapshot();
-    let mut assets = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = snapshot.user_assets_page(&args.user, args.node.as_deref(), at, offset, 1000)?;
-        let read = page.items.len() as u64;
-        assets.extend(page.items);
-        offset += read;
-        if read == 0 || offset >= page.total {
-            break;
+    let (revision, mut assets) = match args.data.client()? {
+        Some(client) => {
+            let path = format!("/api/v1/users/{}/assets", segment(&args.user));
+            let mut assets = Vec::new();
+            let mut revision = Value::Null;
+            loop {
+                let mut query = vec![("at", at.to_string()), ("offset", assets.len().to_string())];
+                if let Some(node) = &args.node {
+                    query.push(("node", node.clone()));
+                }
+                let page = client.json(client.request(Method::GET, &path).query(&query))?;
+                let items = page["items"].as_array().cloned().unwrap_or_default();
+                let total = page["total"].as_u64().unwrap_or_default();
+                if revision.is_null() {
+                    revision = page["revision"].clone();
+                }
+                let read = items.len();
+                assets.extend(items);
+                if read == 0 || assets.len() as u64 >= total {
+                    break;
+                }
+            }
+            (revision, assets)
         }
-    }
-    assets.sort_by(|a, b| a.name.cmp(&b.name));
+        None => {
+            let engine = open_store(&args.data.data, false)?;
+            let snapshot = engine.snapshot();
+            let mut assets = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = snapshot.user_assets_page(
+                    &args.user,
+                    args.node.as_deref(),
+                    at,
+                    offset,
+                    1000,
+                )?;
+                let read = page.items.len() as u64;
+                assets.extend(
+                    page.items
+                        .iter()
+                        .map(|asset| serde_json::to_value(&**asset).expect("assets serialize")),
+                );
+                offset += read;
+                if read == 0 || offset >= page.total {
+                    break;
+                }
+            }
+            (json!(snapshot.revision()), assets)
+        }
+    };
+    let name = |asset: &Value| asset["name"].as_str().unwrap_or_default().to_owned();
+    assets.sort_by_key(name);
     if args.json {
-        let items: Vec<Value> = assets
-            .iter()
-            .map(|asset| serde_json::to_value(&**asset).expect("assets serialize"))
-            .collect();
-        print_json(&json!({"revision": snapshot.revision(), "total": items.len(), "items": items}));
+        print_json(&json!({"revision": revision, "total": assets.len(), "items": assets}));
     } else {
         for asset in &assets {
-            println!("{}\t{}\t{}", asset.name, asset.address, asset.platform);
+            println!(
+                "{}\t{}\t{}",
+                name(asset),
+                asset["address"].as_str().unwrap_or_default(),
+                asset["platform"].as_str().unwrap_or_default()
+            );
         }
     }
     Ok(Outcome::Done)
@@ -310,7 +404,6 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
                         .map_err(|error| CliError::Input(format!("--expires-at: {error}")))
                 })
                 .transpose()?;
-            let engine = open_store(&args.data.data, true)?;
             let spec = TokenSpec {
                 id: None,
                 name: args.name.clone(),
@@ -319,32 +412,72 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
                 expires_at,
                 description: args.description.clone(),
             };
-            let (outcome, secret) = engine.create_token(&Actor::system(ACTOR), spec)?;
-            engine.close();
+            let (revision, secret) = match args.data.client()? {
+                Some(client) => {
+                    let answer = client.json(
+                        client
+                            .request(Method::POST, "/api/v1/tokens")
+                            .json(&serde_json::to_value(&spec).expect("token specs serialize")),
+                    )?;
+                    let secret = answer["secret"].as_str().unwrap_or_default().to_owned();
+                    (answer["revision"].clone(), secret)
+                }
+                None => {
+                    let engine = open_store(&args.data.data, true)?;
+                    let (outcome, secret) = engine.create_token(&Actor::system(ACTOR), spec)?;
+                    engine.close();
+                    (json!(outcome.revision), secret)
+                }
+            };
             eprintln!(
-                "portcullis: token `{}` created (revision {}); its secret is shown this once:",
-                args.name, outcome.revision
+                "portcullis: token `{}` created (revision {revision}); its secret is shown this once:",
+                args.name
             );
             println!("{secret}");
             Ok(Outcome::Done)
         }
         TokenCommand::List(args) => {
-            let engine = open_store(&args.data.data, false)?;
-            let snapshot = engine.snapshot();
-            let page = snapshot.list_json(
-                EntityKind::Token,
-                &ListQuery {
-                    limit: usize::MAX,
-                    ..ListQuery::default()
-                },
-            );
+            let (revision, total, items) = match args.data.client()? {
+                Some(client) => {
+                    let mut items = Vec::new();
+                    let mut revision = Value::Null;
+                    loop {
+                        let page = client.json(
+                            client
+                                .request(Method::GET, "/api/v1/tokens")
+                                .query(&[("offset", items.len())]),
+                        )?;
+                        let read = page["items"].as_array().cloned().unwrap_or_default();
+                        let total = page["total"].as_u64().unwrap_or_default();
+                        if revision.is_null() {
+                            revision = page["revision"].clone();
+                        }
+                        let done = read.is_empty();
+                        items.extend(read);
+                        if done || items.len() as u64 >= total {
+                            break;
+                        }
+                    }
+                    (revision, json!(items.len()), items)
+                }
+                None => {
+                    let engine = open_store(&args.data.data, false)?;
+                    let snapshot = engine.snapshot();
+                    let page = snapshot.list_json(
+                        EntityKind::Token,
+                        &ListQuery {
+                            limit: usize::MAX,
+                            ..ListQuery::default()
+                        },
+                    );
+                    (json!(snapshot.revision()), json!(page.total), page.items)
+                }
+            };
             if args.json {
-                print_json(
-                    &json!({"revision": snapshot.revision(), "total": page.total, "items": page.items}),
-                );
+                print_json(&json!({"revision": revision, "total": total, "items": items}));
                 return Ok(Outcome::Done);
             }
-            for token in &page.items {
+            for token in &items {
                 let roles: Vec<&str> = token["roles"]
                     .as_array()
                     .map(|roles| roles.iter().filter_map(Value::as_str).collect())
@@ -361,18 +494,27 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
             Ok(Outcome::Done)
         }
         TokenCommand::Revoke(args) => {
-            let engine = open_store(&args.data.data, false)?;
-            let outcome = engine.write(
-                &Actor::system(ACTOR),
-                vec![Op::Delete {
-                    kind: EntityKind::Token,
-                    target: args.token.clone(),
-                }],
-            )?;
-            engine.close();
+            let revision = match args.data.client()? {
+                Some(client) => {
+                    let path = format!("/api/v1/tokens/{}", segment(&args.token));
+                    client.json(client.request(Method::DELETE, &path))?["revision"].clone()
+                }
+                None => {
+                    let engine = open_store(&args.data.data, false)?;
+                    let outcome = engine.write(
+                        &Actor::system(ACTOR),
+                        vec![Op::Delete {
+                            kind: EntityKind::Token,
+                            target: args.token.clone(),
+                        }],
+                    )?;
+                    engine.close();
+                    json!(outcome.revision)
+                }
+            };
             eprintln!(
-                "portcullis: token `{}` revoked (revision {})",
-                args.token, outcome.revision
+                "portcullis: token `{}` revoked (revision {revision})",
+                args.token
             );
             Ok(Outcome::Done)
         }
@@ -459,6 +601,24 @@ fn open_auth(
     Ok((engine, auth))
 }
 
+/// Sends a sign-in administration request to the server; the answer's JSON.
+fn ask(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, CliError> {
+    let request = client.request(method, path);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    match client.send(request)? {
+        Ok(response) => Ok(response.json().unwrap_or(Value::Null)),
+        Err(refusal) => Err(refusal.into()),
+    }
+}
+
 pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
     let now = Time::now();
     match command {
@@ -473,41 +633,76 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
                     "give the new password on the first line of stdin".to_owned(),
                 ));
             }
-            let (engine, auth) = open_auth(&args.data, &args.config)?;
-            auth.set_password(ACTOR, &args.user, password, args.must_change, now)
-                .map_err(auth_error)?;
-            engine.close();
+            if let Some(client) = args.data.client()? {
+                let path = format!("/api/v1/users/{}/password", segment(&args.user));
+                ask(
+                    &client,
+                    Method::PUT,
+                    &path,
+                    Some(json!({"password": password, "must_change_password": args.must_change})),
+                )?;
+            } else {
+                let (engine, auth) = open_auth(&args.data, &args.config)?;
+                auth.set_password(ACTOR, &args.user, password, args.must_change, now)
+                    .map_err(auth_error)?;
+                engine.close();
+            }
             eprintln!("portcullis: password of `{}` set", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::ResetMfa(args) => {
-            let (engine, auth) = open_auth(&args.data, &args.config)?;
-            auth.reset_mfa(ACTOR, &args.user, now).map_err(auth_error)?;
-            engine.close();
+            if let Some(client) = args.data.client()? {
+                let path = format!("/api/v1/users/{}/mfa", segment(&args.user));
+                ask(&client, Method::DELETE, &path, None)?;
+            } else {
+                let (engine, auth) = open_auth(&args.data, &args.config)?;
+                auth.reset_mfa(ACTOR, &args.user, now).map_err(auth_error)?;
+                engine.close();
+            }
             eprintln!("portcullis: second factors of `{}` forgotten", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::Unlock(args) => {
-            let (engine, auth) = open_auth(&args.data, &args.config)?;
-            auth.unlock(ACTOR, &args.user, now).map_err(auth_error)?;
-            engine.close();
+            if let Some(client) = args.data.client()? {
+                let path = format!("/api/v1/users/{}/lockout", segment(&args.user));
+                ask(&client, Method::DELETE, &path, None)?;
+            } else {
+                let (engine, auth) = open_auth(&args.data, &args.config)?;
+                auth.unlock(ACTOR, &args.user, now).map_err(auth_error)?;
+                engine.close();
+            }
             eprintln!("portcullis: `{}` unlocked", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::Housekeeping(args) => {
-            let (engine, auth) = open_auth(&args.data, &args.config)?;
-            let report = auth.housekeeping(now).map_err(auth_error)?;
-            engine.close();
+            let report = match args.data.client()? {
+                Some(client) => ask(
+                    &client,
+                    Method::POST,
+                    "/api/v1/auth/housekeeping",
+                    Some(json!({})),
+                )?,
+                None => {
+                    let (engine, auth) = open_auth(&args.data, &args.config)?;
+                    let report = auth.housekeeping(now).map_err(auth_error)?;
+                    engine.close();
+                    json!(report)
+                }
+            };
+            let deactivated: Vec<&str> = report["deactivated"]
+                .as_array()
+                .map(|users| users.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             if args.json {
-                print_json(&json!(report));
+                print_json(&report);
             } else {
-                for user in &report.deactivated {
+                for user in &deactivated {
                     println!("deactivated\t{user}");
                 }
                 eprintln!(
                     "portcullis: {} deactivated, {} stale sign-in records purged",
-                    report.deactivated.len(),
-                    report.purged
+                    deactivated.len(),
+                    report["purged"]
                 );
             }
             Ok(Outcome::Done)

@@ -1,8 +1,9 @@
 //! The one place where errors become exit codes and messages on stderr.
 //!
 //! Exit codes: 0 done (or allowed), 1 denied, 2 bad input (unknown names, bad
-//! arguments, a store held by a running server), 3 any other failure (storage,
-//! network, a broken configuration the program cannot work around).
+//! arguments, a refused file, a conflict), 3 could not run (a store held by a running
+//! server: use `--server`; a server that cannot be reached, refuses the token or
+//! fails; storage, network, a broken configuration the program cannot work around).
 
 use std::path::PathBuf;
 use std::process::{ExitCode, Termination};
@@ -67,9 +68,9 @@ impl CliError {
                 },
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (
-                        2,
+                        3,
                         format!(
-                            "the store at `{path}` is in use by another process (a running `portcullis serve`?): stop it, or ask the server over HTTP"
+                            "the store at `{path}` is in use by another process (a running `portcullis serve`?): ask the server with --server URL (or PORTCULLIS_SERVER) and a token in PORTCULLIS_TOKEN or --token-file, or stop it first"
                         ),
                     ),
                     StoreError::Open { .. }

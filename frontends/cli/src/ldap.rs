@@ -73,6 +73,8 @@ pub fn ldap_sync(args: &LdapSyncArgs) -> Result<Outcome, CliError> {
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     let state_dir = data.join("ldap");
+    // With --json, one entry per source in order: its report, or
+    // `{"source", "error"}` when it failed (the exit code still says so).
     let mut reports = Vec::new();
     let mut failures: Vec<SyncError> = Vec::new();
     for source in &sources {
@@ -81,9 +83,15 @@ pub fn ldap_sync(args: &LdapSyncArgs) -> Result<Outcome, CliError> {
                 if !args.json {
                     print_report(&report);
                 }
-                reports.push(report);
+                reports.push(serde_json::to_value(&report).expect("reports print as JSON"));
             }
-            Err(error) => failures.push(error),
+            Err(error) => {
+                reports.push(serde_json::json!({
+                    "source": source.name,
+                    "error": format!("{error} (nothing changed)"),
+                }));
+                failures.push(error);
+            }
         }
     }
     engine.close();

@@ -1,10 +1,12 @@
 //! `portcullis`: the Portcullis server (`serve`) and the commands that work on a data
 //! directory directly (`check`, `explain`, `list-assets`, `ldap-sync`, `token`, `user`,
-//! `import`, `export`).
+//! `import`, `export`), or, all but `ldap-sync`, ask a running server (`--server`).
 //!
 //! Exit codes are decided in `error.rs` only: 0 done or allowed, 1 denied, 2 bad
-//! input, 3 any other failure.
+//! input, 3 could not run (a locked store, an unreachable or refusing server, any
+//! other failure).
 
+mod client;
 mod commands;
 mod config;
 mod demo;

@@ -87,6 +87,42 @@ fn bootstrap_token(engine: &Engine, secret: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A first run explains itself. With no token in the store every API call answers
+/// 401: on a store the demo estate was just loaded into, a demo administrator token
+/// is made and its secret printed this once (on stdout, never in the log); on any
+/// other store, the terminal is told how to get a first token.
+fn first_token(engine: &Engine, config: &ServeConfig, demo_loaded: bool) -> Result<(), CliError> {
+    if engine.snapshot().counts().tokens > 0 {
+        return Ok(());
+    }
+    if demo_loaded {
+        let spec = TokenSpec {
+            id: None,
+            name: "demo-admin".to_owned(),
+            user: None,
+            roles: vec!["system-admin".to_owned()],
+            expires_at: None,
+            description: "made by serve --demo on an empty store".to_owned(),
+        };
+        let (outcome, secret) = engine.create_token(&Actor::system("demo"), spec)?;
+        tracing::info!(
+            revision = outcome.revision,
+            "created the demo system-admin token `demo-admin` (its secret is printed on stdout once)"
+        );
+        println!("portcullis: demo administrator token (shown this once): {secret}");
+        println!("portcullis: in another terminal: export TOKEN={secret}");
+        return Ok(());
+    }
+    eprintln!(
+        "portcullis: the store has no API token yet, so every API call will answer 401. \
+         Restart with PORTCULLIS_BOOTSTRAP_TOKEN set to a secret of 16 characters or more \
+         (it becomes the first system-admin token), or stop the server and run \
+         `portcullis token create --data {} --name admin --role system-admin`",
+        config.data.display()
+    );
+    Ok(())
+}
+
 pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     let config = ServeConfig::resolve(Overrides {
         config: args.config,
@@ -100,15 +136,20 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     init_logging(&config)?;
     let engine = Arc::new(open_store(&config.data, true)?);
     tracing::info!(store = %config.data.join(STORE_FILE).display(), revision = engine.snapshot().revision(), "store open");
+    let mut demo_loaded = false;
     if config.demo {
         match demo::load(&engine)? {
-            Some(revision) => tracing::info!(revision, "loaded the demo estate"),
+            Some(revision) => {
+                demo_loaded = true;
+                tracing::info!(revision, "loaded the demo estate");
+            }
             None => tracing::info!("--demo ignored: the store is not empty"),
         }
     }
     if let Some(secret) = &config.bootstrap_token {
         bootstrap_token(&engine, secret)?;
     }
+    first_token(&engine, &config, demo_loaded)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("portcullis-http")

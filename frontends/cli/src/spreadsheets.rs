@@ -26,7 +26,9 @@ use portcullis_tabular::{
     Format, ImportError, ImportOptions, ImportReport, Kind, Problem, Progress, Stage,
 };
 use serde::Deserialize;
+use serde_json::Value;
 
+use crate::client::read_json;
 use crate::commands::{DataArg, open_store};
 use crate::error::{CliError, Outcome};
 
@@ -74,6 +76,11 @@ pub struct ImportArgs {
     /// Check the whole file and print what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Make changes that lower someone's protection: switch off or weaken a user's
+    /// MFA, activate an inactive or expired user, add system roles. Without it, a file
+    /// that makes any is refused (a dry run lists them apart).
+    #[arg(long)]
+    pub allow_security_changes: bool,
     /// Print the report as JSON, as the HTTP API gives it.
     #[arg(long)]
     pub json: bool,
@@ -90,11 +97,22 @@ pub fn export(args: &ExportArgs) -> Result<Outcome, CliError> {
     let mut bytes = Vec::new();
     if args.template {
         portcullis_tabular::template(args.kind, format, &mut bytes)
+            .map_err(|error| CliError::System(error.to_string()))?;
+    } else if let Some(client) = args.data.client()? {
+        let path = format!("/api/v1/{}/export", args.kind.name());
+        let request = client
+            .request(reqwest::Method::GET, &path)
+            .query(&[("format", format.extension())]);
+        let response = client.send(request)?.map_err(CliError::from)?;
+        bytes = response
+            .bytes()
+            .map_err(|error| CliError::System(format!("cannot read the server's answer: {error}")))?
+            .to_vec();
     } else {
         let engine = open_store(&args.data.data, false)?;
         portcullis_tabular::export(&engine.snapshot(), args.kind, format, &mut bytes)
+            .map_err(|error| CliError::System(error.to_string()))?;
     }
-    .map_err(|error| CliError::System(error.to_string()))?;
     match &args.output {
         Some(path) => std::fs::write(path, &bytes).map_err(|error| {
             CliError::System(format!("cannot write `{}`: {error}", path.display()))
@@ -136,27 +154,61 @@ pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
             CliError::Input(format!("cannot read `{}`: {error}", args.file.display()))
         })?
     };
-    let engine = open_store(&args.data.data, true)?;
-    let bar = progress_bar();
-    let mut on_progress = |progress: Progress| show(&bar, progress);
-    let result = portcullis_tabular::import(
-        &engine,
-        &Actor::system(ACTOR),
-        args.kind,
-        format,
-        &bytes,
-        ImportOptions {
-            update: args.update,
-            dry_run: args.dry_run,
-            progress: Some(&mut on_progress),
-            ..ImportOptions::default()
-        },
-    );
-    bar.finish_and_clear();
-    let report = result.map_err(|error| match error {
-        ImportError::Problems(problems) => CliError::Input(problems_message(&problems)),
-        ImportError::Engine(error) => CliError::Engine(error),
-    })?;
+    let report = match args.data.client()? {
+        Some(client) => {
+            let path = format!("/api/v1/{}/import", args.kind.name());
+            let request = client
+                .request(reqwest::Method::POST, &path)
+                .query(&[
+                    ("update", args.update),
+                    ("dry_run", args.dry_run),
+                    ("allow_security_changes", args.allow_security_changes),
+                ])
+                .header(reqwest::header::CONTENT_TYPE, format.content_type())
+                .body(bytes);
+            match client.send(request)? {
+                Ok(response) => read_json(response)?,
+                Err(refusal) if refusal.body["error"]["code"] == "invalid_file" => {
+                    let problems: Vec<String> = refusal.body["error"]["problems"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(problem_line)
+                        .collect();
+                    return Err(CliError::Input(problems_message(&problems)));
+                }
+                Err(refusal) => return Err(refusal.into()),
+            }
+        }
+        None => {
+            let engine = open_store(&args.data.data, true)?;
+            let bar = progress_bar();
+            let mut on_progress = |progress: Progress| show(&bar, progress);
+            let result = portcullis_tabular::import(
+                &engine,
+                &Actor::system(ACTOR),
+                args.kind,
+                format,
+                &bytes,
+                ImportOptions {
+                    update: args.update,
+                    dry_run: args.dry_run,
+                    allow_security_changes: args.allow_security_changes,
+                    progress: Some(&mut on_progress),
+                    ..ImportOptions::default()
+                },
+            );
+            bar.finish_and_clear();
+            let report = result.map_err(|error| match error {
+                ImportError::Problems(problems) => {
+                    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+                    CliError::Input(problems_message(&lines))
+                }
+                ImportError::Engine(error) => CliError::Engine(error),
+            })?;
+            serde_json::to_value(&report).expect("reports serialize")
+        }
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&report).expect("reports serialize");
         println!("{json}");
@@ -194,44 +246,78 @@ fn show(bar: &ProgressBar, progress: Progress) {
     bar.set_position(progress.done as u64);
 }
 
-fn problems_message(problems: &[Problem]) -> String {
+/// A problem as the server sends it (`row`, `column`, `message`), written as
+/// [`Problem`]'s `Display` writes it.
+fn problem_line(problem: &Value) -> String {
+    let message = problem["message"].as_str().unwrap_or_default();
+    match (problem["row"].as_u64(), problem["column"].as_str()) {
+        (Some(row), Some(column)) => format!("row {row}, column `{column}`: {message}"),
+        (Some(row), None) => format!("row {row}: {message}"),
+        (None, Some(column)) => format!("column `{column}`: {message}"),
+        (None, None) => message.to_owned(),
+    }
+}
+
+fn problems_message(problems: &[String]) -> String {
     let mut message = format!(
         "the file has {} problem(s); nothing was imported:",
         problems.len()
     );
     for problem in problems {
         message.push_str("\n  ");
-        message.push_str(&problem.to_string());
+        message.push_str(problem);
     }
     message
 }
 
-fn print_report(report: &ImportReport) {
-    if report.dry_run {
-        for change in &report.changes {
-            let verb = match change.kind {
-                portcullis_tabular::ChangeKind::Create => "create",
-                portcullis_tabular::ChangeKind::Update => "update",
-                portcullis_tabular::ChangeKind::Unchanged => continue,
+/// Prints an [`ImportReport`] from its JSON (the server's answer, or the local one).
+fn print_report(report: &Value) {
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let dry_run = report["dry_run"].as_bool() == Some(true);
+    if dry_run {
+        for change in report["changes"].as_array().into_iter().flatten() {
+            let verb = match change["kind"].as_str() {
+                Some("create") => "create",
+                Some("update") => "update",
+                _ => continue,
             };
-            if change.columns.is_empty() {
-                println!("row {}: {verb} `{}`", change.line, change.name);
+            let columns: Vec<&str> = change["columns"]
+                .as_array()
+                .map(|columns| columns.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if columns.is_empty() {
+                println!("row {}: {verb} `{}`", change["line"], text(&change["name"]));
             } else {
                 println!(
                     "row {}: {verb} `{}` ({})",
-                    change.line,
-                    change.name,
-                    change.columns.join(", ")
+                    change["line"],
+                    text(&change["name"]),
+                    columns.join(", ")
+                );
+            }
+        }
+        let security = report["security_changes"].as_array();
+        if let Some(security) = security.filter(|list| !list.is_empty()) {
+            println!("changes that lower protection (refused without --allow-security-changes):");
+            for change in security {
+                println!(
+                    "row {}: user `{}`: {}",
+                    change["line"],
+                    text(&change["name"]),
+                    text(&change["change"])
                 );
             }
         }
     }
-    let counts = report.counts;
+    let counts = &report["counts"];
     let summary = format!(
         "{}: {} created, {} updated, {} unchanged",
-        report.kind, counts.created, counts.updated, counts.unchanged
+        text(&report["kind"]),
+        counts["created"],
+        counts["updated"],
+        counts["unchanged"]
     );
-    match (report.dry_run, report.revision) {
+    match (dry_run, report["revision"].as_u64()) {
         (true, _) => println!("dry run, nothing written: {summary}"),
         (false, Some(revision)) => println!("imported {summary} (revision {revision})"),
         (false, None) => println!("nothing to import: {summary}"),
@@ -264,7 +350,7 @@ pub fn routes() -> Vec<Route> {
                 Access::Permission(format!("{}.add", kind.name())),
                 "transfer",
                 format!(
-                    "Import a CSV or XLSX sheet of {} (format from Content-Type), all or nothing",
+                    "Import a CSV or XLSX sheet of {} (format from ?format=, else Content-Type), all or nothing",
                     kind.name()
                 ),
                 move |state: State<AppState>,
@@ -275,7 +361,7 @@ pub fn routes() -> Vec<Route> {
                     import_route(kind, state, caller, query, headers, body)
                 },
             )
-            .query(&["update", "dry_run"])
+            .query(&["update", "dry_run", "allow_security_changes", "format"])
             .body("File")
             .answers(StatusCode::OK, "ImportReport")
             .body_limit(IMPORT_BODY_LIMIT)
@@ -299,6 +385,12 @@ pub struct ImportQuery {
     update: bool,
     #[serde(default)]
     dry_run: bool,
+    /// Make changes that lower someone's protection (see `SecurityChange`).
+    #[serde(default)]
+    allow_security_changes: bool,
+    /// `csv` or `xlsx`; wins over the Content-Type.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 async fn export_route(
@@ -352,12 +444,17 @@ async fn import_route(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    let format = Format::from_content_type(content_type).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "cannot import a body of type `{content_type}`: send text/csv or {}",
-            Format::Xlsx.content_type()
-        ))
-    })?;
+    let format = match query.format.as_deref() {
+        Some(name) => name
+            .parse::<Format>()
+            .map_err(|error| ApiError::BadRequest(error.to_string()))?,
+        None => Format::from_content_type(content_type).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "cannot import a body of type `{content_type}`: send text/csv or {}, or say ?format=csv or ?format=xlsx",
+                Format::Xlsx.content_type()
+            ))
+        })?,
+    };
     let engine: Arc<Engine> = state.engine().clone();
     let actor = caller.actor();
     let result = tokio::task::spawn_blocking(move || {
@@ -370,6 +467,7 @@ async fn import_route(
             ImportOptions {
                 update: query.update,
                 dry_run: query.dry_run,
+                allow_security_changes: query.allow_security_changes,
                 ..ImportOptions::default()
             },
         )

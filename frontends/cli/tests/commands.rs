@@ -302,9 +302,10 @@ fn token_create_list_revoke() {
     );
     // While the server holds the store, commands refuse cleanly.
     let output = run(&["token", "list", "--data", data]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3), "could not run");
     assert!(
-        stderr(&output).contains("in use by another process"),
+        stderr(&output).contains("in use by another process")
+            && stderr(&output).contains("--server"),
         "{}",
         stderr(&output)
     );

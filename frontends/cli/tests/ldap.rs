@@ -148,6 +148,19 @@ fn ldap_sync_exit_codes_bad_config_2_server_failure_3() {
         assert!(message.contains(needle), "{case}: {message}");
         assert!(!message.contains(READER_PASSWORD), "{case}");
     }
+    // With --json, a failed source is reported as such, not left out (issue 23).
+    let unreachable = source_toml(&slapd, "corp", "").replace(&slapd.url(), "ldap://127.0.0.1:9");
+    let config = write_config(dir.path(), &unreachable);
+    let output = run(&["ldap-sync", "--data", &data, "--config", &config, "--json"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let reports: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(reports[0]["source"], "corp", "{reports}");
+    assert!(
+        reports[0]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("cannot connect")),
+        "{reports}"
+    );
     // An unknown --source is bad input.
     let config = write_config(dir.path(), &source_toml(&slapd, "corp", ""));
     let output = run(&[

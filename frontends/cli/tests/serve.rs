@@ -86,7 +86,7 @@ fn a_second_server_on_the_same_store_is_refused() {
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3));
     assert!(
         stderr(&output).contains("in use by another process"),
         "{}",
@@ -293,4 +293,64 @@ fn serve_over_tls() {
         cert.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(2), "a certificate without a key");
+}
+
+/// Issue 23: `serve --demo` started a server on which every call was 401, and nothing
+/// on the terminal said why. On an empty store it now makes a demo administrator token
+/// and prints it once (never in the log); any other store without a token is told how
+/// to get one.
+#[test]
+fn a_first_run_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start_with(dir.path(), &["--demo"], &[]);
+    let secret = served
+        .printed
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("portcullis: demo administrator token (shown this once): ")
+        })
+        .unwrap_or_else(|| panic!("no demo token printed: {:?}", served.printed))
+        .to_owned();
+    assert!(
+        served.printed.contains(&format!(
+            "portcullis: in another terminal: export TOKEN={secret}"
+        )),
+        "{:?}",
+        served.printed
+    );
+    let check = |served: &Served, token: &str| {
+        served
+            .client
+            .post(served.url("/api/v1/check"))
+            .bearer_auth(token)
+            .json(&json!({"user":"alice","asset":"web-01","account":"root","protocol":"ssh","action":"connect"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(check(&served, &secret), 200, "the printed token works");
+    assert!(!served.logs().contains(&secret), "the secret is not logged");
+    assert!(served.stop());
+    // Once: the store has a token now, so a restart prints none and no hint.
+    let again = Served::start_with(dir.path(), &["--demo"], &[]);
+    assert!(again.printed.is_empty(), "{:?}", again.printed);
+    assert!(!again.logs().contains("no API token"), "{}", again.logs());
+    assert_eq!(check(&again, &secret), 200);
+    assert!(again.stop());
+
+    // A store without a token and without the demo: the terminal says how to get one.
+    let bare = tempfile::tempdir().unwrap();
+    let served = Served::start_with(bare.path(), &[], &[]);
+    assert!(served.printed.is_empty(), "{:?}", served.printed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !served.logs().contains("no API token yet") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let logs = served.logs();
+    assert!(logs.contains("no API token yet"), "{logs}");
+    assert!(logs.contains("PORTCULLIS_BOOTSTRAP_TOKEN"), "{logs}");
+    assert!(logs.contains("portcullis token create --data"), "{logs}");
+    assert_eq!(check(&served, "anything-at-all-really"), 401);
+    assert!(served.stop());
 }

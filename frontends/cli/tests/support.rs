@@ -38,6 +38,8 @@ pub struct Served {
     /// Everything the server wrote on stderr so far (its log).
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
     pub base: String,
+    /// The lines serve printed on stdout before it said where it listens.
+    pub printed: Vec<String>,
     pub client: reqwest::blocking::Client,
 }
 
@@ -89,21 +91,29 @@ impl Served {
                 kept.push('\n');
             }
         });
-        let line = match receiver.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve did not say where it listens: {:?}", child.wait());
+        // What serve prints before it listens (a demo token), then where it listens.
+        let mut printed = Vec::new();
+        let base = loop {
+            let line = match receiver.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "serve did not say where it listens: {:?}; printed {printed:?}",
+                        child.wait()
+                    );
+                }
+            };
+            match line.strip_prefix("portcullis: listening on ") {
+                Some(base) => break base.to_owned(),
+                None => printed.push(line),
             }
         };
-        let base = line
-            .strip_prefix("portcullis: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
         Served {
             child,
             log,
             base,
+            printed,
             client: reqwest::blocking::Client::new(),
         }
     }

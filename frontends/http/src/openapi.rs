@@ -99,14 +99,21 @@ fn operation(route: &Route) -> Value {
         op.insert("parameters".into(), Value::Array(parameters));
     }
     if let Some(request) = &route.request {
-        let media = if request == "MergePatch" {
-            "application/merge-patch+json"
-        } else {
-            "application/json"
+        let content = match request.as_str() {
+            "MergePatch" => {
+                json!({"application/merge-patch+json": {"schema": schema_ref(request)}})
+            }
+            // A sheet to import: the bytes of a CSV or XLSX file, not JSON.
+            "File" => json!({
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
+                    {"schema": {"type": "string", "format": "binary"}},
+            }),
+            _ => json!({"application/json": {"schema": schema_ref(request)}}),
         };
         op.insert(
             "requestBody".into(),
-            json!({"required": true, "content": {media: {"schema": schema_ref(request)}}}),
+            json!({"required": true, "content": content}),
         );
     }
     let (status, schema) = &route.response;

@@ -91,7 +91,7 @@ const fn key(
 
 const ROLES: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Role", "Role name"], "db-operator"),
+    key(Col::Name, "Name", &["Role", "Role name"], "lab-operator"),
     column(
         Col::Permissions,
         "Permissions",
@@ -108,21 +108,21 @@ const ROLES: &[Column] = &[
 
 const USERS: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
-    key(Col::Username, "Username", &["Login"], "alice"),
+    key(Col::Username, "Username", &["Login"], "river"),
     column(
         Col::FullName,
         "Name",
         &["Full name", "Display name"],
-        "Alice Liddell",
+        "River Tam",
     ),
-    column(Col::Email, "Email", &["Mail"], "alice@example.com"),
+    column(Col::Email, "Email", &["Mail"], "river@example.com"),
     column(Col::Phone, "Phone", &["Mobile"], "+1 555 0100"),
     column(Col::Active, "Active", &["Is active", "Is valid"], "yes"),
     column(
         Col::ExpiresAt,
         "Expires at",
         &["Date expired", "Expires", "Expiry"],
-        "2027-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
     ),
     column(Col::Source, "Source", &[], "import"),
     column(Col::ExternalId, "External ID", &[], ""),
@@ -149,12 +149,12 @@ const USERS: &[Column] = &[
 
 const GROUPS: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Group", "Group name"], "ops"),
+    key(Col::Name, "Name", &["Group", "Group name"], "lab-team"),
     column(
         Col::Members,
         "Members",
         &["Users", "User"],
-        "alice until 2027-01-01T00:00:00Z",
+        "river until 2030-01-01T00:00:00Z",
     ),
     column(Col::Subgroups, "Subgroups", &["Child groups", "Groups"], ""),
     column(
@@ -169,7 +169,7 @@ const GROUPS: &[Column] = &[
         Col::Description,
         "Description",
         &["Comment", "Note"],
-        "operations team",
+        "the lab's engineers",
     ),
 ];
 
@@ -179,19 +179,19 @@ const NODES: &[Column] = &[
         Col::Path,
         "Path",
         &["Full value", "Full path", "Node"],
-        "/Default/Prod",
+        "/Default/Lab",
     ),
     column(
         Col::Description,
         "Description",
         &["Comment", "Note"],
-        "production databases",
+        "lab machines",
     ),
 ];
 
 const ASSETS: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Hostname", "Asset"], "web-01"),
+    key(Col::Name, "Name", &["Hostname", "Asset"], "lab-01"),
     column(Col::Address, "Address", &["IP", "Host"], "10.0.0.5"),
     column(Col::Platform, "Platform", &[], "linux"),
     column(
@@ -200,7 +200,7 @@ const ASSETS: &[Column] = &[
         &["Protocol"],
         "ssh/22, sftp/22",
     ),
-    column(Col::Nodes, "Nodes", &["Node"], "/Default/Prod"),
+    column(Col::Nodes, "Nodes", &["Node"], "/Default/Lab"),
     column(
         Col::Accounts,
         "Accounts",
@@ -212,18 +212,18 @@ const ASSETS: &[Column] = &[
         Col::Description,
         "Description",
         &["Comment", "Note"],
-        "front web server",
+        "lab build machine",
     ),
 ];
 
 const RULES: &[Column] = &[
     column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Rule", "Permission"], "ops-prod"),
+    key(Col::Name, "Name", &["Rule", "Permission"], "lab-ssh"),
     column(Col::Effect, "Effect", &[], "allow"),
-    column(Col::Users, "Users", &["User"], "alice"),
-    column(Col::Groups, "Groups", &["User groups", "Group"], "ops"),
-    column(Col::Assets, "Assets", &["Asset"], "web-01"),
-    column(Col::Nodes, "Nodes", &["Node"], "/Default/Prod"),
+    column(Col::Users, "Users", &["User"], "river"),
+    column(Col::Groups, "Groups", &["User groups", "Group"], "lab-team"),
+    column(Col::Assets, "Assets", &["Asset"], "lab-01"),
+    column(Col::Nodes, "Nodes", &["Node"], "/Default/Lab"),
     column(
         Col::AccountSelectors,
         "Accounts",
@@ -242,14 +242,14 @@ const RULES: &[Column] = &[
         Col::ExpiresAt,
         "Expires at",
         &["Date expired", "Expires"],
-        "2027-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
     ),
     column(Col::Active, "Active", &["Is active"], "yes"),
     column(
         Col::Description,
         "Description",
         &["Comment", "Note"],
-        "ops may reach production",
+        "the lab team may reach the lab",
     ),
 ];
 

@@ -5,7 +5,7 @@ use portcullis_engine::{Actor, Engine, Error, ValidationError};
 use crate::error::{ImportError, Problem};
 use crate::kind::{Format, Kind, ParseOptions};
 use crate::parse::parse_rows;
-use crate::plan::{Change, PlanCounts, locate, plan_with};
+use crate::plan::{Change, PlanCounts, SecurityChange, locate, plan_with};
 
 /// Where an import is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +35,10 @@ pub struct ImportOptions<'a> {
     pub update: bool,
     /// Plan and report, write nothing.
     pub dry_run: bool,
+    /// Make the changes that lower someone's protection ([`SecurityChange`]): switch
+    /// off or weaken a user's MFA, activate an inactive or expired user, add system
+    /// roles. Without it, a file that makes any is refused (a dry run lists them).
+    pub allow_security_changes: bool,
     pub limits: ParseOptions,
     /// Called as the import goes, for a progress bar.
     pub progress: Option<&'a mut dyn FnMut(Progress)>,
@@ -50,6 +54,9 @@ pub struct ImportReport {
     pub counts: PlanCounts,
     /// One entry per row, in row order.
     pub changes: Vec<Change>,
+    /// The changes among them that lower someone's protection, apart. An import
+    /// that writes has either none or was allowed to make them.
+    pub security_changes: Vec<SecurityChange>,
 }
 
 /// Imports a file of `kind` in `format` into `engine` on behalf of `actor`: the whole
@@ -82,6 +89,7 @@ pub fn import(
         kind,
         parsed.rows,
         options.update,
+        options.allow_security_changes,
         parsed.problems,
         &parsed.broken,
         &mut |done, total| report(Stage::Planning, done, total),
@@ -89,12 +97,31 @@ pub fn import(
     .map_err(ImportError::Problems)?;
     let counts = plan.counts();
     let changes = plan.changes().to_vec();
+    let security_changes = plan.security_changes().to_vec();
+    if !options.dry_run && !options.allow_security_changes && !security_changes.is_empty() {
+        return Err(ImportError::Problems(
+            security_changes
+                .iter()
+                .map(|change| {
+                    Problem::cell(
+                        change.line,
+                        change.column,
+                        format!(
+                            "lowers the protection of user `{}`: {}; refused unless security changes are allowed (--allow-security-changes, or ?allow_security_changes=true over HTTP)",
+                            change.name, change.change
+                        ),
+                    )
+                })
+                .collect(),
+        ));
+    }
     let mut outcome = ImportReport {
         kind,
         dry_run: options.dry_run,
         revision: None,
         counts,
         changes,
+        security_changes,
     };
     if options.dry_run || plan.is_empty() {
         return Ok(outcome);

@@ -44,7 +44,7 @@ pub use kind::{
     UnknownKind,
 };
 pub use parse::{Row, parse};
-pub use plan::{Change, ChangeKind, ImportPlan, PlanCounts, plan};
+pub use plan::{Change, ChangeKind, ImportPlan, PlanCounts, SecurityChange, plan};
 
 /// The fuzz target's entry point (`fuzz/fuzz_targets/tabular_rows.rs`), shared with the
 /// test that replays its corpus: the first byte picks the kind and the format, the rest

@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use portcullis_engine::{
-    AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, NodeSpec, Op, ROOT_NODE_ID, RoleAssignment,
-    RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec, ValidationError,
-    account_username,
+    AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, Mfa, NodeSpec, Op, ROOT_NODE_ID,
+    RoleAssignment, RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec,
+    ValidationError, account_username,
 };
 
 use crate::cell::{Membership, Reference};
@@ -46,6 +46,22 @@ pub struct Change {
     pub columns: Vec<&'static str>,
 }
 
+/// A change of one row that lowers someone's protection: it switches off or weakens
+/// a user's MFA, makes an inactive or expired user able to sign in again, or gives a
+/// user system roles they did not hold. An import makes such changes only when it is
+/// told to ([`ImportOptions::allow_security_changes`](crate::ImportOptions)); a dry
+/// run lists them apart from the other changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecurityChange {
+    pub line: usize,
+    /// The user's username after the import.
+    pub name: String,
+    /// The header of the column that makes the change.
+    pub column: &'static str,
+    /// What it does, in words: ``MFA `enabled` → `disabled` ``.
+    pub change: String,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlanCounts {
     pub created: usize,
@@ -60,6 +76,7 @@ pub struct ImportPlan {
     kind: Kind,
     revision: u64,
     changes: Vec<Change>,
+    security_changes: Vec<SecurityChange>,
     ops: Vec<Op>,
 }
 
@@ -76,6 +93,12 @@ impl ImportPlan {
     /// One entry per row, in row order.
     pub fn changes(&self) -> &[Change] {
         &self.changes
+    }
+
+    /// The changes that lower someone's protection, in row order (each also in
+    /// [`changes`](ImportPlan::changes)).
+    pub fn security_changes(&self) -> &[SecurityChange] {
+        &self.security_changes
     }
 
     pub fn counts(&self) -> PlanCounts {
@@ -120,6 +143,13 @@ impl fmt::Display for ImportPlan {
                 ChangeKind::Unchanged => {}
             }
         }
+        for change in &self.security_changes {
+            writeln!(
+                f,
+                "lowers protection: user `{}` (row {}): {}",
+                change.name, change.line, change.change
+            )?;
+        }
         let counts = self.counts();
         write!(
             f,
@@ -131,7 +161,10 @@ impl fmt::Display for ImportPlan {
 
 /// Plans the import of `rows` (all of `kind`) into the estate `snapshot` holds. With
 /// `update`, rows naming existing entities update them; without it, such a row is a
-/// problem unless it changes nothing.
+/// problem unless it changes nothing. The plan lists the changes that lower a
+/// user's protection ([`ImportPlan::security_changes`]); its operations refuse, when
+/// written, any update that lowers the protection of the user as the write finds
+/// them ([`import`](crate::import) with `allow_security_changes` makes them).
 pub fn plan(
     snapshot: &Snapshot,
     kind: Kind,
@@ -143,6 +176,7 @@ pub fn plan(
         kind,
         rows,
         update,
+        false,
         Problems::new(MAX_PROBLEMS),
         &HashSet::new(),
         &mut |_, _| {},
@@ -151,11 +185,16 @@ pub fn plan(
 
 /// [`plan`], adding to the problems parsing found. `broken` names the rows that did
 /// not parse: references to them are not reported again as unknown.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the import's options, its parse results and its progress"
+)]
 pub(crate) fn plan_with(
     snapshot: &Snapshot,
     kind: Kind,
     rows: Vec<Row>,
     update: bool,
+    allow_security_changes: bool,
     problems: Problems,
     broken: &HashSet<String>,
     progress: &mut dyn FnMut(usize, usize),
@@ -164,9 +203,12 @@ pub(crate) fn plan_with(
         snapshot,
         kind,
         update,
+        now: Time::now(),
+        allow_security_changes,
         problems,
         broken,
         changes: Vec::with_capacity(rows.len()),
+        security_changes: Vec::new(),
         ops: Vec::with_capacity(rows.len()),
     };
     let mut records = Vec::with_capacity(rows.len());
@@ -193,10 +235,12 @@ pub(crate) fn plan_with(
         return Err(planner.problems.into_vec());
     }
     planner.changes.sort_by_key(|change| change.line);
+    planner.security_changes.sort_by_key(|change| change.line);
     Ok(ImportPlan {
         kind,
         revision: snapshot.revision(),
         changes: planner.changes,
+        security_changes: planner.security_changes,
         ops: planner.ops,
     })
 }
@@ -444,9 +488,15 @@ struct Planner<'a> {
     snapshot: &'a Snapshot,
     kind: Kind,
     update: bool,
+    /// The instant an expiry is judged at (a user whose expiry has passed is expired).
+    now: Time,
+    /// Whether the operations may lower a user's protection when they are written
+    /// (each update judges the user as the write finds them).
+    allow_security_changes: bool,
     problems: Problems,
     broken: &'a HashSet<String>,
     changes: Vec<Change>,
+    security_changes: Vec<SecurityChange>,
     ops: Vec<Op>,
 }
 
@@ -518,7 +568,7 @@ impl Planner<'_> {
         old: Option<Spec>,
         new: Spec,
         columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) + Send + 'static,
+        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
     ) {
         match (target, old) {
             (Target::Existing(id), Some(old)) => {
@@ -550,7 +600,7 @@ impl Planner<'_> {
         old: &Spec,
         new: &Spec,
         columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) + Send + 'static,
+        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
     ) {
         if old == new {
             self.changes.push(Change {
@@ -584,8 +634,7 @@ impl Planner<'_> {
                         message: "the import planned another kind".to_owned(),
                     });
                 }
-                edit(spec);
-                Ok(())
+                edit(spec)
             }),
         });
         self.changes.push(Change {
@@ -885,6 +934,7 @@ impl Planner<'_> {
                     if let Spec::Role(spec) = spec {
                         apply_role(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1020,6 +1070,18 @@ impl Planner<'_> {
                         &old.description,
                         &new.description,
                     );
+                    let allow_security_changes = self.allow_security_changes;
+                    let now = self.now;
+                    if self.update {
+                        for (col, _, change) in lowered_protection(&old, &new, self.now) {
+                            self.security_changes.push(SecurityChange {
+                                line,
+                                name: name.clone(),
+                                column: h(col),
+                                change,
+                            });
+                        }
+                    }
                     self.settle_existing(
                         line,
                         name,
@@ -1027,10 +1089,28 @@ impl Planner<'_> {
                         &Spec::User(old),
                         &Spec::User(new),
                         columns,
+                        // Judged again on the user as the write finds them: a change
+                        // made since the plan (MFA enrolled, say) is not lowered
+                        // without leave either.
                         move |spec| {
                             if let Spec::User(spec) = spec {
+                                let before = spec.clone();
                                 apply_user(record, spec);
+                                if !allow_security_changes {
+                                    if let Some((_, field, change)) =
+                                        lowered_protection(&before, spec, now).into_iter().next()
+                                    {
+                                        return Err(ValidationError::Invalid {
+                                            field,
+                                            message: format!(
+                                                "the import would lower the protection of user `{}` ({change}), which changed since the file was checked; import again",
+                                                spec.username
+                                            ),
+                                        });
+                                    }
+                                }
                             }
+                            Ok(())
                         },
                     );
                 }
@@ -1235,6 +1315,7 @@ impl Planner<'_> {
                     if let Spec::Group(spec) = spec {
                         apply_group(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1422,6 +1503,7 @@ impl Planner<'_> {
                     if let Spec::Node(spec) = spec {
                         patch.apply(spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1547,6 +1629,7 @@ impl Planner<'_> {
                     if let Spec::Asset(spec) = spec {
                         apply_asset(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1698,6 +1781,7 @@ impl Planner<'_> {
                     if let Spec::Rule(spec) = spec {
                         apply_rule(&record, spec);
                     }
+                    Ok(())
                 },
             );
         }
@@ -1856,6 +1940,71 @@ impl NodePatch {
             spec.description.clone_from(description);
         }
     }
+}
+
+/// What an update from `old` to `new` does that lowers the user's protection, by
+/// column: a weaker MFA level, an inactive or expired user made able to sign in, a
+/// system role the user did not hold.
+/// Each comes with the engine's name of the field.
+fn lowered_protection(
+    old: &UserSpec,
+    new: &UserSpec,
+    now: Time,
+) -> Vec<(Col, &'static str, String)> {
+    let level = |mfa: Mfa| match mfa {
+        Mfa::Disabled => 0,
+        Mfa::Enabled => 1,
+        Mfa::Forced => 2,
+    };
+    let name = |mfa: Mfa| match mfa {
+        Mfa::Disabled => "disabled",
+        Mfa::Enabled => "enabled",
+        Mfa::Forced => "forced",
+    };
+    let mut lowered = Vec::new();
+    if level(new.mfa) < level(old.mfa) {
+        lowered.push((
+            Col::Mfa,
+            "mfa",
+            format!("MFA `{}` → `{}`", name(old.mfa), name(new.mfa)),
+        ));
+    }
+    if !old.active && new.active {
+        lowered.push((
+            Col::Active,
+            "active",
+            "activates an inactive user".to_owned(),
+        ));
+    }
+    let expired = |expires_at: Option<Time>| expires_at.is_some_and(|at| at <= now);
+    if expired(old.expires_at) && !expired(new.expires_at) {
+        let until = new
+            .expires_at
+            .map_or_else(|| "never".to_owned(), |at| format!("`{at}`"));
+        lowered.push((
+            Col::ExpiresAt,
+            "expires_at",
+            format!(
+                "revives an expired user (expired `{}`, now expires {until})",
+                old.expires_at.map(|at| at.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    let held: HashSet<String> = old.system_roles.iter().map(|role| fold(role)).collect();
+    let gained: Vec<String> = new
+        .system_roles
+        .iter()
+        .filter(|role| !held.contains(&fold(role)))
+        .map(|role| format!("`{role}`"))
+        .collect();
+    if !gained.is_empty() {
+        lowered.push((
+            Col::SystemRoles,
+            "system_roles",
+            format!("adds system roles {}", gained.join(", ")),
+        ));
+    }
+    lowered
 }
 
 fn apply_user(record: UserRecord, spec: &mut UserSpec) {

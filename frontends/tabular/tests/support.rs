@@ -335,6 +335,23 @@ pub fn assert_unchanged(engine: &Engine, before: &(u64, Canonical)) {
 }
 
 /// Writes `text` as a CSV file and imports it.
+/// Imports `text` as CSV with every option given.
+pub fn import_csv_with(
+    engine: &Engine,
+    kind: Kind,
+    text: &str,
+    options: ImportOptions<'_>,
+) -> Result<ImportReport, ImportError> {
+    import(
+        engine,
+        &Actor::system("importer"),
+        kind,
+        Format::Csv,
+        text.as_bytes(),
+        options,
+    )
+}
+
 pub fn import_csv(
     engine: &Engine,
     dir: &Path,

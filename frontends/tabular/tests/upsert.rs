@@ -1,7 +1,7 @@
 //! `--update` upserts by name (or ID); `--dry-run` writes nothing.
 
 use portcullis_engine::Actor;
-use portcullis_engine::{EntityKind, MemberSpec, Source, Spec};
+use portcullis_engine::{EntityKind, Error, MemberSpec, Mfa, Op, Source, Spec, ValidationError};
 use portcullis_tabular::{ChangeKind, Format, ImportOptions, Kind, ParseOptions};
 use serde_json::json;
 
@@ -45,7 +45,13 @@ dave,Dave,,yes
     );
     assert_unchanged(&engine, &before);
 
-    let report = import_csv(&engine, dir.path(), Kind::Users, changed, true).unwrap();
+    // Activating carol lowers protection: allowed explicitly here (and tested apart).
+    let allowed = ImportOptions {
+        update: true,
+        allow_security_changes: true,
+        ..ImportOptions::default()
+    };
+    let report = import_csv_with(&engine, Kind::Users, changed, allowed).unwrap();
     assert_eq!(
         (
             report.counts.created,
@@ -64,6 +70,156 @@ dave,Dave,,yes
     assert_eq!(alice["email"], "alice@example.org");
     assert_eq!(alice["username"], "ALICE");
     assert_eq!(snapshot.counts().users, 4);
+}
+
+/// Issue 23: an `--update` import of a sheet whose MFA column said `disabled` switched
+/// a user's second factor off, listed only among the changed columns.
+#[test]
+fn an_update_that_lowers_protection_is_refused_unless_allowed_and_listed_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path(), "s");
+    write(
+        &engine,
+        EntityKind::User,
+        vec![
+            json!({"username": "alice", "mfa": "enabled"}),
+            json!({"username": "bob", "mfa": "forced"}),
+            json!({"username": "carol", "active": false}),
+            json!({"username": "dave", "expires_at": "2020-01-01T00:00:00Z"}),
+            json!({"username": "erin", "system_roles": ["system-auditor"]}),
+            json!({"username": "frank", "mfa": "enabled"}),
+        ],
+    );
+    let lowering = "\
+Username,MFA,Active,Expires at,System roles,Name
+alice,disabled,,,,
+bob,enabled,,,,
+carol,,yes,,,
+dave,,,2040-01-01T00:00:00Z,,
+erin,,,,\"system-auditor, system-admin\",
+frank,forced,,,,Frank
+";
+    let before = state(&engine);
+    let options = |dry_run, allow_security_changes| ImportOptions {
+        update: true,
+        dry_run,
+        allow_security_changes,
+        ..ImportOptions::default()
+    };
+    let problems = refusal(import_csv_with(
+        &engine,
+        Kind::Users,
+        lowering,
+        options(false, false),
+    ));
+    assert_eq!(
+        places(&problems),
+        [
+            (Some(2), Some("MFA".to_owned())),
+            (Some(3), Some("MFA".to_owned())),
+            (Some(4), Some("Active".to_owned())),
+            (Some(5), Some("Expires at".to_owned())),
+            (Some(6), Some("System roles".to_owned())),
+        ],
+        "{problems:?}"
+    );
+    assert!(
+        problems[0]
+            .message
+            .contains("lowers the protection of user `alice`: MFA `enabled` → `disabled`"),
+        "{}",
+        problems[0]
+    );
+    assert_unchanged(&engine, &before);
+
+    // The dry run lists them apart from the other changes, and writes nothing.
+    let report = import_csv_with(&engine, Kind::Users, lowering, options(true, false)).unwrap();
+    let listed: Vec<(usize, &str, &str)> = report
+        .security_changes
+        .iter()
+        .map(|change| (change.line, change.name.as_str(), change.column))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (2, "alice", "MFA"),
+            (3, "bob", "MFA"),
+            (4, "carol", "Active"),
+            (5, "dave", "Expires at"),
+            (6, "erin", "System roles"),
+        ]
+    );
+    assert_eq!(
+        report.counts.updated, 6,
+        "frank's row is a change, not a lowering"
+    );
+    assert_unchanged(&engine, &before);
+
+    // Allowed explicitly, it is written.
+    import_csv_with(&engine, Kind::Users, lowering, options(false, true)).unwrap();
+    let snapshot = engine.snapshot();
+    let alice = snapshot.entity_json(EntityKind::User, "alice").unwrap();
+    assert_eq!(alice["mfa"], "disabled");
+    let erin = snapshot.entity_json(EntityKind::User, "erin").unwrap();
+    assert_eq!(
+        erin["system_roles"],
+        json!(["system-auditor", "system-admin"])
+    );
+}
+
+/// The rule holds at the write too: a user who enrolled a second factor after the
+/// file was checked (and before it was written) is not switched off.
+#[test]
+fn a_lowering_that_appears_between_the_plan_and_the_write_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path(), "s");
+    write(
+        &engine,
+        EntityKind::User,
+        vec![json!({"username": "alice"})],
+    );
+    let rows = portcullis_tabular::parse(
+        Kind::Users,
+        Format::Csv,
+        b"Username,MFA,Phone\nalice,disabled,+1 555 0100\n",
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    let plan = portcullis_tabular::plan(&engine.snapshot(), Kind::Users, rows, true).unwrap();
+    assert!(plan.security_changes().is_empty(), "alice has no MFA yet");
+    // Meanwhile, alice enrols.
+    engine
+        .write(
+            &Actor::system("alice"),
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: "alice".to_owned(),
+                edit: Box::new(|spec| {
+                    if let Spec::User(user) = spec {
+                        user.mfa = Mfa::Enabled;
+                    }
+                    Ok(())
+                }),
+            }],
+        )
+        .unwrap();
+    let refused = engine.write(&Actor::system("importer"), plan.into_ops());
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Validation(ValidationError::Invalid {
+                field: "mfa",
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    let alice = engine
+        .snapshot()
+        .entity_json(EntityKind::User, "alice")
+        .unwrap();
+    assert_eq!(alice["mfa"], "enabled");
+    assert_eq!(alice["phone"], serde_json::Value::Null, "nothing written");
 }
 
 #[test]
@@ -211,6 +367,7 @@ fn dry_run_writes_nothing_and_says_what_would_change() {
                 {"line": 2, "name": "alice", "kind": "update", "columns": ["Email"]},
                 {"line": 3, "name": "erin", "kind": "create", "columns": []},
             ],
+            "security_changes": [],
         })
     );
     assert_eq!((report.counts.created, report.counts.updated), (1, 1));
