@@ -1,6 +1,8 @@
 //! Check latency at each size: by dense index (`Snapshot::check_idx`), by names
 //! (`Evaluator::check` with a `Query`), and the reference evaluator on the same
-//! queries at small and medium (the ratio is the point). After criterion, prints
+//! queries at small and medium (the ratio is the point), and `by_idx_cold`: users and
+//! assets drawn uniformly from the whole estate (2^18 pairs, `root` over `ssh`), so
+//! nothing a check reads is in cache. After criterion, prints
 //! percentiles of single checks by index, each timed on its own.
 
 use std::hint::black_box;
@@ -9,9 +11,10 @@ use std::time::{Duration, Instant};
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion};
 use portcullis_benches::{
-    AT, EstateSize, IdxSample, Sample, Synthetic, bench_mode, cached_store, resolve,
+    AT, EstateSize, IdxSample, Sample, Synthetic, asset_name, bench_mode, cached_store, resolve,
+    user_name,
 };
-use portcullis_engine::{Engine, Evaluator, Reference, Snapshot};
+use portcullis_engine::{Actions, AssetIdx, Engine, Evaluator, Reference, Snapshot, UserIdx};
 
 #[path = "support/cpu_clock.rs"]
 mod cpu_clock;
@@ -26,6 +29,32 @@ struct Setup {
     snapshot: std::sync::Arc<Snapshot>,
     samples: Vec<Sample>,
     indexed: Vec<IdxSample>,
+    /// Users and assets drawn uniformly from the whole estate: nothing in cache.
+    cold: Vec<(UserIdx, AssetIdx)>,
+}
+
+/// Cold checks per size: far more than any cache holds.
+const N_COLD: usize = 1 << 18;
+
+/// `N_COLD` (user, asset) pairs drawn uniformly from the whole estate, by a fixed seed.
+fn cold_pairs(snapshot: &Snapshot, size: EstateSize) -> Vec<(UserIdx, AssetIdx)> {
+    let shape = size.shape();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |below: u32| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(below)) as u32
+    };
+    let mut pairs = Vec::with_capacity(N_COLD);
+    while pairs.len() < N_COLD {
+        let user = snapshot.user_idx(&user_name(next(shape.n_users)));
+        let asset = snapshot.asset_idx(&asset_name(next(shape.n_assets)));
+        if let (Some(user), Some(asset)) = (user, asset) {
+            pairs.push((user, asset));
+        }
+    }
+    pairs
 }
 
 fn setup(size: EstateSize) -> Setup {
@@ -48,11 +77,13 @@ fn setup(size: EstateSize) -> Setup {
         samples.len()
     );
     let indexed = resolve(&snapshot, &samples);
+    let cold = cold_pairs(&snapshot, size);
     Setup {
         size,
         snapshot,
         samples,
         indexed,
+        cold,
     }
 }
 
@@ -70,6 +101,15 @@ fn fast<M: Measurement>(c: &mut Criterion<M>, group_name: &str, setup: &Setup) {
             let q = &setup.indexed[i & mask];
             i += 1;
             black_box(snapshot.check_idx(q.user, q.asset, &q.account, q.protocol, q.action, AT))
+        });
+    });
+    let cold_mask = setup.cold.len() - 1;
+    group.bench_function(BenchmarkId::new("by_idx_cold", setup.size.name()), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let (user, asset) = setup.cold[i & cold_mask];
+            i += 1;
+            black_box(snapshot.check_idx(user, asset, "root", "ssh", Actions::CONNECT, AT))
         });
     });
     group.bench_function(BenchmarkId::new("by_name", setup.size.name()), |b| {

@@ -419,7 +419,8 @@ pub struct Synthetic {
     write_asset: u32,
 }
 
-fn user_name(index: u32) -> String {
+/// The username of the `index`th generated user.
+pub fn user_name(index: u32) -> String {
     format!("u{index:07}")
 }
 
@@ -427,7 +428,8 @@ fn group_name(index: u32) -> String {
     format!("g{index:06}")
 }
 
-fn asset_name(index: u32) -> String {
+/// The name of the `index`th generated asset.
+pub fn asset_name(index: u32) -> String {
     format!("a{index:07}")
 }
 
@@ -1307,6 +1309,16 @@ pub fn cached_store(synthetic: &Synthetic) -> PathBuf {
         );
     }
     std::fs::rename(&building, &path).expect("the built store can be renamed into place");
+    // The snapshot image the close wrote goes with its store.
+    let image = |store: &Path| {
+        let mut name = store.as_os_str().to_owned();
+        name.push(".image");
+        PathBuf::from(name)
+    };
+    if image(&building).exists() {
+        std::fs::rename(image(&building), image(&path))
+            .expect("the built store's image can be renamed into place");
+    }
     path
 }
 

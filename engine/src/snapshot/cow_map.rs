@@ -154,9 +154,9 @@ where
     /// Doubles the shard count, moving every entry.
     fn grow(&mut self) {
         let count = self.shards.len() * 2;
-        let mut shards: Vec<HashTable<(K, V)>> = (0..count)
-            .map(|_| HashTable::with_capacity(SHARD_TARGET))
-            .collect();
+        // No capacity reserved: each new shard receives about half an old one, and
+        // grows to fit (reserving a full shard's worth left them a quarter full).
+        let mut shards: Vec<HashTable<(K, V)>> = (0..count).map(|_| HashTable::new()).collect();
         let hasher = &self.hasher;
         for shard in self.shards.iter() {
             for (key, value) in shard.iter() {

@@ -135,7 +135,11 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     })?;
     init_logging(&config)?;
     let engine = Arc::new(open_store(&config.data, true)?);
-    tracing::info!(store = %config.data.join(STORE_FILE).display(), revision = engine.snapshot().revision(), "store open");
+    let opened_from = match engine.opened_from() {
+        Ok(revision) => format!("snapshot image at revision {revision}, brought up to date"),
+        Err(why) => format!("rebuilt from the store ({why})"),
+    };
+    tracing::info!(store = %config.data.join(STORE_FILE).display(), revision = engine.snapshot().revision(), snapshot = %opened_from, "store open");
     let mut demo_loaded = false;
     if config.demo {
         match demo::load(&engine)? {
