@@ -227,3 +227,36 @@ fn another_stores_image_is_ignored() {
         |r| *r == ImageRejected::Foreign,
     );
 }
+
+/// A crash while an image is written leaves the temporary file, never a half image:
+/// the open uses the previous image, and the next image replaces the leftover.
+#[test]
+fn a_half_written_temporary_image_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_with_image(dir.path());
+    let mut temporary = image_of(&path).into_os_string();
+    temporary.push(".tmp");
+    let image = std::fs::read(image_of(&path)).unwrap();
+    std::fs::write(&temporary, &image[..image.len() / 3]).unwrap();
+    let expected = rebuilt(&path);
+    let engine = Engine::open(&path).unwrap();
+    assert!(engine.opened_from().is_ok(), "{:?}", engine.opened_from());
+    assert_eq!(engine.snapshot().canonical(), expected);
+    engine
+        .write(
+            &Actor::system("test"),
+            vec![Op::Create(
+                Spec::from_json(EntityKind::User, serde_json::json!({"username": "after"}))
+                    .unwrap(),
+            )],
+        )
+        .unwrap();
+    let revision = engine.snapshot().revision();
+    drop(engine);
+    assert!(
+        !std::path::Path::new(&temporary).exists(),
+        "the rename consumed it"
+    );
+    let engine = Engine::open(&path).unwrap();
+    assert_eq!(engine.opened_from(), &Ok(revision));
+}
