@@ -5,8 +5,9 @@
 //! table shares its chunks), change the clone, and publish the clone.
 //!
 //! Dense indexes are never reused within a process: a deleted entity leaves an empty
-//! slot, so a stale index can never name a different entity. Reopening the store
-//! compacts them.
+//! slot, so a stale index can never name a different entity. A rebuild from the store
+//! compacts them; an open from the snapshot image keeps the empty slots (a pointer's
+//! width each), as the image keeps every index.
 //!
 //! The snapshot does not depend on the clock. Expiring memberships, rule windows and
 //! user expiry are kept as instants and judged at evaluation time, so an answer for
