@@ -873,7 +873,16 @@ async fn min_revision_waits_then_answers_a_clear_error() {
         "{answer}"
     );
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
-    // Just ahead: a write arriving while it waits releases it.
+    // Just ahead: a write arriving while it waits releases it. On a server that would
+    // wait a minute, so that a write slowed by a busy machine still arrives in time:
+    // answered at all before the minute, the waiter was released by the write.
+    let server = Server::start_with(portcullis_http::Settings {
+        min_revision_wait: std::time::Duration::from_secs(60),
+        ..crate::support::test_settings()
+    })
+    .await;
+    estate(&server).await;
+    let current = server.engine.snapshot().revision();
     body["min_revision"] = json!(current + 1);
     let waiting = {
         let client = server.client.clone();
@@ -893,8 +902,13 @@ async fn min_revision_waits_then_answers_a_clear_error() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let released = std::time::Instant::now();
     server.create("users", json!({"username": "late"})).await;
     assert_eq!(waiting.await.unwrap(), 200);
+    assert!(
+        released.elapsed() < std::time::Duration::from_secs(30),
+        "the waiter was released by the write, not by its bound"
+    );
     let (status, _) = server
         .get(&format!("/api/v1/users/late?min_revision={}", current + 1))
         .await;
