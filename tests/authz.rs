@@ -46,7 +46,7 @@ const SCIM_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/scim/v2/Groups/{id}"),
 ];
 
-/// The permission a route needs, by design (DESIGN.md, the README's role table), not
+/// The permission a route needs, by design (docs/semantics.md, the README's role table), not
 /// read from the code under test. `None`: public. `Some("")`: any valid token.
 /// The sign-in routes a user calls with their own credentials in the body.
 const SIGN_IN_SELF_SERVICE: &[&str] = &[
@@ -227,7 +227,7 @@ fn status(api: &Api, method: &str, path: &str) -> u16 {
     response.status().as_u16()
 }
 
-/// The permissions of the built-in roles, as DESIGN.md and the README define them.
+/// The permissions of the built-in roles, as docs/semantics.md and the README define them.
 fn role_holds(role: &str, permission: &str) -> bool {
     match role {
         "system-admin" => true,

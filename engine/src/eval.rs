@@ -89,7 +89,7 @@ pub struct Decision {
     pub valid_until: Option<Time>,
 }
 
-/// Why a rule did not apply, or why a decision is a denial. The codes are DESIGN.md's,
+/// Why a rule did not apply, or why a decision is a denial. The codes are docs/semantics.md's,
 /// plus `rule_inactive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,4 +1,4 @@
-//! The model: plain data, as DESIGN.md describes it. No indexes, no I/O.
+//! The model: plain data, as docs/semantics.md describes it. No indexes, no I/O.
 
 mod actions;
 mod asset;

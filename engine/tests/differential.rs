@@ -1,5 +1,5 @@
 //! The fast evaluator against the reference on random estates, instants and queries
-//! (DESIGN.md: any disagreement is a bug in the fast path), the soundness of
+//! (docs/semantics.md: any disagreement is a bug in the fast path), the soundness of
 //! `valid_until`, and the laws of STYLE.md §5: adding a deny never turns a deny into
 //! an allow, rule order never matters, membership is transitive through nested
 //! groups.
@@ -806,7 +806,7 @@ fn valid_until_holds(built: &Built, asked: &Asked) -> Checked {
 proptest! {
     #![proptest_config(ProptestConfig { cases: ESTATES, max_global_rejects: 4096, max_shrink_iters: 1024, ..ProptestConfig::default() })]
 
-    /// DESIGN.md: the tests compare the fast path with the reference "on random
+    /// docs/semantics.md: the tests compare the fast path with the reference "on random
     /// models, times and queries. Any disagreement is a bug in the fast path."
     #[test]
     fn fast_path_agrees_with_reference((tree, steps) in arb_estate(), asks in arb_asks()) {

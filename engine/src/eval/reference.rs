@@ -1,6 +1,6 @@
-//! The reference evaluator: DESIGN.md's semantics in plain loops over the model.
+//! The reference evaluator: docs/semantics.md's semantics in plain loops over the model.
 //!
-//! This is the statement of what a rule means, word for word with DESIGN.md:
+//! This is the statement of what a rule means, word for word with docs/semantics.md:
 //!
 //! At time `t` a rule R is **in force** when: R is active; `starts_at <= t`;
 //! `expires_at` is unset or `t < expires_at`; it names at least one user or group; at
@@ -46,7 +46,7 @@ use crate::model::{
     INPUT_ACCOUNT, Id, Node, Rule, Time, User, membership_counts,
 };
 
-/// The reference evaluator: DESIGN.md's semantics in plain loops over the model, with
+/// The reference evaluator: docs/semantics.md's semantics in plain loops over the model, with
 /// no index and no cache. Every answer of the fast evaluator must equal its answer.
 pub struct Reference<'a> {
     estate: &'a Estate,

@@ -205,7 +205,7 @@ impl Rule {
         self.starts_at <= at && self.expires_at.is_none_or(|expires| at < expires)
     }
 
-    /// In force at `at`, per DESIGN.md.
+    /// In force at `at`, per docs/semantics.md.
     pub fn in_force(&self, at: Time) -> bool {
         self.is_complete() && self.window_contains(at)
     }

@@ -1,5 +1,5 @@
 //! The model: the estate as plain maps keyed by id, and each `Op` applied to it by
-//! DESIGN.md's rules and the engine's documented behaviour, in the most obvious code
+//! docs/semantics.md's rules and the engine's documented behaviour, in the most obvious code
 //! there is — the write-path twin of `eval::reference`.
 //!
 //! It must never call the engine's write code nor borrow its resolution logic: every

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, estate};
 
-/// The permission each route needs, by design (DESIGN.md and the issue).
+/// The permission each route needs, by design (docs/semantics.md and the issue).
 fn designed_permission(method: &str, path: &str) -> Option<String> {
     let public = [
         "/healthz",

@@ -1,4 +1,4 @@
-//! The contracts of DESIGN.md ("Interfaces other programs rely on"), end to end.
+//! The HTTP API's contracts, as the README documents them, end to end.
 
 use reqwest::Method;
 use serde_json::{Value, json};

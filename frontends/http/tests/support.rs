@@ -176,7 +176,7 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
-/// A small estate built through the API, close to DESIGN.md's examples:
+/// A small estate built through the API, close to the README's examples:
 /// nodes `/Default/Prod` and `/Default/Prod/DB`; asset `web-01` (DESIGN's example) and
 /// `db-01`; users alice, bob, carol; group `dba` (carol) nested in `ops` (alice, bob
 /// until 2026-12-15); rule `ops-prod` (DESIGN's example, started 2026-01-01); a deny
