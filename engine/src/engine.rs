@@ -534,16 +534,7 @@ fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot
     if snapshot.revision == revision {
         return Ok(snapshot);
     }
-    let mut touched: std::collections::BTreeSet<(u8, Id)> = Default::default();
-    let order = |kind: EntityKind| match kind {
-        EntityKind::Role => 0u8,
-        EntityKind::Node => 1,
-        EntityKind::User => 2,
-        EntityKind::Group => 3,
-        EntityKind::Asset => 4,
-        EntityKind::Rule => 5,
-        EntityKind::Token => 6,
-    };
+    /// Kinds in the order their references need.
     const KINDS: [EntityKind; 7] = [
         EntityKind::Role,
         EntityKind::Node,
@@ -553,22 +544,18 @@ fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot
         EntityKind::Rule,
         EntityKind::Token,
     ];
+    let rank = |kind: EntityKind| KINDS.iter().position(|k| *k == kind).expect("every kind");
+    let mut touched: std::collections::BTreeSet<(usize, Id)> = Default::default();
     for change in store.changes_since(snapshot.revision, usize::MAX)? {
-        touched.insert((order(change.entity), change.id));
+        touched.insert((rank(change.entity), change.id));
     }
     let mut working = Working::unrecorded(snapshot);
-    let index_of = |working: &Working, kind: EntityKind, id: Id| {
-        working
-            .snap
-            .slot(id)
-            .filter(|slot| slot.kind == kind)
-            .map(|slot| slot.index)
-    };
+    let index_of = |working: &Working, kind: EntityKind, id: Id| working.snap.slot_of(kind, id);
     let mut gone = Vec::new();
     let mut nodes = Vec::new();
     let mut groups = Vec::new();
-    for &(rank, id) in &touched {
-        let kind = KINDS[rank as usize];
+    for &(position, id) in &touched {
+        let kind = KINDS[position];
         let Some(stored) = store.entity(kind, id)? else {
             gone.push((kind, id));
             continue;
@@ -629,11 +616,7 @@ fn place_nodes(working: &mut Working, nodes: &mut Vec<crate::model::Node>) {
             .into_iter()
             .partition(|n| n.parent.is_none_or(|p| !waiting.contains(&p)));
         for node in ready {
-            let index = working
-                .snap
-                .slot(node.id)
-                .filter(|s| s.kind == EntityKind::Node)
-                .map(|s| s.index);
+            let index = working.snap.slot_of(EntityKind::Node, node.id);
             working.set_node(index, Some(node));
         }
         *nodes = rest;
@@ -644,13 +627,7 @@ fn place_nodes(working: &mut Working, nodes: &mut Vec<crate::model::Node>) {
 /// Puts groups read back from the store: new ones bare first, so that subgroup
 /// links between them resolve.
 fn place_groups(working: &mut Working, groups: &mut Vec<crate::model::Group>) {
-    let index_of = |working: &Working, id: Id| {
-        working
-            .snap
-            .slot(id)
-            .filter(|s| s.kind == EntityKind::Group)
-            .map(|s| s.index)
-    };
+    let index_of = |working: &Working, id: Id| working.snap.slot_of(EntityKind::Group, id);
     for group in groups.iter() {
         if index_of(working, group.id).is_none() {
             let mut bare = group.clone();

@@ -475,7 +475,8 @@ impl Snapshot {
         self.ids.get(&id).copied()
     }
 
-    fn slot_of(&self, kind: EntityKind, id: Id) -> Option<u32> {
+    /// The dense index of `id` if it is an entity of `kind`.
+    pub(crate) fn slot_of(&self, kind: EntityKind, id: Id) -> Option<u32> {
         self.slot(id)
             .filter(|slot| slot.kind == kind)
             .map(|slot| slot.index)

@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use roaring::RoaringBitmap;
 
-use super::{NameIndex, Snapshot};
+use super::Snapshot;
 
 /// Approximate heap bytes per structure: capacities and element sizes, not the
 /// allocator's own overhead. Shared allocations (rule sets of assets in the same
@@ -36,10 +36,6 @@ impl std::fmt::Display for Footprint {
 
 fn bitmap(bitmap: &RoaringBitmap) -> usize {
     bitmap.serialized_size()
-}
-
-fn names(index: &NameIndex) -> usize {
-    index.heap_bytes()
 }
 
 impl Snapshot {
@@ -124,13 +120,13 @@ impl Snapshot {
         parts.push(("id → slot map", self.ids.heap_bytes()));
         parts.push((
             "name indexes (users, emails, groups, assets, rules, roles, tokens)",
-            names(&self.user_names)
-                + names(&self.user_emails)
-                + names(&self.group_names)
-                + names(&self.asset_names)
-                + names(&self.rule_names)
-                + names(&self.role_names)
-                + names(&self.token_names),
+            self.user_names.heap_bytes()
+                + self.user_emails.heap_bytes()
+                + self.group_names.heap_bytes()
+                + self.asset_names.heap_bytes()
+                + self.rule_names.heap_bytes()
+                + self.role_names.heap_bytes()
+                + self.token_names.heap_bytes(),
         ));
         parts.push((
             "account ids, token hashes",
