@@ -16,6 +16,8 @@ use portcullis_benches::{
 };
 use portcullis_engine::{Actions, AssetIdx, Engine, Evaluator, Reference, Snapshot, UserIdx};
 
+portcullis_benches::server_allocator!();
+
 #[path = "support/cpu_clock.rs"]
 mod cpu_clock;
 

@@ -9,6 +9,8 @@ use criterion::{BenchmarkId, Criterion};
 use portcullis_benches::{AT, EstateSize, HEAVY_USER, Synthetic, cached_store};
 use portcullis_engine::Engine;
 
+portcullis_benches::server_allocator!();
+
 #[path = "support/cpu_clock.rs"]
 mod cpu_clock;
 

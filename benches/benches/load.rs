@@ -39,6 +39,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+portcullis_benches::server_allocator!();
+
 /// How long a run may last, and how many requests it sends at most.
 struct Bounds {
     requests: u64,

@@ -21,6 +21,8 @@ use portcullis_engine::{
     Time,
 };
 
+portcullis_benches::server_allocator!();
+
 const GOOD: &str = "Correct-Horse-42";
 
 static TIMES: Mutex<Vec<(&'static str, Vec<Duration>)>> = Mutex::new(Vec::new());

@@ -18,6 +18,8 @@ use criterion::{BenchmarkId, Criterion, SamplingMode};
 use portcullis_benches::{AT, EstateSize, Synthetic, bench_mode, cached_store, process_cpu_time};
 use portcullis_engine::{Engine, Evaluator};
 
+portcullis_benches::server_allocator!();
+
 /// An open slower than this is timed by hand.
 const CRITERION_LIMIT: Duration = Duration::from_secs(2);
 

@@ -45,6 +45,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+portcullis_benches::server_allocator!();
+
 const SEED: u64 = 0x9EE2_5EED;
 /// When every rule starts (2020-01-01), so that all are in force at [`AT`].
 const RULES_START: Time = Time::from_secs(1_577_836_800);

@@ -25,6 +25,8 @@ use portcullis_benches::{
 };
 use portcullis_engine::{Actions, Engine, EntityKind, Op, Spec};
 
+portcullis_benches::server_allocator!();
+
 /// Every timed change, per bench id, for the percentiles.
 static TIMES: Mutex<Vec<(String, Vec<Duration>)>> = Mutex::new(Vec::new());
 

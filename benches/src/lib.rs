@@ -31,6 +31,22 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The allocator the `portcullis` binary runs on, for a bench binary to declare with
+/// [`server_allocator!`]: figures measured with another allocator would not be the
+/// server's. mimalloc maps its arenas on transparent huge pages where the kernel
+/// allows it (`madvise` mode), which at the large estate is the difference between
+/// a TLB miss on every dependent read of a check and almost none (docs/snapshot.md).
+pub use mimalloc::MiMalloc as ServerAllocator;
+
+/// Declares [`ServerAllocator`] as the global allocator of the bench binary.
+#[macro_export]
+macro_rules! server_allocator {
+    () => {
+        #[global_allocator]
+        static GLOBAL: $crate::ServerAllocator = $crate::ServerAllocator;
+    };
+}
+
 /// The seed of every estate unless a custom shape says otherwise.
 pub const SEED: u64 = 0x5EED_0FC0_FFEE;
 

@@ -18,11 +18,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use cap::Cap;
-use portcullis_benches::{EstateSize, Synthetic, cached_store, process_cpu_time, rss_bytes};
+use portcullis_benches::{
+    EstateSize, ServerAllocator, Synthetic, cached_store, process_cpu_time, rss_bytes,
+};
 use portcullis_engine::{Engine, Estate, Snapshot};
 
 #[global_allocator]
-static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+static ALLOCATOR: Cap<ServerAllocator> = Cap::new(ServerAllocator, usize::MAX);
 
 fn mib(bytes: i128) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

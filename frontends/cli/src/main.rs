@@ -62,6 +62,13 @@ enum Command {
     User(UserCommand),
 }
 
+/// mimalloc maps its arenas on transparent huge pages (when the kernel's THP mode is
+/// `madvise` or `always`), so a check's dependent reads through a multi-gigabyte
+/// snapshot do not each miss the TLB. Embedders of the engine should do the same
+/// (docs/snapshot.md, "Memory and huge pages").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Outcome {
     let cli = Cli::parse();
     let result = match cli.command {
