@@ -122,6 +122,14 @@ fn fast<M: Measurement>(c: &mut Criterion<M>, group_name: &str, setup: &Setup) {
             black_box(snapshot.check(&q).expect("names exist"))
         });
     });
+    group.bench_function(BenchmarkId::new("names_only", setup.size.name()), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let q = &setup.samples[i & mask];
+            i += 1;
+            black_box((snapshot.user_idx(&q.user), snapshot.asset_idx(&q.asset)))
+        });
+    });
     group.finish();
 }
 

@@ -186,7 +186,8 @@ impl Snapshot {
                 ));
             }
         }
-        // The fold maps hold exactly the forms of the live non-ASCII names.
+        // Each name index holds exactly the live names, and its fold map exactly the
+        // forms of the live non-ASCII ones.
         fn named<'a>(
             names: impl Iterator<Item = Option<&'a str>>,
         ) -> impl Iterator<Item = (u32, &'a str)> {
@@ -199,17 +200,17 @@ impl Snapshot {
             (
                 "usernames",
                 self.user_names
-                    .folds_match(named(users().map(|e| e.map(|e| e.user.username.as_str())))),
+                    .matches(named(users().map(|e| e.map(|e| e.user.username.as_str())))),
             ),
             (
                 "emails",
-                self.user_emails.folds_match(named(
+                self.user_emails.matches(named(
                     users().map(|e| e.and_then(|e| e.user.email.as_deref())),
                 )),
             ),
             (
                 "group names",
-                self.group_names.folds_match(named(
+                self.group_names.matches(named(
                     self.groups
                         .iter()
                         .map(|e| e.as_ref().map(|e| e.group.name.as_str())),
@@ -217,7 +218,7 @@ impl Snapshot {
             ),
             (
                 "asset names",
-                self.asset_names.folds_match(named(
+                self.asset_names.matches(named(
                     self.assets
                         .iter()
                         .map(|e| e.as_ref().map(|e| e.asset.name.as_str())),
@@ -225,7 +226,7 @@ impl Snapshot {
             ),
             (
                 "rule names",
-                self.rule_names.folds_match(named(
+                self.rule_names.matches(named(
                     self.rules
                         .iter()
                         .map(|e| e.as_ref().map(|e| e.rule.name.as_str())),
@@ -233,7 +234,7 @@ impl Snapshot {
             ),
             (
                 "role names",
-                self.role_names.folds_match(named(
+                self.role_names.matches(named(
                     self.roles
                         .iter()
                         .map(|r| r.as_ref().map(|r| r.name.as_str())),
@@ -241,7 +242,7 @@ impl Snapshot {
             ),
             (
                 "token names",
-                self.token_names.folds_match(named(
+                self.token_names.matches(named(
                     self.tokens
                         .iter()
                         .map(|e| e.as_ref().map(|e| e.token.name.as_str())),
@@ -249,7 +250,7 @@ impl Snapshot {
             ),
         ];
         if let Some((names, _)) = folds.iter().find(|(_, matches)| !matches) {
-            return fail(format!("the fold map of {names} is stale"));
+            return fail(format!("the name index of {names} is stale"));
         }
 
         // Link indexes mirror the entities.

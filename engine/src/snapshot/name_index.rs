@@ -64,16 +64,67 @@ impl Hasher for KeyIsHash {
     }
 }
 
-/// Hash → dense indexes, cloned in O(1) and shared between snapshots.
-type Buckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>>;
+/// Folded bytes a name may take and still be kept inline in the index.
+const INLINE: usize = 22;
 
-fn buckets() -> Buckets {
-    Buckets::with_hasher(BuildHasherDefault::default())
+/// A name's case-folded UTF-8 when it is at most [`INLINE`] bytes: kept in the index
+/// beside the dense index, so a lookup confirms a candidate without reading the
+/// entity's record (one cache line instead of four dependent ones).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Folded {
+    len: u8,
+    bytes: [u8; INLINE],
 }
 
-/// Maps case-folded names to dense indexes. It stores only hashes, so a lookup hashes
-/// the borrowed text and then confirms each candidate against the entity's own name:
-/// no key is ever allocated, and colliding names simply share a bucket.
+impl Folded {
+    /// `name` case-folded (Unicode lowercase, as [`same_name`] compares), or `None`
+    /// when the folded form is longer than [`INLINE`] bytes.
+    fn of(name: &str) -> Option<Folded> {
+        let mut bytes = [0u8; INLINE];
+        if name.is_ascii() {
+            let folded = bytes.get_mut(..name.len())?;
+            folded.copy_from_slice(name.as_bytes());
+            folded.make_ascii_lowercase();
+            return Some(Folded {
+                len: name.len() as u8,
+                bytes,
+            });
+        }
+        let mut len = 0;
+        for c in name.chars().flat_map(char::to_lowercase) {
+            let end = len + c.len_utf8();
+            c.encode_utf8(bytes.get_mut(len..end)?);
+            len = end;
+        }
+        Some(Folded {
+            len: len as u8,
+            bytes,
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// One name in a bucket: its dense index, and its folded form when short enough to
+/// keep (`None`: a long name, confirmed against the entity's own name).
+#[derive(Clone, Copy, Debug)]
+struct Named {
+    index: u32,
+    folded: Option<Folded>,
+}
+
+/// Hash → the names with that hash (nearly always one), shared between snapshots.
+type Buckets = CowMap<u64, SmallVec<[Named; 1]>, BuildHasherDefault<KeyIsHash>>;
+
+/// Hash → dense indexes: the fold forms of non-ASCII names, for look-alike checks.
+type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>>;
+
+/// Maps case-folded names to dense indexes. It is keyed by hashes of the folded names,
+/// so no key is ever allocated and colliding names simply share a bucket. A short
+/// name's folded form sits in its bucket, which confirms a lookup in place; a long one
+/// is confirmed against the entity's own name.
 ///
 /// Beside it, `folds` maps the confusable fold forms of the names that hold a
 /// non-ASCII character (and only those: an ASCII name's one form is its lowercase,
@@ -84,17 +135,17 @@ fn buckets() -> Buckets {
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
     buckets: Buckets,
-    folds: Buckets,
+    folds: FoldBuckets,
 }
 
-fn bucket_insert(buckets: &mut Buckets, hash: u64, index: u32) {
+fn fold_insert(buckets: &mut FoldBuckets, hash: u64, index: u32) {
     let bucket = buckets.get_or_insert_with(hash, SmallVec::new);
     if !bucket.contains(&index) {
         bucket.push(index);
     }
 }
 
-fn bucket_remove(buckets: &mut Buckets, hash: u64, index: u32) {
+fn fold_remove(buckets: &mut FoldBuckets, hash: u64, index: u32) {
     if let Some(bucket) = buckets.get_mut(&hash) {
         bucket.retain(|i| *i != index);
         if bucket.is_empty() {
@@ -107,8 +158,8 @@ impl NameIndex {
     pub(crate) fn new() -> NameIndex {
         NameIndex {
             hasher: std::collections::hash_map::RandomState::new(),
-            buckets: buckets(),
-            folds: buckets(),
+            buckets: Buckets::with_hasher(BuildHasherDefault::default()),
+            folds: FoldBuckets::with_hasher(BuildHasherDefault::default()),
         }
     }
 
@@ -118,7 +169,8 @@ impl NameIndex {
         hasher.finish()
     }
 
-    /// The index whose name (as `name_of` reports it) equals `name` case-insensitively.
+    /// The index whose name equals `name` case-insensitively. `name_of` reports an
+    /// index's name; it is asked only for names too long to be kept inline.
     #[inline]
     pub(crate) fn get<'a>(
         &self,
@@ -126,30 +178,48 @@ impl NameIndex {
         name_of: impl Fn(u32) -> Option<&'a str>,
     ) -> Option<u32> {
         let bucket = self.buckets.get(&self.hash(name))?;
+        let wanted = Folded::of(name);
         bucket
             .iter()
-            .copied()
-            .find(|&index| name_of(index).is_some_and(|candidate| same_name(candidate, name)))
+            .find(|named| match (&named.folded, &wanted) {
+                (Some(kept), Some(wanted)) => kept.as_bytes() == wanted.as_bytes(),
+                // Equal folded forms have equal lengths: a short name is never a long one.
+                (Some(_), None) | (None, Some(_)) => false,
+                (None, None) => name_of(named.index)
+                    .is_some_and(|candidate| same_name(candidate, name)),
+            })
+            .map(|named| named.index)
     }
 
     pub(crate) fn insert(&mut self, name: &str, index: u32) {
         let hash = self.hash(name);
-        bucket_insert(&mut self.buckets, hash, index);
+        let bucket = self.buckets.get_or_insert_with(hash, SmallVec::new);
+        if !bucket.iter().any(|named| named.index == index) {
+            bucket.push(Named {
+                index,
+                folded: Folded::of(name),
+            });
+        }
         if !name.is_ascii() {
             for form in fold_forms(name) {
                 let hash = self.hash(&form);
-                bucket_insert(&mut self.folds, hash, index);
+                fold_insert(&mut self.folds, hash, index);
             }
         }
     }
 
     pub(crate) fn remove(&mut self, name: &str, index: u32) {
         let hash = self.hash(name);
-        bucket_remove(&mut self.buckets, hash, index);
+        if let Some(bucket) = self.buckets.get_mut(&hash) {
+            bucket.retain(|named| named.index != index);
+            if bucket.is_empty() {
+                self.buckets.remove(&hash);
+            }
+        }
         if !name.is_ascii() {
             for form in fold_forms(name) {
                 let hash = self.hash(&form);
-                bucket_remove(&mut self.folds, hash, index);
+                fold_remove(&mut self.folds, hash, index);
             }
         }
     }
@@ -183,7 +253,12 @@ impl NameIndex {
             if name.is_ascii() || !form.is_ascii() {
                 continue;
             }
-            let mut ascii = self.buckets.get(&hash).into_iter().flatten().copied();
+            let mut ascii = self
+                .buckets
+                .get(&hash)
+                .into_iter()
+                .flatten()
+                .map(|named| named.index);
             let found = ascii.find(|&index| {
                 accept(index)
                     && name_of(index)
@@ -201,16 +276,37 @@ impl NameIndex {
         self.buckets.heap_bytes() + self.folds.heap_bytes()
     }
 
-    /// Whether `folds` holds exactly the fold forms of the non-ASCII names among
-    /// `names` (index, name): for `Snapshot::check_invariants`.
-    pub(crate) fn folds_match<'a>(&self, names: impl Iterator<Item = (u32, &'a str)>) -> bool {
-        let mut expected = buckets();
-        for (index, name) in names.filter(|(_, name)| !name.is_ascii()) {
+    /// Whether the index holds exactly `names` (index, name) of the live entities: each
+    /// under its hash with its folded form, and in `folds` the fold forms of the
+    /// non-ASCII ones. For `Snapshot::check_invariants`.
+    pub(crate) fn matches<'a>(&self, names: impl Iterator<Item = (u32, &'a str)>) -> bool {
+        let names: Vec<(u32, &str)> = names.collect();
+        let mut expected: Vec<(u64, u32, Option<Folded>)> = names
+            .iter()
+            .map(|&(index, name)| (self.hash(name), index, Folded::of(name)))
+            .collect();
+        let mut held: Vec<(u64, u32, Option<Folded>)> = self
+            .buckets
+            .iter()
+            .flat_map(|(hash, bucket)| {
+                bucket
+                    .iter()
+                    .map(move |named| (*hash, named.index, named.folded))
+            })
+            .collect();
+        let key = |entry: &(u64, u32, Option<Folded>)| (entry.0, entry.1);
+        expected.sort_unstable_by_key(key);
+        held.sort_unstable_by_key(key);
+        if expected != held {
+            return false;
+        }
+        let mut expected_folds = FoldBuckets::with_hasher(BuildHasherDefault::default());
+        for &(index, name) in names.iter().filter(|(_, name)| !name.is_ascii()) {
             for form in fold_forms(name) {
-                bucket_insert(&mut expected, self.hash(&form), index);
+                fold_insert(&mut expected_folds, self.hash(&form), index);
             }
         }
-        let sorted = |buckets: &Buckets| {
+        let sorted = |buckets: &FoldBuckets| {
             let mut pairs: Vec<(u64, u32)> = buckets
                 .iter()
                 .flat_map(|(hash, bucket)| bucket.iter().map(move |index| (*hash, *index)))
@@ -218,7 +314,7 @@ impl NameIndex {
             pairs.sort_unstable();
             pairs
         };
-        sorted(&expected) == sorted(&self.folds)
+        sorted(&expected_folds) == sorted(&self.folds)
     }
 }
 
@@ -258,6 +354,38 @@ mod tests {
             index.hash(&format!("{}k", "a".repeat(199)))
         );
         assert!(same_name("\u{212A}elvin", "KELVIN"));
+    }
+
+    #[test]
+    fn short_names_are_confirmed_inline_and_long_ones_by_the_entity() {
+        let at_limit = "A".repeat(INLINE);
+        let over_limit = "B".repeat(INLINE + 1);
+        // U+0130 lowercases to two characters (three bytes): the folded form is what
+        // counts against the limit, not the name.
+        let expanding = "\u{130}".repeat(INLINE / 3 + 1);
+        let names = [at_limit.as_str(), over_limit.as_str(), expanding.as_str()];
+        let mut index = NameIndex::new();
+        for (i, name) in names.iter().enumerate() {
+            index.insert(name, i as u32);
+        }
+        assert!(Folded::of(&at_limit).is_some());
+        assert!(Folded::of(&over_limit).is_none());
+        assert!(Folded::of(&expanding).is_none());
+        let asked = std::cell::Cell::new(0);
+        let name_of = |i: u32| {
+            asked.set(asked.get() + 1);
+            names.get(i as usize).copied()
+        };
+        assert_eq!(index.get(&at_limit.to_lowercase(), name_of), Some(0));
+        assert_eq!(asked.get(), 0, "a short name is confirmed without the entity");
+        assert_eq!(index.get(&over_limit.to_lowercase(), name_of), Some(1));
+        assert_eq!(index.get(&expanding.to_lowercase(), name_of), Some(2));
+        assert_eq!(asked.get(), 2, "a long name is confirmed against the entity");
+        assert_eq!(index.get(&"a".repeat(INLINE - 1), name_of), None);
+        assert!(index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
+        index.remove(&over_limit, 1);
+        assert_eq!(index.get(&over_limit, name_of), None);
+        assert!(!index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
     }
 
     #[test]
