@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Asset, EntityKind, Group, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
-    AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
-    TokenEntry, UserEntry,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot,
+    Snapshot, TokenEntry, UserCheck, UserEntry,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
@@ -231,14 +231,15 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
             rules: bits(&e.rules),
         })
     })?;
-    section(out, snapshot.users.len(), snapshot.users.iter(), |entry| {
+    let users = snapshot.users.iter().zip(snapshot.user_checks.iter());
+    section(out, snapshot.users.len(), users, |(entry, check)| {
         entry.as_ref().map(|e| UserImage {
             user: e.user.clone(),
             direct_groups: e.direct_groups.to_vec(),
             direct_rules: bits(&e.direct_rules),
             groups: e.groups.to_vec(),
-            rules: e.rules.iter().collect(),
-            rule_until: e.rule_until.to_vec(),
+            rules: check.rules.iter().collect(),
+            rule_until: check.rule_until.to_vec(),
         })
     })?;
     section(
@@ -261,11 +262,11 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
     section(
         out,
         snapshot.assets.len(),
-        snapshot.assets.iter(),
-        |entry| {
+        snapshot.assets.iter().zip(snapshot.asset_checks.iter()),
+        |(entry, check)| {
             entry.as_ref().map(|e| {
-                let number = *set_numbers.entry(e.rules.address()).or_insert_with(|| {
-                    sets.push(&e.rules);
+                let number = *set_numbers.entry(check.rules.address()).or_insert_with(|| {
+                    sets.push(&check.rules);
                     (sets.len() - 1) as u32
                 });
                 AssetImage {
@@ -415,17 +416,22 @@ fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
                 if let Some(email) = &u.user.email {
                     snap.user_emails.insert(email, index as u32);
                 }
+                snap.user_checks.push(UserCheck {
+                    valid_until: UserCheck::valid_until_of(&u.user),
+                    rules: RuleSet::from_sorted(u.rules),
+                    rule_until: u.rule_until.into(),
+                });
                 Some(Arc::new(UserEntry {
-                    valid_until: UserEntry::valid_until_of(&u.user),
                     user: u.user,
                     direct_groups: u.direct_groups.into(),
                     direct_rules: unbits(&u.direct_rules)?,
                     groups: u.groups.into(),
-                    rules: RuleSet::from_sorted(u.rules),
-                    rule_until: u.rule_until.into(),
                 }))
             }
-            None => None,
+            None => {
+                snap.user_checks.push(UserCheck::absent());
+                None
+            }
         };
         snap.users.push(entry);
         Ok(())
@@ -481,19 +487,18 @@ fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
                 let rules = sets.get(a.rules as usize).cloned().ok_or_else(|| {
                     Rejected::Malformed("an asset names a missing rule set".into())
                 })?;
-                let (active, protocols, accounts) =
-                    AssetEntry::hot_fields(&a.asset, &mut snap.symbols);
+                snap.asset_checks
+                    .push(AssetCheck::of(&a.asset, rules, &mut snap.symbols));
                 Some(Arc::new(AssetEntry {
-                    active,
-                    protocols,
-                    accounts,
                     asset: a.asset,
                     nodes: a.nodes.into(),
                     direct_rules,
-                    rules,
                 }))
             }
-            None => None,
+            None => {
+                snap.asset_checks.push(AssetCheck::absent());
+                None
+            }
         };
         snap.assets.push(entry);
     }

@@ -57,9 +57,6 @@ pub(crate) struct Slot {
 #[derive(Clone)]
 pub(crate) struct UserEntry {
     pub(crate) user: Arc<User>,
-    /// The user is valid before this instant: `Time::MIN` when inactive, else the
-    /// expiry or `Time::MAX` (`User::is_valid_at` without following `user`).
-    pub(crate) valid_until: Time,
     /// Groups the user is a direct member of, with the membership's end (`Time::MAX`:
     /// none).
     pub(crate) direct_groups: SmallVec<[(u32, Time); 4]>,
@@ -69,14 +66,35 @@ pub(crate) struct UserEntry {
     /// Every group reached through memberships, with the latest instant some chain of
     /// memberships to it still counts.
     pub(crate) groups: Box<[(u32, Time)]>,
-    /// Every rule that names the user or a group in `groups`, at any instant.
+}
+
+/// What a check reads of a user, in its own vector by dense index
+/// ([`Snapshot::user_checks`]): a check reads this record and the rule slice it points
+/// to, and nothing else of the user (but its name, for `@USER`).
+#[derive(Clone)]
+pub(crate) struct UserCheck {
+    /// The user is valid before this instant: `Time::MIN` when inactive or deleted,
+    /// else the expiry or `Time::MAX` (`User::is_valid_at`).
+    pub(crate) valid_until: Time,
+    // Derived (recomputed when the user is marked dirty):
+    /// Every rule that names the user or a group in `UserEntry::groups`, at any
+    /// instant.
     pub(crate) rules: RuleSet,
     /// For rules in `rules` reached only through expiring memberships: until when.
     /// Sorted by rule index. Rules absent here reach the user forever.
     pub(crate) rule_until: Box<[(u32, Time)]>,
 }
 
-impl UserEntry {
+impl UserCheck {
+    /// The record of a deleted user: never valid, reached by nothing.
+    pub(crate) fn absent() -> UserCheck {
+        UserCheck {
+            valid_until: Time::MIN,
+            rules: RuleSet::default(),
+            rule_until: Box::default(),
+        }
+    }
+
     pub(crate) fn valid_until_of(user: &User) -> Time {
         if user.active {
             user.expires_at.unwrap_or(Time::MAX)
@@ -125,38 +143,52 @@ pub(crate) struct NodeEntry {
 #[derive(Clone)]
 pub(crate) struct AssetEntry {
     pub(crate) asset: Arc<Asset>,
-    /// What a check reads of the asset, kept inline: whether it is active, and the
-    /// symbols of the protocol names it offers and of its account usernames.
-    pub(crate) active: bool,
-    pub(crate) protocols: SmallVec<[u32; 4]>,
-    pub(crate) accounts: SmallVec<[u32; 4]>,
     pub(crate) nodes: SmallVec<[u32; 2]>,
     /// Rules that name the asset.
     pub(crate) direct_rules: RoaringBitmap,
+}
+
+/// What a check reads of an asset, in its own vector by dense index
+/// ([`Snapshot::asset_checks`]): whether it is active, the symbols of the protocol
+/// names it offers and of its account usernames, and the rules reaching it.
+#[derive(Clone)]
+pub(crate) struct AssetCheck {
+    pub(crate) active: bool,
+    pub(crate) protocols: SmallVec<[u32; 4]>,
+    pub(crate) accounts: SmallVec<[u32; 4]>,
     // Derived:
     /// Every rule that names the asset or a node above it.
     pub(crate) rules: RuleSet,
 }
 
-impl AssetEntry {
-    /// The inline fields for `asset`, its names interned in `symbols`.
-    pub(crate) fn hot_fields(
-        asset: &Asset,
-        symbols: &mut Symbols,
-    ) -> (bool, SmallVec<[u32; 4]>, SmallVec<[u32; 4]>) {
-        (
-            asset.active,
-            asset
+impl AssetCheck {
+    /// The record of a deleted asset: inactive, reached by nothing.
+    pub(crate) fn absent() -> AssetCheck {
+        AssetCheck {
+            active: false,
+            protocols: SmallVec::new(),
+            accounts: SmallVec::new(),
+            rules: RuleSet::default(),
+        }
+    }
+
+    /// The record of `asset` as written, its names interned in `symbols`; `rules` is
+    /// left for the settle to derive.
+    pub(crate) fn of(asset: &Asset, rules: RuleSet, symbols: &mut Symbols) -> AssetCheck {
+        AssetCheck {
+            active: asset.active,
+            protocols: asset
                 .protocols
                 .iter()
                 .map(|p| symbols.intern(p.name()))
                 .collect(),
-            asset
+            accounts: asset
                 .accounts
                 .iter()
                 .map(|a| symbols.intern(&a.username))
                 .collect(),
-        )
+            rules,
+        }
     }
 }
 
@@ -359,9 +391,13 @@ pub(crate) struct TokenEntry {
 pub struct Snapshot {
     pub(crate) revision: u64,
     pub(crate) users: CowVec<Option<Arc<UserEntry>>>,
+    /// What checks read of each user, by the same index as `users`.
+    pub(crate) user_checks: CowVec<UserCheck>,
     pub(crate) groups: CowVec<Option<Arc<GroupEntry>>>,
     pub(crate) nodes: CowVec<Option<Arc<NodeEntry>>>,
     pub(crate) assets: CowVec<Option<Arc<AssetEntry>>>,
+    /// What checks read of each asset, by the same index as `assets`.
+    pub(crate) asset_checks: CowVec<AssetCheck>,
     pub(crate) rules: CowVec<Option<Arc<RuleEntry>>>,
     pub(crate) roles: CowVec<Option<Arc<Role>>>,
     pub(crate) tokens: CowVec<Option<TokenEntry>>,
@@ -425,9 +461,11 @@ impl Snapshot {
         Snapshot {
             revision: 0,
             users: CowVec::new(),
+            user_checks: CowVec::new(),
             groups: CowVec::new(),
             nodes: CowVec::new(),
             assets: CowVec::new(),
+            asset_checks: CowVec::new(),
             rules: CowVec::new(),
             roles: CowVec::new(),
             tokens: CowVec::new(),
@@ -456,6 +494,18 @@ impl Snapshot {
         rule_entry, rules, RuleEntry;
         role_entry, roles, Role;
     );
+
+    /// What a check reads of user `index` (a deleted user's record is never valid).
+    #[inline]
+    pub(crate) fn user_check(&self, index: u32) -> Option<&UserCheck> {
+        self.user_checks.get(index as usize)
+    }
+
+    /// What a check reads of asset `index` (a deleted asset's record is inactive).
+    #[inline]
+    pub(crate) fn asset_check(&self, index: u32) -> Option<&AssetCheck> {
+        self.asset_checks.get(index as usize)
+    }
 
     pub(crate) fn token_entry(&self, index: u32) -> Option<&TokenEntry> {
         self.tokens.get(index as usize).and_then(Option::as_ref)

@@ -90,7 +90,7 @@ impl Snapshot {
             valid_until: None,
         };
         let (Some(user), Some(asset)) =
-            (self.user_entry(user_index), self.asset_entry(asset_index))
+            (self.user_check(user_index), self.asset_check(asset_index))
         else {
             return decision;
         };
@@ -116,7 +116,8 @@ impl Snapshot {
                     || !rule
                         .accounts
                         .matches_symbol(account_ref, &asset.accounts, || {
-                            user.user.username == account
+                            self.user_entry(user_index)
+                                .is_some_and(|entry| entry.user.username == account)
                         })
                 {
                     continue;
@@ -217,6 +218,7 @@ impl Snapshot {
         if !user.user.is_valid_at(at) {
             return RoaringBitmap::new();
         }
+        let user = self.user_check(user_index).expect("beside a live user");
         let mut allowed = RoaringBitmap::new();
         let mut denials = Vec::new();
         for rule_index in user.rules.iter() {
@@ -329,6 +331,7 @@ impl Snapshot {
             return users;
         }
         let mut candidates = RoaringBitmap::new();
+        let asset = self.asset_check(asset_index).expect("beside a live asset");
         for rule_index in asset.rules.iter() {
             let Some(entry) = self.rule_entry(rule_index) else {
                 continue;
@@ -424,10 +427,12 @@ impl Snapshot {
         );
         let user = self.user_entry(user_index).expect("resolved");
         let asset = self.asset_entry(asset_index).expect("resolved");
+        let user_check = self.user_check(user_index).expect("resolved");
+        let asset_check = self.asset_check(asset_index).expect("resolved");
         let at = query.at;
         let mut rules = Vec::new();
-        for rule_index in user.rules.common(&asset.rules) {
-            if user.rule_until(rule_index) <= at {
+        for rule_index in user_check.rules.common(&asset_check.rules) {
+            if user_check.rule_until(rule_index) <= at {
                 continue;
             }
             let Some(entry) = self.rule_entry(rule_index) else {

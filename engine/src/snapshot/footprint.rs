@@ -43,15 +43,16 @@ impl Snapshot {
     pub fn footprint(&self) -> Footprint {
         let mut parts = Vec::new();
         let slots = |len: usize, item: usize| len * item;
-        let users = self.users.iter().flatten();
         let mut user_entries = slots(self.users.len(), size_of::<usize>());
+        let mut user_checks = slots(self.user_checks.len(), size_of::<super::UserCheck>());
         let mut user_derived = 0;
         let mut user_records = 0;
-        for entry in users {
+        for check in self.user_checks.iter() {
+            user_checks += check.rules.iter().count() * 4 + check.rule_until.len() * 16;
+        }
+        for entry in self.users.iter().flatten() {
             user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);
-            user_derived += entry.groups.len() * 16
-                + entry.rules.iter().count() * 4
-                + entry.rule_until.len() * 16;
+            user_derived += entry.groups.len() * 16;
             user_records += size_of::<crate::model::User>()
                 + entry.user.username.capacity()
                 + entry.user.name.capacity()
@@ -60,7 +61,8 @@ impl Snapshot {
                 + entry.user.system_roles.len() * 32;
         }
         parts.push(("users: entries and link bitmaps", user_entries));
-        parts.push(("users: groups, rules reached (derived)", user_derived));
+        parts.push(("users: check records with their rule sets", user_checks));
+        parts.push(("users: groups reached (derived)", user_derived));
         parts.push(("users: records (names, emails, roles)", user_records));
         let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
         for entry in self.groups.iter().flatten() {
@@ -72,14 +74,19 @@ impl Snapshot {
         }
         parts.push(("groups (records, member bitmaps)", group_bytes));
         let mut asset_entries = slots(self.assets.len(), size_of::<usize>());
+        let mut asset_checks = slots(self.asset_checks.len(), size_of::<super::AssetCheck>());
         let mut asset_records = 0;
         let mut rule_sets = 0;
         let mut seen = HashSet::new();
+        for check in self.asset_checks.iter() {
+            asset_checks += (check.protocols.spilled() as usize) * check.protocols.len() * 4
+                + (check.accounts.spilled() as usize) * check.accounts.len() * 4;
+            if seen.insert(check.rules.address()) {
+                rule_sets += check.rules.iter().count() * 4 + 16;
+            }
+        }
         for entry in self.assets.iter().flatten() {
             asset_entries += size_of::<super::AssetEntry>() + bitmap(&entry.direct_rules);
-            if seen.insert(entry.rules.address()) {
-                rule_sets += entry.rules.iter().count() * 4 + 16;
-            }
             let asset = &entry.asset;
             asset_records += size_of::<crate::model::Asset>()
                 + asset.name.capacity()
@@ -95,6 +102,7 @@ impl Snapshot {
                     .sum::<usize>();
         }
         parts.push(("assets: entries", asset_entries));
+        parts.push(("assets: check records", asset_checks));
         parts.push((
             "assets: records (names, accounts, protocols)",
             asset_records,

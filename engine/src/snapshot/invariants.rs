@@ -55,14 +55,15 @@ impl Snapshot {
             bitmap.iter().map(id).collect::<BTreeSet<_>>()
         };
         let mut users = BTreeMap::new();
-        for entry in self.users.iter().flatten() {
+        let users_with_checks = self.users.iter().zip(self.user_checks.iter());
+        for (entry, check) in users_with_checks.filter_map(|(e, c)| Some((e.as_ref()?, c))) {
             let mut groups: Vec<(Id, Time)> = entry
                 .groups
                 .iter()
                 .map(|(g, t)| (self.group_id(*g), *t))
                 .collect();
             groups.sort();
-            let mut until: Vec<(Id, Time)> = entry
+            let mut until: Vec<(Id, Time)> = check
                 .rule_until
                 .iter()
                 .map(|(r, t)| (self.rule_id(*r), *t))
@@ -72,7 +73,7 @@ impl Snapshot {
                 entry.user.id,
                 (
                     groups,
-                    ids(&entry.rules.to_bitmap(), &|r| self.rule_id(r)),
+                    ids(&check.rules.to_bitmap(), &|r| self.rule_id(r)),
                     until,
                 ),
             );
@@ -80,12 +81,12 @@ impl Snapshot {
         let assets = self
             .assets
             .iter()
-            .flatten()
-            .map(|entry| {
-                (
-                    entry.asset.id,
-                    ids(&entry.rules.to_bitmap(), &|r| self.rule_id(r)),
-                )
+            .zip(self.asset_checks.iter())
+            .filter_map(|(entry, check)| {
+                Some((
+                    entry.as_ref()?.asset.id,
+                    ids(&check.rules.to_bitmap(), &|r| self.rule_id(r)),
+                ))
             })
             .collect();
         let rules = self
@@ -111,6 +112,32 @@ impl Snapshot {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let fail = |message: String| Err(message);
+        // Check records sit beside every slot; a deleted entity's is the absent one.
+        if self.user_checks.len() != self.users.len()
+            || self.asset_checks.len() != self.assets.len()
+        {
+            return fail("the check records are not beside the entity slots".to_owned());
+        }
+        let absent_user = |c: &super::UserCheck| {
+            c.valid_until == Time::MIN && c.rules.is_empty() && c.rule_until.is_empty()
+        };
+        let absent_asset = |c: &super::AssetCheck| {
+            !c.active && c.rules.is_empty() && c.protocols.is_empty() && c.accounts.is_empty()
+        };
+        let users = self.users.iter().zip(self.user_checks.iter());
+        if let Some(index) = users
+            .enumerate()
+            .position(|(_, (entry, check))| entry.is_none() && !absent_user(check))
+        {
+            return fail(format!("deleted user {index} keeps a check record"));
+        }
+        let assets = self.assets.iter().zip(self.asset_checks.iter());
+        if let Some(index) = assets
+            .enumerate()
+            .position(|(_, (entry, check))| entry.is_none() && !absent_asset(check))
+        {
+            return fail(format!("deleted asset {index} keeps a check record"));
+        }
         // Ids and names resolve to the entities that hold them.
         for (id, slot) in self.ids.iter() {
             let live = match slot.kind {
@@ -375,7 +402,8 @@ impl Snapshot {
                     entry.user.username
                 ));
             }
-            if entry.valid_until != super::UserEntry::valid_until_of(&entry.user) {
+            let check = self.user_check(index as u32).expect("checked beside");
+            if check.valid_until != super::UserCheck::valid_until_of(&entry.user) {
                 return fail(format!("user `{}` validity is stale", entry.user.username));
             }
         }
@@ -422,10 +450,14 @@ impl Snapshot {
             if entry.asset.active {
                 active.insert(index);
             }
-            let hot = super::AssetEntry::hot_fields(&entry.asset, &mut self.symbols.clone());
-            if (entry.active, &entry.protocols, &entry.accounts) != (hot.0, &hot.1, &hot.2) {
+            let check = self.asset_check(index).expect("checked beside");
+            let expected =
+                super::AssetCheck::of(&entry.asset, check.rules.clone(), &mut self.symbols.clone());
+            if (check.active, &check.protocols, &check.accounts)
+                != (expected.active, &expected.protocols, &expected.accounts)
+            {
                 return fail(format!(
-                    "asset `{}` inline fields are stale",
+                    "asset `{}` check record is stale",
                     entry.asset.name
                 ));
             }
@@ -450,7 +482,12 @@ impl Snapshot {
         }
 
         // Derived indexes equal a recomputation from the links.
-        for entry in self.users.iter().flatten() {
+        for (entry, check) in self
+            .users
+            .iter()
+            .zip(self.user_checks.iter())
+            .filter_map(|(e, c)| Some((e.as_ref()?, c)))
+        {
             let closure = group_closure(self, &entry.direct_groups);
             if *closure != *entry.groups {
                 return fail(format!(
@@ -472,7 +509,7 @@ impl Snapshot {
             }
             let until: Vec<(u32, Time)> =
                 until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
-            if rules != entry.rules.to_bitmap() || *until != *entry.rule_until {
+            if rules != check.rules.to_bitmap() || *until != *check.rule_until {
                 return fail(format!("user `{}` rules are stale", entry.user.username));
             }
         }
@@ -486,7 +523,8 @@ impl Snapshot {
                     rules |= &self.node_entry(ancestor).expect("live").rules;
                 }
             }
-            if rules != entry.rules.to_bitmap() {
+            let check = self.asset_check(index).expect("checked beside");
+            if rules != check.rules.to_bitmap() {
                 return fail(format!("asset `{}` rules are stale", entry.asset.name));
             }
             for rule in &rules {

@@ -185,8 +185,9 @@ impl NameIndex {
                 (Some(kept), Some(wanted)) => kept.as_bytes() == wanted.as_bytes(),
                 // Equal folded forms have equal lengths: a short name is never a long one.
                 (Some(_), None) | (None, Some(_)) => false,
-                (None, None) => name_of(named.index)
-                    .is_some_and(|candidate| same_name(candidate, name)),
+                (None, None) => {
+                    name_of(named.index).is_some_and(|candidate| same_name(candidate, name))
+                }
             })
             .map(|named| named.index)
     }
@@ -377,10 +378,18 @@ mod tests {
             names.get(i as usize).copied()
         };
         assert_eq!(index.get(&at_limit.to_lowercase(), name_of), Some(0));
-        assert_eq!(asked.get(), 0, "a short name is confirmed without the entity");
+        assert_eq!(
+            asked.get(),
+            0,
+            "a short name is confirmed without the entity"
+        );
         assert_eq!(index.get(&over_limit.to_lowercase(), name_of), Some(1));
         assert_eq!(index.get(&expanding.to_lowercase(), name_of), Some(2));
-        assert_eq!(asked.get(), 2, "a long name is confirmed against the entity");
+        assert_eq!(
+            asked.get(),
+            2,
+            "a long name is confirmed against the entity"
+        );
         assert_eq!(index.get(&"a".repeat(INLINE - 1), name_of), None);
         assert!(index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
         index.remove(&over_limit, 1);

@@ -45,6 +45,10 @@ impl RuleSet {
         self.0.as_ptr() as usize
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn contains(&self, rule: u32) -> bool {
         self.0.binary_search(&rule).is_ok()
     }

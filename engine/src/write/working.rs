@@ -20,8 +20,8 @@ use crate::model::{
     UserMember,
 };
 use crate::snapshot::{
-    AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot, Snapshot,
-    TokenEntry, UserEntry,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot,
+    Snapshot, TokenEntry, UserCheck, UserEntry,
 };
 
 /// What a write will store besides the entities: password hashes and token hashes.
@@ -173,6 +173,20 @@ impl Working {
         )
     }
 
+    pub(super) fn user_check_mut(&mut self, index: u32) -> &mut UserCheck {
+        self.snap
+            .user_checks
+            .get_mut(index as usize)
+            .expect("INVARIANT: a user's check record exists beside its slot")
+    }
+
+    pub(super) fn asset_check_mut(&mut self, index: u32) -> &mut AssetCheck {
+        self.snap
+            .asset_checks
+            .get_mut(index as usize)
+            .expect("INVARIANT: an asset's check record exists beside its slot")
+    }
+
     fn group_mut(&mut self, index: u32) -> &mut GroupEntry {
         let slot = self.snap.groups.get_mut(index as usize);
         Arc::make_mut(
@@ -244,9 +258,8 @@ impl Working {
         let index =
             match (index, &new) {
                 (Some(index), Some(new)) => {
-                    let entry = self.user_mut(index);
-                    entry.user = Arc::new(new.clone());
-                    entry.valid_until = UserEntry::valid_until_of(new);
+                    self.user_mut(index).user = Arc::new(new.clone());
+                    self.user_check_mut(index).valid_until = UserCheck::valid_until_of(new);
                     index
                 }
                 (Some(index), None) => {
@@ -259,21 +272,23 @@ impl Working {
                         .users
                         .get_mut(index as usize)
                         .expect("slot exists") = None;
+                    *self.user_check_mut(index) = UserCheck::absent();
                     self.unregister(EntityKind::User, old.id);
                     self.record(EntityKind::User, old.id, Some(&**old), None);
                     return None;
                 }
                 (None, Some(new)) => {
                     let entry = UserEntry {
-                        valid_until: UserEntry::valid_until_of(new),
                         user: Arc::new(new.clone()),
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
                         groups: Box::default(),
-                        rules: RuleSet::default(),
-                        rule_until: Box::default(),
                     };
                     let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
+                    self.snap.user_checks.push(UserCheck {
+                        valid_until: UserCheck::valid_until_of(new),
+                        ..UserCheck::absent()
+                    });
                     self.register(EntityKind::User, new.id, index);
                     index
                 }
@@ -508,14 +523,11 @@ impl Working {
                 let Some(new) = &new else { return None };
                 let entry = AssetEntry {
                     asset: Arc::new(new.clone()),
-                    active: false,
-                    protocols: Default::default(),
-                    accounts: Default::default(),
                     nodes: Default::default(),
                     direct_rules: RoaringBitmap::new(),
-                    rules: RuleSet::default(),
                 };
                 let index = self.snap.assets.push(Some(Arc::new(entry))) as u32;
+                self.snap.asset_checks.push(AssetCheck::absent());
                 self.register(EntityKind::Asset, new.id, index);
                 index
             }
@@ -556,13 +568,15 @@ impl Working {
         match new {
             Some(new) => {
                 self.snap.asset_names.insert(&new.name, index);
-                let (active, protocols, accounts) =
-                    AssetEntry::hot_fields(&new, &mut self.snap.symbols);
+                let rules = self
+                    .snap
+                    .asset_checks
+                    .get(index as usize)
+                    .map(|c| c.rules.clone());
+                let check = AssetCheck::of(&new, rules.unwrap_or_default(), &mut self.snap.symbols);
+                *self.asset_check_mut(index) = check;
                 let entry = self.asset_mut(index);
                 entry.asset = Arc::new(new.clone());
-                entry.active = active;
-                entry.protocols = protocols;
-                entry.accounts = accounts;
                 entry.nodes = new_nodes.iter().copied().collect();
                 self.dirty_assets.insert(index);
                 self.record(EntityKind::Asset, new.id, old.as_deref(), Some(&new));
@@ -572,7 +586,7 @@ impl Working {
                 let old = old.expect("deleting an existing asset");
                 let entry = self.snap.asset_entry(index).expect("exists");
                 debug_assert!(entry.direct_rules.is_empty());
-                let rules = entry.rules.clone();
+                let rules = self.snap.asset_check(index).expect("exists").rules.clone();
                 for rule in rules.iter() {
                     if self
                         .snap
@@ -587,6 +601,7 @@ impl Working {
                     .assets
                     .get_mut(index as usize)
                     .expect("slot exists") = None;
+                *self.asset_check_mut(index) = AssetCheck::absent();
                 self.dirty_assets.remove(index);
                 self.unregister(EntityKind::Asset, old.id);
                 self.record(EntityKind::Asset, old.id, Some(&*old), None);
@@ -920,13 +935,14 @@ impl Working {
         until.retain(|(_, t)| *t != Time::MAX);
 
         let rules = RuleSet::from_bitmap(&rules);
-        let changed =
-            *entry.groups != *closure || entry.rules != rules || *entry.rule_until != *until;
-        if changed {
-            let entry = self.user_mut(index);
-            entry.groups = closure.into();
-            entry.rules = rules;
-            entry.rule_until = until.into();
+        if *entry.groups != *closure {
+            self.user_mut(index).groups = closure.into();
+        }
+        let check = self.snap.user_check(index).expect("beside a live user");
+        if check.rules != rules || *check.rule_until != *until {
+            let check = self.user_check_mut(index);
+            check.rules = rules;
+            check.rule_until = until.into();
         }
     }
 }

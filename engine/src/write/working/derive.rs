@@ -159,11 +159,15 @@ impl Working {
         let Some(rules) = self.derived_rule_set(index, derivation) else {
             return;
         };
-        let entry = self.snap.asset_entry(index).expect("derived above");
-        let asset = entry.asset.clone();
-        let old = entry.rules.clone();
+        let asset = self
+            .snap
+            .asset_entry(index)
+            .expect("derived above")
+            .asset
+            .clone();
+        let old = self.snap.asset_check(index).expect("beside").rules.clone();
         if !old.same_allocation(&rules) {
-            self.asset_mut(index).rules = rules.clone();
+            self.asset_check_mut(index).rules = rules.clone();
         }
         let profile = derivation.profile(&asset);
         let affected = old.to_bitmap() | rules.to_bitmap();
@@ -194,15 +198,20 @@ impl Working {
                 continue;
             };
             live.insert(index);
-            let entry = self.snap.asset_entry(index).expect("derived above");
-            let asset = entry.asset.clone();
-            for set in [&entry.rules, &rules] {
+            let asset = self
+                .snap
+                .asset_entry(index)
+                .expect("derived above")
+                .asset
+                .clone();
+            let held = &self.snap.asset_check(index).expect("beside").rules;
+            for set in [held, &rules] {
                 if seen_sets.insert(set.address()) {
                     touched.extend(set.iter());
                 }
             }
-            if !entry.rules.same_allocation(&rules) {
-                self.asset_mut(index).rules = rules;
+            if !held.same_allocation(&rules) {
+                self.asset_check_mut(index).rules = rules;
             }
             profiles.insert(index, derivation.profile(&asset));
         }
