@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Asset, EntityKind, Group, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
     AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot,
-    Snapshot, TokenEntry, UserCheck, UserEntry,
+    Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
@@ -418,7 +418,7 @@ fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
                 }
                 snap.user_checks.push(UserCheck {
                     valid_until: UserCheck::valid_until_of(&u.user),
-                    rules: RuleSet::from_sorted(u.rules),
+                    rules: UserRules::from_sorted(u.rules),
                     rule_until: u.rule_until.into(),
                 });
                 Some(Arc::new(UserEntry {

@@ -40,7 +40,7 @@ pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
 pub(crate) use name_index::{NameIndex, same_name};
-pub(crate) use rule_set::RuleSet;
+pub(crate) use rule_set::{RuleSet, UserRules};
 pub(crate) use symbols::Symbols;
 pub use views::{ListQuery, UserGroup};
 
@@ -79,7 +79,7 @@ pub(crate) struct UserCheck {
     // Derived (recomputed when the user is marked dirty):
     /// Every rule that names the user or a group in `UserEntry::groups`, at any
     /// instant.
-    pub(crate) rules: RuleSet,
+    pub(crate) rules: UserRules,
     /// For rules in `rules` reached only through expiring memberships: until when.
     /// Sorted by rule index. Rules absent here reach the user forever.
     pub(crate) rule_until: Box<[(u32, Time)]>,
@@ -90,7 +90,7 @@ impl UserCheck {
     pub(crate) fn absent() -> UserCheck {
         UserCheck {
             valid_until: Time::MIN,
-            rules: RuleSet::default(),
+            rules: UserRules::default(),
             rule_until: Box::default(),
         }
     }

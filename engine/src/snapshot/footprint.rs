@@ -48,7 +48,8 @@ impl Snapshot {
         let mut user_derived = 0;
         let mut user_records = 0;
         for check in self.user_checks.iter() {
-            user_checks += check.rules.iter().count() * 4 + check.rule_until.len() * 16;
+            user_checks += usize::from(check.rules.spilled()) * check.rules.len() * 4
+                + check.rule_until.len() * 16;
         }
         for entry in self.users.iter().flatten() {
             user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);

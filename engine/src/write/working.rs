@@ -20,8 +20,8 @@ use crate::model::{
     UserMember,
 };
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot,
-    Snapshot, TokenEntry, UserCheck, UserEntry,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, Slot, Snapshot,
+    TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 /// What a write will store besides the entities: password hashes and token hashes.
@@ -934,7 +934,7 @@ impl Working {
         until.dedup_by_key(|(rule, _)| *rule);
         until.retain(|(_, t)| *t != Time::MAX);
 
-        let rules = RuleSet::from_bitmap(&rules);
+        let rules = UserRules::from_bitmap(&rules);
         if *entry.groups != *closure {
             self.user_mut(index).groups = closure.into();
         }
