@@ -525,8 +525,9 @@ impl Snapshot {
 
 impl Evaluator for Snapshot {
     fn check(&self, query: &Query<'_>) -> Result<Decision, NotFound> {
-        let user = self.user_or_err(query.user)?;
-        let asset = self.asset_or_err(query.asset)?;
+        let (user, asset) = self.user_and_asset(query.user, query.asset);
+        let user = user.ok_or_else(|| NotFound::new(EntityKind::User, query.user))?;
+        let asset = asset.ok_or_else(|| NotFound::new(EntityKind::Asset, query.asset))?;
         Ok(self.decide(
             user,
             asset,

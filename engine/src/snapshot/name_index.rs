@@ -107,6 +107,12 @@ impl Folded {
     }
 }
 
+/// A name's hash and folded form, taken before a lookup ([`NameIndex::key`]).
+pub(crate) struct NameKey {
+    hash: u64,
+    folded: Option<Folded>,
+}
+
 /// One name in a bucket: its dense index, and its folded form when short enough to
 /// keep (`None`: a long name, confirmed against the entity's own name).
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +175,17 @@ impl NameIndex {
         hasher.finish()
     }
 
+    /// What a lookup of `name` computes before reading the index: its hash and folded
+    /// form. Taking the keys of several names first lets their lookups' cache misses
+    /// overlap (see `Snapshot::user_and_asset`).
+    #[inline]
+    pub(crate) fn key(&self, name: &str) -> NameKey {
+        NameKey {
+            hash: self.hash(name),
+            folded: Folded::of(name),
+        }
+    }
+
     /// The index whose name equals `name` case-insensitively. `name_of` reports an
     /// index's name; it is asked only for names too long to be kept inline.
     #[inline]
@@ -177,8 +194,19 @@ impl NameIndex {
         name: &str,
         name_of: impl Fn(u32) -> Option<&'a str>,
     ) -> Option<u32> {
-        let bucket = self.buckets.get(&self.hash(name))?;
-        let wanted = Folded::of(name);
+        self.find(&self.key(name), name, name_of)
+    }
+
+    /// [`NameIndex::get`] with the key taken beforehand by [`NameIndex::key`].
+    #[inline]
+    pub(crate) fn find<'a>(
+        &self,
+        key: &NameKey,
+        name: &str,
+        name_of: impl Fn(u32) -> Option<&'a str>,
+    ) -> Option<u32> {
+        let bucket = self.buckets.get(&key.hash)?;
+        let wanted = key.folded;
         bucket
             .iter()
             .find(|named| match (&named.folded, &wanted) {
