@@ -28,7 +28,7 @@
 //! postcard records; entity sections hold one `Option` per dense index, so indexes in
 //! derived data stay valid. Bitmaps are in the portable Roaring format.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -302,14 +302,30 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
 
 /// Reads the image at `path` for the store `store_id` at revision `store_revision`.
 pub(crate) fn read(path: &Path, store_id: u64, store_revision: u64) -> Result<Snapshot, Rejected> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    read_in_windows(path, store_id, store_revision, WINDOW)
+}
+
+/// [`read`], decoding from windows of `window` bytes.
+fn read_in_windows(
+    path: &Path,
+    store_id: u64,
+    store_revision: u64,
+    window: usize,
+) -> Result<Snapshot, Rejected> {
+    let unreadable = |error: std::io::Error| Rejected::Unreadable(error.to_string());
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(Rejected::Missing);
         }
-        Err(error) => return Err(Rejected::Unreadable(error.to_string())),
+        Err(error) => return Err(unreadable(error)),
     };
-    let (header, body) = bytes.split_at_checked(HEADER).ok_or(Rejected::NotAnImage)?;
+    let length = file.metadata().map_err(unreadable)?.len();
+    let mut header = [0u8; HEADER];
+    if length < HEADER as u64 {
+        return Err(Rejected::NotAnImage);
+    }
+    file.read_exact(&mut header).map_err(unreadable)?;
     if &header[0..8] != MAGIC {
         return Err(Rejected::NotAnImage);
     }
@@ -330,28 +346,99 @@ pub(crate) fn read(path: &Path, store_id: u64, store_revision: u64) -> Result<Sn
         });
     }
     let expected = long(32);
-    if body.len() as u64 != expected {
+    if length - HEADER as u64 != expected {
         return Err(Rejected::Truncated {
-            found: bytes.len() as u64,
+            found: length,
             expected: expected.saturating_add(HEADER as u64),
         });
     }
-    if crc32fast::hash(body) != word(40) {
-        return Err(Rejected::Checksum);
+    let mut reader = Reader::new(file, expected, window);
+    let decoded = read_body(&mut reader);
+    // The checksum covers the whole body, so it is known only once every byte has been
+    // read: a body that fails to decode is reported as corrupt when its checksum says
+    // so, and a body that decodes is used only when its checksum matches.
+    let checksum_matches = reader.finish()? == word(40);
+    match decoded {
+        _ if !checksum_matches => Err(Rejected::Checksum),
+        Ok(mut snapshot) => {
+            snapshot.revision = revision;
+            Ok(snapshot)
+        }
+        Err(rejected) => Err(rejected),
     }
-    let mut snapshot = read_body(body)?;
-    snapshot.revision = revision;
-    Ok(snapshot)
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Bytes read from the image at a time. The body is decoded from a window of this
+/// size (grown for a record that does not fit), so an open never holds the whole
+/// image in memory, nor writes a buffer the size of the image.
+const WINDOW: usize = 4 << 20;
 
-impl Reader<'_> {
+/// Decodes postcard records from the image's body as it reads it, checksumming every
+/// byte read.
+struct Reader {
+    file: std::fs::File,
+    window: Vec<u8>,
+    /// Undecoded bytes are `window[start..end]`.
+    start: usize,
+    end: usize,
+    /// Body bytes not read yet.
+    unread: u64,
+    crc: crc32fast::Hasher,
+    /// A read failed: the body is unreadable, whatever the decoder said.
+    failed: Option<std::io::Error>,
+}
+
+impl Reader {
+    fn new(file: std::fs::File, body_length: u64, window: usize) -> Reader {
+        Reader {
+            file,
+            window: vec![0; window.min(body_length as usize).max(1)],
+            start: 0,
+            end: 0,
+            unread: body_length,
+            crc: crc32fast::Hasher::new(),
+            failed: None,
+        }
+    }
+
+    /// Moves the undecoded bytes to the front and reads more behind them, growing the
+    /// window when it is full. False when the body has been read to its end.
+    fn refill(&mut self) -> bool {
+        if self.unread == 0 || self.failed.is_some() {
+            return false;
+        }
+        self.window.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.window.len() {
+            let grown = self.window.len() * 2;
+            self.window.resize(grown, 0);
+        }
+        let wanted = (self.window.len() - self.end).min(self.unread as usize);
+        let target = &mut self.window[self.end..self.end + wanted];
+        if let Err(error) = self.file.read_exact(target) {
+            self.failed = Some(error);
+            return false;
+        }
+        self.crc.update(target);
+        self.end += wanted;
+        self.unread -= wanted as u64;
+        true
+    }
+
     fn take<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, Rejected> {
-        let (value, rest) = postcard::take_from_bytes(self.0)
-            .map_err(|error| Rejected::Malformed(error.to_string()))?;
-        self.0 = rest;
-        Ok(value)
+        loop {
+            let decoded = postcard::take_from_bytes(&self.window[self.start..self.end])
+                .map(|(value, rest)| (value, rest.len()));
+            match decoded {
+                Ok((value, rest)) => {
+                    self.start = self.end - rest;
+                    return Ok(value);
+                }
+                Err(postcard::Error::DeserializeUnexpectedEnd) if self.refill() => {}
+                Err(error) => return Err(Rejected::Malformed(error.to_string())),
+            }
+        }
     }
 
     fn section<T: for<'de> Deserialize<'de>>(
@@ -364,10 +451,26 @@ impl Reader<'_> {
         }
         Ok(())
     }
+
+    /// Bytes decoded so far that the body has left over, once it is all read.
+    fn trailing(&mut self) -> usize {
+        while self.refill() {}
+        self.end - self.start
+    }
+
+    /// Reads what is left of the body and returns its checksum.
+    fn finish(mut self) -> Result<u32, Rejected> {
+        while self.refill() {
+            self.start = self.end;
+        }
+        match self.failed {
+            Some(error) => Err(Rejected::Unreadable(error.to_string())),
+            None => Ok(self.crc.finalize()),
+        }
+    }
 }
 
-fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
-    let mut reader = Reader(body);
+fn read_body(reader: &mut Reader) -> Result<Snapshot, Rejected> {
     let mut snap = Snapshot::empty();
     snap.next_node_number = reader.take()?;
     let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
@@ -538,11 +641,41 @@ fn read_body(body: &[u8]) -> Result<Snapshot, Rejected> {
         snap.tokens.push(entry);
         Ok(())
     })?;
-    if !reader.0.is_empty() {
+    let trailing = reader.trailing();
+    if trailing != 0 {
         return Err(Rejected::Malformed(format!(
-            "{} bytes follow the last section",
-            reader.0.len()
+            "{trailing} bytes follow the last section"
         )));
     }
     Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_straddling_windows_read_alike() {
+        let engine = crate::Engine::in_memory().expect("an engine opens");
+        let snapshot = engine.snapshot();
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("store.image");
+        write(&snapshot, 7, &path).expect("the image is written");
+        let expected = snapshot.canonical();
+        // Windows smaller than one record grow; others refill across record bounds.
+        for window in [1, 3, 64, WINDOW] {
+            let read = read_in_windows(&path, 7, snapshot.revision(), window)
+                .unwrap_or_else(|rejected| panic!("window {window}: {rejected}"));
+            assert!(read.check_invariants().is_ok(), "window {window}");
+            assert_eq!(read.canonical(), expected, "window {window}");
+        }
+        let mut bytes = std::fs::read(&path).expect("the image reads");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).expect("the image is rewritten");
+        assert_eq!(
+            read_in_windows(&path, 7, snapshot.revision(), 3).err(),
+            Some(Rejected::Checksum)
+        );
+    }
 }
