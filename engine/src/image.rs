@@ -520,9 +520,9 @@ fn read_body(reader: &mut Reader) -> Result<Snapshot, Rejected> {
                     snap.user_emails.insert(email, index as u32);
                 }
                 snap.user_checks.push(UserCheck {
-                    valid_until: UserCheck::valid_until_of(&u.user),
                     rules: UserRules::from_sorted(u.rules),
                     rule_until: u.rule_until.into(),
+                    ..UserCheck::of(&u.user)
                 });
                 Some(Arc::new(UserEntry {
                     user: u.user,

@@ -83,6 +83,9 @@ pub(crate) struct UserCheck {
     /// For rules in `rules` reached only through expiring memberships: until when.
     /// Sorted by rule index. Rules absent here reach the user forever.
     pub(crate) rule_until: Box<[(u32, Time)]>,
+    /// [`UserCheck::name_hash`] of the username: a `@USER` rule compares it with the
+    /// account's before reading the username itself, three dependent reads away.
+    pub(crate) username_hash: u64,
 }
 
 impl UserCheck {
@@ -92,7 +95,25 @@ impl UserCheck {
             valid_until: Time::MIN,
             rules: UserRules::default(),
             rule_until: Box::default(),
+            username_hash: 0,
         }
+    }
+
+    /// The record of a new `user`, reached by no rule until a settle derives its rules.
+    pub(crate) fn of(user: &User) -> UserCheck {
+        UserCheck {
+            valid_until: UserCheck::valid_until_of(user),
+            username_hash: UserCheck::name_hash(&user.username),
+            ..UserCheck::absent()
+        }
+    }
+
+    /// A fixed-seed hash of a name's exact bytes (an account is compared with a
+    /// username exactly, not case-folded). Equal hashes are confirmed on the names.
+    #[inline]
+    pub(crate) fn name_hash(name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(name)
     }
 
     pub(crate) fn valid_until_of(user: &User) -> Time {

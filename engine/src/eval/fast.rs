@@ -15,7 +15,7 @@ use crate::eval::{
 use crate::model::{
     ANON_ACCOUNT, Actions, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
 };
-use crate::snapshot::{AccountRef, Snapshot, UserEntry, same_name};
+use crate::snapshot::{AccountRef, Snapshot, UserCheck, UserEntry, same_name};
 
 /// A user's dense index in one snapshot lineage. Valid for the snapshot it came from
 /// and every later one while the user exists.
@@ -106,6 +106,7 @@ impl Snapshot {
             .filter(|symbol| asset.protocols.contains(symbol));
         if let Some(protocol) = offered {
             let account_ref = AccountRef::of(account, &self.symbols);
+            let account_hash = std::cell::OnceCell::new();
             for rule_index in user.rules.common(&asset.rules) {
                 let Some(entry) = self.rule_entry(rule_index) else {
                     continue;
@@ -116,8 +117,11 @@ impl Snapshot {
                     || !rule
                         .accounts
                         .matches_symbol(account_ref, &asset.accounts, || {
-                            self.user_entry(user_index)
-                                .is_some_and(|entry| entry.user.username == account)
+                            *account_hash.get_or_init(|| UserCheck::name_hash(account))
+                                == user.username_hash
+                                && self
+                                    .user_entry(user_index)
+                                    .is_some_and(|entry| entry.user.username == account)
                         })
                 {
                     continue;

@@ -119,7 +119,10 @@ impl Snapshot {
             return fail("the check records are not beside the entity slots".to_owned());
         }
         let absent_user = |c: &super::UserCheck| {
-            c.valid_until == Time::MIN && c.rules.is_empty() && c.rule_until.is_empty()
+            c.valid_until == Time::MIN
+                && c.rules.is_empty()
+                && c.rule_until.is_empty()
+                && c.username_hash == 0
         };
         let absent_asset = |c: &super::AssetCheck| {
             !c.active && c.rules.is_empty() && c.protocols.is_empty() && c.accounts.is_empty()
@@ -403,8 +406,10 @@ impl Snapshot {
                 ));
             }
             let check = self.user_check(index as u32).expect("checked beside");
-            if check.valid_until != super::UserCheck::valid_until_of(&entry.user) {
-                return fail(format!("user `{}` validity is stale", entry.user.username));
+            if check.valid_until != super::UserCheck::valid_until_of(&entry.user)
+                || check.username_hash != super::UserCheck::name_hash(&entry.user.username)
+            {
+                return fail(format!("user `{}` check record is stale", entry.user.username));
             }
         }
         for (index, entry) in self.groups.iter().enumerate() {

@@ -259,7 +259,9 @@ impl Working {
             match (index, &new) {
                 (Some(index), Some(new)) => {
                     self.user_mut(index).user = Arc::new(new.clone());
-                    self.user_check_mut(index).valid_until = UserCheck::valid_until_of(new);
+                    let check = self.user_check_mut(index);
+                    check.valid_until = UserCheck::valid_until_of(new);
+                    check.username_hash = UserCheck::name_hash(&new.username);
                     index
                 }
                 (Some(index), None) => {
@@ -285,10 +287,7 @@ impl Working {
                         groups: Box::default(),
                     };
                     let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
-                    self.snap.user_checks.push(UserCheck {
-                        valid_until: UserCheck::valid_until_of(new),
-                        ..UserCheck::absent()
-                    });
+                    self.snap.user_checks.push(UserCheck::of(new));
                     self.register(EntityKind::User, new.id, index);
                     index
                 }
