@@ -352,8 +352,29 @@ fn read_in_windows(
             expected: expected.saturating_add(HEADER as u64),
         });
     }
-    let mut reader = Reader::new(file, expected, window);
-    let decoded = read_body(&mut reader);
+    let reader = Reader::new(file, expected, window);
+    // One thread reads and decodes the body while this one builds the snapshot from
+    // what it decodes: an open uses both cores.
+    let (decoded, reader) = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let decoder = scope.spawn(move || {
+            let mut reader = reader;
+            let mut out = Batcher {
+                sender,
+                batch: Vec::with_capacity(BATCH),
+            };
+            if let Err(rejected) = decode_body(&mut reader, &mut out) {
+                out.fail(rejected);
+            }
+            reader
+        });
+        let decoded = read_body(Source {
+            receiver,
+            batch: Vec::new().into_iter(),
+        });
+        let reader = decoder.join().expect("decoding an image does not panic");
+        (decoded, reader)
+    });
     // The checksum covers the whole body, so it is known only once every byte has been
     // read: a body that fails to decode is reported as corrupt when its checksum says
     // so, and a body that decodes is used only when its checksum matches.
@@ -441,17 +462,6 @@ impl Reader {
         }
     }
 
-    fn section<T: for<'de> Deserialize<'de>>(
-        &mut self,
-        mut each: impl FnMut(T) -> Result<(), Rejected>,
-    ) -> Result<(), Rejected> {
-        let count: u64 = self.take()?;
-        for _ in 0..count {
-            each(self.take()?)?;
-        }
-        Ok(())
-    }
-
     /// Bytes decoded so far that the body has left over, once it is all read.
     fn trailing(&mut self) -> usize {
         while self.refill() {}
@@ -470,9 +480,152 @@ impl Reader {
     }
 }
 
-fn read_body(reader: &mut Reader) -> Result<Snapshot, Rejected> {
+/// Records decoded per message from the decoding thread to the building one.
+const BATCH: usize = 1024;
+/// Messages the decoder may run ahead of the builder.
+const BATCHES_IN_FLIGHT: usize = 16;
+
+/// One decoded piece of the body, in the order of the format.
+enum Piece {
+    NextNodeNumber(u64),
+    /// A section's record count.
+    Count(u64),
+    Role(Option<Arc<Role>>),
+    Node(Option<NodeImage>),
+    User(Option<UserImage>),
+    Group(Option<GroupImage>),
+    Asset(Option<AssetImage>),
+    Set(Vec<u32>),
+    Rule(Option<RuleImage>),
+    Token(Option<(Arc<Token>, [u8; 32])>),
+    /// The body ended after its last section.
+    End,
+}
+
+/// The decoding thread's end of the channel: pieces go in batches.
+struct Batcher {
+    sender: std::sync::mpsc::SyncSender<Result<Vec<Piece>, Rejected>>,
+    batch: Vec<Piece>,
+}
+
+/// The builder hung up (it refused something): decoding stops.
+struct HungUp;
+
+impl Batcher {
+    fn push(&mut self, piece: Piece) -> Result<(), HungUp> {
+        self.batch.push(piece);
+        if self.batch.len() < BATCH {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.sender.send(Ok(full)).map_err(|_| HungUp)
+    }
+
+    fn flush(&mut self) -> Result<(), HungUp> {
+        let last = std::mem::take(&mut self.batch);
+        self.sender.send(Ok(last)).map_err(|_| HungUp)
+    }
+
+    /// Hands the builder what was decoded, then why decoding stopped.
+    fn fail(mut self, rejected: Rejected) {
+        if self.flush().is_ok() {
+            let _ = self.sender.send(Err(rejected));
+        }
+    }
+}
+
+/// Decodes the body in the order of the format (see the module docs).
+fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
+    fn section<T: for<'de> Deserialize<'de>>(
+        reader: &mut Reader,
+        out: &mut Batcher,
+        piece: fn(T) -> Piece,
+    ) -> Result<Result<(), HungUp>, Rejected> {
+        let count: u64 = reader.take()?;
+        if out.push(Piece::Count(count)).is_err() {
+            return Ok(Err(HungUp));
+        }
+        for _ in 0..count {
+            if out.push(piece(reader.take()?)).is_err() {
+                return Ok(Err(HungUp));
+            }
+        }
+        Ok(Ok(()))
+    }
+    let number = reader.take()?;
+    let sections = [
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Role),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Node),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::User),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Group),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Asset),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Set),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Rule),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Token),
+    ];
+    if out.push(Piece::NextNodeNumber(number)).is_err() {
+        return Ok(());
+    }
+    for decode in sections {
+        if decode(reader, out)?.is_err() {
+            return Ok(());
+        }
+    }
+    let trailing = reader.trailing();
+    if trailing != 0 {
+        return Err(Rejected::Malformed(format!(
+            "{trailing} bytes follow the last section"
+        )));
+    }
+    let _ = out.push(Piece::End).and_then(|()| out.flush());
+    Ok(())
+}
+
+/// The building thread's end of the channel.
+struct Source {
+    receiver: std::sync::mpsc::Receiver<Result<Vec<Piece>, Rejected>>,
+    batch: std::vec::IntoIter<Piece>,
+}
+
+impl Source {
+    fn next(&mut self) -> Result<Piece, Rejected> {
+        loop {
+            if let Some(piece) = self.batch.next() {
+                return Ok(piece);
+            }
+            match self.receiver.recv() {
+                Ok(batch) => self.batch = batch?.into_iter(),
+                // The decoder stops only after an error or the end, both sent.
+                Err(_) => return Err(Rejected::Malformed("the image ended early".into())),
+            }
+        }
+    }
+
+    /// A section's records, each taken out of its piece by `record`.
+    fn section<T>(
+        &mut self,
+        record: impl Fn(Piece) -> Option<T>,
+        mut each: impl FnMut(T) -> Result<(), Rejected>,
+    ) -> Result<(), Rejected> {
+        let misplaced = || Rejected::Malformed("a section is out of place".into());
+        let Piece::Count(count) = self.next()? else {
+            return Err(misplaced());
+        };
+        for _ in 0..count {
+            each(record(self.next()?).ok_or_else(misplaced)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
     let mut snap = Snapshot::empty();
-    snap.next_node_number = reader.take()?;
+    let Piece::NextNodeNumber(number) = reader.next()? else {
+        return Err(Rejected::Malformed(
+            "the body does not start as an image's".into(),
+        ));
+    };
+    snap.next_node_number = number;
     let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
         snap.ids.insert(
             id,
@@ -483,98 +636,134 @@ fn read_body(reader: &mut Reader) -> Result<Snapshot, Rejected> {
         );
         *snap.counts.get_mut(kind) += 1;
     };
-    reader.section(|role: Option<Arc<Role>>| {
-        let index = snap.roles.len();
-        if let Some(role) = &role {
-            register(&mut snap, EntityKind::Role, role.id, index);
-            snap.role_names.insert(&role.name, index as u32);
-        }
-        snap.roles.push(role);
-        Ok(())
-    })?;
-    reader.section(|node: Option<NodeImage>| {
-        let index = snap.nodes.len();
-        let entry = match node {
-            Some(n) => {
-                register(&mut snap, EntityKind::Node, n.node.id, index);
-                Some(Arc::new(NodeEntry {
-                    node: n.node,
-                    parent: n.parent,
-                    children: n.children.into(),
-                    assets: unbits(&n.assets)?,
-                    rules: unbits(&n.rules)?,
-                }))
+    reader.section(
+        |piece| match piece {
+            Piece::Role(record) => Some(record),
+            _ => None,
+        },
+        |role: Option<Arc<Role>>| {
+            let index = snap.roles.len();
+            if let Some(role) = &role {
+                register(&mut snap, EntityKind::Role, role.id, index);
+                snap.role_names.insert(&role.name, index as u32);
             }
-            None => None,
-        };
-        snap.nodes.push(entry);
-        Ok(())
-    })?;
-    reader.section(|user: Option<UserImage>| {
-        let index = snap.users.len();
-        let entry = match user {
-            Some(u) => {
-                register(&mut snap, EntityKind::User, u.user.id, index);
-                snap.user_names.insert(&u.user.username, index as u32);
-                if let Some(email) = &u.user.email {
-                    snap.user_emails.insert(email, index as u32);
+            snap.roles.push(role);
+            Ok(())
+        },
+    )?;
+    reader.section(
+        |piece| match piece {
+            Piece::Node(record) => Some(record),
+            _ => None,
+        },
+        |node: Option<NodeImage>| {
+            let index = snap.nodes.len();
+            let entry = match node {
+                Some(n) => {
+                    register(&mut snap, EntityKind::Node, n.node.id, index);
+                    Some(Arc::new(NodeEntry {
+                        node: n.node,
+                        parent: n.parent,
+                        children: n.children.into(),
+                        assets: unbits(&n.assets)?,
+                        rules: unbits(&n.rules)?,
+                    }))
                 }
-                snap.user_checks.push(UserCheck {
-                    rules: UserRules::from_sorted(u.rules),
-                    rule_until: u.rule_until.into(),
-                    ..UserCheck::of(&u.user)
-                });
-                Some(Arc::new(UserEntry {
-                    user: u.user,
-                    direct_groups: u.direct_groups.into(),
-                    direct_rules: unbits(&u.direct_rules)?,
-                    groups: u.groups.into(),
-                }))
-            }
-            None => {
-                snap.user_checks.push(UserCheck::absent());
-                None
-            }
-        };
-        snap.users.push(entry);
-        Ok(())
-    })?;
-    reader.section(|group: Option<GroupImage>| {
-        let index = snap.groups.len();
-        let entry = match group {
-            Some(g) => {
-                register(&mut snap, EntityKind::Group, g.group.id, index);
-                snap.group_names.insert(&g.group.name, index as u32);
-                Some(Arc::new(GroupEntry {
-                    group: g.group,
-                    members: unbits(&g.members)?,
-                    subgroups: g.subgroups.into(),
-                    parents: g.parents.into(),
-                    rules: unbits(&g.rules)?,
-                }))
-            }
-            None => None,
-        };
-        snap.groups.push(entry);
-        Ok(())
-    })?;
+                None => None,
+            };
+            snap.nodes.push(entry);
+            Ok(())
+        },
+    )?;
+    reader.section(
+        |piece| match piece {
+            Piece::User(record) => Some(record),
+            _ => None,
+        },
+        |user: Option<UserImage>| {
+            let index = snap.users.len();
+            let entry = match user {
+                Some(u) => {
+                    register(&mut snap, EntityKind::User, u.user.id, index);
+                    snap.user_names.insert(&u.user.username, index as u32);
+                    if let Some(email) = &u.user.email {
+                        snap.user_emails.insert(email, index as u32);
+                    }
+                    snap.user_checks.push(UserCheck {
+                        rules: UserRules::from_sorted(u.rules),
+                        rule_until: u.rule_until.into(),
+                        ..UserCheck::of(&u.user)
+                    });
+                    Some(Arc::new(UserEntry {
+                        user: u.user,
+                        direct_groups: u.direct_groups.into(),
+                        direct_rules: unbits(&u.direct_rules)?,
+                        groups: u.groups.into(),
+                    }))
+                }
+                None => {
+                    snap.user_checks.push(UserCheck::absent());
+                    None
+                }
+            };
+            snap.users.push(entry);
+            Ok(())
+        },
+    )?;
+    reader.section(
+        |piece| match piece {
+            Piece::Group(record) => Some(record),
+            _ => None,
+        },
+        |group: Option<GroupImage>| {
+            let index = snap.groups.len();
+            let entry = match group {
+                Some(g) => {
+                    register(&mut snap, EntityKind::Group, g.group.id, index);
+                    snap.group_names.insert(&g.group.name, index as u32);
+                    Some(Arc::new(GroupEntry {
+                        group: g.group,
+                        members: unbits(&g.members)?,
+                        subgroups: g.subgroups.into(),
+                        parents: g.parents.into(),
+                        rules: unbits(&g.rules)?,
+                    }))
+                }
+                None => None,
+            };
+            snap.groups.push(entry);
+            Ok(())
+        },
+    )?;
     let mut assets: Vec<Option<(AssetImage, RoaringBitmap)>> = Vec::new();
-    reader.section(|asset: Option<AssetImage>| {
-        let entry = match asset {
-            Some(a) => {
-                let direct = unbits(&a.direct_rules)?;
-                Some((a, direct))
-            }
-            None => None,
-        };
-        assets.push(entry);
-        Ok(())
-    })?;
+    reader.section(
+        |piece| match piece {
+            Piece::Asset(record) => Some(record),
+            _ => None,
+        },
+        |asset: Option<AssetImage>| {
+            let entry = match asset {
+                Some(a) => {
+                    let direct = unbits(&a.direct_rules)?;
+                    Some((a, direct))
+                }
+                None => None,
+            };
+            assets.push(entry);
+            Ok(())
+        },
+    )?;
     let mut sets: Vec<RuleSet> = Vec::new();
-    reader.section(|set: Vec<u32>| {
-        sets.push(RuleSet::from_sorted(set));
-        Ok(())
-    })?;
+    reader.section(
+        |piece| match piece {
+            Piece::Set(record) => Some(record),
+            _ => None,
+        },
+        |set: Vec<u32>| {
+            sets.push(RuleSet::from_sorted(set));
+            Ok(())
+        },
+    )?;
     let mut active = RoaringBitmap::new();
     for (index, asset) in assets.into_iter().enumerate() {
         let entry = match asset {
@@ -606,48 +795,57 @@ fn read_body(reader: &mut Reader) -> Result<Snapshot, Rejected> {
         snap.assets.push(entry);
     }
     snap.active_assets = Arc::new(active);
-    reader.section(|rule: Option<RuleImage>| {
-        let index = snap.rules.len();
-        let entry = match rule {
-            Some(r) => {
-                register(&mut snap, EntityKind::Rule, r.rule.id, index);
-                snap.rule_names.insert(&r.rule.name, index as u32);
-                Some(Arc::new(RuleEntry {
-                    compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
-                    rule: r.rule,
-                    users: r.users.into(),
-                    groups: r.groups.into(),
-                    assets: r.assets.into(),
-                    nodes: r.nodes.into(),
-                    objects: unbits(&r.objects)?,
-                }))
-            }
-            None => None,
-        };
-        snap.rules.push(entry);
-        Ok(())
-    })?;
-    reader.section(|token: Option<(Arc<Token>, [u8; 32])>| {
-        let index = snap.tokens.len();
-        let entry = match token {
-            Some((token, hash)) => {
-                register(&mut snap, EntityKind::Token, token.id, index);
-                snap.token_names.insert(&token.name, index as u32);
-                snap.token_hashes.insert(hash, index as u32);
-                Some(TokenEntry { token, hash })
-            }
-            None => None,
-        };
-        snap.tokens.push(entry);
-        Ok(())
-    })?;
-    let trailing = reader.trailing();
-    if trailing != 0 {
-        return Err(Rejected::Malformed(format!(
-            "{trailing} bytes follow the last section"
-        )));
+    reader.section(
+        |piece| match piece {
+            Piece::Rule(record) => Some(record),
+            _ => None,
+        },
+        |rule: Option<RuleImage>| {
+            let index = snap.rules.len();
+            let entry = match rule {
+                Some(r) => {
+                    register(&mut snap, EntityKind::Rule, r.rule.id, index);
+                    snap.rule_names.insert(&r.rule.name, index as u32);
+                    Some(Arc::new(RuleEntry {
+                        compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
+                        rule: r.rule,
+                        users: r.users.into(),
+                        groups: r.groups.into(),
+                        assets: r.assets.into(),
+                        nodes: r.nodes.into(),
+                        objects: unbits(&r.objects)?,
+                    }))
+                }
+                None => None,
+            };
+            snap.rules.push(entry);
+            Ok(())
+        },
+    )?;
+    reader.section(
+        |piece| match piece {
+            Piece::Token(record) => Some(record),
+            _ => None,
+        },
+        |token: Option<(Arc<Token>, [u8; 32])>| {
+            let index = snap.tokens.len();
+            let entry = match token {
+                Some((token, hash)) => {
+                    register(&mut snap, EntityKind::Token, token.id, index);
+                    snap.token_names.insert(&token.name, index as u32);
+                    snap.token_hashes.insert(hash, index as u32);
+                    Some(TokenEntry { token, hash })
+                }
+                None => None,
+            };
+            snap.tokens.push(entry);
+            Ok(())
+        },
+    )?;
+    match reader.next()? {
+        Piece::End => Ok(snap),
+        _ => Err(Rejected::Malformed("a section is out of place".into())),
     }
-    Ok(snap)
 }
 
 #[cfg(test)]

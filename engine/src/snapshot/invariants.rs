@@ -409,7 +409,10 @@ impl Snapshot {
             if check.valid_until != super::UserCheck::valid_until_of(&entry.user)
                 || check.username_hash != super::UserCheck::name_hash(&entry.user.username)
             {
-                return fail(format!("user `{}` check record is stale", entry.user.username));
+                return fail(format!(
+                    "user `{}` check record is stale",
+                    entry.user.username
+                ));
             }
         }
         for (index, entry) in self.groups.iter().enumerate() {
