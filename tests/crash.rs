@@ -1,6 +1,9 @@
 //! Crash safety: `portcullis serve` takes concurrent writes through the admin API,
 //! the import route and SCIM, and is killed with SIGKILL at seeded random moments,
-//! then restarted on the same data, again and again.
+//! then restarted on the same data, again and again. The servers write a snapshot
+//! image after every revision, so kills also cut image writes off (asserted: some
+//! kill left a half-written `.image.tmp`), and the next open must ignore what they
+//! left and lose nothing.
 //!
 //! After every kill, the store is opened in this process (the server is dead, so the
 //! lock is free) and must hold every write that was acknowledged (answered 2xx), hold
@@ -61,6 +64,8 @@ struct Ledger {
     imports_cut: usize,
     /// Unacknowledged imports found whole in the store (committed, answer lost).
     committed_unacknowledged: usize,
+    /// Kills that cut off a snapshot image being written (its temporary file was left).
+    images_cut: usize,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -438,9 +443,14 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
         server.stop();
     }
     let ledger: Shared = Arc::default();
+    // The killed servers write a snapshot image after every revision, so the writes
+    // and image writes overlap and kills land in both.
+    let imaging = [("PORTCULLIS_IMAGE_EVERY_REVISIONS", "1")];
+    let half_written_image = dir.path().join(format!("{STORE_FILE}.image.tmp"));
     for cycle in 0..cycles {
         let lost_before = ledger.lock().expect("ledger").lost;
-        let server = Server::start(dir.path(), &[]);
+        let _ = std::fs::remove_file(&half_written_image);
+        let server = Server::start(dir.path(), &imaging);
         let admin = server.admin();
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = [admin_writer, import_writer, scim_writer]
@@ -457,6 +467,7 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
             thread.join().expect("a writer thread");
         }
         let mut ledger = ledger.lock().expect("ledger");
+        ledger.images_cut += usize::from(half_written_image.exists());
         assert!(
             ledger.errors.is_empty(),
             "error answers: {:?}",
@@ -509,18 +520,23 @@ fn acknowledged_writes_survive_sigkill_and_nothing_is_half_applied() {
     let elapsed = started.elapsed();
     eprintln!(
         "crash: {cycles} SIGKILL cycles, {} writes sent, {} acknowledged and all kept, {} cut off \
-         by a kill ({} imports); of {} unacknowledged five-user imports {} were committed whole, \
-         the rest absent; in {elapsed:?}",
+         by a kill ({} imports, {} image writes); of {} unacknowledged five-user imports {} were \
+         committed whole, the rest absent; in {elapsed:?}",
         ledger.sent,
         ledger.acknowledged,
         ledger.lost,
         ledger.imports_cut,
+        ledger.images_cut,
         ledger.unacknowledged_batches.len(),
         ledger.committed_unacknowledged
     );
     assert!(
         ledger.imports_cut > 0,
         "no kill cut off an import in {cycles} cycles: the all-or-nothing check saw none"
+    );
+    assert!(
+        ledger.images_cut > 0,
+        "no kill cut off an image being written in {cycles} cycles"
     );
     assert!(
         ledger.acknowledged > cycles,

@@ -27,7 +27,8 @@ const MAX_GROUP: usize = 512;
 /// How many writes may wait for the writer before callers block.
 const QUEUE: usize = 4096;
 
-/// How an engine runs. `EngineOptions::default()` is what `serve` uses.
+/// How an engine runs. `serve` uses the defaults, with the image timing from its
+/// `[snapshot]` configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
     /// Join the writes that wait for the writer into one transaction (one fsync for

@@ -51,11 +51,20 @@ impl DataArg {
 /// Opens the store in `data`. Without `create`, a missing store is an error rather
 /// than a new empty one (a mistyped `--data` should not answer "denied").
 pub fn open_store(data: &Path, create: bool) -> Result<Engine, CliError> {
+    open_store_with(data, create, portcullis_engine::EngineOptions::default())
+}
+
+/// [`open_store`] with the engine's options (`serve`'s, from its configuration).
+pub fn open_store_with(
+    data: &Path,
+    create: bool,
+    options: portcullis_engine::EngineOptions,
+) -> Result<Engine, CliError> {
     let path = data.join(STORE_FILE);
     if !create && !path.exists() {
         return Err(CliError::NoStore(path));
     }
-    Ok(Engine::open(&path)?)
+    Ok(Engine::open_with(&path, options)?)
 }
 
 fn parse_time(text: &str) -> Result<Time, CliError> {

@@ -41,6 +41,19 @@ pub struct FileConfig {
     pub mail: Option<MailConfig>,
     #[serde(default)]
     pub signin: SignInConfig,
+    /// When the snapshot image is written (`[snapshot]`).
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// When `serve` writes the snapshot image beside the store (docs/snapshot.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Write one once the store is this many revisions past the last (default 10,000).
+    pub image_every_revisions: Option<u64>,
+    /// Or once this many seconds have passed with some revision unwritten (default 300).
+    pub image_every_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +128,8 @@ pub struct ServeConfig {
     pub housekeeping_interval: Option<Duration>,
     /// The LDAP sources to sync periodically, checked and with their passwords read.
     pub ldap: Vec<portcullis_ldap::Source>,
+    /// How the engine runs: when it writes the snapshot image.
+    pub engine: portcullis_engine::EngineOptions,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -237,6 +252,22 @@ impl ServeConfig {
             .map_err(|error| CliError::Input(error.to_string()))?;
         let auth = auth_settings(file.auth)?;
         let signin = signin_settings(file.mail, &file.signin)?;
+        let engine_defaults = portcullis_engine::EngineOptions::default();
+        let engine = portcullis_engine::EngineOptions {
+            image_every_revisions: env_number("PORTCULLIS_IMAGE_EVERY_REVISIONS")?
+                .or(file.snapshot.image_every_revisions)
+                .unwrap_or(engine_defaults.image_every_revisions),
+            image_every: env_number("PORTCULLIS_IMAGE_EVERY_SECONDS")?
+                .or(file.snapshot.image_every_seconds)
+                .map_or(engine_defaults.image_every, Duration::from_secs),
+            ..engine_defaults
+        };
+        if engine.image_every_revisions == 0 || engine.image_every.is_zero() {
+            return Err(CliError::Input(
+                "snapshot: image_every_revisions and image_every_seconds must be at least 1"
+                    .to_owned(),
+            ));
+        }
         let housekeeping_minutes = env_number("PORTCULLIS_HOUSEKEEPING_INTERVAL_MINUTES")?
             .or(file.signin.housekeeping_interval_minutes)
             .unwrap_or(60);
@@ -254,6 +285,7 @@ impl ServeConfig {
             tls,
             settings,
             bootstrap_token: env("PORTCULLIS_BOOTSTRAP_TOKEN"),
+            engine,
         })
     }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use portcullis_engine::{Engine, TokenSpec};
 use portcullis_http::AppState;
 
-use crate::commands::open_store;
+use crate::commands::open_store_with;
 use crate::config::{LogFormat, Overrides, STORE_FILE, ServeConfig};
 use crate::demo;
 use crate::error::{CliError, Outcome};
@@ -134,7 +134,7 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         tls_key: args.tls_key,
     })?;
     init_logging(&config)?;
-    let engine = Arc::new(open_store(&config.data, true)?);
+    let engine = Arc::new(open_store_with(&config.data, true, config.engine)?);
     let opened_from = match engine.opened_from() {
         Ok(revision) => format!("snapshot image at revision {revision}, brought up to date"),
         Err(why) => format!("rebuilt from the store ({why})"),

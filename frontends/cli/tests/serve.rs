@@ -230,6 +230,14 @@ fn config_file_and_environment() {
         "not-an-address",
     ]);
     assert_eq!(output.status.code(), Some(2));
+    std::fs::write(&config, "[snapshot]\nimage_every_revisions = 0\n").unwrap();
+    let output = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("image_every_revisions"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
