@@ -6,6 +6,7 @@ mod differential;
 mod image;
 mod incremental;
 mod look_alike;
+mod store_format;
 mod support;
 mod write_model;
 mod writes;
