@@ -38,7 +38,9 @@ mod tables;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
+use crate::secrets::hash_with;
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -335,6 +337,14 @@ impl Auth {
             });
         }
         tables::init(engine.store().database())?;
+        // Every door's passwords meet the same policy: the engine's, set from these
+        // settings (see `CredentialPolicy`).
+        let policy = crate::CredentialPolicy::new(settings.password_policy, &settings.argon2)
+            .map_err(|message| AuthError::Input {
+                field: "argon2",
+                message,
+            })?;
+        engine.set_credential_policy(policy);
         let random = hex(&mfa::random_bytes::<16>());
         let dummy_hash = hash_with(&hasher, &random);
         Ok(Auth {
@@ -1444,14 +1454,6 @@ fn check_input(field: &'static str, value: &str) -> Result<(), AuthError> {
         });
     }
     Ok(())
-}
-
-fn hash_with(hasher: &argon2::Argon2<'static>, password: &str) -> String {
-    let salt = SaltString::generate(&mut rand_core::OsRng);
-    hasher
-        .hash_password(password.as_bytes(), &salt)
-        .expect("INVARIANT: argon2 hashing with checked parameters cannot fail")
-        .to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {

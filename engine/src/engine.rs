@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::credentials::CredentialPolicy;
 use crate::error::{Error, NotFound, StoreError};
 use crate::image;
 use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
@@ -94,6 +95,8 @@ struct Shared {
     image: Option<ImageTarget>,
     /// Set when the engine closes: the imager stops.
     closing: AtomicBool,
+    /// What every plaintext password written must meet, and how it is hashed.
+    credentials: std::sync::RwLock<Arc<CredentialPolicy>>,
 }
 
 /// Where the snapshot image of this engine's store is kept, and the revision of the
@@ -191,6 +194,7 @@ impl Engine {
             commits: AtomicU64::new(0),
             image,
             closing: AtomicBool::new(false),
+            credentials: Default::default(),
         });
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_shared = shared.clone();
@@ -254,6 +258,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets the credential policy every later write's plaintext passwords must meet
+    /// (`Auth::new` sets it from the sign-in settings).
+    pub fn set_credential_policy(&self, policy: CredentialPolicy) {
+        *self.shared.credentials.write().expect("credentials lock") = Arc::new(policy);
+    }
+
+    /// The credential policy plaintext passwords are written under.
+    pub fn credential_policy(&self) -> Arc<CredentialPolicy> {
+        self.shared
+            .credentials
+            .read()
+            .expect("credentials lock")
+            .clone()
+    }
+
     /// The current snapshot. It never changes; ask again to see later writes.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.current.load_full()
@@ -264,7 +283,8 @@ impl Engine {
     /// nothing changes and the error says what was wrong. A token actor may grant
     /// only what it holds ([`Actor`]).
     pub fn write(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
-        // Hash passwords here, on the caller's thread, not in the writer.
+        // Check and hash passwords here, on the caller's thread, not in the writer.
+        let credentials = self.credential_policy();
         for op in &mut ops {
             if let Op::Create(Spec::User(spec))
             | Op::Replace {
@@ -272,10 +292,9 @@ impl Engine {
                 ..
             } = op
             {
-                spec.password = spec
-                    .password
-                    .take()
-                    .map(crate::write::Password::into_hashed);
+                if let Some(password) = spec.password.take() {
+                    spec.password = Some(password.hashed_under(&credentials)?);
+                }
             }
         }
         let hashes = vec![None; ops.len()];
@@ -667,6 +686,7 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
 fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
     let published = shared.current.load_full();
     let mut working = Working::new((*published).clone(), Time::now(), "");
+    working.credentials = shared.credentials.read().expect("credentials lock").clone();
     let mut revision = published.revision;
     let mut next_seq = seq;
     let mut replies = Vec::with_capacity(group.len());

@@ -62,6 +62,9 @@ pub enum ValidationError {
     BuiltinRole(String),
     #[error("role `{role}` is still held by {holder}")]
     RoleInUse { role: String, holder: String },
+    /// A plaintext password the credential policy refuses (`CredentialPolicy`).
+    #[error("the password does not meet the policy: it needs {}", missing.join(", "))]
+    WeakPassword { missing: Vec<String> },
     /// A login name (username or email) that another user already signs in with
     /// under the other field: `alice@example.com` as a username while it is alice's
     /// email. Sign-in accepts either, so it would not know whom the name means.

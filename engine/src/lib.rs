@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+mod credentials;
 mod engine;
 mod error;
 mod eval;
@@ -16,6 +17,7 @@ pub use auth::{
     DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
     MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
 };
+pub use credentials::CredentialPolicy;
 pub use engine::{Engine, EngineOptions, WriteOutcome};
 pub use error::*;
 pub use eval::*;

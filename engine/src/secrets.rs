@@ -6,13 +6,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Hashes a password with argon2id and the crate's default (OWASP-recommended)
-/// parameters, into a PHC string.
-pub(crate) fn hash_password(password: &str) -> String {
+/// Hashes a password with `hasher` (argon2id with checked parameters) and a fresh
+/// salt, into a PHC string.
+pub(crate) fn hash_with(hasher: &argon2::Argon2<'static>, password: &str) -> String {
     let salt = SaltString::generate(&mut rand_core::OsRng);
-    argon2::Argon2::default()
+    hasher
         .hash_password(password.as_bytes(), &salt)
-        .expect("INVARIANT: argon2 hashing with default parameters cannot fail")
+        .expect("INVARIANT: argon2 hashing with checked parameters cannot fail")
         .to_string()
 }
 
@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn password_round_trip() {
-        let hash = hash_password("correct horse");
+        let hash = hash_with(&argon2::Argon2::default(), "correct horse");
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("Correct horse", &hash));

@@ -193,8 +193,8 @@ impl AssetCheck {
         }
     }
 
-    /// The record of `asset` as written, its names interned in `symbols`; `rules` is
-    /// left for the settle to derive.
+    /// The record of `asset` as written, its names interned in `symbols`, holding
+    /// `rules` until the settle derives the asset's rule set anew.
     pub(crate) fn of(asset: &Asset, rules: RuleSet, symbols: &mut Symbols) -> AssetCheck {
         AssetCheck {
             active: asset.active,

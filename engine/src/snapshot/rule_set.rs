@@ -28,12 +28,8 @@ impl RuleSet {
 
     /// A set from a list that should be sorted (an image's): sorted and deduplicated
     /// here if it is not.
-    pub(crate) fn from_sorted(mut rules: Vec<u32>) -> RuleSet {
-        if !rules.windows(2).all(|pair| pair[0] < pair[1]) {
-            rules.sort_unstable();
-            rules.dedup();
-        }
-        RuleSet(rules.into())
+    pub(crate) fn from_sorted(rules: Vec<u32>) -> RuleSet {
+        RuleSet(sorted_unique(rules).into())
     }
 
     /// Whether both are the one shared set (not merely equal).
@@ -81,12 +77,8 @@ impl UserRules {
 
     /// A set from a list that should be sorted (an image's): sorted and deduplicated
     /// here if it is not.
-    pub(crate) fn from_sorted(mut rules: Vec<u32>) -> UserRules {
-        if !rules.windows(2).all(|pair| pair[0] < pair[1]) {
-            rules.sort_unstable();
-            rules.dedup();
-        }
-        UserRules(rules.into_iter().collect())
+    pub(crate) fn from_sorted(rules: Vec<u32>) -> UserRules {
+        UserRules(sorted_unique(rules).into_iter().collect())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -115,6 +107,15 @@ impl UserRules {
     pub(crate) fn common<'a>(&'a self, other: &'a RuleSet) -> Common<'a> {
         common(&self.0, other.as_slice())
     }
+}
+
+/// `rules` strictly ascending: sorted and deduplicated unless it already is.
+fn sorted_unique(mut rules: Vec<u32>) -> Vec<u32> {
+    if !rules.windows(2).all(|pair| pair[0] < pair[1]) {
+        rules.sort_unstable();
+        rules.dedup();
+    }
+    rules
 }
 
 /// The elements of two sorted slices that are in both, ascending.

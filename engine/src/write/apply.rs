@@ -454,7 +454,7 @@ impl Working {
         let password_hash = match spec.password.map(|p| p.0) {
             None => None,
             Some(PasswordForm::Hashed(hash)) => Some(hash),
-            Some(PasswordForm::Plain(plain)) => Some(crate::secrets::hash_password(&plain)),
+            Some(PasswordForm::Plain(plain)) => Some(self.credentials.hash_new(&plain)?),
         };
         let user = User {
             id,

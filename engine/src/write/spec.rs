@@ -85,14 +85,16 @@ impl Password {
 }
 
 impl Password {
-    /// The same password, hashed now (argon2id) if it was not yet: lets a caller pay
-    /// for hashing on its own thread before handing a spec to the writer.
-    pub fn into_hashed(self) -> Password {
+    /// The same password, checked against `policy` and hashed if it was plaintext.
+    pub(crate) fn hashed_under(
+        self,
+        policy: &crate::CredentialPolicy,
+    ) -> Result<Password, crate::ValidationError> {
         match self.0 {
             PasswordForm::Plain(plain) => {
-                Password(PasswordForm::Hashed(crate::secrets::hash_password(&plain)))
+                Ok(Password(PasswordForm::Hashed(policy.hash_new(&plain)?)))
             }
-            hashed @ PasswordForm::Hashed(_) => Password(hashed),
+            hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
         }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Working {
     pub(crate) secrets: Vec<SecretWrite>,
     /// Whether to record changes (not when building from the store).
     record: bool,
+    /// What a plaintext password an edit sets must meet, and how it is hashed.
+    pub(crate) credentials: Arc<crate::CredentialPolicy>,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
@@ -96,6 +98,7 @@ impl Working {
             touched: BTreeSet::new(),
             secrets: Vec::new(),
             record: true,
+            credentials: Arc::default(),
         }
     }
 

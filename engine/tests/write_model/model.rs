@@ -36,6 +36,7 @@ pub enum Refusal {
     GrantBeyondCaller,
     NotAMember,
     ActorRevoked,
+    WeakPassword,
 }
 
 impl Refusal {
@@ -59,6 +60,7 @@ impl Refusal {
             ValidationError::GrantBeyondCaller { .. } => Refusal::GrantBeyondCaller,
             ValidationError::NotAMember { .. } => Refusal::NotAMember,
             ValidationError::ActorRevoked(_) => Refusal::ActorRevoked,
+            ValidationError::WeakPassword { .. } => Refusal::WeakPassword,
         }
     }
 
@@ -82,6 +84,7 @@ impl Refusal {
             Refusal::GrantBeyondCaller => "GrantBeyondCaller",
             Refusal::NotAMember => "NotAMember",
             Refusal::ActorRevoked => "ActorRevoked",
+            Refusal::WeakPassword => "WeakPassword",
         }
     }
 }

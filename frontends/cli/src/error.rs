@@ -55,6 +55,7 @@ impl CliError {
                     | ValidationError::ReservedId { .. }
                     | ValidationError::LookAlike { .. }
                     | ValidationError::Invalid { .. }
+                    | ValidationError::WeakPassword { .. }
                     | ValidationError::GroupCycle { .. }
                     | ValidationError::NodeCycle { .. }
                     | ValidationError::NodeNotEmpty(_)

@@ -241,6 +241,9 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::Invalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }
+            ValidationError::WeakPassword { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message)
+            }
             ValidationError::GroupCycle { .. } => (conflict, "group_cycle", message),
             ValidationError::NodeCycle { .. } => (conflict, "node_cycle", message),
             ValidationError::NodeNotEmpty(_) => (conflict, "node_not_empty", message),

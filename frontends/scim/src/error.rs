@@ -116,6 +116,7 @@ impl ScimError {
                 ValidationError::NotFound(_)
                 | ValidationError::ReservedId { .. }
                 | ValidationError::Invalid { .. }
+                | ValidationError::WeakPassword { .. }
                 | ValidationError::GroupCycle { .. }
                 | ValidationError::NodeCycle { .. }
                 | ValidationError::NodeNotEmpty(_)

@@ -1,7 +1,7 @@
 //! What Okta sends, in the order it sends it (its SCIM 2.0 provisioning
 //! sequences), replayed over a real socket.
 
-use portcullis_engine::EntityKind;
+use portcullis_engine::{Argon2Settings, CredentialPolicy, EntityKind, PasswordPolicy};
 use serde_json::json;
 
 use crate::support::{Server, filter};
@@ -12,6 +12,17 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 #[tokio::test]
 async fn okta_user_lifecycle() {
     let server = Server::start().await;
+    // Okta's placeholder passwords (`1mz050nq`) meet an eight-character policy
+    // without character classes: what an operator provisioning from Okta configures in
+    // `[auth.password_policy]`. The default policy refuses them (weak_passwords_*).
+    let okta_policy = PasswordPolicy {
+        min_length: 8,
+        upper: false,
+        ..PasswordPolicy::default()
+    };
+    server.engine.set_credential_policy(
+        CredentialPolicy::new(okta_policy, &Argon2Settings::default()).expect("a policy"),
+    );
     let lookup = format!(
         "/Users?{}&startIndex=1&count=100",
         filter("userName eq \"test.user@okta.local\"")
@@ -239,4 +250,63 @@ async fn okta_pages_with_integers() {
             .collect::<Vec<_>>(),
         "pages follow creation order, nothing lost or repeated"
     );
+}
+
+/// The engine's credential policy holds at the SCIM door: a weak password is refused
+/// by POST, PUT and PATCH alike, with SCIM's own error (400 `invalidValue`), and
+/// nothing is written.
+#[tokio::test]
+async fn weak_passwords_are_refused_by_post_put_and_patch() {
+    let server = Server::start().await;
+    let user = |name: &str, password: &str| json!({"schemas": [USER], "userName": name, "password": password, "active": true});
+    let refused = server
+        .post("/Users", user("weak.post", "a"))
+        .await
+        .expect(400);
+    assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("policy"),
+        "{}",
+        refused.body
+    );
+    let lookup = format!("/Users?{}", filter("userName eq \"weak.post\""));
+    assert_eq!(
+        server.get(&lookup).await.expect(200).body["totalResults"],
+        0
+    );
+
+    let created = server
+        .post("/Users", user("strong", "Strong-Passw0rd"))
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    let before = server.entity(EntityKind::User, &id);
+    let refused = server
+        .put(&format!("/Users/{id}"), user("strong", "short"))
+        .await
+        .expect(400);
+    assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.body);
+    let refused = server
+        .patch_ops(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "password", "value": "alllowercase"}]),
+        )
+        .await
+        .expect(400);
+    assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.body);
+    assert_eq!(
+        server.entity(EntityKind::User, &id),
+        before,
+        "refused writes change nothing"
+    );
+    let engine = server.engine.clone();
+    let kept =
+        tokio::task::spawn_blocking(move || engine.verify_password("strong", "Strong-Passw0rd"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(kept, "the old password still signs in");
 }

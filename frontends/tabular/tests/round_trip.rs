@@ -236,7 +236,7 @@ fn exports_hold_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let engine = store(dir.path(), "s");
     let mut spec = portcullis_engine::UserSpec::new("carol");
-    spec.password = Some(portcullis_engine::Password::new("correct horse battery"));
+    spec.password = Some(portcullis_engine::Password::new("Correct horse battery 9"));
     engine
         .write(
             &Actor::system("test"),

@@ -155,16 +155,20 @@ impl Working {
         Some(RuleSet::from_bitmap(&(by_nodes | &entry.direct_rules)))
     }
 
+    /// The record of live asset `index`.
+    fn asset_record(&self, index: u32) -> Arc<Asset> {
+        let entry = self.snap.asset_entry(index);
+        entry
+            .expect("INVARIANT: a dirty asset with a rule set is live")
+            .asset
+            .clone()
+    }
+
     fn settle_one_asset(&mut self, index: u32, derivation: &mut Derivation) {
         let Some(rules) = self.derived_rule_set(index, derivation) else {
             return;
         };
-        let asset = self
-            .snap
-            .asset_entry(index)
-            .expect("derived above")
-            .asset
-            .clone();
+        let asset = self.asset_record(index);
         let old = self.snap.asset_check(index).expect("beside").rules.clone();
         if !old.same_allocation(&rules) {
             self.asset_check_mut(index).rules = rules.clone();
@@ -198,12 +202,7 @@ impl Working {
                 continue;
             };
             live.insert(index);
-            let asset = self
-                .snap
-                .asset_entry(index)
-                .expect("derived above")
-                .asset
-                .clone();
+            let asset = self.asset_record(index);
             let held = &self.snap.asset_check(index).expect("beside").rules;
             for set in [held, &rules] {
                 if seen_sets.insert(set.address()) {
