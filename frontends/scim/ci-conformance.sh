@@ -37,7 +37,18 @@ case "${SCIM_CONFORMANCE_SERVER:-portcullis}" in
         # command with --no-run is a no-op after it, where `cargo build -p portcullis`
         # would resolve features for one package and rebuild half the graph.
         cargo test --quiet --workspace --no-run
-        server=("${CARGO_TARGET_DIR:-target}/debug/portcullis" serve --data "$data/store" --listen "127.0.0.1:$port")
+        # The suite writes random placeholder passwords (no upper-case letter, some
+        # short): it tests the protocol, not a password policy, so the served engine
+        # gets a policy those meet, as an operator provisioning from such a client
+        # would configure (the default policy refuses them: 400 invalidValue).
+        cat >"$data/portcullis.toml" <<'TOML'
+[auth.password_policy]
+min_length = 1
+upper = false
+lower = false
+digit = false
+TOML
+        server=("${CARGO_TARGET_DIR:-target}/debug/portcullis" serve --config "$data/portcullis.toml" --data "$data/store" --listen "127.0.0.1:$port")
         ;;
     example)
         cargo build --quiet --profile test -p portcullis-scim --example scim_server
