@@ -25,6 +25,14 @@ impl Default for CredentialPolicy {
     }
 }
 
+/// The default policy, built once: every working copy starts from it (the writer then
+/// hands it the engine's), so a write does not build argon2 parameters it discards.
+pub(crate) fn default_policy() -> std::sync::Arc<CredentialPolicy> {
+    static DEFAULT: std::sync::LazyLock<std::sync::Arc<CredentialPolicy>> =
+        std::sync::LazyLock::new(Default::default);
+    DEFAULT.clone()
+}
+
 impl CredentialPolicy {
     /// A policy, or why the argon2 parameters cannot be used.
     pub fn new(

@@ -194,7 +194,7 @@ impl Engine {
             commits: AtomicU64::new(0),
             image,
             closing: AtomicBool::new(false),
-            credentials: Default::default(),
+            credentials: std::sync::RwLock::new(crate::credentials::default_policy()),
         });
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_shared = shared.clone();

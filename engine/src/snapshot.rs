@@ -561,9 +561,15 @@ impl Snapshot {
                 return Some(index);
             }
         }
-        self.user_names.get(reference, |i| {
-            self.user_entry(i).map(|e| e.user.username.as_str())
-        })
+        self.user_names.get(reference, |i| self.username_at(i))
+    }
+
+    fn username_at(&self, index: u32) -> Option<&str> {
+        self.user_entry(index).map(|e| e.user.username.as_str())
+    }
+
+    fn asset_name_at(&self, index: u32) -> Option<&str> {
+        self.asset_entry(index).map(|e| e.asset.name.as_str())
     }
 
     /// The dense indexes of a check's user and asset, as [`Snapshot::user_index`] and
@@ -578,14 +584,12 @@ impl Snapshot {
         let user_key = self.user_names.key(user);
         let asset_key = self.asset_names.key(asset);
         let user_index = by_id(EntityKind::User, user).or_else(|| {
-            self.user_names.find(&user_key, user, |i| {
-                self.user_entry(i).map(|e| e.user.username.as_str())
-            })
+            self.user_names
+                .find(&user_key, user, |i| self.username_at(i))
         });
         let asset_index = by_id(EntityKind::Asset, asset).or_else(|| {
-            self.asset_names.find(&asset_key, asset, |i| {
-                self.asset_entry(i).map(|e| e.asset.name.as_str())
-            })
+            self.asset_names
+                .find(&asset_key, asset, |i| self.asset_name_at(i))
         });
         (user_index, asset_index)
     }
@@ -598,9 +602,7 @@ impl Snapshot {
                 return Some(index);
             }
         }
-        self.asset_names.get(reference, |i| {
-            self.asset_entry(i).map(|e| e.asset.name.as_str())
-        })
+        self.asset_names.get(reference, |i| self.asset_name_at(i))
     }
 
     pub(crate) fn group_index(&self, reference: &str) -> Option<u32> {

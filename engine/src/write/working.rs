@@ -98,7 +98,7 @@ impl Working {
             touched: BTreeSet::new(),
             secrets: Vec::new(),
             record: true,
-            credentials: Arc::default(),
+            credentials: crate::credentials::default_policy(),
         }
     }
 
