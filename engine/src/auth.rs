@@ -453,7 +453,7 @@ impl Auth {
             snapshot
                 .user_by_email(login)
                 .and_then(|i| snapshot.user_entry(i))
-                .map(|e| e.user.clone())
+                .map(|e| Arc::new(e.record.unpack()))
         });
         let lock = lock_key(user.as_deref(), login);
         if self.locked_until(&lock, now)?.is_some() {
@@ -963,7 +963,7 @@ impl Auth {
             snapshot
                 .user_by_email(login)
                 .and_then(|i| snapshot.user_entry(i))
-                .map(|e| e.user.clone())
+                .map(|e| Arc::new(e.record.unpack()))
         });
         let Some(user) = user.filter(|u| {
             u.email.is_some()

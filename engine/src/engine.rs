@@ -412,7 +412,7 @@ impl Engine {
         let id = snapshot
             .user_index(user)
             .and_then(|i| snapshot.user_entry(i))
-            .map(|e| e.user.id);
+            .map(|e| e.id);
         let hash = match id {
             Some(id) => self.shared.store.password_hash(id)?,
             None => None,
@@ -566,8 +566,8 @@ fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot
     ];
     let rank = |kind: EntityKind| KINDS.iter().position(|k| *k == kind).expect("every kind");
     let mut touched: std::collections::BTreeSet<(usize, Id)> = Default::default();
-    for change in store.changes_since(snapshot.revision, usize::MAX)? {
-        touched.insert((rank(change.entity), change.id));
+    for (entity, id) in store.entities_changed_since(snapshot.revision)? {
+        touched.insert((rank(entity), id));
     }
     let mut working = Working::unrecorded(snapshot);
     let index_of = |working: &Working, kind: EntityKind, id: Id| working.snap.slot_of(kind, id);
@@ -748,6 +748,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
         snapshot: mut base,
         changes,
         touched,
+        memberships,
         secrets,
     } = working.finish();
     base.revision = revision;
@@ -761,6 +762,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
     let commit = Commit {
         snapshot: &base,
         touched: touched.into_iter().collect(),
+        memberships,
         secrets,
         changes,
         revision: base.revision,
@@ -876,7 +878,7 @@ impl Snapshot {
                 .users
                 .iter()
                 .flatten()
-                .map(|e| (*e.user).clone())
+                .map(|e| e.record.unpack())
                 .collect(),
             groups: self
                 .groups
@@ -894,7 +896,7 @@ impl Snapshot {
                 .assets
                 .iter()
                 .flatten()
-                .map(|e| (*e.asset).clone())
+                .map(|e| e.record.unpack())
                 .collect(),
             rules: self
                 .rules
@@ -968,7 +970,7 @@ impl Snapshot {
             EntityKind::User => self
                 .user_index(reference)
                 .and_then(|i| self.user_entry(i))
-                .map(|e| e.user.id),
+                .map(|e| e.id),
             EntityKind::Group => self
                 .group_index(reference)
                 .and_then(|i| self.group_entry(i))
@@ -980,7 +982,7 @@ impl Snapshot {
             EntityKind::Asset => self
                 .asset_index(reference)
                 .and_then(|i| self.asset_entry(i))
-                .map(|e| e.asset.id),
+                .map(|e| e.id),
             EntityKind::Rule => self
                 .rule_index(reference)
                 .and_then(|i| self.rule_entry(i))

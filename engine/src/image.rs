@@ -7,7 +7,7 @@
 //! store's revision by re-reading every entity the change log names after the
 //! image's revision (see `Engine::start`).
 //!
-//! # Format (version 1), documented in `docs/snapshot.md`
+//! # Format (version 2), documented in `docs/snapshot.md`
 //!
 //! ```text
 //! offset  size  field
@@ -23,10 +23,13 @@
 //! ```
 //!
 //! The body is a sequence of sections, in this order: `next_node_number` (one
-//! postcard varint), then roles, nodes, users, groups, assets, the shared asset rule
-//! sets, rules, tokens. A section is a postcard varint count followed by that many
-//! postcard records; entity sections hold one `Option` per dense index, so indexes in
-//! derived data stay valid. Bitmaps are in the portable Roaring format.
+//! postcard varint), then roles, nodes, users, groups, symbols (protocol names and
+//! account usernames, by number), assets, the shared asset rule sets, rules, tokens. A
+//! section is a postcard varint count followed by that many postcard records; entity
+//! sections hold one `Option` per dense index, so indexes in derived data stay valid.
+//! Bitmaps are in the portable Roaring format. Users and assets are kept as the
+//! snapshot keeps them, packed (postcard bytes of the record), beside what their check
+//! records need, so an open copies them without unpacking any.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,15 +38,15 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Asset, EntityKind, Group, Node, Role, Rule, Time, Token, User};
+use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, RuleSet, Slot,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, Packed, RuleEntry, RuleSet, Slot,
     Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
 /// The layout this build writes and reads.
-pub(crate) const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 2;
 const HEADER: usize = 48;
 
 /// The image file of the store at `store`: `<store>.image`.
@@ -90,7 +93,9 @@ fn unbits(bytes: &[u8]) -> Result<RoaringBitmap, Rejected> {
 
 #[derive(Serialize, Deserialize)]
 struct UserImage {
-    user: Arc<User>,
+    record: Packed<User>,
+    /// The user's [`UserCheck::valid_until`], so an open need not unpack the record.
+    valid_until: Time,
     direct_groups: Vec<(u32, Time)>,
     direct_rules: Vec<u8>,
     groups: Vec<(u32, Time)>,
@@ -118,7 +123,14 @@ struct NodeImage {
 
 #[derive(Serialize, Deserialize)]
 struct AssetImage {
-    asset: Arc<Asset>,
+    record: Packed<Asset>,
+    // What the asset's check record and the account index need, so an open need not
+    // unpack the record: protocol names and account usernames by symbol (the symbols
+    // section), and the accounts' ids.
+    active: bool,
+    protocols: Vec<u32>,
+    accounts: Vec<u32>,
+    account_ids: Vec<Id>,
     nodes: Vec<u32>,
     direct_rules: Vec<u8>,
     /// Index into the shared rule sets section.
@@ -234,7 +246,8 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
     let users = snapshot.users.iter().zip(snapshot.user_checks.iter());
     section(out, snapshot.users.len(), users, |(entry, check)| {
         entry.as_ref().map(|e| UserImage {
-            user: e.user.clone(),
+            record: e.record.clone(),
+            valid_until: check.valid_until,
             direct_groups: e.direct_groups.to_vec(),
             direct_rules: bits(&e.direct_rules),
             groups: e.groups.to_vec(),
@@ -256,6 +269,8 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
             })
         },
     )?;
+    let symbols = snapshot.symbols.in_order();
+    section(out, symbols.len(), symbols.iter(), |name| *name)?;
     // Assets name their rule set by number; each shared set is written once.
     let mut set_numbers: std::collections::HashMap<usize, u32> = Default::default();
     let mut sets: Vec<&RuleSet> = Vec::new();
@@ -270,7 +285,11 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                     (sets.len() - 1) as u32
                 });
                 AssetImage {
-                    asset: e.asset.clone(),
+                    record: e.record.clone(),
+                    active: check.active,
+                    protocols: check.protocols.to_vec(),
+                    accounts: check.accounts.to_vec(),
+                    account_ids: e.record.unpack().accounts.iter().map(|a| a.id).collect(),
                     nodes: e.nodes.to_vec(),
                     direct_rules: bits(&e.direct_rules),
                     rules: number,
@@ -494,6 +513,7 @@ enum Piece {
     Node(Option<NodeImage>),
     User(Option<UserImage>),
     Group(Option<GroupImage>),
+    Symbol(Box<str>),
     Asset(Option<AssetImage>),
     Set(Vec<u32>),
     Rule(Option<RuleImage>),
@@ -558,6 +578,7 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Node),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::User),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Group),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Symbol),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Asset),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Set),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Rule),
@@ -684,18 +705,21 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
             let index = snap.users.len();
             let entry = match user {
                 Some(u) => {
-                    register(&mut snap, EntityKind::User, u.user.id, index);
-                    snap.user_names.insert(&u.user.username, index as u32);
-                    if let Some(email) = &u.user.email {
+                    let head = u.record.head();
+                    register(&mut snap, EntityKind::User, head.id, index);
+                    snap.user_names.insert(head.username, index as u32);
+                    if let Some(email) = head.email {
                         snap.user_emails.insert(email, index as u32);
                     }
                     snap.user_checks.push(UserCheck {
+                        valid_until: u.valid_until,
                         rules: UserRules::from_sorted(u.rules),
                         rule_until: u.rule_until.into(),
-                        ..UserCheck::of(&u.user)
+                        username_hash: UserCheck::name_hash(head.username),
                     });
                     Some(Arc::new(UserEntry {
-                        user: u.user,
+                        id: head.id,
+                        record: u.record,
                         direct_groups: u.direct_groups.into(),
                         direct_rules: unbits(&u.direct_rules)?,
                         groups: u.groups.into(),
@@ -735,6 +759,21 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
             Ok(())
         },
     )?;
+    reader.section(
+        |piece| match piece {
+            Piece::Symbol(name) => Some(name),
+            _ => None,
+        },
+        |name: Box<str>| {
+            let number = snap.symbols.len();
+            if snap.symbols.intern(&name) as usize != number {
+                return Err(Rejected::Malformed(format!(
+                    "symbol `{name}` appears twice"
+                )));
+            }
+            Ok(())
+        },
+    )?;
     let mut assets: Vec<Option<(AssetImage, RoaringBitmap)>> = Vec::new();
     reader.section(
         |piece| match piece {
@@ -768,21 +807,37 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
     for (index, asset) in assets.into_iter().enumerate() {
         let entry = match asset {
             Some((a, direct_rules)) => {
-                register(&mut snap, EntityKind::Asset, a.asset.id, index);
-                snap.asset_names.insert(&a.asset.name, index as u32);
-                for account in &a.asset.accounts {
-                    snap.account_ids.insert(account.id, index as u32);
+                let id = a.record.id();
+                register(&mut snap, EntityKind::Asset, id, index);
+                snap.asset_names.insert(a.record.name(), index as u32);
+                for account in a.account_ids {
+                    snap.account_ids.insert(account, index as u32);
                 }
-                if a.asset.active {
+                if a.active {
                     active.insert(index as u32);
                 }
                 let rules = sets.get(a.rules as usize).cloned().ok_or_else(|| {
                     Rejected::Malformed("an asset names a missing rule set".into())
                 })?;
-                snap.asset_checks
-                    .push(AssetCheck::of(&a.asset, rules, &mut snap.symbols));
+                let symbols = snap.symbols.len();
+                if a.protocols
+                    .iter()
+                    .chain(&a.accounts)
+                    .any(|&s| s as usize >= symbols)
+                {
+                    return Err(Rejected::Malformed(
+                        "an asset names a missing symbol".into(),
+                    ));
+                }
+                snap.asset_checks.push(AssetCheck {
+                    active: a.active,
+                    protocols: a.protocols.into(),
+                    accounts: a.accounts.into(),
+                    rules,
+                });
                 Some(Arc::new(AssetEntry {
-                    asset: a.asset,
+                    id,
+                    record: a.record,
                     nodes: a.nodes.into(),
                     direct_rules,
                 }))

@@ -19,6 +19,7 @@ mod footprint;
 mod invariants;
 mod look_alike;
 mod name_index;
+mod packed;
 mod rule_set;
 mod symbols;
 mod views;
@@ -40,6 +41,7 @@ pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
 pub(crate) use name_index::{NameIndex, same_name};
+pub(crate) use packed::Packed;
 pub(crate) use rule_set::{RuleSet, UserRules};
 pub(crate) use symbols::Symbols;
 pub use views::{ListQuery, UserGroup};
@@ -56,7 +58,9 @@ pub(crate) struct Slot {
 
 #[derive(Clone)]
 pub(crate) struct UserEntry {
-    pub(crate) user: Arc<User>,
+    pub(crate) id: Id,
+    /// The user as written (cold: read for views, writes and names).
+    pub(crate) record: Packed<User>,
     /// Groups the user is a direct member of, with the membership's end (`Time::MAX`:
     /// none).
     pub(crate) direct_groups: SmallVec<[(u32, Time); 4]>,
@@ -163,7 +167,9 @@ pub(crate) struct NodeEntry {
 
 #[derive(Clone)]
 pub(crate) struct AssetEntry {
-    pub(crate) asset: Arc<Asset>,
+    pub(crate) id: Id,
+    /// The asset as written (cold: a check reads its [`AssetCheck`]).
+    pub(crate) record: Packed<Asset>,
     pub(crate) nodes: SmallVec<[u32; 2]>,
     /// Rules that name the asset.
     pub(crate) direct_rules: RoaringBitmap,
@@ -565,11 +571,11 @@ impl Snapshot {
     }
 
     fn username_at(&self, index: u32) -> Option<&str> {
-        self.user_entry(index).map(|e| e.user.username.as_str())
+        self.user_entry(index).map(|e| e.record.username())
     }
 
     fn asset_name_at(&self, index: u32) -> Option<&str> {
-        self.asset_entry(index).map(|e| e.asset.name.as_str())
+        self.asset_entry(index).map(|e| e.record.name())
     }
 
     /// The dense indexes of a check's user and asset, as [`Snapshot::user_index`] and
@@ -650,7 +656,7 @@ impl Snapshot {
 
     pub(crate) fn user_by_email(&self, email: &str) -> Option<u32> {
         self.user_emails.get(email, |i| {
-            self.user_entry(i).and_then(|e| e.user.email.as_deref())
+            self.user_entry(i).and_then(|e| e.record.head().email)
         })
     }
 

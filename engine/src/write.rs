@@ -13,4 +13,4 @@ pub use spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, Password, RoleSpec, RuleSpec,
     Spec, SpecEdit, SubgroupSpec, TokenSpec, UserSpec,
 };
-pub(crate) use working::{Finished, SecretWrite, Working, group_closure};
+pub(crate) use working::{Finished, MembershipWrite, SecretWrite, Working, group_closure};

@@ -56,6 +56,16 @@ fn a_store_written_by_release_0_1_opens_with_its_estate() {
         "the fixture holds an estate: {counts:?}"
     );
     assert_eq!(sorted_estate(&snapshot), expected);
+    // Its operation log (JSON rows) reads back, and goes on in binary rows after it.
+    let old_log = engine
+        .changes_since(0, usize::MAX)
+        .expect("the old log reads");
+    assert!(
+        old_log
+            .iter()
+            .any(|c| c.entity == EntityKind::User && c.after.is_some()),
+        "the fixture's log records its users"
+    );
     // A write, a clean close (which leaves an image) and a second open from that
     // image: the migrated store goes on like a new one.
     engine
@@ -67,6 +77,26 @@ fn a_store_written_by_release_0_1_opens_with_its_estate() {
             )],
         )
         .expect("a write to the old store");
+    let log = engine.changes_since(0, usize::MAX).expect("the log reads");
+    assert_eq!(
+        log[..old_log.len()],
+        old_log[..],
+        "old records read as before"
+    );
+    let [new] = &log[old_log.len()..] else {
+        panic!("one new record: {:?}", &log[old_log.len()..]);
+    };
+    assert_eq!(new.operation, Operation::Create);
+    assert_eq!(
+        new.after.as_ref(),
+        Some(
+            &engine
+                .snapshot()
+                .entity_json(EntityKind::User, "later")
+                .expect("the user")
+        ),
+        "a binary record reads back as the entity's JSON"
+    );
     drop(snapshot);
     engine.close();
     drop(engine);

@@ -1187,6 +1187,105 @@ fn a_membership_op_changes_one_membership_and_logs_only_it() {
     assert!(changes[1].after.is_none() && changes[1].before.is_some());
 }
 
+/// Memberships are stored one row each; a store rebuilt without an image gives every
+/// group its members in the order the snapshot kept them, whether the group was
+/// written whole or a membership alone, in one commit or several.
+#[test]
+fn members_keep_their_order_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let options = || EngineOptions {
+        images: false,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open_with(&path, options()).unwrap();
+    let mut setup: Vec<Op> = (0..8).map(|i| user(&format!("u{i}"))).collect();
+    setup.push(create(
+        EntityKind::Group,
+        json!({"name": "g", "members": ["u5", "u1", "u3"]}),
+    ));
+    setup.push(create(
+        EntityKind::Group,
+        json!({"name": "h", "members": ["u2"]}),
+    ));
+    write(&engine, setup).unwrap();
+    let add = |group: &str, user: &str, until: Option<&str>| Op::AddMember {
+        group: group.to_owned(),
+        member: serde_json::from_value(json!({"user": user, "expires_at": until})).unwrap(),
+    };
+    let remove = |group: &str, user: &str| Op::RemoveMember {
+        group: group.to_owned(),
+        user: user.to_owned(),
+    };
+    write(&engine, vec![add("g", "u0", None), add("g", "u7", None)]).unwrap();
+    // A changed membership keeps its place; a removed and re-added one goes last.
+    write(&engine, vec![add("g", "u1", Some("2031-01-01T00:00:00Z"))]).unwrap();
+    write(
+        &engine,
+        vec![
+            remove("g", "u5"),
+            add("g", "u5", None),
+            add("h", "u6", None),
+        ],
+    )
+    .unwrap();
+    // A group rewritten whole after memberships written alone.
+    write(
+        &engine,
+        vec![patch(
+            EntityKind::Group,
+            "h",
+            json!({"members": ["u4", "u2", "u6"]}),
+        )],
+    )
+    .unwrap();
+    write(&engine, vec![add("h", "u3", None), remove("h", "u2")]).unwrap();
+    let members = |engine: &Engine, group: &str| -> Vec<Value> {
+        let group = engine
+            .snapshot()
+            .entity_json(EntityKind::Group, group)
+            .unwrap();
+        group["members"].as_array().unwrap().clone()
+    };
+    let name = |engine: &Engine, member: &Value| -> String {
+        let id = member["user"].as_str().unwrap();
+        engine.snapshot().entity_json(EntityKind::User, id).unwrap()["username"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = (members(&engine, "g"), members(&engine, "h"));
+    let names: Vec<String> = before.0.iter().map(|m| name(&engine, m)).collect();
+    assert_eq!(names, ["u1", "u3", "u0", "u7", "u5"]);
+    let names: Vec<String> = before.1.iter().map(|m| name(&engine, m)).collect();
+    assert_eq!(names, ["u4", "u6", "u3"]);
+    engine.close();
+    drop(engine);
+    let engine = Engine::open_with(&path, options()).unwrap();
+    assert_eq!(engine.opened_from(), &Err(ImageRejected::Missing));
+    engine.snapshot().check_invariants().unwrap();
+    assert_eq!((members(&engine, "g"), members(&engine, "h")), before);
+    // Deleting a group deletes its member rows: its name and members can be reused.
+    write(
+        &engine,
+        vec![Op::Delete {
+            kind: EntityKind::Group,
+            target: "h".to_owned(),
+        }],
+    )
+    .unwrap();
+    write(
+        &engine,
+        vec![create(EntityKind::Group, json!({"name": "h"}))],
+    )
+    .unwrap();
+    engine.close();
+    drop(engine);
+    let engine = Engine::open_with(&path, options()).unwrap();
+    assert_eq!(members(&engine, "h"), Vec::<Value>::new());
+    assert_eq!(members(&engine, "g"), before.0);
+}
+
 #[test]
 fn removing_a_non_member_or_granting_through_add_member_is_refused() {
     let (engine, caller) = granting_engine(&["groups.change", "users.view"]);

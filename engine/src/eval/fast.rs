@@ -5,6 +5,7 @@
 //! (up to four matching rules), no lock, no I/O.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
@@ -13,7 +14,7 @@ use crate::eval::{
     AccountGrant, Decision, Evaluator, Explanation, NodeGrant, Query, Reason, RuleIds, RuleVerdict,
 };
 use crate::model::{
-    ANON_ACCOUNT, Actions, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
+    ANON_ACCOUNT, Actions, Asset, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
 };
 use crate::snapshot::{AccountRef, Snapshot, UserCheck, UserEntry, same_name};
 
@@ -121,7 +122,7 @@ impl Snapshot {
                                 == user.username_hash
                                 && self
                                     .user_entry(user_index)
-                                    .is_some_and(|entry| entry.user.username == account)
+                                    .is_some_and(|entry| entry.record.username() == account)
                         })
                 {
                     continue;
@@ -164,41 +165,15 @@ impl Snapshot {
             .ok_or_else(|| NotFound::new(EntityKind::Asset, reference))
     }
 
-    /// The account names worth trying on an asset for a user: its accounts, the two
-    /// virtual ones, and the user's own name when the asset has no such account.
-    fn candidate_accounts<'a>(
-        &'a self,
-        user: &'a UserEntry,
-        asset_index: u32,
-    ) -> Vec<(&'a str, Option<Id>)> {
-        let Some(asset) = self.asset_entry(asset_index) else {
-            return Vec::new();
-        };
-        let mut accounts: Vec<(&str, Option<Id>)> = asset
-            .asset
-            .accounts
-            .iter()
-            .map(|a| (a.username.as_str(), Some(a.id)))
-            .collect();
-        accounts.push((INPUT_ACCOUNT, None));
-        accounts.push((ANON_ACCOUNT, None));
-        if asset.asset.account(&user.user.username).is_none() {
-            accounts.push((user.user.username.as_str(), None));
-        }
-        accounts
-    }
-
     /// Whether some account and protocol grant the user some action on the asset.
-    fn reaches(&self, user_index: u32, asset_index: u32, at: Time) -> bool {
-        let (Some(user), Some(asset)) =
-            (self.user_entry(user_index), self.asset_entry(asset_index))
-        else {
+    fn reaches(&self, user_index: u32, asset_index: u32, asset: &Asset, at: Time) -> bool {
+        let Some(user) = self.user_entry(user_index) else {
             return false;
         };
-        self.candidate_accounts(user, asset_index)
+        candidate_accounts(asset, user.record.username())
             .iter()
             .any(|(account, _)| {
-                asset.asset.protocols.iter().any(|protocol| {
+                asset.protocols.iter().any(|protocol| {
                     !self
                         .decide(
                             user_index,
@@ -216,13 +191,12 @@ impl Snapshot {
 
     /// The assets a user may reach at `at`, as a bitmap of dense indexes.
     fn reachable_assets(&self, user_index: u32, at: Time) -> RoaringBitmap {
-        let Some(user) = self.user_entry(user_index) else {
+        let Some(user) = self.user_check(user_index) else {
             return RoaringBitmap::new();
         };
-        if !user.user.is_valid_at(at) {
+        if at >= user.valid_until {
             return RoaringBitmap::new();
         }
-        let user = self.user_check(user_index).expect("beside a live user");
         let mut allowed = RoaringBitmap::new();
         let mut denials = Vec::new();
         for rule_index in user.rules.iter() {
@@ -250,7 +224,10 @@ impl Snapshot {
         }
         suspects &= &allowed;
         for asset_index in &suspects {
-            if !self.reaches(user_index, asset_index, at) {
+            let Some(asset) = self.asset_entry(asset_index) else {
+                continue;
+            };
+            if !self.reaches(user_index, asset_index, &asset.record.unpack(), at) {
                 allowed.remove(asset_index);
             }
         }
@@ -280,7 +257,7 @@ impl Snapshot {
             .iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(limit)
-            .filter_map(|i| self.asset_entry(i).map(|e| e.asset.clone()))
+            .filter_map(|i| self.asset_entry(i).map(|e| Arc::new(e.record.unpack())))
             .collect();
         Ok(Page { total, items })
     }
@@ -328,15 +305,16 @@ impl Snapshot {
 
     fn users_reaching(&self, asset_index: u32, at: Time) -> RoaringBitmap {
         let mut users = RoaringBitmap::new();
-        let Some(asset) = self.asset_entry(asset_index) else {
+        let (Some(entry), Some(check)) =
+            (self.asset_entry(asset_index), self.asset_check(asset_index))
+        else {
             return users;
         };
-        if !asset.asset.active {
+        if !check.active {
             return users;
         }
         let mut candidates = RoaringBitmap::new();
-        let asset = self.asset_check(asset_index).expect("beside a live asset");
-        for rule_index in asset.rules.iter() {
+        for rule_index in check.rules.iter() {
             let Some(entry) = self.rule_entry(rule_index) else {
                 continue;
             };
@@ -353,8 +331,9 @@ impl Snapshot {
                 candidates |= self.group_all_members(group);
             }
         }
+        let asset = entry.record.unpack();
         for user_index in &candidates {
-            if self.reaches(user_index, asset_index, at) {
+            if self.reaches(user_index, asset_index, &asset, at) {
                 users.insert(user_index);
             }
         }
@@ -375,7 +354,7 @@ impl Snapshot {
             .iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(limit)
-            .filter_map(|i| self.user_entry(i).map(|e| e.user.clone()))
+            .filter_map(|i| self.user_entry(i).map(|e| Arc::new(e.record.unpack())))
             .collect();
         Ok(Page {
             total: users.len(),
@@ -430,7 +409,12 @@ impl Snapshot {
             query.at,
         );
         let user = self.user_entry(user_index).expect("resolved");
-        let asset = self.asset_entry(asset_index).expect("resolved");
+        let user_record = user.record.unpack();
+        let asset = self
+            .asset_entry(asset_index)
+            .expect("resolved")
+            .record
+            .unpack();
         let user_check = self.user_check(user_index).expect("resolved");
         let asset_check = self.asset_check(asset_index).expect("resolved");
         let at = query.at;
@@ -455,13 +439,13 @@ impl Snapshot {
                 Some(Reason::Expired)
             } else if !rule.protocols.allows(query.protocol) {
                 Some(Reason::ProtocolNotGranted)
-            } else if !asset.asset.offers(query.protocol) {
+            } else if !asset.offers(query.protocol) {
                 Some(Reason::ProtocolNotOffered)
-            } else if !entry.compiled.accounts.matches(
-                query.account,
-                &asset.asset,
-                &user.user.username,
-            ) {
+            } else if !entry
+                .compiled
+                .accounts
+                .matches(query.account, &asset, &user_record.username)
+            {
                 Some(Reason::AccountNotGranted)
             } else {
                 None
@@ -493,11 +477,11 @@ impl Snapshot {
         rules.sort_by(|a, b| a.name.cmp(&b.name).then(a.rule.cmp(&b.rule)));
         let reasons = if decision.allowed {
             Vec::new()
-        } else if !user.user.active {
+        } else if !user_record.active {
             vec![Reason::UserInactive]
-        } else if !user.user.is_valid_at(at) {
+        } else if !user_record.is_valid_at(at) {
             vec![Reason::UserExpired]
-        } else if !asset.asset.active {
+        } else if !asset.active {
             vec![Reason::AssetInactive]
         } else if rules.is_empty() {
             vec![Reason::NoRule]
@@ -553,7 +537,7 @@ impl Evaluator for Snapshot {
         Ok(self
             .reachable_assets(user, at)
             .iter()
-            .filter_map(|i| self.asset_entry(i).map(|e| e.asset.id))
+            .filter_map(|i| self.asset_entry(i).map(|e| e.id))
             .collect())
     }
 
@@ -571,16 +555,20 @@ impl Evaluator for Snapshot {
         let user_index = self.user_or_err(user)?;
         let asset_index = self.asset_or_err(asset)?;
         let user = self.user_entry(user_index).expect("resolved");
-        let asset = self.asset_entry(asset_index).expect("resolved");
+        let asset = self
+            .asset_entry(asset_index)
+            .expect("resolved")
+            .record
+            .unpack();
         let mut grants = Vec::new();
-        for (account, id) in self.candidate_accounts(user, asset_index) {
+        for (account, id) in candidate_accounts(&asset, user.record.username()) {
             let mut grant = AccountGrant {
                 username: account.to_owned(),
                 account: id,
                 actions: Actions::NONE,
                 protocols: Vec::new(),
             };
-            for protocol in &asset.asset.protocols {
+            for protocol in &asset.protocols {
                 let actions = self
                     .decide(
                         user_index,
@@ -608,13 +596,13 @@ impl Evaluator for Snapshot {
         Ok(self
             .users_reaching(asset, at)
             .iter()
-            .filter_map(|i| self.user_entry(i).map(|e| e.user.id))
+            .filter_map(|i| self.user_entry(i).map(|e| e.id))
             .collect())
     }
 
     fn effective_roles(&self, user: &str, scope: &str, at: Time) -> Result<Vec<String>, NotFound> {
         let user = self.user_entry(self.user_or_err(user)?).expect("resolved");
-        let mut roles: Vec<String> = user.user.system_roles.clone();
+        let mut roles: Vec<String> = user.record.unpack().system_roles;
         for &(group, until) in &*user.groups {
             if at >= until {
                 continue;
@@ -649,4 +637,20 @@ impl Evaluator for Snapshot {
                 })
         }))
     }
+}
+
+/// The account names worth trying on an asset for a user: its accounts, the two
+/// virtual ones, and the user's own name when the asset has no such account.
+fn candidate_accounts<'a>(asset: &'a Asset, username: &'a str) -> Vec<(&'a str, Option<Id>)> {
+    let mut accounts: Vec<(&str, Option<Id>)> = asset
+        .accounts
+        .iter()
+        .map(|a| (a.username.as_str(), Some(a.id)))
+        .collect();
+    accounts.push((INPUT_ACCOUNT, None));
+    accounts.push((ANON_ACCOUNT, None));
+    if asset.account(username).is_none() {
+        accounts.push((username, None));
+    }
+    accounts
 }

@@ -54,17 +54,12 @@ impl Snapshot {
         for entry in self.users.iter().flatten() {
             user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);
             user_derived += entry.groups.len() * 16;
-            user_records += size_of::<crate::model::User>()
-                + entry.user.username.capacity()
-                + entry.user.name.capacity()
-                + entry.user.description.capacity()
-                + entry.user.email.as_ref().map_or(0, String::capacity)
-                + entry.user.system_roles.len() * 32;
+            user_records += entry.record.bytes().len() + 2 * size_of::<usize>();
         }
         parts.push(("users: entries and link bitmaps", user_entries));
         parts.push(("users: check records with their rule sets", user_checks));
         parts.push(("users: groups reached (derived)", user_derived));
-        parts.push(("users: records (names, emails, roles)", user_records));
+        parts.push(("users: records (packed)", user_records));
         let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
         for entry in self.groups.iter().flatten() {
             group_bytes += size_of::<super::GroupEntry>()
@@ -88,26 +83,11 @@ impl Snapshot {
         }
         for entry in self.assets.iter().flatten() {
             asset_entries += size_of::<super::AssetEntry>() + bitmap(&entry.direct_rules);
-            let asset = &entry.asset;
-            asset_records += size_of::<crate::model::Asset>()
-                + asset.name.capacity()
-                + asset.address.capacity()
-                + asset.platform.capacity()
-                + asset.description.capacity()
-                + asset.protocols.capacity() * 24
-                + asset.nodes.capacity() * 16
-                + asset
-                    .accounts
-                    .iter()
-                    .map(|a| size_of::<crate::model::Account>() + a.username.capacity())
-                    .sum::<usize>();
+            asset_records += entry.record.bytes().len() + 2 * size_of::<usize>();
         }
         parts.push(("assets: entries", asset_entries));
         parts.push(("assets: check records", asset_checks));
-        parts.push((
-            "assets: records (names, accounts, protocols)",
-            asset_records,
-        ));
+        parts.push(("assets: records (packed)", asset_records));
         parts.push((
             "assets: rule sets (shared by node set, counted once)",
             rule_sets,

@@ -34,7 +34,7 @@ impl Snapshot {
         self.group_entry(index).expect("live group").group.id
     }
     fn asset_id(&self, index: u32) -> Id {
-        self.asset_entry(index).expect("live asset").asset.id
+        self.asset_entry(index).expect("live asset").id
     }
     fn rule_id(&self, index: u32) -> Id {
         self.rule_entry(index).expect("live rule").rule.id
@@ -70,7 +70,7 @@ impl Snapshot {
                 .collect();
             until.sort();
             users.insert(
-                entry.user.id,
+                entry.id,
                 (
                     groups,
                     ids(&check.rules.to_bitmap(), &|r| self.rule_id(r)),
@@ -84,7 +84,7 @@ impl Snapshot {
             .zip(self.asset_checks.iter())
             .filter_map(|(entry, check)| {
                 Some((
-                    entry.as_ref()?.asset.id,
+                    entry.as_ref()?.id,
                     ids(&check.rules.to_bitmap(), &|r| self.rule_id(r)),
                 ))
             })
@@ -144,10 +144,10 @@ impl Snapshot {
         // Ids and names resolve to the entities that hold them.
         for (id, slot) in self.ids.iter() {
             let live = match slot.kind {
-                EntityKind::User => self.user_entry(slot.index).map(|e| e.user.id),
+                EntityKind::User => self.user_entry(slot.index).map(|e| e.id),
                 EntityKind::Group => self.group_entry(slot.index).map(|e| e.group.id),
                 EntityKind::Node => self.node_entry(slot.index).map(|e| e.node.id),
-                EntityKind::Asset => self.asset_entry(slot.index).map(|e| e.asset.id),
+                EntityKind::Asset => self.asset_entry(slot.index).map(|e| e.id),
                 EntityKind::Rule => self.rule_entry(slot.index).map(|e| e.rule.id),
                 EntityKind::Role => self.role_entry(slot.index).map(|r| r.id),
                 EntityKind::Token => self.token_entry(slot.index).map(|e| e.token.id),
@@ -175,13 +175,20 @@ impl Snapshot {
         }
         for (index, entry) in self.users.iter().enumerate() {
             let Some(entry) = entry else { continue };
-            if self.user_index(&entry.user.username) != Some(index as u32) {
+            if self.user_index(entry.record.username()) != Some(index as u32) {
                 return fail(format!(
                     "username `{}` does not resolve",
-                    entry.user.username
+                    entry.record.username()
                 ));
             }
-            if let Some(email) = &entry.user.email {
+            let head = entry.record.head();
+            if head.id != entry.id {
+                return fail(format!(
+                    "user `{}` is filed under another id",
+                    head.username
+                ));
+            }
+            if let Some(email) = head.email {
                 if self.user_by_email(email) != Some(index as u32) {
                     return fail(format!("email `{email}` does not resolve"));
                 }
@@ -195,8 +202,14 @@ impl Snapshot {
         }
         for (index, entry) in self.assets.iter().enumerate() {
             let Some(entry) = entry else { continue };
-            if self.asset_index(&entry.asset.name) != Some(index as u32) {
-                return fail(format!("asset `{}` does not resolve", entry.asset.name));
+            if entry.record.id() != entry.id {
+                return fail(format!(
+                    "asset `{}` is filed under another id",
+                    entry.record.name()
+                ));
+            }
+            if self.asset_index(entry.record.name()) != Some(index as u32) {
+                return fail(format!("asset `{}` does not resolve", entry.record.name()));
             }
         }
         for (index, entry) in self.rules.iter().enumerate() {
@@ -230,12 +243,12 @@ impl Snapshot {
             (
                 "usernames",
                 self.user_names
-                    .matches(named(users().map(|e| e.map(|e| e.user.username.as_str())))),
+                    .matches(named(users().map(|e| e.map(|e| e.record.username())))),
             ),
             (
                 "emails",
                 self.user_emails.matches(named(
-                    users().map(|e| e.and_then(|e| e.user.email.as_deref())),
+                    users().map(|e| e.and_then(|e| e.record.head().email)),
                 )),
             ),
             (
@@ -251,7 +264,7 @@ impl Snapshot {
                 self.asset_names.matches(named(
                     self.assets
                         .iter()
-                        .map(|e| e.as_ref().map(|e| e.asset.name.as_str())),
+                        .map(|e| e.as_ref().map(|e| e.record.name())),
                 )),
             ),
             (
@@ -309,7 +322,8 @@ impl Snapshot {
                 if !user.direct_groups.contains(&(group_index, until)) {
                     return fail(format!(
                         "user `{}` misses group `{}`",
-                        user.user.username, entry.group.name
+                        user.record.username(),
+                        entry.group.name
                     ));
                 }
             }
@@ -347,12 +361,15 @@ impl Snapshot {
                     g.group
                         .members
                         .iter()
-                        .filter(|m| m.user == entry.user.id)
+                        .filter(|m| m.user == entry.id)
                         .count()
                 })
                 .sum();
             if linked != entry.direct_groups.len() {
-                return fail(format!("user `{}` has stale groups", entry.user.username));
+                return fail(format!(
+                    "user `{}` has stale groups",
+                    entry.record.username()
+                ));
             }
         }
         let mut direct_user_rules: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
@@ -402,16 +419,16 @@ impl Snapshot {
             if entry.direct_rules != *direct_user_rules.get(&(index as u32)).unwrap_or(&empty) {
                 return fail(format!(
                     "user `{}` direct rules are stale",
-                    entry.user.username
+                    entry.record.username()
                 ));
             }
             let check = self.user_check(index as u32).expect("checked beside");
-            if check.valid_until != super::UserCheck::valid_until_of(&entry.user)
-                || check.username_hash != super::UserCheck::name_hash(&entry.user.username)
+            if check.valid_until != super::UserCheck::valid_until_of(&entry.record.unpack())
+                || check.username_hash != super::UserCheck::name_hash(entry.record.username())
             {
                 return fail(format!(
                     "user `{}` check record is stale",
-                    entry.user.username
+                    entry.record.username()
                 ));
             }
         }
@@ -443,7 +460,7 @@ impl Snapshot {
                 .enumerate()
                 .filter(|(_, a)| {
                     a.as_ref()
-                        .is_some_and(|a| a.asset.nodes.contains(&entry.node.id))
+                        .is_some_and(|a| a.record.unpack().nodes.contains(&entry.node.id))
                 })
                 .map(|(i, _)| i as u32)
                 .collect();
@@ -455,34 +472,37 @@ impl Snapshot {
         for (index, entry) in self.assets.iter().enumerate() {
             let Some(entry) = entry else { continue };
             let index = index as u32;
-            if entry.asset.active {
+            let asset = entry.record.unpack();
+            if asset.active {
                 active.insert(index);
             }
             let check = self.asset_check(index).expect("checked beside");
             let expected =
-                super::AssetCheck::of(&entry.asset, check.rules.clone(), &mut self.symbols.clone());
+                super::AssetCheck::of(&asset, check.rules.clone(), &mut self.symbols.clone());
             if (check.active, &check.protocols, &check.accounts)
                 != (expected.active, &expected.protocols, &expected.accounts)
             {
                 return fail(format!(
                     "asset `{}` check record is stale",
-                    entry.asset.name
+                    entry.record.name()
                 ));
             }
             if entry.direct_rules != *asset_rules.get(&index).unwrap_or(&empty) {
                 return fail(format!(
                     "asset `{}` direct rules are stale",
-                    entry.asset.name
+                    entry.record.name()
                 ));
             }
-            let nodes: Option<Vec<u32>> = entry
-                .asset
+            let nodes: Option<Vec<u32>> = asset
                 .nodes
                 .iter()
                 .map(|n| index_of(EntityKind::Node, *n))
                 .collect();
             if nodes.as_deref() != Some(&*entry.nodes) {
-                return fail(format!("asset `{}` node links are stale", entry.asset.name));
+                return fail(format!(
+                    "asset `{}` node links are stale",
+                    entry.record.name()
+                ));
             }
         }
         if active != *self.active_assets {
@@ -500,7 +520,7 @@ impl Snapshot {
             if *closure != *entry.groups {
                 return fail(format!(
                     "user `{}` group closure is stale",
-                    entry.user.username
+                    entry.record.username()
                 ));
             }
             let mut rules = entry.direct_rules.clone();
@@ -518,7 +538,10 @@ impl Snapshot {
             let until: Vec<(u32, Time)> =
                 until.into_iter().filter(|(_, t)| *t != Time::MAX).collect();
             if rules != check.rules.to_bitmap() || *until != *check.rule_until {
-                return fail(format!("user `{}` rules are stale", entry.user.username));
+                return fail(format!(
+                    "user `{}` rules are stale",
+                    entry.record.username()
+                ));
             }
         }
         let mut objects: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
@@ -533,13 +556,13 @@ impl Snapshot {
             }
             let check = self.asset_check(index).expect("checked beside");
             if rules != check.rules.to_bitmap() {
-                return fail(format!("asset `{}` rules are stale", entry.asset.name));
+                return fail(format!("asset `{}` rules are stale", entry.record.name()));
             }
             for rule in &rules {
                 if self
                     .rule_entry(rule)
                     .expect("live")
-                    .effective_on(&entry.asset)
+                    .effective_on(&entry.record.unpack())
                 {
                     objects.entry(rule).or_default().insert(index);
                 }
@@ -555,14 +578,14 @@ impl Snapshot {
             .assets
             .iter()
             .flatten()
-            .map(|e| e.asset.accounts.len())
+            .map(|e| e.record.unpack().accounts.len())
             .sum();
         if n_accounts != self.account_ids.len() {
             return fail("two accounts share an id, or the account index is stale".to_owned());
         }
         for (index, entry) in self.assets.iter().enumerate() {
             let Some(entry) = entry else { continue };
-            for account in &entry.asset.accounts {
+            for account in &entry.record.unpack().accounts {
                 if self.account_ids.get(&account.id) != Some(&(index as u32)) {
                     return fail(format!("account `{}` does not resolve", account.id));
                 }

@@ -34,6 +34,18 @@ impl Symbols {
         symbol
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Every name, by symbol: a table built by interning them in this order has the
+    /// same symbols.
+    pub(crate) fn in_order(&self) -> Vec<&str> {
+        let mut names: Vec<(&str, u32)> = self.map.iter().map(|(n, s)| (&**n, *s)).collect();
+        names.sort_unstable_by_key(|(_, symbol)| *symbol);
+        names.into_iter().map(|(name, _)| name).collect()
+    }
+
     pub(crate) fn heap_bytes(&self) -> usize {
         self.map.heap_bytes() + self.map.iter().map(|(name, _)| name.len()).sum::<usize>()
     }

@@ -76,10 +76,10 @@ impl Snapshot {
     /// The name an entity is looked up by (a username, a node's name).
     fn name_at(&self, kind: EntityKind, index: u32) -> Option<&str> {
         match kind {
-            EntityKind::User => self.user_entry(index).map(|e| e.user.username.as_str()),
+            EntityKind::User => self.user_entry(index).map(|e| e.record.username()),
             EntityKind::Group => self.group_entry(index).map(|e| e.group.name.as_str()),
             EntityKind::Node => self.node_entry(index).map(|e| e.node.name.as_str()),
-            EntityKind::Asset => self.asset_entry(index).map(|e| e.asset.name.as_str()),
+            EntityKind::Asset => self.asset_entry(index).map(|e| e.record.name()),
             EntityKind::Rule => self.rule_entry(index).map(|e| e.rule.name.as_str()),
             EntityKind::Role => self.role_entry(index).map(|r| r.name.as_str()),
             EntityKind::Token => self.token_entry(index).map(|e| e.token.name.as_str()),
@@ -89,7 +89,7 @@ impl Snapshot {
     fn json_at(&self, kind: EntityKind, index: u32) -> Option<Value> {
         let json = |value: &dyn erased::Serialize| erased::to_value(value);
         Some(match kind {
-            EntityKind::User => json(&*self.user_entry(index)?.user),
+            EntityKind::User => json(&self.user_entry(index)?.record.unpack()),
             EntityKind::Group => json(&*self.group_entry(index)?.group),
             EntityKind::Node => {
                 let mut value = json(&*self.node_entry(index)?.node);
@@ -97,7 +97,7 @@ impl Snapshot {
                 value["key"] = Value::String(self.node_key(index));
                 value
             }
-            EntityKind::Asset => json(&*self.asset_entry(index)?.asset),
+            EntityKind::Asset => json(&self.asset_entry(index)?.record.unpack()),
             EntityKind::Rule => json(&*self.rule_entry(index)?.rule),
             EntityKind::Role => json(self.role_entry(index)?),
             EntityKind::Token => json(&*self.token_entry(index)?.token),
@@ -115,7 +115,8 @@ impl Snapshot {
     /// A user, by username or id.
     pub fn user(&self, reference: &str) -> Option<std::sync::Arc<crate::model::User>> {
         let index = self.user_index(reference)?;
-        self.user_entry(index).map(|entry| entry.user.clone())
+        self.user_entry(index)
+            .map(|entry| std::sync::Arc::new(entry.record.unpack()))
     }
 
     /// A group, by name or id.

@@ -146,7 +146,7 @@ impl Resolver<'_> {
             .0
             .user_index(reference)
             .ok_or_else(|| not_found(EntityKind::User, reference))?;
-        Ok(self.0.user_entry(index).expect("resolved").user.id)
+        Ok(self.0.user_entry(index).expect("resolved").id)
     }
     fn group(&self, reference: &str) -> Result<Id> {
         let index = self
@@ -167,7 +167,7 @@ impl Resolver<'_> {
             .0
             .asset_index(reference)
             .ok_or_else(|| not_found(EntityKind::Asset, reference))?;
-        Ok(self.0.asset_entry(index).expect("resolved").asset.id)
+        Ok(self.0.asset_entry(index).expect("resolved").id)
     }
     /// A role's canonical name.
     fn role(&self, reference: &str) -> Result<String> {
@@ -311,7 +311,7 @@ impl Working {
                 let id = match user {
                     Some(id) => {
                         let index = self.target(EntityKind::User, &id.to_string())?;
-                        self.snap.user_entry(index).expect("resolved").user.id
+                        self.snap.user_entry(index).expect("resolved").id
                     }
                     None => Id::NIL,
                 };
@@ -321,7 +321,7 @@ impl Working {
             Op::RecordLogin { user, at } => {
                 let index = self.target(EntityKind::User, &user)?;
                 let entry = self.snap.user_entry(index).expect("resolved");
-                let mut updated = (*entry.user).clone();
+                let mut updated = entry.record.unpack();
                 updated.last_login = Some(at);
                 let id = updated.id;
                 self.set_user(Some(index), Some(updated));
@@ -383,7 +383,7 @@ impl Working {
             }
         };
         if let Some(other) = self.snap.user_names.get(&spec.username, |i| {
-            self.snap.user_entry(i).map(|e| e.user.username.as_str())
+            self.snap.user_entry(i).map(|e| e.record.username())
         }) {
             if Some(other) != index {
                 return Err(duplicate(EntityKind::User, &spec.username));
@@ -395,7 +395,7 @@ impl Working {
             &spec.username,
             index,
             &self.snap.user_names,
-            |i| self.snap.user_entry(i).map(|e| e.user.username.as_str()),
+            |i| self.snap.user_entry(i).map(|e| e.record.username()),
         )?;
         // Sign-in takes a username or an email: neither may name another user
         // under the other field.
@@ -411,7 +411,7 @@ impl Working {
                 }
             }
             let by_username = self.snap.user_names.get(email, |i| {
-                self.snap.user_entry(i).map(|e| e.user.username.as_str())
+                self.snap.user_entry(i).map(|e| e.record.username())
             });
             if let Some(other) = by_username.filter(|&other| Some(other) != index) {
                 return Err(self.ambiguous_login(email, "username", other));
@@ -422,15 +422,17 @@ impl Working {
                 email,
                 index,
                 &self.snap.user_emails,
-                |i| {
-                    self.snap
-                        .user_entry(i)
-                        .and_then(|e| e.user.email.as_deref())
-                },
+                |i| self.snap.user_entry(i).and_then(|e| e.record.head().email),
             )?;
         }
         let system_roles = Resolver(&self.snap).roles("system_roles", &spec.system_roles)?;
-        let previous = index.map(|i| self.snap.user_entry(i).expect("target exists").user.clone());
+        let previous = index.map(|i| {
+            self.snap
+                .user_entry(i)
+                .expect("target exists")
+                .record
+                .unpack()
+        });
         let held_before = previous.as_ref().map_or(&[][..], |p| &p.system_roles[..]);
         self.authority.may_grant_roles(
             &self.snap,
@@ -701,7 +703,7 @@ impl Working {
         check_text("description", &spec.description)?;
         check_len("accounts", &spec.accounts)?;
         if let Some(other) = self.snap.asset_names.get(&spec.name, |i| {
-            self.snap.asset_entry(i).map(|e| e.asset.name.as_str())
+            self.snap.asset_entry(i).map(|e| e.record.name())
         }) {
             if Some(other) != index {
                 return Err(duplicate(EntityKind::Asset, &spec.name));
@@ -713,7 +715,7 @@ impl Working {
             &spec.name,
             index,
             &self.snap.asset_names,
-            |i| self.snap.asset_entry(i).map(|e| e.asset.name.as_str()),
+            |i| self.snap.asset_entry(i).map(|e| e.record.name()),
         )?;
         for (i, protocol) in spec.protocols.iter().enumerate() {
             if spec.protocols[..i]
@@ -736,8 +738,8 @@ impl Working {
             self.snap
                 .asset_entry(i)
                 .expect("target exists")
-                .asset
-                .clone()
+                .record
+                .unpack()
         });
         let id = match &previous {
             Some(previous) => {
@@ -985,7 +987,7 @@ impl Working {
     fn username_of_index(&self, index: u32) -> String {
         self.snap
             .user_entry(index)
-            .map(|e| e.user.username.clone())
+            .map(|e| e.record.username().to_owned())
             .unwrap_or_default()
     }
 
@@ -1102,11 +1104,11 @@ impl Working {
             .users
             .iter()
             .flatten()
-            .find(|e| e.user.system_roles.iter().any(same))
+            .find(|e| e.record.unpack().system_roles.iter().any(same))
         {
             return Err(ValidationError::RoleInUse {
                 role: role.to_owned(),
-                holder: format!("user `{}`", user.user.username),
+                holder: format!("user `{}`", user.record.username()),
             });
         }
         if let Some(group) = self
@@ -1325,7 +1327,7 @@ impl Working {
         match kind {
             EntityKind::User => {
                 let entry = self.snap.user_entry(index).expect("target");
-                let id = entry.user.id;
+                let id = entry.id;
                 let groups: Vec<u32> = entry.direct_groups.iter().map(|(g, _)| *g).collect();
                 let rules: Vec<u32> = entry.direct_rules.iter().collect();
                 self.rewrite_groups(&groups, |group| group.members.retain(|m| m.user != id));
@@ -1367,7 +1369,7 @@ impl Working {
             }
             EntityKind::Asset => {
                 let entry = self.snap.asset_entry(index).expect("target");
-                let id = entry.asset.id;
+                let id = entry.id;
                 let rules: Vec<u32> = entry.direct_rules.iter().collect();
                 self.rewrite_rules(&rules, |rule| rule.assets.retain(|a| *a != id));
                 self.set_asset(Some(index), None);
@@ -1438,7 +1440,7 @@ impl Snapshot {
     fn username_of(&self, id: Id) -> String {
         self.slot(id)
             .and_then(|s| self.user_entry(s.index))
-            .map_or_else(|| id.to_string(), |e| e.user.username.clone())
+            .map_or_else(|| id.to_string(), |e| e.record.username().to_owned())
     }
     fn group_name_of(&self, id: Id) -> String {
         self.slot(id)
@@ -1448,7 +1450,7 @@ impl Snapshot {
     fn asset_name_of(&self, id: Id) -> String {
         self.slot(id)
             .and_then(|s| self.asset_entry(s.index))
-            .map_or_else(|| id.to_string(), |e| e.asset.name.clone())
+            .map_or_else(|| id.to_string(), |e| e.record.name().to_owned())
     }
     fn node_path_of(&self, id: Id) -> String {
         self.slot(id)
@@ -1459,7 +1461,7 @@ impl Snapshot {
     pub(crate) fn spec_of(&self, kind: EntityKind, index: u32) -> Spec {
         match kind {
             EntityKind::User => {
-                let user = &self.user_entry(index).expect("exists").user;
+                let user = self.user_entry(index).expect("exists").record.unpack();
                 Spec::User(UserSpec {
                     id: Some(user.id),
                     username: user.username.clone(),
@@ -1518,7 +1520,7 @@ impl Snapshot {
                 })
             }
             EntityKind::Asset => {
-                let asset = &self.asset_entry(index).expect("exists").asset;
+                let asset = self.asset_entry(index).expect("exists").record.unpack();
                 Spec::Asset(AssetSpec {
                     id: Some(asset.id),
                     name: asset.name.clone(),

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use crate::model::{
-    Asset, ChangeRecord, EntityKind, Group, Id, Node, Operation, Role, Rule, Time, Token, User,
-    UserMember,
+    Asset, ChangeRecord, EntityKind, Group, Id, Node, Operation, Payload, Role, Rule, Time, Token,
+    User, UserMember,
 };
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, RuleEntry, Slot, Snapshot,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, Packed, RuleEntry, Slot, Snapshot,
     TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
@@ -45,7 +45,17 @@ pub(crate) struct Finished {
     pub(crate) snapshot: Snapshot,
     pub(crate) changes: Vec<ChangeRecord>,
     pub(crate) touched: BTreeSet<(EntityKind, Id)>,
+    pub(crate) memberships: Vec<MembershipWrite>,
     pub(crate) secrets: Vec<SecretWrite>,
+}
+
+/// One direct user membership written on its own (see [`Working::set_membership`]):
+/// the store writes the membership, not the group's whole member list.
+pub(crate) struct MembershipWrite {
+    pub(crate) group: Id,
+    pub(crate) user: Id,
+    /// The membership afterwards; `None`: it ended.
+    pub(crate) member: Option<crate::model::UserMember>,
 }
 
 /// A working copy's state at one moment: see [`Working::checkpoint`].
@@ -53,6 +63,7 @@ pub(crate) struct Checkpoint {
     snap: Snapshot,
     changes: usize,
     secrets: usize,
+    memberships: usize,
     touched: BTreeSet<(EntityKind, Id)>,
 }
 
@@ -66,17 +77,17 @@ pub(crate) struct Working {
     dirty_assets: RoaringBitmap,
     /// Change records, without revision and sequence numbers yet.
     pub(crate) changes: Vec<ChangeRecord>,
-    /// Entities whose stored record must be rewritten (or deleted) on commit.
+    /// Entities whose stored record must be rewritten (or deleted) on commit; for a
+    /// group, with its whole member list.
     pub(crate) touched: BTreeSet<(EntityKind, Id)>,
+    /// Memberships written one by one, in order; the store writes the group's record
+    /// (without members) and these, unless `touched` rewrites the whole group.
+    pub(crate) memberships: Vec<MembershipWrite>,
     pub(crate) secrets: Vec<SecretWrite>,
     /// Whether to record changes (not when building from the store).
     record: bool,
     /// What a plaintext password an edit sets must meet, and how it is hashed.
     pub(crate) credentials: Arc<crate::CredentialPolicy>,
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
-    serde_json::value::to_raw_value(value).expect("INVARIANT: model types serialize to JSON")
 }
 
 fn ids_diff<'a>(old: &'a [u32], new: &'a [u32]) -> (Vec<u32>, Vec<u32>) {
@@ -96,6 +107,7 @@ impl Working {
             dirty_assets: RoaringBitmap::new(),
             changes: Vec::new(),
             touched: BTreeSet::new(),
+            memberships: Vec::new(),
             secrets: Vec::new(),
             record: true,
             credentials: crate::credentials::default_policy(),
@@ -121,25 +133,32 @@ impl Working {
             (Some(_), None) => Operation::Delete,
             _ => Operation::Update,
         };
-        if self.push_change(entity, id, operation, before, after) {
+        if self.push_change(
+            entity,
+            id,
+            operation,
+            before.map(Payload::record),
+            after.map(Payload::record),
+        ) {
             self.touched.insert((entity, id));
         }
     }
 
     /// An [`Operation::Event`] record: nothing changed, `what` happened to `id`.
     pub(crate) fn record_event(&mut self, entity: EntityKind, id: Id, what: &serde_json::Value) {
+        let what = Payload::Json(what.to_string());
         self.push_change(entity, id, Operation::Event, None, Some(what));
     }
 
     /// Appends one change record, unless this working copy keeps none (a rebuild).
     /// Whether it did.
-    fn push_change<T: serde::Serialize>(
+    fn push_change(
         &mut self,
         entity: EntityKind,
         id: Id,
         operation: Operation,
-        before: Option<&T>,
-        after: Option<&T>,
+        before: Option<Payload>,
+        after: Option<Payload>,
     ) -> bool {
         if !self.record {
             return false;
@@ -152,8 +171,8 @@ impl Working {
             entity,
             id,
             operation,
-            before: before.map(to_json),
-            after: after.map(to_json),
+            before,
+            after,
         });
         true
     }
@@ -251,7 +270,7 @@ impl Working {
     pub(crate) fn set_user(&mut self, index: Option<u32>, new: Option<User>) -> Option<u32> {
         let old = index
             .and_then(|i| self.snap.user_entry(i))
-            .map(|e| e.user.clone());
+            .map(|e| e.record.unpack());
         if let (Some(index), Some(old)) = (index, &old) {
             self.snap.user_names.remove(&old.username, index);
             if let Some(email) = &old.email {
@@ -261,7 +280,7 @@ impl Working {
         let index =
             match (index, &new) {
                 (Some(index), Some(new)) => {
-                    self.user_mut(index).user = Arc::new(new.clone());
+                    self.user_mut(index).record = Packed::pack(new);
                     let check = self.user_check_mut(index);
                     check.valid_until = UserCheck::valid_until_of(new);
                     check.username_hash = UserCheck::name_hash(&new.username);
@@ -279,12 +298,13 @@ impl Working {
                         .expect("slot exists") = None;
                     *self.user_check_mut(index) = UserCheck::absent();
                     self.unregister(EntityKind::User, old.id);
-                    self.record(EntityKind::User, old.id, Some(&**old), None);
+                    self.record(EntityKind::User, old.id, Some(old), None);
                     return None;
                 }
                 (None, Some(new)) => {
                     let entry = UserEntry {
-                        user: Arc::new(new.clone()),
+                        id: new.id,
+                        record: Packed::pack(new),
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
                         groups: Box::default(),
@@ -301,7 +321,7 @@ impl Working {
         if let Some(email) = &new.email {
             self.snap.user_emails.insert(email, index);
         }
-        self.record(EntityKind::User, new.id, old.as_deref(), Some(&new));
+        self.record(EntityKind::User, new.id, old.as_ref(), Some(&new));
         Some(index)
     }
 
@@ -447,8 +467,19 @@ impl Working {
         let id = group.id;
         group_entry.group = Arc::new(group);
         self.dirty_users.insert(user);
+        let member = after.cloned();
+        let (before, after) = (before.map(Payload::record), after.map(Payload::record));
         if self.push_change(EntityKind::Group, id, Operation::Membership, before, after) {
-            self.touched.insert((EntityKind::Group, id));
+            let user = self
+                .snap
+                .user_entry(user)
+                .expect("INVARIANT: a member exists")
+                .id;
+            self.memberships.push(MembershipWrite {
+                group: id,
+                user,
+                member,
+            });
         }
     }
 
@@ -518,13 +549,14 @@ impl Working {
     pub(crate) fn set_asset(&mut self, index: Option<u32>, new: Option<Asset>) -> Option<u32> {
         let old = index
             .and_then(|i| self.snap.asset_entry(i))
-            .map(|e| e.asset.clone());
+            .map(|e| e.record.unpack());
         let index = match index {
             Some(index) => index,
             None => {
                 let Some(new) = &new else { return None };
                 let entry = AssetEntry {
-                    asset: Arc::new(new.clone()),
+                    id: new.id,
+                    record: Packed::pack(new),
                     nodes: Default::default(),
                     direct_rules: RoaringBitmap::new(),
                 };
@@ -578,10 +610,10 @@ impl Working {
                 let check = AssetCheck::of(&new, rules.unwrap_or_default(), &mut self.snap.symbols);
                 *self.asset_check_mut(index) = check;
                 let entry = self.asset_mut(index);
-                entry.asset = Arc::new(new.clone());
+                entry.record = Packed::pack(&new);
                 entry.nodes = new_nodes.iter().copied().collect();
                 self.dirty_assets.insert(index);
-                self.record(EntityKind::Asset, new.id, old.as_deref(), Some(&new));
+                self.record(EntityKind::Asset, new.id, old.as_ref(), Some(&new));
                 Some(index)
             }
             None => {
@@ -606,7 +638,7 @@ impl Working {
                 *self.asset_check_mut(index) = AssetCheck::absent();
                 self.dirty_assets.remove(index);
                 self.unregister(EntityKind::Asset, old.id);
-                self.record(EntityKind::Asset, old.id, Some(&*old), None);
+                self.record(EntityKind::Asset, old.id, Some(&old), None);
                 None
             }
         }
@@ -865,6 +897,7 @@ impl Working {
             snapshot: self.snap,
             changes: self.changes,
             touched: self.touched,
+            memberships: self.memberships,
             secrets: self.secrets,
         }
     }
@@ -885,8 +918,13 @@ impl Working {
 
     /// How many change records and secret writes are pending: what a refused single
     /// operation must leave as it found (see [`Working::apply`]).
-    pub(crate) fn pending(&self) -> (usize, usize, usize) {
-        (self.changes.len(), self.secrets.len(), self.touched.len())
+    pub(crate) fn pending(&self) -> (usize, usize, usize, usize) {
+        (
+            self.changes.len(),
+            self.secrets.len(),
+            self.touched.len(),
+            self.memberships.len(),
+        )
     }
 
     /// The state to return to if the operations that follow are refused. Taken on a
@@ -899,6 +937,7 @@ impl Working {
             snap: self.snap.clone(),
             changes: self.changes.len(),
             secrets: self.secrets.len(),
+            memberships: self.memberships.len(),
             touched: self.touched.clone(),
         }
     }
@@ -908,6 +947,7 @@ impl Working {
         self.snap = checkpoint.snap;
         self.changes.truncate(checkpoint.changes);
         self.secrets.truncate(checkpoint.secrets);
+        self.memberships.truncate(checkpoint.memberships);
         self.touched = checkpoint.touched;
         self.dirty_users.clear();
         self.dirty_assets.clear();

@@ -17,74 +17,48 @@
 //! names, in one pass over a bitmap, instead of one bitmap probe per (asset, rule).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use smallvec::SmallVec;
 
 use super::Working;
 use crate::model::Asset;
-use crate::snapshot::{RuleEntry, RuleSet, Snapshot};
+use crate::snapshot::{AssetCheck, RuleEntry, RuleSet, Snapshot};
 
 /// From this many dirty assets on (or a sixteenth of all assets, whichever is fewer),
 /// objects are settled rule by rule.
 const RULE_BY_RULE_FROM: u64 = 4096;
+
+/// An asset's profile: its protocol names and account usernames, as symbols in the
+/// order the asset lists them.
+type ProfileKey = (SmallVec<[u32; 4]>, SmallVec<[u32; 4]>);
 
 /// What one settle computes once and reuses across the dirty assets.
 #[derive(Default)]
 pub(super) struct Derivation {
     /// The rules reaching a node set through its nodes and their ancestors.
     by_nodes: HashMap<SmallVec<[u32; 2]>, (RoaringBitmap, RuleSet)>,
-    /// Profile hash → profile ids with that hash.
-    profile_ids: HashMap<u64, SmallVec<[u32; 1]>>,
+    /// Profile → profile id.
+    profile_ids: HashMap<ProfileKey, u32>,
     /// One asset per profile, to judge rules on.
-    representatives: Vec<Arc<Asset>>,
+    representatives: Vec<Asset>,
     /// Per rule, per profile: `None` not judged yet, else whether it is effective.
     effective: HashMap<u32, Vec<Option<bool>>>,
     /// Assets in each node's subtree, for the rule-by-rule pass.
     subtrees: HashMap<u32, RoaringBitmap>,
 }
 
-fn profile_hash(asset: &Asset) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for protocol in &asset.protocols {
-        protocol.name().hash(&mut hasher);
-    }
-    0xffu8.hash(&mut hasher);
-    for account in &asset.accounts {
-        account.username.hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
-fn same_profile(a: &Asset, b: &Asset) -> bool {
-    a.protocols.len() == b.protocols.len()
-        && a.accounts.len() == b.accounts.len()
-        && a.protocols
-            .iter()
-            .zip(&b.protocols)
-            .all(|(x, y)| x.name() == y.name())
-        && a.accounts
-            .iter()
-            .zip(&b.accounts)
-            .all(|(x, y)| x.username == y.username)
-}
-
 impl Derivation {
-    /// The profile id of `asset`.
-    fn profile(&mut self, asset: &Arc<Asset>) -> u32 {
-        let hash = profile_hash(asset);
-        let candidates = self.profile_ids.entry(hash).or_default();
-        if let Some(&id) = candidates
-            .iter()
-            .find(|&&id| same_profile(&self.representatives[id as usize], asset))
-        {
+    /// The profile id of the asset whose check record is `check`; `record` unpacks the
+    /// asset, only for the first of its profile.
+    fn profile(&mut self, check: &AssetCheck, record: impl FnOnce() -> Asset) -> u32 {
+        let key = (check.protocols.clone(), check.accounts.clone());
+        if let Some(&id) = self.profile_ids.get(&key) {
             return id;
         }
         let id = u32::try_from(self.representatives.len()).expect("fewer than 2^32 profiles");
-        self.representatives.push(asset.clone());
-        candidates.push(id);
+        self.representatives.push(record());
+        self.profile_ids.insert(key, id);
         id
     }
 
@@ -156,24 +130,24 @@ impl Working {
     }
 
     /// The record of live asset `index`.
-    fn asset_record(&self, index: u32) -> Arc<Asset> {
+    fn asset_record(&self, index: u32) -> Asset {
         let entry = self.snap.asset_entry(index);
         entry
             .expect("INVARIANT: a dirty asset with a rule set is live")
-            .asset
-            .clone()
+            .record
+            .unpack()
     }
 
     fn settle_one_asset(&mut self, index: u32, derivation: &mut Derivation) {
         let Some(rules) = self.derived_rule_set(index, derivation) else {
             return;
         };
-        let asset = self.asset_record(index);
-        let old = self.snap.asset_check(index).expect("beside").rules.clone();
+        let check = self.snap.asset_check(index).expect("beside");
+        let profile = derivation.profile(check, || self.asset_record(index));
+        let old = check.rules.clone();
         if !old.same_allocation(&rules) {
             self.asset_check_mut(index).rules = rules.clone();
         }
-        let profile = derivation.profile(&asset);
         let affected = old.to_bitmap() | rules.to_bitmap();
         for rule in &affected {
             let Some(rule_entry) = self.snap.rule_entry(rule) else {
@@ -202,8 +176,12 @@ impl Working {
                 continue;
             };
             live.insert(index);
-            let asset = self.asset_record(index);
-            let held = &self.snap.asset_check(index).expect("beside").rules;
+            let check = self.snap.asset_check(index).expect("beside");
+            profiles.insert(
+                index,
+                derivation.profile(check, || self.asset_record(index)),
+            );
+            let held = &check.rules;
             for set in [held, &rules] {
                 if seen_sets.insert(set.address()) {
                     touched.extend(set.iter());
@@ -212,7 +190,6 @@ impl Working {
             if !held.same_allocation(&rules) {
                 self.asset_check_mut(index).rules = rules;
             }
-            profiles.insert(index, derivation.profile(&asset));
         }
         for rule in &touched {
             let Some(entry) = self.snap.rule_entry(rule) else {
@@ -259,13 +236,18 @@ mod tests {
                 "description": "", "created_at": "2026-01-01T00:00:00Z",
                 "updated_at": "2026-01-01T00:00:00Z", "created_by": "t"
             });
-            Arc::new(serde_json::from_value::<Asset>(text).expect("an asset"))
+            serde_json::from_value::<Asset>(text).expect("an asset")
         };
+        let mut symbols = crate::snapshot::Symbols::new();
         let mut derivation = Derivation::default();
-        let a = derivation.profile(&asset(&["ssh/22"], &["root"]));
-        let b = derivation.profile(&asset(&["ssh/2222"], &["root"]));
-        let c = derivation.profile(&asset(&["ssh/22"], &["Root"]));
-        let d = derivation.profile(&asset(&["ssh/22", "rdp/3389"], &["root"]));
+        let mut profile = |asset: Asset| {
+            let check = AssetCheck::of(&asset, RuleSet::default(), &mut symbols);
+            derivation.profile(&check, || asset)
+        };
+        let a = profile(asset(&["ssh/22"], &["root"]));
+        let b = profile(asset(&["ssh/2222"], &["root"]));
+        let c = profile(asset(&["ssh/22"], &["Root"]));
+        let d = profile(asset(&["ssh/22", "rdp/3389"], &["root"]));
         assert_eq!(a, b, "ports do not matter to a rule");
         assert_ne!(a, c, "account names are case-sensitive");
         assert_ne!(a, d);
