@@ -270,7 +270,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
         },
     )?;
     let symbols = snapshot.symbols.in_order();
-    section(out, symbols.len(), symbols.iter(), |name| *name)?;
+    section(out, symbols.len(), symbols, |name| name)?;
     // Assets name their rule set by number; each shared set is written once.
     let mut set_numbers: std::collections::HashMap<usize, u32> = Default::default();
     let mut sets: Vec<&RuleSet> = Vec::new();

@@ -165,28 +165,38 @@ impl Snapshot {
             .ok_or_else(|| NotFound::new(EntityKind::Asset, reference))
     }
 
-    /// Whether some account and protocol grant the user some action on the asset.
-    fn reaches(&self, user_index: u32, asset_index: u32, asset: &Asset, at: Time) -> bool {
-        let Some(user) = self.user_entry(user_index) else {
+    /// Whether some account and protocol grant the user some action on the asset:
+    /// tried with the asset's accounts, the two virtual ones and the user's own name
+    /// (`candidate_accounts`), read from the check records and the symbol table.
+    fn reaches(&self, user_index: u32, asset_index: u32, at: Time) -> bool {
+        let (Some(user), Some(asset)) =
+            (self.user_entry(user_index), self.asset_check(asset_index))
+        else {
             return false;
         };
-        candidate_accounts(asset, user.record.username())
-            .iter()
-            .any(|(account, _)| {
-                asset.protocols.iter().any(|protocol| {
-                    !self
-                        .decide(
-                            user_index,
-                            asset_index,
-                            account,
-                            protocol.name(),
-                            Actions::ALL,
-                            at,
-                        )
-                        .actions
-                        .is_empty()
-                })
+        let username = user.record.username();
+        let own_account = match self.symbols.get(username) {
+            Some(symbol) if asset.accounts.contains(&symbol) => None,
+            _ => Some(username),
+        };
+        let accounts = (asset.accounts.iter().map(|&s| self.symbols.name(s)))
+            .chain([INPUT_ACCOUNT, ANON_ACCOUNT])
+            .chain(own_account);
+        accounts.into_iter().any(|account| {
+            asset.protocols.iter().any(|&protocol| {
+                !self
+                    .decide(
+                        user_index,
+                        asset_index,
+                        account,
+                        self.symbols.name(protocol),
+                        Actions::ALL,
+                        at,
+                    )
+                    .actions
+                    .is_empty()
             })
+        })
     }
 
     /// The assets a user may reach at `at`, as a bitmap of dense indexes.
@@ -224,10 +234,7 @@ impl Snapshot {
         }
         suspects &= &allowed;
         for asset_index in &suspects {
-            let Some(asset) = self.asset_entry(asset_index) else {
-                continue;
-            };
-            if !self.reaches(user_index, asset_index, &asset.record.unpack(), at) {
+            if !self.reaches(user_index, asset_index, at) {
                 allowed.remove(asset_index);
             }
         }
@@ -305,9 +312,7 @@ impl Snapshot {
 
     fn users_reaching(&self, asset_index: u32, at: Time) -> RoaringBitmap {
         let mut users = RoaringBitmap::new();
-        let (Some(entry), Some(check)) =
-            (self.asset_entry(asset_index), self.asset_check(asset_index))
-        else {
+        let Some(check) = self.asset_check(asset_index) else {
             return users;
         };
         if !check.active {
@@ -331,9 +336,8 @@ impl Snapshot {
                 candidates |= self.group_all_members(group);
             }
         }
-        let asset = entry.record.unpack();
         for user_index in &candidates {
-            if self.reaches(user_index, asset_index, &asset, at) {
+            if self.reaches(user_index, asset_index, at) {
                 users.insert(user_index);
             }
         }

@@ -1,7 +1,7 @@
 //! Protocol names and account usernames as small numbers, so a check compares
 //! integers where it compared strings.
 
-use super::CowMap;
+use super::{CowMap, CowVec};
 
 /// Interned names: protocol names and account usernames (exact, case-sensitive text,
 /// as the engine compares them). Symbols are never reused or removed: a name keeps its
@@ -9,12 +9,15 @@ use super::CowMap;
 #[derive(Clone)]
 pub(crate) struct Symbols {
     map: CowMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// The names by symbol.
+    names: CowVec<Box<str>>,
 }
 
 impl Symbols {
     pub(crate) fn new() -> Symbols {
         Symbols {
             map: CowMap::with_hasher(Default::default()),
+            names: CowVec::new(),
         }
     }
 
@@ -31,6 +34,7 @@ impl Symbols {
         }
         let symbol = u32::try_from(self.map.len()).expect("fewer than 2^32 names");
         self.map.insert(name.into(), symbol);
+        self.names.push(name.into());
         symbol
     }
 
@@ -38,15 +42,27 @@ impl Symbols {
         self.map.len()
     }
 
+    /// The name of `symbol`.
+    #[inline]
+    pub(crate) fn name(&self, symbol: u32) -> &str {
+        self.names
+            .get(symbol as usize)
+            .expect("INVARIANT: symbols come from this table")
+    }
+
     /// Every name, by symbol: a table built by interning them in this order has the
     /// same symbols.
-    pub(crate) fn in_order(&self) -> Vec<&str> {
-        let mut names: Vec<(&str, u32)> = self.map.iter().map(|(n, s)| (&**n, *s)).collect();
-        names.sort_unstable_by_key(|(_, symbol)| *symbol);
-        names.into_iter().map(|(name, _)| name).collect()
+    pub(crate) fn in_order(&self) -> impl ExactSizeIterator<Item = &str> {
+        (0..self.names.len() as u32).map(|symbol| self.name(symbol))
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.map.heap_bytes() + self.map.iter().map(|(name, _)| name.len()).sum::<usize>()
+        self.map.heap_bytes()
+            + self.names.len() * size_of::<Box<str>>()
+            + self
+                .map
+                .iter()
+                .map(|(name, _)| 2 * name.len())
+                .sum::<usize>()
     }
 }
