@@ -6,6 +6,10 @@
 //! `cargo bench -p portcullis-tabular --bench import`; criterion reports `thrpt` in
 //! rows per second (elements). Target: ≥ 50,000 rows/s for CSV.
 
+/// The allocator of the `portcullis` binary, which runs `portcullis import`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use portcullis_engine::Actor;
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,10 @@
 //!
 //! The file has the columns and values of the bench's export (most columns filled).
 
+/// The allocator of the `portcullis` binary, which runs `portcullis import`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use portcullis_engine::Actor;
 use portcullis_engine::Engine;
 use portcullis_tabular::{Format, ImportOptions, Kind, import};
