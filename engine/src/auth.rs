@@ -343,7 +343,8 @@ impl Auth {
             .map_err(|message| AuthError::Input {
                 field: "argon2",
                 message,
-            })?;
+            })?
+            .with_default_expiry_days(settings.default_expiry_days);
         engine.set_credential_policy(policy);
         let random = hex(&mfa::random_bytes::<16>());
         let dummy_hash = hash_with(&hasher, &random);
@@ -377,13 +378,6 @@ impl Auth {
     #[doc(hidden)]
     pub fn argon2_verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
-    }
-
-    /// The expiry a new user created at `now` without one should get.
-    pub fn default_expiry(&self, now: Time) -> Option<Time> {
-        self.settings
-            .default_expiry_days
-            .map(|days| now.add_micros(i64::from(days) * DAY))
     }
 
     // ----- login --------------------------------------------------------------------
@@ -834,26 +828,17 @@ impl Auth {
 
     // ----- passwords ----------------------------------------------------------------
 
-    /// Hashes `password` with the configured parameters after checking the policy.
+    /// Hashes `password` under the engine's credential policy (which `new` set from
+    /// these settings): the same check and parameters as every other door.
     fn new_hash(&self, password: &str) -> Result<String, AuthError> {
-        let missing = self.settings.password_policy.violations(password);
-        if !missing.is_empty() {
-            return Err(AuthError::WeakPassword(missing));
-        }
-        Ok(hash_with(&self.hasher, password))
-    }
-
-    /// A password given in a user spec (an administrator creating or replacing a
-    /// user), checked against the policy and hashed with the configured parameters,
-    /// so that the writer does not hash it with the defaults.
-    pub fn prepare_password(&self, password: Password) -> Result<Password, AuthError> {
-        match password.0 {
-            PasswordForm::Plain(plain) => {
-                check_input("password", &plain)?;
-                Ok(Password(PasswordForm::Hashed(self.new_hash(&plain)?)))
-            }
-            hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
-        }
+        let policy = self.engine.credential_policy();
+        policy.hash_new(password).map_err(|error| match error {
+            ValidationError::WeakPassword { missing } => AuthError::WeakPassword(missing),
+            other => AuthError::Input {
+                field: "password",
+                message: other.to_string(),
+            },
+        })
     }
 
     fn user(&self, reference: &str) -> Result<Arc<User>, AuthError> {

@@ -283,9 +283,16 @@ impl Engine {
     /// nothing changes and the error says what was wrong. A token actor may grant
     /// only what it holds ([`Actor`]).
     pub fn write(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
-        // Check and hash passwords here, on the caller's thread, not in the writer.
+        // Check and hash passwords here, on the caller's thread, not in the writer, and
+        // give new users the default expiry: the credential policy, at every door.
         let credentials = self.credential_policy();
+        let now = Time::now();
         for op in &mut ops {
+            if let Op::Create(Spec::User(spec)) = op {
+                if spec.expires_at.is_none() {
+                    spec.expires_at = credentials.default_expiry(now);
+                }
+            }
             if let Op::Create(Spec::User(spec))
             | Op::Replace {
                 spec: Spec::User(spec),

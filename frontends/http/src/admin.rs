@@ -183,11 +183,8 @@ async fn create_spec(
     state: AppState,
     kind: EntityKind,
     caller: Caller,
-    mut spec: Spec,
+    spec: Spec,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if let Spec::User(user) = &mut spec {
-        prepare_user_blocking(&state, user, true).await?;
-    }
     let actor = caller.actor();
     if let Spec::Token(token) = spec {
         return create_token(state, actor, token).await;
@@ -224,10 +221,7 @@ pub(crate) async fn replace(
     caller: Caller,
     body: Value,
 ) -> Result<Json<Value>, ApiError> {
-    let mut spec = spec_from_json(kind, body)?;
-    if let Spec::User(user) = &mut spec {
-        prepare_user_blocking(&state, user, false).await?;
-    }
+    let spec = spec_from_json(kind, body)?;
     let actor = caller.actor();
     let op_target = target.clone();
     let outcome = blocking_write(&state, move |engine| {
@@ -242,24 +236,6 @@ pub(crate) async fn replace(
     .await?
     .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
     Ok(Json(write_answer(&state, kind, &outcome)))
-}
-
-/// Checks and hashes a password in a user spec (argon2 is slow: off the async
-/// workers, and never in the writer), and gives a new user the default expiry.
-async fn prepare_user_blocking(
-    state: &AppState,
-    user: &mut portcullis_engine::UserSpec,
-    creating: bool,
-) -> Result<(), ApiError> {
-    let mut taken = std::mem::replace(user, portcullis_engine::UserSpec::new(""));
-    let state_for_task = state.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        crate::signin::prepare_user(&state_for_task, &mut taken, creating).map(|()| taken)
-    })
-    .await
-    .map_err(|error| ApiError::Internal(format!("password task failed: {error}")))??;
-    *user = prepared;
-    Ok(())
 }
 
 /// RFC 7386: objects merge member by member, `null` removes a member, anything else
@@ -296,17 +272,19 @@ pub(crate) async fn patch(
             "a merge patch must be a JSON object".to_owned(),
         ));
     }
-    // A new password is checked and hashed here, not in the writer.
+    // A new password is checked and hashed here, under the engine's credential policy,
+    // not in the writer (whose edits must not wait on argon2).
     let password = match patch.get("password") {
         Some(Value::String(plain)) if kind == EntityKind::User => {
-            let auth = state.auth().clone();
+            let policy = state.engine().credential_policy();
             let plain = plain.clone();
             Some(
                 tokio::task::spawn_blocking(move || {
-                    crate::signin::prepare_password(&auth, portcullis_engine::Password::new(plain))
+                    policy.prepare(portcullis_engine::Password::new(plain))
                 })
                 .await
-                .map_err(|error| ApiError::Internal(format!("password task failed: {error}")))??,
+                .map_err(|error| ApiError::Internal(format!("password task failed: {error}")))?
+                .map_err(|error| ApiError::from_write(error.into(), &[]))?,
             )
         }
         _ => None,

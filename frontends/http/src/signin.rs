@@ -16,8 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use portcullis_engine::{
-    Auth, AuthError, Delivery, EntityKind, LoginOutcome, LoginRequest, NotFound, Password, Time,
-    User,
+    Auth, AuthError, Delivery, EntityKind, LoginOutcome, LoginRequest, NotFound, Time, User,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -603,27 +602,6 @@ pub(crate) async fn housekeeping(
 ) -> Result<Json<Value>, ApiError> {
     let report = run(&state, move |auth, now| auth.housekeeping(now)).await?;
     Ok(Json(json!(report)))
-}
-
-/// Applies sign-in settings to a user spec an administrator writes: the password
-/// policy and argon2 parameters to a password, and (`creating`) the default expiry.
-pub(crate) fn prepare_user(
-    state: &AppState,
-    spec: &mut portcullis_engine::UserSpec,
-    creating: bool,
-) -> Result<(), ApiError> {
-    let auth = state.auth();
-    if let Some(password) = spec.password.take() {
-        spec.password = Some(prepare_password(auth, password)?);
-    }
-    if creating && spec.expires_at.is_none() {
-        spec.expires_at = auth.default_expiry(Time::now());
-    }
-    Ok(())
-}
-
-pub(crate) fn prepare_password(auth: &Auth, password: Password) -> Result<Password, ApiError> {
-    auth.prepare_password(password).map_err(ApiError::Auth)
 }
 
 // ----- the route table and the document ---------------------------------------------

@@ -310,3 +310,30 @@ async fn weak_passwords_are_refused_by_post_put_and_patch() {
             .unwrap();
     assert!(kept, "the old password still signs in");
 }
+
+/// The engine's default expiry reaches users an identity provider creates, as it
+/// does those the admin API creates; an expiry the provider sends is kept.
+#[tokio::test]
+async fn users_created_over_scim_get_the_default_expiry() {
+    let server = Server::start().await;
+    server
+        .engine
+        .set_credential_policy(CredentialPolicy::default().with_default_expiry_days(Some(30)));
+    let before = portcullis_engine::Time::now();
+    let created = server
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "new.hire", "active": true}),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    let user = server.engine.snapshot().user(&id).expect("created");
+    let expiry = user.expires_at.expect("the default expiry");
+    let day = 24 * 60 * 60 * 1_000_000;
+    assert!(
+        before.add_micros(30 * day) <= expiry
+            && expiry <= portcullis_engine::Time::now().add_micros(30 * day),
+        "{expiry:?}"
+    );
+}
