@@ -77,6 +77,12 @@ impl CredentialPolicy {
 
     /// The argon2id hash of a new plaintext password, or what the password lacks.
     pub(crate) fn hash_new(&self, plain: &str) -> Result<String, ValidationError> {
+        self.check(plain)?;
+        Ok(crate::secrets::hash_with(&self.hasher, plain))
+    }
+
+    /// Whether a new plaintext password meets the policy, without hashing it.
+    pub(crate) fn check(&self, plain: &str) -> Result<(), ValidationError> {
         if plain.chars().count() > MAX_PASSWORD_CHARS {
             return Err(ValidationError::invalid(
                 "password",
@@ -87,6 +93,6 @@ impl CredentialPolicy {
         if !missing.is_empty() {
             return Err(ValidationError::WeakPassword { missing });
         }
-        Ok(crate::secrets::hash_with(&self.hasher, plain))
+        Ok(())
     }
 }

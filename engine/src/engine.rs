@@ -15,7 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::credentials::CredentialPolicy;
-use crate::error::{Error, NotFound, StoreError};
+use crate::error::{Error, NotFound, Problem, StoreError};
 use crate::image;
 use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
@@ -312,6 +312,52 @@ impl Engine {
                 .collect(),
             hashes,
         )
+    }
+
+    /// Every problem `ops` would be refused for, found without writing anything: the
+    /// operations are applied in order to a copy of the current snapshot, each after
+    /// those before it that apply, and a refused one is noted and skipped (a refused
+    /// operation changes nothing). Empty: [`Engine::write`] would accept them, unless
+    /// the estate changes in between; otherwise `write` refuses them with one of these
+    /// problems (it checks every password first, then applies in order). Passwords are checked against the credential
+    /// policy but not hashed. For front-ends that report every problem of a request
+    /// at once (an import's rows are its operations).
+    pub fn validate(&self, actor: &Actor, ops: Vec<Op>) -> Vec<Problem> {
+        let credentials = self.credential_policy();
+        let published = self.snapshot();
+        let mut working = Working::new((*published).clone(), Time::now(), actor.name());
+        working.credentials = credentials.clone();
+        working.authority = match actor.authority(&working.snap, working.now) {
+            Ok(authority) => authority,
+            Err(error) => return vec![Problem { op: None, error }],
+        };
+        let mut problems = Vec::new();
+        for (index, mut op) in ops.into_iter().enumerate() {
+            let problem = |error| Problem {
+                op: Some(index),
+                error,
+            };
+            if let Op::Create(Spec::User(spec))
+            | Op::Replace {
+                spec: Spec::User(spec),
+                ..
+            } = &mut op
+            {
+                if let Some(password) = spec.password.take() {
+                    match password.checked_under(&credentials) {
+                        Ok(password) => spec.password = Some(password),
+                        Err(error) => {
+                            problems.push(problem(error));
+                            continue;
+                        }
+                    }
+                }
+            }
+            if let Err(error) = working.apply(op, None) {
+                problems.push(problem(error));
+            }
+        }
+        problems
     }
 
     /// Creates an API token. Returns the outcome and the secret, which is shown this

@@ -116,6 +116,15 @@ pub enum StoreError {
     Schema { found: u64, supported: u64 },
 }
 
+/// One problem [`crate::Engine::validate`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The index of the operation it belongs to; `None`: the write as a whole (the
+    /// actor may not write).
+    pub op: Option<usize>,
+    pub error: ValidationError,
+}
+
 /// Everything an engine call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

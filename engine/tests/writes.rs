@@ -1187,6 +1187,76 @@ fn a_membership_op_changes_one_membership_and_logs_only_it() {
     assert!(changes[1].after.is_none() && changes[1].before.is_some());
 }
 
+/// `Engine::validate` finds every problem of a write, each with its operation's
+/// index and a typed reason, later operations seeing the earlier ones that apply;
+/// it writes nothing, and `write` refuses the same operations with one of them.
+#[test]
+fn validate_reports_every_problem_with_its_operation() {
+    let engine = engine();
+    let user_with = |name: &str, password: &str| {
+        create(
+            EntityKind::User,
+            json!({"username": name, "password": password}),
+        )
+    };
+    let ops = || {
+        vec![
+            user("ada"),
+            user("ADA"),
+            user_with("weak", "a"),
+            create(
+                EntityKind::Group,
+                json!({"name": "g", "members": ["ghost"]}),
+            ),
+            create(EntityKind::Group, json!({"name": "h", "members": ["ada"]})),
+            user_with("strong", "Str0ng-enough-passw0rd"),
+        ]
+    };
+    let revision = engine.snapshot().revision();
+    let problems = engine.validate(&Actor::system("test"), ops());
+    let at: Vec<Option<usize>> = problems.iter().map(|p| p.op).collect();
+    assert_eq!(at, [Some(1), Some(2), Some(3)], "{problems:?}");
+    assert!(matches!(
+        problems[0].error,
+        ValidationError::Duplicate {
+            kind: EntityKind::User,
+            ..
+        }
+    ));
+    assert!(matches!(
+        problems[1].error,
+        ValidationError::WeakPassword { .. }
+    ));
+    assert!(
+        matches!(problems[2].error, ValidationError::NotFound(_)),
+        "{problems:?}"
+    );
+    assert_eq!(
+        engine.snapshot().revision(),
+        revision,
+        "a dry run writes nothing"
+    );
+    assert!(engine.snapshot().user("ada").is_none());
+    match engine.write(&Actor::system("test"), ops()) {
+        // Passwords are checked before any operation applies, so the refusal is the
+        // weak password's here, not the duplicate's: one of the problems found.
+        Err(Error::Validation(error)) => assert!(
+            problems.iter().any(|p| p.error == error),
+            "{error:?} is one of {problems:?}"
+        ),
+        other => panic!("refused with one of the problems: {other:?}"),
+    }
+    // The good operations alone validate clean, and then write.
+    let good = || {
+        vec![
+            user("ada"),
+            create(EntityKind::Group, json!({"name": "h", "members": ["ada"]})),
+        ]
+    };
+    assert_eq!(engine.validate(&Actor::system("test"), good()), []);
+    write(&engine, good()).unwrap();
+}
+
 /// Memberships are stored one row each; a store rebuilt without an image gives every
 /// group its members in the order the snapshot kept them, whether the group was
 /// written whole or a membership alone, in one commit or several.

@@ -97,6 +97,22 @@ impl Password {
             hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
         }
     }
+
+    /// The same password checked against `policy` and, if plaintext, replaced by a
+    /// placeholder hash: for a dry run ([`crate::Engine::validate`]), which stores
+    /// nothing and must not pay for argon2.
+    pub(crate) fn checked_under(
+        self,
+        policy: &crate::CredentialPolicy,
+    ) -> Result<Password, crate::ValidationError> {
+        match self.0 {
+            PasswordForm::Plain(plain) => {
+                policy.check(&plain)?;
+                Ok(Password(PasswordForm::Hashed(String::new())))
+            }
+            hashed @ PasswordForm::Hashed(_) => Ok(Password(hashed)),
+        }
+    }
 }
 
 impl From<String> for Password {
