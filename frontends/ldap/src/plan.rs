@@ -28,8 +28,6 @@ use serde::Serialize;
 use crate::config::{RemovedGroups, RemovedUsers, Source};
 use crate::directory::{DirEntry, normalize_dn};
 
-/// The longest name the engine takes, in characters.
-const MAX_NAME_CHARS: usize = 128;
 /// Where in-chain members (Active Directory) are kept on a group entry.
 pub(crate) const IN_CHAIN_ATTRIBUTE: &str = "portcullis-in-chain";
 
@@ -106,7 +104,7 @@ fn valid_name(text: &str) -> bool {
     !text.is_empty()
         && text.trim() == text
         && !text.chars().any(char::is_control)
-        && text.chars().count() <= MAX_NAME_CHARS
+        && text.chars().count() <= portcullis_engine::MAX_NAME_CHARS
 }
 
 fn valid_email(text: &str) -> bool {
