@@ -52,7 +52,8 @@ use crate::engine::Engine;
 use crate::error::{Error, NotFound, StoreError, ValidationError};
 use crate::model::{EntityKind, Id, Mfa, Source, Time, User};
 use crate::write::{Actor, Op, Password, PasswordForm, Spec};
-use settings::{DAY, MINUTE};
+pub(crate) use settings::DAY;
+use settings::MINUTE;
 use tables::{
     EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES, Failures, RECOVERY, RESETS, RecoveryRecord,
     ResetRecord, TOTP, TotpRecord,

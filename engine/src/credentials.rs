@@ -9,14 +9,13 @@
 //! (`[auth.password_policy]`, `[auth.argon2]`, `default_expiry_days`) and which is
 //! otherwise the default one (no default expiry).
 
+use crate::auth::{Argon2Settings, DAY, PasswordPolicy};
+use crate::error::ValidationError;
 use crate::model::Time;
 use crate::write::Password;
 
 /// The longest password accepted, in characters (the sign-in inputs' limit).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
-
-use crate::auth::{Argon2Settings, PasswordPolicy};
-use crate::error::ValidationError;
 
 /// The password policy and the argon2id parameters new hashes are made with.
 #[derive(Clone)]
@@ -63,7 +62,6 @@ impl CredentialPolicy {
 
     /// The expiry a user created at `now` without one gets.
     pub fn default_expiry(&self, now: Time) -> Option<Time> {
-        const DAY: i64 = 24 * 60 * 60 * 1_000_000;
         self.default_expiry_days
             .map(|days| now.add_micros(i64::from(days) * DAY))
     }

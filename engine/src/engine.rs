@@ -99,6 +99,25 @@ struct Shared {
     credentials: std::sync::RwLock<Arc<CredentialPolicy>>,
 }
 
+impl Shared {
+    fn credential_policy(&self) -> Arc<CredentialPolicy> {
+        self.credentials.read().expect("credentials lock").clone()
+    }
+}
+
+/// The user spec an operation writes whole (a create or a replace), if any: what
+/// carries a plaintext password to check and hash.
+fn user_spec_mut(op: &mut Op) -> Option<&mut crate::write::UserSpec> {
+    match op {
+        Op::Create(Spec::User(spec))
+        | Op::Replace {
+            spec: Spec::User(spec),
+            ..
+        } => Some(spec),
+        _ => None,
+    }
+}
+
 /// Where the snapshot image of this engine's store is kept, and the revision of the
 /// newest image written.
 struct ImageTarget {
@@ -266,11 +285,7 @@ impl Engine {
 
     /// The credential policy plaintext passwords are written under.
     pub fn credential_policy(&self) -> Arc<CredentialPolicy> {
-        self.shared
-            .credentials
-            .read()
-            .expect("credentials lock")
-            .clone()
+        self.shared.credential_policy()
     }
 
     /// The current snapshot. It never changes; ask again to see later writes.
@@ -288,20 +303,15 @@ impl Engine {
         let credentials = self.credential_policy();
         let now = Time::now();
         for op in &mut ops {
-            if let Op::Create(Spec::User(spec)) = op {
-                if spec.expires_at.is_none() {
-                    spec.expires_at = credentials.default_expiry(now);
-                }
+            let creating = matches!(op, Op::Create(_));
+            let Some(spec) = user_spec_mut(op) else {
+                continue;
+            };
+            if creating && spec.expires_at.is_none() {
+                spec.expires_at = credentials.default_expiry(now);
             }
-            if let Op::Create(Spec::User(spec))
-            | Op::Replace {
-                spec: Spec::User(spec),
-                ..
-            } = op
-            {
-                if let Some(password) = spec.password.take() {
-                    spec.password = Some(password.hashed_under(&credentials)?);
-                }
+            if let Some(password) = spec.password.take() {
+                spec.password = Some(password.hashed_under(&credentials)?);
             }
         }
         let hashes = vec![None; ops.len()];
@@ -319,9 +329,10 @@ impl Engine {
     /// those before it that apply, and a refused one is noted and skipped (a refused
     /// operation changes nothing). Empty: [`Engine::write`] would accept them, unless
     /// the estate changes in between; otherwise `write` refuses them with one of these
-    /// problems (it checks every password first, then applies in order). Passwords are checked against the credential
-    /// policy but not hashed. For front-ends that report every problem of a request
-    /// at once (an import's rows are its operations).
+    /// problems (it checks every password first, then applies in order). Passwords
+    /// are checked against the credential policy but not hashed. For front-ends that
+    /// report every problem of a request at once (an import's rows are its
+    /// operations).
     pub fn validate(&self, actor: &Actor, ops: Vec<Op>) -> Vec<Problem> {
         let credentials = self.credential_policy();
         let published = self.snapshot();
@@ -337,12 +348,7 @@ impl Engine {
                 op: Some(index),
                 error,
             };
-            if let Op::Create(Spec::User(spec))
-            | Op::Replace {
-                spec: Spec::User(spec),
-                ..
-            } = &mut op
-            {
+            if let Some(spec) = user_spec_mut(&mut op) {
                 if let Some(password) = spec.password.take() {
                     match password.checked_under(&credentials) {
                         Ok(password) => spec.password = Some(password),
@@ -739,7 +745,7 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
 fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
     let published = shared.current.load_full();
     let mut working = Working::new((*published).clone(), Time::now(), "");
-    working.credentials = shared.credentials.read().expect("credentials lock").clone();
+    working.credentials = shared.credential_policy();
     let mut revision = published.revision;
     let mut next_seq = seq;
     let mut replies = Vec::with_capacity(group.len());

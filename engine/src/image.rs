@@ -7,7 +7,7 @@
 //! store's revision by re-reading every entity the change log names after the
 //! image's revision (see `Engine::start`).
 //!
-//! # Format (version 2), documented in `docs/snapshot.md`
+//! # Format (version 3), documented in `docs/snapshot.md`
 //!
 //! ```text
 //! offset  size  field
@@ -24,7 +24,8 @@
 //!
 //! The body is a sequence of sections, in this order: `next_node_number` (one
 //! postcard varint), then roles, nodes, users, groups, symbols (protocol names and
-//! account usernames, by number), assets, the shared asset rule sets, rules, tokens. A
+//! account usernames, by number), assets, the shared asset rule sets, the account
+//! index (account id, asset index), rules, tokens. A
 //! section is a postcard varint count followed by that many postcard records; entity
 //! sections hold one `Option` per dense index, so indexes in derived data stay valid.
 //! Bitmaps are in the portable Roaring format. Users and assets are kept as the
@@ -46,7 +47,7 @@ use crate::snapshot::{
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
 /// The layout this build writes and reads.
-pub(crate) const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 3;
 const HEADER: usize = 48;
 
 /// The image file of the store at `store`: `<store>.image`.
@@ -124,13 +125,11 @@ struct NodeImage {
 #[derive(Serialize, Deserialize)]
 struct AssetImage {
     record: Packed<Asset>,
-    // What the asset's check record and the account index need, so an open need not
-    // unpack the record: protocol names and account usernames by symbol (the symbols
-    // section), and the accounts' ids.
+    // What the asset's check record needs, so an open need not unpack the record:
+    // protocol names and account usernames by symbol (the symbols section).
     active: bool,
     protocols: Vec<u32>,
     accounts: Vec<u32>,
-    account_ids: Vec<Id>,
     nodes: Vec<u32>,
     direct_rules: Vec<u8>,
     /// Index into the shared rule sets section.
@@ -289,7 +288,6 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                     active: check.active,
                     protocols: check.protocols.to_vec(),
                     accounts: check.accounts.to_vec(),
-                    account_ids: e.record.unpack().accounts.iter().map(|a| a.id).collect(),
                     nodes: e.nodes.to_vec(),
                     direct_rules: bits(&e.direct_rules),
                     rules: number,
@@ -300,6 +298,13 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
     section(out, sets.len(), sets.iter(), |set| {
         set.iter().collect::<Vec<u32>>()
     })?;
+    // The account index as the snapshot keeps it: no asset is unpacked for its ids.
+    section(
+        out,
+        snapshot.account_ids.len(),
+        snapshot.account_ids.iter(),
+        |(account, asset)| (*account, *asset),
+    )?;
     section(out, snapshot.rules.len(), snapshot.rules.iter(), |entry| {
         entry.as_ref().map(|e| RuleImage {
             rule: e.rule.clone(),
@@ -516,11 +521,43 @@ enum Piece {
     Symbol(Box<str>),
     Asset(Option<AssetImage>),
     Set(Vec<u32>),
+    Account((Id, u32)),
     Rule(Option<RuleImage>),
     Token(Option<(Arc<Token>, [u8; 32])>),
     /// The body ended after its last section.
     End,
 }
+
+/// The record type of a section, taken out of its piece.
+trait SectionRecord: Sized {
+    fn from_piece(piece: Piece) -> Option<Self>;
+}
+
+macro_rules! section_records {
+    ($($variant:ident($record:ty)),* $(,)?) => {$(
+        impl SectionRecord for $record {
+            fn from_piece(piece: Piece) -> Option<$record> {
+                match piece {
+                    Piece::$variant(record) => Some(record),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+section_records!(
+    Role(Option<Arc<Role>>),
+    Node(Option<NodeImage>),
+    User(Option<UserImage>),
+    Group(Option<GroupImage>),
+    Symbol(Box<str>),
+    Asset(Option<AssetImage>),
+    Set(Vec<u32>),
+    Account((Id, u32)),
+    Rule(Option<RuleImage>),
+    Token(Option<(Arc<Token>, [u8; 32])>),
+);
 
 /// The decoding thread's end of the channel: pieces go in batches.
 struct Batcher {
@@ -581,6 +618,7 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Symbol),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Asset),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Set),
+        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Account),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Rule),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Token),
     ];
@@ -622,10 +660,9 @@ impl Source {
         }
     }
 
-    /// A section's records, each taken out of its piece by `record`.
-    fn section<T>(
+    /// A section's records, each taken out of its piece.
+    fn section<T: SectionRecord>(
         &mut self,
-        record: impl Fn(Piece) -> Option<T>,
         mut each: impl FnMut(T) -> Result<(), Rejected>,
     ) -> Result<(), Rejected> {
         let misplaced = || Rejected::Malformed("a section is out of place".into());
@@ -633,7 +670,7 @@ impl Source {
             return Err(misplaced());
         };
         for _ in 0..count {
-            each(record(self.next()?).ok_or_else(misplaced)?)?;
+            each(T::from_piece(self.next()?).ok_or_else(misplaced)?)?;
         }
         Ok(())
     }
@@ -657,152 +694,110 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         );
         *snap.counts.get_mut(kind) += 1;
     };
-    reader.section(
-        |piece| match piece {
-            Piece::Role(record) => Some(record),
-            _ => None,
-        },
-        |role: Option<Arc<Role>>| {
-            let index = snap.roles.len();
-            if let Some(role) = &role {
-                register(&mut snap, EntityKind::Role, role.id, index);
-                snap.role_names.insert(&role.name, index as u32);
+    reader.section(|role: Option<Arc<Role>>| {
+        let index = snap.roles.len();
+        if let Some(role) = &role {
+            register(&mut snap, EntityKind::Role, role.id, index);
+            snap.role_names.insert(&role.name, index as u32);
+        }
+        snap.roles.push(role);
+        Ok(())
+    })?;
+    reader.section(|node: Option<NodeImage>| {
+        let index = snap.nodes.len();
+        let entry = match node {
+            Some(n) => {
+                register(&mut snap, EntityKind::Node, n.node.id, index);
+                Some(Arc::new(NodeEntry {
+                    node: n.node,
+                    parent: n.parent,
+                    children: n.children.into(),
+                    assets: unbits(&n.assets)?,
+                    rules: unbits(&n.rules)?,
+                }))
             }
-            snap.roles.push(role);
-            Ok(())
-        },
-    )?;
-    reader.section(
-        |piece| match piece {
-            Piece::Node(record) => Some(record),
-            _ => None,
-        },
-        |node: Option<NodeImage>| {
-            let index = snap.nodes.len();
-            let entry = match node {
-                Some(n) => {
-                    register(&mut snap, EntityKind::Node, n.node.id, index);
-                    Some(Arc::new(NodeEntry {
-                        node: n.node,
-                        parent: n.parent,
-                        children: n.children.into(),
-                        assets: unbits(&n.assets)?,
-                        rules: unbits(&n.rules)?,
-                    }))
+            None => None,
+        };
+        snap.nodes.push(entry);
+        Ok(())
+    })?;
+    reader.section(|user: Option<UserImage>| {
+        let index = snap.users.len();
+        let entry = match user {
+            Some(u) => {
+                let head = u.record.head();
+                register(&mut snap, EntityKind::User, head.id, index);
+                snap.user_names.insert(head.username, index as u32);
+                if let Some(email) = head.email {
+                    snap.user_emails.insert(email, index as u32);
                 }
-                None => None,
-            };
-            snap.nodes.push(entry);
-            Ok(())
-        },
-    )?;
-    reader.section(
-        |piece| match piece {
-            Piece::User(record) => Some(record),
-            _ => None,
-        },
-        |user: Option<UserImage>| {
-            let index = snap.users.len();
-            let entry = match user {
-                Some(u) => {
-                    let head = u.record.head();
-                    register(&mut snap, EntityKind::User, head.id, index);
-                    snap.user_names.insert(head.username, index as u32);
-                    if let Some(email) = head.email {
-                        snap.user_emails.insert(email, index as u32);
-                    }
-                    snap.user_checks.push(UserCheck {
-                        valid_until: u.valid_until,
-                        rules: UserRules::from_sorted(u.rules),
-                        rule_until: u.rule_until.into(),
-                        username_hash: UserCheck::name_hash(head.username),
-                    });
-                    Some(Arc::new(UserEntry {
-                        id: head.id,
-                        record: u.record,
-                        direct_groups: u.direct_groups.into(),
-                        direct_rules: unbits(&u.direct_rules)?,
-                        groups: u.groups.into(),
-                    }))
-                }
-                None => {
-                    snap.user_checks.push(UserCheck::absent());
-                    None
-                }
-            };
-            snap.users.push(entry);
-            Ok(())
-        },
-    )?;
-    reader.section(
-        |piece| match piece {
-            Piece::Group(record) => Some(record),
-            _ => None,
-        },
-        |group: Option<GroupImage>| {
-            let index = snap.groups.len();
-            let entry = match group {
-                Some(g) => {
-                    register(&mut snap, EntityKind::Group, g.group.id, index);
-                    snap.group_names.insert(&g.group.name, index as u32);
-                    Some(Arc::new(GroupEntry {
-                        group: g.group,
-                        members: unbits(&g.members)?,
-                        subgroups: g.subgroups.into(),
-                        parents: g.parents.into(),
-                        rules: unbits(&g.rules)?,
-                    }))
-                }
-                None => None,
-            };
-            snap.groups.push(entry);
-            Ok(())
-        },
-    )?;
-    reader.section(
-        |piece| match piece {
-            Piece::Symbol(name) => Some(name),
-            _ => None,
-        },
-        |name: Box<str>| {
-            let number = snap.symbols.len();
-            if snap.symbols.intern(&name) as usize != number {
-                return Err(Rejected::Malformed(format!(
-                    "symbol `{name}` appears twice"
-                )));
+                snap.user_checks.push(UserCheck {
+                    valid_until: u.valid_until,
+                    rules: UserRules::from_sorted(u.rules),
+                    rule_until: u.rule_until.into(),
+                    username_hash: UserCheck::name_hash(head.username),
+                });
+                Some(Arc::new(UserEntry {
+                    id: head.id,
+                    record: u.record,
+                    direct_groups: u.direct_groups.into(),
+                    direct_rules: unbits(&u.direct_rules)?,
+                    groups: u.groups.into(),
+                }))
             }
-            Ok(())
-        },
-    )?;
+            None => {
+                snap.user_checks.push(UserCheck::absent());
+                None
+            }
+        };
+        snap.users.push(entry);
+        Ok(())
+    })?;
+    reader.section(|group: Option<GroupImage>| {
+        let index = snap.groups.len();
+        let entry = match group {
+            Some(g) => {
+                register(&mut snap, EntityKind::Group, g.group.id, index);
+                snap.group_names.insert(&g.group.name, index as u32);
+                Some(Arc::new(GroupEntry {
+                    group: g.group,
+                    members: unbits(&g.members)?,
+                    subgroups: g.subgroups.into(),
+                    parents: g.parents.into(),
+                    rules: unbits(&g.rules)?,
+                }))
+            }
+            None => None,
+        };
+        snap.groups.push(entry);
+        Ok(())
+    })?;
+    reader.section(|name: Box<str>| {
+        let number = snap.symbols.len();
+        if snap.symbols.intern(&name) as usize != number {
+            return Err(Rejected::Malformed(format!(
+                "symbol `{name}` appears twice"
+            )));
+        }
+        Ok(())
+    })?;
     let mut assets: Vec<Option<(AssetImage, RoaringBitmap)>> = Vec::new();
-    reader.section(
-        |piece| match piece {
-            Piece::Asset(record) => Some(record),
-            _ => None,
-        },
-        |asset: Option<AssetImage>| {
-            let entry = match asset {
-                Some(a) => {
-                    let direct = unbits(&a.direct_rules)?;
-                    Some((a, direct))
-                }
-                None => None,
-            };
-            assets.push(entry);
-            Ok(())
-        },
-    )?;
+    reader.section(|asset: Option<AssetImage>| {
+        let entry = match asset {
+            Some(a) => {
+                let direct = unbits(&a.direct_rules)?;
+                Some((a, direct))
+            }
+            None => None,
+        };
+        assets.push(entry);
+        Ok(())
+    })?;
     let mut sets: Vec<RuleSet> = Vec::new();
-    reader.section(
-        |piece| match piece {
-            Piece::Set(record) => Some(record),
-            _ => None,
-        },
-        |set: Vec<u32>| {
-            sets.push(RuleSet::from_sorted(set));
-            Ok(())
-        },
-    )?;
+    reader.section(|set: Vec<u32>| {
+        sets.push(RuleSet::from_sorted(set));
+        Ok(())
+    })?;
     let mut active = RoaringBitmap::new();
     for (index, asset) in assets.into_iter().enumerate() {
         let entry = match asset {
@@ -810,9 +805,6 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
                 let id = a.record.id();
                 register(&mut snap, EntityKind::Asset, id, index);
                 snap.asset_names.insert(a.record.name(), index as u32);
-                for account in a.account_ids {
-                    snap.account_ids.insert(account, index as u32);
-                }
                 if a.active {
                     active.insert(index as u32);
                 }
@@ -850,53 +842,50 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         snap.assets.push(entry);
     }
     snap.active_assets = Arc::new(active);
-    reader.section(
-        |piece| match piece {
-            Piece::Rule(record) => Some(record),
-            _ => None,
-        },
-        |rule: Option<RuleImage>| {
-            let index = snap.rules.len();
-            let entry = match rule {
-                Some(r) => {
-                    register(&mut snap, EntityKind::Rule, r.rule.id, index);
-                    snap.rule_names.insert(&r.rule.name, index as u32);
-                    Some(Arc::new(RuleEntry {
-                        compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
-                        rule: r.rule,
-                        users: r.users.into(),
-                        groups: r.groups.into(),
-                        assets: r.assets.into(),
-                        nodes: r.nodes.into(),
-                        objects: unbits(&r.objects)?,
-                    }))
-                }
-                None => None,
-            };
-            snap.rules.push(entry);
-            Ok(())
-        },
-    )?;
-    reader.section(
-        |piece| match piece {
-            Piece::Token(record) => Some(record),
-            _ => None,
-        },
-        |token: Option<(Arc<Token>, [u8; 32])>| {
-            let index = snap.tokens.len();
-            let entry = match token {
-                Some((token, hash)) => {
-                    register(&mut snap, EntityKind::Token, token.id, index);
-                    snap.token_names.insert(&token.name, index as u32);
-                    snap.token_hashes.insert(hash, index as u32);
-                    Some(TokenEntry { token, hash })
-                }
-                None => None,
-            };
-            snap.tokens.push(entry);
-            Ok(())
-        },
-    )?;
+    reader.section(|(account, asset): (Id, u32)| {
+        if snap.asset_entry(asset).is_none() {
+            return Err(Rejected::Malformed(
+                "an account names a missing asset".into(),
+            ));
+        }
+        snap.account_ids.insert(account, asset);
+        Ok(())
+    })?;
+    reader.section(|rule: Option<RuleImage>| {
+        let index = snap.rules.len();
+        let entry = match rule {
+            Some(r) => {
+                register(&mut snap, EntityKind::Rule, r.rule.id, index);
+                snap.rule_names.insert(&r.rule.name, index as u32);
+                Some(Arc::new(RuleEntry {
+                    compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
+                    rule: r.rule,
+                    users: r.users.into(),
+                    groups: r.groups.into(),
+                    assets: r.assets.into(),
+                    nodes: r.nodes.into(),
+                    objects: unbits(&r.objects)?,
+                }))
+            }
+            None => None,
+        };
+        snap.rules.push(entry);
+        Ok(())
+    })?;
+    reader.section(|token: Option<(Arc<Token>, [u8; 32])>| {
+        let index = snap.tokens.len();
+        let entry = match token {
+            Some((token, hash)) => {
+                register(&mut snap, EntityKind::Token, token.id, index);
+                snap.token_names.insert(&token.name, index as u32);
+                snap.token_hashes.insert(hash, index as u32);
+                Some(TokenEntry { token, hash })
+            }
+            None => None,
+        };
+        snap.tokens.push(entry);
+        Ok(())
+    })?;
     match reader.next()? {
         Piece::End => Ok(snap),
         _ => Err(Rejected::Malformed("a section is out of place".into())),

@@ -138,6 +138,31 @@ struct MemberRow {
     source: Source,
 }
 
+impl MemberRow {
+    fn of(order: (u64, u32), member: &UserMember) -> MemberRow {
+        MemberRow {
+            order,
+            expires_at: member.expires_at,
+            source: member.source.clone(),
+        }
+    }
+}
+
+/// One `members` row, read: its group's key, its user and the row.
+fn read_member(key: (u128, u128), value: &[u8]) -> Result<(u128, Id, MemberRow), StoreError> {
+    let (group, user) = key;
+    Ok((group, id_of(user), decode("members", user, value)?))
+}
+
+/// One row of the operation log, read.
+fn read_log_row(key: (u64, u32), value: &[u8]) -> Result<LogRow, StoreError> {
+    LogRow::decode(value).map_err(|message| StoreError::Corrupt {
+        table: "change_log",
+        key: format!("{key:?}"),
+        message,
+    })
+}
+
 fn member_key(group: Id, user: Id) -> (u128, u128) {
     (key(group), key(user))
 }
@@ -385,10 +410,8 @@ impl Store {
         let mut rows: std::collections::HashMap<u128, Vec<(Id, MemberRow)>> = Default::default();
         for row in txn.open_table(MEMBERS)?.iter()? {
             let (key, value) = row?;
-            let (group, user) = key.value();
-            rows.entry(group)
-                .or_default()
-                .push((id_of(user), decode("members", user, value.value())?));
+            let (group, user, row) = read_member(key.value(), value.value())?;
+            rows.entry(group).or_default().push((user, row));
         }
         for group in &mut groups {
             group.members = members_in_order(rows.remove(&key(group.id)).unwrap_or_default());
@@ -516,14 +539,13 @@ impl Store {
                 break;
             }
             let (key, value) = row?;
-            let corrupt = |message: String| StoreError::Corrupt {
+            let wanted = limit - changes.len();
+            let batch = read_log_row(key.value(), value.value())?.changes(since, wanted);
+            changes.extend(batch.map_err(|message| StoreError::Corrupt {
                 table: "change_log",
                 key: format!("{:?}", key.value()),
                 message,
-            };
-            let wanted = limit - changes.len();
-            let row = LogRow::decode(value.value()).map_err(corrupt)?;
-            changes.extend(row.changes(since, wanted).map_err(corrupt)?);
+            })?);
         }
         Ok(changes)
     }
@@ -539,12 +561,7 @@ impl Store {
         let mut entities = Vec::new();
         for row in table.range((since.saturating_add(1), 0)..)? {
             let (key, value) = row?;
-            let row = LogRow::decode(value.value()).map_err(|message| StoreError::Corrupt {
-                table: "change_log",
-                key: format!("{:?}", key.value()),
-                message,
-            })?;
-            entities.extend(row.entities(since));
+            entities.extend(read_log_row(key.value(), value.value())?.entities(since));
         }
         Ok(entities)
     }
@@ -588,8 +605,8 @@ impl Store {
                 let mut rows = Vec::new();
                 for row in txn.open_table(MEMBERS)?.range(group_rows(id))? {
                     let (key, value) = row?;
-                    let user = key.value().1;
-                    rows.push((id_of(user), decode("members", user, value.value())?));
+                    let (_, user, row) = read_member(key.value(), value.value())?;
+                    rows.push((user, row));
                 }
                 group.members = members_in_order(rows);
                 Stored::Group(group)
@@ -641,13 +658,7 @@ fn write_members(txn: &redb::WriteTransaction, commit: &Commit<'_>) -> Result<()
     if whole.is_empty() && alone.is_empty() {
         return Ok(());
     }
-    let row = |order: (u64, u32), member: &UserMember| {
-        encode(&MemberRow {
-            order,
-            expires_at: member.expires_at,
-            source: member.source.clone(),
-        })
-    };
+    let row = |order: (u64, u32), member: &UserMember| encode(&MemberRow::of(order, member));
     let mut members = txn.open_table(MEMBERS)?;
     for &group in &whole {
         let mut stale = Vec::new();
@@ -706,15 +717,12 @@ fn migrate_members(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         let (key, value) = row?;
         let group: Group = decode("groups", key.value(), value.value())?;
         for (position, member) in group.members.iter().enumerate() {
-            let row = MemberRow {
-                order: (
-                    0,
-                    u32::try_from(position).expect("INVARIANT: bounded lists"),
-                ),
-                expires_at: member.expires_at,
-                source: member.source.clone(),
-            };
-            members.insert(member_key(group.id, member.user), encode(&row).as_slice())?;
+            let order = (
+                0,
+                u32::try_from(position).expect("INVARIANT: bounded lists"),
+            );
+            let row = encode(&MemberRow::of(order, member));
+            members.insert(member_key(group.id, member.user), row.as_slice())?;
         }
         rewritten.push((key.value(), encode_group(&group)));
     }

@@ -33,6 +33,13 @@ impl<T> Clone for Packed<T> {
     }
 }
 
+impl<T> Packed<T> {
+    /// The record's postcard encoding: what the store keeps of it, too.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Packed<T> {
     pub(crate) fn pack(record: &T) -> Packed<T> {
         let bytes = postcard::to_allocvec(record).expect("INVARIANT: model types encode");
@@ -53,11 +60,6 @@ impl<T: Serialize + DeserializeOwned> Packed<T> {
         postcard::take_from_bytes(&self.bytes)
             .expect("INVARIANT: packed by this build")
             .0
-    }
-
-    /// The record's postcard encoding: what the store keeps of it, too.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
     }
 
     /// Bytes read back from an image: `T`'s encoding, checked by decoding its head.

@@ -128,18 +128,36 @@ impl Working {
         before: Option<&T>,
         after: Option<&T>,
     ) {
-        let operation = match (before, after) {
+        let (before, after) = (before.map(Payload::record), after.map(Payload::record));
+        self.record_payloads(entity, id, before, after);
+    }
+
+    /// [`Working::record`] of a packed entity (a user, an asset): its bytes are the
+    /// change record's side as they are, not encoded again.
+    fn record_packed<T>(
+        &mut self,
+        entity: EntityKind,
+        id: Id,
+        before: Option<&Packed<T>>,
+        after: Option<&Packed<T>>,
+    ) {
+        let side = |packed: &Packed<T>| Payload::Record(packed.bytes().to_vec());
+        self.record_payloads(entity, id, before.map(side), after.map(side));
+    }
+
+    fn record_payloads(
+        &mut self,
+        entity: EntityKind,
+        id: Id,
+        before: Option<Payload>,
+        after: Option<Payload>,
+    ) {
+        let operation = match (&before, &after) {
             (None, Some(_)) => Operation::Create,
             (Some(_), None) => Operation::Delete,
             _ => Operation::Update,
         };
-        if self.push_change(
-            entity,
-            id,
-            operation,
-            before.map(Payload::record),
-            after.map(Payload::record),
-        ) {
+        if self.push_change(entity, id, operation, before, after) {
             self.touched.insert((entity, id));
         }
     }
@@ -270,17 +288,19 @@ impl Working {
     pub(crate) fn set_user(&mut self, index: Option<u32>, new: Option<User>) -> Option<u32> {
         let old = index
             .and_then(|i| self.snap.user_entry(i))
-            .map(|e| e.record.unpack());
+            .map(|e| e.record.clone());
         if let (Some(index), Some(old)) = (index, &old) {
-            self.snap.user_names.remove(&old.username, index);
-            if let Some(email) = &old.email {
+            let head = old.head();
+            self.snap.user_names.remove(head.username, index);
+            if let Some(email) = head.email {
                 self.snap.user_emails.remove(email, index);
             }
         }
+        let packed = new.as_ref().map(Packed::pack);
         let index =
             match (index, &new) {
                 (Some(index), Some(new)) => {
-                    self.user_mut(index).record = Packed::pack(new);
+                    self.user_mut(index).record = packed.clone().expect("packed above");
                     let check = self.user_check_mut(index);
                     check.valid_until = UserCheck::valid_until_of(new);
                     check.username_hash = UserCheck::name_hash(&new.username);
@@ -288,6 +308,7 @@ impl Working {
                 }
                 (Some(index), None) => {
                     let old = old.as_ref().expect("deleting an existing user");
+                    let id = old.head().id;
                     debug_assert!(self.snap.user_entry(index).is_some_and(|e| {
                         e.direct_groups.is_empty() && e.direct_rules.is_empty()
                     }));
@@ -297,14 +318,14 @@ impl Working {
                         .get_mut(index as usize)
                         .expect("slot exists") = None;
                     *self.user_check_mut(index) = UserCheck::absent();
-                    self.unregister(EntityKind::User, old.id);
-                    self.record(EntityKind::User, old.id, Some(old), None);
+                    self.unregister(EntityKind::User, id);
+                    self.record_packed(EntityKind::User, id, Some(old), None);
                     return None;
                 }
                 (None, Some(new)) => {
                     let entry = UserEntry {
                         id: new.id,
-                        record: Packed::pack(new),
+                        record: packed.clone().expect("packed above"),
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
                         groups: Box::default(),
@@ -321,7 +342,7 @@ impl Working {
         if let Some(email) = &new.email {
             self.snap.user_emails.insert(email, index);
         }
-        self.record(EntityKind::User, new.id, old.as_ref(), Some(&new));
+        self.record_packed(EntityKind::User, new.id, old.as_ref(), packed.as_ref());
         Some(index)
     }
 
@@ -547,16 +568,18 @@ impl Working {
     // ----- assets ----------------------------------------------------------------
 
     pub(crate) fn set_asset(&mut self, index: Option<u32>, new: Option<Asset>) -> Option<u32> {
-        let old = index
+        let old_packed = index
             .and_then(|i| self.snap.asset_entry(i))
-            .map(|e| e.record.unpack());
+            .map(|e| e.record.clone());
+        let old = old_packed.as_ref().map(Packed::unpack);
+        let packed = new.as_ref().map(Packed::pack);
         let index = match index {
             Some(index) => index,
             None => {
                 let Some(new) = &new else { return None };
                 let entry = AssetEntry {
                     id: new.id,
-                    record: Packed::pack(new),
+                    record: packed.clone().expect("packed above"),
                     nodes: Default::default(),
                     direct_rules: RoaringBitmap::new(),
                 };
@@ -610,10 +633,15 @@ impl Working {
                 let check = AssetCheck::of(&new, rules.unwrap_or_default(), &mut self.snap.symbols);
                 *self.asset_check_mut(index) = check;
                 let entry = self.asset_mut(index);
-                entry.record = Packed::pack(&new);
+                entry.record = packed.clone().expect("packed above");
                 entry.nodes = new_nodes.iter().copied().collect();
                 self.dirty_assets.insert(index);
-                self.record(EntityKind::Asset, new.id, old.as_ref(), Some(&new));
+                self.record_packed(
+                    EntityKind::Asset,
+                    new.id,
+                    old_packed.as_ref(),
+                    packed.as_ref(),
+                );
                 Some(index)
             }
             None => {
@@ -638,7 +666,7 @@ impl Working {
                 *self.asset_check_mut(index) = AssetCheck::absent();
                 self.dirty_assets.remove(index);
                 self.unregister(EntityKind::Asset, old.id);
-                self.record(EntityKind::Asset, old.id, Some(&old), None);
+                self.record_packed(EntityKind::Asset, old.id, old_packed.as_ref(), None);
                 None
             }
         }
