@@ -19,7 +19,7 @@ use crate::error::{Error, NotFound, Problem, StoreError};
 use crate::image;
 use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{MapSizes, Snapshot};
 use crate::store::{Commit, Loaded, Store};
 use crate::write::{Actor, Op, Spec, TokenSpec, Working};
 
@@ -872,7 +872,23 @@ impl Snapshot {
             key: id.to_string(),
             message: message.to_owned(),
         };
-        let mut working = Working::unrecorded(Snapshot::empty());
+        let count = |n: usize| n as u64;
+        let sizes = MapSizes {
+            ids: count(
+                estate.roles.len()
+                    + estate.nodes.len()
+                    + estate.users.len()
+                    + estate.groups.len()
+                    + estate.assets.len()
+                    + estate.rules.len()
+                    + estate.tokens.len(),
+            ),
+            users: count(estate.users.len()),
+            groups: count(estate.groups.len()),
+            assets: count(estate.assets.len()),
+            accounts: count(estate.assets.iter().map(|a| a.accounts.len()).sum()),
+        };
+        let mut working = Working::unrecorded(Snapshot::sized(sizes));
         for role in estate.roles {
             working.set_role(None, Some(role));
         }
@@ -939,11 +955,8 @@ impl Snapshot {
                 .flatten()
                 .map(|e| e.record.unpack())
                 .collect(),
-            groups: self
-                .groups
-                .iter()
-                .flatten()
-                .map(|e| (*e.group).clone())
+            groups: (0..self.groups.len() as u32)
+                .filter_map(|index| self.group_record(index))
                 .collect(),
             nodes: self
                 .nodes

@@ -7,12 +7,12 @@
 //! store's revision by re-reading every entity the change log names after the
 //! image's revision (see `Engine::start`).
 //!
-//! # Format (version 3), documented in `docs/snapshot.md`
+//! # Format (version 4), documented in `docs/snapshot.md`
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"PCLSIMG\0"
-//!      8     4  format version, u32 little-endian (1)
+//!      8     4  format version, u32 little-endian (4)
 //!     12     4  flags, u32 (0)
 //!     16     8  store id, u64 (the store's META `store_id`)
 //!     24     8  revision, u64: the store revision the snapshot reflects
@@ -41,13 +41,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, Packed, RuleEntry, RuleSet, Slot,
-    Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, MapSizes, Member, NodeEntry, Packed,
+    RuleEntry, RuleSet, Slot, Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
 /// The layout this build writes and reads.
-pub(crate) const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 4;
 const HEADER: usize = 48;
 
 /// The image file of the store at `store`: `<store>.image`.
@@ -99,15 +99,16 @@ struct UserImage {
     valid_until: Time,
     direct_groups: Vec<(u32, Time)>,
     direct_rules: Vec<u8>,
-    groups: Vec<(u32, Time)>,
     rules: Vec<u32>,
     rule_until: Vec<(u32, Time)>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct GroupImage {
+    /// The record without its members, which are `memberships` (the member bitmap
+    /// is made from them).
     group: Arc<Group>,
-    members: Vec<u8>,
+    memberships: Vec<Member>,
     subgroups: Vec<u32>,
     parents: Vec<(u32, Time)>,
     rules: Vec<u8>,
@@ -230,6 +231,7 @@ pub(crate) fn write(snapshot: &Snapshot, store_id: u64, path: &Path) -> std::io:
 
 fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()> {
     put(out, &snapshot.next_node_number)?;
+    put(out, &MapSizes::of(snapshot))?;
     section(out, snapshot.roles.len(), snapshot.roles.iter(), |role| {
         role.clone()
     })?;
@@ -249,7 +251,6 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
             valid_until: check.valid_until,
             direct_groups: e.direct_groups.to_vec(),
             direct_rules: bits(&e.direct_rules),
-            groups: e.groups.to_vec(),
             rules: check.rules.iter().collect(),
             rule_until: check.rule_until.to_vec(),
         })
@@ -261,7 +262,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
         |entry| {
             entry.as_ref().map(|e| GroupImage {
                 group: e.group.clone(),
-                members: bits(&e.members),
+                memberships: e.memberships.to_vec(),
                 subgroups: e.subgroups.to_vec(),
                 parents: e.parents.to_vec(),
                 rules: bits(&e.rules),
@@ -392,10 +393,13 @@ fn read_in_windows(
             }
             reader
         });
-        let decoded = read_body(Source {
-            receiver,
-            batch: Vec::new().into_iter(),
-        });
+        let decoded = read_body(
+            Source {
+                receiver,
+                batch: Vec::new().into_iter(),
+            },
+            expected,
+        );
         let reader = decoder.join().expect("decoding an image does not panic");
         (decoded, reader)
     });
@@ -511,7 +515,8 @@ const BATCHES_IN_FLIGHT: usize = 16;
 
 /// One decoded piece of the body, in the order of the format.
 enum Piece {
-    NextNodeNumber(u64),
+    /// `next_node_number` and the map sizes.
+    Start(u64, MapSizes),
     /// A section's record count.
     Count(u64),
     Role(Option<Arc<Role>>),
@@ -610,6 +615,7 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
         Ok(Ok(()))
     }
     let number = reader.take()?;
+    let sizes = reader.take()?;
     let sections = [
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Role),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Node),
@@ -622,7 +628,7 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Rule),
         |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Token),
     ];
-    if out.push(Piece::NextNodeNumber(number)).is_err() {
+    if out.push(Piece::Start(number, sizes)).is_err() {
         return Ok(());
     }
     for decode in sections {
@@ -676,13 +682,15 @@ impl Source {
     }
 }
 
-fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
-    let mut snap = Snapshot::empty();
-    let Piece::NextNodeNumber(number) = reader.next()? else {
+/// Builds the snapshot from the pieces of a body of `length` bytes.
+fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
+    let Piece::Start(number, sizes) = reader.next()? else {
         return Err(Rejected::Malformed(
             "the body does not start as an image's".into(),
         ));
     };
+    // Every entry of a map comes from a record of at least a few bytes.
+    let mut snap = Snapshot::sized(sizes.at_most(length / 4));
     snap.next_node_number = number;
     let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
         snap.ids.insert(
@@ -742,7 +750,6 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
                     record: u.record,
                     direct_groups: u.direct_groups.into(),
                     direct_rules: unbits(&u.direct_rules)?,
-                    groups: u.groups.into(),
                 }))
             }
             None => {
@@ -761,7 +768,8 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
                 snap.group_names.insert(&g.group.name, index as u32);
                 Some(Arc::new(GroupEntry {
                     group: g.group,
-                    members: unbits(&g.members)?,
+                    members: g.memberships.iter().map(|m| m.user).collect(),
+                    memberships: g.memberships.into(),
                     subgroups: g.subgroups.into(),
                     parents: g.parents.into(),
                     rules: unbits(&g.rules)?,

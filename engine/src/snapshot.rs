@@ -18,6 +18,7 @@ mod cow_vec;
 mod footprint;
 mod invariants;
 mod look_alike;
+mod members;
 mod name_index;
 mod packed;
 mod rule_set;
@@ -31,7 +32,7 @@ use smallvec::SmallVec;
 
 use crate::model::{
     AccountSelector, Actions, Asset, Effect, EntityKind, Group, Id, Node, ProtocolFilter,
-    ROOT_NODE_ID, Role, Rule, Time, Token, User,
+    ROOT_NODE_ID, Role, Rule, Time, Token, User, UserMember,
 };
 
 pub(crate) use cow_map::CowMap;
@@ -40,6 +41,7 @@ pub use footprint::Footprint;
 pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
+pub(crate) use members::Member;
 pub(crate) use name_index::{NameIndex, same_name};
 pub(crate) use packed::Packed;
 pub(crate) use rule_set::{RuleSet, UserRules};
@@ -66,10 +68,6 @@ pub(crate) struct UserEntry {
     pub(crate) direct_groups: SmallVec<[(u32, Time); 4]>,
     /// Rules that name the user.
     pub(crate) direct_rules: RoaringBitmap,
-    // Derived (recomputed when marked dirty):
-    /// Every group reached through memberships, with the latest instant some chain of
-    /// memberships to it still counts.
-    pub(crate) groups: Box<[(u32, Time)]>,
 }
 
 /// What a check reads of a user, in its own vector by dense index
@@ -143,7 +141,11 @@ impl UserCheck {
 
 #[derive(Clone)]
 pub(crate) struct GroupEntry {
+    /// The group as written, but its members (always empty here: they are
+    /// `memberships`; [`Snapshot::group_record`] puts them back).
     pub(crate) group: Arc<Group>,
+    /// Direct user memberships, in the group's order.
+    pub(crate) memberships: Arc<[Member]>,
     /// Direct user members, whatever their expiry.
     pub(crate) members: RoaringBitmap,
     /// Direct subgroups, whatever their expiry.
@@ -482,9 +484,49 @@ macro_rules! entry_getters {
     )*};
 }
 
+/// How many entries a snapshot's large maps will hold, to size them before they fill
+/// (an image writes them before its sections).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MapSizes {
+    pub(crate) ids: u64,
+    pub(crate) users: u64,
+    pub(crate) groups: u64,
+    pub(crate) assets: u64,
+    pub(crate) accounts: u64,
+}
+
+impl MapSizes {
+    pub(crate) fn of(snapshot: &Snapshot) -> MapSizes {
+        MapSizes {
+            ids: snapshot.ids.len() as u64,
+            users: snapshot.counts.users,
+            groups: snapshot.counts.groups,
+            assets: snapshot.counts.assets,
+            accounts: snapshot.account_ids.len() as u64,
+        }
+    }
+
+    /// Every size at most `most`: sizes read from a file before its checksum can
+    /// vouch for them must not make an open allocate without bound.
+    pub(crate) fn at_most(self, most: u64) -> MapSizes {
+        MapSizes {
+            ids: self.ids.min(most),
+            users: self.users.min(most),
+            groups: self.groups.min(most),
+            assets: self.assets.min(most),
+            accounts: self.accounts.min(most),
+        }
+    }
+
+    fn get(size: u64) -> usize {
+        usize::try_from(size).unwrap_or(usize::MAX)
+    }
+}
+
 impl Snapshot {
-    /// An empty snapshot, before the root node and built-in roles exist.
-    pub(crate) fn empty() -> Snapshot {
+    /// An empty snapshot (before the root node and built-in roles exist) whose maps
+    /// are sized for `sizes` entries.
+    pub(crate) fn sized(sizes: MapSizes) -> Snapshot {
         Snapshot {
             revision: 0,
             users: CowVec::new(),
@@ -496,17 +538,20 @@ impl Snapshot {
             rules: CowVec::new(),
             roles: CowVec::new(),
             tokens: CowVec::new(),
-            ids: CowMap::with_hasher(Default::default()),
-            user_names: NameIndex::new(),
-            user_emails: NameIndex::new(),
-            group_names: NameIndex::new(),
-            asset_names: NameIndex::new(),
+            ids: CowMap::with_capacity_and_hasher(MapSizes::get(sizes.ids), Default::default()),
+            user_names: NameIndex::with_capacity(MapSizes::get(sizes.users)),
+            user_emails: NameIndex::with_capacity(MapSizes::get(sizes.users)),
+            group_names: NameIndex::with_capacity(MapSizes::get(sizes.groups)),
+            asset_names: NameIndex::with_capacity(MapSizes::get(sizes.assets)),
             rule_names: NameIndex::new(),
             role_names: NameIndex::new(),
             token_names: NameIndex::new(),
             token_hashes: CowMap::with_hasher(Default::default()),
             symbols: Symbols::new(),
-            account_ids: CowMap::with_hasher(Default::default()),
+            account_ids: CowMap::with_capacity_and_hasher(
+                MapSizes::get(sizes.accounts),
+                Default::default(),
+            ),
             active_assets: Arc::new(RoaringBitmap::new()),
             next_node_number: 1,
             counts: Counts::default(),
@@ -609,6 +654,33 @@ impl Snapshot {
             }
         }
         self.asset_names.get(reference, |i| self.asset_name_at(i))
+    }
+
+    /// Group `index`'s direct user memberships as its record holds them, in order.
+    pub(crate) fn group_members(&self, index: u32) -> Vec<UserMember> {
+        let Some(entry) = self.group_entry(index) else {
+            return Vec::new();
+        };
+        entry
+            .memberships
+            .iter()
+            .map(|member| {
+                let user = self
+                    .user_entry(member.user)
+                    .expect("INVARIANT: a member is a live user")
+                    .id;
+                member.record(user, &self.symbols)
+            })
+            .collect()
+    }
+
+    /// Group `index` as written, its members included.
+    pub(crate) fn group_record(&self, index: u32) -> Option<Group> {
+        let entry = self.group_entry(index)?;
+        Some(Group {
+            members: self.group_members(index),
+            ..(*entry.group).clone()
+        })
     }
 
     pub(crate) fn group_index(&self, reference: &str) -> Option<u32> {

@@ -672,10 +672,10 @@ fn write_members(txn: &redb::WriteTransaction, commit: &Commit<'_>) -> Result<()
             .snapshot
             .slot(group)
             .filter(|s| s.kind == EntityKind::Group);
-        let Some(entry) = slot.and_then(|slot| commit.snapshot.group_entry(slot.index)) else {
+        let Some(slot) = slot else {
             continue;
         };
-        for (position, member) in entry.group.members.iter().enumerate() {
+        for (position, member) in commit.snapshot.group_members(slot.index).iter().enumerate() {
             let position = u32::try_from(position).expect("INVARIANT: bounded lists");
             let bytes = row((commit.seq, position), member);
             members.insert(member_key(group, member.user), bytes.as_slice())?;

@@ -678,7 +678,7 @@ fn compare(built: &Built, asked: &Asked) -> Checked {
         &by_id(
             fast.user_groups(user, at)
                 .iter()
-                .map(|g| (g.group.id, g.direct))
+                .map(|g| (g.id, g.direct))
                 .collect(),
         ),
         &by_id(groups_reached(&built.estate, asked.user_id, at)),

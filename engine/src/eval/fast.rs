@@ -17,6 +17,7 @@ use crate::model::{
     ANON_ACCOUNT, Actions, Asset, Effect, EntityKind, GLOBAL_SCOPE, INPUT_ACCOUNT, Id, Time,
 };
 use crate::snapshot::{AccountRef, Snapshot, UserCheck, UserEntry, same_name};
+use crate::write::group_closure;
 
 /// A user's dense index in one snapshot lineage. Valid for the snapshot it came from
 /// and every later one while the user exists.
@@ -607,7 +608,7 @@ impl Evaluator for Snapshot {
     fn effective_roles(&self, user: &str, scope: &str, at: Time) -> Result<Vec<String>, NotFound> {
         let user = self.user_entry(self.user_or_err(user)?).expect("resolved");
         let mut roles: Vec<String> = user.record.unpack().system_roles;
-        for &(group, until) in &*user.groups {
+        for (group, until) in group_closure(self, &user.direct_groups) {
             if at >= until {
                 continue;
             }

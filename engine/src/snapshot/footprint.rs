@@ -45,7 +45,6 @@ impl Snapshot {
         let slots = |len: usize, item: usize| len * item;
         let mut user_entries = slots(self.users.len(), size_of::<usize>());
         let mut user_checks = slots(self.user_checks.len(), size_of::<super::UserCheck>());
-        let mut user_derived = 0;
         let mut user_records = 0;
         for check in self.user_checks.iter() {
             user_checks += usize::from(check.rules.spilled()) * check.rules.len() * 4
@@ -53,12 +52,10 @@ impl Snapshot {
         }
         for entry in self.users.iter().flatten() {
             user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);
-            user_derived += entry.groups.len() * 16;
             user_records += entry.record.bytes().len() + 2 * size_of::<usize>();
         }
         parts.push(("users: entries and link bitmaps", user_entries));
         parts.push(("users: check records with their rule sets", user_checks));
-        parts.push(("users: groups reached (derived)", user_derived));
         parts.push(("users: records (packed)", user_records));
         let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
         for entry in self.groups.iter().flatten() {
@@ -66,7 +63,7 @@ impl Snapshot {
                 + bitmap(&entry.members)
                 + bitmap(&entry.rules)
                 + size_of::<crate::model::Group>()
-                + entry.group.members.capacity() * size_of::<crate::model::UserMember>();
+                + entry.memberships.len() * size_of::<super::Member>();
         }
         parts.push(("groups (records, member bitmaps)", group_bytes));
         let mut asset_entries = slots(self.assets.len(), size_of::<usize>());

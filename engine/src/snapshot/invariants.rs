@@ -57,8 +57,7 @@ impl Snapshot {
         let mut users = BTreeMap::new();
         let users_with_checks = self.users.iter().zip(self.user_checks.iter());
         for (entry, check) in users_with_checks.filter_map(|(e, c)| Some((e.as_ref()?, c))) {
-            let mut groups: Vec<(Id, Time)> = entry
-                .groups
+            let mut groups: Vec<(Id, Time)> = group_closure(self, &entry.direct_groups)
                 .iter()
                 .map(|(g, t)| (self.group_id(*g), *t))
                 .collect();
@@ -302,24 +301,24 @@ impl Snapshot {
         for (group_index, entry) in self.groups.iter().enumerate() {
             let Some(entry) = entry else { continue };
             let group_index = group_index as u32;
-            let members: RoaringBitmap = entry
-                .group
-                .members
-                .iter()
-                .filter_map(|m| index_of(EntityKind::User, m.user))
-                .collect();
-            if members != entry.members || members.len() as usize != entry.group.members.len() {
+            let members: RoaringBitmap = entry.memberships.iter().map(|m| m.user).collect();
+            if members != entry.members
+                || members.len() as usize != entry.memberships.len()
+                || !entry.group.members.is_empty()
+            {
                 return fail(format!(
                     "group `{}` member bitmap is stale",
                     entry.group.name
                 ));
             }
-            for member in &entry.group.members {
-                let user = self
-                    .user_entry(index_of(EntityKind::User, member.user).expect("checked"))
-                    .expect("live");
-                let until = member.expires_at.unwrap_or(Time::MAX);
-                if !user.direct_groups.contains(&(group_index, until)) {
+            for member in entry.memberships.iter() {
+                let Some(user) = self.user_entry(member.user) else {
+                    return fail(format!(
+                        "group `{}` has a member that is no user",
+                        entry.group.name
+                    ));
+                };
+                if !user.direct_groups.contains(&(group_index, member.until())) {
                     return fail(format!(
                         "user `{}` misses group `{}`",
                         user.record.username(),
@@ -352,20 +351,15 @@ impl Snapshot {
                 return fail(format!("group `{}` is nested in itself", entry.group.name));
             }
         }
-        for entry in self.users.iter().flatten() {
-            let linked: usize = self
-                .groups
-                .iter()
-                .flatten()
-                .map(|g| {
-                    g.group
-                        .members
-                        .iter()
-                        .filter(|m| m.user == entry.id)
-                        .count()
-                })
-                .sum();
-            if linked != entry.direct_groups.len() {
+        let mut linked: BTreeMap<u32, usize> = BTreeMap::new();
+        for group in self.groups.iter().flatten() {
+            for member in group.memberships.iter() {
+                *linked.entry(member.user).or_default() += 1;
+            }
+        }
+        for (index, entry) in self.users.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if linked.get(&(index as u32)).copied().unwrap_or(0) != entry.direct_groups.len() {
                 return fail(format!(
                     "user `{}` has stale groups",
                     entry.record.username()
@@ -517,12 +511,6 @@ impl Snapshot {
             .filter_map(|(e, c)| Some((e.as_ref()?, c)))
         {
             let closure = group_closure(self, &entry.direct_groups);
-            if *closure != *entry.groups {
-                return fail(format!(
-                    "user `{}` group closure is stale",
-                    entry.record.username()
-                ));
-            }
             let mut rules = entry.direct_rules.clone();
             let mut until: BTreeMap<u32, Time> = BTreeMap::new();
             for &(group, group_until) in &closure {

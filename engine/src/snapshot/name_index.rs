@@ -23,7 +23,9 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
 
 /// Feeds the case-folded UTF-8 of `name` to `hasher` through a stack buffer, so an
 /// ASCII name costs one lowercase pass and one hash call. Both paths feed the same
-/// bytes for the same folded text (the hasher sees one stream, whatever the chunks).
+/// folded text in the same chunks (64 bytes each, then the rest), so the hasher need
+/// not be a streaming one: foldhash hashes `ab` written at once and `a`, `b` written
+/// apart differently.
 fn hash_folded(name: &str, hasher: &mut impl Hasher) {
     let mut buffer = [0u8; 64];
     if name.is_ascii() {
@@ -37,13 +39,19 @@ fn hash_folded(name: &str, hasher: &mut impl Hasher) {
     }
     let mut len = 0;
     for c in name.chars().flat_map(char::to_lowercase) {
-        if len + 4 > buffer.len() {
-            hasher.write(&buffer[..len]);
-            len = 0;
+        let mut utf8 = [0u8; 4];
+        for &byte in c.encode_utf8(&mut utf8).as_bytes() {
+            if len == buffer.len() {
+                hasher.write(&buffer);
+                len = 0;
+            }
+            buffer[len] = byte;
+            len += 1;
         }
-        len += c.encode_utf8(&mut buffer[len..]).len();
     }
-    hasher.write(&buffer[..len]);
+    if len > 0 {
+        hasher.write(&buffer[..len]);
+    }
 }
 
 /// The buckets' keys are already hashes: use them as they are.
@@ -139,7 +147,8 @@ type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>
 /// resolves to the entity it imitates.
 #[derive(Clone)]
 pub(crate) struct NameIndex {
-    hasher: std::collections::hash_map::RandomState,
+    /// Seeded per process: a name's hash cannot be chosen to collide.
+    hasher: foldhash::fast::RandomState,
     buckets: Buckets,
     folds: FoldBuckets,
 }
@@ -162,9 +171,14 @@ fn fold_remove(buckets: &mut FoldBuckets, hash: u64, index: u32) {
 
 impl NameIndex {
     pub(crate) fn new() -> NameIndex {
+        NameIndex::with_capacity(0)
+    }
+
+    /// An index sized for `names` names.
+    pub(crate) fn with_capacity(names: usize) -> NameIndex {
         NameIndex {
-            hasher: std::collections::hash_map::RandomState::new(),
-            buckets: Buckets::with_hasher(BuildHasherDefault::default()),
+            hasher: foldhash::fast::RandomState::default(),
+            buckets: Buckets::with_capacity_and_hasher(names, BuildHasherDefault::default()),
             folds: FoldBuckets::with_hasher(BuildHasherDefault::default()),
         }
     }
@@ -374,6 +388,11 @@ mod tests {
         assert_eq!(index.hash("\u{212A}elvin"), index.hash("kelvin"));
         let long_ascii = "A".repeat(200);
         let long_mixed = format!("{}\u{212A}", "a".repeat(199));
+        // Folded text that crosses a chunk's end, through either path.
+        assert_eq!(
+            index.hash(&format!("{}\u{212A}B", "a".repeat(63))),
+            index.hash(&format!("{}KB", "A".repeat(63)))
+        );
         assert_eq!(
             index.hash(&long_ascii.to_lowercase()),
             index.hash(&long_ascii)

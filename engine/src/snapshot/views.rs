@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use crate::error::NotFound;
 use crate::eval::Page;
-use crate::model::{EntityKind, Group, Time};
+use crate::model::{EntityKind, Group, Id, Source, Time};
 use crate::snapshot::{Snapshot, same_name};
-use crate::write::Spec;
+use crate::write::{Spec, group_closure};
 
 /// What to list, and which page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,7 +25,10 @@ pub struct ListQuery {
 /// A group a user belongs to: see [`Snapshot::user_groups`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserGroup {
-    pub group: std::sync::Arc<Group>,
+    pub id: Id,
+    pub name: String,
+    /// Who wrote the group.
+    pub source: Source,
     /// A direct member (not only through a nested group).
     pub direct: bool,
 }
@@ -90,7 +93,7 @@ impl Snapshot {
         let json = |value: &dyn erased::Serialize| erased::to_value(value);
         Some(match kind {
             EntityKind::User => json(&self.user_entry(index)?.record.unpack()),
-            EntityKind::Group => json(&*self.group_entry(index)?.group),
+            EntityKind::Group => json(&self.group_record(index)?),
             EntityKind::Node => {
                 let mut value = json(&*self.node_entry(index)?.node);
                 value["path"] = Value::String(self.node_path(index));
@@ -122,7 +125,7 @@ impl Snapshot {
     /// A group, by name or id.
     pub fn group(&self, reference: &str) -> Option<std::sync::Arc<Group>> {
         let index = self.group_index(reference)?;
-        self.group_entry(index).map(|entry| entry.group.clone())
+        self.group_record(index).map(std::sync::Arc::new)
     }
 
     /// The groups a user (by username or id) belongs to at `at`: directly, or
@@ -133,20 +136,24 @@ impl Snapshot {
         let Some(entry) = self.user_index(reference).and_then(|i| self.user_entry(i)) else {
             return Vec::new();
         };
-        let mut groups: Vec<UserGroup> = entry
-            .groups
+        let mut groups: Vec<UserGroup> = group_closure(self, &entry.direct_groups)
             .iter()
             .filter(|(_, until)| at < *until)
             .filter_map(|(index, _)| {
-                let group = self.group_entry(*index)?.group.clone();
+                let group = &self.group_entry(*index)?.group;
                 let direct = entry
                     .direct_groups
                     .iter()
                     .any(|(direct, until)| direct == index && at < *until);
-                Some(UserGroup { group, direct })
+                Some(UserGroup {
+                    id: group.id,
+                    name: group.name.clone(),
+                    source: group.source.clone(),
+                    direct,
+                })
             })
             .collect();
-        groups.sort_by(|a, b| a.group.name.cmp(&b.group.name));
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
         groups
     }
 

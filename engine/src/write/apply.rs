@@ -9,7 +9,7 @@ use crate::model::{
     Account, Asset, EntityKind, Group, GroupMember, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
     Token, User, UserMember, account_username,
 };
-use crate::snapshot::{NameIndex, Snapshot};
+use crate::snapshot::{Member, NameIndex, Snapshot};
 use crate::write::Authority;
 use crate::write::spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, PasswordForm, RoleSpec, RuleSpec,
@@ -518,9 +518,10 @@ impl Working {
         )?;
         let resolver = Resolver(&self.snap);
         let mut members: Vec<UserMember> = Vec::with_capacity(spec.members.len());
+        let mut listed = std::collections::HashSet::with_capacity(spec.members.len());
         for member in &spec.members {
             let user = resolver.user(member.user())?;
-            if members.iter().any(|m| m.user == user) {
+            if !listed.insert(user) {
                 return Err(ValidationError::invalid(
                     "members",
                     format!("`{}` is listed twice", member.user()),
@@ -538,13 +539,7 @@ impl Working {
                 source: source.unwrap_or_else(|| spec.source.clone()),
             });
         }
-        let previous = index.map(|i| {
-            self.snap
-                .group_entry(i)
-                .expect("target exists")
-                .group
-                .clone()
-        });
+        let previous = index.map(|i| self.snap.group_record(i).expect("target exists"));
         let id = match &previous {
             Some(previous) => {
                 same_id(EntityKind::Group, spec.id, previous.id)?;
@@ -593,7 +588,7 @@ impl Working {
         }
         self.may_grant_through_group(
             index,
-            previous.as_deref(),
+            previous.as_ref(),
             &spec.name,
             &members,
             &subgroups,
@@ -1010,12 +1005,13 @@ impl Working {
         let assigned_before: Vec<&String> = previous
             .map(|p| p.roles.iter().flat_map(|a| a.roles.iter()).collect())
             .unwrap_or_default();
+        let before: std::collections::HashMap<Id, Option<Time>> = previous
+            .map(|p| p.members.iter().map(|m| (m.user, m.expires_at)).collect())
+            .unwrap_or_default();
         let granted_members = members.iter().any(|m| {
-            !previous.is_some_and(|p| {
-                p.members
-                    .iter()
-                    .any(|old| old.user == m.user && lasts_as_long(old.expires_at, m.expires_at))
-            })
+            !before
+                .get(&m.user)
+                .is_some_and(|old| lasts_as_long(*old, m.expires_at))
         });
         let granted_subgroups = subgroups.iter().any(|m| {
             !previous.is_some_and(|p| {
@@ -1230,6 +1226,7 @@ impl Working {
     fn add_member(&mut self, index: u32, member: &MemberSpec) -> Result<Id> {
         let entry = self.snap.group_entry(index).expect("target exists");
         let user = Resolver(&self.snap).user(member.user())?;
+        let user_index = self.index_of_user(user);
         let (expires_at, source) = match member {
             MemberSpec::Name(_) => (None, None),
             MemberSpec::Detailed {
@@ -1241,12 +1238,12 @@ impl Working {
             expires_at,
             source: source.unwrap_or_else(|| entry.group.source.clone()),
         };
-        let position = entry.group.members.iter().position(|m| m.user == user);
-        let before = position.map(|p| entry.group.members[p].clone());
+        let position = entry.memberships.iter().position(|m| m.user == user_index);
+        let before = position.map(|p| entry.memberships[p].record(user, &self.snap.symbols));
         if before.as_ref() == Some(&membership) {
             return Ok(entry.group.id);
         }
-        if position.is_none() && entry.group.members.len() >= MAX_LIST_LEN {
+        if position.is_none() && entry.memberships.len() >= MAX_LIST_LEN {
             return Err(ValidationError::invalid(
                 "members",
                 format!("at most {MAX_LIST_LEN} entries"),
@@ -1260,32 +1257,50 @@ impl Working {
             self.may_grant_roles_of_group(index, &name)?;
         }
         let mut group = (*entry.group).clone();
+        let mut memberships = entry.memberships.to_vec();
+        let member = Member::of(user_index, &membership, &mut self.snap.symbols);
         match position {
-            Some(position) => group.members[position] = membership.clone(),
-            None => group.members.push(membership.clone()),
+            Some(position) => memberships[position] = member,
+            None => memberships.push(member),
         }
         group.updated_at = self.now;
-        let user_index = self.index_of_user(user);
         let id = group.id;
-        self.set_membership(index, group, user_index, before.as_ref(), Some(&membership));
+        self.set_membership(
+            index,
+            group,
+            memberships.into(),
+            user_index,
+            before.as_ref(),
+            Some(&membership),
+        );
         Ok(id)
     }
 
     fn remove_member(&mut self, index: u32, reference: &str) -> Result<Id> {
         let entry = self.snap.group_entry(index).expect("target exists");
         let user = Resolver(&self.snap).user(reference)?;
-        let Some(position) = entry.group.members.iter().position(|m| m.user == user) else {
+        let user_index = self.index_of_user(user);
+        let Some(position) = entry.memberships.iter().position(|m| m.user == user_index) else {
             return Err(ValidationError::NotAMember {
                 group: entry.group.name.clone(),
                 user: reference.to_owned(),
             });
         };
         let mut group = (*entry.group).clone();
-        let before = group.members.remove(position);
+        let mut memberships = entry.memberships.to_vec();
+        let before = memberships
+            .remove(position)
+            .record(user, &self.snap.symbols);
         group.updated_at = self.now;
-        let user_index = self.index_of_user(user);
         let id = group.id;
-        self.set_membership(index, group, user_index, Some(&before), None);
+        self.set_membership(
+            index,
+            group,
+            memberships.into(),
+            user_index,
+            Some(&before),
+            None,
+        );
         Ok(id)
     }
 
@@ -1406,12 +1421,12 @@ impl Working {
     /// Applies `edit` to the groups at `indexes`, storing those it changed.
     fn rewrite_groups(&mut self, indexes: &[u32], edit: impl Fn(&mut Group)) {
         for &index in indexes {
-            let Some(entry) = self.snap.group_entry(index) else {
+            let Some(before) = self.snap.group_record(index) else {
                 continue;
             };
-            let mut group = (*entry.group).clone();
+            let mut group = before.clone();
             edit(&mut group);
-            if group != *entry.group {
+            if group != before {
                 group.updated_at = self.now;
                 self.set_group(Some(index), Some(group));
             }
@@ -1481,7 +1496,7 @@ impl Snapshot {
                 })
             }
             EntityKind::Group => {
-                let group = &self.group_entry(index).expect("exists").group;
+                let group = &self.group_record(index).expect("exists");
                 Spec::Group(GroupSpec {
                     id: Some(group.id),
                     name: group.name.clone(),

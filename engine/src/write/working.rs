@@ -20,8 +20,8 @@ use crate::model::{
     User, UserMember,
 };
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, NodeEntry, Packed, RuleEntry, Slot, Snapshot,
-    TokenEntry, UserCheck, UserEntry, UserRules,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, Member, NodeEntry, Packed, RuleEntry, Slot,
+    Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 /// What a write will store besides the entities: password hashes and token hashes.
@@ -328,7 +328,6 @@ impl Working {
                         record: packed.clone().expect("packed above"),
                         direct_groups: Default::default(),
                         direct_rules: RoaringBitmap::new(),
-                        groups: Box::default(),
                     };
                     let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
                     self.snap.user_checks.push(UserCheck::of(new));
@@ -349,15 +348,17 @@ impl Working {
     // ----- groups ----------------------------------------------------------------
 
     pub(crate) fn set_group(&mut self, index: Option<u32>, new: Option<Group>) -> Option<u32> {
-        let old = index
-            .and_then(|i| self.snap.group_entry(i))
-            .map(|e| e.group.clone());
+        let old = index.and_then(|i| self.snap.group_record(i));
         let index = match index {
             Some(index) => index,
             None => {
                 let Some(new) = &new else { return None };
                 let entry = GroupEntry {
-                    group: Arc::new(new.clone()),
+                    group: Arc::new(Group {
+                        members: Vec::new(),
+                        ..new.clone()
+                    }),
+                    memberships: Arc::new([]),
                     members: RoaringBitmap::new(),
                     subgroups: Default::default(),
                     parents: Default::default(),
@@ -423,7 +424,7 @@ impl Working {
                     .collect()
             })
         };
-        let old_subgroups = subgroups_of(self, old.as_deref());
+        let old_subgroups = subgroups_of(self, old.as_ref());
         let new_subgroups = subgroups_of(self, new.as_ref());
         if old_subgroups != new_subgroups {
             for &(child, _) in &old_subgroups {
@@ -440,8 +441,22 @@ impl Working {
         match new {
             Some(new) => {
                 self.snap.group_names.insert(&new.name, index);
-                self.group_mut(index).group = Arc::new(new.clone());
-                self.record(EntityKind::Group, new.id, old.as_deref(), Some(&new));
+                if old.as_ref().is_none_or(|old| old.members != new.members) {
+                    let memberships = new
+                        .members
+                        .iter()
+                        .map(|member| {
+                            let user = self.index_of(EntityKind::User, member.user);
+                            Member::of(user, member, &mut self.snap.symbols)
+                        })
+                        .collect();
+                    self.group_mut(index).memberships = memberships;
+                }
+                self.group_mut(index).group = Arc::new(Group {
+                    members: Vec::new(),
+                    ..new.clone()
+                });
+                self.record(EntityKind::Group, new.id, old.as_ref(), Some(&new));
                 Some(index)
             }
             None => {
@@ -454,24 +469,27 @@ impl Working {
                     .get_mut(index as usize)
                     .expect("slot exists") = None;
                 self.unregister(EntityKind::Group, old.id);
-                self.record(EntityKind::Group, old.id, Some(&*old), None);
+                self.record(EntityKind::Group, old.id, Some(&old), None);
                 None
             }
         }
     }
 
     /// Sets one direct user membership of group `index` (`None`: removes it), with
-    /// `group` the group as it is afterwards. Touches the one user and the group's
-    /// member bitmap, and records the membership alone: the cost of one membership,
-    /// whatever the group's size.
+    /// `group` the group's record and `memberships` its memberships as they are
+    /// afterwards. Touches the one user and the group's member bitmap, and records the
+    /// membership alone: the cost of one membership, whatever the group's size (but
+    /// the copy of its 16-byte memberships).
     pub(crate) fn set_membership(
         &mut self,
         index: u32,
         group: Group,
+        memberships: Arc<[Member]>,
         user: u32,
         before: Option<&UserMember>,
         after: Option<&UserMember>,
     ) {
+        debug_assert!(group.members.is_empty(), "memberships are kept apart");
         let entry = self.user_mut(user);
         entry.direct_groups.retain(|(g, _)| *g != index);
         if let Some(after) = after {
@@ -487,6 +505,7 @@ impl Working {
         }
         let id = group.id;
         group_entry.group = Arc::new(group);
+        group_entry.memberships = memberships;
         self.dirty_users.insert(user);
         let member = after.cloned();
         let (before, after) = (before.map(Payload::record), after.map(Payload::record));
@@ -1005,9 +1024,6 @@ impl Working {
         until.retain(|(_, t)| *t != Time::MAX);
 
         let rules = UserRules::from_bitmap(&rules);
-        if *entry.groups != *closure {
-            self.user_mut(index).groups = closure.into();
-        }
         let check = self.snap.user_check(index).expect("beside a live user");
         if check.rules != rules || *check.rule_until != *until {
             let check = self.user_check_mut(index);

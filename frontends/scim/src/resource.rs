@@ -96,10 +96,10 @@ fn groups_of(snapshot: &Snapshot, user: Id) -> Vec<GroupOf> {
     snapshot
         .user_groups(&user.to_string(), Time::now())
         .into_iter()
-        .filter(|membership| membership.group.source == Source::Scim)
+        .filter(|membership| membership.source == Source::Scim)
         .map(|membership| GroupOf {
-            id: membership.group.id,
-            name: membership.group.name.clone(),
+            id: membership.id,
+            name: membership.name,
             direct: membership.direct,
         })
         .collect()
