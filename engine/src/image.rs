@@ -41,8 +41,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, MapSizes, Member, NodeEntry, Packed,
-    RuleEntry, RuleSet, Slot, Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, GroupLink, MapSizes, Member, NodeEntry,
+    Packed, RuleEntry, RuleSet, Slot, Snapshot, SparseBitmap, TokenEntry, UserCheck, UserEntry,
+    UserRules,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
@@ -249,8 +250,12 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
         entry.as_ref().map(|e| UserImage {
             record: e.record.clone(),
             valid_until: check.valid_until,
-            direct_groups: e.direct_groups.to_vec(),
-            direct_rules: bits(&e.direct_rules),
+            direct_groups: e
+                .direct_groups
+                .iter()
+                .map(|link| (link.group, link.until()))
+                .collect(),
+            direct_rules: bits(e.direct_rules.get()),
             rules: check.rules.iter().collect(),
             rule_until: check.rule_until.to_vec(),
         })
@@ -290,7 +295,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                     protocols: check.protocols.to_vec(),
                     accounts: check.accounts.to_vec(),
                     nodes: e.nodes.to_vec(),
-                    direct_rules: bits(&e.direct_rules),
+                    direct_rules: bits(e.direct_rules.get()),
                     rules: number,
                 }
             })
@@ -748,8 +753,12 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                 Some(Arc::new(UserEntry {
                     id: head.id,
                     record: u.record,
-                    direct_groups: u.direct_groups.into(),
-                    direct_rules: unbits(&u.direct_rules)?,
+                    direct_groups: u
+                        .direct_groups
+                        .into_iter()
+                        .map(|(group, until)| GroupLink::new(group, until))
+                        .collect(),
+                    direct_rules: unbits(&u.direct_rules)?.into(),
                 }))
             }
             None => {
@@ -789,11 +798,11 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         }
         Ok(())
     })?;
-    let mut assets: Vec<Option<(AssetImage, RoaringBitmap)>> = Vec::new();
+    let mut assets: Vec<Option<(AssetImage, SparseBitmap)>> = Vec::new();
     reader.section(|asset: Option<AssetImage>| {
         let entry = match asset {
             Some(a) => {
-                let direct = unbits(&a.direct_rules)?;
+                let direct = unbits(&a.direct_rules)?.into();
                 Some((a, direct))
             }
             None => None,

@@ -372,8 +372,9 @@ impl Snapshot {
     fn group_path(&self, user: &UserEntry, targets: &[u32], at: Time) -> Vec<String> {
         let mut previous: HashMap<u32, Option<u32>> = HashMap::new();
         let mut queue = std::collections::VecDeque::new();
-        for &(group, until) in &user.direct_groups {
-            if at < until && !previous.contains_key(&group) {
+        for link in &user.direct_groups {
+            let group = link.group;
+            if at < link.until() && !previous.contains_key(&group) {
                 previous.insert(group, None);
                 queue.push_back(group);
             }

@@ -51,7 +51,11 @@ impl Snapshot {
                 + check.rule_until.len() * 16;
         }
         for entry in self.users.iter().flatten() {
-            user_entries += size_of::<super::UserEntry>() + bitmap(&entry.direct_rules);
+            user_entries += size_of::<super::UserEntry>()
+                + bitmap(entry.direct_rules.get())
+                + usize::from(entry.direct_groups.spilled())
+                    * entry.direct_groups.capacity()
+                    * size_of::<super::GroupLink>();
             user_records += entry.record.bytes().len() + 2 * size_of::<usize>();
         }
         parts.push(("users: entries and link bitmaps", user_entries));
@@ -79,7 +83,7 @@ impl Snapshot {
             }
         }
         for entry in self.assets.iter().flatten() {
-            asset_entries += size_of::<super::AssetEntry>() + bitmap(&entry.direct_rules);
+            asset_entries += size_of::<super::AssetEntry>() + bitmap(entry.direct_rules.get());
             asset_records += entry.record.bytes().len() + 2 * size_of::<usize>();
         }
         parts.push(("assets: entries", asset_entries));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use roaring::RoaringBitmap;
 
 use crate::model::{EntityKind, Estate, Id, Time};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{GroupLink, Snapshot};
 use crate::write::group_closure;
 
 /// A user's derived indexes by id: groups reached (with until), rules reaching, and
@@ -318,7 +318,10 @@ impl Snapshot {
                         entry.group.name
                     ));
                 };
-                if !user.direct_groups.contains(&(group_index, member.until())) {
+                if !user
+                    .direct_groups
+                    .contains(&GroupLink::new(group_index, member.until()))
+                {
                     return fail(format!(
                         "user `{}` misses group `{}`",
                         user.record.username(),
@@ -410,7 +413,9 @@ impl Snapshot {
         let empty = RoaringBitmap::new();
         for (index, entry) in self.users.iter().enumerate() {
             let Some(entry) = entry else { continue };
-            if entry.direct_rules != *direct_user_rules.get(&(index as u32)).unwrap_or(&empty) {
+            if *entry.direct_rules.get()
+                != *direct_user_rules.get(&(index as u32)).unwrap_or(&empty)
+            {
                 return fail(format!(
                     "user `{}` direct rules are stale",
                     entry.record.username()
@@ -481,7 +486,7 @@ impl Snapshot {
                     entry.record.name()
                 ));
             }
-            if entry.direct_rules != *asset_rules.get(&index).unwrap_or(&empty) {
+            if *entry.direct_rules.get() != *asset_rules.get(&index).unwrap_or(&empty) {
                 return fail(format!(
                     "asset `{}` direct rules are stale",
                     entry.record.name()
@@ -511,7 +516,7 @@ impl Snapshot {
             .filter_map(|(e, c)| Some((e.as_ref()?, c)))
         {
             let closure = group_closure(self, &entry.direct_groups);
-            let mut rules = entry.direct_rules.clone();
+            let mut rules = entry.direct_rules.get().clone();
             let mut until: BTreeMap<u32, Time> = BTreeMap::new();
             for &(group, group_until) in &closure {
                 let group = self.group_entry(group).expect("live");
@@ -536,7 +541,7 @@ impl Snapshot {
         for (index, entry) in self.assets.iter().enumerate() {
             let Some(entry) = entry else { continue };
             let index = index as u32;
-            let mut rules = entry.direct_rules.clone();
+            let mut rules = entry.direct_rules.get().clone();
             for &node in &entry.nodes {
                 for ancestor in self.node_ancestry(node) {
                     rules |= &self.node_entry(ancestor).expect("live").rules;

@@ -72,8 +72,13 @@ impl Hasher for KeyIsHash {
     }
 }
 
-/// Folded bytes a name may take and still be kept inline in the index.
-const INLINE: usize = 22;
+/// Folded bytes a name may take and still be kept inline in the index: what fits a
+/// 32-byte table entry beside the hash (8 bytes), the dense index (4) and the length
+/// (1). Usernames, group, asset and rule names are nearly always shorter; emails
+/// often are not, and are looked up off the check path.
+const INLINE: usize = 19;
+/// [`Named::len`] of a name whose folded form is longer than [`INLINE`] bytes.
+const LONG: u8 = u8::MAX;
 
 /// A name's case-folded UTF-8 when it is at most [`INLINE`] bytes: kept in the index
 /// beside the dense index, so a lookup confirms a candidate without reading the
@@ -121,22 +126,70 @@ pub(crate) struct NameKey {
     folded: Option<Folded>,
 }
 
-/// One name in a bucket: its dense index, and its folded form when short enough to
-/// keep (`None`: a long name, confirmed against the entity's own name).
-#[derive(Clone, Copy, Debug)]
+/// One name in the index: its dense index, and its folded form when short enough to
+/// keep (`len` [`LONG`]: a long name, confirmed against the entity's own name).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Named {
     index: u32,
-    folded: Option<Folded>,
+    len: u8,
+    bytes: [u8; INLINE],
 }
 
-/// Hash → the names with that hash (nearly always one), shared between snapshots.
-type Buckets = CowMap<u64, SmallVec<[Named; 1]>, BuildHasherDefault<KeyIsHash>>;
+impl Named {
+    fn new(index: u32, folded: Option<Folded>) -> Named {
+        match folded {
+            Some(folded) => Named {
+                index,
+                len: folded.len,
+                bytes: folded.bytes,
+            },
+            None => Named {
+                index,
+                len: LONG,
+                bytes: [0; INLINE],
+            },
+        }
+    }
+
+    fn folded(&self) -> Option<Folded> {
+        (self.len != LONG).then_some(Folded {
+            len: self.len,
+            bytes: self.bytes,
+        })
+    }
+
+    /// Whether this is the name `wanted` (folded as [`Folded::of`] gives it), asking
+    /// `name_of` only for a long name.
+    #[inline]
+    fn is<'a>(
+        &self,
+        wanted: Option<&Folded>,
+        name: &str,
+        name_of: impl Fn(u32) -> Option<&'a str>,
+    ) -> bool {
+        match (self.len, wanted) {
+            (LONG, None) => name_of(self.index).is_some_and(|candidate| same_name(candidate, name)),
+            // Equal folded forms have equal lengths: a short name is never a long one.
+            (LONG, Some(_)) => false,
+            (_, None) => false,
+            (len, Some(wanted)) => &self.bytes[..usize::from(len)] == wanted.as_bytes(),
+        }
+    }
+}
+
+/// Hash → the name with that hash, shared between snapshots.
+type Buckets = CowMap<u64, Named, BuildHasherDefault<KeyIsHash>>;
+
+/// Hash → the further names with a hash `Buckets` already holds: a collision of 64-bit
+/// hashes of different names, which practically never happens but must not lose a
+/// name. Kept apart so that a bucket is one 32-byte entry, not a list.
+type Overflow = CowMap<u64, SmallVec<[Named; 1]>, BuildHasherDefault<KeyIsHash>>;
 
 /// Hash → dense indexes: the fold forms of non-ASCII names, for look-alike checks.
 type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>>;
 
 /// Maps case-folded names to dense indexes. It is keyed by hashes of the folded names,
-/// so no key is ever allocated and colliding names simply share a bucket. A short
+/// so no key is ever allocated; a name whose hash another holds goes to `overflow`. A short
 /// name's folded form sits in its bucket, which confirms a lookup in place; a long one
 /// is confirmed against the entity's own name.
 ///
@@ -150,6 +203,7 @@ pub(crate) struct NameIndex {
     /// Seeded per process: a name's hash cannot be chosen to collide.
     hasher: foldhash::fast::RandomState,
     buckets: Buckets,
+    overflow: Overflow,
     folds: FoldBuckets,
 }
 
@@ -179,6 +233,7 @@ impl NameIndex {
         NameIndex {
             hasher: foldhash::fast::RandomState::default(),
             buckets: Buckets::with_capacity_and_hasher(names, BuildHasherDefault::default()),
+            overflow: Overflow::with_hasher(BuildHasherDefault::default()),
             folds: FoldBuckets::with_hasher(BuildHasherDefault::default()),
         }
     }
@@ -219,30 +274,23 @@ impl NameIndex {
         name: &str,
         name_of: impl Fn(u32) -> Option<&'a str>,
     ) -> Option<u32> {
-        let bucket = self.buckets.get(&key.hash)?;
-        let wanted = key.folded;
-        bucket
+        let wanted = key.folded.as_ref();
+        let first = self.buckets.get(&key.hash)?;
+        if first.is(wanted, name, &name_of) {
+            return Some(first.index);
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow
+            .get(&key.hash)?
             .iter()
-            .find(|named| match (&named.folded, &wanted) {
-                (Some(kept), Some(wanted)) => kept.as_bytes() == wanted.as_bytes(),
-                // Equal folded forms have equal lengths: a short name is never a long one.
-                (Some(_), None) | (None, Some(_)) => false,
-                (None, None) => {
-                    name_of(named.index).is_some_and(|candidate| same_name(candidate, name))
-                }
-            })
+            .find(|named| named.is(wanted, name, &name_of))
             .map(|named| named.index)
     }
 
     pub(crate) fn insert(&mut self, name: &str, index: u32) {
-        let hash = self.hash(name);
-        let bucket = self.buckets.get_or_insert_with(hash, SmallVec::new);
-        if !bucket.iter().any(|named| named.index == index) {
-            bucket.push(Named {
-                index,
-                folded: Folded::of(name),
-            });
-        }
+        self.insert_hashed(self.hash(name), Named::new(index, Folded::of(name)));
         if !name.is_ascii() {
             for form in fold_forms(name) {
                 let hash = self.hash(&form);
@@ -251,14 +299,49 @@ impl NameIndex {
         }
     }
 
-    pub(crate) fn remove(&mut self, name: &str, index: u32) {
-        let hash = self.hash(name);
-        if let Some(bucket) = self.buckets.get_mut(&hash) {
-            bucket.retain(|named| named.index != index);
-            if bucket.is_empty() {
-                self.buckets.remove(&hash);
+    fn insert_hashed(&mut self, hash: u64, named: Named) {
+        match self.buckets.get(&hash) {
+            Some(held) if held.index != named.index => {
+                let more = self.overflow.get_or_insert_with(hash, SmallVec::new);
+                more.retain(|other| other.index != named.index);
+                more.push(named);
+            }
+            _ => {
+                self.buckets.insert(hash, named);
             }
         }
+    }
+
+    /// Removes `index` from under `hash`; a name waiting in `overflow` takes its place.
+    fn remove_hashed(&mut self, hash: u64, index: u32) {
+        if self
+            .buckets
+            .get(&hash)
+            .is_some_and(|held| held.index == index)
+        {
+            let promoted = self.overflow.get_mut(&hash).and_then(|more| more.pop());
+            match promoted {
+                Some(named) => self.buckets.insert(hash, named),
+                None => self.buckets.remove(&hash),
+            };
+        } else if let Some(more) = self.overflow.get_mut(&hash) {
+            more.retain(|named| named.index != index);
+        }
+        if self.overflow.get(&hash).is_some_and(|more| more.is_empty()) {
+            self.overflow.remove(&hash);
+        }
+    }
+
+    /// The names held under `hash`.
+    fn under(&self, hash: u64) -> impl Iterator<Item = &Named> {
+        self.buckets
+            .get(&hash)
+            .into_iter()
+            .chain(self.overflow.get(&hash).into_iter().flatten())
+    }
+
+    pub(crate) fn remove(&mut self, name: &str, index: u32) {
+        self.remove_hashed(self.hash(name), index);
         if !name.is_ascii() {
             for form in fold_forms(name) {
                 let hash = self.hash(&form);
@@ -296,12 +379,7 @@ impl NameIndex {
             if name.is_ascii() || !form.is_ascii() {
                 continue;
             }
-            let mut ascii = self
-                .buckets
-                .get(&hash)
-                .into_iter()
-                .flatten()
-                .map(|named| named.index);
+            let mut ascii = self.under(hash).map(|named| named.index);
             let found = ascii.find(|&index| {
                 accept(index)
                     && name_of(index)
@@ -316,7 +394,7 @@ impl NameIndex {
 
     /// Bytes held by the tables (for `Snapshot::footprint`).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.buckets.heap_bytes() + self.folds.heap_bytes()
+        self.buckets.heap_bytes() + self.overflow.heap_bytes() + self.folds.heap_bytes()
     }
 
     /// Whether the index holds exactly `names` (index, name) of the live entities: each
@@ -328,14 +406,15 @@ impl NameIndex {
             .iter()
             .map(|&(index, name)| (self.hash(name), index, Folded::of(name)))
             .collect();
+        let overflow = self
+            .overflow
+            .iter()
+            .flat_map(|(hash, more)| more.iter().map(move |named| (hash, named)));
         let mut held: Vec<(u64, u32, Option<Folded>)> = self
             .buckets
             .iter()
-            .flat_map(|(hash, bucket)| {
-                bucket
-                    .iter()
-                    .map(move |named| (*hash, named.index, named.folded))
-            })
+            .chain(overflow)
+            .map(|(hash, named)| (*hash, named.index, named.folded()))
             .collect();
         let key = |entry: &(u64, u32, Option<Folded>)| (entry.0, entry.1);
         expected.sort_unstable_by_key(key);
@@ -442,6 +521,40 @@ mod tests {
         index.remove(&over_limit, 1);
         assert_eq!(index.get(&over_limit, name_of), None);
         assert!(!index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
+    }
+
+    #[test]
+    fn names_with_one_hash_are_all_kept() {
+        let names = ["alpha", "beta", "a-name-too-long-to-keep-inline"];
+        let mut index = NameIndex::new();
+        // Three names under one hash, as a collision would put them.
+        let hash = 42;
+        for (i, name) in names.iter().enumerate() {
+            index.insert_hashed(hash, Named::new(i as u32, Folded::of(name)));
+        }
+        let name_of = |i: u32| names.get(i as usize).copied();
+        let find = |index: &NameIndex, name: &str| {
+            let key = NameKey {
+                hash,
+                folded: Folded::of(name),
+            };
+            index.find(&key, name, name_of)
+        };
+        assert_eq!(find(&index, "ALPHA"), Some(0));
+        assert_eq!(find(&index, "Beta"), Some(1));
+        assert_eq!(find(&index, "A-NAME-too-long-to-keep-inline"), Some(2));
+        assert_eq!(find(&index, "gamma"), None);
+        assert_eq!(index.under(hash).count(), 3);
+        // Removing the one in the bucket promotes a waiting one.
+        index.remove_hashed(hash, 0);
+        assert_eq!(find(&index, "alpha"), None);
+        assert_eq!(find(&index, "beta"), Some(1));
+        assert_eq!(find(&index, "a-name-too-long-to-keep-inline"), Some(2));
+        index.remove_hashed(hash, 2);
+        index.remove_hashed(hash, 1);
+        assert_eq!(index.under(hash).count(), 0);
+        assert!(index.buckets.is_empty() && index.overflow.is_empty());
+        assert_eq!(std::mem::size_of::<(u64, Named)>(), 32);
     }
 
     #[test]

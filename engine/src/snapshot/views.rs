@@ -144,7 +144,7 @@ impl Snapshot {
                 let direct = entry
                     .direct_groups
                     .iter()
-                    .any(|(direct, until)| direct == index && at < *until);
+                    .any(|link| link.group == *index && at < link.until());
                 Some(UserGroup {
                     id: group.id,
                     name: group.name.clone(),

@@ -1343,7 +1343,7 @@ impl Working {
             EntityKind::User => {
                 let entry = self.snap.user_entry(index).expect("target");
                 let id = entry.id;
-                let groups: Vec<u32> = entry.direct_groups.iter().map(|(g, _)| *g).collect();
+                let groups: Vec<u32> = entry.direct_groups.iter().map(|link| link.group).collect();
                 let rules: Vec<u32> = entry.direct_rules.iter().collect();
                 self.rewrite_groups(&groups, |group| group.members.retain(|m| m.user != id));
                 self.rewrite_rules(&rules, |rule| rule.users.retain(|u| *u != id));

@@ -20,8 +20,8 @@ use crate::model::{
     User, UserMember,
 };
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, Member, NodeEntry, Packed, RuleEntry, Slot,
-    Snapshot, TokenEntry, UserCheck, UserEntry, UserRules,
+    AssetCheck, AssetEntry, CompiledRule, GroupEntry, GroupLink, Member, NodeEntry, Packed,
+    RuleEntry, Slot, Snapshot, SparseBitmap, TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 /// What a write will store besides the entities: password hashes and token hashes.
@@ -327,7 +327,7 @@ impl Working {
                         id: new.id,
                         record: packed.clone().expect("packed above"),
                         direct_groups: Default::default(),
-                        direct_rules: RoaringBitmap::new(),
+                        direct_rules: SparseBitmap::default(),
                     };
                     let index = self.snap.users.push(Some(Arc::new(entry))) as u32;
                     self.snap.user_checks.push(UserCheck::of(new));
@@ -398,9 +398,9 @@ impl Working {
             for (user, until) in changed {
                 let user = self.index_of(EntityKind::User, user);
                 let entry = self.user_mut(user);
-                entry.direct_groups.retain(|(g, _)| *g != index);
+                entry.direct_groups.retain(|link| link.group != index);
                 if let Some(until) = until {
-                    entry.direct_groups.push((index, until));
+                    entry.direct_groups.push(GroupLink::new(index, until));
                 }
                 let members = &mut self.group_mut(index).members;
                 if until.is_some() {
@@ -491,11 +491,10 @@ impl Working {
     ) {
         debug_assert!(group.members.is_empty(), "memberships are kept apart");
         let entry = self.user_mut(user);
-        entry.direct_groups.retain(|(g, _)| *g != index);
+        entry.direct_groups.retain(|link| link.group != index);
         if let Some(after) = after {
-            entry
-                .direct_groups
-                .push((index, after.expires_at.unwrap_or(Time::MAX)));
+            let until = after.expires_at.unwrap_or(Time::MAX);
+            entry.direct_groups.push(GroupLink::new(index, until));
         }
         let group_entry = self.group_mut(index);
         if after.is_some() {
@@ -600,7 +599,7 @@ impl Working {
                     id: new.id,
                     record: packed.clone().expect("packed above"),
                     nodes: Default::default(),
-                    direct_rules: RoaringBitmap::new(),
+                    direct_rules: SparseBitmap::default(),
                 };
                 let index = self.snap.assets.push(Some(Arc::new(entry))) as u32;
                 self.snap.asset_checks.push(AssetCheck::absent());
@@ -1005,7 +1004,7 @@ impl Working {
             return;
         };
         let closure = group_closure(&self.snap, &entry.direct_groups);
-        let mut rules = entry.direct_rules.clone();
+        let mut rules = entry.direct_rules.get().clone();
         let mut until: Vec<(u32, Time)> = Vec::new();
         for &(group, group_until) in &closure {
             let Some(group) = self.snap.group_entry(group) else {
@@ -1036,9 +1035,12 @@ impl Working {
 /// Every group reached from `direct` through subgroup edges, each with the latest
 /// instant at which some chain of memberships to it still counts: the widest path,
 /// where a chain lasts as long as its earliest-ending edge. Sorted by group index.
-pub(crate) fn group_closure(snap: &Snapshot, direct: &[(u32, Time)]) -> Vec<(u32, Time)> {
+pub(crate) fn group_closure(snap: &Snapshot, direct: &[GroupLink]) -> Vec<(u32, Time)> {
     let mut best: Vec<(u32, Time)> = Vec::with_capacity(direct.len() * 2);
-    let mut pending: Vec<(u32, Time)> = direct.to_vec();
+    let mut pending: Vec<(u32, Time)> = direct
+        .iter()
+        .map(|link| (link.group, link.until()))
+        .collect();
     while let Some((group, until)) = pending.pop() {
         match best.iter_mut().find(|(g, _)| *g == group) {
             Some((_, known)) if *known >= until => continue,

@@ -126,7 +126,7 @@ impl Working {
         if entry.direct_rules.is_empty() {
             return Some(shared.clone());
         }
-        Some(RuleSet::from_bitmap(&(by_nodes | &entry.direct_rules)))
+        Some(RuleSet::from_bitmap(&(by_nodes | entry.direct_rules.get())))
     }
 
     /// The record of live asset `index`.
