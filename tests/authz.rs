@@ -2,10 +2,10 @@
 //! caller → the designed status.
 //!
 //! Routes: `portcullis_http::route_list()`, plus every other route the server's
-//! OpenAPI document lists (the import/export routes the cli adds, and whatever later
-//! front-ends add there), plus the SCIM routes below. A new route joins the matrix by
-//! being in the route table (nothing to do) or with one line in [`SCIM_ROUTES`] /
-//! [`designed_permission`].
+//! OpenAPI document lists (the import/export routes the cli adds, SCIM's under
+//! `/scim/v2`, and whatever later front-ends add to the one route table), plus the
+//! concrete SCIM paths below. A new route joins the matrix by being in the route table
+//! (nothing to do) or with one line in [`SCIM_ROUTES`] / [`designed_permission`].
 //!
 //! Callers: tokens with the built-in roles system-admin, system-auditor, checker and
 //! scim, a token with a custom role holding one permission (`users.view`), no token,
@@ -349,6 +349,64 @@ fn every_route_by_every_caller_gets_the_designed_status() {
         routes.len() > 80,
         "the matrix covers every route: {}",
         routes.len()
+    );
+}
+
+/// SCIM's routes are routes of the server's one table: the OpenAPI document lists
+/// them (so [`all_routes`] walks them), each needs `scim.provision`, and the stack
+/// refuses each without a token (401) or without that permission (403) in SCIM's
+/// error format.
+#[test]
+fn scim_routes_are_in_the_matrix_and_refused_in_scim_format() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    let document = admin.get("/api/v1/openapi.json").json;
+    let mut scim = Vec::new();
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        if !path.starts_with("/scim/v2/") {
+            continue;
+        }
+        for (method, operation) in operations.as_object().expect("operations") {
+            assert_eq!(
+                operation["x-permission"], "scim.provision",
+                "{method} {path}"
+            );
+            scim.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    assert!(scim.len() >= 14, "SCIM's routes in the document: {scim:?}");
+    let routes = all_routes(&admin);
+    let checker = admin.token("scim-less", &["checker"], None);
+    let revision = admin.revision();
+    for (method, path) in &scim {
+        assert!(
+            routes.contains(&(method.clone(), path.clone())),
+            "the matrix misses {method} {path}"
+        );
+        let (url, content_type, body) = harmless_request(method, path);
+        for (token, status) in [(None, 401), (Some(checker.as_str()), 403)] {
+            let answer = admin
+                .with_token(token)
+                .raw(method, &url, content_type, body.clone());
+            let what = format!("{method} {url} with {token:?}: {}", answer.text());
+            assert_eq!(answer.status, status, "{what}");
+            assert_eq!(
+                answer.headers["content-type"], "application/scim+json",
+                "{what}"
+            );
+            assert_eq!(
+                answer.json["schemas"],
+                json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+                "{what}"
+            );
+            assert_eq!(answer.json["status"], json!(status.to_string()), "{what}");
+        }
+    }
+    assert_eq!(
+        admin.revision(),
+        revision,
+        "the refused requests wrote nothing"
     );
 }
 

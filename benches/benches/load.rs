@@ -436,9 +436,11 @@ fn scim_run(
     let engine = Arc::new(Engine::open_with(&path, options).expect("a new store opens"));
     let secret = token(&engine, "scim");
     let users_before = engine.snapshot().counts().users;
-    let router = axum::Router::new().nest(
-        "/scim/v2",
-        portcullis_scim::router(engine.clone(), portcullis_scim::ScimSettings::default()),
+    let state =
+        portcullis_http::AppState::new(engine.clone(), portcullis_http::Settings::default());
+    let router = portcullis_http::router_with(
+        state,
+        portcullis_scim::routes(portcullis_scim::ScimSettings::default()),
     );
     let (server, address) = serve(router);
     let make = Arc::new(move |i: u64| {

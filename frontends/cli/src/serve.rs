@@ -275,13 +275,13 @@ impl Signals {
 
 async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
     let signals = Signals::listen()?;
-    // SCIM 2.0 lives beside the API, with its own bearer-token check and error bodies.
-    let scim = portcullis_scim::router(
-        state.engine().clone(),
+    // One route table: the API's own routes, the import and export routes, and SCIM's
+    // under /scim/v2 (which words the stack's refusals as SCIM errors).
+    let mut routes = crate::spreadsheets::routes();
+    routes.extend(portcullis_scim::routes(
         portcullis_scim::ScimSettings::default(),
-    );
-    let router = portcullis_http::router_with(state.clone(), crate::spreadsheets::routes())
-        .nest("/scim/v2", scim);
+    ));
+    let router = portcullis_http::router_with(state.clone(), routes);
     let bind_error = |error: std::io::Error| {
         CliError::System(format!("cannot listen on {}: {error}", config.listen))
     };

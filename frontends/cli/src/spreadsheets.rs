@@ -1,7 +1,8 @@
 //! CSV and XLSX in and out: the `import` and `export` commands, and the routes
 //! `GET /api/v1/{kind}/export` and `POST /api/v1/{kind}/import` that `serve` adds to
-//! the HTTP API. The cli wires `portcullis-tabular` to the http crate (front-ends never
-//! depend on each other); the sheets themselves are that crate's business.
+//! the HTTP stack's route table. The cli wires `portcullis-tabular` to the http crate:
+//! tabular knows no HTTP and the http crate no spreadsheet, so the handlers live here,
+//! the one crate that knows both; the sheets themselves are tabular's business.
 //!
 //! The routes are concrete per kind (`/api/v1/users/export`, …), so each carries its
 //! kind's permission and the static segment wins over `/api/v1/users/{user}`: a user

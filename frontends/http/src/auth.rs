@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use portcullis_engine::{Actor, Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::error_format::ErrorFormat;
 
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +135,10 @@ pub(crate) async fn authorize(
             next.run(request).await
         }
         Ok(None) => next.run(request).await,
-        Err(error) => crate::extract::answer_after_body(request, error.into_response()).await,
+        Err(error) => {
+            let refusal = ErrorFormat::of(&request).render(error);
+            crate::extract::answer_after_body(request, refusal).await
+        }
     }
 }
 

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use portcullis_engine::{AuthError, EntityKind, Error, NotFound, StoreError, ValidationError};
 use serde_json::json;
 
+use crate::error_format::ErrorFormat;
+
 /// Why a request got no answer.
 #[derive(Debug)]
 pub enum ApiError {
@@ -125,6 +127,17 @@ impl ApiError {
             ),
             _ => ApiError::Internal(format!("status {status}")),
         }
+    }
+
+    /// The status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// What clients are told, for a route group that words errors its own way
+    /// ([`crate::ErrorFormat`]).
+    pub fn message(&self) -> String {
+        self.parts().2
     }
 
     /// Status, stable code and the message clients see.
@@ -337,26 +350,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Gives a JSON error body to error responses made outside the handlers (tower-http's
-/// timeout and body limit, axum's own rejections), so every error has one shape.
+/// Gives an error body in the request's format to error responses made outside the
+/// handlers (tower-http's body limit, axum's own rejections), so every error of a
+/// route group has one shape.
 pub(crate) async fn fill_in_error_bodies(request: Request, next: Next) -> Response {
+    let format = ErrorFormat::of(&request);
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let in_format = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
-        return ApiError::for_status(status).into_response();
+        .is_some_and(|value| value.starts_with(format.media_type()));
+    if (status.is_client_error() || status.is_server_error()) && !in_format {
+        return format.render(ApiError::for_status(status));
     }
     response
 }
 
 pub(crate) async fn route_not_found(request: Request) -> Response {
-    crate::extract::answer_after_body(request, ApiError::RouteNotFound.into_response()).await
+    let answer = ErrorFormat::of(&request).render(ApiError::RouteNotFound);
+    crate::extract::answer_after_body(request, answer).await
 }
 
 pub(crate) async fn method_not_allowed(request: Request) -> Response {
-    crate::extract::answer_after_body(request, ApiError::MethodNotAllowed.into_response()).await
+    let answer = ErrorFormat::of(&request).render(ApiError::MethodNotAllowed);
+    crate::extract::answer_after_body(request, answer).await
 }

@@ -62,7 +62,6 @@ pub(crate) async fn refuse_oversized(
     request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     use futures_util::StreamExt;
     let length = request
         .headers()
@@ -72,12 +71,13 @@ pub(crate) async fn refuse_oversized(
     let Some(length) = length.filter(|length| *length > limit as u64) else {
         return next.run(request).await;
     };
+    let format = crate::error_format::ErrorFormat::of(&request);
     if length <= DRAIN_LIMIT {
         let mut body = request.into_body().into_data_stream();
         let drain = async { while let Some(Ok(_)) = body.next().await {} };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
     }
-    ApiError::PayloadTooLarge.into_response()
+    format.render(ApiError::PayloadTooLarge)
 }
 
 /// `response`, once the request's body is read and dropped (bounded by

@@ -5,7 +5,10 @@
 //!
 //! Every route is declared once, in the route table (`routes.rs`), with the permission
 //! it needs; the router, the authorization check and the OpenAPI document are all
-//! built from that table, so none of them can miss a route.
+//! built from that table, so none of them can miss a route. Other front-ends' routes
+//! (SCIM's, the import and export routes) join the table through [`router_with`] and
+//! pass the same layers — authentication, limits, timeout, metrics — and a group with
+//! a wire format of its own has the stack's refusals worded in it ([`ErrorFormat`]).
 //!
 //! This crate must never decide what a rule means (the engine does) nor call the
 //! engine's blocking writes on an async worker (writes go through `spawn_blocking`).
@@ -16,6 +19,7 @@ mod auth;
 mod changes;
 mod decisions;
 mod error;
+mod error_format;
 mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -38,6 +42,7 @@ use portcullis_engine::{Auth, AuthSettings, Engine, Snapshot};
 pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
+pub use error_format::ErrorFormat;
 pub use mail::MailSettings;
 pub use routes::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Route};
 pub use serve::{configure as configure_connections, serve};
@@ -186,14 +191,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The HTTP API with `extra` routes of other front-ends beside the built-in ones,
-/// authorized and documented alike. A path that repeats a built-in route panics here,
-/// at startup (axum refuses overlapping routes).
+/// authorized, limited, timed, counted and documented alike. A path that repeats a
+/// built-in route panics here, at startup (axum refuses overlapping routes), and so
+/// does a route outside its error format's scope.
 pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
     routes::router(state, extra)
 }
 
-/// Every `(METHOD, path)` the router serves, in the route table's order: what the
-/// OpenAPI document lists and what the authorization tests walk.
+/// Every `(METHOD, path)` of the built-in route table, in its order: what the OpenAPI
+/// document lists besides the routes [`router_with`] adds, and what the authorization
+/// tests walk.
 pub fn route_list() -> Vec<(String, String)> {
     routes::table()
         .iter()

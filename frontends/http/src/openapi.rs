@@ -26,6 +26,15 @@ fn parameter_description(name: &str) -> &'static str {
     }
 }
 
+/// The route's own description of a parameter, if it gives one.
+fn described(route: &Route, name: &str) -> Option<&'static str> {
+    route
+        .parameters
+        .iter()
+        .find(|(parameter, _)| *parameter == name)
+        .map(|(_, description)| *description)
+}
+
 fn operation(route: &Route) -> Value {
     let mut op = Map::new();
     op.insert("summary".into(), json!(route.summary));
@@ -56,10 +65,12 @@ fn operation(route: &Route) -> Value {
     let mut parameters = Vec::new();
     for segment in route.path.split('/') {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            let description = if name == "node" {
-                "The node's id or its path, percent-encoded (`%2FDefault%2FProd`)"
-            } else {
-                "A name (username for users) or an id"
+            let description = match described(route, name) {
+                Some(description) => description,
+                None if name == "node" => {
+                    "The node's id or its path, percent-encoded (`%2FDefault%2FProd`)"
+                }
+                None => "A name (username for users) or an id",
             };
             parameters.push(json!({
                 "name": name, "in": "path", "required": true,
@@ -86,7 +97,8 @@ fn operation(route: &Route) -> Value {
         };
         parameters.push(json!({
             "name": name, "in": "query", "required": false,
-            "description": parameter_description(name), "schema": schema,
+            "description": described(route, name).unwrap_or_else(|| parameter_description(name)),
+            "schema": schema,
         }));
     }
     if route.path == "/api/v1/watch" {
@@ -109,7 +121,7 @@ fn operation(route: &Route) -> Value {
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
                     {"schema": {"type": "string", "format": "binary"}},
             }),
-            _ => json!({"application/json": {"schema": schema_ref(request)}}),
+            _ => json!({route.errors.media_type(): {"schema": schema_ref(request)}}),
         };
         op.insert(
             "requestBody".into(),
@@ -120,18 +132,20 @@ fn operation(route: &Route) -> Value {
     let media = match schema.as_str() {
         "Metrics" => "text/plain",
         "EventStream" => "text/event-stream",
-        _ => "application/json",
+        _ => route.errors.media_type(),
     };
+    let errors = route.errors.media_type();
+    let mut success = json!({"description": status.canonical_reason().unwrap_or("success")});
+    if *status != axum::http::StatusCode::NO_CONTENT {
+        success["content"] = json!({media: {"schema": schema_ref(schema)}});
+    }
     op.insert(
         "responses".into(),
         json!({
-            status.as_u16().to_string(): {
-                "description": status.canonical_reason().unwrap_or("success"),
-                "content": {media: {"schema": schema_ref(schema)}},
-            },
+            status.as_u16().to_string(): success,
             "default": {
                 "description": "An error",
-                "content": {"application/json": {"schema": schema_ref("Error")}},
+                "content": {errors: {"schema": schema_ref(route.errors.error_schema())}},
             },
         }),
     );
@@ -141,7 +155,11 @@ fn operation(route: &Route) -> Value {
 /// The document for `routes`.
 pub(crate) fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
+    let mut schemas = schemas();
     for route in routes {
+        for (name, schema) in &route.schemas {
+            schemas.insert(name.clone(), schema.clone());
+        }
         let entry = paths
             .entry(route.path.clone())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -156,7 +174,7 @@ pub(crate) fn document(routes: &[Route]) -> Value {
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(),
+            "schemas": schemas,
         },
         "paths": paths,
     })
@@ -251,7 +269,7 @@ fn spec(kind: EntityKind) -> Value {
     }
 }
 
-fn schemas() -> Value {
+fn schemas() -> Map<String, Value> {
     let mut schemas = Map::new();
     for kind in EntityKind::ALL {
         schemas.insert(spec_schema(kind), spec(kind));
@@ -338,5 +356,5 @@ fn schemas() -> Value {
         schemas.extend(more);
     }
     schemas.extend(crate::signin::schemas());
-    Value::Object(schemas)
+    schemas
 }

@@ -16,15 +16,17 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::admin::handlers;
 use crate::auth::{Access, Caller};
+use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::{AppState, changes, decisions, error, metrics, openapi};
 
 /// One route of the API: its method, path, the access it needs, what the OpenAPI
 /// document says of it, and its handler.
 ///
-/// Other front-ends add routes to `/api/v1` with [`crate::router_with`] (the cli adds
-/// the import and export routes this way): they are authorized, limited, timed and
-/// documented exactly like the built-in ones.
+/// Other front-ends add routes with [`crate::router_with`] (the cli adds the import and
+/// export routes, SCIM its `/scim/v2` routes): they are authorized, limited, timed,
+/// counted and documented exactly like the built-in ones, and a group with a wire
+/// format of its own gets the stack's errors in it ([`Route::errors`]).
 pub struct Route {
     pub(crate) method: Method,
     pub(crate) path: String,
@@ -41,6 +43,13 @@ pub struct Route {
     pub(crate) streaming: bool,
     /// The largest request body, when it is not [`crate::Settings::body_limit`].
     pub(crate) body_limit: Option<usize>,
+    /// How the stack words its errors for this route.
+    pub(crate) errors: ErrorFormat,
+    /// Schemas the route's bodies refer to beyond the API's own, for the document.
+    pub(crate) schemas: Vec<(String, Value)>,
+    /// Descriptions of path and query parameters, for the document, where the API's
+    /// own do not fit.
+    pub(crate) parameters: Vec<(&'static str, &'static str)>,
     pub(crate) handler: MethodRouter<AppState>,
 }
 
@@ -73,6 +82,9 @@ impl Route {
             response: (StatusCode::OK, "Object".to_owned()),
             streaming: false,
             body_limit: None,
+            errors: ErrorFormat::api(),
+            schemas: Vec::new(),
+            parameters: Vec::new(),
             handler: on(filter, handler),
         }
     }
@@ -99,6 +111,26 @@ impl Route {
     /// uploads).
     pub fn body_limit(mut self, bytes: usize) -> Route {
         self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Words the stack's errors (authentication, limits, timeout) in `format`, whose
+    /// scope the route's path must be under.
+    pub fn errors(mut self, format: ErrorFormat) -> Route {
+        self.errors = format;
+        self
+    }
+
+    /// Defines the schema `name` that the route's body, answer or error format names,
+    /// for the document (the API's own schemas need no definition).
+    pub fn defines(mut self, name: impl Into<String>, schema: Value) -> Route {
+        self.schemas.push((name.into(), schema));
+        self
+    }
+
+    /// Describes the path or query parameter `name`, for the document.
+    pub fn parameter(mut self, name: &'static str, description: &'static str) -> Route {
+        self.parameters.push((name, description));
         self
     }
 
@@ -134,13 +166,13 @@ pub const MAX_HEADERS: usize = 100;
 /// The most bytes of header names and values a request may carry; more get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Refuses request heads over the limits above, with the JSON error shape (the
-/// parser's own limits, set higher in `serve.rs`, would answer with an empty body).
+/// Refuses request heads over the limits above, with an error body in the request's
+/// format (the parser's own limits, set higher in `serve.rs`, would answer with an
+/// empty body).
 async fn refuse_large_heads(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let uri = request
         .uri()
         .path_and_query()
@@ -159,7 +191,7 @@ async fn refuse_large_heads(
     match refusal {
         Some(refusal) => crate::extract::close_if_unread(
             crate::extract::has_body(request.headers()),
-            refusal.into_response(),
+            ErrorFormat::of(&request).render(refusal),
         ),
         None => next.run(request).await,
     }
@@ -427,6 +459,7 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
     let settings = state.settings().clone();
     let mut table = table();
     table.extend(extra);
+    let formats = ErrorFormats::of(&table);
     let _ = state.inner.openapi.set(openapi::document(&table));
     let mut timed: Router<AppState> = Router::new();
     let mut streaming: Router<AppState> = Router::new();
@@ -470,5 +503,9 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
         ))
         .layer(middleware::from_fn(error::fill_in_error_bodies))
         .layer(middleware::from_fn(refuse_large_heads))
+        .layer(middleware::from_fn_with_state(
+            formats,
+            crate::error_format::select,
+        ))
         .with_state(state)
 }

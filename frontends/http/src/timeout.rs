@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::error::ApiError;
+use crate::error_format::ErrorFormat;
 
 tokio::task_local! {
     static WRITE_STARTED: Arc<AtomicBool>;
@@ -33,6 +34,7 @@ pub(crate) async fn request_timeout(
     request: Request,
     next: Next,
 ) -> Response {
+    let format = ErrorFormat::of(&request);
     let started = Arc::new(AtomicBool::new(false));
     let run = WRITE_STARTED.scope(started.clone(), next.run(request));
     tokio::pin!(run);
@@ -42,7 +44,7 @@ pub(crate) async fn request_timeout(
             if started.load(Ordering::Acquire) {
                 run.await
             } else {
-                ApiError::Timeout.into_response()
+                format.render(ApiError::Timeout)
             }
         }
     }

@@ -16,8 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_engine::{Engine, TokenSpec};
-use portcullis_scim::{ScimSettings, router};
+use portcullis_http::{AppState, Settings};
+use portcullis_scim::{ScimSettings, routes};
 use serde_json::json;
+
+/// The HTTP stack with SCIM's routes, as `portcullis serve` runs it.
+fn scim_stack(engine: Arc<Engine>) -> axum::Router {
+    portcullis_http::router_with(
+        AppState::new(engine, Settings::default()),
+        routes(ScimSettings::default()),
+    )
+}
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     if sorted.is_empty() {
@@ -72,8 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let app = axum::Router::new().nest("/scim/v2", router(engine.clone(), ScimSettings::default()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = scim_stack(engine.clone());
+    tokio::spawn(async move {
+        portcullis_http::serve(listener, app, &Settings::default(), std::future::pending()).await
+    });
     let url = format!("http://{address}/scim/v2/Users");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -181,7 +192,7 @@ async fn without_sockets(
     users: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use tower::ServiceExt;
-    let app = axum::Router::new().nest("/scim/v2", router(engine.clone(), ScimSettings::default()));
+    let app = scim_stack(engine.clone());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..clients {

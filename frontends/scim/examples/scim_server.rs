@@ -1,4 +1,5 @@
-//! A SCIM-only server, for conformance tools until `portcullis serve` mounts SCIM.
+//! A SCIM-only server (the HTTP stack with only SCIM's routes besides its own), for
+//! conformance tools.
 //!
 //! ```text
 //! PORTCULLIS_BOOTSTRAP_TOKEN=<16+ characters> \
@@ -13,7 +14,8 @@ use portcullis_engine::Actor;
 use std::sync::Arc;
 
 use portcullis_engine::{Engine, TokenSpec};
-use portcullis_scim::{ScimSettings, router};
+use portcullis_http::{AppState, Settings};
+use portcullis_scim::{ScimSettings, routes};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,9 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         engine.create_token_with_secret(&Actor::system("scim_server"), spec, &secret)?;
     }
-    let app = axum::Router::new().nest("/scim/v2", router(engine, ScimSettings::default()));
+    let app = portcullis_http::router_with(
+        AppState::new(engine, Settings::default()),
+        routes(ScimSettings::default()),
+    );
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("serving SCIM at http://{}/scim/v2", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    portcullis_http::serve(listener, app, &Settings::default(), std::future::pending()).await;
     Ok(())
 }

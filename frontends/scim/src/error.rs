@@ -1,7 +1,8 @@
 //! The one place where errors become SCIM error responses (RFC 7644 §3.12): a status,
 //! a `scimType` where the RFC defines one, and a short `detail`, as
 //! `application/scim+json`. Handlers return `Result<_, ScimError>` and never pick a
-//! status.
+//! status; the refusals of the HTTP stack in front of them (token, limits, timeout, no
+//! such route) are worded here too ([`format`]).
 //!
 //! Engine errors are matched exhaustively (no `_` arm): a new engine error variant
 //! does not compile here until someone decides its status.
@@ -11,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use portcullis_engine::{Error, StoreError, ValidationError};
 use serde_json::{Value, json};
 
+use portcullis_http::{ApiError, ErrorFormat};
+
 use crate::filter::FilterError;
+use crate::routes::ROOT;
 use crate::schema::ERROR;
 
 /// The `scimType` of a 400 (or 409) error.
@@ -65,6 +69,12 @@ pub enum ScimError {
     NotImplemented(String),
     /// The engine is shutting down.
     Unavailable,
+    /// A refusal of the HTTP stack SCIM has no error of its own for (the request
+    /// timeout, an oversized head): its status and message.
+    Refused {
+        status: StatusCode,
+        detail: String,
+    },
     /// A failure of the store or a bug; details are in the log.
     Internal(String),
 }
@@ -151,6 +161,7 @@ impl ScimError {
             ScimError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ScimError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ScimError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ScimError::Refused { status, .. } => *status,
             ScimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -168,6 +179,7 @@ impl ScimError {
             | ScimError::PayloadTooLarge(_)
             | ScimError::NotImplemented(_)
             | ScimError::Unavailable
+            | ScimError::Refused { .. }
             | ScimError::Internal(_) => None,
         }
     }
@@ -180,7 +192,8 @@ impl ScimError {
             | ScimError::Forbidden(detail)
             | ScimError::NotFound(detail)
             | ScimError::PayloadTooLarge(detail)
-            | ScimError::NotImplemented(detail) => detail.clone(),
+            | ScimError::NotImplemented(detail)
+            | ScimError::Refused { detail, .. } => detail.clone(),
             ScimError::Unauthorized(detail) => (*detail).to_owned(),
             ScimError::MethodNotAllowed => "method not allowed on this endpoint".to_owned(),
             ScimError::PreconditionFailed => {
@@ -214,6 +227,41 @@ impl std::fmt::Display for ScimError {
 impl std::error::Error for ScimError {}
 
 pub(crate) const SCIM_JSON: &str = "application/scim+json";
+
+/// The 413 of a body over `maxPayloadSize`.
+pub(crate) fn too_large(max_payload_size: usize) -> ScimError {
+    ScimError::PayloadTooLarge(format!(
+        "the body is larger than {max_payload_size} bytes (maxPayloadSize)"
+    ))
+}
+
+/// How the HTTP stack words its refusals on SCIM's routes (and on every path under
+/// [`ROOT`]): as SCIM errors, with SCIM's challenge on a 401.
+pub(crate) fn format(max_payload_size: usize) -> ErrorFormat {
+    ErrorFormat::new(ROOT, SCIM_JSON, "ScimError", move |error| {
+        ScimError::from_stack(error, max_payload_size).into_response()
+    })
+}
+
+impl ScimError {
+    fn from_stack(error: ApiError, max_payload_size: usize) -> ScimError {
+        match error {
+            ApiError::Unauthenticated(detail) => ScimError::Unauthorized(detail),
+            ApiError::Forbidden(detail) => ScimError::Forbidden(detail),
+            ApiError::PayloadTooLarge => too_large(max_payload_size),
+            ApiError::RouteNotFound => ScimError::NotFound("no such endpoint".to_owned()),
+            ApiError::MethodNotAllowed => ScimError::MethodNotAllowed,
+            ApiError::BadRequest(detail) => ScimError::invalid_value(detail),
+            ApiError::Internal(detail) => ScimError::Internal(detail),
+            // The rest keep the stack's status and message: none has a SCIM error of
+            // its own.
+            other => ScimError::Refused {
+                status: other.status(),
+                detail: other.message(),
+            },
+        }
+    }
+}
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {

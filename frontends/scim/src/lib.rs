@@ -2,9 +2,11 @@
 //!
 //! This crate must never decide what a rule means, nor write to the store except
 //! through the engine's writes; engine errors become SCIM errors in `error.rs` and
-//! nowhere else.
+//! nowhere else. It serves HTTP only through the HTTP stack (`portcullis-http`): its
+//! routes join that stack's one route table, whose layers authenticate, limit, time
+//! and count SCIM's requests as they do every other, and word their refusals as SCIM
+//! errors (`error.rs`).
 
-mod auth;
 mod bulk;
 mod error;
 pub mod filter;
@@ -17,14 +19,8 @@ mod routes;
 mod schema;
 mod service;
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::routing::{get, post};
-use portcullis_engine::Engine;
-
 pub use error::{ScimError, ScimType};
-pub use routes::REVISION_HEADER;
+pub use routes::{REVISION_HEADER, ROOT, routes};
 
 /// Limits of the SCIM service provider. The bulk and filter limits are advertised in
 /// `/ServiceProviderConfig`.
@@ -33,7 +29,7 @@ pub struct ScimSettings {
     /// The absolute URL of the SCIM root as clients reach it
     /// (`https://pam.example.com/scim/v2`), for `Location`, `meta.location` and
     /// `$ref`. `None`: built from each request's `Host` (and `X-Forwarded-Proto`)
-    /// and the path the router is nested under.
+    /// and [`ROOT`].
     pub base_url: Option<String>,
     /// The most resources one list response holds (`filter.maxResults`); a larger
     /// `count` is lowered to it.
@@ -41,7 +37,7 @@ pub struct ScimSettings {
     /// The most operations in one bulk request (`bulk.maxOperations`); more is 413.
     pub max_operations: usize,
     /// The largest request body in bytes (`bulk.maxPayloadSize`, and every other
-    /// request too); larger is 413.
+    /// request too): the body limit of SCIM's routes in the HTTP stack; larger is 413.
     pub max_payload_size: usize,
     /// The longest filter or PATCH path, in bytes; longer is `invalidFilter`.
     pub max_filter_len: usize,
@@ -64,46 +60,4 @@ impl Default for ScimSettings {
             max_sort: 100_000,
         }
     }
-}
-
-/// What every handler shares. Cheap to clone.
-#[derive(Clone)]
-pub(crate) struct Scim {
-    service: Arc<service::Service>,
-}
-
-/// The SCIM 2.0 service provider, with paths relative to the SCIM root: nest it,
-/// `Router::new().nest("/scim/v2", portcullis_scim::router(engine, settings))`.
-/// Every route requires a bearer token whose roles carry `scim.provision`.
-pub fn router(engine: Arc<Engine>, settings: ScimSettings) -> Router {
-    let scim = Scim {
-        service: Arc::new(service::Service { engine, settings }),
-    };
-    Router::new()
-        .route(
-            "/ServiceProviderConfig",
-            get(routes::service_provider_config),
-        )
-        .route("/ResourceTypes", get(routes::resource_types))
-        .route("/ResourceTypes/{id}", get(routes::resource_type))
-        .route("/Schemas", get(routes::schemas))
-        .route("/Schemas/{id}", get(routes::schema))
-        .route("/Bulk", post(routes::bulk))
-        .route("/.search", post(routes::search_all))
-        .route("/{resource}", get(routes::list).post(routes::create))
-        .route("/{resource}/.search", post(routes::search))
-        .route(
-            "/{resource}/{id}",
-            get(routes::get)
-                .put(routes::replace)
-                .patch(routes::patch)
-                .delete(routes::delete),
-        )
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            scim.clone(),
-            auth::authorize,
-        ))
-        .with_state(scim)
 }

@@ -1,70 +1,358 @@
-//! The HTTP side: routes, request parsing and responses. Handlers parse, hand the work
-//! to [`Service`](crate::service::Service) on a blocking thread, and turn its answer
-//! into a response with `ETag`, `Location` and `X-Portcullis-Revision`.
+//! The HTTP side: SCIM's routes in the HTTP stack's route table, request parsing and
+//! responses. Handlers parse, hand the work to [`Service`] on a blocking thread, and
+//! turn its answer into a response with `ETag`, `Location` and `X-Portcullis-Revision`.
+//!
+//! Authentication, body limits, the request timeout, metrics and the answers to no
+//! such route or method are the stack's (`portcullis-http`), as for every other route:
+//! each SCIM route needs a token whose roles carry `scim.provision`, takes bodies up to
+//! `maxPayloadSize`, and has the stack's refusals worded as SCIM errors
+//! ([`crate::error::format`]).
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, RequestPartsExt};
+use portcullis_engine::PERMISSION_SCIM;
+use portcullis_http::{Access, AppState, ErrorFormat, Route};
 use serde_json::{Value, json};
-
-use portcullis_engine::Actor;
 
 use crate::error::{SCIM_JSON, ScimError};
 use crate::query::Projection;
 use crate::schema::{self, LIST_RESPONSE, ResourceKind};
 use crate::service::{Answer, Context, ListRequest, Service};
-use crate::{Scim, bulk};
+use crate::{ScimSettings, bulk};
 
 /// The header carrying the revision a response reflects: a check sent with
 /// `min_revision` set to it sees the write.
 pub const REVISION_HEADER: &str = "x-portcullis-revision";
 
-/// The largest oversized body read (and dropped) before answering 413; larger ones
-/// are answered at once and the connection closed.
-const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+/// The path of the SCIM root: every SCIM route is under it.
+pub const ROOT: &str = "/scim/v2";
 
-/// Reads and drops a body (for up to 5 s): a server that answers and closes while
-/// the client is still sending makes the client see a reset instead of the answer.
-async fn drain(mut body: axum::body::Body) {
-    use axum::body::HttpBody;
-    let read = async {
-        while let Some(Ok(_)) =
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-        {}
+/// The query parameters of a list (RFC 7644 §3.4.2).
+const LIST_QUERY: &[&str] = &[
+    "filter",
+    "sortBy",
+    "sortOrder",
+    "startIndex",
+    "count",
+    "attributes",
+    "excludedAttributes",
+];
+/// The query parameters of a single resource's answer (RFC 7644 §3.9).
+const PROJECTION_QUERY: &[&str] = &["attributes", "excludedAttributes"];
+
+/// The SCIM service provider's routes, for [`portcullis_http::router_with`]: served
+/// under [`ROOT`] over the engine of the HTTP state, authorized, limited, timed,
+/// counted and documented by the HTTP stack like its own routes.
+pub fn routes(settings: ScimSettings) -> Vec<Route> {
+    let group = Group {
+        errors: crate::error::format(settings.max_payload_size),
+        settings: Arc::new(settings),
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    let ok = StatusCode::OK;
+    vec![
+        group
+            .route(
+                Method::GET,
+                "/ServiceProviderConfig",
+                "The service provider's configuration (RFC 7643 §5)",
+                service_provider_config,
+            )
+            .scim_answers(ok, "ScimServiceProviderConfig"),
+        group
+            .route(
+                Method::GET,
+                "/ResourceTypes",
+                "The resource types served",
+                resource_types,
+            )
+            .scim_answers(ok, "ScimListResponse"),
+        group
+            .route(
+                Method::GET,
+                "/ResourceTypes/{id}",
+                "One resource type",
+                resource_type,
+            )
+            .parameter("id", "`User` or `Group`")
+            .scim_answers(ok, "ScimResourceType"),
+        group
+            .route(
+                Method::GET,
+                "/Schemas",
+                "The schemas of what is kept",
+                schemas,
+            )
+            .scim_answers(ok, "ScimListResponse"),
+        group
+            .route(Method::GET, "/Schemas/{id}", "One schema", schema)
+            .parameter("id", "The schema's URN")
+            .scim_answers(ok, "ScimSchema"),
+        group
+            .route(
+                Method::POST,
+                "/Bulk",
+                "Many operations, with `bulkId` references (RFC 7644 §3.7)",
+                bulk,
+            )
+            .scim_body("ScimBulkRequest")
+            .scim_answers(ok, "ScimBulkResponse"),
+        group
+            .route(
+                Method::POST,
+                "/.search",
+                "Search users and groups together",
+                search_all,
+            )
+            .scim_body("ScimSearchRequest")
+            .scim_answers(ok, "ScimListResponse"),
+        group
+            .resource_route(
+                Method::GET,
+                "/{resource}",
+                "List users or groups, filtered, sorted and paged",
+                list,
+            )
+            .query(LIST_QUERY)
+            .parameter("filter", "A filter (RFC 7644 §3.4.2.2)")
+            .parameter("sortBy", "The attribute to sort by")
+            .parameter("sortOrder", "`ascending` (the default) or `descending`")
+            .parameter("startIndex", "The 1-based index of the first result")
+            .parameter("count", "The most results, up to `filter.maxResults`")
+            .scim_answers(ok, "ScimListResponse"),
+        group
+            .resource_route(
+                Method::POST,
+                "/{resource}",
+                "Create a user or group",
+                create,
+            )
+            .query(PROJECTION_QUERY)
+            .scim_body("ScimResource")
+            .scim_answers(StatusCode::CREATED, "ScimResource"),
+        group
+            .resource_route(
+                Method::POST,
+                "/{resource}/.search",
+                "Search users or groups",
+                search,
+            )
+            .scim_body("ScimSearchRequest")
+            .scim_answers(ok, "ScimListResponse"),
+        group
+            .resource_route(
+                Method::GET,
+                "/{resource}/{id}",
+                "Get a user or group (`If-None-Match`: 304)",
+                get,
+            )
+            .query(PROJECTION_QUERY)
+            .scim_answers(ok, "ScimResource"),
+        group
+            .resource_route(
+                Method::PUT,
+                "/{resource}/{id}",
+                "Replace a user or group (`If-Match`: 412)",
+                replace,
+            )
+            .query(PROJECTION_QUERY)
+            .scim_body("ScimResource")
+            .scim_answers(ok, "ScimResource"),
+        group
+            .resource_route(
+                Method::PATCH,
+                "/{resource}/{id}",
+                "Change a user or group with PATCH operations (`If-Match`: 412)",
+                patch,
+            )
+            .query(PROJECTION_QUERY)
+            .scim_body("ScimPatchOp")
+            .scim_answers(ok, "ScimResource"),
+        group
+            .resource_route(
+                Method::DELETE,
+                "/{resource}/{id}",
+                "Delete a user or group (`If-Match`: 412)",
+                delete,
+            )
+            .answers(StatusCode::NO_CONTENT, "ScimResource"),
+    ]
 }
 
-/// A JSON body, read up to `maxPayloadSize`.
-pub(crate) struct JsonBody(pub Value);
+/// What every SCIM route shares: the settings its handler finds in the request's
+/// extensions, and the error format.
+struct Group {
+    settings: Arc<ScimSettings>,
+    errors: ErrorFormat,
+}
 
-impl FromRequest<Scim> for JsonBody {
+impl Group {
+    fn route<H, T>(&self, method: Method, path: &str, summary: &str, handler: H) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        Route::new(
+            method,
+            format!("{ROOT}{path}"),
+            Access::Permission(PERMISSION_SCIM.to_owned()),
+            "scim",
+            summary,
+            handler.layer(Extension(self.settings.clone())),
+        )
+        .body_limit(self.settings.max_payload_size)
+        .errors(self.errors.clone())
+        .defines("ScimError", openapi_schema("ScimError"))
+    }
+
+    /// A route of `/Users` and `/Groups` alike.
+    fn resource_route<H, T>(&self, method: Method, path: &str, summary: &str, handler: H) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.route(method, path, summary, handler)
+            .parameter("attributes", "The attributes to return, comma-separated")
+            .parameter(
+                "excludedAttributes",
+                "The attributes to leave out, comma-separated",
+            )
+            .parameter("resource", "`Users` or `Groups`")
+            .parameter("id", "The resource's `id`")
+    }
+}
+
+/// The bodies and answers of SCIM's routes, with their schemas defined for the
+/// OpenAPI document.
+trait Documented {
+    fn scim_body(self, schema: &'static str) -> Route;
+    fn scim_answers(self, status: StatusCode, schema: &'static str) -> Route;
+}
+
+impl Documented for Route {
+    fn scim_body(self, schema: &'static str) -> Route {
+        self.body(schema).defines(schema, openapi_schema(schema))
+    }
+
+    fn scim_answers(self, status: StatusCode, schema: &'static str) -> Route {
+        self.answers(status, schema)
+            .defines(schema, openapi_schema(schema))
+    }
+}
+
+/// The OpenAPI schema of a SCIM message; the attributes of users and groups are what
+/// `/Schemas` serves.
+fn openapi_schema(name: &str) -> Value {
+    let object = |description: &str| json!({"type": "object", "description": description});
+    let urns = json!({"type": "array", "items": {"type": "string"}});
+    match name {
+        "ScimError" => json!({
+            "type": "object", "required": ["schemas", "status"],
+            "properties": {
+                "schemas": urns,
+                "status": {"type": "string", "description": "The HTTP status, as a string"},
+                "scimType": {"type": "string", "enum": ["invalidFilter", "tooMany", "uniqueness", "mutability", "invalidSyntax", "invalidPath", "noTarget", "invalidValue"]},
+                "detail": {"type": "string"},
+            },
+        }),
+        "ScimResource" => {
+            object("A User or Group (RFC 7643 §4); `/Schemas` describes every attribute kept")
+        }
+        "ScimListResponse" => json!({
+            "type": "object",
+            "properties": {
+                "schemas": urns,
+                "totalResults": {"type": "integer"}, "itemsPerPage": {"type": "integer"},
+                "startIndex": {"type": "integer"},
+                "Resources": {"type": "array", "items": {"type": "object"}},
+            },
+        }),
+        "ScimSearchRequest" => json!({
+            "type": "object",
+            "properties": {
+                "schemas": urns, "filter": {"type": "string"}, "sortBy": {"type": "string"},
+                "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
+                "startIndex": {"type": "integer"}, "count": {"type": "integer"},
+                "attributes": urns, "excludedAttributes": urns,
+            },
+        }),
+        "ScimPatchOp" => json!({
+            "type": "object", "required": ["Operations"],
+            "properties": {
+                "schemas": urns,
+                "Operations": {"type": "array", "items": {"type": "object", "required": ["op"], "properties": {
+                    "op": {"type": "string", "description": "add, remove or replace, in any case"},
+                    "path": {"type": "string"}, "value": {},
+                }}},
+            },
+        }),
+        "ScimBulkRequest" => object(
+            "A BulkRequest (RFC 7644 §3.7): `Operations` with `method`, `path`, `bulkId`, `data`; `failOnErrors`",
+        ),
+        "ScimBulkResponse" => object(
+            "A BulkResponse (RFC 7644 §3.7): per operation its `status`, `location` and `response`",
+        ),
+        "ScimServiceProviderConfig" => object("RFC 7643 §5"),
+        "ScimResourceType" => object("RFC 7643 §6"),
+        "ScimSchema" => object("RFC 7643 §7"),
+        other => unreachable!(
+            "INVARIANT: every schema a SCIM route names is defined here, not `{other}`"
+        ),
+    }
+}
+
+/// The settings of the SCIM route a request reached.
+fn settings(extensions: &Extensions) -> Result<Arc<ScimSettings>, ScimError> {
+    extensions
+        .get::<Arc<ScimSettings>>()
+        .cloned()
+        .ok_or_else(|| ScimError::Internal("a SCIM handler outside a SCIM route".to_owned()))
+}
+
+/// The service over the HTTP state's engine, for one request.
+#[derive(Clone)]
+pub(crate) struct Scim {
+    service: Arc<Service>,
+}
+
+impl FromRequestParts<AppState> for Scim {
     type Rejection = ScimError;
 
-    async fn from_request(request: Request, scim: &Scim) -> Result<JsonBody, ScimError> {
-        let limit = scim.service.settings.max_payload_size;
-        let too_large = || {
-            ScimError::PayloadTooLarge(format!(
-                "the body is larger than {limit} bytes (maxPayloadSize)"
-            ))
-        };
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if let Some(length) = declared.filter(|length| *length > limit) {
-            if length <= DRAIN_LIMIT {
-                drain(request.into_body()).await;
-            }
-            return Err(too_large());
-        }
-        let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Scim, ScimError> {
+        Ok(Scim {
+            service: Arc::new(Service {
+                engine: state.engine().clone(),
+                settings: settings(&parts.extensions)?,
+            }),
+        })
+    }
+}
+
+/// A JSON body, read up to `maxPayloadSize` (the route's body limit in the stack, which
+/// refuses a larger declared length before the handler runs).
+pub(crate) struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ScimError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody, ScimError> {
+        let limit = settings(request.extensions())?.max_payload_size;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                        crate::error::too_large(limit)
+                    }
+                    other => ScimError::invalid_syntax(other.body_text().to_lowercase()),
+                })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ScimError::invalid_syntax("the body is empty"));
         }
@@ -77,10 +365,10 @@ impl FromRequest<Scim> for JsonBody {
 }
 
 /// The absolute URL of the SCIM root as this request reached it: the configured one,
-/// else the scheme (`X-Forwarded-Proto`), `Host` and the prefix the router is nested
-/// under.
-fn base_url(scim: &Scim, headers: &HeaderMap, original: &Uri, uri: &Uri) -> String {
-    if let Some(base) = &scim.service.settings.base_url {
+/// else the scheme (`X-Forwarded-Proto`), `Host`, the prefix the whole router may be
+/// nested under, and [`ROOT`].
+fn base_url(settings: &ScimSettings, headers: &HeaderMap, original: &Uri, uri: &Uri) -> String {
+    if let Some(base) = &settings.base_url {
         return base.trim_end_matches('/').to_owned();
     }
     let header = |name: &str| {
@@ -94,12 +382,12 @@ fn base_url(scim: &Scim, headers: &HeaderMap, original: &Uri, uri: &Uri) -> Stri
     let host = header("host")
         .or_else(|| original.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
-    let prefix = original
+    let outer = original
         .path()
         .strip_suffix(uri.path())
         .unwrap_or_default()
         .trim_end_matches('/');
-    format!("{scheme}://{host}{prefix}")
+    format!("{scheme}://{host}{outer}{ROOT}")
 }
 
 fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
@@ -109,30 +397,37 @@ fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Who asks and from where, with the conditional headers.
+/// The SCIM root's URL for a request.
+async fn request_base(parts: &mut Parts) -> Result<String, ScimError> {
+    let settings = settings(&parts.extensions)?;
+    let original = parts
+        .extract::<OriginalUri>()
+        .await
+        .map_or_else(|_| parts.uri.clone(), |o| o.0);
+    Ok(base_url(&settings, &parts.headers, &original, &parts.uri))
+}
+
+/// Who asks (the token the stack authenticated) and from where, with the conditional
+/// headers.
 pub(crate) struct Caller {
     context: Context,
     if_match: Option<String>,
     if_none_match: Option<String>,
 }
 
-impl FromRequestParts<Scim> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ScimError;
 
-    async fn from_request_parts(parts: &mut Parts, scim: &Scim) -> Result<Caller, ScimError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ScimError> {
         let actor = parts
             .extensions
-            .get::<Actor>()
-            .cloned()
+            .get::<portcullis_http::Caller>()
+            .map(portcullis_http::Caller::actor)
             .ok_or(ScimError::Unauthorized("a bearer token is required"))?;
-        let original = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         Ok(Caller {
             context: Context {
                 actor,
-                base: base_url(scim, &parts.headers, &original, &parts.uri),
+                base: request_base(parts).await?,
             },
             if_match: header_text(&parts.headers, header::IF_MATCH),
             if_none_match: header_text(&parts.headers, header::IF_NONE_MATCH),
@@ -143,15 +438,11 @@ impl FromRequestParts<Scim> for Caller {
 /// The SCIM root's URL, for the discovery documents (which need no actor).
 pub(crate) struct Base(String);
 
-impl FromRequestParts<Scim> for Base {
+impl<S: Send + Sync> FromRequestParts<S> for Base {
     type Rejection = ScimError;
 
-    async fn from_request_parts(parts: &mut Parts, scim: &Scim) -> Result<Base, ScimError> {
-        let original = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
-        Ok(Base(base_url(scim, &parts.headers, &original, &parts.uri)))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Base, ScimError> {
+        request_base(parts).await.map(Base)
     }
 }
 
@@ -363,7 +654,7 @@ fn search_request(body: &Value) -> Result<ListRequest, ScimError> {
 }
 
 pub(crate) async fn list(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path(resource): Path<String>,
     query: Params,
@@ -378,7 +669,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn search(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path(resource): Path<String>,
     JsonBody(body): JsonBody,
@@ -393,7 +684,7 @@ pub(crate) async fn search(
 }
 
 pub(crate) async fn search_all(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ScimError> {
@@ -410,7 +701,7 @@ pub(crate) async fn search_all(
 }
 
 pub(crate) async fn create(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path(resource): Path<String>,
     query: Params,
@@ -419,6 +710,7 @@ pub(crate) async fn create(
     let kind = kind_of(&resource)?;
     let projection = projection(&params(query)?)?;
     let context = caller.context;
+    portcullis_http::write_started();
     Ok(blocking(&scim, move |service| {
         service.create(kind, body, &context, &projection)
     })
@@ -426,7 +718,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn get(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path((resource, id)): Path<(String, String)>,
     query: Params,
@@ -445,7 +737,7 @@ pub(crate) async fn get(
 }
 
 pub(crate) async fn replace(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path((resource, id)): Path<(String, String)>,
     query: Params,
@@ -456,6 +748,7 @@ pub(crate) async fn replace(
     let Caller {
         context, if_match, ..
     } = caller;
+    portcullis_http::write_started();
     Ok(blocking(&scim, move |service| {
         service.replace(kind, &id, body, if_match, &context, &projection)
     })
@@ -463,7 +756,7 @@ pub(crate) async fn replace(
 }
 
 pub(crate) async fn patch(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path((resource, id)): Path<(String, String)>,
     query: Params,
@@ -474,6 +767,7 @@ pub(crate) async fn patch(
     let Caller {
         context, if_match, ..
     } = caller;
+    portcullis_http::write_started();
     Ok(blocking(&scim, move |service| {
         service.patch(kind, &id, &body, if_match, &context, &projection)
     })
@@ -481,7 +775,7 @@ pub(crate) async fn patch(
 }
 
 pub(crate) async fn delete(
-    State(scim): State<Scim>,
+    scim: Scim,
     caller: Caller,
     Path((resource, id)): Path<(String, String)>,
 ) -> Result<Response, ScimError> {
@@ -489,18 +783,16 @@ pub(crate) async fn delete(
     let Caller {
         context, if_match, ..
     } = caller;
+    portcullis_http::write_started();
     Ok(blocking(&scim, move |service| {
         service.delete(kind, &id, if_match, &context)
     })
     .await)
 }
 
-pub(crate) async fn bulk(
-    State(scim): State<Scim>,
-    caller: Caller,
-    JsonBody(body): JsonBody,
-) -> Response {
+pub(crate) async fn bulk(scim: Scim, caller: Caller, JsonBody(body): JsonBody) -> Response {
     let context = caller.context;
+    portcullis_http::write_started();
     blocking(&scim, move |service| bulk::run(service, &body, &context)).await
 }
 
@@ -522,10 +814,7 @@ fn list_of(resources: Vec<Value>) -> Value {
     })
 }
 
-pub(crate) async fn service_provider_config(
-    State(scim): State<Scim>,
-    Base(base): Base,
-) -> Response {
+pub(crate) async fn service_provider_config(scim: Scim, Base(base): Base) -> Response {
     document(schema::service_provider_config(
         &base,
         &scim.service.settings,
@@ -560,55 +849,4 @@ pub(crate) async fn schema(
         .find(|s| s["id"] == id.as_str())
         .map(document)
         .ok_or_else(|| ScimError::NotFound(format!("no schema `{id}`")))
-}
-
-pub(crate) async fn not_found(request: Request) -> Response {
-    let error = ScimError::NotFound(format!("no endpoint `{}`", request.uri().path()));
-    answer_after_body(request, error.into_response()).await
-}
-
-pub(crate) async fn method_not_allowed(request: Request) -> Response {
-    answer_after_body(request, ScimError::MethodNotAllowed.into_response()).await
-}
-
-/// `response`, once the request's body is read and dropped (bounded by
-/// [`DRAIN_LIMIT`] and 5 s): answering while the client still sends makes it see a
-/// reset instead of the answer. A body too large to drain closes the connection.
-pub(crate) async fn answer_after_body(request: Request, response: Response) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length <= DRAIN_LIMIT => {
-            drain(request.into_body()).await;
-            response
-        }
-        _ => close_if_unread(has_body(&request), response),
-    }
-}
-
-/// Whether a request carries a body: a declared non-zero length, or a chunked one.
-pub(crate) fn has_body(request: &Request) -> bool {
-    let headers = request.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok())
-            .is_some_and(|length| length > 0)
-}
-
-/// For an answer given without reading the request's body (refused by authorization,
-/// or no such endpoint): the server drops such a connection after answering, so say
-/// `Connection: close`, or a keep-alive client sends its next request on a connection
-/// about to close and sees it fail.
-pub(crate) fn close_if_unread(request_has_body: bool, mut response: Response) -> Response {
-    if request_has_body {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }

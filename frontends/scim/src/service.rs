@@ -184,7 +184,7 @@ fn refuse(slot: &Mutex<Option<ScimError>>, error: ScimError) -> ValidationError 
 
 pub(crate) struct Service {
     pub engine: Arc<Engine>,
-    pub settings: ScimSettings,
+    pub settings: std::sync::Arc<ScimSettings>,
 }
 
 impl Service {

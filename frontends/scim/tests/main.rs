@@ -5,4 +5,5 @@ mod corpus;
 mod entra;
 mod okta;
 mod protocol;
+mod stack;
 mod support;

@@ -1,12 +1,13 @@
-//! One server per test: a redb store in a temporary directory, the SCIM router nested
-//! at `/scim/v2` on 127.0.0.1:0 (as `serve` mounts it), and a client whose helpers
-//! read like the requests they send.
+//! One server per test: a redb store in a temporary directory, the HTTP stack with
+//! SCIM's routes under `/scim/v2` on 127.0.0.1:0 (as `serve` mounts them), and a client
+//! whose helpers read like the requests they send.
 
 use portcullis_engine::Actor;
 use std::sync::Arc;
 
 use portcullis_engine::{Engine, TokenSpec};
-use portcullis_scim::{ScimSettings, router};
+use portcullis_http::{AppState, Settings};
+use portcullis_scim::ScimSettings;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -14,6 +15,8 @@ use serde_json::Value;
 pub struct Server {
     /// `http://127.0.0.1:port/scim/v2`
     pub base: String,
+    /// `http://127.0.0.1:port`
+    pub origin: String,
     pub engine: Arc<Engine>,
     /// A token with the `scim` role.
     pub token: String,
@@ -65,6 +68,11 @@ impl Server {
     }
 
     pub async fn start_with(settings: ScimSettings) -> Server {
+        Server::start_on(settings, Settings::default()).await
+    }
+
+    /// A server whose HTTP stack has `stack`'s limits and timeouts.
+    pub async fn start_on(settings: ScimSettings, stack: Settings) -> Server {
         let dir = tempfile::tempdir().expect("temporary directory");
         let engine =
             Arc::new(Engine::open(dir.path().join("portcullis.redb")).expect("open the store"));
@@ -72,12 +80,14 @@ impl Server {
             .await
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
-        let app = axum::Router::new().nest("/scim/v2", router(engine.clone(), settings));
+        let state = AppState::new(engine.clone(), stack.clone());
+        let app = portcullis_http::router_with(state, portcullis_scim::routes(settings));
         tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            portcullis_http::serve(listener, app, &stack, std::future::pending()).await;
         });
         let mut server = Server {
             base: format!("http://{address}/scim/v2"),
+            origin: format!("http://{address}"),
             engine,
             token: String::new(),
             client: reqwest::Client::new(),
