@@ -71,8 +71,11 @@ impl RuleSet {
 pub(crate) struct UserRules(SmallVec<[u32; 4]>);
 
 impl UserRules {
-    pub(crate) fn from_bitmap(bitmap: &RoaringBitmap) -> UserRules {
-        UserRules(bitmap.iter().collect())
+    /// A set from strictly ascending rule indexes.
+    pub(crate) fn from_ascending(rules: impl Iterator<Item = u32>) -> UserRules {
+        let rules: SmallVec<[u32; 4]> = rules.collect();
+        debug_assert!(rules.windows(2).all(|pair| pair[0] < pair[1]));
+        UserRules(rules)
     }
 
     /// A set from a list that should be sorted (an image's): sorted and deduplicated
@@ -182,7 +185,7 @@ mod tests {
     }
 
     fn user(items: &[u32]) -> UserRules {
-        UserRules::from_bitmap(&items.iter().copied().collect())
+        UserRules::from_sorted(items.to_vec())
     }
 
     #[test]

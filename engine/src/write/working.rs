@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 
 use crate::model::{
     Asset, ChangeRecord, EntityKind, Group, Id, Node, Operation, Payload, Role, Rule, Time, Token,
@@ -75,6 +76,12 @@ pub(crate) struct Working {
     pub(crate) authority: super::Authority,
     dirty_users: RoaringBitmap,
     dirty_assets: RoaringBitmap,
+    /// Nodes whose whole subtree is in `dirty_assets`: marking one again, or a node
+    /// below it, adds nothing (an asset entering the subtree later marks itself). A
+    /// rebuild names the same high nodes in thousands of rules, each of which unioned
+    /// a quarter of the estate into `dirty_assets` again. Cleared with
+    /// `dirty_assets`, and when a node moves (its old marks no longer cover it).
+    marked_nodes: RoaringBitmap,
     /// Change records, without revision and sequence numbers yet.
     pub(crate) changes: Vec<ChangeRecord>,
     /// Entities whose stored record must be rewritten (or deleted) on commit; for a
@@ -105,6 +112,7 @@ impl Working {
             authority: super::Authority::Full,
             dirty_users: RoaringBitmap::new(),
             dirty_assets: RoaringBitmap::new(),
+            marked_nodes: RoaringBitmap::new(),
             changes: Vec::new(),
             touched: BTreeSet::new(),
             memberships: Vec::new(),
@@ -277,8 +285,15 @@ impl Working {
     }
 
     fn mark_node_assets(&mut self, node: u32) {
-        let assets = self.snap.subtree_assets(node);
-        self.dirty_assets |= assets;
+        let snap = &self.snap;
+        if snap
+            .node_ancestry(node)
+            .any(|marked| self.marked_nodes.contains(marked))
+        {
+            return;
+        }
+        self.dirty_assets |= snap.subtree_assets(node);
+        self.marked_nodes.insert(node);
     }
 
     // ----- users -----------------------------------------------------------------
@@ -548,6 +563,7 @@ impl Working {
         let old_parent = old.as_ref().and_then(|n| n.parent);
         let new_parent = new.as_ref().and_then(|n| n.parent);
         if old.is_none() || old_parent != new_parent {
+            self.marked_nodes.clear();
             if let Some(parent) = old_parent {
                 let parent = self.index_of(EntityKind::Node, parent);
                 self.node_mut(parent).children.retain(|c| *c != index);
@@ -957,6 +973,7 @@ impl Working {
             self.recompute_user(user);
         }
         let assets = std::mem::take(&mut self.dirty_assets);
+        self.marked_nodes.clear();
         if !assets.is_empty() {
             self.settle_assets(&assets);
         }
@@ -997,6 +1014,7 @@ impl Working {
         self.touched = checkpoint.touched;
         self.dirty_users.clear();
         self.dirty_assets.clear();
+        self.marked_nodes.clear();
     }
 
     fn recompute_user(&mut self, index: u32) {
@@ -1004,30 +1022,29 @@ impl Working {
             return;
         };
         let closure = group_closure(&self.snap, &entry.direct_groups);
-        let mut rules = entry.direct_rules.get().clone();
-        let mut until: Vec<(u32, Time)> = Vec::new();
+        // Every rule reaching the user with until when: rules naming the user for
+        // good, a group's for as long as the group is reached.
+        let mut reached: SmallVec<[(u32, Time); 16]> = entry
+            .direct_rules
+            .iter()
+            .map(|rule| (rule, Time::MAX))
+            .collect();
         for &(group, group_until) in &closure {
-            let Some(group) = self.snap.group_entry(group) else {
-                continue;
-            };
-            for rule in &group.rules {
-                if !entry.direct_rules.contains(rule) {
-                    until.push((rule, group_until));
-                }
+            if let Some(group) = self.snap.group_entry(group) {
+                reached.extend(group.rules.iter().map(|rule| (rule, group_until)));
             }
-            rules |= &group.rules;
         }
-        // Per rule, the latest instant any group reaching it still counts.
-        until.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        until.dedup_by_key(|(rule, _)| *rule);
-        until.retain(|(_, t)| *t != Time::MAX);
+        // Per rule, the latest instant any of them still counts.
+        reached.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        reached.dedup_by_key(|(rule, _)| *rule);
+        let rules = UserRules::from_ascending(reached.iter().map(|(rule, _)| *rule));
+        let until = reached.iter().filter(|(_, until)| *until != Time::MAX);
 
-        let rules = UserRules::from_bitmap(&rules);
         let check = self.snap.user_check(index).expect("beside a live user");
-        if check.rules != rules || *check.rule_until != *until {
+        if check.rules != rules || !check.rule_until.iter().eq(until.clone()) {
             let check = self.user_check_mut(index);
             check.rules = rules;
-            check.rule_until = until.into();
+            check.rule_until = until.copied().collect();
         }
     }
 }
