@@ -292,8 +292,8 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                 AssetImage {
                     record: e.record.clone(),
                     active: check.active,
-                    protocols: check.protocols.to_vec(),
-                    accounts: check.accounts.to_vec(),
+                    protocols: check.protocols().to_vec(),
+                    accounts: check.accounts().to_vec(),
                     nodes: e.nodes.to_vec(),
                     direct_rules: bits(e.direct_rules.get()),
                     rules: number,
@@ -838,12 +838,8 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                         "an asset names a missing symbol".into(),
                     ));
                 }
-                snap.asset_checks.push(AssetCheck {
-                    active: a.active,
-                    protocols: a.protocols.into(),
-                    accounts: a.accounts.into(),
-                    rules,
-                });
+                snap.asset_checks
+                    .push(AssetCheck::new(a.active, a.protocols, a.accounts, rules));
                 Some(Arc::new(AssetEntry {
                     id,
                     record: a.record,

@@ -53,8 +53,10 @@ pub use views::{ListQuery, UserGroup};
 /// A map keyed by entity id.
 pub(crate) type IdMap<V> = CowMap<Id, V, foldhash::fast::RandomState>;
 
-/// Where an id lives: its kind and dense index.
+/// Where an id lives: its kind and dense index. Packed to 5 bytes, so an id map entry
+/// is 21 bytes, not 24 (two million entries at the large estate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
 pub(crate) struct Slot {
     pub(crate) kind: EntityKind,
     pub(crate) index: u32,
@@ -205,8 +207,11 @@ pub(crate) struct AssetEntry {
 #[derive(Clone)]
 pub(crate) struct AssetCheck {
     pub(crate) active: bool,
-    pub(crate) protocols: SmallVec<[u32; 4]>,
-    pub(crate) accounts: SmallVec<[u32; 4]>,
+    /// How many of `names` are protocols: the rest are account usernames.
+    protocol_count: u32,
+    /// The protocol symbols, then the account symbols, each in the asset's order:
+    /// one list, so the record is 56 bytes instead of 72.
+    names: SmallVec<[u32; 6]>,
     // Derived:
     /// Every rule that names the asset or a node above it.
     pub(crate) rules: RuleSet,
@@ -215,31 +220,54 @@ pub(crate) struct AssetCheck {
 impl AssetCheck {
     /// The record of a deleted asset: inactive, reached by nothing.
     pub(crate) fn absent() -> AssetCheck {
+        AssetCheck::new(false, [], [], RuleSet::default())
+    }
+
+    pub(crate) fn new(
+        active: bool,
+        protocols: impl IntoIterator<Item = u32>,
+        accounts: impl IntoIterator<Item = u32>,
+        rules: RuleSet,
+    ) -> AssetCheck {
+        let mut names: SmallVec<[u32; 6]> = protocols.into_iter().collect();
+        let protocol_count =
+            u32::try_from(names.len()).expect("INVARIANT: lists are bounded (MAX_LIST_LEN)");
+        names.extend(accounts);
         AssetCheck {
-            active: false,
-            protocols: SmallVec::new(),
-            accounts: SmallVec::new(),
-            rules: RuleSet::default(),
+            active,
+            protocol_count,
+            names,
+            rules,
         }
+    }
+
+    /// The symbols of the protocol names the asset offers.
+    #[inline]
+    pub(crate) fn protocols(&self) -> &[u32] {
+        &self.names[..self.protocol_count as usize]
+    }
+
+    /// The symbols of the asset's account usernames.
+    #[inline]
+    pub(crate) fn accounts(&self) -> &[u32] {
+        &self.names[self.protocol_count as usize..]
+    }
+
+    /// Whether the name list spilled to the heap (for the footprint).
+    pub(crate) fn names_on_heap(&self) -> usize {
+        usize::from(self.names.spilled()) * self.names.capacity() * 4
     }
 
     /// The record of `asset` as written, its names interned in `symbols`, holding
     /// `rules` until the settle derives the asset's rule set anew.
     pub(crate) fn of(asset: &Asset, rules: RuleSet, symbols: &mut Symbols) -> AssetCheck {
-        AssetCheck {
-            active: asset.active,
-            protocols: asset
-                .protocols
-                .iter()
-                .map(|p| symbols.intern(p.name()))
-                .collect(),
-            accounts: asset
-                .accounts
-                .iter()
-                .map(|a| symbols.intern(&a.username))
-                .collect(),
-            rules,
-        }
+        let protocols: SmallVec<[u32; 4]> = asset
+            .protocols
+            .iter()
+            .map(|p| symbols.intern(p.name()))
+            .collect();
+        let accounts = asset.accounts.iter().map(|a| symbols.intern(&a.username));
+        AssetCheck::new(asset.active, protocols, accounts, rules)
     }
 }
 
@@ -906,8 +934,10 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<GroupLink>(), 12);
+        assert_eq!(std::mem::size_of::<(Id, Slot)>(), 21);
         assert!(std::mem::size_of::<UserEntry>() <= 96);
         assert!(std::mem::size_of::<AssetEntry>() <= 64);
         assert!(std::mem::size_of::<UserCheck>() <= 56);
+        assert!(std::mem::size_of::<AssetCheck>() <= 56);
     }
 }

@@ -105,7 +105,7 @@ impl Snapshot {
         let offered = self
             .symbols
             .get(protocol)
-            .filter(|symbol| asset.protocols.contains(symbol));
+            .filter(|symbol| asset.protocols().contains(symbol));
         if let Some(protocol) = offered {
             let account_ref = AccountRef::of(account, &self.symbols);
             let account_hash = std::cell::OnceCell::new();
@@ -118,7 +118,7 @@ impl Snapshot {
                     || !rule.allows_protocol(protocol)
                     || !rule
                         .accounts
-                        .matches_symbol(account_ref, &asset.accounts, || {
+                        .matches_symbol(account_ref, asset.accounts(), || {
                             *account_hash.get_or_init(|| UserCheck::name_hash(account))
                                 == user.username_hash
                                 && self
@@ -177,14 +177,14 @@ impl Snapshot {
         };
         let username = user.record.username();
         let own_account = match self.symbols.get(username) {
-            Some(symbol) if asset.accounts.contains(&symbol) => None,
+            Some(symbol) if asset.accounts().contains(&symbol) => None,
             _ => Some(username),
         };
-        let accounts = (asset.accounts.iter().map(|&s| self.symbols.name(s)))
+        let accounts = (asset.accounts().iter().map(|&s| self.symbols.name(s)))
             .chain([INPUT_ACCOUNT, ANON_ACCOUNT])
             .chain(own_account);
         accounts.into_iter().any(|account| {
-            asset.protocols.iter().any(|&protocol| {
+            asset.protocols().iter().any(|&protocol| {
                 !self
                     .decide(
                         user_index,

@@ -76,8 +76,7 @@ impl Snapshot {
         let mut rule_sets = 0;
         let mut seen = HashSet::new();
         for check in self.asset_checks.iter() {
-            asset_checks += (check.protocols.spilled() as usize) * check.protocols.len() * 4
-                + (check.accounts.spilled() as usize) * check.accounts.len() * 4;
+            asset_checks += check.names_on_heap();
             if seen.insert(check.rules.address()) {
                 rule_sets += check.rules.iter().count() * 4 + 16;
             }

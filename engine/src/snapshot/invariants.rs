@@ -124,7 +124,7 @@ impl Snapshot {
                 && c.username_hash == 0
         };
         let absent_asset = |c: &super::AssetCheck| {
-            !c.active && c.rules.is_empty() && c.protocols.is_empty() && c.accounts.is_empty()
+            !c.active && c.rules.is_empty() && c.protocols().is_empty() && c.accounts().is_empty()
         };
         let users = self.users.iter().zip(self.user_checks.iter());
         if let Some(index) = users
@@ -478,8 +478,8 @@ impl Snapshot {
             let check = self.asset_check(index).expect("checked beside");
             let expected =
                 super::AssetCheck::of(&asset, check.rules.clone(), &mut self.symbols.clone());
-            if (check.active, &check.protocols, &check.accounts)
-                != (expected.active, &expected.protocols, &expected.accounts)
+            if (check.active, check.protocols(), check.accounts())
+                != (expected.active, expected.protocols(), expected.accounts())
             {
                 return fail(format!(
                     "asset `{}` check record is stale",

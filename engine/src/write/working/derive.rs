@@ -52,7 +52,7 @@ impl Derivation {
     /// The profile id of the asset whose check record is `check`; `record` unpacks the
     /// asset, only for the first of its profile.
     fn profile(&mut self, check: &AssetCheck, record: impl FnOnce() -> Asset) -> u32 {
-        let key = (check.protocols.clone(), check.accounts.clone());
+        let key = (check.protocols().into(), check.accounts().into());
         if let Some(&id) = self.profile_ids.get(&key) {
             return id;
         }
