@@ -43,7 +43,7 @@ pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
 pub use look_alike::name_folds;
 pub(crate) use members::Member;
-pub(crate) use name_index::{NameIndex, same_name};
+pub(crate) use name_index::{EMAIL_INLINE, NameIndex, same_name};
 pub(crate) use packed::Packed;
 pub(crate) use rule_set::{RuleSet, UserRules};
 pub(crate) use sparse_bitmap::SparseBitmap;
@@ -482,7 +482,8 @@ pub struct Snapshot {
     pub(crate) tokens: CowVec<Option<TokenEntry>>,
     pub(crate) ids: IdMap<Slot>,
     pub(crate) user_names: NameIndex,
-    pub(crate) user_emails: NameIndex,
+    /// Emails keep no folded form inline: 16-byte entries (see `EMAIL_INLINE`).
+    pub(crate) user_emails: NameIndex<EMAIL_INLINE>,
     pub(crate) group_names: NameIndex,
     pub(crate) asset_names: NameIndex,
     pub(crate) rule_names: NameIndex,

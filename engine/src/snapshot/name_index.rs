@@ -126,35 +126,53 @@ pub(crate) struct NameKey {
     folded: Option<Folded>,
 }
 
-/// One name in the index: its dense index, and its folded form when short enough to
-/// keep (`len` [`LONG`]: a long name, confirmed against the entity's own name).
+/// Inline bytes of the email index: none worth keeping (an address is rarely 19
+/// bytes or fewer), so its entries are 16 bytes; lookups by email, off the check
+/// path, confirm against the user's record.
+pub(crate) const EMAIL_INLINE: usize = 3;
+
+/// One name in the index: its dense index, and its folded form when it fits in `N`
+/// bytes (`len` [`LONG`]: a long name, confirmed against the entity's own name).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Named {
+struct Named<const N: usize> {
     index: u32,
     len: u8,
-    bytes: [u8; INLINE],
+    bytes: [u8; N],
 }
 
-impl Named {
-    fn new(index: u32, folded: Option<Folded>) -> Named {
-        match folded {
-            Some(folded) => Named {
-                index,
-                len: folded.len,
-                bytes: folded.bytes,
-            },
+impl<const N: usize> Named<N> {
+    fn new(index: u32, folded: Option<Folded>) -> Named<N> {
+        match Named::<N>::kept(folded.as_ref()) {
+            Some(folded) => {
+                let mut bytes = [0; N];
+                bytes.copy_from_slice(&folded.bytes[..N]);
+                Named {
+                    index,
+                    len: folded.len,
+                    bytes,
+                }
+            }
             None => Named {
                 index,
                 len: LONG,
-                bytes: [0; INLINE],
+                bytes: [0; N],
             },
         }
     }
 
+    /// `folded` when it fits in `N` bytes: what an index of `N` inline bytes keeps.
+    fn kept(folded: Option<&Folded>) -> Option<&Folded> {
+        folded.filter(|folded| usize::from(folded.len) <= N)
+    }
+
     fn folded(&self) -> Option<Folded> {
-        (self.len != LONG).then_some(Folded {
-            len: self.len,
-            bytes: self.bytes,
+        (self.len != LONG).then(|| {
+            let mut bytes = [0; INLINE];
+            bytes[..N].copy_from_slice(&self.bytes);
+            Folded {
+                len: self.len,
+                bytes,
+            }
         })
     }
 
@@ -167,7 +185,7 @@ impl Named {
         name: &str,
         name_of: impl Fn(u32) -> Option<&'a str>,
     ) -> bool {
-        match (self.len, wanted) {
+        match (self.len, Named::<N>::kept(wanted)) {
             (LONG, None) => name_of(self.index).is_some_and(|candidate| same_name(candidate, name)),
             // Equal folded forms have equal lengths: a short name is never a long one.
             (LONG, Some(_)) => false,
@@ -178,12 +196,12 @@ impl Named {
 }
 
 /// Hash → the name with that hash, shared between snapshots.
-type Buckets = CowMap<u64, Named, BuildHasherDefault<KeyIsHash>>;
+type Buckets<const N: usize> = CowMap<u64, Named<N>, BuildHasherDefault<KeyIsHash>>;
 
 /// Hash → the further names with a hash `Buckets` already holds: a collision of 64-bit
 /// hashes of different names, which practically never happens but must not lose a
 /// name. Kept apart so that a bucket is one 32-byte entry, not a list.
-type Overflow = CowMap<u64, SmallVec<[Named; 1]>, BuildHasherDefault<KeyIsHash>>;
+type Overflow<const N: usize> = CowMap<u64, SmallVec<[Named<N>; 1]>, BuildHasherDefault<KeyIsHash>>;
 
 /// Hash → dense indexes: the fold forms of non-ASCII names, for look-alike checks.
 type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>>;
@@ -198,12 +216,14 @@ type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>
 /// which `buckets` already answers) to their indexes. It serves
 /// [`NameIndex::look_alike`] only; lookups by name never use it, so a look-alike never
 /// resolves to the entity it imitates.
+///
+/// `N` is how many folded bytes a name may take and still be kept in its entry.
 #[derive(Clone)]
-pub(crate) struct NameIndex {
+pub(crate) struct NameIndex<const N: usize = INLINE> {
     /// Seeded per process: a name's hash cannot be chosen to collide.
     hasher: foldhash::fast::RandomState,
-    buckets: Buckets,
-    overflow: Overflow,
+    buckets: Buckets<N>,
+    overflow: Overflow<N>,
     folds: FoldBuckets,
 }
 
@@ -223,13 +243,13 @@ fn fold_remove(buckets: &mut FoldBuckets, hash: u64, index: u32) {
     }
 }
 
-impl NameIndex {
-    pub(crate) fn new() -> NameIndex {
+impl<const N: usize> NameIndex<N> {
+    pub(crate) fn new() -> NameIndex<N> {
         NameIndex::with_capacity(0)
     }
 
     /// An index sized for `names` names.
-    pub(crate) fn with_capacity(names: usize) -> NameIndex {
+    pub(crate) fn with_capacity(names: usize) -> NameIndex<N> {
         NameIndex {
             hasher: foldhash::fast::RandomState::default(),
             buckets: Buckets::with_capacity_and_hasher(names, BuildHasherDefault::default()),
@@ -299,7 +319,7 @@ impl NameIndex {
         }
     }
 
-    fn insert_hashed(&mut self, hash: u64, named: Named) {
+    fn insert_hashed(&mut self, hash: u64, named: Named<N>) {
         match self.buckets.get(&hash) {
             Some(held) if held.index != named.index => {
                 let more = self.overflow.get_or_insert_with(hash, SmallVec::new);
@@ -333,7 +353,7 @@ impl NameIndex {
     }
 
     /// The names held under `hash`.
-    fn under(&self, hash: u64) -> impl Iterator<Item = &Named> {
+    fn under(&self, hash: u64) -> impl Iterator<Item = &Named<N>> {
         self.buckets
             .get(&hash)
             .into_iter()
@@ -404,7 +424,11 @@ impl NameIndex {
         let names: Vec<(u32, &str)> = names.collect();
         let mut expected: Vec<(u64, u32, Option<Folded>)> = names
             .iter()
-            .map(|&(index, name)| (self.hash(name), index, Folded::of(name)))
+            .map(|&(index, name)| {
+                let folded = Folded::of(name);
+                let kept = Named::<N>::kept(folded.as_ref()).copied();
+                (self.hash(name), index, kept)
+            })
             .collect();
         let overflow = self
             .overflow
@@ -447,7 +471,7 @@ mod tests {
     #[test]
     fn lookups_ignore_case() {
         let names = ["Alice", "BOB", "Ærøskøbing"];
-        let mut index = NameIndex::new();
+        let mut index = NameIndex::<INLINE>::new();
         for (i, name) in names.iter().enumerate() {
             index.insert(name, i as u32);
         }
@@ -462,7 +486,7 @@ mod tests {
 
     #[test]
     fn folded_hashes_agree_across_paths() {
-        let index = NameIndex::new();
+        let index = NameIndex::<INLINE>::new();
         // U+212A KELVIN SIGN lowercases to an ASCII `k`; long names cross the buffer.
         assert_eq!(index.hash("\u{212A}elvin"), index.hash("kelvin"));
         let long_ascii = "A".repeat(200);
@@ -491,7 +515,7 @@ mod tests {
         // counts against the limit, not the name.
         let expanding = "\u{130}".repeat(INLINE / 3 + 1);
         let names = [at_limit.as_str(), over_limit.as_str(), expanding.as_str()];
-        let mut index = NameIndex::new();
+        let mut index = NameIndex::<INLINE>::new();
         for (i, name) in names.iter().enumerate() {
             index.insert(name, i as u32);
         }
@@ -526,14 +550,14 @@ mod tests {
     #[test]
     fn names_with_one_hash_are_all_kept() {
         let names = ["alpha", "beta", "a-name-too-long-to-keep-inline"];
-        let mut index = NameIndex::new();
+        let mut index = NameIndex::<INLINE>::new();
         // Three names under one hash, as a collision would put them.
         let hash = 42;
         for (i, name) in names.iter().enumerate() {
             index.insert_hashed(hash, Named::new(i as u32, Folded::of(name)));
         }
         let name_of = |i: u32| names.get(i as usize).copied();
-        let find = |index: &NameIndex, name: &str| {
+        let find = |index: &NameIndex<INLINE>, name: &str| {
             let key = NameKey {
                 hash,
                 folded: Folded::of(name),
@@ -554,13 +578,40 @@ mod tests {
         index.remove_hashed(hash, 1);
         assert_eq!(index.under(hash).count(), 0);
         assert!(index.buckets.is_empty() && index.overflow.is_empty());
-        assert_eq!(std::mem::size_of::<(u64, Named)>(), 32);
+        assert_eq!(std::mem::size_of::<(u64, Named<INLINE>)>(), 32);
+        assert_eq!(std::mem::size_of::<(u64, Named<EMAIL_INLINE>)>(), 16);
+    }
+
+    #[test]
+    fn an_index_with_little_inline_room_confirms_the_rest_by_the_entity() {
+        let names = ["ab", "abc", "Abcd", "Someone@Example.com", "\u{212A}el"];
+        let mut index = NameIndex::<EMAIL_INLINE>::new();
+        for (i, name) in names.iter().enumerate() {
+            index.insert(name, i as u32);
+        }
+        let asked = std::cell::Cell::new(0);
+        let name_of = |i: u32| {
+            asked.set(asked.get() + 1);
+            names.get(i as usize).copied()
+        };
+        assert_eq!(index.get("AB", name_of), Some(0));
+        assert_eq!(index.get("aBc", name_of), Some(1));
+        assert_eq!(asked.get(), 0, "three folded bytes are kept inline");
+        assert_eq!(index.get("abcd", name_of), Some(2));
+        assert_eq!(index.get("someone@example.COM", name_of), Some(3));
+        // KELVIN SIGN folds to `k`: three bytes folded, but five as written.
+        assert_eq!(index.get("KEL", name_of), Some(4));
+        assert_eq!(index.get("abcde", name_of), None);
+        assert!(index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
+        index.remove("ABCD", 2);
+        assert_eq!(index.get("abcd", name_of), None);
+        assert!(!index.matches(names.iter().enumerate().map(|(i, n)| (i as u32, *n))));
     }
 
     #[test]
     fn star_is_just_a_name() {
         let names = ["*"];
-        let mut index = NameIndex::new();
+        let mut index = NameIndex::<INLINE>::new();
         index.insert("*", 0);
         let name_of = |i: u32| names.get(i as usize).copied();
         assert_eq!(index.get("*", name_of), Some(0));

@@ -115,12 +115,12 @@ fn duplicate(kind: EntityKind, name: &str) -> ValidationError {
 /// name another entity holds in `names` (see `NameIndex::look_alike`). A name the
 /// entity already holds, exactly as written, is not judged again: a store written
 /// before this rule may hold look-alike pairs, and both stay editable.
-fn refuse_look_alike<'a>(
+fn refuse_look_alike<'a, const N: usize>(
     kind: EntityKind,
     field: &'static str,
     name: &str,
     index: Option<u32>,
-    names: &NameIndex,
+    names: &NameIndex<N>,
     name_of: impl Fn(u32) -> Option<&'a str>,
 ) -> Result<()> {
     if index.and_then(&name_of) == Some(name) {
