@@ -56,7 +56,7 @@ impl Snapshot {
                 + usize::from(entry.direct_groups.spilled())
                     * entry.direct_groups.capacity()
                     * size_of::<super::GroupLink>();
-            user_records += entry.record.bytes().len() + 2 * size_of::<usize>();
+            user_records += entry.record.bytes().len();
         }
         parts.push(("users: entries and link bitmaps", user_entries));
         parts.push(("users: check records with their rule sets", user_checks));
@@ -83,7 +83,7 @@ impl Snapshot {
         }
         for entry in self.assets.iter().flatten() {
             asset_entries += size_of::<super::AssetEntry>() + bitmap(entry.direct_rules.get());
-            asset_records += entry.record.bytes().len() + 2 * size_of::<usize>();
+            asset_records += entry.record.bytes().len();
         }
         parts.push(("assets: entries", asset_entries));
         parts.push(("assets: check records", asset_checks));
