@@ -106,8 +106,7 @@ struct UserImage {
 
 #[derive(Serialize, Deserialize)]
 struct GroupImage {
-    /// The record without its members, which are `memberships` (the member bitmap
-    /// is made from them).
+    /// The record without its members, which are `memberships`.
     group: Arc<Group>,
     memberships: Vec<Member>,
     subgroups: Vec<u32>,
@@ -270,7 +269,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                 memberships: e.memberships.to_vec(),
                 subgroups: e.subgroups.to_vec(),
                 parents: e.parents.to_vec(),
-                rules: bits(&e.rules),
+                rules: bits(e.rules.get()),
             })
         },
     )?;
@@ -777,11 +776,10 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                 snap.group_names.insert(&g.group.name, index as u32);
                 Some(Arc::new(GroupEntry {
                     group: g.group,
-                    members: g.memberships.iter().map(|m| m.user).collect(),
                     memberships: g.memberships.into(),
                     subgroups: g.subgroups.into(),
                     parents: g.parents.into(),
-                    rules: unbits(&g.rules)?,
+                    rules: unbits(&g.rules)?.into(),
                 }))
             }
             None => None,

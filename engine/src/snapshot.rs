@@ -170,14 +170,12 @@ pub(crate) struct GroupEntry {
     pub(crate) group: Arc<Group>,
     /// Direct user memberships, in the group's order.
     pub(crate) memberships: Arc<[Member]>,
-    /// Direct user members, whatever their expiry.
-    pub(crate) members: RoaringBitmap,
     /// Direct subgroups, whatever their expiry.
     pub(crate) subgroups: SmallVec<[u32; 4]>,
     /// Groups this one is a subgroup of, with the edge's end.
     pub(crate) parents: SmallVec<[(u32, Time); 2]>,
     /// Rules that name the group.
-    pub(crate) rules: RoaringBitmap,
+    pub(crate) rules: SparseBitmap,
 }
 
 #[derive(Clone)]
@@ -902,7 +900,7 @@ impl Snapshot {
         let mut users = RoaringBitmap::new();
         for group in self.group_descendants(index) {
             if let Some(entry) = self.group_entry(group) {
-                users |= &entry.members;
+                users.extend(entry.memberships.iter().map(|member| member.user));
             }
         }
         users

@@ -64,12 +64,11 @@ impl Snapshot {
         let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
         for entry in self.groups.iter().flatten() {
             group_bytes += size_of::<super::GroupEntry>()
-                + bitmap(&entry.members)
-                + bitmap(&entry.rules)
+                + bitmap(entry.rules.get())
                 + size_of::<crate::model::Group>()
                 + entry.memberships.len() * size_of::<super::Member>();
         }
-        parts.push(("groups (records, member bitmaps)", group_bytes));
+        parts.push(("groups (records, memberships)", group_bytes));
         let mut asset_entries = slots(self.assets.len(), size_of::<usize>());
         let mut asset_checks = slots(self.asset_checks.len(), size_of::<super::AssetCheck>());
         let mut asset_records = 0;

@@ -374,10 +374,9 @@ impl Working {
                         ..new.clone()
                     }),
                     memberships: Arc::new([]),
-                    members: RoaringBitmap::new(),
                     subgroups: Default::default(),
                     parents: Default::default(),
-                    rules: RoaringBitmap::new(),
+                    rules: SparseBitmap::default(),
                 };
                 let index = self.snap.groups.push(Some(Arc::new(entry))) as u32;
                 self.register(EntityKind::Group, new.id, index);
@@ -416,12 +415,6 @@ impl Working {
                 entry.direct_groups.retain(|link| link.group != index);
                 if let Some(until) = until {
                     entry.direct_groups.push(GroupLink::new(index, until));
-                }
-                let members = &mut self.group_mut(index).members;
-                if until.is_some() {
-                    members.insert(user);
-                } else {
-                    members.remove(user);
                 }
                 self.dirty_users.insert(user);
             }
@@ -492,7 +485,7 @@ impl Working {
 
     /// Sets one direct user membership of group `index` (`None`: removes it), with
     /// `group` the group's record and `memberships` its memberships as they are
-    /// afterwards. Touches the one user and the group's member bitmap, and records the
+    /// afterwards. Touches the one user and the group's memberships, and records the
     /// membership alone: the cost of one membership, whatever the group's size (but
     /// the copy of its 16-byte memberships).
     pub(crate) fn set_membership(
@@ -512,11 +505,6 @@ impl Working {
             entry.direct_groups.push(GroupLink::new(index, until));
         }
         let group_entry = self.group_mut(index);
-        if after.is_some() {
-            group_entry.members.insert(user);
-        } else {
-            group_entry.members.remove(user);
-        }
         let id = group.id;
         group_entry.group = Arc::new(group);
         group_entry.memberships = memberships;
