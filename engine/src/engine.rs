@@ -722,6 +722,10 @@ fn place_groups(working: &mut Working, groups: &mut Vec<crate::model::Group>) {
 }
 
 fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_group: usize) {
+    // The time of the last group: each group's is later, so that an entity changed
+    // by two groups is at two versions (`updated_at`, what `Op::Expect` compares)
+    // even when the clock does not move or steps back between them.
+    let mut last = Time::MIN;
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < max_group {
@@ -730,7 +734,8 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
                 Err(_) => break,
             }
         }
-        seq = write_group(shared, group, seq);
+        last = Time::now().max(last.add_micros(1));
+        seq = write_group(shared, group, seq, last);
     }
 }
 
@@ -742,9 +747,11 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
 /// nothing (`Working::apply`); a write of several takes a checkpoint first. Taking
 /// none for single operations is what keeps a group cheap: a checkpoint shares the
 /// snapshot's tables, so the write after it copies every table it touches.
-fn write_group(shared: &Shared, group: Vec<Request>, seq: u64) -> u64 {
+///
+/// Every write of the group is stamped `now`, later than the previous group's.
+fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64 {
     let published = shared.current.load_full();
-    let mut working = Working::new((*published).clone(), Time::now(), "");
+    let mut working = Working::new((*published).clone(), now, "");
     working.credentials = shared.credential_policy();
     let mut revision = published.revision;
     let mut next_seq = seq;

@@ -1,7 +1,7 @@
 //! Engine errors: one small enum per family of operations and the umbrella [`Error`].
 //! Variants carry data; front-ends choose status codes and exit codes from them.
 
-use crate::model::{EntityKind, Id};
+use crate::model::{EntityKind, Id, Time};
 
 /// A reference (a name, a path or an id) that resolves to nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +84,27 @@ pub enum ValidationError {
     /// The token a write acts for was revoked or has expired since it was checked.
     #[error("token `{0}` has been revoked or has expired")]
     ActorRevoked(String),
+    /// An [`crate::Op::Expect`] that does not hold: the entity is at another version
+    /// than the one expected, or exists when it was expected absent (`None`), or the
+    /// reverse. A version is an entity's `updated_at`.
+    #[error(
+        "{kind} `{target}` is {}, not {} as expected",
+        version_text(found),
+        version_text(expected)
+    )]
+    VersionMismatch {
+        kind: EntityKind,
+        target: String,
+        expected: Option<Time>,
+        found: Option<Time>,
+    },
+}
+
+fn version_text(version: &Option<Time>) -> String {
+    match version {
+        Some(version) => format!("at version {version}"),
+        None => "absent".to_owned(),
+    }
 }
 
 impl ValidationError {

@@ -3,6 +3,7 @@
 
 mod auth;
 mod differential;
+mod expect;
 mod image;
 mod incremental;
 mod look_alike;

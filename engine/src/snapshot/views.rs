@@ -171,6 +171,15 @@ impl Snapshot {
             .ok_or_else(|| NotFound::new(kind, reference))
     }
 
+    /// The version of an entity (by name, path for nodes, or id): its `updated_at`,
+    /// what [`crate::Op::Expect`] compares. A front-end reads it with the state it
+    /// computes a write from, and expects it in that write.
+    pub fn version(&self, kind: EntityKind, reference: &str) -> Result<Time, NotFound> {
+        self.index_of_kind(kind, reference)
+            .map(|index| self.version_of(kind, index))
+            .ok_or_else(|| NotFound::new(kind, reference))
+    }
+
     /// A page of entities of one kind, in a stable order (creation order within a
     /// process), filtered.
     pub fn list_json(&self, kind: EntityKind, query: &ListQuery) -> Page<Value> {

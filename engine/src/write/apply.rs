@@ -327,6 +327,28 @@ impl Working {
                 self.set_user(Some(index), Some(updated));
                 Ok(id)
             }
+            Op::Expect {
+                kind,
+                target,
+                version,
+            } => {
+                let found = self.target(kind, &target).ok().map(|index| {
+                    (
+                        self.snap.id_of(kind, index),
+                        self.snap.version_of(kind, index),
+                    )
+                });
+                match (found, version) {
+                    (Some((id, found)), Some(expected)) if found == expected => Ok(id),
+                    (None, None) => Ok(Id::NIL),
+                    (found, expected) => Err(ValidationError::VersionMismatch {
+                        kind,
+                        target,
+                        expected,
+                        found: found.map(|(_, version)| version),
+                    }),
+                }
+            }
         }
     }
 
@@ -1470,6 +1492,45 @@ impl Snapshot {
     fn node_path_of(&self, id: Id) -> String {
         self.slot(id)
             .map_or_else(|| id.to_string(), |s| self.node_path(s.index))
+    }
+
+    /// The id of the entity at `index`.
+    pub(crate) fn id_of(&self, kind: EntityKind, index: u32) -> Id {
+        match kind {
+            EntityKind::User => self.user_entry(index).expect("exists").id,
+            EntityKind::Group => self.group_entry(index).expect("exists").group.id,
+            EntityKind::Node => self.node_entry(index).expect("exists").node.id,
+            EntityKind::Asset => self.asset_entry(index).expect("exists").id,
+            EntityKind::Rule => self.rule_entry(index).expect("exists").rule.id,
+            EntityKind::Role => self.role_entry(index).expect("exists").id,
+            EntityKind::Token => self.token_entry(index).expect("exists").token.id,
+        }
+    }
+
+    /// The version of the entity at `index`, which [`Op::Expect`] compares: its
+    /// `updated_at`.
+    pub(crate) fn version_of(&self, kind: EntityKind, index: u32) -> Time {
+        match kind {
+            EntityKind::User => {
+                self.user_entry(index)
+                    .expect("exists")
+                    .record
+                    .unpack()
+                    .updated_at
+            }
+            EntityKind::Group => self.group_entry(index).expect("exists").group.updated_at,
+            EntityKind::Node => self.node_entry(index).expect("exists").node.updated_at,
+            EntityKind::Asset => {
+                self.asset_entry(index)
+                    .expect("exists")
+                    .record
+                    .unpack()
+                    .updated_at
+            }
+            EntityKind::Rule => self.rule_entry(index).expect("exists").rule.updated_at,
+            EntityKind::Role => self.role_entry(index).expect("exists").updated_at,
+            EntityKind::Token => self.token_entry(index).expect("exists").token.updated_at,
+        }
     }
 
     /// The spec that would recreate the entity at `index` (references by name).

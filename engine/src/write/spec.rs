@@ -571,6 +571,33 @@ pub enum Op {
         user: Option<Id>,
         what: serde_json::Value,
     },
+    /// A precondition: the entity `target` of `kind` is at `version` when the write
+    /// applies, or is absent when `version` is `None` (create-if-not-exists). It
+    /// changes nothing; when it does not hold, the whole write is refused with
+    /// [`crate::ValidationError::VersionMismatch`], so the write's other operations
+    /// apply only together with every expectation that holds. Expectations are
+    /// checked in order with the other operations, so put them first to check the
+    /// state the write starts from (an expectation after an operation on the same
+    /// entity sees that operation's effect). Its id in the outcome is the entity's,
+    /// or the nil id when it is absent.
+    ///
+    /// A version is the entity's `updated_at`, which every view of the entity shows
+    /// (`updated_at` in the HTTP API, `meta.lastModified` in SCIM), to the
+    /// microsecond. Every operation that changes an entity's spec, and every cascade
+    /// that edits it (a deletion removing it from a group or rule, a membership added
+    /// or removed), sets it to the time of the write, and the writer gives each write
+    /// group a time after the previous group's, so an entity read at a version and
+    /// changed since is at another. Limits: writes in one group share one time (so
+    /// two changes of one entity within a group leave it at one version; a write that
+    /// read the version before the first of them still sees a mismatch), the order
+    /// holds within one run of the engine (a clock set back between runs could, in
+    /// principle, repeat a version), and a recorded sign-in (`RecordLogin`) or event
+    /// does not change it: they change no field of the spec.
+    Expect {
+        kind: EntityKind,
+        target: String,
+        version: Option<Time>,
+    },
 }
 
 impl std::fmt::Debug for Op {
@@ -611,6 +638,16 @@ impl std::fmt::Debug for Op {
                 .debug_struct("RecordLogin")
                 .field("user", user)
                 .field("at", at)
+                .finish(),
+            Op::Expect {
+                kind,
+                target,
+                version,
+            } => f
+                .debug_struct("Expect")
+                .field("kind", kind)
+                .field("target", target)
+                .field("version", version)
                 .finish(),
         }
     }

@@ -65,7 +65,8 @@ impl CliError {
                     | ValidationError::AmbiguousLogin { .. }
                     | ValidationError::NotAMember { .. }
                     | ValidationError::GrantBeyondCaller { .. }
-                    | ValidationError::ActorRevoked(_) => (2, error.to_string()),
+                    | ValidationError::ActorRevoked(_)
+                    | ValidationError::VersionMismatch { .. } => (2, error.to_string()),
                 },
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (

@@ -271,6 +271,9 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::ActorRevoked(_) => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", message)
             }
+            ValidationError::VersionMismatch { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "version_mismatch", message)
+            }
         },
         // Store details go to the log, not to clients.
         Error::Store(store) => match store {

@@ -134,6 +134,9 @@ impl ScimError {
                 | ValidationError::BuiltinRole(_)
                 | ValidationError::RoleInUse { .. }
                 | ValidationError::NotAMember { .. } => ScimError::invalid_value(error.to_string()),
+                // An expectation the service wrote (an `If-Match`, or the version an
+                // edit was computed from) no longer holds.
+                ValidationError::VersionMismatch { .. } => ScimError::PreconditionFailed,
             },
             Error::Store(error) => {
                 let detail = match &error {

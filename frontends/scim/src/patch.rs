@@ -113,22 +113,6 @@ pub(crate) fn parse(body: &Value, limits: Limits) -> Result<Vec<Operation>, Scim
         .collect()
 }
 
-/// Whether any operation writes the password (which the caller hashes apart).
-pub(crate) fn touches_password(operations: &[Operation]) -> bool {
-    operations.iter().any(|operation| match &operation.path {
-        Some((_, path)) => path.attr.name.eq_ignore_ascii_case("password"),
-        None => operation
-            .value
-            .as_ref()
-            .and_then(Value::as_object)
-            .is_some_and(|fields| {
-                fields
-                    .keys()
-                    .any(|key| key.eq_ignore_ascii_case("password") || key.ends_with(":password"))
-            }),
-    })
-}
-
 /// What a path designates, resolved.
 struct Resolved<'a> {
     extension: Option<&'static Schema>,

@@ -4,19 +4,20 @@
 //!
 //! Only users and groups whose source is `scim` exist here: SCIM neither sees nor
 //! changes what an administrator, an import or a directory sync created (a userName
-//! taken by one of them is a 409). Read-modify-write (PUT, PATCH) runs inside the
-//! engine's writer (`Op::Modify`), so a concurrent change is never lost, and
-//! `If-Match` is checked there too. Everything here may block on a commit: call it
-//! from `spawn_blocking`.
+//! taken by one of them is a 409). Read-modify-write (PUT, PATCH, DELETE) computes
+//! its write from a snapshot, `If-Match` and every SCIM refusal included, and writes
+//! it behind an `Op::Expect` on the version of the resource it read: a concurrent
+//! change makes the engine refuse the whole write, and the service reads again and
+//! retries, so a concurrent change is never lost. Everything here may block on a
+//! commit: call it from `spawn_blocking`.
 
 use std::cmp::Ordering;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use portcullis_engine::{
     Actor, Engine, EntityKind, Error, Group, GroupSpec, Id, ListQuery, Op, Password, Snapshot,
-    Source, Spec, SpecEdit, Time, User, UserSpec, ValidationError, WriteOutcome,
+    Source, Spec, Time, User, UserSpec, ValidationError, WriteOutcome,
 };
 use serde_json::{Map, Value, json};
 
@@ -66,8 +67,12 @@ pub(crate) struct ListRequest {
 
 /// An edit of a resource's spec, given the snapshot names are resolved with and the
 /// resource's current SCIM fields. Returns a password to set, if any.
-type Edit =
-    Arc<dyn Fn(&mut Spec, &Snapshot, &Fields) -> Result<Option<String>, ScimError> + Send + Sync>;
+type Edit<'a> = &'a dyn Fn(&mut Spec, &Snapshot, &Fields) -> Result<Option<String>, ScimError>;
+
+/// How many times a write is computed again from a newer snapshot when a concurrent
+/// write changed its resource first: each retry means another write to the resource
+/// committed, so this bounds the writers racing on one resource, not the time taken.
+const ATTEMPTS: usize = 64;
 
 /// A stored resource: its SCIM fields and times.
 struct Loaded {
@@ -171,15 +176,25 @@ fn checked(
     Ok(fields)
 }
 
-/// Keeps the SCIM error behind a refused edit and hands the engine a validation
-/// error (which refuses the whole write).
-fn refuse(slot: &Mutex<Option<ScimError>>, error: ScimError) -> ValidationError {
-    let message = error.to_string();
-    *slot.lock().expect("refusal slot") = Some(error);
-    ValidationError::Invalid {
-        field: "scim",
-        message,
-    }
+/// The resource `id` as `snapshot` holds it: its spec, its SCIM fields (if it is
+/// SCIM's and `If-Match`, if any, names its version) and its engine version, which
+/// the write computed from them expects.
+fn current(
+    snapshot: &Snapshot,
+    kind: ResourceKind,
+    id: Id,
+    if_match: Option<&str>,
+) -> Result<(Spec, Fields, Time), ScimError> {
+    let target = id.to_string();
+    let not_found = || ScimError::not_found(kind.name(), &target);
+    let spec = snapshot
+        .spec(kind.engine_kind(), &target)
+        .map_err(|_| not_found())?;
+    let version = snapshot
+        .version(kind.engine_kind(), &target)
+        .map_err(|_| not_found())?;
+    let fields = checked(kind, id, &spec, snapshot, if_match)?;
+    Ok((spec, fields, version))
 }
 
 pub(crate) struct Service {
@@ -219,17 +234,8 @@ impl Service {
         })
     }
 
-    /// The error of a write: the SCIM refusal an edit kept, a 404 for the target,
-    /// else the engine's.
-    fn write_error(
-        error: Error,
-        slot: &Mutex<Option<ScimError>>,
-        kind: ResourceKind,
-        target: &str,
-    ) -> ScimError {
-        if let Some(refusal) = slot.lock().expect("refusal slot").take() {
-            return refusal;
-        }
+    /// The error of a write: a 404 for the target, else the engine's.
+    fn write_error(error: Error, kind: ResourceKind, target: &str) -> ScimError {
         match error {
             Error::Validation(ValidationError::NotFound(missing))
                 if missing.kind == kind.engine_kind() && missing.reference == target =>
@@ -323,12 +329,11 @@ impl Service {
             ResourceKind::User => take_password(&mut view)?,
             ResourceKind::Group => None,
         };
-        let with_password = password.is_some();
-        let edit: Edit = Arc::new(move |spec, snapshot, fields| {
+        let edit: Edit = &|spec, snapshot, fields| {
             apply_view(&view, spec, snapshot, fields)?;
             Ok(password.clone())
-        });
-        let (id, outcome) = self.modify(kind, id, if_match, with_password, edit, &context.actor)?;
+        };
+        let (id, outcome) = self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
         self.answer(
             kind,
             id,
@@ -350,8 +355,7 @@ impl Service {
     ) -> Result<Answer, ScimError> {
         let limits = self.limits();
         let operations = patch::parse(body, limits)?;
-        let with_password = kind == ResourceKind::User && patch::touches_password(&operations);
-        let edit: Edit = Arc::new(move |spec, snapshot, fields| {
+        let edit: Edit = &|spec, snapshot, fields| {
             let mut view = fields.view();
             patch::apply(kind, &mut view, &operations, limits)?;
             let password = match kind {
@@ -360,8 +364,8 @@ impl Service {
             };
             apply_view(&view, spec, snapshot, fields)?;
             Ok(password)
-        });
-        let (id, outcome) = self.modify(kind, id, if_match, with_password, edit, &context.actor)?;
+        };
+        let (id, outcome) = self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
         self.answer(
             kind,
             id,
@@ -381,36 +385,16 @@ impl Service {
     ) -> Result<Answer, ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let target = parsed.to_string();
-        let slot = Arc::new(Mutex::new(None));
-        let mut ops = Vec::new();
-        match if_match {
-            Some(if_match) => {
-                // Checked inside the writer, in the same write as the delete.
-                let snapshot = self.engine.snapshot();
-                let slot = slot.clone();
-                let guard: SpecEdit = Box::new(move |spec| {
-                    checked(kind, parsed, spec, &snapshot, Some(&if_match))
-                        .map(|_| ())
-                        .map_err(|error| refuse(&slot, error))
-                });
-                ops.push(Op::Modify {
+        let outcome = self.write_current(kind, &target, &context.actor, |snapshot| {
+            let (_, _, version) = current(snapshot, kind, parsed, if_match.as_deref())?;
+            Ok(vec![
+                expect(kind, &target, version),
+                Op::Delete {
                     kind: kind.engine_kind(),
                     target: target.clone(),
-                    edit: guard,
-                });
-            }
-            None => {
-                load(&self.engine.snapshot(), kind, id)?;
-            }
-        }
-        ops.push(Op::Delete {
-            kind: kind.engine_kind(),
-            target: target.clone(),
-        });
-        let outcome = self
-            .engine
-            .write(&context.actor, ops)
-            .map_err(|error| Service::write_error(error, &slot, kind, &target))?;
+                },
+            ])
+        })?;
         Ok(Answer {
             status: StatusCode::NO_CONTENT,
             body: None,
@@ -420,111 +404,66 @@ impl Service {
         })
     }
 
-    /// Runs `edit` on the resource's current spec inside the writer. A password is
-    /// hashed on this thread instead (argon2id is slow; the writer must not wait for
-    /// it): the new spec is computed here and written with `Op::Replace`, behind a
-    /// guard that refuses the write if the resource changed meanwhile, then retried.
+    /// Applies `edit` to the resource as the current snapshot holds it and replaces
+    /// it with the result, expecting the version it read (`write_current`). A
+    /// password is hashed on this thread by `Engine::write`, never in the writer.
     fn modify(
         &self,
         kind: ResourceKind,
         id: &str,
-        if_match: Option<String>,
-        with_password: bool,
+        if_match: Option<&str>,
         edit: Edit,
         actor: &Actor,
     ) -> Result<(Id, WriteOutcome), ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let target = parsed.to_string();
-        if with_password {
-            return self
-                .modify_with_password(kind, parsed, if_match.as_deref(), &edit, actor)
-                .map(|outcome| (parsed, outcome));
-        }
-        let snapshot = self.engine.snapshot();
-        let slot = Arc::new(Mutex::new(None));
-        let kept = slot.clone();
-        let write: SpecEdit = Box::new(move |spec| {
-            let result = checked(kind, parsed, spec, &snapshot, if_match.as_deref())
-                .and_then(|fields| edit(spec, &snapshot, &fields));
-            match result {
-                Ok(password) => {
-                    if let (Some(password), Spec::User(user)) = (password, spec) {
-                        user.password = Some(Password::new(password));
-                    }
-                    Ok(())
-                }
-                Err(error) => Err(refuse(&kept, error)),
-            }
-        });
-        let outcome = self
-            .engine
-            .write(
-                actor,
-                vec![Op::Modify {
-                    kind: kind.engine_kind(),
-                    target: target.clone(),
-                    edit: write,
-                }],
-            )
-            .map_err(|error| Service::write_error(error, &slot, kind, &target))?;
-        Ok((parsed, outcome))
-    }
-
-    fn modify_with_password(
-        &self,
-        kind: ResourceKind,
-        id: Id,
-        if_match: Option<&str>,
-        edit: &Edit,
-        actor: &Actor,
-    ) -> Result<WriteOutcome, ScimError> {
-        const ATTEMPTS: usize = 5;
-        let target = id.to_string();
-        for _ in 0..ATTEMPTS {
-            let snapshot = self.engine.snapshot();
-            let mut spec = snapshot
-                .spec(kind.engine_kind(), &target)
-                .map_err(|_| ScimError::not_found(kind.name(), &target))?;
-            let fields = checked(kind, id, &spec, &snapshot, if_match)?;
-            let before = serde_json::to_string(&spec).expect("specs serialize");
-            let password = edit(&mut spec, &snapshot, &fields)?;
+        let outcome = self.write_current(kind, &target, actor, |snapshot| {
+            let (mut spec, fields, version) = current(snapshot, kind, parsed, if_match)?;
+            let password = edit(&mut spec, snapshot, &fields)?;
             if let (Some(password), Spec::User(user)) = (password, &mut spec) {
                 user.password = Some(Password::new(password));
             }
-            let changed = Arc::new(AtomicBool::new(false));
-            let flag = changed.clone();
-            let guard: SpecEdit = Box::new(move |current| {
-                if serde_json::to_string(current).expect("specs serialize") == before {
-                    return Ok(());
-                }
-                flag.store(true, AtomicOrdering::SeqCst);
-                Err(ValidationError::Invalid {
-                    field: "scim",
-                    message: "changed concurrently".to_owned(),
-                })
-            });
-            let ops = vec![
-                Op::Modify {
-                    kind: kind.engine_kind(),
-                    target: target.clone(),
-                    edit: guard,
-                },
+            Ok(vec![
+                expect(kind, &target, version),
                 Op::Replace {
                     target: target.clone(),
                     spec,
                 },
-            ];
-            let slot = Mutex::new(None);
+            ])
+        })?;
+        Ok((parsed, outcome))
+    }
+
+    /// Writes what `plan` makes of the current snapshot: operations that begin with
+    /// an `Op::Expect` on the version of the resource `target` it read, so that the
+    /// engine refuses the whole write if a concurrent one changed the resource since.
+    /// Then reads the newer snapshot and plans again (SCIM applies a PUT or PATCH to
+    /// the current state, and checks `If-Match` against it), at most `ATTEMPTS`
+    /// times. Every SCIM refusal is `plan`'s, decided before the write.
+    fn write_current(
+        &self,
+        kind: ResourceKind,
+        target: &str,
+        actor: &Actor,
+        plan: impl Fn(&Snapshot) -> Result<Vec<Op>, ScimError>,
+    ) -> Result<WriteOutcome, ScimError> {
+        for _ in 0..ATTEMPTS {
+            let ops = plan(&self.engine.snapshot())?;
             match self.engine.write(actor, ops) {
                 Ok(outcome) => return Ok(outcome),
-                Err(_) if changed.load(AtomicOrdering::SeqCst) => continue,
-                Err(error) => return Err(Service::write_error(error, &slot, kind, &target)),
+                // The snapshot that shows the change is published before the write
+                // that met it is answered: the next read sees it.
+                Err(Error::Validation(ValidationError::VersionMismatch { .. })) => continue,
+                Err(error) => return Err(Service::write_error(error, kind, target)),
             }
         }
-        Err(ScimError::Internal(format!(
-            "{} `{target}` kept changing during {ATTEMPTS} attempts to set its password",
-            kind.name()
-        )))
+        Err(ScimError::Refused {
+            status: StatusCode::CONFLICT,
+            detail: format!(
+                "{} `{target}` was changed by {ATTEMPTS} concurrent writes while this request was applied; try again",
+                kind.name()
+            ),
+        })
     }
 
     /// Lists (or searches) resources of `kinds` (both, for a search at the root).
@@ -669,6 +608,15 @@ impl Service {
             version: None,
             revision: snapshot.revision(),
         })
+    }
+}
+
+/// The precondition of a write computed from `version` of the resource `target`.
+fn expect(kind: ResourceKind, target: &str, version: Time) -> Op {
+    Op::Expect {
+        kind: kind.engine_kind(),
+        target: target.to_owned(),
+        version: Some(version),
     }
 }
 

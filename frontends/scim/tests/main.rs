@@ -4,6 +4,7 @@
 mod corpus;
 mod entra;
 mod okta;
+mod preconditions;
 mod protocol;
 mod stack;
 mod support;
