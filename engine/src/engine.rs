@@ -439,12 +439,21 @@ impl Engine {
     /// Returns the current snapshot either way; compare its revision.
     pub fn wait_for_revision(&self, revision: u64, timeout: Duration) -> Arc<Snapshot> {
         let published = self.shared.published.lock().expect("publish lock");
+        let closing = &self.shared.closing;
         let _unused = self
             .shared
             .publish_signal
-            .wait_timeout_while(published, timeout, |current| *current < revision)
+            .wait_timeout_while(published, timeout, |current| {
+                *current < revision && !closing.load(Ordering::SeqCst)
+            })
             .expect("publish lock");
         self.snapshot()
+    }
+
+    /// Whether [`Engine::close`] has been called: no revision will come after the
+    /// current one, and a waiter should let go of the engine.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closing.load(Ordering::SeqCst)
     }
 
     /// Change records with a revision above `since`, oldest first, at most `limit`.
@@ -500,12 +509,14 @@ impl Engine {
         if let Some(writer) = self.writer.lock().expect("writer lock").take() {
             let _ = writer.join();
         }
+        // Wakes the imager and whoever waits for a revision (`wait_for_revision`),
+        // so that nothing holds the engine, and its store, after it closed.
+        {
+            let _published = self.shared.published.lock().expect("publish lock");
+            self.shared.closing.store(true, Ordering::SeqCst);
+            self.shared.publish_signal.notify_all();
+        }
         if let Some(imager) = self.imager.lock().expect("imager lock").take() {
-            {
-                let _published = self.shared.published.lock().expect("publish lock");
-                self.shared.closing.store(true, Ordering::SeqCst);
-                self.shared.publish_signal.notify_all();
-            }
             let _ = imager.join();
             if let Some(target) = &self.shared.image {
                 target.write(&self.snapshot());

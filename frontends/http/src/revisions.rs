@@ -54,6 +54,11 @@ fn feed(engine: &Weak<Engine>, sender: &watch::Sender<u64>) {
         let Some(engine) = engine.upgrade() else {
             return;
         };
+        // A closed engine publishes nothing more; holding it would keep its store
+        // locked after its owner let go (a reopen then failed for up to a round).
+        if engine.is_closed() {
+            return;
+        }
         let current = *sender.borrow();
         let revision = engine.wait_for_revision(current + 1, ROUND).revision();
         drop(engine);
