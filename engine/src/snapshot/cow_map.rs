@@ -15,6 +15,9 @@ const SHARD_MOST: usize = 840;
 /// Shards of a new map.
 const FIRST_SHARDS: usize = 4;
 
+/// One shard: a flat table of entries.
+type Shard<K, V> = Arc<HashTable<(K, V)>>;
+
 /// A flat hash map whose clones share every shard until one of them writes: then only
 /// that shard (about [`SHARD_MOST`] entries) and the table of shard pointers are
 /// copied. Within one write, repeated changes to the same shard copy it once.
@@ -30,9 +33,6 @@ const FIRST_SHARDS: usize = 4;
 /// The shard is chosen by hash bits that neither `hashbrown`'s bucket index (the low
 /// bits) nor its control tag (the top seven) uses: bits 32 to 55, scaled to the shard
 /// count.
-/// One shard: a flat table of entries.
-type Shard<K, V> = Arc<HashTable<(K, V)>>;
-
 #[derive(Clone)]
 pub(crate) struct CowMap<K, V, S> {
     hasher: S,
