@@ -517,45 +517,40 @@ const BATCH: usize = 1024;
 /// Messages the decoder may run ahead of the builder.
 const BATCHES_IN_FLIGHT: usize = 16;
 
-/// One decoded piece of the body, in the order of the format.
-enum Piece {
-    /// `next_node_number` and the map sizes.
-    Start(u64, MapSizes),
-    /// A section's record count.
-    Count(u64),
-    Role(Option<Arc<Role>>),
-    Node(Option<NodeImage>),
-    User(Option<UserImage>),
-    Group(Option<GroupImage>),
-    Symbol(Box<str>),
-    Asset(Option<AssetImage>),
-    Set(Vec<u32>),
-    Account((Id, u32)),
-    Rule(Option<RuleImage>),
-    Token(Option<(Arc<Token>, [u8; 32])>),
-    /// The body ended after its last section.
-    End,
-}
-
 /// The record type of a section, taken out of its piece.
 trait SectionRecord: Sized {
     fn from_piece(piece: Piece) -> Option<Self>;
 }
 
-macro_rules! section_records {
-    ($($variant:ident($record:ty)),* $(,)?) => {$(
-        impl SectionRecord for $record {
-            fn from_piece(piece: Piece) -> Option<$record> {
-                match piece {
-                    Piece::$variant(record) => Some(record),
-                    _ => None,
+/// Declares [`Piece`] with one variant per section, each holding that section's
+/// record type, and the [`SectionRecord`] impl that takes the record out.
+macro_rules! pieces {
+    ($($variant:ident($record:ty)),* $(,)?) => {
+        /// One decoded piece of the body, in the order of the format.
+        enum Piece {
+            /// `next_node_number` and the map sizes.
+            Start(u64, MapSizes),
+            /// A section's record count.
+            Count(u64),
+            $($variant($record),)*
+            /// The body ended after its last section.
+            End,
+        }
+
+        $(
+            impl SectionRecord for $record {
+                fn from_piece(piece: Piece) -> Option<$record> {
+                    match piece {
+                        Piece::$variant(record) => Some(record),
+                        _ => None,
+                    }
                 }
             }
-        }
-    )*};
+        )*
+    };
 }
 
-section_records!(
+pieces!(
     Role(Option<Arc<Role>>),
     Node(Option<NodeImage>),
     User(Option<UserImage>),

@@ -1278,24 +1278,19 @@ impl Working {
             let name = entry.group.name.clone();
             self.may_grant_roles_of_group(index, &name)?;
         }
-        let mut group = (*entry.group).clone();
         let mut memberships = entry.memberships.to_vec();
         let member = Member::of(user_index, &membership, &mut self.snap.symbols);
         match position {
             Some(position) => memberships[position] = member,
             None => memberships.push(member),
         }
-        group.updated_at = self.now;
-        let id = group.id;
-        self.set_membership(
+        Ok(self.set_membership(
             index,
-            group,
-            memberships.into(),
+            memberships,
             user_index,
             before.as_ref(),
             Some(&membership),
-        );
-        Ok(id)
+        ))
     }
 
     fn remove_member(&mut self, index: u32, reference: &str) -> Result<Id> {
@@ -1308,22 +1303,11 @@ impl Working {
                 user: reference.to_owned(),
             });
         };
-        let mut group = (*entry.group).clone();
         let mut memberships = entry.memberships.to_vec();
         let before = memberships
             .remove(position)
             .record(user, &self.snap.symbols);
-        group.updated_at = self.now;
-        let id = group.id;
-        self.set_membership(
-            index,
-            group,
-            memberships.into(),
-            user_index,
-            Some(&before),
-            None,
-        );
-        Ok(id)
+        Ok(self.set_membership(index, memberships, user_index, Some(&before), None))
     }
 
     fn index_of_user(&self, user: Id) -> u32 {

@@ -484,30 +484,32 @@ impl Working {
     }
 
     /// Sets one direct user membership of group `index` (`None`: removes it), with
-    /// `group` the group's record and `memberships` its memberships as they are
-    /// afterwards. Touches the one user and the group's memberships, and records the
-    /// membership alone: the cost of one membership, whatever the group's size (but
-    /// the copy of its 16-byte memberships).
+    /// `memberships` the group's memberships as they are afterwards, and stamps the
+    /// group's record as updated. Touches the one user and the group's memberships,
+    /// and records the membership alone: the cost of one membership, whatever the
+    /// group's size (but the copy of its 16-byte memberships). The group's id.
     pub(crate) fn set_membership(
         &mut self,
         index: u32,
-        group: Group,
-        memberships: Arc<[Member]>,
+        memberships: Vec<Member>,
         user: u32,
         before: Option<&UserMember>,
         after: Option<&UserMember>,
-    ) {
-        debug_assert!(group.members.is_empty(), "memberships are kept apart");
+    ) -> Id {
         let entry = self.user_mut(user);
         entry.direct_groups.retain(|link| link.group != index);
         if let Some(after) = after {
             let until = after.expires_at.unwrap_or(Time::MAX);
             entry.direct_groups.push(GroupLink::new(index, until));
         }
+        let now = self.now;
         let group_entry = self.group_mut(index);
-        let id = group.id;
-        group_entry.group = Arc::new(group);
-        group_entry.memberships = memberships;
+        let id = group_entry.group.id;
+        group_entry.group = Arc::new(Group {
+            updated_at: now,
+            ..(*group_entry.group).clone()
+        });
+        group_entry.memberships = memberships.into();
         self.dirty_users.insert(user);
         let member = after.cloned();
         let (before, after) = (before.map(Payload::record), after.map(Payload::record));
@@ -523,6 +525,7 @@ impl Working {
                 member,
             });
         }
+        id
     }
 
     // ----- nodes -----------------------------------------------------------------

@@ -30,6 +30,17 @@ async fn group(server: &Server, name: &str) -> String {
         .to_owned()
 }
 
+/// The ETag the server gives `path` now.
+async fn etag(server: &Server, path: &str) -> String {
+    server
+        .get(path)
+        .await
+        .expect(200)
+        .header("etag")
+        .unwrap()
+        .to_owned()
+}
+
 fn member_ids(server: &Server, group: &str) -> Vec<String> {
     let mut ids: Vec<String> = server.entity(EntityKind::Group, group)["members"]
         .as_array()
@@ -48,13 +59,7 @@ async fn a_stale_if_match_is_412_and_writes_nothing() {
     let bob = server.user("bob").await;
     let group = group(&server, "ops").await;
     let path = format!("/Groups/{group}");
-    let stale = server
-        .get(&path)
-        .await
-        .expect(200)
-        .header("etag")
-        .unwrap()
-        .to_owned();
+    let stale = etag(&server, &path).await;
     server
         .send_with(
             Method::PATCH,
@@ -87,13 +92,7 @@ async fn a_stale_if_match_is_412_and_writes_nothing() {
         .await
         .expect(412);
     let user_path = format!("/Users/{alice}");
-    let user_version = server
-        .get(&user_path)
-        .await
-        .expect(200)
-        .header("etag")
-        .unwrap()
-        .to_owned();
+    let user_version = etag(&server, &user_path).await;
     let user_body =
         json!({"schemas": [USER], "userName": "alice", "password": "Str0ng-enough-passw0rd"});
     server
@@ -115,13 +114,7 @@ async fn a_stale_if_match_is_412_and_writes_nothing() {
     assert_eq!(member_ids(&server, &group), std::slice::from_ref(&alice));
 
     // The current versions still apply.
-    let current = server
-        .get(&path)
-        .await
-        .expect(200)
-        .header("etag")
-        .unwrap()
-        .to_owned();
+    let current = etag(&server, &path).await;
     server
         .send_with(
             Method::PATCH,
@@ -152,13 +145,7 @@ async fn racing_if_matches_let_exactly_one_through() {
         let bob = server.user(&format!("bob{round}")).await;
         let group = group(&server, &format!("race{round}")).await;
         let path = format!("/Groups/{group}");
-        let version = server
-            .get(&path)
-            .await
-            .expect(200)
-            .header("etag")
-            .unwrap()
-            .to_owned();
+        let version = etag(&server, &path).await;
         let tasks: Vec<_> = [alice.clone(), bob.clone()]
             .into_iter()
             .map(|user| {
