@@ -32,14 +32,15 @@
 //! snapshot keeps them, packed (postcard bytes of the record), beside what their check
 //! records need, so an open copies them without unpacking any.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
+use crate::mapped::Mapping;
+use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token};
 use crate::snapshot::{
     AssetCheck, AssetEntry, CompiledRule, GroupEntry, GroupLink, MapSizes, Member, NodeEntry,
     Packed, RuleEntry, RuleSet, Slot, Snapshot, SparseBitmap, TokenEntry, UserCheck, UserEntry,
@@ -93,9 +94,26 @@ fn unbits(bytes: &[u8]) -> Result<RoaringBitmap, Rejected> {
     RoaringBitmap::deserialize_from(bytes).map_err(|error| Rejected::Malformed(error.to_string()))
 }
 
+/// A packed record in an image: its postcard bytes, borrowed from the snapshot when an
+/// image is written and from the mapped image when one is read.
+struct RecordBytes<'a>(&'a [u8]);
+
+impl Serialize for RecordBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RecordBytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a [u8]>::deserialize(deserializer).map(RecordBytes)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
-struct UserImage {
-    record: Packed<User>,
+struct UserImage<'a> {
+    #[serde(borrow)]
+    record: RecordBytes<'a>,
     /// The user's [`UserCheck::valid_until`], so an open need not unpack the record.
     valid_until: Time,
     direct_groups: Vec<(u32, Time)>,
@@ -124,8 +142,9 @@ struct NodeImage {
 }
 
 #[derive(Serialize, Deserialize)]
-struct AssetImage {
-    record: Packed<Asset>,
+struct AssetImage<'a> {
+    #[serde(borrow)]
+    record: RecordBytes<'a>,
     // What the asset's check record needs, so an open need not unpack the record:
     // protocol names and account usernames by symbol (the symbols section).
     active: bool,
@@ -226,6 +245,8 @@ pub(crate) fn write(snapshot: &Snapshot, store_id: u64, path: &Path) -> std::io:
     if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(directory)?.sync_all()?;
     }
+    // Writing read every record the snapshot borrows from a mapped image.
+    crate::mapped::release_resident();
     Ok(())
 }
 
@@ -247,7 +268,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
     let users = snapshot.users.iter().zip(snapshot.user_checks.iter());
     section(out, snapshot.users.len(), users, |(entry, check)| {
         entry.as_ref().map(|e| UserImage {
-            record: e.record.clone(),
+            record: RecordBytes(e.record.bytes()),
             valid_until: check.valid_until,
             direct_groups: e
                 .direct_groups
@@ -289,7 +310,7 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
                     (sets.len() - 1) as u32
                 });
                 AssetImage {
-                    record: e.record.clone(),
+                    record: RecordBytes(e.record.bytes()),
                     active: check.active,
                     protocols: check.protocols().to_vec(),
                     accounts: check.accounts().to_vec(),
@@ -331,30 +352,20 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
 
 /// Reads the image at `path` for the store `store_id` at revision `store_revision`.
 pub(crate) fn read(path: &Path, store_id: u64, store_revision: u64) -> Result<Snapshot, Rejected> {
-    read_in_windows(path, store_id, store_revision, WINDOW)
-}
-
-/// [`read`], decoding from windows of `window` bytes.
-fn read_in_windows(
-    path: &Path,
-    store_id: u64,
-    store_revision: u64,
-    window: usize,
-) -> Result<Snapshot, Rejected> {
     let unreadable = |error: std::io::Error| Rejected::Unreadable(error.to_string());
-    let mut file = match std::fs::File::open(path) {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(Rejected::Missing);
         }
         Err(error) => return Err(unreadable(error)),
     };
-    let length = file.metadata().map_err(unreadable)?.len();
-    let mut header = [0u8; HEADER];
-    if length < HEADER as u64 {
+    let mapping = Mapping::of(&file).map_err(unreadable)?;
+    let bytes = mapping.bytes();
+    let length = bytes.len() as u64;
+    let Some(header) = bytes.get(..HEADER) else {
         return Err(Rejected::NotAnImage);
-    }
-    file.read_exact(&mut header).map_err(unreadable)?;
+    };
     if &header[0..8] != MAGIC {
         return Err(Rejected::NotAnImage);
     }
@@ -381,134 +392,53 @@ fn read_in_windows(
             expected: expected.saturating_add(HEADER as u64),
         });
     }
-    let reader = Reader::new(file, expected, window);
-    // One thread reads and decodes the body while this one builds the snapshot from
-    // what it decodes: an open uses both cores.
-    let (decoded, reader) = std::thread::scope(|scope| {
+    // Checked before anything borrows from the mapping: a mapping is kept (for good)
+    // only for an image whose every byte is as written.
+    if crc32fast::hash(&bytes[HEADER..]) != word(40) {
+        return Err(Rejected::Checksum);
+    }
+    let body = &mapping.keep()[HEADER..];
+    // One thread decodes the body while this one builds the snapshot from what it
+    // decodes: an open uses both cores.
+    let decoded = std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
-        let decoder = scope.spawn(move || {
-            let mut reader = reader;
+        scope.spawn(move || {
             let mut out = Batcher {
                 sender,
                 batch: Vec::with_capacity(BATCH),
             };
-            if let Err(rejected) = decode_body(&mut reader, &mut out) {
+            if let Err(rejected) = decode_body(&mut Cursor { rest: body }, &mut out) {
                 out.fail(rejected);
             }
-            reader
         });
-        let decoded = read_body(
+        read_body(
             Source {
                 receiver,
                 batch: Vec::new().into_iter(),
             },
             expected,
-        );
-        let reader = decoder.join().expect("decoding an image does not panic");
-        (decoded, reader)
+        )
     });
-    // The checksum covers the whole body, so it is known only once every byte has been
-    // read: a body that fails to decode is reported as corrupt when its checksum says
-    // so, and a body that decodes is used only when its checksum matches.
-    let checksum_matches = reader.finish()? == word(40);
-    match decoded {
-        _ if !checksum_matches => Err(Rejected::Checksum),
-        Ok(mut snapshot) => {
-            snapshot.revision = revision;
-            Ok(snapshot)
-        }
-        Err(rejected) => Err(rejected),
-    }
+    // Decoding read every page of the image; the records it holds are read again
+    // only when a view or a write asks for one.
+    crate::mapped::release_resident();
+    decoded.map(|mut snapshot| {
+        snapshot.revision = revision;
+        snapshot
+    })
 }
 
-/// Bytes read from the image at a time. The body is decoded from a window of this
-/// size (grown for a record that does not fit), so an open never holds the whole
-/// image in memory, nor writes a buffer the size of the image.
-const WINDOW: usize = 4 << 20;
-
-/// Decodes postcard records from the image's body as it reads it, checksumming every
-/// byte read.
-struct Reader {
-    file: std::fs::File,
-    window: Vec<u8>,
-    /// Undecoded bytes are `window[start..end]`.
-    start: usize,
-    end: usize,
-    /// Body bytes not read yet.
-    unread: u64,
-    crc: crc32fast::Hasher,
-    /// A read failed: the body is unreadable, whatever the decoder said.
-    failed: Option<std::io::Error>,
+/// The part of a mapped body not decoded yet.
+struct Cursor {
+    rest: &'static [u8],
 }
 
-impl Reader {
-    fn new(file: std::fs::File, body_length: u64, window: usize) -> Reader {
-        Reader {
-            file,
-            window: vec![0; window.min(body_length as usize).max(1)],
-            start: 0,
-            end: 0,
-            unread: body_length,
-            crc: crc32fast::Hasher::new(),
-            failed: None,
-        }
-    }
-
-    /// Moves the undecoded bytes to the front and reads more behind them, growing the
-    /// window when it is full. False when the body has been read to its end.
-    fn refill(&mut self) -> bool {
-        if self.unread == 0 || self.failed.is_some() {
-            return false;
-        }
-        self.window.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.end == self.window.len() {
-            let grown = self.window.len() * 2;
-            self.window.resize(grown, 0);
-        }
-        let wanted = (self.window.len() - self.end).min(self.unread as usize);
-        let target = &mut self.window[self.end..self.end + wanted];
-        if let Err(error) = self.file.read_exact(target) {
-            self.failed = Some(error);
-            return false;
-        }
-        self.crc.update(target);
-        self.end += wanted;
-        self.unread -= wanted as u64;
-        true
-    }
-
-    fn take<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, Rejected> {
-        loop {
-            let decoded = postcard::take_from_bytes(&self.window[self.start..self.end])
-                .map(|(value, rest)| (value, rest.len()));
-            match decoded {
-                Ok((value, rest)) => {
-                    self.start = self.end - rest;
-                    return Ok(value);
-                }
-                Err(postcard::Error::DeserializeUnexpectedEnd) if self.refill() => {}
-                Err(error) => return Err(Rejected::Malformed(error.to_string())),
-            }
-        }
-    }
-
-    /// Bytes decoded so far that the body has left over, once it is all read.
-    fn trailing(&mut self) -> usize {
-        while self.refill() {}
-        self.end - self.start
-    }
-
-    /// Reads what is left of the body and returns its checksum.
-    fn finish(mut self) -> Result<u32, Rejected> {
-        while self.refill() {
-            self.start = self.end;
-        }
-        match self.failed {
-            Some(error) => Err(Rejected::Unreadable(error.to_string())),
-            None => Ok(self.crc.finalize()),
-        }
+impl Cursor {
+    fn take<T: Deserialize<'static>>(&mut self) -> Result<T, Rejected> {
+        let (value, rest) = postcard::take_from_bytes(self.rest)
+            .map_err(|error| Rejected::Malformed(error.to_string()))?;
+        self.rest = rest;
+        Ok(value)
     }
 }
 
@@ -553,10 +483,10 @@ macro_rules! pieces {
 pieces!(
     Role(Option<Arc<Role>>),
     Node(Option<NodeImage>),
-    User(Option<UserImage>),
+    User(Option<UserImage<'static>>),
     Group(Option<GroupImage>),
     Symbol(Box<str>),
-    Asset(Option<AssetImage>),
+    Asset(Option<AssetImage<'static>>),
     Set(Vec<u32>),
     Account((Id, u32)),
     Rule(Option<RuleImage>),
@@ -596,9 +526,9 @@ impl Batcher {
 }
 
 /// Decodes the body in the order of the format (see the module docs).
-fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
-    fn section<T: for<'de> Deserialize<'de>>(
-        reader: &mut Reader,
+fn decode_body(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Rejected> {
+    fn section<T: Deserialize<'static>>(
+        reader: &mut Cursor,
         out: &mut Batcher,
         piece: fn(T) -> Piece,
     ) -> Result<Result<(), HungUp>, Rejected> {
@@ -616,16 +546,16 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
     let number = reader.take()?;
     let sizes = reader.take()?;
     let sections = [
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Role),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Node),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::User),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Group),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Symbol),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Asset),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Set),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Account),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Rule),
-        |r: &mut Reader, o: &mut Batcher| section(r, o, Piece::Token),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Role),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Node),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::User),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Group),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Symbol),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Asset),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Set),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Account),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Rule),
+        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Token),
     ];
     if out.push(Piece::Start(number, sizes)).is_err() {
         return Ok(());
@@ -635,7 +565,7 @@ fn decode_body(reader: &mut Reader, out: &mut Batcher) -> Result<(), Rejected> {
             return Ok(());
         }
     }
-    let trailing = reader.trailing();
+    let trailing = reader.rest.len();
     if trailing != 0 {
         return Err(Rejected::Malformed(format!(
             "{trailing} bytes follow the last section"
@@ -728,11 +658,12 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         snap.nodes.push(entry);
         Ok(())
     })?;
-    reader.section(|user: Option<UserImage>| {
+    reader.section(|user: Option<UserImage<'static>>| {
         let index = snap.users.len();
         let entry = match user {
             Some(u) => {
-                let head = u.record.head();
+                let record = Packed::mapped_user(u.record.0).map_err(Rejected::Malformed)?;
+                let head = record.head();
                 register(&mut snap, EntityKind::User, head.id, index);
                 snap.user_names.insert(head.username, index as u32);
                 if let Some(email) = head.email {
@@ -746,7 +677,7 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                 });
                 Some(Arc::new(UserEntry {
                     id: head.id,
-                    record: u.record,
+                    record,
                     direct_groups: u
                         .direct_groups
                         .into_iter()
@@ -791,12 +722,13 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         }
         Ok(())
     })?;
-    let mut assets: Vec<Option<(AssetImage, SparseBitmap)>> = Vec::new();
-    reader.section(|asset: Option<AssetImage>| {
+    let mut assets: Vec<Option<(Packed<Asset>, AssetImage, SparseBitmap)>> = Vec::new();
+    reader.section(|asset: Option<AssetImage<'static>>| {
         let entry = match asset {
             Some(a) => {
+                let record = Packed::mapped_asset(a.record.0).map_err(Rejected::Malformed)?;
                 let direct = unbits(&a.direct_rules)?.into();
-                Some((a, direct))
+                Some((record, a, direct))
             }
             None => None,
         };
@@ -811,10 +743,10 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
     let mut active = RoaringBitmap::new();
     for (index, asset) in assets.into_iter().enumerate() {
         let entry = match asset {
-            Some((a, direct_rules)) => {
-                let id = a.record.id();
+            Some((record, a, direct_rules)) => {
+                let id = record.id();
                 register(&mut snap, EntityKind::Asset, id, index);
-                snap.asset_names.insert(a.record.name(), index as u32);
+                snap.asset_names.insert(record.name(), index as u32);
                 if a.active {
                     active.insert(index as u32);
                 }
@@ -835,7 +767,7 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                     .push(AssetCheck::new(a.active, a.protocols, a.accounts, rules));
                 Some(Arc::new(AssetEntry {
                     id,
-                    record: a.record,
+                    record,
                     nodes: a.nodes.into(),
                     direct_rules,
                 }))
@@ -903,27 +835,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_straddling_windows_read_alike() {
+    fn records_read_from_a_mapped_image_outlive_its_file() {
         let engine = crate::Engine::in_memory().expect("an engine opens");
+        let actor = crate::Actor::system("test");
+        let mut user = crate::UserSpec::new("ada");
+        user.email = Some("ada@example.org".into());
+        let asset = crate::AssetSpec::new("db-01");
+        engine
+            .write(
+                &actor,
+                vec![
+                    crate::Op::Create(crate::Spec::User(user)),
+                    crate::Op::Create(crate::Spec::Asset(asset)),
+                ],
+            )
+            .expect("the estate is written");
         let snapshot = engine.snapshot();
         let directory = tempfile::tempdir().expect("a temporary directory");
         let path = directory.path().join("store.image");
         write(&snapshot, 7, &path).expect("the image is written");
-        let expected = snapshot.canonical();
-        // Windows smaller than one record grow; others refill across record bounds.
-        for window in [1, 3, 64, WINDOW] {
-            let read = read_in_windows(&path, 7, snapshot.revision(), window)
-                .unwrap_or_else(|rejected| panic!("window {window}: {rejected}"));
-            assert!(read.check_invariants().is_ok(), "window {window}");
-            assert_eq!(read.canonical(), expected, "window {window}");
-        }
+        let opened = read(&path, 7, snapshot.revision()).expect("the image reads");
+        let mapped = |snap: &Snapshot| {
+            let users = snap.users.iter().flatten().map(|e| e.record.is_mapped());
+            let assets = snap.assets.iter().flatten().map(|e| e.record.is_mapped());
+            users.chain(assets).collect::<Vec<bool>>()
+        };
+        assert_eq!(
+            mapped(&opened),
+            [true, true],
+            "records borrow from the image"
+        );
+        assert_eq!(
+            mapped(&snapshot),
+            [false, false],
+            "a written snapshot owns them"
+        );
+        // The image replaced by a damaged one and then deleted: what the read snapshot
+        // borrows is the file it mapped, unchanged.
         let mut bytes = std::fs::read(&path).expect("the image reads");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        std::fs::write(&path, &bytes).expect("the image is rewritten");
+        let damaged = directory.path().join("damaged");
+        std::fs::write(&damaged, &bytes).expect("a damaged copy is written");
+        std::fs::rename(&damaged, &path).expect("the image is replaced");
         assert_eq!(
-            read_in_windows(&path, 7, snapshot.revision(), 3).err(),
+            read(&path, 7, snapshot.revision()).err(),
             Some(Rejected::Checksum)
         );
+        std::fs::remove_file(&path).expect("the image is deleted");
+        assert!(opened.check_invariants().is_ok());
+        assert_eq!(opened.canonical(), snapshot.canonical());
+        let user = opened.user("ada").expect("ada is in the image");
+        assert_eq!(user.email.as_deref(), Some("ada@example.org"));
     }
 }

@@ -6,6 +6,7 @@ mod engine;
 mod error;
 mod eval;
 mod image;
+mod mapped;
 mod model;
 mod secrets;
 mod snapshot;

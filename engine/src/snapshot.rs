@@ -928,14 +928,15 @@ mod tests {
     use super::*;
 
     /// A million users and a million assets: every byte of an entry is a megabyte.
-    /// With its `Arc` header, a user entry takes 112 bytes, one of mimalloc's size
-    /// classes (the next is 128).
+    /// With its `Arc` header, a user entry takes 120 bytes (mimalloc's class of 128)
+    /// and an asset entry 88 (class 96): a record that may be mapped costs the entry
+    /// the 8 bytes of its tag, and saves the record's own allocation.
     #[test]
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<GroupLink>(), 12);
         assert_eq!(std::mem::size_of::<(Id, Slot)>(), 21);
-        assert!(std::mem::size_of::<UserEntry>() <= 96);
-        assert!(std::mem::size_of::<AssetEntry>() <= 64);
+        assert!(std::mem::size_of::<UserEntry>() <= 104);
+        assert!(std::mem::size_of::<AssetEntry>() <= 72);
         assert!(std::mem::size_of::<UserCheck>() <= 56);
         assert!(std::mem::size_of::<AssetCheck>() <= 56);
     }

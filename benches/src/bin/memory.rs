@@ -109,6 +109,10 @@ fn open(size: EstateSize) {
         "  where the snapshot's heap goes (Snapshot::footprint):\n{}",
         snapshot.footprint()
     );
+    println!(
+        "  records read in place from the mapped image (not heap): {}",
+        mib(snapshot.mapped_record_bytes() as i128)
+    );
     let counts = snapshot.counts();
     let per_million = (ALLOCATOR.allocated() - start.heap) as f64 / (counts.users as f64 / 1e6);
     println!(

@@ -39,6 +39,15 @@ fn bitmap(bitmap: &RoaringBitmap) -> usize {
 }
 
 impl Snapshot {
+    /// Bytes of user and asset records read in place from the mapped image the
+    /// snapshot was opened from: not heap (the footprint leaves them out), and resident
+    /// only while the page cache holds them and something reads them.
+    pub fn mapped_record_bytes(&self) -> usize {
+        let users = self.users.iter().flatten().map(|e| e.record.mapped_len());
+        let assets = self.assets.iter().flatten().map(|e| e.record.mapped_len());
+        users.chain(assets).sum()
+    }
+
     /// Approximate heap bytes per structure.
     pub fn footprint(&self) -> Footprint {
         let mut parts = Vec::new();
@@ -56,11 +65,11 @@ impl Snapshot {
                 + usize::from(entry.direct_groups.spilled())
                     * entry.direct_groups.capacity()
                     * size_of::<super::GroupLink>();
-            user_records += entry.record.bytes().len();
+            user_records += entry.record.heap_len();
         }
         parts.push(("users: entries and link bitmaps", user_entries));
         parts.push(("users: check records with their rule sets", user_checks));
-        parts.push(("users: records (packed)", user_records));
+        parts.push(("users: records (packed, on the heap)", user_records));
         let mut group_bytes = slots(self.groups.len(), size_of::<usize>());
         for entry in self.groups.iter().flatten() {
             group_bytes += size_of::<super::GroupEntry>()
@@ -82,11 +91,11 @@ impl Snapshot {
         }
         for entry in self.assets.iter().flatten() {
             asset_entries += size_of::<super::AssetEntry>() + bitmap(entry.direct_rules.get());
-            asset_records += entry.record.bytes().len();
+            asset_records += entry.record.heap_len();
         }
         parts.push(("assets: entries", asset_entries));
         parts.push(("assets: check records", asset_checks));
-        parts.push(("assets: records (packed)", asset_records));
+        parts.push(("assets: records (packed, on the heap)", asset_records));
         parts.push((
             "assets: rule sets (shared by node set, counted once)",
             rule_sets,

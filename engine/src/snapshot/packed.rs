@@ -1,5 +1,5 @@
-//! Cold entity records, kept packed: the whole record in postcard, in one allocation
-//! of exactly its size, unpacked only by what needs more than its first fields.
+//! Cold entity records, kept packed: the whole record in postcard, unpacked only by
+//! what needs more than its first fields.
 //!
 //! A check never reads a user's or asset's record (it reads the check records), so
 //! what the snapshot keeps of a record is sized for memory, not for speed: a packed
@@ -7,10 +7,13 @@
 //! the rest (the id, the name a lookup confirms, a user's email) is a prefix of the
 //! record's fields, read in place by [`Packed::head`] without allocating.
 //!
-//! The bytes are a `Box<[u8]>`, not an `Arc<[u8]>`: a record is shared through its
+//! A record's bytes are either its own allocation of exactly its size (a record
+//! written since the open, or built by a rebuild) or a slice of the image the snapshot
+//! was opened from, mapped and left in the page cache ([`crate::mapped`]): at a million
+//! users and assets that is a quarter of a million-user snapshot's heap not taken.
+//! Owned bytes are a `Box<[u8]>`, not an `Arc<[u8]>`: a record is shared through its
 //! entity's entry (itself behind an `Arc`), so copying one happens only when a write
-//! changes the entry, and the 16 bytes of a reference count, with the allocator's
-//! rounding they push records into, were 60 MiB at a million users and assets.
+//! changes the entry.
 //!
 //! INVARIANT: a `Packed<T>` holds the postcard encoding of a `T` written by this
 //! build (by [`Packed::pack`], or read from a checksummed image this build wrote), so
@@ -24,8 +27,16 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Asset, Id, User};
 
 pub(crate) struct Packed<T> {
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     record: PhantomData<fn() -> T>,
+}
+
+/// Where a record's bytes are.
+#[derive(Clone)]
+enum Bytes {
+    Owned(Box<[u8]>),
+    /// In the mapped image the snapshot was opened from.
+    Mapped(&'static [u8]),
 }
 
 impl<T> Clone for Packed<T> {
@@ -39,8 +50,34 @@ impl<T> Clone for Packed<T> {
 
 impl<T> Packed<T> {
     /// The record's postcard encoding: what the store keeps of it, too.
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.bytes {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::Mapped(bytes) => bytes,
+        }
+    }
+
+    /// Whether the bytes are in a mapped image rather than on the heap.
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self.bytes, Bytes::Mapped(_))
+    }
+
+    /// Heap bytes the record takes (none when mapped).
+    pub(crate) fn heap_len(&self) -> usize {
+        match &self.bytes {
+            Bytes::Owned(bytes) => bytes.len(),
+            Bytes::Mapped(_) => 0,
+        }
+    }
+
+    /// Bytes the record borrows from a mapped image.
+    pub(crate) fn mapped_len(&self) -> usize {
+        match &self.bytes {
+            Bytes::Owned(_) => 0,
+            Bytes::Mapped(bytes) => bytes.len(),
+        }
     }
 }
 
@@ -48,29 +85,30 @@ impl<T: Serialize + DeserializeOwned> Packed<T> {
     pub(crate) fn pack(record: &T) -> Packed<T> {
         let bytes = postcard::to_allocvec(record).expect("INVARIANT: model types encode");
         Packed {
-            bytes: bytes.into(),
+            bytes: Bytes::Owned(bytes.into()),
             record: PhantomData,
         }
     }
 
     /// The record itself.
     pub(crate) fn unpack(&self) -> T {
-        postcard::from_bytes(&self.bytes).expect("INVARIANT: packed by this build")
+        postcard::from_bytes(self.bytes()).expect("INVARIANT: packed by this build")
     }
 
     /// The record's leading fields, decoded in place: `H` declares a prefix of `T`'s
     /// fields, in order and with the same types (borrowed strings for owned ones).
     fn prefix<'a, H: Deserialize<'a>>(&'a self) -> H {
-        postcard::take_from_bytes(&self.bytes)
+        postcard::take_from_bytes(self.bytes())
             .expect("INVARIANT: packed by this build")
             .0
     }
 
-    /// Bytes read back from an image: `T`'s encoding, checked by decoding its head.
-    fn from_bytes<'a, H: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Packed<T>, String> {
+    /// Bytes of a mapped image: `T`'s encoding, checked by decoding its head, and
+    /// borrowed where they are.
+    fn mapped<'a, H: Deserialize<'a>>(bytes: &'static [u8]) -> Result<Packed<T>, String> {
         postcard::take_from_bytes::<H>(bytes).map_err(|error| error.to_string())?;
         Ok(Packed {
-            bytes: bytes.into(),
+            bytes: Bytes::Mapped(bytes),
             record: PhantomData,
         })
     }
@@ -114,40 +152,19 @@ impl Packed<Asset> {
     }
 }
 
-/// In an image, a packed record is its bytes.
-impl<T> Serialize for Packed<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.bytes)
+impl Packed<User> {
+    /// A user's record in a mapped image, checked at its head.
+    pub(crate) fn mapped_user(bytes: &'static [u8]) -> Result<Packed<User>, String> {
+        Packed::mapped::<UserPrefix<'_>>(bytes)
     }
 }
 
-macro_rules! deserialize_packed {
-    ($record:ty, $head:ty) => {
-        impl<'de> Deserialize<'de> for Packed<$record> {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> Result<Packed<$record>, D::Error> {
-                struct Visitor;
-                impl<'de> serde::de::Visitor<'de> for Visitor {
-                    type Value = Packed<$record>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("a packed record")
-                    }
-                    fn visit_bytes<E: serde::de::Error>(
-                        self,
-                        bytes: &[u8],
-                    ) -> Result<Packed<$record>, E> {
-                        Packed::<$record>::from_bytes::<$head>(bytes).map_err(E::custom)
-                    }
-                }
-                deserializer.deserialize_bytes(Visitor)
-            }
-        }
-    };
+impl Packed<Asset> {
+    /// An asset's record in a mapped image, checked at its head.
+    pub(crate) fn mapped_asset(bytes: &'static [u8]) -> Result<Packed<Asset>, String> {
+        Packed::mapped::<AssetPrefix<'_>>(bytes)
+    }
 }
-
-deserialize_packed!(User, UserPrefix<'_>);
-deserialize_packed!(Asset, AssetPrefix<'_>);
 
 #[cfg(test)]
 mod tests {
@@ -226,21 +243,12 @@ mod tests {
     #[test]
     fn bytes_from_an_image_are_checked_at_their_head() {
         let packed = Packed::pack(&user(None));
-        let encoded = postcard::to_allocvec(&packed).expect("encodes");
-        let back: Packed<User> = postcard::from_bytes(&encoded).expect("decodes");
+        let leaked: &'static [u8] = Box::leak(packed.bytes().to_vec().into_boxed_slice());
+        let back = Packed::mapped_user(leaked).expect("a user's bytes");
+        assert!(back.is_mapped() && !packed.is_mapped());
         assert_eq!(back.unpack(), packed.unpack());
         // Bytes that are not a user's head are refused, not kept to panic later.
-        let garbage = postcard::to_allocvec(&serde_bytes_like(&[0xff; 3])).expect("encodes");
-        assert!(postcard::from_bytes::<Packed<User>>(&garbage).is_err());
-    }
-
-    fn serde_bytes_like(bytes: &[u8]) -> impl Serialize + '_ {
-        struct Bytes<'a>(&'a [u8]);
-        impl Serialize for Bytes<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_bytes(self.0)
-            }
-        }
-        Bytes(bytes)
+        assert!(Packed::mapped_user(&[0xff; 3]).is_err());
+        assert!(Packed::mapped_asset(&[]).is_err());
     }
 }
