@@ -40,7 +40,7 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::mapped::Mapping;
-use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token};
+use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
     AssetCheck, AssetEntry, CompiledRule, GroupEntry, GroupLink, MapSizes, Member, NodeEntry,
     Packed, RuleEntry, RuleSet, Slot, Snapshot, SparseBitmap, TokenEntry, UserCheck, UserEntry,
@@ -411,13 +411,10 @@ pub(crate) fn read(path: &Path, store_id: u64, store_revision: u64) -> Result<Sn
                 out.fail(rejected);
             }
         });
-        read_body(
-            Source {
-                receiver,
-                batch: Vec::new().into_iter(),
-            },
-            expected,
-        )
+        read_body(Source {
+            receiver,
+            batch: Vec::new().into_iter(),
+        })
     });
     // Decoding read every page of the image; the records it holds are read again
     // only when a view or a write asks for one.
@@ -462,6 +459,9 @@ macro_rules! pieces {
             Start(u64, MapSizes),
             /// A section's record count.
             Count(u64),
+            /// After the last section: what the decoding thread indexed, in an
+            /// otherwise empty snapshot.
+            Indexed(Box<Snapshot>),
             $($variant($record),)*
             /// The body ended after its last section.
             End,
@@ -483,12 +483,11 @@ macro_rules! pieces {
 pieces!(
     Role(Option<Arc<Role>>),
     Node(Option<NodeImage>),
-    User(Option<UserImage<'static>>),
+    User(Option<(DecodedHead<User>, UserImage<'static>)>),
     Group(Option<GroupImage>),
     Symbol(Box<str>),
-    Asset(Option<AssetImage<'static>>),
+    Asset(Option<(DecodedHead<Asset>, AssetImage<'static>)>),
     Set(Vec<u32>),
-    Account((Id, u32)),
     Rule(Option<RuleImage>),
     Token(Option<(Arc<Token>, [u8; 32])>),
 );
@@ -525,53 +524,145 @@ impl Batcher {
     }
 }
 
+/// A user's or asset's record as the decoding thread checked it, with what the
+/// building thread needs of its head.
+struct DecodedHead<T> {
+    record: Packed<T>,
+    id: Id,
+    /// [`UserCheck::name_hash`] of a user's name (0 for an asset).
+    username_hash: u64,
+}
+
+/// Why decoding stopped early.
+enum Stop {
+    HungUp,
+    Rejected(Rejected),
+}
+
+impl From<HungUp> for Stop {
+    fn from(_: HungUp) -> Stop {
+        Stop::HungUp
+    }
+}
+
+impl From<Rejected> for Stop {
+    fn from(rejected: Rejected) -> Stop {
+        Stop::Rejected(rejected)
+    }
+}
+
 /// Decodes the body in the order of the format (see the module docs).
 fn decode_body(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Rejected> {
-    fn section<T: Deserialize<'static>>(
-        reader: &mut Cursor,
-        out: &mut Batcher,
-        piece: fn(T) -> Piece,
-    ) -> Result<Result<(), HungUp>, Rejected> {
-        let count: u64 = reader.take()?;
-        if out.push(Piece::Count(count)).is_err() {
-            return Ok(Err(HungUp));
-        }
-        for _ in 0..count {
-            if out.push(piece(reader.take()?)).is_err() {
-                return Ok(Err(HungUp));
-            }
-        }
-        Ok(Ok(()))
+    match decode_sections(reader, out) {
+        Ok(()) | Err(Stop::HungUp) => Ok(()),
+        Err(Stop::Rejected(rejected)) => Err(rejected),
     }
+}
+
+/// Hands each record of a section on as a piece.
+fn decode_section<T: Deserialize<'static>>(
+    reader: &mut Cursor,
+    out: &mut Batcher,
+    mut piece: impl FnMut(T) -> Result<Piece, Rejected>,
+) -> Result<(), Stop> {
+    let count: u64 = reader.take()?;
+    out.push(Piece::Count(count))?;
+    for _ in 0..count {
+        out.push(piece(reader.take()?)?)?;
+    }
+    Ok(())
+}
+
+/// Decodes every section, and builds the id map and name indexes of users and assets
+/// and the account index itself (half of an open's inserts, on the thread that has
+/// time for them): they go to the building thread last, as [`Piece::Indexed`].
+fn decode_sections(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Stop> {
     let number = reader.take()?;
-    let sizes = reader.take()?;
-    let sections = [
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Role),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Node),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::User),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Group),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Symbol),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Asset),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Set),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Account),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Rule),
-        |r: &mut Cursor, o: &mut Batcher| section(r, o, Piece::Token),
-    ];
-    if out.push(Piece::Start(number, sizes)).is_err() {
-        return Ok(());
-    }
-    for decode in sections {
-        if decode(reader, out)?.is_err() {
-            return Ok(());
+    // Every entry of a map comes from a record of at least a few bytes.
+    let sizes = reader
+        .take::<MapSizes>()?
+        .at_most(reader.rest.len() as u64 / 4);
+    out.push(Piece::Start(number, sizes))?;
+    let mut indexed = Snapshot::sized(sizes);
+    decode_section(reader, out, |role| Ok(Piece::Role(role)))?;
+    decode_section(reader, out, |node| Ok(Piece::Node(node)))?;
+    let mut index = 0;
+    decode_section(reader, out, |user: Option<UserImage<'static>>| {
+        let decoded = match user {
+            Some(u) => {
+                let record = Packed::mapped_user(u.record.0).map_err(Rejected::Malformed)?;
+                let head = record.head();
+                let (id, username_hash) = (head.id, UserCheck::name_hash(head.username));
+                let slot = Slot {
+                    kind: EntityKind::User,
+                    index,
+                };
+                indexed.ids.insert(id, slot);
+                indexed.user_names.insert(head.username, index);
+                if let Some(email) = head.email {
+                    indexed.user_emails.insert(email, index);
+                }
+                let head = DecodedHead {
+                    record,
+                    id,
+                    username_hash,
+                };
+                Some((head, u))
+            }
+            None => None,
+        };
+        index += 1;
+        Ok(Piece::User(decoded))
+    })?;
+    decode_section(reader, out, |group| Ok(Piece::Group(group)))?;
+    decode_section(reader, out, |symbol| Ok(Piece::Symbol(symbol)))?;
+    let mut present = RoaringBitmap::new();
+    let mut index = 0;
+    decode_section(reader, out, |asset: Option<AssetImage<'static>>| {
+        let decoded = match asset {
+            Some(a) => {
+                let record = Packed::mapped_asset(a.record.0).map_err(Rejected::Malformed)?;
+                let id = record.id();
+                let slot = Slot {
+                    kind: EntityKind::Asset,
+                    index,
+                };
+                indexed.ids.insert(id, slot);
+                indexed.asset_names.insert(record.name(), index);
+                present.insert(index);
+                let head = DecodedHead {
+                    record,
+                    id,
+                    username_hash: 0,
+                };
+                Some((head, a))
+            }
+            None => None,
+        };
+        index += 1;
+        Ok(Piece::Asset(decoded))
+    })?;
+    decode_section(reader, out, |set| Ok(Piece::Set(set)))?;
+    // The account index, indexed here whole: nothing of it goes to the builder.
+    let accounts: u64 = reader.take()?;
+    for _ in 0..accounts {
+        let (account, asset): (Id, u32) = reader.take()?;
+        if !present.contains(asset) {
+            let missing = Rejected::Malformed("an account names a missing asset".into());
+            return Err(missing.into());
         }
+        indexed.account_ids.insert(account, asset);
     }
+    decode_section(reader, out, |rule| Ok(Piece::Rule(rule)))?;
+    decode_section(reader, out, |token| Ok(Piece::Token(token)))?;
     let trailing = reader.rest.len();
     if trailing != 0 {
-        return Err(Rejected::Malformed(format!(
-            "{trailing} bytes follow the last section"
-        )));
+        let trailing = Rejected::Malformed(format!("{trailing} bytes follow the last section"));
+        return Err(trailing.into());
     }
-    let _ = out.push(Piece::End).and_then(|()| out.flush());
+    out.push(Piece::Indexed(Box::new(indexed)))?;
+    out.push(Piece::End)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -611,15 +702,18 @@ impl Source {
     }
 }
 
-/// Builds the snapshot from the pieces of a body of `length` bytes.
-fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
+/// Builds the snapshot from the pieces of a body.
+fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
     let Piece::Start(number, sizes) = reader.next()? else {
         return Err(Rejected::Malformed(
             "the body does not start as an image's".into(),
         ));
     };
-    // Every entry of a map comes from a record of at least a few bytes.
-    let mut snap = Snapshot::sized(sizes.at_most(length / 4));
+    // The maps the decoding thread builds are sized there (Piece::Indexed).
+    let mut snap = Snapshot::sized(MapSizes {
+        groups: sizes.groups,
+        ..MapSizes::default()
+    });
     snap.next_node_number = number;
     let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
         snap.ids.insert(
@@ -658,26 +752,19 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         snap.nodes.push(entry);
         Ok(())
     })?;
-    reader.section(|user: Option<UserImage<'static>>| {
-        let index = snap.users.len();
+    reader.section(|user: Option<(DecodedHead<User>, UserImage)>| {
         let entry = match user {
-            Some(u) => {
-                let record = Packed::mapped_user(u.record.0).map_err(Rejected::Malformed)?;
-                let head = record.head();
-                register(&mut snap, EntityKind::User, head.id, index);
-                snap.user_names.insert(head.username, index as u32);
-                if let Some(email) = head.email {
-                    snap.user_emails.insert(email, index as u32);
-                }
+            Some((head, u)) => {
+                snap.counts.users += 1;
                 snap.user_checks.push(UserCheck {
                     valid_until: u.valid_until,
                     rules: UserRules::from_sorted(u.rules),
                     rule_until: u.rule_until.into(),
-                    username_hash: UserCheck::name_hash(head.username),
+                    username_hash: head.username_hash,
                 });
                 Some(Arc::new(UserEntry {
                     id: head.id,
-                    record,
+                    record: head.record,
                     direct_groups: u
                         .direct_groups
                         .into_iter()
@@ -722,13 +809,12 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         }
         Ok(())
     })?;
-    let mut assets: Vec<Option<(Packed<Asset>, AssetImage, SparseBitmap)>> = Vec::new();
-    reader.section(|asset: Option<AssetImage<'static>>| {
+    let mut assets: Vec<Option<(DecodedHead<Asset>, AssetImage, SparseBitmap)>> = Vec::new();
+    reader.section(|asset: Option<(DecodedHead<Asset>, AssetImage)>| {
         let entry = match asset {
-            Some(a) => {
-                let record = Packed::mapped_asset(a.record.0).map_err(Rejected::Malformed)?;
+            Some((head, a)) => {
                 let direct = unbits(&a.direct_rules)?.into();
-                Some((record, a, direct))
+                Some((head, a, direct))
             }
             None => None,
         };
@@ -743,10 +829,8 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
     let mut active = RoaringBitmap::new();
     for (index, asset) in assets.into_iter().enumerate() {
         let entry = match asset {
-            Some((record, a, direct_rules)) => {
-                let id = record.id();
-                register(&mut snap, EntityKind::Asset, id, index);
-                snap.asset_names.insert(record.name(), index as u32);
+            Some((head, a, direct_rules)) => {
+                snap.counts.assets += 1;
                 if a.active {
                     active.insert(index as u32);
                 }
@@ -766,8 +850,8 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
                 snap.asset_checks
                     .push(AssetCheck::new(a.active, a.protocols, a.accounts, rules));
                 Some(Arc::new(AssetEntry {
-                    id,
-                    record,
+                    id: head.id,
+                    record: head.record,
                     nodes: a.nodes.into(),
                     direct_rules,
                 }))
@@ -780,15 +864,6 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         snap.assets.push(entry);
     }
     snap.active_assets = Arc::new(active);
-    reader.section(|(account, asset): (Id, u32)| {
-        if snap.asset_entry(asset).is_none() {
-            return Err(Rejected::Malformed(
-                "an account names a missing asset".into(),
-            ));
-        }
-        snap.account_ids.insert(account, asset);
-        Ok(())
-    })?;
     reader.section(|rule: Option<RuleImage>| {
         let index = snap.rules.len();
         let entry = match rule {
@@ -824,6 +899,19 @@ fn read_body(mut reader: Source, length: u64) -> Result<Snapshot, Rejected> {
         snap.tokens.push(entry);
         Ok(())
     })?;
+    let Piece::Indexed(indexed) = reader.next()? else {
+        return Err(Rejected::Malformed("a section is out of place".into()));
+    };
+    let mut indexed = *indexed;
+    // The decoding thread's id map holds users and assets: the few other ids join it.
+    for (id, slot) in snap.ids.iter() {
+        indexed.ids.insert(*id, *slot);
+    }
+    snap.ids = indexed.ids;
+    snap.user_names = indexed.user_names;
+    snap.user_emails = indexed.user_emails;
+    snap.asset_names = indexed.asset_names;
+    snap.account_ids = indexed.account_ids;
     match reader.next()? {
         Piece::End => Ok(snap),
         _ => Err(Rejected::Malformed("a section is out of place".into())),
