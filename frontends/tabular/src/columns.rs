@@ -297,6 +297,15 @@ pub(crate) fn header_of(kind: Kind, col: Col) -> &'static str {
         .map_or("?", |column| column.header)
 }
 
+/// The column naming the entity of a sheet of `kind` (the one every file must have).
+pub(crate) fn key_col(kind: Kind) -> Col {
+    match kind {
+        Kind::Users => Col::Username,
+        Kind::Nodes => Col::Path,
+        Kind::Roles | Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,12 @@
 //! The whole import: parse, plan, and one atomic write.
 
-use portcullis_engine::{Actor, Engine, Error, ValidationError};
+use portcullis_engine::{Actor, Engine, Error};
 
 use crate::error::{ImportError, Problem};
 use crate::kind::{Format, Kind, ParseOptions};
 use crate::parse::parse_rows;
-use crate::plan::{Change, PlanCounts, SecurityChange, locate, plan_with};
+use crate::plan::{Change, Options, PlanCounts, SecurityChange, plan_with};
+use crate::refusal::refuses_caller;
 
 /// Where an import is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,8 +61,10 @@ pub struct ImportReport {
 }
 
 /// Imports a file of `kind` in `format` into `engine` on behalf of `actor`: the whole
-/// file is read and checked first, then committed as one [`Engine::write`]. Either
-/// every row applies, or nothing is written and the error lists every problem found.
+/// file is read and checked first (its cells here, what its rows ask for by the
+/// engine, in a dry run of the write: [`Engine::validate`]), then committed as one
+/// [`Engine::write`]. Either every row applies, or nothing is written and the error
+/// lists every problem found.
 pub fn import(
     engine: &Engine,
     actor: &Actor,
@@ -81,20 +84,21 @@ pub fn import(
     if parsed.fatal {
         return Err(ImportError::Problems(parsed.problems.into_vec()));
     }
-    // Rows that read well are compared with the store even when others did not, so
-    // that one refusal lists every problem.
-    let snapshot = engine.snapshot();
+    // Rows that read well are compared with the store, and checked by the engine,
+    // even when others did not, so that one refusal lists every problem.
     let plan = plan_with(
-        &snapshot,
+        engine,
+        actor,
         kind,
         parsed.rows,
-        options.update,
-        options.allow_security_changes,
+        Options {
+            update: options.update,
+            allow_security_changes: options.allow_security_changes,
+        },
         parsed.problems,
         &parsed.broken,
         &mut |done, total| report(Stage::Planning, done, total),
-    )
-    .map_err(ImportError::Problems)?;
+    )?;
     let counts = plan.counts();
     let changes = plan.changes().to_vec();
     let security_changes = plan.security_changes().to_vec();
@@ -128,7 +132,7 @@ pub fn import(
     }
     let total = counts.created + counts.updated;
     report(Stage::Writing, 0, total);
-    match engine.write(actor, plan.into_ops()) {
+    match engine.write(actor, plan.ops()) {
         Ok(written) => {
             report(Stage::Writing, total, total);
             outcome.revision = Some(written.revision);
@@ -136,16 +140,13 @@ pub fn import(
         }
         // A refusal of the caller, not of the file: a grant beyond its permissions
         // or a revoked token.
-        Err(
-            error @ Error::Validation(
-                ValidationError::GrantBeyondCaller { .. } | ValidationError::ActorRevoked(_),
-            ),
-        ) => Err(ImportError::Engine(error)),
-        Err(Error::Validation(error)) => Err(ImportError::Problems(vec![locate(
-            &error,
-            &outcome.changes,
-            kind,
-        )])),
+        Err(Error::Validation(error)) if refuses_caller(&error) => {
+            Err(ImportError::Engine(Error::Validation(error)))
+        }
+        // The store changed since the check: the engine says again which rows.
+        Err(Error::Validation(error)) => {
+            Err(plan.refused(engine, actor, error, options.limits.max_problems))
+        }
         Err(error) => Err(ImportError::Engine(error)),
     }
 }

@@ -10,9 +10,12 @@
 //!
 //! - [`parse`] reads a file into [`Row`]s, checking its encoding, its shape and every
 //!   cell, and lists every [`Problem`] with its row and column.
-//! - [`plan`] compares the rows with a [`Snapshot`](portcullis_engine::Snapshot): which entities would be created,
-//!   updated or left unchanged, as engine operations and a readable summary
-//!   ([`ImportPlan`]). This is what `--dry-run` shows.
+//! - [`plan`] compares the rows with the engine's store: which entities would be
+//!   created, updated or left unchanged, as engine operations and a readable summary
+//!   ([`ImportPlan`]). This is what `--dry-run` shows. Whether the engine takes the
+//!   operations is the engine's to say: [`Engine::validate`](portcullis_engine::Engine::validate)
+//!   (the write as a dry run) finds every problem, and each is reported on the row
+//!   whose operation it belongs to.
 //! - [`import`] does both and commits the whole plan as one
 //!   [`Engine::write`](portcullis_engine::Engine::write): all or nothing.
 //! - [`export`] and [`template`] write sheets that [`import`] reads back.
@@ -31,6 +34,7 @@ mod kind;
 mod parse;
 mod plan;
 mod read;
+mod refusal;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

@@ -1,30 +1,35 @@
 //! From rows to engine operations: each row is matched with the entity it names (by
 //! ID, else by name), its references are resolved against the snapshot and the file
-//! itself, and it becomes a creation, an update or nothing at all.
+//! itself, and it becomes a creation, an update or nothing at all. Operations come in
+//! an order the engine can apply one after the other: parent nodes before their
+//! children, subgroups before the groups that hold them.
 //!
-//! The checks here mirror the engine's, so that a refused file lists every problem
-//! with its row and column; the engine still validates the whole write, and refuses it
-//! whole if something slipped through.
-//!
-//! Operations come in an order the engine can apply one after the other: parent nodes
-//! before their children, subgroups before the groups that hold them.
+//! Whether the engine takes what the rows ask for is the engine's to say: the plan's
+//! operations go through one [`Engine::validate`] (the write as a dry run), which
+//! returns every problem with the index of its operation and a typed reason. Each
+//! operation remembers the row that made it, and [`crate::refusal`] names the column
+//! (by the reason's variant) and words the message. The plan itself refuses only what
+//! is the file's own business: a row of another kind, two rows for one entity, a row
+//! that would change an existing entity without `update`, a path with no parent.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use portcullis_engine::{
-    AccountSpec, EntityKind, GroupSpec, Id, MemberSpec, Mfa, NodeSpec, Op, ROOT_NODE_ID,
-    RoleAssignment, RoleSpec, RuleSpec, Snapshot, Source, Spec, SubgroupSpec, Time, UserSpec,
-    ValidationError, account_username,
+    AccountSpec, Actor, Engine, EntityKind, Error, GroupSpec, Id, MemberSpec, Mfa, NodeSpec, Op,
+    ROOT_NODE_ID, ROOT_NODE_NAME, RoleAssignment, RoleSpec, RuleSpec, Snapshot, Source, Spec,
+    SubgroupSpec, Time, UserSpec, ValidationError,
 };
 
 use crate::cell::{Membership, Reference};
-use crate::columns::{Col, header_of};
-use crate::error::{Problem, Problems};
+use crate::columns::{Col, header_of, key_col};
+use crate::error::{ImportError, Problem, Problems};
 use crate::kind::{Kind, MAX_PROBLEMS};
 use crate::parse::{
     AssetRecord, GroupRecord, NodeRecord, Record, RoleRecord, Row, RuleRecord, UserRecord, fold,
 };
+use crate::refusal::{self, Context};
 
 /// What an import would do to one entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -70,14 +75,20 @@ pub struct PlanCounts {
 }
 
 /// What importing a file would do: the engine operations, in an order the engine
-/// can apply, and a summary per row.
+/// can apply, and a summary per row. The engine has checked the operations: written
+/// now, they would be taken, unless the store changes in between.
 #[derive(Debug)]
 pub struct ImportPlan {
     kind: Kind,
     revision: u64,
     changes: Vec<Change>,
     security_changes: Vec<SecurityChange>,
-    ops: Vec<Op>,
+    steps: Vec<Step>,
+    /// Whether the operations may lower a user's protection when they are written
+    /// (each update judges the user as the write finds them).
+    allow_security_changes: bool,
+    /// The instant an expiry is judged at (a user whose expiry has passed is expired).
+    now: Time,
 }
 
 impl ImportPlan {
@@ -115,12 +126,126 @@ impl ImportPlan {
 
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.steps.is_empty()
     }
 
-    /// The operations, for one [`Engine::write`](portcullis_engine::Engine::write).
+    /// The operations, for one [`Engine::write`]. Each update refuses, when written,
+    /// to lower the protection of the user as the write finds them, unless the plan
+    /// was made allowing it.
     pub fn into_ops(self) -> Vec<Op> {
-        self.ops
+        let guard = self.guard();
+        self.steps
+            .into_iter()
+            .map(|step| step.into_op(guard))
+            .collect()
+    }
+
+    /// [`into_ops`](ImportPlan::into_ops), keeping the plan (to ask the engine about
+    /// the rows again if the write is refused).
+    pub(crate) fn ops(&self) -> Vec<Op> {
+        let guard = self.guard();
+        self.steps.iter().map(|step| step.op(guard)).collect()
+    }
+
+    fn guard(&self) -> Option<Time> {
+        (!self.allow_security_changes).then_some(self.now)
+    }
+
+    /// Why a write of [`ops`](ImportPlan::ops) that the engine refused with `error` was
+    /// refused, row by row: the store changed since the plan was checked, so the
+    /// engine is asked again, with the operations as they were written.
+    pub(crate) fn refused(
+        &self,
+        engine: &Engine,
+        actor: &Actor,
+        error: ValidationError,
+        max_problems: usize,
+    ) -> ImportError {
+        let mut problems = Problems::new(max_problems);
+        match self.check(engine, actor, self.guard(), &HashSet::new(), &mut problems) {
+            Err(caller) => ImportError::Engine(Error::Validation(caller)),
+            Ok(()) if problems.is_empty() => {
+                let context = Context {
+                    kind: self.kind,
+                    change: None,
+                    target: None,
+                    requested: None,
+                    shown: &[],
+                };
+                ImportError::Problems(vec![Problem::file(refusal::message(&error, &context))])
+            }
+            Ok(()) => ImportError::Problems(problems.into_vec()),
+        }
+    }
+
+    /// Asks `engine` about the plan's operations (updates guarded with `guard`), and
+    /// adds each problem it finds to `problems`, on the row that made the operation.
+    /// One problem per row: a row's later operation is not judged again once one of
+    /// its operations is refused, nor is a reference to an entity that a refused or
+    /// broken row (`broken`: the folded names of rows that did not parse) would
+    /// have made. `Err`: the engine refuses the caller, not the file (the actor may
+    /// not write, or asks to grant beyond its own permissions).
+    fn check(
+        &self,
+        engine: &Engine,
+        actor: &Actor,
+        guard: Option<Time>,
+        broken: &HashSet<String>,
+        problems: &mut Problems,
+    ) -> Result<(), ValidationError> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        let found = engine.validate(actor, self.steps.iter().map(|s| s.op(guard)).collect());
+        if let Some(refusal) = found
+            .iter()
+            .find(|p| p.op.is_none() || refusal::refuses_caller(&p.error))
+        {
+            return Err(refusal.error.clone());
+        }
+        let own = self.kind.entity_kind();
+        let mut refused_rows = HashSet::new();
+        let mut gone = broken.clone();
+        for found in found {
+            let Some(step) = found.op.and_then(|index| self.steps.get(index)) else {
+                continue;
+            };
+            if !refused_rows.insert(step.line) {
+                continue;
+            }
+            let change = self.change_on(step.line);
+            let follows = matches!(
+                &found.error,
+                ValidationError::NotFound(missing)
+                    if missing.kind == own && gone.contains(&fold(&missing.reference))
+            );
+            if let Some(change) = change {
+                gone.insert(fold(&change.name));
+            }
+            if follows {
+                continue;
+            }
+            let context = Context {
+                kind: self.kind,
+                change,
+                target: step.target(),
+                requested: step.requested(),
+                shown: &step.shown,
+            };
+            let message = refusal::message(&found.error, &context);
+            problems.push(match refusal::column(&found.error, &context) {
+                Some(col) => Problem::cell(step.line, header_of(self.kind, col), message),
+                None => Problem::row(step.line, message),
+            });
+        }
+        Ok(())
+    }
+
+    fn change_on(&self, line: usize) -> Option<&Change> {
+        self.changes
+            .binary_search_by_key(&line, |change| change.line)
+            .ok()
+            .map(|index| &self.changes[index])
     }
 }
 
@@ -159,57 +284,225 @@ impl fmt::Display for ImportPlan {
     }
 }
 
-/// Plans the import of `rows` (all of `kind`) into the estate `snapshot` holds. With
-/// `update`, rows naming existing entities update them; without it, such a row is a
-/// problem unless it changes nothing. The plan lists the changes that lower a
-/// user's protection ([`ImportPlan::security_changes`]); its operations refuse, when
-/// written, any update that lowers the protection of the user as the write finds
-/// them ([`import`](crate::import) with `allow_security_changes` makes them).
+/// One operation of a plan, kept so that it can be made more than once: for the
+/// engine's dry run, then for the write.
+#[derive(Debug)]
+struct Step {
+    /// The row that asks for it.
+    line: usize,
+    action: Action,
+    /// References the row writes with an id that matched nothing: the name the
+    /// operation passes, and the reference as the file wrote it (`ghost(…)`).
+    shown: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "creations are most steps of a bulk import: kept in place, not one allocation each"
+)]
+enum Action {
+    Create(Spec),
+    /// The row's values, applied by the writer to the entity as it is then, so that
+    /// a concurrent change to a column the file does not have survives.
+    Update {
+        id: Id,
+        edit: Edit,
+    },
+}
+
+impl Step {
+    fn op(&self, guard: Option<Time>) -> Op {
+        match &self.action {
+            Action::Create(spec) => Op::Create(spec.clone()),
+            Action::Update { id, edit } => update(*id, edit.clone(), guard),
+        }
+    }
+
+    fn into_op(self, guard: Option<Time>) -> Op {
+        match self.action {
+            Action::Create(spec) => Op::Create(spec),
+            Action::Update { id, edit } => update(id, edit, guard),
+        }
+    }
+
+    fn target(&self) -> Option<Id> {
+        match &self.action {
+            Action::Update { id, .. } => Some(*id),
+            Action::Create(_) => None,
+        }
+    }
+
+    fn requested(&self) -> Option<Id> {
+        match &self.action {
+            Action::Create(spec) => spec_id(spec),
+            Action::Update { .. } => None,
+        }
+    }
+}
+
+fn spec_id(spec: &Spec) -> Option<Id> {
+    match spec {
+        Spec::User(spec) => spec.id,
+        Spec::Group(spec) => spec.id,
+        Spec::Node(spec) => spec.id,
+        Spec::Asset(spec) => spec.id,
+        Spec::Rule(spec) => spec.id,
+        Spec::Role(spec) => spec.id,
+        Spec::Token(spec) => spec.id,
+    }
+}
+
+/// The update of entity `id` by `edit`; with `guard`, refused when it lowers the
+/// protection of a user (judged at that instant) as the write finds them.
+fn update(id: Id, edit: Edit, guard: Option<Time>) -> Op {
+    Op::Modify {
+        kind: edit.kind(),
+        target: id.to_string(),
+        edit: Box::new(move |spec| edit.apply(spec, guard)),
+    }
+}
+
+/// What an update of one row sets.
+#[derive(Debug, Clone)]
+enum Edit {
+    Role(Arc<RoleRecord>),
+    User(Arc<UserRecord>),
+    Group(Arc<GroupRecord>, Part),
+    Node(Arc<NodePatch>),
+    Asset(Arc<AssetRecord>),
+    Rule(Arc<RuleRecord>),
+}
+
+/// Which columns of a group row an update applies. A row's subgroups wait for an
+/// operation of their own when they name a group that a later operation of the file
+/// creates (the file nests its new groups in a cycle), so that the engine judges the
+/// nesting whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    AllButSubgroups,
+    Subgroups,
+}
+
+impl Edit {
+    fn kind(&self) -> EntityKind {
+        match self {
+            Edit::Role(_) => EntityKind::Role,
+            Edit::User(_) => EntityKind::User,
+            Edit::Group(..) => EntityKind::Group,
+            Edit::Node(_) => EntityKind::Node,
+            Edit::Asset(_) => EntityKind::Asset,
+            Edit::Rule(_) => EntityKind::Rule,
+        }
+    }
+
+    fn apply(&self, spec: &mut Spec, guard: Option<Time>) -> Result<(), ValidationError> {
+        match (self, spec) {
+            (Edit::Role(record), Spec::Role(spec)) => apply_role(record, spec),
+            (Edit::User(record), Spec::User(spec)) => {
+                let before = guard.map(|now| (now, spec.clone()));
+                apply_user((**record).clone(), spec);
+                // Judged again on the user as the write finds them: a change made
+                // since the plan (MFA enrolled, say) is not lowered without leave
+                // either.
+                if let Some((now, before)) = before {
+                    if let Some((_, field, change)) =
+                        lowered_protection(&before, spec, now).into_iter().next()
+                    {
+                        return Err(ValidationError::Invalid {
+                            field,
+                            message: format!(
+                                "the import would lower the protection of user `{}` ({change}), which changed since the file was checked; import again",
+                                spec.username
+                            ),
+                        });
+                    }
+                }
+            }
+            (Edit::Group(record, part), Spec::Group(spec)) => apply_group(record, *part, spec),
+            (Edit::Node(patch), Spec::Node(spec)) => patch.apply(spec),
+            (Edit::Asset(record), Spec::Asset(spec)) => apply_asset(record, spec),
+            (Edit::Rule(record), Spec::Rule(spec)) => apply_rule(record, spec),
+            _ => {
+                return Err(ValidationError::Invalid {
+                    field: "kind",
+                    message: "the import planned another kind".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans the import of `rows` (all of `kind`) into `engine`'s store, on behalf of
+/// `actor`, and has the engine check the operations. With `update`, rows naming
+/// existing entities update them; without it, such a row is a problem unless it
+/// changes nothing. The plan lists the changes that lower a user's protection
+/// ([`ImportPlan::security_changes`]); its operations refuse, when written, any update
+/// that lowers the protection of the user as the write finds them
+/// ([`import`](crate::import) with `allow_security_changes` makes them).
+///
+/// `Err`: [`ImportError::Problems`], every problem of the file, each on its row (and
+/// column, where one is to blame); or [`ImportError::Engine`] when the engine refuses
+/// the caller, not the file (the actor may not write, or would grant beyond its own
+/// permissions).
 pub fn plan(
-    snapshot: &Snapshot,
+    engine: &Engine,
+    actor: &Actor,
     kind: Kind,
     rows: Vec<Row>,
     update: bool,
-) -> Result<ImportPlan, Vec<Problem>> {
+) -> Result<ImportPlan, ImportError> {
     plan_with(
-        snapshot,
+        engine,
+        actor,
         kind,
         rows,
-        update,
-        false,
+        Options {
+            update,
+            allow_security_changes: false,
+        },
         Problems::new(MAX_PROBLEMS),
         &HashSet::new(),
         &mut |_, _| {},
     )
 }
 
+/// What a plan may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    pub(crate) update: bool,
+    pub(crate) allow_security_changes: bool,
+}
+
 /// [`plan`], adding to the problems parsing found. `broken` names the rows that did
 /// not parse: references to them are not reported again as unknown.
 #[expect(
     clippy::too_many_arguments,
-    reason = "the import's options, its parse results and its progress"
+    reason = "the import's engine, caller and options, its parse results and its progress"
 )]
 pub(crate) fn plan_with(
-    snapshot: &Snapshot,
+    engine: &Engine,
+    actor: &Actor,
     kind: Kind,
     rows: Vec<Row>,
-    update: bool,
-    allow_security_changes: bool,
+    options: Options,
     problems: Problems,
     broken: &HashSet<String>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<ImportPlan, Vec<Problem>> {
+) -> Result<ImportPlan, ImportError> {
+    let snapshot = engine.snapshot();
     let mut planner = Planner {
-        snapshot,
+        snapshot: &snapshot,
         kind,
-        update,
+        update: options.update,
         now: Time::now(),
-        allow_security_changes,
         problems,
-        broken,
+        rows: HashMap::new(),
         changes: Vec::with_capacity(rows.len()),
         security_changes: Vec::new(),
-        ops: Vec::with_capacity(rows.len()),
+        steps: Vec::with_capacity(rows.len()),
     };
     let mut records = Vec::with_capacity(rows.len());
     for row in rows {
@@ -222,7 +515,7 @@ pub(crate) fn plan_with(
             ));
         }
     }
-    let directory = Directory::new(snapshot, kind);
+    let directory = Directory::new(&snapshot, kind);
     match kind {
         Kind::Roles => planner.roles_sheet(&directory, records, progress),
         Kind::Users => planner.users(&directory, records, progress),
@@ -231,32 +524,34 @@ pub(crate) fn plan_with(
         Kind::Assets => planner.assets(&directory, records, progress),
         Kind::Rules => planner.rules(&directory, records, progress),
     }
-    if !planner.problems.is_empty() {
-        return Err(planner.problems.into_vec());
-    }
-    planner.changes.sort_by_key(|change| change.line);
-    planner.security_changes.sort_by_key(|change| change.line);
-    Ok(ImportPlan {
+    let mut problems = planner.problems;
+    let mut changes = planner.changes;
+    let mut security_changes = planner.security_changes;
+    changes.sort_by_key(|change| change.line);
+    security_changes.sort_by_key(|change| change.line);
+    let plan = ImportPlan {
         kind,
         revision: snapshot.revision(),
-        changes: planner.changes,
-        security_changes: planner.security_changes,
-        ops: planner.ops,
-    })
+        changes,
+        security_changes,
+        steps: planner.steps,
+        allow_security_changes: options.allow_security_changes,
+        now: planner.now,
+    };
+    // Lowered protection is the import's own rule, listed apart (`security_changes`):
+    // the engine's dry run judges the rows without it.
+    plan.check(engine, actor, None, broken, &mut problems)
+        .map_err(|caller| ImportError::Engine(Error::Validation(caller)))?;
+    if !problems.is_empty() {
+        return Err(ImportError::Problems(problems.into_vec()));
+    }
+    Ok(plan)
 }
 
-/// Who holds a name: an entity with an id (in the store, or a row that has one), or
-/// a row of the file creating an entity without one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
-    Id(Id),
-    Row(usize),
-}
-
-/// The entities of one kind by name and by id.
+/// The entities of one kind by name (folded) and by id.
 #[derive(Clone, Default)]
 struct Names {
-    by_name: HashMap<String, Key>,
+    by_name: HashMap<String, Id>,
     by_id: HashMap<Id, String>,
 }
 
@@ -264,38 +559,29 @@ impl Names {
     fn new(entries: impl Iterator<Item = (Id, String)>) -> Names {
         let mut names = Names::default();
         for (id, name) in entries {
-            names.insert(Key::Id(id), name);
+            names.insert(id, name);
         }
         names
     }
 
-    fn key_of(&self, name: &str) -> Option<Key> {
-        self.by_name.get(&fold(name)).copied()
-    }
-
     fn id_of(&self, name: &str) -> Option<Id> {
-        match self.key_of(name) {
-            Some(Key::Id(id)) => Some(id),
-            _ => None,
-        }
+        self.by_name.get(&fold(name)).copied()
     }
 
     fn name_of(&self, id: Id) -> Option<&str> {
         self.by_id.get(&id).map(String::as_str)
     }
 
-    /// Gives `key` the name `name`, dropping its previous name.
-    fn insert(&mut self, key: Key, name: String) {
+    /// Gives `id` the name `name`, dropping its previous name.
+    fn insert(&mut self, id: Id, name: String) {
         let folded = fold(&name);
-        if let Key::Id(id) = key {
-            if let Some(old) = self.by_id.insert(id, name) {
-                let old = fold(&old);
-                if old != folded && self.by_name.get(&old) == Some(&key) {
-                    self.by_name.remove(&old);
-                }
+        if let Some(old) = self.by_id.insert(id, name) {
+            let old = fold(&old);
+            if old != folded && self.by_name.get(&old) == Some(&id) {
+                self.by_name.remove(&old);
             }
         }
-        self.by_name.insert(folded, key);
+        self.by_name.insert(folded, id);
     }
 
     /// The entity a reference names: by id when the id is known, else by name (which
@@ -308,72 +594,58 @@ impl Names {
             .or_else(|| Id::parse(&reference.name).and_then(by_id))
             .or_else(|| by_id(self.id_of(&reference.name)?))
     }
+
+    /// A reference as the operation passes it: the name of the entity it resolves
+    /// to, else as the file wrote it, for the engine to judge (`shown` keeps a
+    /// reference written with an id, for the message).
+    fn pass(
+        &self,
+        reference: &Reference,
+        shown: &mut Vec<(String, String)>,
+    ) -> (Option<Id>, String) {
+        if let Some((id, name)) = self.resolve(reference) {
+            return (Some(id), name.to_owned());
+        }
+        let name = match reference.id {
+            Some(id) if reference.name.is_empty() => id.to_string(),
+            _ => reference.name.clone(),
+        };
+        if reference.id.is_some() {
+            shown.push((name.clone(), reference.display()));
+        }
+        (None, name)
+    }
 }
 
 /// What the snapshot holds that a plan of one kind needs, by name and id.
 struct Directory {
     users: Names,
-    /// Users' emails, folded.
-    emails: HashMap<String, Key>,
     groups: Names,
-    /// Existing subgroup edges.
+    /// Existing subgroup edges (a groups sheet orders its operations by them).
     subgroups: HashMap<Id, Vec<Id>>,
     /// Nodes by path.
     nodes: Names,
-    /// Each node's name and parent.
-    tree: HashMap<Id, (String, Option<Id>)>,
     assets: Names,
     rules: Names,
     roles: Names,
     /// The built-in roles' ids (only for a roles sheet).
     builtin_roles: HashSet<Id>,
-    /// Who holds each role (folded name), for the first holder found: `user `alice``
-    /// (only for a roles sheet).
-    role_holders: HashMap<String, String>,
-    /// Every id in the store, with its kind.
-    ids: HashMap<Id, EntityKind>,
 }
 
 impl Directory {
     fn new(snapshot: &Snapshot, kind: Kind) -> Directory {
         let estate = snapshot.estate();
-        let mut ids = HashMap::new();
+        let needs = |kinds: &[Kind]| kinds.contains(&kind);
         let mut directory = Directory {
             users: Names::default(),
-            emails: HashMap::new(),
             groups: Names::default(),
             subgroups: HashMap::new(),
             nodes: Names::default(),
-            tree: HashMap::new(),
             assets: Names::default(),
             rules: Names::default(),
             roles: Names::new(estate.roles.iter().map(|r| (r.id, r.name.clone()))),
             builtin_roles: HashSet::new(),
-            role_holders: HashMap::new(),
-            ids: HashMap::new(),
         };
-        for user in &estate.users {
-            ids.insert(user.id, EntityKind::User);
-        }
-        for group in &estate.groups {
-            ids.insert(group.id, EntityKind::Group);
-        }
-        for node in &estate.nodes {
-            ids.insert(node.id, EntityKind::Node);
-        }
-        for asset in &estate.assets {
-            ids.insert(asset.id, EntityKind::Asset);
-        }
-        for rule in &estate.rules {
-            ids.insert(rule.id, EntityKind::Rule);
-        }
-        for role in &estate.roles {
-            ids.insert(role.id, EntityKind::Role);
-        }
-        for token in &estate.tokens {
-            ids.insert(token.id, EntityKind::Token);
-        }
-        directory.ids = ids;
         if kind == Kind::Roles {
             directory.builtin_roles = estate
                 .roles
@@ -381,41 +653,14 @@ impl Directory {
                 .filter(|r| r.builtin)
                 .map(|r| r.id)
                 .collect();
-            let mut hold = |role: &str, holder: &dyn Fn() -> String| {
-                directory
-                    .role_holders
-                    .entry(fold(role))
-                    .or_insert_with(holder);
-            };
-            for user in &estate.users {
-                for role in &user.system_roles {
-                    hold(role, &|| format!("user `{}`", user.username));
-                }
-            }
-            for group in &estate.groups {
-                for role in group.roles.iter().flat_map(|a| &a.roles) {
-                    hold(role, &|| format!("group `{}`", group.name));
-                }
-            }
-            for token in &estate.tokens {
-                for role in &token.roles {
-                    hold(role, &|| format!("token `{}`", token.name));
-                }
-            }
         }
-        let needs = |kinds: &[Kind]| kinds.contains(&kind);
         if needs(&[Kind::Users, Kind::Groups, Kind::Rules]) {
             directory.users = Names::new(estate.users.iter().map(|u| (u.id, u.username.clone())));
         }
-        if kind == Kind::Users {
-            directory.emails = estate
-                .users
-                .iter()
-                .filter_map(|u| Some((fold(u.email.as_deref()?), Key::Id(u.id))))
-                .collect();
-        }
         if needs(&[Kind::Groups, Kind::Rules]) {
             directory.groups = Names::new(estate.groups.iter().map(|g| (g.id, g.name.clone())));
+        }
+        if kind == Kind::Groups {
             directory.subgroups = estate
                 .groups
                 .iter()
@@ -423,17 +668,13 @@ impl Directory {
                 .collect();
         }
         if needs(&[Kind::Nodes, Kind::Assets, Kind::Rules]) {
-            directory.tree = estate
-                .nodes
-                .iter()
-                .map(|n| (n.id, (n.name.clone(), n.parent)))
-                .collect();
-            let paths: Vec<(Id, String)> = estate
-                .nodes
-                .iter()
-                .map(|n| (n.id, path_in(&directory.tree, n.id)))
-                .collect();
-            directory.nodes = Names::new(paths.into_iter());
+            // Paths as the engine writes them (a node's spec names its parent by path).
+            directory.nodes = Names::new(estate.nodes.iter().filter_map(|node| {
+                match snapshot.spec(EntityKind::Node, &node.id.to_string()) {
+                    Ok(Spec::Node(spec)) => Some((node.id, path(&spec.parent, &spec.name))),
+                    _ => None,
+                }
+            }));
         }
         if needs(&[Kind::Assets, Kind::Rules]) {
             directory.assets = Names::new(estate.assets.iter().map(|a| (a.id, a.name.clone())));
@@ -443,37 +684,12 @@ impl Directory {
         }
         directory
     }
-
-    fn existing(&self, kind: Kind) -> &Names {
-        match kind {
-            Kind::Roles => &self.roles,
-            Kind::Users => &self.users,
-            Kind::Groups => &self.groups,
-            Kind::Nodes => &self.nodes,
-            Kind::Assets => &self.assets,
-            Kind::Rules => &self.rules,
-        }
-    }
 }
 
-/// `/Default/Prod`: a node's path in a tree of (name, parent).
-fn path_in(tree: &HashMap<Id, (String, Option<Id>)>, id: Id) -> String {
-    let mut names = Vec::new();
-    let mut current = Some(id);
-    while let Some((name, parent)) = current.and_then(|id| tree.get(&id)) {
-        names.push(name.as_str());
-        current = *parent;
-        if names.len() > tree.len() {
-            break;
-        }
-    }
-    names.reverse();
-    let mut path = String::new();
-    for name in names {
-        path.push('/');
-        path.push_str(name);
-    }
-    path
+/// `/Default/Prod`: the path of node `name` under the node at path `parent` (empty for
+/// the root).
+fn path(parent: &str, name: &str) -> String {
+    format!("{parent}/{name}")
 }
 
 /// Which entity a row names.
@@ -484,20 +700,47 @@ enum Target {
     New(Option<Id>),
 }
 
+impl Target {
+    /// The id a new entity asks for.
+    fn requested(self) -> Option<Id> {
+        match self {
+            Target::New(requested) => requested,
+            Target::Existing(_) => None,
+        }
+    }
+}
+
+/// What a row asks of the store.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one at a time, moved once into a step"
+)]
+enum Wanted {
+    Create(Spec),
+    /// `old` becomes `new` by `edit`. `fixed`: the engine refuses any change to the
+    /// entity (the root node, a built-in role), so a change is put to it, `update` or
+    /// not, and its refusal is what the row is told.
+    Update {
+        id: Id,
+        old: Spec,
+        new: Spec,
+        edit: Edit,
+        fixed: bool,
+    },
+}
+
 struct Planner<'a> {
     snapshot: &'a Snapshot,
     kind: Kind,
     update: bool,
     /// The instant an expiry is judged at (a user whose expiry has passed is expired).
     now: Time,
-    /// Whether the operations may lower a user's protection when they are written
-    /// (each update judges the user as the write finds them).
-    allow_security_changes: bool,
     problems: Problems,
-    broken: &'a HashSet<String>,
+    /// The row each entity is on: by id when it exists, else by its folded name.
+    rows: HashMap<String, usize>,
     changes: Vec<Change>,
     security_changes: Vec<SecurityChange>,
-    ops: Vec<Op>,
+    steps: Vec<Step>,
 }
 
 /// Appends `header` to `columns` when `old != new`.
@@ -508,46 +751,42 @@ fn differs<T: PartialEq>(columns: &mut Vec<&'static str>, header: &'static str, 
 }
 
 impl Planner<'_> {
-    fn header(&self, col: Col) -> &'static str {
-        header_of(self.kind, col)
-    }
-
     fn problem(&mut self, line: usize, col: Col, message: impl Into<String>) {
-        let header = self.header(col);
+        let header = header_of(self.kind, col);
         self.problems.push(Problem::cell(line, header, message));
-    }
-
-    fn key_col(&self) -> Col {
-        match self.kind {
-            Kind::Users => Col::Username,
-            Kind::Nodes => Col::Path,
-            Kind::Roles | Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
-        }
     }
 
     /// The entity a row names: the one with the row's ID, else the one with its name,
     /// else a new one (with the row's ID, if it has one).
-    fn target(
-        &mut self,
-        directory: &Directory,
-        line: usize,
-        id: Option<Id>,
-        name: &str,
-    ) -> Option<Target> {
-        let existing = directory.existing(self.kind);
+    fn target(existing: &Names, id: Option<Id>, name: &str) -> Target {
         if let Some(id) = id {
             if existing.name_of(id).is_some() {
-                return Some(Target::Existing(id));
-            }
-            if let Some(other) = directory.ids.get(&id) {
-                self.problem(line, Col::Id, format!("id `{id}` belongs to a {other}"));
-                return None;
+                return Target::Existing(id);
             }
         }
         match existing.id_of(name) {
-            Some(found) => Some(Target::Existing(found)),
-            None => Some(Target::New(id)),
+            Some(found) => Target::Existing(found),
+            None => Target::New(id),
         }
+    }
+
+    /// Refuses a second row for the entity a first row already names.
+    fn once(&mut self, line: usize, target: Target, name: &str) -> bool {
+        let key = match target {
+            Target::Existing(id) => id.to_string(),
+            Target::New(_) => fold(name),
+        };
+        if let Some(first) = self.rows.get(&key) {
+            let first = *first;
+            self.problem(
+                line,
+                key_col(self.kind),
+                format!("`{name}` is already on row {first}"),
+            );
+            return false;
+        }
+        self.rows.insert(key, line);
+        true
     }
 
     /// The spec an existing entity has now.
@@ -557,275 +796,115 @@ impl Planner<'_> {
             .ok()
     }
 
-    /// Records a row's outcome: nothing (unchanged), a creation or an update; refuses
-    /// an update without `update`.
-    #[expect(clippy::too_many_arguments, reason = "one row's whole outcome")]
+    /// Records a row's outcome: a creation, nothing (unchanged) or an update; refuses
+    /// a change to an existing entity without `update`. Returns whether an operation
+    /// was planned.
     fn settle(
         &mut self,
         line: usize,
         name: String,
-        target: Target,
-        old: Option<Spec>,
-        new: Spec,
+        wanted: Wanted,
         columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
-    ) {
-        match (target, old) {
-            (Target::Existing(id), Some(old)) => {
-                self.settle_existing(line, name, id, &old, &new, columns, edit);
+        shown: Vec<(String, String)>,
+    ) -> bool {
+        let (kind, action) = match wanted {
+            Wanted::Create(spec) => (ChangeKind::Create, Action::Create(spec)),
+            Wanted::Update { old, new, .. } if old == new => {
+                self.changes.push(Change {
+                    line,
+                    name,
+                    kind: ChangeKind::Unchanged,
+                    columns: Vec::new(),
+                });
+                return false;
             }
-            _ => self.settle_new(line, name, new),
-        }
-    }
-
-    fn settle_new(&mut self, line: usize, name: String, new: Spec) {
-        self.ops.push(Op::Create(new));
+            Wanted::Update { fixed, .. } if !self.update && !fixed => {
+                let noun = self.kind.entity_kind().noun();
+                self.problem(
+                    line,
+                    key_col(self.kind),
+                    format!(
+                        "{noun} `{name}` already exists with other values ({}); import with update to change it",
+                        columns.join(", ")
+                    ),
+                );
+                return false;
+            }
+            Wanted::Update { id, edit, .. } => (ChangeKind::Update, Action::Update { id, edit }),
+        };
+        self.steps.push(Step {
+            line,
+            action,
+            shown,
+        });
+        let columns = if kind == ChangeKind::Update {
+            columns
+        } else {
+            Vec::new()
+        };
         self.changes.push(Change {
             line,
             name,
-            kind: ChangeKind::Create,
-            columns: Vec::new(),
-        });
-    }
-
-    /// An existing entity: unchanged, or updated by `edit` (applied by the writer to
-    /// the entity as it is then, so a concurrent change to a column the file does
-    /// not have survives).
-    #[expect(clippy::too_many_arguments, reason = "one row's whole outcome")]
-    fn settle_existing(
-        &mut self,
-        line: usize,
-        name: String,
-        id: Id,
-        old: &Spec,
-        new: &Spec,
-        columns: Vec<&'static str>,
-        edit: impl FnOnce(&mut Spec) -> Result<(), ValidationError> + Send + 'static,
-    ) {
-        if old == new {
-            self.changes.push(Change {
-                line,
-                name,
-                kind: ChangeKind::Unchanged,
-                columns: Vec::new(),
-            });
-            return;
-        }
-        if !self.update {
-            let noun = self.kind.entity_kind().noun();
-            self.problem(
-                line,
-                self.key_col(),
-                format!(
-                    "{noun} `{name}` already exists with other values ({}); import with update to change it",
-                    columns.join(", ")
-                ),
-            );
-            return;
-        }
-        let kind = self.kind.entity_kind();
-        self.ops.push(Op::Modify {
             kind,
-            target: id.to_string(),
-            edit: Box::new(move |spec| {
-                if spec.kind() != kind {
-                    return Err(ValidationError::Invalid {
-                        field: "kind",
-                        message: "the import planned another kind".to_owned(),
-                    });
-                }
-                edit(spec)
-            }),
-        });
-        self.changes.push(Change {
-            line,
-            name,
-            kind: ChangeKind::Update,
             columns,
         });
-    }
-
-    /// Refuses a second row for the same entity.
-    fn once(
-        &mut self,
-        seen: &mut HashMap<String, usize>,
-        line: usize,
-        key: String,
-        shown: &str,
-    ) -> bool {
-        if let Some(first) = seen.get(&key) {
-            self.problem(
-                line,
-                self.key_col(),
-                format!("`{shown}` is already on row {first}"),
-            );
-            return false;
-        }
-        seen.insert(key, line);
         true
     }
 
-    /// Records that row `line` gives `target` the name `name`, refusing a second row for
-    /// one entity and a name that another row or another entity already holds.
-    /// `names` starts as the store's and follows the rows, as the engine will.
-    fn claim(
-        &mut self,
-        names: &mut Names,
-        rows: &mut HashMap<Id, usize>,
-        line: usize,
-        target: Target,
-        name: &str,
-    ) -> bool {
-        let col = self.key_col();
-        let own = match target {
-            Target::Existing(id) => {
-                if let Some(first) = rows.insert(id, line) {
-                    rows.insert(id, first);
-                    self.problem(
-                        line,
-                        col,
-                        format!(
-                            "this {} is already on row {first}",
-                            self.kind.entity_kind().noun()
-                        ),
-                    );
-                    return false;
-                }
-                Some(Key::Id(id))
-            }
-            Target::New(_) => None,
-        };
-        let folded = fold(name);
-        match names.by_name.get(&folded) {
-            Some(Key::Row(first)) => {
-                let first = *first;
-                self.problem(line, col, format!("`{name}` is already on row {first}"));
-                false
-            }
-            Some(holder) if Some(*holder) != own => {
-                let noun = self.kind.entity_kind().noun();
-                self.problem(line, col, format!("{noun} `{name}` already exists"));
-                false
-            }
-            Some(_) => true,
-            None => {
-                match own {
-                    Some(key) => names.insert(key, name.to_owned()),
-                    None => {
-                        names.by_name.insert(folded, Key::Row(line));
-                    }
-                }
-                true
-            }
-        }
-    }
-
-    /// A role's name as the store spells it, remembered across rows.
-    fn role(
-        &mut self,
-        line: usize,
-        col: Col,
+    /// Role names as the store spells them (else as written, for the engine to
+    /// judge), without repeats, remembered across rows.
+    fn role_names(
         roles: &Names,
-        cache: &mut HashMap<String, Option<String>>,
-        name: &str,
-    ) -> Option<String> {
-        let found = match cache.get(name) {
-            Some(found) => found.clone(),
-            None => {
-                let found = roles
-                    .resolve(&Reference::parse(name))
-                    .map(|(_, canonical)| canonical.to_owned());
-                cache.insert(name.to_owned(), found.clone());
-                found
-            }
-        };
-        if found.is_none() {
-            self.problem(line, col, format!("unknown role `{name}`"));
-        }
-        found
-    }
-
-    /// Resolves references, one problem per unknown one. `None` if any is unknown.
-    fn resolve_all(
-        &mut self,
-        line: usize,
-        col: Col,
-        names: &Names,
-        noun: &str,
-        references: &[Reference],
-    ) -> Option<Vec<(Id, String)>> {
-        let mut resolved = Vec::with_capacity(references.len());
-        let mut ok = true;
-        for reference in references {
-            match names.resolve(reference) {
-                Some((id, name)) => {
-                    if resolved.iter().any(|(other, _)| *other == id) {
-                        self.problem(
-                            line,
-                            col,
-                            format!("`{}` is listed twice", reference.display()),
-                        );
-                        ok = false;
-                    } else {
-                        resolved.push((id, name.to_owned()));
-                    }
-                }
-                None => {
-                    self.problem(
-                        line,
-                        col,
-                        format!("unknown {noun} `{}`", reference.display()),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(resolved)
-    }
-
-    fn resolve_names(
-        &mut self,
-        line: usize,
-        col: Col,
-        names: &Names,
-        noun: &str,
-        references: &Option<Vec<Reference>>,
-    ) -> Option<Option<Vec<String>>> {
-        match references {
-            None => Some(None),
-            Some(references) => self
-                .resolve_all(line, col, names, noun, references)
-                .map(|list| Some(list.into_iter().map(|(_, name)| name).collect())),
-        }
-    }
-
-    /// Role names as the store spells them, without repeats.
-    fn roles(
-        &mut self,
-        line: usize,
-        col: Col,
-        roles: &Names,
-        cache: &mut HashMap<String, Option<String>>,
+        cache: &mut HashMap<String, String>,
         names: &[String],
-    ) -> Option<Vec<String>> {
+    ) -> Vec<String> {
         let mut list: Vec<String> = Vec::with_capacity(names.len());
-        let mut ok = true;
         for name in names {
-            match self.role(line, col, roles, cache, name) {
-                Some(canonical) => {
-                    if !list.contains(&canonical) {
-                        list.push(canonical);
-                    }
-                }
-                None => ok = false,
+            let canonical = cache
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    roles
+                        .resolve(&Reference::parse(name))
+                        .map_or_else(|| name.clone(), |(_, canonical)| canonical.to_owned())
+                })
+                .clone();
+            if !list.contains(&canonical) {
+                list.push(canonical);
             }
         }
-        ok.then_some(list)
+        list
+    }
+
+    /// References as the operation passes them (see [`Names::pass`]), with the ids of
+    /// those that resolve.
+    fn pass_all(
+        names: &Names,
+        references: &[Reference],
+        shown: &mut Vec<(String, String)>,
+    ) -> Vec<(Option<Id>, String)> {
+        references
+            .iter()
+            .map(|reference| names.pass(reference, shown))
+            .collect()
+    }
+
+    /// [`pass_all`](Planner::pass_all) for a column the file may not have, as plain
+    /// references.
+    fn pass_column(
+        names: &Names,
+        references: Option<Vec<Reference>>,
+        shown: &mut Vec<(String, String)>,
+    ) -> Option<Vec<Reference>> {
+        references.map(|references| {
+            Self::pass_all(names, &references, shown)
+                .into_iter()
+                .map(|(_, name)| Reference { name, id: None })
+                .collect()
+        })
     }
 
     /// A roles sheet. A built-in role (in every store, with its own id in each) may
-    /// appear on a row that changes nothing; a row that would change one is refused. A
-    /// role that users, groups or tokens hold cannot be renamed (they name it).
+    /// appear on a row that changes nothing, its name in any case.
     fn roles_sheet(
         &mut self,
         directory: &Directory,
@@ -833,8 +912,6 @@ impl Planner<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) {
         let total = records.len();
-        let mut rows = HashMap::new();
-        let mut names = directory.roles.clone();
         for (done, (line, record)) in records.into_iter().enumerate() {
             if done % 4096 == 0 {
                 progress(done, total);
@@ -842,47 +919,38 @@ impl Planner<'_> {
             let Record::Role(record) = record else {
                 continue;
             };
-            let Some(target) = self.target(directory, line, record.id, &record.name) else {
-                continue;
-            };
-            if !self.claim(&mut names, &mut rows, line, target, &record.name) {
+            let target = Self::target(&directory.roles, record.id, &record.name);
+            if !self.once(line, target, &record.name) {
                 continue;
             }
-            let old = match target {
-                Target::Existing(id) => match self.current(id) {
-                    Some(Spec::Role(old)) => Some((id, old)),
-                    _ => continue,
-                },
-                Target::New(_) => None,
-            };
-            let mut new = match &old {
-                Some((_, old)) => old.clone(),
-                None => RoleSpec {
-                    id: match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
-                    },
+            let Target::Existing(id) = target else {
+                let mut new = RoleSpec {
+                    id: target.requested(),
                     name: String::new(),
                     permissions: Vec::new(),
                     description: String::new(),
-                },
-            };
-            apply_role(&record, &mut new);
-            let builtin = old
-                .as_ref()
-                .is_some_and(|(id, _)| directory.builtin_roles.contains(id));
-            if let Some((_, old)) = old.as_ref().filter(|_| builtin) {
-                // A row names a built-in role in any case (as users' and groups' role
-                // cells do); it cannot rename it, not even to another case.
-                if fold(&old.name) == fold(&new.name) {
-                    new.name.clone_from(&old.name);
-                }
-            }
-            let name = new.name.clone();
-            let Some((id, old)) = old else {
-                self.settle_new(line, name, Spec::Role(new));
+                };
+                apply_role(&record, &mut new);
+                self.settle(
+                    line,
+                    new.name.clone(),
+                    Wanted::Create(Spec::Role(new)),
+                    Vec::new(),
+                    Vec::new(),
+                );
                 continue;
             };
+            let Some(Spec::Role(old)) = self.current(id) else {
+                continue;
+            };
+            let mut new = old.clone();
+            apply_role(&record, &mut new);
+            let builtin = directory.builtin_roles.contains(&id);
+            // A row names a built-in role in any case (as users' and groups' role
+            // cells do); that alone does not rename it.
+            if builtin && fold(&old.name) == fold(&new.name) {
+                new.name.clone_from(&old.name);
+            }
             let mut columns = Vec::new();
             let h = |col| header_of(Kind::Roles, col);
             differs(&mut columns, h(Col::Name), &old.name, &new.name);
@@ -898,44 +966,19 @@ impl Planner<'_> {
                 &old.description,
                 &new.description,
             );
-            if builtin && !columns.is_empty() {
-                self.problem(
-                    line,
-                    Col::Name,
-                    format!(
-                        "`{}` is a built-in role and cannot be changed ({})",
-                        old.name,
-                        columns.join(", ")
-                    ),
-                );
-                continue;
-            }
-            if fold(&old.name) != fold(&new.name) {
-                if let Some(holder) = directory.role_holders.get(&fold(&old.name)) {
-                    self.problem(
-                        line,
-                        Col::Name,
-                        format!(
-                            "role `{}` cannot be renamed while {holder} holds it",
-                            old.name
-                        ),
-                    );
-                    continue;
-                }
-            }
-            self.settle_existing(
+            let name = new.name.clone();
+            self.settle(
                 line,
                 name,
-                id,
-                &Spec::Role(old),
-                &Spec::Role(new),
-                columns,
-                move |spec| {
-                    if let Spec::Role(spec) = spec {
-                        apply_role(&record, spec);
-                    }
-                    Ok(())
+                Wanted::Update {
+                    id,
+                    old: Spec::Role(old),
+                    new: Spec::Role(new),
+                    edit: Edit::Role(Arc::new(record)),
+                    fixed: builtin,
                 },
+                columns,
+                Vec::new(),
             );
         }
         progress(total, total);
@@ -948,9 +991,6 @@ impl Planner<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) {
         let total = records.len();
-        let mut rows = HashMap::new();
-        let mut names = directory.users.clone();
-        let mut emails = directory.emails.clone();
         let mut role_cache = HashMap::new();
         for (done, (line, record)) in records.into_iter().enumerate() {
             if done % 4096 == 0 {
@@ -959,163 +999,98 @@ impl Planner<'_> {
             let Record::User(mut record) = record else {
                 continue;
             };
-            let Some(target) = self.target(directory, line, record.id, &record.username) else {
-                continue;
-            };
-            if !self.claim(&mut names, &mut rows, line, target, &record.username) {
+            let target = Self::target(&directory.users, record.id, &record.username);
+            if !self.once(line, target, &record.username) {
                 continue;
             }
             if let Some(roles) = &record.system_roles {
-                match self.roles(
+                record.system_roles =
+                    Some(Self::role_names(&directory.roles, &mut role_cache, roles));
+            }
+            let Target::Existing(id) = target else {
+                // A new user takes the row as it is.
+                let mut new = UserSpec::new(String::new());
+                new.source = Source::Import;
+                new.id = target.requested();
+                apply_user(record, &mut new);
+                self.settle(
                     line,
-                    Col::SystemRoles,
-                    &directory.roles,
-                    &mut role_cache,
-                    roles,
-                ) {
-                    Some(roles) => record.system_roles = Some(roles),
-                    None => continue,
-                }
-            }
-            let (own, old) = match target {
-                Target::Existing(id) => match self.current(id) {
-                    Some(Spec::User(old)) => (Some(id), Some(old)),
-                    _ => continue,
-                },
-                Target::New(_) => (None, None),
+                    new.username.clone(),
+                    Wanted::Create(Spec::User(new)),
+                    Vec::new(),
+                    Vec::new(),
+                );
+                continue;
             };
-            // A new user takes the row as it is; an existing one keeps the row for the
-            // writer to apply.
-            let (new, record) = match &old {
-                Some(old) => {
-                    let mut new = old.clone();
-                    apply_user(record.clone(), &mut new);
-                    (new, Some(record))
-                }
-                None => {
-                    let mut new = UserSpec::new(String::new());
-                    new.source = Source::Import;
-                    new.id = match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
-                    };
-                    apply_user(record, &mut new);
-                    (new, None)
-                }
+            let Some(Spec::User(old)) = self.current(id) else {
+                continue;
             };
-            // Emails are unique too, as the rows leave them.
-            let old_email = old.as_ref().and_then(|old| old.email.as_deref()).map(fold);
-            let new_email = new.email.as_deref().map(fold);
-            if old_email != new_email {
-                let holder = own.map_or(Key::Row(line), Key::Id);
-                if let Some(email) = &new_email {
-                    if emails.get(email).is_some_and(|taken| *taken != holder) {
-                        self.problem(
-                            line,
-                            Col::Email,
-                            format!(
-                                "email `{}` is already used by another user",
-                                new.email.as_deref().unwrap_or_default()
-                            ),
-                        );
-                        continue;
-                    }
-                }
-                if let Some(email) = old_email {
-                    emails.remove(&email);
-                }
-                if let Some(email) = new_email {
-                    emails.insert(email, holder);
-                }
-            }
+            // An existing one keeps the row for the writer to apply.
+            let mut new = old.clone();
+            apply_user(record.clone(), &mut new);
             let name = new.username.clone();
-            match (old, own, record) {
-                (Some(old), Some(id), Some(record)) => {
-                    let mut columns = Vec::new();
-                    let h = |col| header_of(Kind::Users, col);
-                    differs(&mut columns, h(Col::Username), &old.username, &new.username);
-                    differs(&mut columns, h(Col::FullName), &old.name, &new.name);
-                    differs(&mut columns, h(Col::Email), &old.email, &new.email);
-                    differs(&mut columns, h(Col::Phone), &old.phone, &new.phone);
-                    differs(&mut columns, h(Col::Active), &old.active, &new.active);
-                    differs(
-                        &mut columns,
-                        h(Col::ExpiresAt),
-                        &old.expires_at,
-                        &new.expires_at,
-                    );
-                    differs(&mut columns, h(Col::Source), &old.source, &new.source);
-                    differs(
-                        &mut columns,
-                        h(Col::ExternalId),
-                        &old.external_id,
-                        &new.external_id,
-                    );
-                    differs(
-                        &mut columns,
-                        h(Col::SystemRoles),
-                        &old.system_roles,
-                        &new.system_roles,
-                    );
-                    differs(&mut columns, h(Col::Mfa), &old.mfa, &new.mfa);
-                    differs(
-                        &mut columns,
-                        h(Col::MustChangePassword),
-                        &old.must_change_password,
-                        &new.must_change_password,
-                    );
-                    differs(
-                        &mut columns,
-                        h(Col::Description),
-                        &old.description,
-                        &new.description,
-                    );
-                    let allow_security_changes = self.allow_security_changes;
-                    let now = self.now;
-                    if self.update {
-                        for (col, _, change) in lowered_protection(&old, &new, self.now) {
-                            self.security_changes.push(SecurityChange {
-                                line,
-                                name: name.clone(),
-                                column: h(col),
-                                change,
-                            });
-                        }
-                    }
-                    self.settle_existing(
+            let mut columns = Vec::new();
+            let h = |col| header_of(Kind::Users, col);
+            differs(&mut columns, h(Col::Username), &old.username, &new.username);
+            differs(&mut columns, h(Col::FullName), &old.name, &new.name);
+            differs(&mut columns, h(Col::Email), &old.email, &new.email);
+            differs(&mut columns, h(Col::Phone), &old.phone, &new.phone);
+            differs(&mut columns, h(Col::Active), &old.active, &new.active);
+            differs(
+                &mut columns,
+                h(Col::ExpiresAt),
+                &old.expires_at,
+                &new.expires_at,
+            );
+            differs(&mut columns, h(Col::Source), &old.source, &new.source);
+            differs(
+                &mut columns,
+                h(Col::ExternalId),
+                &old.external_id,
+                &new.external_id,
+            );
+            differs(
+                &mut columns,
+                h(Col::SystemRoles),
+                &old.system_roles,
+                &new.system_roles,
+            );
+            differs(&mut columns, h(Col::Mfa), &old.mfa, &new.mfa);
+            differs(
+                &mut columns,
+                h(Col::MustChangePassword),
+                &old.must_change_password,
+                &new.must_change_password,
+            );
+            differs(
+                &mut columns,
+                h(Col::Description),
+                &old.description,
+                &new.description,
+            );
+            if self.update {
+                for (col, _, change) in lowered_protection(&old, &new, self.now) {
+                    self.security_changes.push(SecurityChange {
                         line,
-                        name,
-                        id,
-                        &Spec::User(old),
-                        &Spec::User(new),
-                        columns,
-                        // Judged again on the user as the write finds them: a change
-                        // made since the plan (MFA enrolled, say) is not lowered
-                        // without leave either.
-                        move |spec| {
-                            if let Spec::User(spec) = spec {
-                                let before = spec.clone();
-                                apply_user(record, spec);
-                                if !allow_security_changes {
-                                    if let Some((_, field, change)) =
-                                        lowered_protection(&before, spec, now).into_iter().next()
-                                    {
-                                        return Err(ValidationError::Invalid {
-                                            field,
-                                            message: format!(
-                                                "the import would lower the protection of user `{}` ({change}), which changed since the file was checked; import again",
-                                                spec.username
-                                            ),
-                                        });
-                                    }
-                                }
-                            }
-                            Ok(())
-                        },
-                    );
+                        name: name.clone(),
+                        column: h(col),
+                        change,
+                    });
                 }
-                _ => self.settle_new(line, name, Spec::User(new)),
             }
+            self.settle(
+                line,
+                name,
+                Wanted::Update {
+                    id,
+                    old: Spec::User(old),
+                    new: Spec::User(new),
+                    edit: Edit::User(Arc::new(record)),
+                    fixed: false,
+                },
+                columns,
+                Vec::new(),
+            );
         }
         progress(total, total);
     }
@@ -1128,197 +1103,175 @@ impl Planner<'_> {
     ) {
         let total = records.len();
         // 1. Which group each row is, and the names after the import.
-        let mut seen = HashMap::new();
         let mut rows: Vec<(usize, GroupRecord, Target, Id)> = Vec::with_capacity(records.len());
         for (line, record) in records {
             let Record::Group(record) = record else {
                 continue;
             };
-            let Some(target) = self.target(directory, line, record.id, &record.name) else {
+            let target = Self::target(&directory.groups, record.id, &record.name);
+            if !self.once(line, target, &record.name) {
                 continue;
-            };
-            let (key, id) = match target {
-                Target::Existing(id) => (id.to_string(), id),
-                Target::New(id) => (fold(&record.name), id.unwrap_or_else(Id::random)),
-            };
-            if self.once(&mut seen, line, key, &record.name) {
-                rows.push((line, record, target, id));
             }
+            let id = match target {
+                Target::Existing(id) => id,
+                Target::New(requested) => requested.unwrap_or_else(Id::random),
+            };
+            rows.push((line, record, target, id));
         }
-        let in_rows: HashSet<Id> = rows.iter().map(|(_, _, _, id)| *id).collect();
         let mut names = directory.groups.clone();
         for (_, record, _, id) in &rows {
-            names.insert(Key::Id(*id), record.name.clone());
+            names.insert(*id, record.name.clone());
         }
-        for (line, record, _, id) in &rows {
-            let held_elsewhere = directory
-                .groups
-                .id_of(&record.name)
-                .is_some_and(|holder| holder != *id && !in_rows.contains(&holder));
-            if held_elsewhere || names.id_of(&record.name) != Some(*id) {
-                self.problem(
-                    *line,
-                    Col::Name,
-                    format!("group `{}` already exists", record.name),
-                );
-            }
-        }
-        // 2. References, resolved to the names the store will hold.
+        let new_in_file: HashSet<Id> = rows
+            .iter()
+            .filter(|(_, _, target, _)| matches!(target, Target::New(_)))
+            .map(|(_, _, _, id)| *id)
+            .collect();
+        // 2. References, as the store (or a row) names them.
         let mut role_cache = HashMap::new();
         let mut edges: HashMap<Id, Vec<Id>> = directory.subgroups.clone();
-        let mut resolved_rows = Vec::with_capacity(rows.len());
+        let mut resolved = Vec::with_capacity(rows.len());
         for (line, mut record, target, id) in rows {
-            let mut ok = true;
+            let mut shown = Vec::new();
             if let Some(members) = &record.members {
                 let references: Vec<Reference> =
                     members.iter().map(|m| m.reference.clone()).collect();
-                match self.resolve_all(line, Col::Members, &directory.users, "user", &references) {
-                    Some(resolved) => {
-                        record.members = Some(canonical_memberships(members, resolved));
-                    }
-                    None => ok = false,
-                }
+                let passed = Self::pass_all(&directory.users, &references, &mut shown);
+                record.members = Some(canonical_memberships(members, passed));
             }
             if let Some(subgroups) = &record.subgroups {
                 let references: Vec<Reference> =
                     subgroups.iter().map(|m| m.reference.clone()).collect();
-                match self.resolve_all(line, Col::Subgroups, &names, "group", &references) {
-                    Some(resolved) => {
-                        if resolved.iter().any(|(child, _)| *child == id) {
-                            self.problem(line, Col::Subgroups, "a group cannot contain itself");
-                            ok = false;
-                        }
-                        edges.insert(id, resolved.iter().map(|(child, _)| *child).collect());
-                        record.subgroups = Some(canonical_memberships(subgroups, resolved));
-                    }
-                    None => ok = false,
-                }
+                let passed = Self::pass_all(&names, &references, &mut shown);
+                edges.insert(id, passed.iter().filter_map(|(child, _)| *child).collect());
+                record.subgroups = Some(canonical_memberships(subgroups, passed));
             } else if let Target::New(_) = target {
                 edges.insert(id, Vec::new());
             }
             if let Some(pairs) = &record.roles {
-                let mut ok_roles = true;
-                let mut canonical = Vec::with_capacity(pairs.len());
-                for (scope, role) in pairs {
-                    if scope.is_empty() || scope.chars().any(char::is_control) {
-                        self.problem(line, Col::Roles, format!("`{scope}` is not a scope"));
-                        ok_roles = false;
-                        continue;
-                    }
-                    match self.roles(
-                        line,
-                        Col::Roles,
-                        &directory.roles,
-                        &mut role_cache,
-                        std::slice::from_ref(role),
-                    ) {
-                        Some(mut found) => canonical.push((scope.clone(), found.remove(0))),
-                        None => ok_roles = false,
-                    }
-                }
-                ok &= ok_roles;
+                let canonical = pairs
+                    .iter()
+                    .map(|(scope, role)| {
+                        let mut found = Self::role_names(
+                            &directory.roles,
+                            &mut role_cache,
+                            std::slice::from_ref(role),
+                        );
+                        (scope.clone(), found.remove(0))
+                    })
+                    .collect();
                 record.roles = Some(canonical);
             }
-            if ok {
-                resolved_rows.push((line, record, target, id));
-            }
+            resolved.push((line, record, target, id, shown));
         }
-        // 3. No cycle in the nesting the import leaves.
-        let in_file: HashMap<Id, usize> = resolved_rows
+        // 3. Subgroups first.
+        let in_file: HashMap<Id, usize> = resolved
             .iter()
             .enumerate()
-            .map(|(i, (_, _, _, id))| (*id, i))
+            .map(|(i, (_, _, _, id, _))| (*id, i))
             .collect();
-        for (line, record, _, id) in &resolved_rows {
-            if record.subgroups.is_some() {
-                if let Some(cycle) = find_cycle(&edges, *id) {
-                    let path: Vec<String> = cycle
-                        .iter()
-                        .map(|g| names.name_of(*g).unwrap_or("?").to_owned())
-                        .collect();
-                    self.problem(
-                        *line,
-                        Col::Subgroups,
-                        format!("the groups would nest in a cycle: {}", path.join(" → ")),
-                    );
-                }
-            }
-        }
-        // 4. Subgroups first. (With a cycle the order is merely some order: the plan
-        // is refused anyway, but its other rows still get checked.)
-        let mut order = Vec::with_capacity(resolved_rows.len());
+        let mut order = Vec::with_capacity(resolved.len());
         let mut visited = HashSet::new();
-        for (_, _, _, id) in &resolved_rows {
+        for (_, _, _, id, _) in &resolved {
             post_order(&edges, *id, &in_file, &mut visited, &mut order);
         }
-        let mut slots: Vec<Option<(usize, GroupRecord, Target, Id)>> =
-            resolved_rows.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<_>> = resolved.into_iter().map(Some).collect();
+        let mut created = HashSet::new();
+        // The subgroups that wait for the groups of the file to exist.
+        let mut later = Vec::new();
         for (done, index) in order.into_iter().enumerate() {
             if done % 4096 == 0 {
                 progress(done, total);
             }
-            let Some((line, record, target, _)) = slots[index].take() else {
+            let Some((line, record, target, id, shown)) = slots[index].take() else {
                 continue;
             };
+            // A subgroup the file creates later (the file nests new groups in a
+            // cycle): the subgroups are set by an operation of their own, after it.
+            let deferred = edges.get(&id).is_some_and(|children| {
+                record.subgroups.is_some()
+                    && children
+                        .iter()
+                        .any(|child| new_in_file.contains(child) && !created.contains(child))
+            });
+            let record = Arc::new(record);
             let old = match target {
-                Target::Existing(id) => self.current(id),
+                Target::Existing(id) => match self.current(id) {
+                    Some(Spec::Group(old)) => Some(old),
+                    _ => continue,
+                },
                 Target::New(_) => None,
             };
-            let mut new = match &old {
-                Some(Spec::Group(spec)) => spec.clone(),
-                _ => {
-                    let mut spec = GroupSpec::new(record.name.clone());
-                    spec.source = Source::Import;
-                    spec.id = match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
+            let mut new = old.clone().unwrap_or_else(|| {
+                let mut spec = GroupSpec::new(record.name.clone());
+                spec.source = Source::Import;
+                spec.id = target.requested();
+                spec
+            });
+            apply_group(&record, Part::All, &mut new);
+            let name = new.name.clone();
+            let first = if deferred {
+                Part::AllButSubgroups
+            } else {
+                Part::All
+            };
+            let (wanted, columns) = match old {
+                None => {
+                    created.insert(id);
+                    if deferred {
+                        new.subgroups.clear();
+                        new.id = Some(id);
+                    }
+                    (Wanted::Create(Spec::Group(new)), Vec::new())
+                }
+                Some(old) => {
+                    let mut columns = Vec::new();
+                    let h = |col| header_of(Kind::Groups, col);
+                    differs(&mut columns, h(Col::Name), &old.name, &new.name);
+                    differs(&mut columns, h(Col::Members), &old.members, &new.members);
+                    differs(
+                        &mut columns,
+                        h(Col::Subgroups),
+                        &old.subgroups,
+                        &new.subgroups,
+                    );
+                    differs(&mut columns, h(Col::Roles), &old.roles, &new.roles);
+                    differs(&mut columns, h(Col::Source), &old.source, &new.source);
+                    differs(
+                        &mut columns,
+                        h(Col::ExternalId),
+                        &old.external_id,
+                        &new.external_id,
+                    );
+                    differs(
+                        &mut columns,
+                        h(Col::Description),
+                        &old.description,
+                        &new.description,
+                    );
+                    let wanted = Wanted::Update {
+                        id,
+                        old: Spec::Group(old),
+                        new: Spec::Group(new),
+                        edit: Edit::Group(Arc::clone(&record), first),
+                        fixed: false,
                     };
-                    spec
+                    (wanted, columns)
                 }
             };
-            apply_group(&record, &mut new);
-            let mut columns = Vec::new();
-            if let Some(Spec::Group(old)) = &old {
-                let h = |col| header_of(Kind::Groups, col);
-                differs(&mut columns, h(Col::Name), &old.name, &new.name);
-                differs(&mut columns, h(Col::Members), &old.members, &new.members);
-                differs(
-                    &mut columns,
-                    h(Col::Subgroups),
-                    &old.subgroups,
-                    &new.subgroups,
-                );
-                differs(&mut columns, h(Col::Roles), &old.roles, &new.roles);
-                differs(&mut columns, h(Col::Source), &old.source, &new.source);
-                differs(
-                    &mut columns,
-                    h(Col::ExternalId),
-                    &old.external_id,
-                    &new.external_id,
-                );
-                differs(
-                    &mut columns,
-                    h(Col::Description),
-                    &old.description,
-                    &new.description,
-                );
+            let planned = self.settle(line, name, wanted, columns, shown.clone());
+            if planned && deferred {
+                later.push(Step {
+                    line,
+                    action: Action::Update {
+                        id,
+                        edit: Edit::Group(record, Part::Subgroups),
+                    },
+                    shown,
+                });
             }
-            let name = new.name.clone();
-            self.settle(
-                line,
-                name,
-                target,
-                old,
-                Spec::Group(new),
-                columns,
-                move |spec| {
-                    if let Spec::Group(spec) = spec {
-                        apply_group(&record, spec);
-                    }
-                    Ok(())
-                },
-            );
         }
+        self.steps.append(&mut later);
         progress(total, total);
     }
 
@@ -1329,7 +1282,6 @@ impl Planner<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) {
         let total = records.len();
-        let mut tree = Tree::new(&directory.tree);
         let mut records: Vec<(usize, NodeRecord)> = records
             .into_iter()
             .filter_map(|(line, record)| match record {
@@ -1339,172 +1291,103 @@ impl Planner<'_> {
             .collect();
         // Parents first: the engine applies the operations in this order.
         records.sort_by_key(|(line, record)| (record.segments().count(), *line));
-        let mut seen = HashMap::new();
         for (done, (line, record)) in records.into_iter().enumerate() {
             if done % 4096 == 0 {
                 progress(done, total);
             }
             let segments: Vec<&str> = record.segments().collect();
-            let root_name = tree.name(ROOT_NODE_ID).unwrap_or("Default").to_owned();
-            if fold(segments[0]) != fold(&root_name) {
-                self.problem(
-                    line,
-                    Col::Path,
-                    format!(
-                        "`{}` does not start at the root `/{root_name}`",
-                        record.path
-                    ),
-                );
-                continue;
-            }
-            if segments.len() == 1 {
-                // The root itself: it exists in every store and cannot change.
-                let old = self.current(ROOT_NODE_ID);
-                let changed = match (&old, &record.description) {
-                    (Some(Spec::Node(old)), Some(description)) => {
-                        old.description != *description || old.name != segments[0]
-                    }
-                    (Some(Spec::Node(old)), None) => old.name != segments[0],
-                    _ => false,
-                };
-                if changed {
-                    self.problem(
-                        line,
-                        Col::Path,
-                        format!("the root node `/{root_name}` cannot be changed"),
-                    );
-                } else if self.once(&mut seen, line, ROOT_NODE_ID.to_string(), &record.path) {
-                    self.changes.push(Change {
-                        line,
-                        name: record.path.clone(),
-                        kind: ChangeKind::Unchanged,
-                        columns: Vec::new(),
-                    });
-                }
-                continue;
-            }
-            let parent_path =
-                &record.path[..record.path.len() - segments[segments.len() - 1].len() - 1];
-            let Some(parent) = tree.find(&segments[..segments.len() - 1]) else {
-                if self.broken.contains(&fold(parent_path)) {
-                    continue;
-                }
-                self.problem(
-                    line,
-                    Col::Path,
-                    format!("the parent node `{parent_path}` does not exist; add a row for it"),
-                );
-                continue;
-            };
             let name = segments[segments.len() - 1].to_owned();
-            let target = match record.id {
-                Some(id) if directory.nodes.name_of(id).is_some() => Target::Existing(id),
-                Some(id) if directory.ids.contains_key(&id) => {
-                    let other = directory.ids[&id];
-                    self.problem(line, Col::Id, format!("id `{id}` belongs to a {other}"));
-                    continue;
-                }
-                requested => match tree.child(parent, &name) {
-                    Some(found) if directory.nodes.name_of(found).is_some() => {
-                        Target::Existing(found)
-                    }
-                    Some(_) => {
-                        self.problem(
-                            line,
-                            Col::Path,
-                            format!("`{}` is already on another row", record.path),
-                        );
-                        continue;
-                    }
-                    None => Target::New(requested),
-                },
-            };
-            let own = match target {
-                Target::Existing(id) => id,
-                Target::New(requested) => requested.unwrap_or_else(Id::random),
-            };
-            if !self.once(&mut seen, line, own.to_string(), &record.path) {
-                continue;
-            }
-            if own == ROOT_NODE_ID {
-                self.problem(
-                    line,
-                    Col::Path,
-                    format!("the root node `/{root_name}` cannot be moved"),
-                );
-                continue;
-            }
-            if tree.is_within(parent, own) {
-                self.problem(
-                    line,
-                    Col::Path,
-                    format!("`{}` would put the node inside itself", record.path),
-                );
-                continue;
-            }
-            if let Some(sibling) = tree.child(parent, &name) {
-                if sibling != own {
+            let parent_path = &record.path[..record.path.len() - name.len() - 1];
+            let (target, parent) = if segments.len() == 1 {
+                // A path of one name is the root's: it has no parent to be under.
+                if fold(&name) != fold(ROOT_NODE_NAME) {
                     self.problem(
                         line,
                         Col::Path,
-                        format!("node `{}` already exists", record.path),
+                        format!(
+                            "`{}` does not start at the root `/{ROOT_NODE_NAME}`",
+                            record.path
+                        ),
                     );
                     continue;
                 }
-            }
-            let parent_canonical = tree.path(parent);
-            let old = match target {
-                Target::Existing(id) => self.current(id),
-                Target::New(_) => None,
+                (Target::Existing(ROOT_NODE_ID), String::new())
+            } else {
+                let target = match record.id {
+                    Some(id) if directory.nodes.name_of(id).is_some() => Target::Existing(id),
+                    requested => match directory.nodes.id_of(&record.path) {
+                        Some(found) => Target::Existing(found),
+                        None => Target::New(requested),
+                    },
+                };
+                // The parent as the store spells its path, or as written (a row may
+                // create it).
+                let parent = directory
+                    .nodes
+                    .id_of(parent_path)
+                    .and_then(|id| directory.nodes.name_of(id))
+                    .unwrap_or(parent_path)
+                    .to_owned();
+                (target, parent)
             };
-            let mut new = match &old {
-                Some(Spec::Node(spec)) => spec.clone(),
-                _ => {
-                    let mut spec = NodeSpec::new(name.clone(), parent_canonical.clone());
-                    spec.id = match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
-                    };
-                    spec
-                }
+            if !self.once(line, target, &record.path) {
+                continue;
+            }
+            // The node's path after the import, for the report.
+            let shown = if parent.is_empty() {
+                record.path.clone()
+            } else {
+                path(&parent, &name)
             };
             let patch = NodePatch {
-                name: name.clone(),
-                parent: parent_canonical.clone(),
-                description: record.description.clone(),
+                name,
+                parent,
+                description: record.description,
             };
+            let Target::Existing(id) = target else {
+                let mut new = NodeSpec::new(patch.name.clone(), patch.parent.clone());
+                new.id = target.requested();
+                patch.apply(&mut new);
+                self.settle(
+                    line,
+                    shown,
+                    Wanted::Create(Spec::Node(new)),
+                    Vec::new(),
+                    Vec::new(),
+                );
+                continue;
+            };
+            let Some(Spec::Node(old)) = self.current(id) else {
+                continue;
+            };
+            let mut new = old.clone();
             patch.apply(&mut new);
             let mut columns = Vec::new();
-            if let Some(Spec::Node(old)) = &old {
-                let h = |col| header_of(Kind::Nodes, col);
-                differs(
-                    &mut columns,
-                    h(Col::Path),
-                    &(&old.parent, &old.name),
-                    &(&new.parent, &new.name),
-                );
-                differs(
-                    &mut columns,
-                    h(Col::Description),
-                    &old.description,
-                    &new.description,
-                );
-            }
-            tree.set(own, name, parent);
-            let shown = format!("{parent_canonical}/{}", new.name);
+            let h = |col| header_of(Kind::Nodes, col);
+            differs(
+                &mut columns,
+                h(Col::Path),
+                &(&old.parent, &old.name),
+                &(&new.parent, &new.name),
+            );
+            differs(
+                &mut columns,
+                h(Col::Description),
+                &old.description,
+                &new.description,
+            );
             self.settle(
                 line,
                 shown,
-                target,
-                old,
-                Spec::Node(new),
-                columns,
-                move |spec| {
-                    if let Spec::Node(spec) = spec {
-                        patch.apply(spec);
-                    }
-                    Ok(())
+                Wanted::Update {
+                    id,
+                    old: Spec::Node(old),
+                    new: Spec::Node(new),
+                    edit: Edit::Node(Arc::new(patch)),
+                    fixed: id == ROOT_NODE_ID,
                 },
+                columns,
+                Vec::new(),
             );
         }
         progress(total, total);
@@ -1517,8 +1400,6 @@ impl Planner<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) {
         let total = records.len();
-        let mut rows = HashMap::new();
-        let mut names = directory.assets.clone();
         for (done, (line, record)) in records.into_iter().enumerate() {
             if done % 4096 == 0 {
                 progress(done, total);
@@ -1526,111 +1407,63 @@ impl Planner<'_> {
             let Record::Asset(mut record) = record else {
                 continue;
             };
-            let Some(target) = self.target(directory, line, record.id, &record.name) else {
-                continue;
-            };
-            let own = match target {
-                Target::Existing(id) => Some(id),
-                Target::New(_) => None,
-            };
-            if !self.claim(&mut names, &mut rows, line, target, &record.name) {
+            let target = Self::target(&directory.assets, record.id, &record.name);
+            if !self.once(line, target, &record.name) {
                 continue;
             }
-            let mut ok = true;
-            if let Some(protocols) = &record.protocols {
-                for (i, protocol) in protocols.iter().enumerate() {
-                    if protocols[..i].iter().any(|p| p.name() == protocol.name()) {
-                        self.problem(
-                            line,
-                            Col::Protocols,
-                            format!("`{}` is listed twice", protocol.name()),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            if let Some(accounts) = &record.accounts {
-                for (i, account) in accounts.iter().enumerate() {
-                    if account_username(&account.username).is_none() {
-                        self.problem(
-                            line,
-                            Col::Accounts,
-                            format!("`{}` is not a valid account username", account.username),
-                        );
-                        ok = false;
-                    } else if accounts[..i].iter().any(|a| a.username == account.username) {
-                        self.problem(
-                            line,
-                            Col::Accounts,
-                            format!("`{}` is listed twice", account.username),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            let nodes =
-                match self.resolve_names(line, Col::Nodes, &directory.nodes, "node", &record.nodes)
-                {
-                    Some(nodes) => nodes,
-                    None => continue,
-                };
-            if !ok {
+            let mut shown = Vec::new();
+            record.nodes = Self::pass_column(&directory.nodes, record.nodes, &mut shown);
+            let Target::Existing(id) = target else {
+                let mut new = portcullis_engine::AssetSpec::new(record.name.clone());
+                new.id = target.requested();
+                apply_asset(&record, &mut new);
+                self.settle(
+                    line,
+                    new.name.clone(),
+                    Wanted::Create(Spec::Asset(new)),
+                    Vec::new(),
+                    shown,
+                );
                 continue;
-            }
-            record.nodes = nodes.map(|list| {
-                list.into_iter()
-                    .map(|name| Reference { name, id: None })
-                    .collect()
-            });
-            let old = own.and_then(|id| self.current(id));
-            let mut new = match &old {
-                Some(Spec::Asset(spec)) => spec.clone(),
-                _ => {
-                    let mut spec = portcullis_engine::AssetSpec::new(record.name.clone());
-                    spec.id = match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
-                    };
-                    spec
-                }
             };
+            let Some(Spec::Asset(old)) = self.current(id) else {
+                continue;
+            };
+            let mut new = old.clone();
             apply_asset(&record, &mut new);
             let mut columns = Vec::new();
-            if let Some(Spec::Asset(old)) = &old {
-                let h = |col| header_of(Kind::Assets, col);
-                differs(&mut columns, h(Col::Name), &old.name, &new.name);
-                differs(&mut columns, h(Col::Address), &old.address, &new.address);
-                differs(&mut columns, h(Col::Platform), &old.platform, &new.platform);
-                differs(
-                    &mut columns,
-                    h(Col::Protocols),
-                    &old.protocols,
-                    &new.protocols,
-                );
-                differs(&mut columns, h(Col::Nodes), &old.nodes, &new.nodes);
-                differs(&mut columns, h(Col::Accounts), &old.accounts, &new.accounts);
-                differs(&mut columns, h(Col::Active), &old.active, &new.active);
-                differs(
-                    &mut columns,
-                    h(Col::Description),
-                    &old.description,
-                    &new.description,
-                );
-            }
+            let h = |col| header_of(Kind::Assets, col);
+            differs(&mut columns, h(Col::Name), &old.name, &new.name);
+            differs(&mut columns, h(Col::Address), &old.address, &new.address);
+            differs(&mut columns, h(Col::Platform), &old.platform, &new.platform);
+            differs(
+                &mut columns,
+                h(Col::Protocols),
+                &old.protocols,
+                &new.protocols,
+            );
+            differs(&mut columns, h(Col::Nodes), &old.nodes, &new.nodes);
+            differs(&mut columns, h(Col::Accounts), &old.accounts, &new.accounts);
+            differs(&mut columns, h(Col::Active), &old.active, &new.active);
+            differs(
+                &mut columns,
+                h(Col::Description),
+                &old.description,
+                &new.description,
+            );
             let name = new.name.clone();
             self.settle(
                 line,
                 name,
-                target,
-                old,
-                Spec::Asset(new),
-                columns,
-                move |spec| {
-                    if let Spec::Asset(spec) = spec {
-                        apply_asset(&record, spec);
-                    }
-                    Ok(())
+                Wanted::Update {
+                    id,
+                    old: Spec::Asset(old),
+                    new: Spec::Asset(new),
+                    edit: Edit::Asset(Arc::new(record)),
+                    fixed: false,
                 },
+                columns,
+                shown,
             );
         }
         progress(total, total);
@@ -1643,8 +1476,6 @@ impl Planner<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) {
         let total = records.len();
-        let mut rows = HashMap::new();
-        let mut names = directory.rules.clone();
         for (done, (line, record)) in records.into_iter().enumerate() {
             if done % 4096 == 0 {
                 progress(done, total);
@@ -1652,178 +1483,104 @@ impl Planner<'_> {
             let Record::Rule(mut record) = record else {
                 continue;
             };
-            let Some(target) = self.target(directory, line, record.id, &record.name) else {
-                continue;
-            };
-            let own = match target {
-                Target::Existing(id) => Some(id),
-                Target::New(_) => None,
-            };
-            if !self.claim(&mut names, &mut rows, line, target, &record.name) {
+            let target = Self::target(&directory.rules, record.id, &record.name);
+            if !self.once(line, target, &record.name) {
                 continue;
             }
-            let users =
-                self.resolve_names(line, Col::Users, &directory.users, "user", &record.users);
-            let groups = self.resolve_names(
-                line,
-                Col::Groups,
-                &directory.groups,
-                "group",
-                &record.groups,
-            );
-            let assets = self.resolve_names(
-                line,
-                Col::Assets,
-                &directory.assets,
-                "asset",
-                &record.assets,
-            );
-            let nodes =
-                self.resolve_names(line, Col::Nodes, &directory.nodes, "node", &record.nodes);
-            let (Some(users), Some(groups), Some(assets), Some(nodes)) =
-                (users, groups, assets, nodes)
-            else {
-                continue;
-            };
-            let plain = |list: Option<Vec<String>>| {
-                list.map(|list| {
-                    list.into_iter()
-                        .map(|name| Reference { name, id: None })
-                        .collect()
-                })
-            };
-            record.users = plain(users);
-            record.groups = plain(groups);
-            record.assets = plain(assets);
-            record.nodes = plain(nodes);
-            let old = own.and_then(|id| self.current(id));
-            let mut new = match &old {
-                Some(Spec::Rule(spec)) => spec.clone(),
-                _ => {
-                    let mut spec = RuleSpec::new(record.name.clone());
-                    spec.id = match target {
-                        Target::New(requested) => requested,
-                        Target::Existing(_) => None,
-                    };
-                    spec
-                }
-            };
-            apply_rule(&record, &mut new);
-            // The engine's own check; a new rule without a start starts now.
-            let starts_at = new.starts_at.unwrap_or_else(Time::now);
-            if new.expires_at.is_some_and(|expires| expires <= starts_at) {
-                let col = if record.expires_at.is_some() {
-                    Col::ExpiresAt
-                } else {
-                    Col::StartsAt
-                };
-                self.problem(
+            let mut shown = Vec::new();
+            record.users = Self::pass_column(&directory.users, record.users, &mut shown);
+            record.groups = Self::pass_column(&directory.groups, record.groups, &mut shown);
+            record.assets = Self::pass_column(&directory.assets, record.assets, &mut shown);
+            record.nodes = Self::pass_column(&directory.nodes, record.nodes, &mut shown);
+            let Target::Existing(id) = target else {
+                let mut new = RuleSpec::new(record.name.clone());
+                new.id = target.requested();
+                apply_rule(&record, &mut new);
+                self.settle(
                     line,
-                    col,
-                    format!(
-                        "the rule would expire ({}) before it starts ({starts_at})",
-                        new.expires_at.unwrap_or(Time::MAX)
-                    ),
+                    new.name.clone(),
+                    Wanted::Create(Spec::Rule(new)),
+                    Vec::new(),
+                    shown,
                 );
                 continue;
-            }
+            };
+            let Some(Spec::Rule(old)) = self.current(id) else {
+                continue;
+            };
+            let mut new = old.clone();
+            apply_rule(&record, &mut new);
             let mut columns = Vec::new();
-            if let Some(Spec::Rule(old)) = &old {
-                let h = |col| header_of(Kind::Rules, col);
-                differs(&mut columns, h(Col::Name), &old.name, &new.name);
-                differs(&mut columns, h(Col::Effect), &old.effect, &new.effect);
-                differs(&mut columns, h(Col::Users), &old.users, &new.users);
-                differs(&mut columns, h(Col::Groups), &old.groups, &new.groups);
-                differs(&mut columns, h(Col::Assets), &old.assets, &new.assets);
-                differs(&mut columns, h(Col::Nodes), &old.nodes, &new.nodes);
-                differs(
-                    &mut columns,
-                    h(Col::AccountSelectors),
-                    &old.accounts,
-                    &new.accounts,
-                );
-                differs(
-                    &mut columns,
-                    h(Col::ProtocolNames),
-                    &old.protocols,
-                    &new.protocols,
-                );
-                differs(&mut columns, h(Col::Actions), &old.actions, &new.actions);
-                differs(
-                    &mut columns,
-                    h(Col::StartsAt),
-                    &old.starts_at,
-                    &new.starts_at,
-                );
-                differs(
-                    &mut columns,
-                    h(Col::ExpiresAt),
-                    &old.expires_at,
-                    &new.expires_at,
-                );
-                differs(&mut columns, h(Col::Active), &old.active, &new.active);
-                differs(
-                    &mut columns,
-                    h(Col::Description),
-                    &old.description,
-                    &new.description,
-                );
-            }
+            let h = |col| header_of(Kind::Rules, col);
+            differs(&mut columns, h(Col::Name), &old.name, &new.name);
+            differs(&mut columns, h(Col::Effect), &old.effect, &new.effect);
+            differs(&mut columns, h(Col::Users), &old.users, &new.users);
+            differs(&mut columns, h(Col::Groups), &old.groups, &new.groups);
+            differs(&mut columns, h(Col::Assets), &old.assets, &new.assets);
+            differs(&mut columns, h(Col::Nodes), &old.nodes, &new.nodes);
+            differs(
+                &mut columns,
+                h(Col::AccountSelectors),
+                &old.accounts,
+                &new.accounts,
+            );
+            differs(
+                &mut columns,
+                h(Col::ProtocolNames),
+                &old.protocols,
+                &new.protocols,
+            );
+            differs(&mut columns, h(Col::Actions), &old.actions, &new.actions);
+            differs(
+                &mut columns,
+                h(Col::StartsAt),
+                &old.starts_at,
+                &new.starts_at,
+            );
+            differs(
+                &mut columns,
+                h(Col::ExpiresAt),
+                &old.expires_at,
+                &new.expires_at,
+            );
+            differs(&mut columns, h(Col::Active), &old.active, &new.active);
+            differs(
+                &mut columns,
+                h(Col::Description),
+                &old.description,
+                &new.description,
+            );
             let name = new.name.clone();
             self.settle(
                 line,
                 name,
-                target,
-                old,
-                Spec::Rule(new),
-                columns,
-                move |spec| {
-                    if let Spec::Rule(spec) = spec {
-                        apply_rule(&record, spec);
-                    }
-                    Ok(())
+                Wanted::Update {
+                    id,
+                    old: Spec::Rule(old),
+                    new: Spec::Rule(new),
+                    edit: Edit::Rule(Arc::new(record)),
+                    fixed: false,
                 },
+                columns,
+                shown,
             );
         }
         progress(total, total);
     }
 }
 
-/// Memberships with their references replaced by the names the store holds.
-fn canonical_memberships(list: &[Membership], resolved: Vec<(Id, String)>) -> Vec<Membership> {
+/// Memberships with their references replaced by the names the operation passes.
+fn canonical_memberships(
+    list: &[Membership],
+    passed: Vec<(Option<Id>, String)>,
+) -> Vec<Membership> {
     list.iter()
-        .zip(resolved)
+        .zip(passed)
         .map(|(membership, (_, name))| Membership {
             reference: Reference { name, id: None },
             expires_at: membership.expires_at,
         })
         .collect()
-}
-
-/// The cycle through `start` in `edges`, if there is one: `[start, …, start]`.
-fn find_cycle(edges: &HashMap<Id, Vec<Id>>, start: Id) -> Option<Vec<Id>> {
-    // Depth-first, keeping the path; each group is expanded once.
-    let mut path = vec![start];
-    let mut stack: Vec<(Id, usize)> = vec![(start, 0)];
-    let mut done = HashSet::new();
-    while let Some((group, next)) = stack.last_mut() {
-        let children = edges.get(group).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(&child) = children.get(*next) {
-            *next += 1;
-            if child == start {
-                path.push(start);
-                return Some(path);
-            }
-            if done.insert(child) {
-                stack.push((child, 0));
-                path.push(child);
-            }
-        } else {
-            stack.pop();
-            path.pop();
-        }
-    }
-    None
 }
 
 /// Appends, children first, the file rows (`in_file`: group id → row index) reachable
@@ -1856,76 +1613,8 @@ fn post_order(
     }
 }
 
-/// The node tree as the import changes it, row by row.
-struct Tree {
-    nodes: HashMap<Id, (String, Option<Id>)>,
-    children: HashMap<(Id, String), Id>,
-}
-
-impl Tree {
-    fn new(nodes: &HashMap<Id, (String, Option<Id>)>) -> Tree {
-        let children = nodes
-            .iter()
-            .filter_map(|(id, (name, parent))| Some((((*parent)?, fold(name)), *id)))
-            .collect();
-        Tree {
-            nodes: nodes.clone(),
-            children,
-        }
-    }
-
-    fn name(&self, id: Id) -> Option<&str> {
-        self.nodes.get(&id).map(|(name, _)| name.as_str())
-    }
-
-    fn child(&self, parent: Id, name: &str) -> Option<Id> {
-        self.children.get(&(parent, fold(name))).copied()
-    }
-
-    /// The node at `segments` (the root's name first).
-    fn find(&self, segments: &[&str]) -> Option<Id> {
-        let (first, rest) = segments.split_first()?;
-        if fold(first) != fold(self.name(ROOT_NODE_ID)?) {
-            return None;
-        }
-        rest.iter()
-            .try_fold(ROOT_NODE_ID, |node, segment| self.child(node, segment))
-    }
-
-    fn path(&self, id: Id) -> String {
-        path_in(&self.nodes, id)
-    }
-
-    /// Whether `node` is `ancestor` or lies below it.
-    fn is_within(&self, node: Id, ancestor: Id) -> bool {
-        let mut current = Some(node);
-        let mut steps = 0;
-        while let Some(id) = current {
-            if id == ancestor {
-                return true;
-            }
-            current = self.nodes.get(&id).and_then(|(_, parent)| *parent);
-            steps += 1;
-            if steps > self.nodes.len() {
-                break;
-            }
-        }
-        false
-    }
-
-    fn set(&mut self, id: Id, name: String, parent: Id) {
-        if let Some((old_name, Some(old_parent))) = self.nodes.get(&id) {
-            let key = (*old_parent, fold(old_name));
-            if self.children.get(&key) == Some(&id) {
-                self.children.remove(&key);
-            }
-        }
-        self.children.insert((parent, fold(&name)), id);
-        self.nodes.insert(id, (name, Some(parent)));
-    }
-}
-
 /// What a node row sets.
+#[derive(Debug)]
 struct NodePatch {
     name: String,
     parent: String,
@@ -2047,7 +1736,11 @@ fn apply_user(record: UserRecord, spec: &mut UserSpec) {
     }
 }
 
-fn apply_group(record: &GroupRecord, spec: &mut GroupSpec) {
+fn apply_group(record: &GroupRecord, part: Part, spec: &mut GroupSpec) {
+    if part == Part::Subgroups {
+        apply_subgroups(record, spec);
+        return;
+    }
     spec.name.clone_from(&record.name);
     if let Some(source) = &record.source {
         spec.source = source.clone();
@@ -2074,26 +1767,8 @@ fn apply_group(record: &GroupRecord, spec: &mut GroupSpec) {
             .collect();
         spec.members = list;
     }
-    if let Some(subgroups) = &record.subgroups {
-        let source_of = |group: &str| {
-            spec.subgroups.iter().find_map(|m| match m {
-                SubgroupSpec::Detailed {
-                    group: existing,
-                    source: Some(source),
-                    ..
-                } if existing == group => Some(source.clone()),
-                _ => None,
-            })
-        };
-        let list: Vec<SubgroupSpec> = subgroups
-            .iter()
-            .map(|m| SubgroupSpec::Detailed {
-                group: m.reference.name.clone(),
-                expires_at: m.expires_at,
-                source: Some(source_of(&m.reference.name).unwrap_or_else(|| spec.source.clone())),
-            })
-            .collect();
-        spec.subgroups = list;
+    if part == Part::All {
+        apply_subgroups(record, spec);
     }
     if let Some(pairs) = &record.roles {
         let mut roles: Vec<RoleAssignment> = Vec::new();
@@ -2118,6 +1793,33 @@ fn apply_group(record: &GroupRecord, spec: &mut GroupSpec) {
     if let Some(description) = &record.description {
         spec.description.clone_from(description);
     }
+}
+
+/// A group row's subgroups (a subgroup keeps the source that wrote it; a new one
+/// takes the group's).
+fn apply_subgroups(record: &GroupRecord, spec: &mut GroupSpec) {
+    let Some(subgroups) = &record.subgroups else {
+        return;
+    };
+    let source_of = |group: &str| {
+        spec.subgroups.iter().find_map(|m| match m {
+            SubgroupSpec::Detailed {
+                group: existing,
+                source: Some(source),
+                ..
+            } if existing == group => Some(source.clone()),
+            _ => None,
+        })
+    };
+    let list: Vec<SubgroupSpec> = subgroups
+        .iter()
+        .map(|m| SubgroupSpec::Detailed {
+            group: m.reference.name.clone(),
+            expires_at: m.expires_at,
+            source: Some(source_of(&m.reference.name).unwrap_or_else(|| spec.source.clone())),
+        })
+        .collect();
+    spec.subgroups = list;
 }
 
 fn apply_role(record: &RoleRecord, spec: &mut RoleSpec) {
@@ -2217,37 +1919,5 @@ fn apply_rule(record: &RuleRecord, spec: &mut RuleSpec) {
     }
     if let Some(description) = &record.description {
         spec.description.clone_from(description);
-    }
-}
-
-/// Where an engine refusal points in the file, when its text names a row's entity.
-pub(crate) fn locate(error: &ValidationError, plan_changes: &[Change], kind: Kind) -> Problem {
-    let message = error.to_string();
-    let name = match error {
-        ValidationError::Duplicate { name, .. } | ValidationError::LookAlike { name, .. } => {
-            Some(name.as_str())
-        }
-        ValidationError::GroupCycle { parent, .. } => Some(parent.as_str()),
-        ValidationError::NodeCycle { node, .. } => Some(node.as_str()),
-        _ => None,
-    };
-    let line = name.and_then(|name| {
-        let folded = fold(name);
-        plan_changes
-            .iter()
-            .find(|change| fold(&change.name) == folded)
-            .map(|change| change.line)
-    });
-    match line {
-        Some(line) => Problem::cell(line, header_of(kind, key_col_of(kind)), message),
-        None => Problem::file(message),
-    }
-}
-
-fn key_col_of(kind: Kind) -> Col {
-    match kind {
-        Kind::Users => Col::Username,
-        Kind::Nodes => Col::Path,
-        Kind::Roles | Kind::Groups | Kind::Assets | Kind::Rules => Col::Name,
     }
 }

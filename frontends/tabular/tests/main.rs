@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_files;
+mod engine_checks;
 mod fuzz_corpus;
 mod jumpserver;
 mod roles;

@@ -185,7 +185,9 @@ fn a_lowering_that_appears_between_the_plan_and_the_write_is_refused_too() {
         &ParseOptions::default(),
     )
     .unwrap();
-    let plan = portcullis_tabular::plan(&engine.snapshot(), Kind::Users, rows, true).unwrap();
+    let plan =
+        portcullis_tabular::plan(&engine, &Actor::system("importer"), Kind::Users, rows, true)
+            .unwrap();
     assert!(plan.security_changes().is_empty(), "alice has no MFA yet");
     // Meanwhile, alice enrols.
     engine
@@ -381,7 +383,9 @@ fn dry_run_writes_nothing_and_says_what_would_change() {
         &ParseOptions::default(),
     )
     .unwrap();
-    let plan = portcullis_tabular::plan(&engine.snapshot(), Kind::Users, rows, true).unwrap();
+    let plan =
+        portcullis_tabular::plan(&engine, &Actor::system("importer"), Kind::Users, rows, true)
+            .unwrap();
     assert_eq!(
         plan.to_string(),
         "update user `alice` (row 2): Email\ncreate user `erin` (row 3)\n1 to create, 1 to update, 0 unchanged"
