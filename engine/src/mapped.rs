@@ -33,10 +33,17 @@ static KEPT: Mutex<Vec<&'static memmap2::Mmap>> = Mutex::new(Vec::new());
 pub(crate) struct Mapping(memmap2::Mmap);
 
 impl Mapping {
-    /// Maps `file` (see the module's safety argument).
+    /// Maps `file` (see the module's safety argument), and asks the kernel to read it
+    /// ahead: an open reads every byte, front to back, and a file not in the page
+    /// cache would otherwise come in a fault's readahead at a time.
     pub(crate) fn of(file: &File) -> std::io::Result<Mapping> {
         // SAFETY: image files are never changed in place (module docs).
-        unsafe { memmap2::Mmap::map(file) }.map(Mapping)
+        let mapping = unsafe { memmap2::Mmap::map(file) }?;
+        #[cfg(unix)]
+        if let Err(error) = mapping.advise(memmap2::Advice::WillNeed) {
+            tracing::debug!(%error, "the kernel will not read an image ahead");
+        }
+        Ok(Mapping(mapping))
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
