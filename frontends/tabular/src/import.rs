@@ -61,10 +61,11 @@ pub struct ImportReport {
 }
 
 /// Imports a file of `kind` in `format` into `engine` on behalf of `actor`: the whole
-/// file is read and checked first (its cells here, what its rows ask for by the
-/// engine, in a dry run of the write: [`Engine::validate`]), then committed as one
-/// [`Engine::write`]. Either every row applies, or nothing is written and the error
-/// lists every problem found.
+/// file is read and its cells checked here, then what its rows ask for is committed
+/// as one [`Engine::write`]. Either every row applies, or nothing is written and the
+/// error lists every problem found: what the engine refuses is found, row by row, by
+/// [`Engine::validate`], which a dry run, a file with problems of its own, or a
+/// refused write asks (an import that succeeds applies its operations once).
 pub fn import(
     engine: &Engine,
     actor: &Actor,
@@ -94,6 +95,7 @@ pub fn import(
         Options {
             update: options.update,
             allow_security_changes: options.allow_security_changes,
+            judge_now: options.dry_run,
         },
         parsed.problems,
         &parsed.broken,

@@ -462,6 +462,7 @@ pub fn plan(
         Options {
             update,
             allow_security_changes: false,
+            judge_now: true,
         },
         Problems::new(MAX_PROBLEMS),
         &HashSet::new(),
@@ -474,6 +475,11 @@ pub fn plan(
 pub(crate) struct Options {
     pub(crate) update: bool,
     pub(crate) allow_security_changes: bool,
+    /// Whether the engine judges the operations while planning ([`Engine::validate`]).
+    /// Otherwise, for a file with no problem of its own, the write judges them
+    /// itself, and only a refused write is validated to find its rows
+    /// ([`ImportPlan::refused`]): an import that succeeds applies its operations once.
+    pub(crate) judge_now: bool,
 }
 
 /// [`plan`], adding to the problems parsing found. `broken` names the rows that did
@@ -539,9 +545,12 @@ pub(crate) fn plan_with(
         now: planner.now,
     };
     // Lowered protection is the import's own rule, listed apart (`security_changes`):
-    // the engine's dry run judges the rows without it.
-    plan.check(engine, actor, None, broken, &mut problems)
-        .map_err(|caller| ImportError::Engine(Error::Validation(caller)))?;
+    // the engine's dry run judges the rows without it. A file with problems of its
+    // own is judged now, so that one refusal lists every problem.
+    if options.judge_now || !problems.is_empty() {
+        plan.check(engine, actor, None, broken, &mut problems)
+            .map_err(|caller| ImportError::Engine(Error::Validation(caller)))?;
+    }
     if !problems.is_empty() {
         return Err(ImportError::Problems(problems.into_vec()));
     }
