@@ -1755,26 +1755,13 @@ fn apply_group(record: &GroupRecord, part: Part, spec: &mut GroupSpec) {
         spec.source = source.clone();
     }
     if let Some(members) = &record.members {
-        // A membership keeps the source that wrote it; a new one takes the group's.
-        let source_of = |user: &str| {
-            spec.members.iter().find_map(|m| match m {
-                MemberSpec::Detailed {
-                    user: existing,
-                    source: Some(source),
-                    ..
-                } if existing == user => Some(source.clone()),
-                _ => None,
-            })
-        };
-        let list: Vec<MemberSpec> = members
-            .iter()
-            .map(|m| MemberSpec::Detailed {
-                user: m.reference.name.clone(),
-                expires_at: m.expires_at,
-                source: Some(source_of(&m.reference.name).unwrap_or_else(|| spec.source.clone())),
+        spec.members = with_sources(members, &spec.members, &spec.source, member_source)
+            .map(|(user, expires_at, source)| MemberSpec::Detailed {
+                user,
+                expires_at,
+                source: Some(source),
             })
             .collect();
-        spec.members = list;
     }
     if part == Part::All {
         apply_subgroups(record, spec);
@@ -1810,25 +1797,57 @@ fn apply_subgroups(record: &GroupRecord, spec: &mut GroupSpec) {
     let Some(subgroups) = &record.subgroups else {
         return;
     };
-    let source_of = |group: &str| {
-        spec.subgroups.iter().find_map(|m| match m {
-            SubgroupSpec::Detailed {
-                group: existing,
-                source: Some(source),
-                ..
-            } if existing == group => Some(source.clone()),
-            _ => None,
-        })
-    };
-    let list: Vec<SubgroupSpec> = subgroups
-        .iter()
-        .map(|m| SubgroupSpec::Detailed {
-            group: m.reference.name.clone(),
-            expires_at: m.expires_at,
-            source: Some(source_of(&m.reference.name).unwrap_or_else(|| spec.source.clone())),
+    spec.subgroups = with_sources(subgroups, &spec.subgroups, &spec.source, subgroup_source)
+        .map(|(group, expires_at, source)| SubgroupSpec::Detailed {
+            group,
+            expires_at,
+            source: Some(source),
         })
         .collect();
-    spec.subgroups = list;
+}
+
+/// A user membership's name and the source that wrote it, if it says.
+fn member_source(member: &MemberSpec) -> Option<(&str, &Source)> {
+    match member {
+        MemberSpec::Detailed {
+            user,
+            source: Some(source),
+            ..
+        } => Some((user, source)),
+        _ => None,
+    }
+}
+
+/// A subgroup membership's name and the source that wrote it, if it says.
+fn subgroup_source(subgroup: &SubgroupSpec) -> Option<(&str, &Source)> {
+    match subgroup {
+        SubgroupSpec::Detailed {
+            group,
+            source: Some(source),
+            ..
+        } => Some((group, source)),
+        _ => None,
+    }
+}
+
+/// A row's memberships (of users or subgroups) as (name, end, source): a membership
+/// keeps the source that wrote it (`kept` reads it from the group's current ones), a
+/// new one takes the group's (`default`).
+fn with_sources<'a, S>(
+    wanted: &'a [Membership],
+    current: &'a [S],
+    default: &'a Source,
+    kept: fn(&S) -> Option<(&str, &Source)>,
+) -> impl Iterator<Item = (String, Option<Time>, Source)> + 'a {
+    wanted.iter().map(move |m| {
+        let name = &m.reference.name;
+        let source = current
+            .iter()
+            .filter_map(kept)
+            .find_map(|(existing, source)| (existing == name).then_some(source))
+            .unwrap_or(default);
+        (name.clone(), m.expires_at, source.clone())
+    })
 }
 
 fn apply_role(record: &RoleRecord, spec: &mut RoleSpec) {
