@@ -97,6 +97,8 @@ struct Shared {
     closing: AtomicBool,
     /// What every plaintext password written must meet, and how it is hashed.
     credentials: std::sync::RwLock<Arc<CredentialPolicy>>,
+    /// Every write's duration and outcome, for metrics.
+    write_stats: Mutex<crate::WriteStats>,
 }
 
 impl Shared {
@@ -211,6 +213,7 @@ impl Engine {
             published: Mutex::new(revision),
             publish_signal: Condvar::new(),
             commits: AtomicU64::new(0),
+            write_stats: Mutex::default(),
             image,
             closing: AtomicBool::new(false),
             credentials: std::sync::RwLock::new(crate::credentials::default_policy()),
@@ -297,7 +300,33 @@ impl Engine {
     /// Either every operation applies and the write is durable when this returns, or
     /// nothing changes and the error says what was wrong. A token actor may grant
     /// only what it holds ([`Actor`]).
-    pub fn write(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
+    pub fn write(&self, actor: &Actor, ops: Vec<Op>) -> Result<WriteOutcome, Error> {
+        self.timed(|| self.write_ops(actor, ops))
+    }
+
+    /// Runs a write, counting its duration and outcome in [`Engine::write_stats`].
+    fn timed<T>(&self, write: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = write();
+        self.shared
+            .write_stats
+            .lock()
+            .expect("write stats lock")
+            .observe(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// Every write's duration and outcome since the engine opened, from every
+    /// front-end (`/metrics` shows them).
+    pub fn write_stats(&self) -> crate::WriteStats {
+        self.shared
+            .write_stats
+            .lock()
+            .expect("write stats lock")
+            .clone()
+    }
+
+    fn write_ops(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
         // Check and hash passwords here, on the caller's thread, not in the writer, and
         // give new users the default expiry: the credential policy, at every door.
         let credentials = self.credential_policy();
@@ -374,11 +403,13 @@ impl Engine {
         spec: TokenSpec,
     ) -> Result<(WriteOutcome, String), Error> {
         let (secret, hash) = secrets::new_token();
-        let outcome = self.submit(
-            actor,
-            vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
-            vec![Some(hash)],
-        )?;
+        let outcome = self.timed(|| {
+            self.submit(
+                actor,
+                vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
+                vec![Some(hash)],
+            )
+        })?;
         Ok((outcome, secret))
     }
 
@@ -391,18 +422,20 @@ impl Engine {
         spec: TokenSpec,
         secret: &str,
     ) -> Result<WriteOutcome, Error> {
-        if secret.chars().count() < 16 || secret.chars().any(char::is_whitespace) {
-            return Err(Error::Validation(crate::ValidationError::Invalid {
-                field: "secret",
-                message: "a token secret needs at least 16 characters and no spaces".to_owned(),
-            }));
-        }
-        let hash = secrets::token_hash(secret);
-        self.submit(
-            actor,
-            vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
-            vec![Some(hash)],
-        )
+        self.timed(|| {
+            if secret.chars().count() < 16 || secret.chars().any(char::is_whitespace) {
+                return Err(Error::Validation(crate::ValidationError::Invalid {
+                    field: "secret",
+                    message: "a token secret needs at least 16 characters and no spaces".to_owned(),
+                }));
+            }
+            let hash = secrets::token_hash(secret);
+            self.submit(
+                actor,
+                vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
+                vec![Some(hash)],
+            )
+        })
     }
 
     fn submit(

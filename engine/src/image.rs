@@ -30,7 +30,8 @@
 //! sections hold one `Option` per dense index, so indexes in derived data stay valid.
 //! Bitmaps are in the portable Roaring format. Users and assets are kept as the
 //! snapshot keeps them, packed (postcard bytes of the record), beside what their check
-//! records need, so an open copies them without unpacking any.
+//! records need: an open maps the image and leaves each record where it is, borrowed
+//! by the snapshot ([`crate::mapped`]), without unpacking or copying any.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ mod secrets;
 mod snapshot;
 mod store;
 mod write;
+mod write_stats;
 
 pub use auth::{
     Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
@@ -27,3 +28,4 @@ pub use model::*;
 pub use secrets::TOKEN_PREFIX;
 pub use snapshot::{Canonical, Counts, Footprint, ListQuery, Snapshot, UserGroup, name_folds};
 pub use write::*;
+pub use write_stats::{LATENCY_BUCKETS, WriteStats};

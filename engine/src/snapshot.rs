@@ -555,8 +555,9 @@ impl MapSizes {
         }
     }
 
-    /// Every size at most `most`: sizes read from a file before its checksum can
-    /// vouch for them must not make an open allocate without bound.
+    /// Every size at most `most`: sizes read from a file (whose checksum guards
+    /// against accidents, not against a crafted file) must not make an open allocate
+    /// without bound.
     pub(crate) fn at_most(self, most: u64) -> MapSizes {
         MapSizes {
             ids: self.ids.min(most),

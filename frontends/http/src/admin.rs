@@ -6,7 +6,6 @@
 //! a concurrent write is never lost. Every write answers with its revision.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,18 +22,17 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, Params, RawQuery};
 
-/// Runs a blocking engine write on the blocking pool, timing it for the metrics.
+/// Runs a blocking engine write on the blocking pool (the engine times it for the
+/// metrics).
 async fn blocking_write<T: Send + 'static>(
     state: &AppState,
     write: impl FnOnce(&portcullis_engine::Engine) -> Result<T, Error> + Send + 'static,
 ) -> Result<Result<T, Error>, ApiError> {
     let engine = state.engine().clone();
-    let started = Instant::now();
     crate::timeout::write_started();
     let result = tokio::task::spawn_blocking(move || write(&engine))
         .await
         .map_err(|error| ApiError::Internal(format!("write task failed: {error}")))?;
-    state.metrics().write(started.elapsed(), result.is_ok());
     Ok(result)
 }
 

@@ -15,10 +15,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+/// Upper bounds of the latency buckets, in seconds (the engine's write histogram
+/// uses the same).
+use portcullis_engine::LATENCY_BUCKETS as BUCKETS;
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -77,21 +76,12 @@ pub(crate) struct Metrics {
     requests: Mutex<Requests>,
     allowed: AtomicU64,
     denied: AtomicU64,
-    writes: Mutex<Histogram>,
-    write_failures: AtomicU64,
 }
 
 impl Metrics {
     pub(crate) fn decision(&self, allowed: bool) {
         let counter = if allowed { &self.allowed } else { &self.denied };
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn write(&self, elapsed: Duration, ok: bool) {
-        self.writes.lock().expect("metrics lock").observe(elapsed);
-        if !ok {
-            self.write_failures.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -210,18 +200,18 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     );
     out.push_str("# HELP portcullis_write_duration_seconds Time from submitting a write until it is committed and published.\n");
     out.push_str("# TYPE portcullis_write_duration_seconds histogram\n");
-    metrics.writes.lock().expect("metrics lock").render(
-        &mut out,
-        "portcullis_write_duration_seconds",
-        "",
-    );
+    // Kept by the engine, so that writes from every front-end (SCIM, imports, the
+    // directory sync) count, not only the admin API's.
+    let writes = state.engine().write_stats();
+    let histogram = Histogram {
+        counts: writes.at_most,
+        count: writes.count,
+        sum: writes.seconds,
+    };
+    histogram.render(&mut out, "portcullis_write_duration_seconds", "");
     out.push_str("# HELP portcullis_write_failures_total Writes refused or failed.\n");
     out.push_str("# TYPE portcullis_write_failures_total counter\n");
-    let _ = writeln!(
-        out,
-        "portcullis_write_failures_total {}",
-        metrics.write_failures.load(Ordering::Relaxed)
-    );
+    let _ = writeln!(out, "portcullis_write_failures_total {}", writes.failures);
     out.push_str(
         "# HELP portcullis_store_commits_total Store transactions committed (group commit joins concurrent writes into one).\n",
     );

@@ -100,6 +100,43 @@ async fn scim_requests_are_counted_in_metrics() {
     }
 }
 
+/// The value of the metric line that starts with `name ` in `/metrics`.
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = server
+        .client
+        .get(format!("{}/metrics", server.origin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test]
+async fn scim_writes_are_counted_in_the_write_metrics() {
+    let server = Server::start().await;
+    let count = "portcullis_write_duration_seconds_count";
+    let failures = "portcullis_write_failures_total";
+    let (written, failed) = (
+        metric(&server, count).await,
+        metric(&server, failures).await,
+    );
+    server.user("metered").await;
+    assert_eq!(metric(&server, count).await, written + 1.0);
+    assert_eq!(metric(&server, failures).await, failed);
+    // The same userName again: refused by the engine, counted as a failed write.
+    let user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "metered"});
+    server.post("/Users", user).await.expect(409);
+    assert_eq!(metric(&server, count).await, written + 2.0);
+    assert_eq!(metric(&server, failures).await, failed + 1.0);
+}
+
 #[tokio::test]
 async fn the_stack_refuses_in_scim_format_on_scim_paths_only() {
     let server = Server::start().await;
