@@ -82,15 +82,7 @@ async fn scim_requests_are_counted_in_metrics() {
     let server = Server::start().await;
     server.get("/Users").await.expect(200);
     server.user("metered").await;
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.origin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics(&server).await;
     for needle in [
         "portcullis_http_requests_total{method=\"GET\",route=\"/scim/v2/{resource}\",status=\"200\"} 1",
         "portcullis_http_requests_total{method=\"POST\",route=\"/scim/v2/{resource}\",status=\"201\"} 1",
@@ -100,9 +92,9 @@ async fn scim_requests_are_counted_in_metrics() {
     }
 }
 
-/// The value of the metric line that starts with `name ` in `/metrics`.
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = server
+/// The server's `/metrics` text.
+async fn metrics(server: &Server) -> String {
+    server
         .client
         .get(format!("{}/metrics", server.origin))
         .send()
@@ -110,7 +102,12 @@ async fn metric(server: &Server, name: &str) -> f64 {
         .expect("metrics")
         .text()
         .await
-        .expect("text");
+        .expect("text")
+}
+
+/// The value of the metric line that starts with `name ` in `/metrics`.
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = metrics(server).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.parse().ok())
