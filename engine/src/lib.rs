@@ -28,4 +28,4 @@ pub use model::*;
 pub use secrets::TOKEN_PREFIX;
 pub use snapshot::{Canonical, Counts, Footprint, ListQuery, Snapshot, UserGroup, name_folds};
 pub use write::*;
-pub use write_stats::{LATENCY_BUCKETS, WriteStats};
+pub use write_stats::{LATENCY_BUCKETS, LatencyHistogram, WriteStats};

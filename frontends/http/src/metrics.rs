@@ -15,47 +15,26 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// Upper bounds of the latency buckets, in seconds (the engine's write histogram
-/// uses the same).
-use portcullis_engine::LATENCY_BUCKETS as BUCKETS;
+use portcullis_engine::{LATENCY_BUCKETS, LatencyHistogram};
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(&mut self.counts) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
+/// Writes `histogram` as the metric `name` in the text exposition format.
+fn histogram(out: &mut String, histogram: &LatencyHistogram, name: &str, labels: &str) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&histogram.at_most) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
     }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+        histogram.count
+    );
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", histogram.seconds);
+    let _ = writeln!(out, "{name}_count{braces} {}", histogram.count);
 }
 
 /// Per route template: requests by method and status, and latency.
@@ -63,7 +42,7 @@ impl Histogram {
 struct RouteStats {
     /// (method, status, count); a handful per route, so a list.
     counts: Vec<(String, u16, u64)>,
-    latency: Histogram,
+    latency: LatencyHistogram,
 }
 
 #[derive(Default)]
@@ -179,8 +158,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         );
         out.push_str("# TYPE portcullis_http_request_duration_seconds histogram\n");
         for (route, stats) in &requests.routes {
-            stats.latency.render(
+            histogram(
                 &mut out,
+                &stats.latency,
                 "portcullis_http_request_duration_seconds",
                 &format!("route=\"{}\"", escape(route)),
             );
@@ -203,12 +183,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     // Kept by the engine, so that writes from every front-end (SCIM, imports, the
     // directory sync) count, not only the admin API's.
     let writes = state.engine().write_stats();
-    let histogram = Histogram {
-        counts: writes.at_most,
-        count: writes.count,
-        sum: writes.seconds,
-    };
-    histogram.render(&mut out, "portcullis_write_duration_seconds", "");
+    histogram(
+        &mut out,
+        &writes.latency,
+        "portcullis_write_duration_seconds",
+        "",
+    );
     out.push_str("# HELP portcullis_write_failures_total Writes refused or failed.\n");
     out.push_str("# TYPE portcullis_write_failures_total counter\n");
     let _ = writeln!(out, "portcullis_write_failures_total {}", writes.failures);
