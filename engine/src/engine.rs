@@ -499,7 +499,7 @@ impl Engine {
     pub fn authenticate_token(&self, secret: &str, at: Time) -> Option<Arc<Token>> {
         let hash = secrets::token_hash(secret);
         let snapshot = self.snapshot();
-        let index = *snapshot.token_hashes.get(&hash)?;
+        let index = snapshot.token_hashes.get(&hash)?;
         let entry = snapshot.token_entry(index)?;
         let valid = secrets::hashes_equal(&entry.hash, &hash)
             && entry.token.expires_at.is_none_or(|expires| at < expires);

@@ -7,12 +7,12 @@
 //! store's revision by re-reading every entity the change log names after the
 //! image's revision (see `Engine::start`).
 //!
-//! # Format (version 4), documented in `docs/snapshot.md`
+//! # Format (version 5), documented in `docs/snapshot.md`
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"PCLSIMG\0"
-//!      8     4  format version, u32 little-endian (4)
+//!      8     4  format version, u32 little-endian (5)
 //!     12     4  flags, u32 (0)
 //!     16     8  store id, u64 (the store's META `store_id`)
 //!     24     8  revision, u64: the store revision the snapshot reflects
@@ -24,14 +24,19 @@
 //!
 //! The body is a sequence of sections, in this order: `next_node_number` (one
 //! postcard varint), then roles, nodes, users, groups, symbols (protocol names and
-//! account usernames, by number), assets, the shared asset rule sets, the account
-//! index (account id, asset index), rules, tokens. A
-//! section is a postcard varint count followed by that many postcard records; entity
-//! sections hold one `Option` per dense index, so indexes in derived data stay valid.
-//! Bitmaps are in the portable Roaring format. Users and assets are kept as the
-//! snapshot keeps them, packed (postcard bytes of the record), beside what their check
-//! records need: an open maps the image and leaves each record where it is, borrowed
-//! by the snapshot ([`crate::mapped`]), without unpacking or copying any.
+//! account usernames, by number), the shared asset rule sets, assets, rules, tokens,
+//! then the tables. A section is a postcard varint count followed by that many
+//! postcard records; entity sections hold one `Option` per dense index, so indexes in
+//! derived data stay valid. Bitmaps are in the portable Roaring format. Users and
+//! assets are kept as the snapshot keeps them, packed (postcard bytes of the record),
+//! beside what their check records need: an open maps the image and leaves each record
+//! where it is, borrowed by the snapshot ([`crate::mapped`]), without unpacking or
+//! copying any.
+//!
+//! The tables are the id map, the account index and the name and email indexes of
+//! users and assets, each as its shards' hash tables (`CowMap::write_image`,
+//! `NameIndex::write_image`): an open checks them and probes them where they lie,
+//! inserting nothing, and a write copies only the shards it changes.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -43,14 +48,14 @@ use serde::{Deserialize, Serialize};
 use crate::mapped::Mapping;
 use crate::model::{Asset, EntityKind, Group, Id, Node, Role, Rule, Time, Token, User};
 use crate::snapshot::{
-    AssetCheck, AssetEntry, CompiledRule, GroupEntry, GroupLink, MapSizes, Member, NodeEntry,
-    Packed, RuleEntry, RuleSet, Slot, Snapshot, SparseBitmap, TokenEntry, UserCheck, UserEntry,
-    UserRules,
+    AssetCheck, AssetEntry, CompiledRule, EMAIL_INLINE, GroupEntry, GroupLink, IdMap, MapSizes,
+    Member, NameIndex, NodeEntry, Packed, RuleEntry, RuleSet, Slot, Snapshot, TableError,
+    TokenEntry, UserCheck, UserEntry, UserRules,
 };
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
 /// The layout this build writes and reads.
-pub(crate) const FORMAT: u32 = 4;
+pub(crate) const FORMAT: u32 = 5;
 const HEADER: usize = 48;
 
 /// The image file of the store at `store`: `<store>.image`.
@@ -297,40 +302,39 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
     )?;
     let symbols = snapshot.symbols.in_order();
     section(out, symbols.len(), symbols, |name| name)?;
-    // Assets name their rule set by number; each shared set is written once.
+    // Assets name their rule set by number; each shared set is written once, before
+    // the assets, so an open builds each asset as it arrives.
     let mut set_numbers: std::collections::HashMap<usize, u32> = Default::default();
     let mut sets: Vec<&RuleSet> = Vec::new();
-    section(
-        out,
-        snapshot.assets.len(),
-        snapshot.assets.iter().zip(snapshot.asset_checks.iter()),
-        |(entry, check)| {
-            entry.as_ref().map(|e| {
-                let number = *set_numbers.entry(check.rules.address()).or_insert_with(|| {
-                    sets.push(&check.rules);
-                    (sets.len() - 1) as u32
-                });
-                AssetImage {
-                    record: RecordBytes(e.record.bytes()),
-                    active: check.active,
-                    protocols: check.protocols().to_vec(),
-                    accounts: check.accounts().to_vec(),
-                    nodes: e.nodes.to_vec(),
-                    direct_rules: bits(e.direct_rules.get()),
-                    rules: number,
-                }
+    let numbers: Vec<u32> = snapshot
+        .asset_checks
+        .iter()
+        .map(|check| {
+            *set_numbers.entry(check.rules.address()).or_insert_with(|| {
+                sets.push(&check.rules);
+                (sets.len() - 1) as u32
             })
-        },
-    )?;
+        })
+        .collect();
     section(out, sets.len(), sets.iter(), |set| {
         set.iter().collect::<Vec<u32>>()
     })?;
-    // The account index as the snapshot keeps it: no asset is unpacked for its ids.
+    let assets = snapshot.assets.iter().zip(snapshot.asset_checks.iter());
     section(
         out,
-        snapshot.account_ids.len(),
-        snapshot.account_ids.iter(),
-        |(account, asset)| (*account, *asset),
+        snapshot.assets.len(),
+        assets.zip(numbers),
+        |((entry, check), number)| {
+            entry.as_ref().map(|e| AssetImage {
+                record: RecordBytes(e.record.bytes()),
+                active: check.active,
+                protocols: check.protocols().to_vec(),
+                accounts: check.accounts().to_vec(),
+                nodes: e.nodes.to_vec(),
+                direct_rules: bits(e.direct_rules.get()),
+                rules: number,
+            })
+        },
     )?;
     section(out, snapshot.rules.len(), snapshot.rules.iter(), |entry| {
         entry.as_ref().map(|e| RuleImage {
@@ -348,7 +352,36 @@ fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()>
         snapshot.tokens.iter(),
         |entry| entry.as_ref().map(|e| (e.token.clone(), e.hash)),
     )?;
-    Ok(())
+    // The large maps, as tables an open probes where they lie.
+    snapshot.ids.write_image(out)?;
+    snapshot.account_ids.write_image(out)?;
+    snapshot.user_names.write_image(out)?;
+    snapshot.user_emails.write_image(out)?;
+    snapshot.asset_names.write_image(out)
+}
+
+/// The maps an image holds as tables (docs/snapshot.md, "Tables"), read in place.
+struct Tables {
+    ids: IdMap<Slot>,
+    account_ids: IdMap<u32>,
+    user_names: NameIndex,
+    user_emails: NameIndex<EMAIL_INLINE>,
+    asset_names: NameIndex,
+}
+
+impl Tables {
+    fn read(bytes: &mut &'static [u8]) -> Result<Tables, Rejected> {
+        let read = |bytes: &mut &'static [u8]| -> Result<Tables, TableError> {
+            Ok(Tables {
+                ids: IdMap::from_image(bytes)?,
+                account_ids: IdMap::from_image(bytes)?,
+                user_names: NameIndex::from_image(bytes)?,
+                user_emails: NameIndex::from_image(bytes)?,
+                asset_names: NameIndex::from_image(bytes)?,
+            })
+        };
+        read(bytes).map_err(Rejected::Malformed)
+    }
 }
 
 /// Reads the image at `path` for the store `store_id` at revision `store_revision`.
@@ -460,9 +493,8 @@ macro_rules! pieces {
             Start(u64, MapSizes),
             /// A section's record count.
             Count(u64),
-            /// After the last section: what the decoding thread indexed, in an
-            /// otherwise empty snapshot.
-            Indexed(Box<Snapshot>),
+            /// After the last section: the tables, read in place.
+            Tables(Box<Tables>),
             $($variant($record),)*
             /// The body ended after its last section.
             End,
@@ -584,25 +616,14 @@ fn decode_sections(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Stop> {
         .take::<MapSizes>()?
         .at_most(reader.rest.len() as u64 / 4);
     out.push(Piece::Start(number, sizes))?;
-    let mut indexed = Snapshot::sized(sizes);
     decode_section(reader, out, |role| Ok(Piece::Role(role)))?;
     decode_section(reader, out, |node| Ok(Piece::Node(node)))?;
-    let mut index = 0;
     decode_section(reader, out, |user: Option<UserImage<'static>>| {
         let decoded = match user {
             Some(u) => {
                 let record = Packed::mapped_user(u.record.0).map_err(Rejected::Malformed)?;
                 let head = record.head();
                 let (id, username_hash) = (head.id, UserCheck::name_hash(head.username));
-                let slot = Slot {
-                    kind: EntityKind::User,
-                    index,
-                };
-                indexed.ids.insert(id, slot);
-                indexed.user_names.insert(head.username, index);
-                if let Some(email) = head.email {
-                    indexed.user_emails.insert(email, index);
-                }
                 let head = DecodedHead {
                     record,
                     id,
@@ -612,25 +633,16 @@ fn decode_sections(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Stop> {
             }
             None => None,
         };
-        index += 1;
         Ok(Piece::User(decoded))
     })?;
     decode_section(reader, out, |group| Ok(Piece::Group(group)))?;
     decode_section(reader, out, |symbol| Ok(Piece::Symbol(symbol)))?;
-    let mut present = RoaringBitmap::new();
-    let mut index = 0;
+    decode_section(reader, out, |set| Ok(Piece::Set(set)))?;
     decode_section(reader, out, |asset: Option<AssetImage<'static>>| {
         let decoded = match asset {
             Some(a) => {
                 let record = Packed::mapped_asset(a.record.0).map_err(Rejected::Malformed)?;
                 let id = record.id();
-                let slot = Slot {
-                    kind: EntityKind::Asset,
-                    index,
-                };
-                indexed.ids.insert(id, slot);
-                indexed.asset_names.insert(record.name(), index);
-                present.insert(index);
                 let head = DecodedHead {
                     record,
                     id,
@@ -640,28 +652,18 @@ fn decode_sections(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Stop> {
             }
             None => None,
         };
-        index += 1;
         Ok(Piece::Asset(decoded))
     })?;
-    decode_section(reader, out, |set| Ok(Piece::Set(set)))?;
-    // The account index, indexed here whole: nothing of it goes to the builder.
-    let accounts: u64 = reader.take()?;
-    for _ in 0..accounts {
-        let (account, asset): (Id, u32) = reader.take()?;
-        if !present.contains(asset) {
-            let missing = Rejected::Malformed("an account names a missing asset".into());
-            return Err(missing.into());
-        }
-        indexed.account_ids.insert(account, asset);
-    }
     decode_section(reader, out, |rule| Ok(Piece::Rule(rule)))?;
     decode_section(reader, out, |token| Ok(Piece::Token(token)))?;
+    crate::mapped::keep_resident(reader.rest);
+    let tables = Tables::read(&mut reader.rest)?;
     let trailing = reader.rest.len();
     if trailing != 0 {
         let trailing = Rejected::Malformed(format!("{trailing} bytes follow the last section"));
         return Err(trailing.into());
     }
-    out.push(Piece::Indexed(Box::new(indexed)))?;
+    out.push(Piece::Tables(Box::new(tables)))?;
     out.push(Piece::End)?;
     out.flush()?;
     Ok(())
@@ -716,30 +718,23 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         ..MapSizes::default()
     });
     snap.next_node_number = number;
-    let register = |snap: &mut Snapshot, kind: EntityKind, id, index: usize| {
-        snap.ids.insert(
-            id,
-            Slot {
-                kind,
-                index: index as u32,
-            },
-        );
+    // The ids are in the image's id table.
+    let register = |snap: &mut Snapshot, kind: EntityKind| {
         *snap.counts.get_mut(kind) += 1;
     };
     reader.section(|role: Option<Arc<Role>>| {
         let index = snap.roles.len();
         if let Some(role) = &role {
-            register(&mut snap, EntityKind::Role, role.id, index);
+            register(&mut snap, EntityKind::Role);
             snap.role_names.insert(&role.name, index as u32);
         }
         snap.roles.push(role);
         Ok(())
     })?;
     reader.section(|node: Option<NodeImage>| {
-        let index = snap.nodes.len();
         let entry = match node {
             Some(n) => {
-                register(&mut snap, EntityKind::Node, n.node.id, index);
+                register(&mut snap, EntityKind::Node);
                 Some(Arc::new(NodeEntry {
                     node: n.node,
                     parent: n.parent,
@@ -786,7 +781,7 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         let index = snap.groups.len();
         let entry = match group {
             Some(g) => {
-                register(&mut snap, EntityKind::Group, g.group.id, index);
+                register(&mut snap, EntityKind::Group);
                 snap.group_names.insert(&g.group.name, index as u32);
                 Some(Arc::new(GroupEntry {
                     group: g.group,
@@ -810,27 +805,16 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         }
         Ok(())
     })?;
-    let mut assets: Vec<Option<(DecodedHead<Asset>, AssetImage, SparseBitmap)>> = Vec::new();
-    reader.section(|asset: Option<(DecodedHead<Asset>, AssetImage)>| {
-        let entry = match asset {
-            Some((head, a)) => {
-                let direct = unbits(&a.direct_rules)?.into();
-                Some((head, a, direct))
-            }
-            None => None,
-        };
-        assets.push(entry);
-        Ok(())
-    })?;
     let mut sets: Vec<RuleSet> = Vec::new();
     reader.section(|set: Vec<u32>| {
         sets.push(RuleSet::from_sorted(set));
         Ok(())
     })?;
     let mut active = RoaringBitmap::new();
-    for (index, asset) in assets.into_iter().enumerate() {
+    reader.section(|asset: Option<(DecodedHead<Asset>, AssetImage)>| {
+        let index = snap.assets.len();
         let entry = match asset {
-            Some((head, a, direct_rules)) => {
+            Some((head, a)) => {
                 snap.counts.assets += 1;
                 if a.active {
                     active.insert(index as u32);
@@ -854,7 +838,7 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
                     id: head.id,
                     record: head.record,
                     nodes: a.nodes.into(),
-                    direct_rules,
+                    direct_rules: unbits(&a.direct_rules)?.into(),
                 }))
             }
             None => {
@@ -863,13 +847,14 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
             }
         };
         snap.assets.push(entry);
-    }
+        Ok(())
+    })?;
     snap.active_assets = Arc::new(active);
     reader.section(|rule: Option<RuleImage>| {
         let index = snap.rules.len();
         let entry = match rule {
             Some(r) => {
-                register(&mut snap, EntityKind::Rule, r.rule.id, index);
+                register(&mut snap, EntityKind::Rule);
                 snap.rule_names.insert(&r.rule.name, index as u32);
                 Some(Arc::new(RuleEntry {
                     compiled: CompiledRule::new(&r.rule, &mut snap.symbols),
@@ -890,7 +875,7 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         let index = snap.tokens.len();
         let entry = match token {
             Some((token, hash)) => {
-                register(&mut snap, EntityKind::Token, token.id, index);
+                register(&mut snap, EntityKind::Token);
                 snap.token_names.insert(&token.name, index as u32);
                 snap.token_hashes.insert(hash, index as u32);
                 Some(TokenEntry { token, hash })
@@ -900,19 +885,20 @@ fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
         snap.tokens.push(entry);
         Ok(())
     })?;
-    let Piece::Indexed(indexed) = reader.next()? else {
+    let Piece::Tables(tables) = reader.next()? else {
         return Err(Rejected::Malformed("a section is out of place".into()));
     };
-    let mut indexed = *indexed;
-    // The decoding thread's id map holds users and assets: the few other ids join it.
-    for (id, slot) in snap.ids.iter() {
-        indexed.ids.insert(*id, *slot);
+    let tables = *tables;
+    if tables.ids.len() as u64 != snap.counts.total() {
+        return Err(Rejected::Malformed(
+            "the id table holds another number of entities than the sections".into(),
+        ));
     }
-    snap.ids = indexed.ids;
-    snap.user_names = indexed.user_names;
-    snap.user_emails = indexed.user_emails;
-    snap.asset_names = indexed.asset_names;
-    snap.account_ids = indexed.account_ids;
+    snap.ids = tables.ids;
+    snap.user_names = tables.user_names;
+    snap.user_emails = tables.user_emails;
+    snap.asset_names = tables.asset_names;
+    snap.account_ids = tables.account_ids;
     match reader.next()? {
         Piece::End => Ok(snap),
         _ => Err(Rejected::Malformed("a section is out of place".into())),
@@ -958,6 +944,10 @@ mod tests {
             mapped(&snapshot),
             [false, false],
             "a written snapshot owns them"
+        );
+        assert!(
+            opened.mapped_table_bytes() > 0 && snapshot.mapped_table_bytes() == 0,
+            "the id map and name indexes are probed in the image"
         );
         // The image replaced by a damaged one and then deleted: what the read snapshot
         // borrows is the file it mapped, unchanged.

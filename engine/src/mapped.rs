@@ -26,8 +26,14 @@
 use std::fs::File;
 use std::sync::{Mutex, PoisonError};
 
+/// A kept mapping, and how much of its front [`release_resident`] drops.
+struct Kept {
+    mapping: &'static memmap2::Mmap,
+    released: usize,
+}
+
 /// Every kept mapping, for [`release_resident`].
-static KEPT: Mutex<Vec<&'static memmap2::Mmap>> = Mutex::new(Vec::new());
+static KEPT: Mutex<Vec<Kept>> = Mutex::new(Vec::new());
 
 /// A read-only mapping of a whole file, unmapped when dropped unless kept.
 pub(crate) struct Mapping(memmap2::Mmap);
@@ -58,8 +64,26 @@ impl Mapping {
         let kept: &'static memmap2::Mmap = Box::leak(Box::new(self.0));
         KEPT.lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(kept);
+            .push(Kept {
+                mapping: kept,
+                released: kept.len(),
+            });
         kept
+    }
+}
+
+/// Keeps the pages of a kept mapping from `tail` on resident through
+/// [`release_resident`]: the tables an image holds are read by every lookup, so
+/// dropping them would only make lookups fault them back in.
+pub(crate) fn keep_resident(tail: &'static [u8]) {
+    let start = tail.as_ptr() as usize;
+    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = kept.iter_mut().find(|kept| {
+        let base = kept.mapping.as_ptr() as usize;
+        (base..base + kept.mapping.len()).contains(&start)
+    }) {
+        // Whole pages only: the page the tail starts in stays too.
+        kept.released = (start - kept.mapping.as_ptr() as usize) & !4095;
     }
 }
 
@@ -69,11 +93,20 @@ impl Mapping {
 /// once and would otherwise leave the whole image counted in the process's memory.
 pub(crate) fn release_resident() {
     #[cfg(unix)]
-    for mapping in KEPT.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+    for kept in KEPT.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        if kept.released == 0 {
+            continue;
+        }
         // SAFETY: a shared read-only file mapping whose file does not change (module
         // docs): a dropped page reads back as the same bytes, so no borrow of it sees a
         // change.
-        let released = unsafe { mapping.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        let released = unsafe {
+            kept.mapping.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                0,
+                kept.released,
+            )
+        };
         if let Err(error) = released {
             tracing::debug!(%error, "the kernel kept an image's pages resident");
         }

@@ -15,6 +15,7 @@
 
 mod cow_map;
 mod cow_vec;
+mod flat;
 mod footprint;
 mod invariants;
 mod look_alike;
@@ -38,6 +39,7 @@ use crate::model::{
 
 pub(crate) use cow_map::CowMap;
 pub(crate) use cow_vec::CowVec;
+pub(crate) use flat::TableError;
 pub use footprint::Footprint;
 pub use invariants::Canonical;
 pub(crate) use look_alike::looks_alike;
@@ -51,7 +53,7 @@ pub(crate) use symbols::Symbols;
 pub use views::{ListQuery, UserGroup};
 
 /// A map keyed by entity id.
-pub(crate) type IdMap<V> = CowMap<Id, V, foldhash::fast::RandomState>;
+pub(crate) type IdMap<V> = CowMap<Id, V, flat::Seeded>;
 
 /// Where an id lives: its kind and dense index. Packed to 5 bytes, so an id map entry
 /// is 21 bytes, not 24 (two million entries at the large estate).
@@ -511,6 +513,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Live entities of every kind.
+    pub(crate) fn total(&self) -> u64 {
+        self.users + self.groups + self.nodes + self.assets + self.rules + self.roles + self.tokens
+    }
+
     pub(crate) fn get_mut(&mut self, kind: EntityKind) -> &mut u64 {
         match kind {
             EntityKind::User => &mut self.users,
@@ -644,7 +651,7 @@ impl Snapshot {
     }
 
     pub(crate) fn slot(&self, id: Id) -> Option<Slot> {
-        self.ids.get(&id).copied()
+        self.ids.get(&id)
     }
 
     /// The dense index of `id` if it is an entity of `kind`.

@@ -113,6 +113,10 @@ fn open(size: EstateSize) {
         "  records read in place from the mapped image (not heap): {}",
         mib(snapshot.mapped_record_bytes() as i128)
     );
+    println!(
+        "  tables probed in place in the mapped image (not heap): {}",
+        mib(snapshot.mapped_table_bytes() as i128)
+    );
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         let resident = status.lines().filter(|line| line.starts_with("Rss"));
         println!("  {}", resident.collect::<Vec<_>>().join(", "));

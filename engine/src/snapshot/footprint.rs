@@ -48,6 +48,16 @@ impl Snapshot {
         users.chain(assets).sum()
     }
 
+    /// Bytes of the id map, name indexes and account index read in place from the
+    /// mapped image the snapshot was opened from (until writes copy their shards).
+    pub fn mapped_table_bytes(&self) -> usize {
+        self.ids.mapped_bytes()
+            + self.account_ids.mapped_bytes()
+            + self.user_names.mapped_bytes()
+            + self.user_emails.mapped_bytes()
+            + self.asset_names.mapped_bytes()
+    }
+
     /// Approximate heap bytes per structure.
     pub fn footprint(&self) -> Footprint {
         let mut parts = Vec::new();

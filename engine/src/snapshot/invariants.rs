@@ -151,7 +151,7 @@ impl Snapshot {
                 EntityKind::Role => self.role_entry(slot.index).map(|r| r.id),
                 EntityKind::Token => self.token_entry(slot.index).map(|e| e.token.id),
             };
-            if live != Some(*id) {
+            if live != Some(id) {
                 return fail(format!("id {id} points at slot {slot:?} holding {live:?}"));
             }
         }
@@ -577,13 +577,13 @@ impl Snapshot {
         for (index, entry) in self.assets.iter().enumerate() {
             let Some(entry) = entry else { continue };
             for account in &entry.record.unpack().accounts {
-                if self.account_ids.get(&account.id) != Some(&(index as u32)) {
+                if self.account_ids.get(&account.id) != Some(index as u32) {
                     return fail(format!("account `{}` does not resolve", account.id));
                 }
             }
         }
         for (hash, index) in self.token_hashes.iter() {
-            if self.token_entry(*index).map(|e| &e.hash) != Some(hash) {
+            if self.token_entry(index).map(|e| e.hash) != Some(hash) {
                 return fail("a token hash points at the wrong token".to_owned());
             }
         }

@@ -2,10 +2,12 @@
 //! look-alike check of new names (see `look_alike`).
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::io::Write;
 
 use smallvec::SmallVec;
 
 use super::cow_map::CowMap;
+use super::flat::{Flat, SeedOf, Seeded, TableError, take};
 use super::look_alike::{fold_forms, meets};
 
 /// Compares two names the way every unique name in the engine is compared: Unicode
@@ -69,6 +71,16 @@ impl Hasher for KeyIsHash {
     }
     fn write_u64(&mut self, value: u64) {
         self.0 = value;
+    }
+}
+
+/// A map keyed by hashes records no seed.
+impl SeedOf for BuildHasherDefault<KeyIsHash> {
+    fn seed_of(&self) -> u64 {
+        0
+    }
+    fn from_seed(_: u64) -> Self {
+        BuildHasherDefault::default()
     }
 }
 
@@ -195,6 +207,32 @@ impl<const N: usize> Named<N> {
     }
 }
 
+impl<const N: usize> Flat for Named<N> {
+    const SIZE: usize = 5 + N;
+    fn put(&self, out: &mut Vec<u8>) {
+        self.index.put(out);
+        out.push(self.len);
+        out.extend_from_slice(&self.bytes);
+    }
+    #[inline]
+    fn read(bytes: &[u8]) -> Option<Named<N>> {
+        let (index, rest) = bytes.split_first_chunk::<4>()?;
+        let (&len, rest) = rest.split_first()?;
+        if usize::from(len) > N && len != LONG {
+            return None;
+        }
+        Some(Named {
+            index: u32::from_le_bytes(*index),
+            len,
+            bytes: rest.try_into().ok()?,
+        })
+    }
+}
+
+/// A name an image hashes beside its name indexes, so an open can tell that this
+/// build hashes names as the writing one did.
+const PROBE: &str = "Portcullis-Probe";
+
 /// Hash → the name with that hash, shared between snapshots.
 type Buckets<const N: usize> = CowMap<u64, Named<N>, BuildHasherDefault<KeyIsHash>>;
 
@@ -220,8 +258,9 @@ type FoldBuckets = CowMap<u64, SmallVec<[u32; 1]>, BuildHasherDefault<KeyIsHash>
 /// `N` is how many folded bytes a name may take and still be kept in its entry.
 #[derive(Clone)]
 pub(crate) struct NameIndex<const N: usize = INLINE> {
-    /// Seeded per process: a name's hash cannot be chosen to collide.
-    hasher: foldhash::fast::RandomState,
+    /// Seeded at random when the index is built, and kept by the images it is
+    /// written to: a name's hash cannot be chosen to collide.
+    hasher: Seeded,
     buckets: Buckets<N>,
     overflow: Overflow<N>,
     folds: FoldBuckets,
@@ -251,7 +290,7 @@ impl<const N: usize> NameIndex<N> {
     /// An index sized for `names` names.
     pub(crate) fn with_capacity(names: usize) -> NameIndex<N> {
         NameIndex {
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: Seeded::default(),
             buckets: Buckets::with_capacity_and_hasher(names, BuildHasherDefault::default()),
             overflow: Overflow::with_hasher(BuildHasherDefault::default()),
             folds: FoldBuckets::with_hasher(BuildHasherDefault::default()),
@@ -353,7 +392,7 @@ impl<const N: usize> NameIndex<N> {
     }
 
     /// The names held under `hash`.
-    fn under(&self, hash: u64) -> impl Iterator<Item = &Named<N>> {
+    fn under(&self, hash: u64) -> impl Iterator<Item = Named<N>> {
         self.buckets
             .get(&hash)
             .into_iter()
@@ -389,7 +428,7 @@ impl<const N: usize> NameIndex<N> {
         let forms = fold_forms(name);
         for form in &forms {
             let hash = self.hash(form);
-            let mut non_ascii = self.folds.get(&hash).into_iter().flatten().copied();
+            let mut non_ascii = self.folds.get(&hash).into_iter().flatten();
             let found = non_ascii.find(|&index| {
                 accept(index) && name_of(index).is_some_and(|other| meets(other, &forms))
             });
@@ -417,6 +456,75 @@ impl<const N: usize> NameIndex<N> {
         self.buckets.heap_bytes() + self.overflow.heap_bytes() + self.folds.heap_bytes()
     }
 
+    /// Bytes of the buckets read in place from an image (for `Snapshot::footprint`).
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        self.buckets.mapped_bytes()
+    }
+
+    /// Writes the index as an image holds it (docs/snapshot.md, "Tables"): the
+    /// hasher's seed and the hash of [`PROBE`], the buckets as a table, then the
+    /// overflow and the fold forms (few, if any) as lists.
+    pub(crate) fn write_image<W: Write>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(&self.hasher.seed().to_le_bytes())?;
+        out.write_all(&self.hash(PROBE).to_le_bytes())?;
+        self.buckets.write_image(out)?;
+        let mut bytes = Vec::new();
+        (self.overflow.len() as u64).put(&mut bytes);
+        for (hash, more) in self.overflow.iter() {
+            hash.put(&mut bytes);
+            (more.len() as u64).put(&mut bytes);
+            more.iter().for_each(|named| named.put(&mut bytes));
+        }
+        (self.folds.len() as u64).put(&mut bytes);
+        for (hash, indexes) in self.folds.iter() {
+            hash.put(&mut bytes);
+            (indexes.len() as u64).put(&mut bytes);
+            indexes.iter().for_each(|index| index.put(&mut bytes));
+        }
+        out.write_all(&bytes)
+    }
+
+    /// The index written by [`NameIndex::write_image`] at the front of `bytes`, its
+    /// buckets probed where they lie; `bytes` is left after it.
+    pub(crate) fn from_image(bytes: &mut &'static [u8]) -> Result<NameIndex<N>, TableError> {
+        let hasher = Seeded::with_seed(take(bytes)?);
+        let probe: u64 = take(bytes)?;
+        let mut index = NameIndex {
+            hasher,
+            buckets: Buckets::from_image(bytes)?,
+            overflow: Overflow::with_hasher(BuildHasherDefault::default()),
+            folds: FoldBuckets::with_hasher(BuildHasherDefault::default()),
+        };
+        if index.hash(PROBE) != probe {
+            return Err(
+                "this build hashes names differently from the one that wrote the index".into(),
+            );
+        }
+        // Every listed item takes at least 8 bytes: a crafted count costs nothing.
+        let count = |bytes: &mut &'static [u8]| -> Result<u64, TableError> {
+            let count: u64 = take(bytes)?;
+            if count > bytes.len() as u64 / 4 {
+                return Err("a name index lists more than it holds".into());
+            }
+            Ok(count)
+        };
+        for _ in 0..count(bytes)? {
+            let hash = take(bytes)?;
+            let more = (0..count(bytes)?)
+                .map(|_| take(bytes))
+                .collect::<Result<SmallVec<[Named<N>; 1]>, TableError>>()?;
+            index.overflow.insert(hash, more);
+        }
+        for _ in 0..count(bytes)? {
+            let hash = take(bytes)?;
+            let indexes = (0..count(bytes)?)
+                .map(|_| take(bytes))
+                .collect::<Result<SmallVec<[u32; 1]>, TableError>>()?;
+            index.folds.insert(hash, indexes);
+        }
+        Ok(index)
+    }
+
     /// Whether the index holds exactly `names` (index, name) of the live entities: each
     /// under its hash with its folded form, and in `folds` the fold forms of the
     /// non-ASCII ones. For `Snapshot::check_invariants`.
@@ -433,12 +541,12 @@ impl<const N: usize> NameIndex<N> {
         let overflow = self
             .overflow
             .iter()
-            .flat_map(|(hash, more)| more.iter().map(move |named| (hash, named)));
+            .flat_map(|(hash, more)| more.into_iter().map(move |named| (hash, named)));
         let mut held: Vec<(u64, u32, Option<Folded>)> = self
             .buckets
             .iter()
             .chain(overflow)
-            .map(|(hash, named)| (*hash, named.index, named.folded()))
+            .map(|(hash, named)| (hash, named.index, named.folded()))
             .collect();
         let key = |entry: &(u64, u32, Option<Folded>)| (entry.0, entry.1);
         expected.sort_unstable_by_key(key);
@@ -455,7 +563,7 @@ impl<const N: usize> NameIndex<N> {
         let sorted = |buckets: &FoldBuckets| {
             let mut pairs: Vec<(u64, u32)> = buckets
                 .iter()
-                .flat_map(|(hash, bucket)| bucket.iter().map(move |index| (*hash, *index)))
+                .flat_map(|(hash, bucket)| bucket.into_iter().map(move |index| (hash, index)))
                 .collect();
             pairs.sort_unstable();
             pairs
@@ -616,5 +724,78 @@ mod tests {
         let name_of = |i: u32| names.get(i as usize).copied();
         assert_eq!(index.get("*", name_of), Some(0));
         assert_eq!(index.get("alice", name_of), None);
+    }
+
+    #[test]
+    fn an_index_read_from_its_image_answers_as_written() {
+        let names = [
+            "Alice",
+            "bob",
+            "Ærøskøbing",
+            "a-name-too-long-to-keep-inline",
+            "b0b",
+        ];
+        let mut index = NameIndex::<INLINE>::new();
+        for (i, name) in names.iter().enumerate() {
+            index.insert(name, i as u32);
+        }
+        // A collision, as two names under one hash would make it.
+        index.insert_hashed(index.hash("carol"), Named::new(9, Folded::of("other")));
+        index.insert_hashed(index.hash("carol"), Named::new(5, Folded::of("carol")));
+        let mut bytes = Vec::new();
+        index
+            .write_image(&mut bytes)
+            .expect("a Vec takes every write");
+        let mut bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let image = NameIndex::<INLINE>::from_image(&mut bytes).expect("the image reads");
+        assert!(bytes.is_empty());
+        assert!(image.mapped_bytes() > 0 && image.buckets.mapped_shards() > 0);
+        let all = [
+            "Alice",
+            "bob",
+            "Ærøskøbing",
+            "a-name-too-long-to-keep-inline",
+            "b0b",
+            "carol",
+        ];
+        let name_of = |i: u32| all.get(i as usize).copied();
+        for name in [
+            "ALICE",
+            "Bob",
+            "ærøSKØBING",
+            "A-NAME-too-long-to-keep-inline",
+            "carol",
+            "dave",
+        ] {
+            assert_eq!(image.get(name, name_of), index.get(name, name_of), "{name}");
+        }
+        assert_eq!(image.get("carol", name_of), Some(5));
+        assert_eq!(
+            image.look_alike("Aer\u{f8}skobing", name_of, |_| true),
+            index.look_alike("Aer\u{f8}skobing", name_of, |_| true)
+        );
+        assert!(
+            image.matches(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (i as u32, *n))
+                    .chain([(5, "carol"), (9, "other")])
+            ) == index.matches(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (i as u32, *n))
+                    .chain([(5, "carol"), (9, "other")])
+            )
+        );
+        // Another seed for the probe: refused, not probed in the wrong places.
+        let mut written = Vec::new();
+        index
+            .write_image(&mut written)
+            .expect("a Vec takes every write");
+        written[8] ^= 1;
+        let mut bytes: &'static [u8] = Box::leak(written.into_boxed_slice());
+        assert!(NameIndex::<INLINE>::from_image(&mut bytes).is_err());
     }
 }

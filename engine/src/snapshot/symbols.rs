@@ -24,7 +24,7 @@ impl Symbols {
     /// The symbol of `name`, if any entity has ever used it.
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
-        self.map.get(name).copied()
+        self.map.get(name)
     }
 
     /// The symbol of `name`, made when new.

@@ -798,7 +798,7 @@ impl Working {
                         .snap
                         .account_ids
                         .get(&requested)
-                        .is_some_and(|&holder| Some(holder) != index);
+                        .is_some_and(|holder| Some(holder) != index);
                     let taken_elsewhere = self.snap.slot(requested).is_some()
                         || other_asset
                         || accounts.iter().any(|a| a.id == requested);
