@@ -255,6 +255,67 @@ fn lockout_after_n_failures_in_the_window_and_unlock_after_m_minutes() {
     assert_eq!(f.status("alice", GOOD, None, at_minutes(54)), "ok");
 }
 
+/// Issue 19: counting an attempt and deciding the lock are one step, taken before the
+/// password is looked at. Fifty wrong passwords sent at once at a user with a limit of
+/// five: five are verified, the other forty-five are refused as locked without being
+/// evaluated, and the lock then holds for the right password too.
+#[test]
+fn fifty_concurrent_wrong_passwords_evaluate_at_most_the_limit() {
+    const ATTEMPTS: usize = 50;
+    let f = fixture_with(AuthSettings {
+        // The least argon2 accepts (8 KiB per lane): the test counts, it does not time.
+        argon2: Argon2Settings {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        },
+        lockout: LockoutSettings {
+            max_failures: 5,
+            window_minutes: 15,
+            lock_minutes: 15,
+        },
+        ..settings()
+    });
+    f.person("alice");
+    // Every thread waits for all the others, so the attempts overlap as much as they
+    // can: without the reservation, most of them pass the lock check before any
+    // failure is counted.
+    let start = std::sync::Barrier::new(ATTEMPTS);
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let attempts: Vec<_> = (0..ATTEMPTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    f.status("alice", "Wrong-Password-9", None, T)
+                })
+            })
+            .collect();
+        attempts
+            .into_iter()
+            .map(|attempt| attempt.join().unwrap())
+            .collect()
+    });
+    let count = |answer: &str| answers.iter().filter(|a| *a == answer).count();
+    assert_eq!(count("denied:invalid_credentials"), 5, "{answers:?}");
+    assert_eq!(count("denied:locked"), ATTEMPTS - 5, "{answers:?}");
+    assert_eq!(
+        f.status("alice", GOOD, None, at_minutes(1)),
+        "denied:locked"
+    );
+    let events = f.auth.events_since(0, 1000).unwrap();
+    assert_eq!(events.iter().filter(|e| e.event == "lockout").count(), 1);
+    let denials = |reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.event == "login_denied" && e.detail.as_deref() == Some(reason))
+            .count()
+    };
+    assert_eq!(denials("invalid_credentials"), 5);
+    assert_eq!(denials("locked"), ATTEMPTS - 5 + 1);
+    // The lock ends on time.
+    assert_eq!(f.status("alice", GOOD, None, at_minutes(16)), "ok");
+}
+
 /// An attempt is counted before its password is verified; one whose password is right
 /// gives the count back, whatever the answer: a sign-in, an inactive user, a code
 /// still needed.
