@@ -15,6 +15,17 @@
 //! ([`Auth::events_since`]) and, as an `Operation::Event` record, in the operation log;
 //! neither ever holds a secret or a code.
 //!
+//! The lockout holds under concurrency: an attempt is counted toward its lock key
+//! before its password is evaluated, in the one write transaction that also checks
+//! the lock, so however many attempts arrive at once, at most `max_failures` are
+//! evaluated before the lock. A wrong password or code leaves the attempt counted, as
+//! its failure, and sets the lock when the window is full; a sign-in clears the
+//! count; a right password that signs nobody in (an inactive or expired user, a code
+//! still to come) gives the attempt back; an attempt that ends in an error stays
+//! counted. These lockout commits do not wait for the disk: the attempt's next
+//! durable commit (its sign-in event) writes them out, so counting first adds no disk
+//! flush to an attempt.
+//!
 //! Design choices the issue leaves open:
 //! - A denial's reason never tells whether a login name exists: an unknown name and a
 //!   wrong password both give `invalid_credentials`, after the same argon2 work (a
@@ -309,6 +320,17 @@ enum Stage {
     Answer(LoginOutcome),
 }
 
+/// One sign-in attempt, as the lockout sees it.
+struct Attempt<'a> {
+    /// The counter it counts toward ([`lock_key`]).
+    lock: [u8; 32],
+    now: Time,
+    /// The login name as typed (trimmed).
+    login: &'a str,
+    /// `login`, or the self-service call the credentials are for (`password_change`).
+    purpose: &'a str,
+}
+
 /// Sign-in over an [`Engine`]. Cheap to share (`Arc` it).
 pub struct Auth {
     engine: Arc<Engine>,
@@ -431,6 +453,10 @@ impl Auth {
 
     /// Checks credentials as a login does (failures count toward the lockout) without
     /// recording a login.
+    ///
+    /// The attempt is counted first, in the same transaction as the lock check
+    /// ([`Auth::reserve_attempt`]), and only then evaluated: however many attempts
+    /// arrive at once, at most `max_failures` of them are evaluated before the lock.
     fn authenticate(
         &self,
         request: &LoginRequest,
@@ -450,23 +476,36 @@ impl Auth {
                 .and_then(|i| snapshot.user_entry(i))
                 .map(|e| Arc::new(e.record.unpack()))
         });
-        let lock = lock_key(user.as_deref(), login);
-        if self.locked_until(&lock, now)?.is_some() {
+        let attempt = Attempt {
+            lock: lock_key(user.as_deref(), login),
+            now,
+            login,
+            purpose,
+        };
+        if !self.reserve_attempt(&attempt)? {
             // The same work as any attempt, so a lock says nothing by its timing.
             self.burn(&request.password);
-            self.deny(now, user.as_deref(), login, DenyReason::Locked, purpose)?;
+            self.deny(&attempt, user.as_deref(), DenyReason::Locked)?;
             return Ok(Stage::Answer(denied(DenyReason::Locked)));
         }
+        // An attempt that ends in an error (storage) keeps its reservation: it counts as
+        // a failure, as a directory that does not answer does.
+        self.evaluate(request, user, &attempt)
+    }
+
+    /// Evaluates an attempt [`Auth::reserve_attempt`] has counted: a wrong password or
+    /// code leaves it counted ([`Auth::fail`]), a full sign-in clears the count, and a
+    /// right password that signs nobody in gives the attempt back.
+    fn evaluate(
+        &self,
+        request: &LoginRequest,
+        user: Option<Arc<User>>,
+        attempt: &Attempt<'_>,
+    ) -> Result<Stage, AuthError> {
+        let now = attempt.now;
         let verified = self.verify_password(user.as_deref(), &request.password)?;
         let Some(user) = user.clone().filter(|_| verified) else {
-            self.fail(
-                &lock,
-                now,
-                user.as_deref(),
-                login,
-                DenyReason::InvalidCredentials,
-                purpose,
-            )?;
+            self.fail(attempt, user.as_deref(), DenyReason::InvalidCredentials)?;
             return Ok(Stage::Answer(denied(DenyReason::InvalidCredentials)));
         };
         if !user.active || user.expires_at.is_some_and(|expires| now >= expires) {
@@ -475,16 +514,17 @@ impl Auth {
             } else {
                 DenyReason::UserInactive
             };
-            self.deny(now, Some(&user), login, reason, purpose)?;
+            self.give_back(attempt)?;
+            self.deny(attempt, Some(&user), reason)?;
             return Ok(Stage::Answer(denied(reason)));
         }
         if !self.mfa_required(&user) {
-            self.clear_failures(&lock)?;
+            self.clear_failures(&attempt.lock)?;
             return Ok(Stage::Passed(user));
         }
         let methods = self.methods(&user)?;
         if methods.is_empty() {
-            self.clear_failures(&lock)?;
+            self.clear_failures(&attempt.lock)?;
             return Ok(Stage::NeedsEnrolment(user));
         }
         let Some(code) = request
@@ -493,6 +533,9 @@ impl Auth {
             .map(str::trim)
             .filter(|c| !c.is_empty())
         else {
+            // A right password without its code neither fails nor clears the count
+            // (clearing would let a password holder guess codes without end).
+            self.give_back(attempt)?;
             let delivery = match request.method {
                 Some(MfaMethod::Email) if methods.contains(&MfaMethod::Email) => {
                     Some(self.issue_email_code(&user, now)?)
@@ -506,7 +549,7 @@ impl Auth {
         };
         match self.verify_code(&user, code, now)? {
             Some(method) => {
-                self.clear_failures(&lock)?;
+                self.clear_failures(&attempt.lock)?;
                 if method == MfaMethod::RecoveryCode {
                     self.event(
                         now,
@@ -520,14 +563,7 @@ impl Auth {
                 Ok(Stage::Passed(user))
             }
             None => {
-                self.fail(
-                    &lock,
-                    now,
-                    Some(&user),
-                    login,
-                    DenyReason::InvalidCode,
-                    purpose,
-                )?;
+                self.fail(attempt, Some(&user), DenyReason::InvalidCode)?;
                 Ok(Stage::Answer(denied(DenyReason::InvalidCode)))
             }
         }
@@ -737,85 +773,173 @@ impl Auth {
 
     // ----- lockout ------------------------------------------------------------------
 
-    fn locked_until(&self, lock: &[u8; 32], now: Time) -> Result<Option<Time>, AuthError> {
-        let txn = self.engine.store().database().begin_read()?;
-        let table = txn.open_table(FAILURES)?;
-        let record: Option<Failures> = table
-            .get(lock.as_slice())?
-            .map(|v| tables::decode("auth_failures", v.value()))
-            .transpose()?;
-        Ok(record
-            .and_then(|r| r.locked_until)
-            .filter(|until| now < *until))
+    /// Counts `attempt` toward its lock key before it is evaluated, in one write
+    /// transaction with the lock check: writes are serialized, so no two attempts can
+    /// both find room for one more. Refused (`false`, nothing written) while a lock is
+    /// in force, or while the window already holds `max_failures` attempts, failed or
+    /// still being evaluated. A counted attempt is a failure unless a sign-in clears
+    /// the count or it is given back ([`Auth::give_back`]).
+    fn reserve_attempt(&self, attempt: &Attempt<'_>) -> Result<bool, AuthError> {
+        let window_start = self.window_start(attempt.now);
+        let txn = self.lockout_transaction()?;
+        let reserved = {
+            let mut table = txn.open_table(FAILURES)?;
+            let mut record = read_failures(&table, &attempt.lock)?;
+            record.recent.retain(|t| *t > window_start);
+            let room = record.locked_until.is_none_or(|until| attempt.now >= until)
+                && record.recent.len() < self.settings.lockout.max_failures as usize;
+            if room {
+                record.recent.push(attempt.now);
+                table.insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
+            }
+            room
+        };
+        if reserved {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(reserved)
     }
 
-    /// Counts a failure; locks when there have been too many in the window.
+    /// A wrong password or code: the attempt stays counted, as its failure. Locks when
+    /// the window holds `max_failures` of them and no lock is in force yet (attempts
+    /// evaluated beside it then find the lock set and set nothing).
     fn fail(
         &self,
-        lock: &[u8; 32],
-        now: Time,
+        attempt: &Attempt<'_>,
         user: Option<&User>,
-        login: &str,
         reason: DenyReason,
-        purpose: &str,
     ) -> Result<(), AuthError> {
-        let lockout = self.settings.lockout;
-        let window_start = now.add_micros(-i64::from(lockout.window_minutes) * MINUTE);
-        let txn = self.engine.store().database().begin_write()?;
-        let locked = {
-            let mut table = txn.open_table(FAILURES)?;
-            let mut record: Failures = table
-                .get(lock.as_slice())?
-                .map(|v| tables::decode("auth_failures", v.value()))
-                .transpose()?
-                .unwrap_or_default();
-            record.recent.retain(|t| *t > window_start);
-            record.recent.push(now);
-            let locked = record.recent.len() >= lockout.max_failures as usize;
-            if locked {
-                record.recent.clear();
-                record.locked_until =
-                    Some(now.add_micros(i64::from(lockout.lock_minutes) * MINUTE));
-            }
-            table.insert(lock.as_slice(), tables::encode(&record).as_slice())?;
-            locked
-        };
-        txn.commit()?;
-        self.deny(now, user, login, reason, purpose)?;
+        let locked = self.lock_if_full(attempt)?;
+        self.deny(attempt, user, reason)?;
         if locked {
             let actor = user.map_or_else(|| "anonymous".to_owned(), actor_of);
-            self.event(now, "lockout", &actor, user, Some(login), None)?;
+            self.event(
+                attempt.now,
+                "lockout",
+                &actor,
+                user,
+                Some(attempt.login),
+                None,
+            )?;
         }
         Ok(())
     }
 
-    fn clear_failures(&self, lock: &[u8; 32]) -> Result<(), AuthError> {
-        let txn = self.engine.store().database().begin_write()?;
-        txn.open_table(FAILURES)?.remove(lock.as_slice())?;
-        txn.commit()?;
+    /// Sets the lock when the window is full and none is in force; whether it did.
+    fn lock_if_full(&self, attempt: &Attempt<'_>) -> Result<bool, AuthError> {
+        let lockout = self.settings.lockout;
+        let now = attempt.now;
+        let window_start = self.window_start(now);
+        let txn = self.lockout_transaction()?;
+        let locked = {
+            let mut table = txn.open_table(FAILURES)?;
+            let mut record = read_failures(&table, &attempt.lock)?;
+            record.recent.retain(|t| *t > window_start);
+            let full = record.locked_until.is_none_or(|until| now >= until)
+                && record.recent.len() >= lockout.max_failures as usize;
+            if full {
+                record.recent.clear();
+                record.locked_until =
+                    Some(now.add_micros(i64::from(lockout.lock_minutes) * MINUTE));
+                table.insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
+            }
+            full
+        };
+        if locked {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(locked)
+    }
+
+    /// Takes back the count of an attempt whose password was right but which signed
+    /// nobody in (an inactive or expired user, a code still to come): that is neither
+    /// a failure nor a sign-in that clears the count. Counted attempts are only their
+    /// times, so any one counted at the same instant is as good as this one's; none
+    /// left means a lock set meanwhile has cleared the window, and the lock stays.
+    fn give_back(&self, attempt: &Attempt<'_>) -> Result<(), AuthError> {
+        let txn = self.lockout_transaction()?;
+        let given_back = {
+            let mut table = txn.open_table(FAILURES)?;
+            let mut record = read_failures(&table, &attempt.lock)?;
+            match record.recent.iter().position(|t| *t == attempt.now) {
+                Some(counted) => {
+                    record.recent.remove(counted);
+                    // Nothing left to keep: leave no record behind, as before the
+                    // attempt was counted.
+                    let lock_in_force =
+                        record.locked_until.is_some_and(|until| attempt.now < until);
+                    if record.recent.is_empty() && !lock_in_force {
+                        table.remove(attempt.lock.as_slice())?;
+                    } else {
+                        table
+                            .insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if given_back {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         Ok(())
+    }
+
+    /// Forgets a lock key's failures and lock: after a sign-in (which its own attempt
+    /// was counted toward), an unlock or a password reset.
+    fn clear_failures(&self, lock: &[u8; 32]) -> Result<(), AuthError> {
+        let txn = self.lockout_transaction()?;
+        let removed = txn.open_table(FAILURES)?.remove(lock.as_slice())?.is_some();
+        if removed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    /// A write transaction on the lockout table that commits without waiting for the
+    /// disk (`Durability::None`). Counting an attempt before evaluating it must not
+    /// add a disk flush to every attempt: the attempt's next durable commit (its
+    /// sign-in event, the login it records, the change it proves) writes this one out
+    /// with it. Until then the commit is visible to every later transaction, which is
+    /// what makes the lockout hold; a crash before then forgets it along with the
+    /// attempt's outcome, as a crash during an evaluation always did.
+    fn lockout_transaction(&self) -> Result<redb::WriteTransaction, AuthError> {
+        let mut txn = self.engine.store().database().begin_write()?;
+        txn.set_durability(redb::Durability::None);
+        Ok(txn)
+    }
+
+    /// The oldest failure time still inside the window at `now` (exclusive).
+    fn window_start(&self, now: Time) -> Time {
+        now.add_micros(-i64::from(self.settings.lockout.window_minutes) * MINUTE)
     }
 
     fn deny(
         &self,
-        now: Time,
+        attempt: &Attempt<'_>,
         user: Option<&User>,
-        login: &str,
         reason: DenyReason,
-        purpose: &str,
     ) -> Result<(), AuthError> {
         let actor = user.map_or_else(|| "anonymous".to_owned(), actor_of);
-        let detail = if purpose == "login" {
+        let detail = if attempt.purpose == "login" {
             reason.code().to_owned()
         } else {
-            format!("{} ({purpose})", reason.code())
+            format!("{} ({})", reason.code(), attempt.purpose)
         };
         self.event(
-            now,
+            attempt.now,
             "login_denied",
             &actor,
             user,
-            Some(login),
+            Some(attempt.login),
             Some(&detail),
         )
     }
@@ -1430,6 +1554,18 @@ fn lock_key(user: Option<&User>, login: &str) -> [u8; 32] {
         }
     }
     hasher.finalize().into()
+}
+
+/// The failures counted toward `lock`: none yet when it has no record.
+fn read_failures(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    lock: &[u8; 32],
+) -> Result<Failures, AuthError> {
+    let record = table
+        .get(lock.as_slice())?
+        .map(|value| tables::decode("auth_failures", value.value()))
+        .transpose()?;
+    Ok(record.unwrap_or_default())
 }
 
 fn check_input(field: &'static str, value: &str) -> Result<(), AuthError> {

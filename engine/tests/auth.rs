@@ -255,6 +255,136 @@ fn lockout_after_n_failures_in_the_window_and_unlock_after_m_minutes() {
     assert_eq!(f.status("alice", GOOD, None, at_minutes(54)), "ok");
 }
 
+/// Issue 19: counting an attempt and deciding the lock are one step, taken before the
+/// password is looked at. Fifty wrong passwords sent at once at a user with a limit of
+/// five: five are verified, the other forty-five are refused as locked without being
+/// evaluated, and the lock then holds for the right password too.
+#[test]
+fn fifty_concurrent_wrong_passwords_evaluate_at_most_the_limit() {
+    const ATTEMPTS: usize = 50;
+    let f = fixture_with(AuthSettings {
+        // The least argon2 accepts (8 KiB per lane): the test counts, it does not time.
+        argon2: Argon2Settings {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        },
+        lockout: LockoutSettings {
+            max_failures: 5,
+            window_minutes: 15,
+            lock_minutes: 15,
+        },
+        ..settings()
+    });
+    f.person("alice");
+    // Every thread waits for all the others, so the attempts overlap as much as they
+    // can: without the reservation, most of them pass the lock check before any
+    // failure is counted.
+    let start = std::sync::Barrier::new(ATTEMPTS);
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let attempts: Vec<_> = (0..ATTEMPTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    f.status("alice", "Wrong-Password-9", None, T)
+                })
+            })
+            .collect();
+        attempts
+            .into_iter()
+            .map(|attempt| attempt.join().unwrap())
+            .collect()
+    });
+    let count = |answer: &str| answers.iter().filter(|a| *a == answer).count();
+    assert_eq!(count("denied:invalid_credentials"), 5, "{answers:?}");
+    assert_eq!(count("denied:locked"), ATTEMPTS - 5, "{answers:?}");
+    assert_eq!(
+        f.status("alice", GOOD, None, at_minutes(1)),
+        "denied:locked"
+    );
+    let events = f.auth.events_since(0, 1000).unwrap();
+    assert_eq!(events.iter().filter(|e| e.event == "lockout").count(), 1);
+    let denials = |reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.event == "login_denied" && e.detail.as_deref() == Some(reason))
+            .count()
+    };
+    assert_eq!(denials("invalid_credentials"), 5);
+    assert_eq!(denials("locked"), ATTEMPTS - 5 + 1);
+    // The lock ends on time.
+    assert_eq!(f.status("alice", GOOD, None, at_minutes(16)), "ok");
+}
+
+/// An attempt is counted before its password is verified; one whose password is right
+/// gives the count back, whatever the answer: a sign-in, an inactive user, a code
+/// still needed.
+#[test]
+fn a_right_password_clears_the_count_and_never_uses_up_the_limit() {
+    let f = fixture_with(AuthSettings {
+        lockout: LockoutSettings {
+            max_failures: 3,
+            window_minutes: 10,
+            lock_minutes: 30,
+        },
+        ..settings()
+    });
+    let wrong = |login: &str| f.status(login, "Wrong-Password-9", None, T);
+    f.person("alice");
+    // A success after fewer failures than the limit clears the count.
+    for _ in 0..2 {
+        assert_eq!(wrong("alice"), "denied:invalid_credentials");
+        assert_eq!(wrong("alice"), "denied:invalid_credentials");
+        assert_eq!(f.status("alice", GOOD, None, T), "ok");
+    }
+    // More right passwords than the limit, then the limit's worth of wrong ones is
+    // still needed to lock.
+    for _ in 0..5 {
+        assert_eq!(f.status("alice", GOOD, None, T), "ok");
+    }
+    for _ in 0..3 {
+        assert_eq!(wrong("alice"), "denied:invalid_credentials");
+    }
+    assert_eq!(f.status("alice", GOOD, None, T), "denied:locked");
+
+    // A right password for a deactivated user is refused, but not counted.
+    f.person("carol");
+    f.engine
+        .write(
+            &Actor::system("test"),
+            vec![Op::Modify {
+                kind: EntityKind::User,
+                target: "carol".to_owned(),
+                edit: Box::new(|spec| {
+                    if let Spec::User(spec) = spec {
+                        spec.active = false;
+                    }
+                    Ok(())
+                }),
+            }],
+        )
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(f.status("carol", GOOD, None, T), "denied:user_inactive");
+    }
+
+    // A right password without the code it needs is not counted; a wrong code is.
+    f.person("bob");
+    let enrolment = f.auth.enrol_totp(&creds("bob", GOOD, None), T).unwrap();
+    let code = totp_code(&enrolment.uri, T);
+    f.auth
+        .confirm_totp(&creds("bob", GOOD, None), &code, T)
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(f.status("bob", GOOD, None, T), "mfa_required");
+    }
+    // The confirming code was spent: each replay is a wrong code.
+    for _ in 0..3 {
+        assert_eq!(f.status("bob", GOOD, Some(&code), T), "denied:invalid_code");
+    }
+    assert_eq!(f.status("bob", GOOD, None, T), "denied:locked");
+}
+
 #[test]
 fn passwords_follow_the_policy_and_must_change_is_honoured() {
     let f = fixture();
@@ -706,6 +836,46 @@ fn directory_users_are_verified_by_their_backend() {
     assert_eq!(status("loc", GOOD), "ok");
     // The local user is not sent to the directory (it handles its own source only).
     assert_eq!(status("loc", "loc-directory-pw"), "invalid_credentials");
+}
+
+/// A directory that does not answer is a failed attempt: it counts toward the lock.
+#[test]
+fn an_unreachable_directory_counts_toward_the_lockout() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
+    let settings = AuthSettings {
+        lockout: LockoutSettings {
+            max_failures: 2,
+            window_minutes: 10,
+            lock_minutes: 30,
+        },
+        ..settings()
+    };
+    let auth = Auth::new(engine.clone(), settings)
+        .unwrap()
+        .with_backend(Box::new(Directory));
+    engine
+        .write(
+            &Actor::system("test"),
+            vec![Op::Create(
+                Spec::from_json(
+                    EntityKind::User,
+                    json!({"username": "down", "source": "ldap:corp"}),
+                )
+                .unwrap(),
+            )],
+        )
+        .unwrap();
+    let status = |now: Time| match auth
+        .login(&creds("down", "down-directory-pw", None), now)
+        .unwrap()
+    {
+        LoginOutcome::Denied { reason } => reason.code().to_owned(),
+        other => other.status().to_owned(),
+    };
+    assert_eq!(status(T), "invalid_credentials");
+    assert_eq!(status(at_minutes(1)), "invalid_credentials");
+    assert_eq!(status(at_minutes(2)), "locked");
 }
 
 #[test]

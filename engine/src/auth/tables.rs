@@ -59,7 +59,8 @@ pub(crate) struct EmailCodeRecord {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Failures {
-    /// When each recent failure happened (inside the window).
+    /// When each attempt counted inside the window happened: failures, and attempts
+    /// still being evaluated (an attempt is counted before its evaluation).
     pub(crate) recent: Vec<Time>,
     pub(crate) locked_until: Option<Time>,
 }
