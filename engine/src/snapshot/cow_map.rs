@@ -57,8 +57,11 @@ struct MappedShard<K, V> {
     /// Bytes per slot: 1 + the key's + the value's.
     stride: usize,
     key: usize,
-    read: fn(&[u8], usize) -> Option<(K, V)>,
+    read: ReadEntry<K, V>,
 }
+
+/// Reads an entry's key and value from its bytes, the key's size given.
+type ReadEntry<K, V> = fn(&[u8], usize) -> Option<(K, V)>;
 
 impl<K, V> Clone for MappedShard<K, V> {
     fn clone(&self) -> MappedShard<K, V> {
