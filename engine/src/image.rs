@@ -961,6 +961,27 @@ mod tests {
             read(&path, 7, snapshot.revision()).err(),
             Some(Rejected::Checksum)
         );
+        // Tables another hash function placed (as a new foldhash would): the id map's
+        // seed changed, the checksum made good. Refused, never probed.
+        let reseeded_path = directory.path().join("reseeded.image");
+        write(&snapshot, 7, &reseeded_path).expect("the image is written");
+        let mut reseeded = std::fs::read(&reseeded_path).expect("the image reads");
+        let seed = snapshot.ids.seed().to_le_bytes();
+        let at = reseeded
+            .windows(8)
+            .position(|window| window == seed)
+            .expect("the image holds the id map's seed");
+        reseeded[at] ^= 1;
+        let crc = crc32fast::hash(&reseeded[HEADER..]);
+        reseeded[40..44].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&reseeded_path, &reseeded).expect("the damaged image is written");
+        match read(&reseeded_path, 7, snapshot.revision()) {
+            Err(Rejected::Malformed(why)) => assert!(why.contains("hash"), "{why}"),
+            other => panic!(
+                "tables placed by another hash were not refused: {:?}",
+                other.err()
+            ),
+        }
         std::fs::remove_file(&path).expect("the image is deleted");
         assert!(opened.check_invariants().is_ok());
         assert_eq!(opened.canonical(), snapshot.canonical());

@@ -391,6 +391,12 @@ where
     V: Clone + Flat,
     S: SeedOf,
 {
+    /// The seed its hasher records in an image (for tests that damage one).
+    #[cfg(test)]
+    pub(crate) fn seed(&self) -> u64 {
+        self.hasher.seed_of()
+    }
+
     /// Writes the map as an image holds it (docs/snapshot.md, "Tables"): the hasher's
     /// seed, the entry and shard counts, then each shard as a table. A shard still
     /// mapped from the image this snapshot was read from is copied as it lies.
