@@ -781,25 +781,17 @@ impl Auth {
     /// the count or it is given back ([`Auth::give_back`]).
     fn reserve_attempt(&self, attempt: &Attempt<'_>) -> Result<bool, AuthError> {
         let window_start = self.window_start(attempt.now);
-        let txn = self.lockout_transaction()?;
-        let reserved = {
-            let mut table = txn.open_table(FAILURES)?;
-            let mut record = read_failures(&table, &attempt.lock)?;
+        let most = self.settings.lockout.max_failures as usize;
+        self.change_failures(&attempt.lock, |record| {
             record.recent.retain(|t| *t > window_start);
             let room = record.locked_until.is_none_or(|until| attempt.now >= until)
-                && record.recent.len() < self.settings.lockout.max_failures as usize;
-            if room {
-                record.recent.push(attempt.now);
-                table.insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
+                && record.recent.len() < most;
+            if !room {
+                return Change::Nothing;
             }
-            room
-        };
-        if reserved {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
-        Ok(reserved)
+            record.recent.push(attempt.now);
+            Change::Write
+        })
     }
 
     /// A wrong password or code: the attempt stays counted, as its failure. Locks when
@@ -832,27 +824,17 @@ impl Auth {
         let lockout = self.settings.lockout;
         let now = attempt.now;
         let window_start = self.window_start(now);
-        let txn = self.lockout_transaction()?;
-        let locked = {
-            let mut table = txn.open_table(FAILURES)?;
-            let mut record = read_failures(&table, &attempt.lock)?;
+        self.change_failures(&attempt.lock, |record| {
             record.recent.retain(|t| *t > window_start);
             let full = record.locked_until.is_none_or(|until| now >= until)
                 && record.recent.len() >= lockout.max_failures as usize;
-            if full {
-                record.recent.clear();
-                record.locked_until =
-                    Some(now.add_micros(i64::from(lockout.lock_minutes) * MINUTE));
-                table.insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
+            if !full {
+                return Change::Nothing;
             }
-            full
-        };
-        if locked {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
-        Ok(locked)
+            record.recent.clear();
+            record.locked_until = Some(now.add_micros(i64::from(lockout.lock_minutes) * MINUTE));
+            Change::Write
+        })
     }
 
     /// Takes back the count of an attempt whose password was right but which signed
@@ -861,34 +843,53 @@ impl Auth {
     /// times, so any one counted at the same instant is as good as this one's; none
     /// left means a lock set meanwhile has cleared the window, and the lock stays.
     fn give_back(&self, attempt: &Attempt<'_>) -> Result<(), AuthError> {
+        self.change_failures(&attempt.lock, |record| {
+            let Some(counted) = record.recent.iter().position(|t| *t == attempt.now) else {
+                return Change::Nothing;
+            };
+            record.recent.remove(counted);
+            // Nothing left to keep: leave no record behind, as before the attempt was
+            // counted.
+            let lock_in_force = record.locked_until.is_some_and(|until| attempt.now < until);
+            if record.recent.is_empty() && !lock_in_force {
+                Change::Remove
+            } else {
+                Change::Write
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Changes the failure record of `lock` (an empty one when it has none) in one
+    /// lockout transaction: `change` edits it and says what to store. Nothing is
+    /// written when it says [`Change::Nothing`]; whether something was.
+    fn change_failures(
+        &self,
+        lock: &[u8; 32],
+        change: impl FnOnce(&mut Failures) -> Change,
+    ) -> Result<bool, AuthError> {
         let txn = self.lockout_transaction()?;
-        let given_back = {
+        let changed = {
             let mut table = txn.open_table(FAILURES)?;
-            let mut record = read_failures(&table, &attempt.lock)?;
-            match record.recent.iter().position(|t| *t == attempt.now) {
-                Some(counted) => {
-                    record.recent.remove(counted);
-                    // Nothing left to keep: leave no record behind, as before the
-                    // attempt was counted.
-                    let lock_in_force =
-                        record.locked_until.is_some_and(|until| attempt.now < until);
-                    if record.recent.is_empty() && !lock_in_force {
-                        table.remove(attempt.lock.as_slice())?;
-                    } else {
-                        table
-                            .insert(attempt.lock.as_slice(), tables::encode(&record).as_slice())?;
-                    }
+            let mut record = read_failures(&table, lock)?;
+            match change(&mut record) {
+                Change::Nothing => false,
+                Change::Write => {
+                    table.insert(lock.as_slice(), tables::encode(&record).as_slice())?;
                     true
                 }
-                None => false,
+                Change::Remove => {
+                    table.remove(lock.as_slice())?;
+                    true
+                }
             }
         };
-        if given_back {
+        if changed {
             txn.commit()?;
         } else {
             txn.abort()?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Forgets a lock key's failures and lock: after a sign-in (which its own attempt
@@ -1554,6 +1555,16 @@ fn lock_key(user: Option<&User>, login: &str) -> [u8; 32] {
         }
     }
     hasher.finalize().into()
+}
+
+/// What [`Auth::change_failures`] stores of the record it was given.
+enum Change {
+    /// Nothing: the transaction is dropped.
+    Nothing,
+    /// The record as changed.
+    Write,
+    /// No record: the lock key has nothing counted.
+    Remove,
 }
 
 /// The failures counted toward `lock`: none yet when it has no record.

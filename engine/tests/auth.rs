@@ -28,6 +28,19 @@ fn settings() -> AuthSettings {
     }
 }
 
+/// [`settings`] with a lockout after `max_failures` failures in `window_minutes`,
+/// lasting `lock_minutes`.
+fn locking(max_failures: u32, window_minutes: u32, lock_minutes: u32) -> AuthSettings {
+    AuthSettings {
+        lockout: LockoutSettings {
+            max_failures,
+            window_minutes,
+            lock_minutes,
+        },
+        ..settings()
+    }
+}
+
 struct Fixture {
     auth: Auth,
     engine: Arc<Engine>,
@@ -199,14 +212,7 @@ fn inactive_and_expired_users_are_refused_but_only_after_a_right_password() {
 
 #[test]
 fn lockout_after_n_failures_in_the_window_and_unlock_after_m_minutes() {
-    let f = fixture_with(AuthSettings {
-        lockout: LockoutSettings {
-            max_failures: 3,
-            window_minutes: 10,
-            lock_minutes: 30,
-        },
-        ..settings()
-    });
+    let f = fixture_with(locking(3, 10, 30));
     f.person("alice");
     // Two failures, then the window passes: the count starts again.
     f.status("alice", "x", None, at_minutes(0));
@@ -269,12 +275,7 @@ fn fifty_concurrent_wrong_passwords_evaluate_at_most_the_limit() {
             iterations: 1,
             parallelism: 1,
         },
-        lockout: LockoutSettings {
-            max_failures: 5,
-            window_minutes: 15,
-            lock_minutes: 15,
-        },
-        ..settings()
+        ..locking(5, 15, 15)
     });
     f.person("alice");
     // Every thread waits for all the others, so the attempts overlap as much as they
@@ -321,14 +322,7 @@ fn fifty_concurrent_wrong_passwords_evaluate_at_most_the_limit() {
 /// still needed.
 #[test]
 fn a_right_password_clears_the_count_and_never_uses_up_the_limit() {
-    let f = fixture_with(AuthSettings {
-        lockout: LockoutSettings {
-            max_failures: 3,
-            window_minutes: 10,
-            lock_minutes: 30,
-        },
-        ..settings()
-    });
+    let f = fixture_with(locking(3, 10, 30));
     let wrong = |login: &str| f.status(login, "Wrong-Password-9", None, T);
     f.person("alice");
     // A success after fewer failures than the limit clears the count.
@@ -843,29 +837,11 @@ fn directory_users_are_verified_by_their_backend() {
 fn an_unreachable_directory_counts_toward_the_lockout() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(Engine::open(dir.path().join("store.redb")).unwrap());
-    let settings = AuthSettings {
-        lockout: LockoutSettings {
-            max_failures: 2,
-            window_minutes: 10,
-            lock_minutes: 30,
-        },
-        ..settings()
-    };
+    let settings = locking(2, 10, 30);
     let auth = Auth::new(engine.clone(), settings)
         .unwrap()
         .with_backend(Box::new(Directory));
-    engine
-        .write(
-            &Actor::system("test"),
-            vec![Op::Create(
-                Spec::from_json(
-                    EntityKind::User,
-                    json!({"username": "down", "source": "ldap:corp"}),
-                )
-                .unwrap(),
-            )],
-        )
-        .unwrap();
+    crate::support::create_user(&engine, json!({"username": "down", "source": "ldap:corp"}));
     let status = |now: Time| match auth
         .login(&creds("down", "down-directory-pw", None), now)
         .unwrap()
@@ -986,14 +962,7 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
 /// operation log, without a secret.
 #[test]
 fn sign_in_attempts_and_lockouts_reach_the_operation_log() {
-    let f = fixture_with(AuthSettings {
-        lockout: LockoutSettings {
-            max_failures: 2,
-            window_minutes: 10,
-            lock_minutes: 30,
-        },
-        ..settings()
-    });
+    let f = fixture_with(locking(2, 10, 30));
     f.person("alice");
     let before = f.engine.snapshot().revision();
     f.status("alice", "Wrong-Password-9", None, at_minutes(0));

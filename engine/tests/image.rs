@@ -8,7 +8,7 @@ use portcullis_engine::*;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
-use crate::support::{arb_script, run_script, step_op};
+use crate::support::{arb_script, create_user, run_script, step_op};
 
 fn image_of(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
@@ -197,18 +197,7 @@ fn an_image_from_the_future_is_ignored() {
             std::fs::copy(store, &earlier).unwrap();
             {
                 let engine = Engine::open(store).unwrap();
-                engine
-                    .write(
-                        &Actor::system("test"),
-                        vec![Op::Create(
-                            Spec::from_json(
-                                EntityKind::User,
-                                serde_json::json!({"username": "late"}),
-                            )
-                            .unwrap(),
-                        )],
-                    )
-                    .unwrap();
+                create_user(&engine, serde_json::json!({"username": "late"}));
             }
             std::fs::copy(&earlier, store).unwrap();
         },

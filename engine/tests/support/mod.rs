@@ -624,3 +624,12 @@ pub fn user_names() -> Vec<String> {
 pub fn asset_names() -> Vec<String> {
     (0..ASSETS).map(asset).collect()
 }
+
+/// Creates one user from its JSON spec, as the system, and says its revision.
+pub fn create_user(engine: &Engine, spec: serde_json::Value) -> u64 {
+    let user = Spec::from_json(EntityKind::User, spec).expect("a user spec");
+    engine
+        .write(&Actor::system("test"), vec![Op::Create(user)])
+        .expect("the user is created")
+        .revision
+}
