@@ -99,3 +99,11 @@ pub fn patch_path(text: &str) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_number_beyond_u64_survives_the_round_trip() {
+        assert!(super::filter("ame eq 22224449999999999444444444464444"));
+    }
+}
