@@ -567,6 +567,12 @@ impl Engine {
         &self.opened_from
     }
 
+    /// What each table of the store holds (entries, bytes stored, B-tree overhead,
+    /// free space in its pages): where a store's size goes.
+    pub fn store_tables(&self) -> Result<Vec<crate::TableSize>, Error> {
+        Ok(self.store().table_sizes()?)
+    }
+
     /// Writes the snapshot image now (when the store is a file and images are on),
     /// unless one at the current revision exists.
     pub fn write_image(&self) {

@@ -27,5 +27,6 @@ pub use image::Rejected as ImageRejected;
 pub use model::*;
 pub use secrets::TOKEN_PREFIX;
 pub use snapshot::{Canonical, Counts, Footprint, ListQuery, Snapshot, UserGroup, name_folds};
+pub use store::TableSize;
 pub use write::*;
 pub use write_stats::{LATENCY_BUCKETS, LatencyHistogram, WriteStats};

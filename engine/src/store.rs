@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -277,6 +277,21 @@ pub(crate) struct Commit<'a> {
     pub(crate) changes: Vec<ChangeRecord>,
     pub(crate) revision: u64,
     pub(crate) seq: u64,
+}
+
+/// One table of a store, as [`Engine::store_tables`] reports it.
+///
+/// [`Engine::store_tables`]: crate::Engine::store_tables
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSize {
+    pub name: String,
+    pub entries: u64,
+    /// Keys and values.
+    pub stored_bytes: u64,
+    /// The B-tree's own bytes (branch pages, per-page headers).
+    pub metadata_bytes: u64,
+    /// Bytes of the table's pages that hold nothing.
+    pub fragmented_bytes: u64,
 }
 
 /// What the meta table says of a store.
@@ -574,6 +589,26 @@ impl Store {
             entities.extend(read_log_row(key.value(), value.value())?.entities(since));
         }
         Ok(entities)
+    }
+
+    /// What each table of the store holds, for the `memory` report: where a store's
+    /// bytes go.
+    pub(crate) fn table_sizes(&self) -> Result<Vec<TableSize>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut sizes = Vec::new();
+        for handle in txn.list_tables()? {
+            let name = handle.name().to_owned();
+            let table = txn.open_untyped_table(handle)?;
+            let stats = table.stats()?;
+            sizes.push(TableSize {
+                name,
+                entries: table.len()?,
+                stored_bytes: stats.stored_bytes(),
+                metadata_bytes: stats.metadata_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            });
+        }
+        Ok(sizes)
     }
 
     /// The database, for modules that keep their own tables in it (sign-in state,

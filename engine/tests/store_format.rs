@@ -133,3 +133,27 @@ fn write_the_store_fixture() {
     )
     .unwrap();
 }
+
+/// The store's tables, as the `memory` report lists them: every entity a table holds
+/// is counted, with its bytes.
+#[test]
+fn the_store_reports_what_each_table_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("store.redb")).unwrap();
+    for name in ["ada", "grace", "alan"] {
+        crate::support::create_user(&engine, serde_json::json!({ "username": name }));
+    }
+    let tables = engine.store_tables().unwrap();
+    let users = tables
+        .iter()
+        .find(|table| table.name == "users")
+        .expect("the users table is listed");
+    assert_eq!(users.entries, 3);
+    // Three ids (16 bytes each) and three records.
+    assert!(users.stored_bytes > 3 * 16, "{users:?}");
+    let groups = tables.iter().find(|table| table.name == "groups");
+    assert!(
+        groups.is_none_or(|groups| groups.entries == 0),
+        "{groups:?}"
+    );
+}

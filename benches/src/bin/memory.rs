@@ -84,6 +84,32 @@ fn build(size: EstateSize) {
         path.display(),
         mib(i128::from(bytes))
     );
+    let engine = Engine::open(&path).expect("the cached store opens");
+    let mut tables = engine
+        .store_tables()
+        .expect("the store's tables are listed");
+    tables.sort_by_key(|t| std::cmp::Reverse(t.stored_bytes + t.metadata_bytes));
+    println!("  where the store's bytes go (Engine::store_tables):");
+    println!(
+        "  {:<20} {:>10} {:>12} {:>12} {:>12}",
+        "table", "entries", "stored", "b-tree", "free in pages"
+    );
+    let mut total = 0;
+    for table in &tables {
+        total += table.stored_bytes + table.metadata_bytes + table.fragmented_bytes;
+        println!(
+            "  {:<20} {:>10} {:>12} {:>12} {:>12}",
+            table.name,
+            table.entries,
+            mib(i128::from(table.stored_bytes)),
+            mib(i128::from(table.metadata_bytes)),
+            mib(i128::from(table.fragmented_bytes))
+        );
+    }
+    println!(
+        "  tables' pages {}; the rest of the file is pages the store holds free",
+        mib(i128::from(total))
+    );
 }
 
 fn open(size: EstateSize) {
