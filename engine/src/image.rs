@@ -7,12 +7,12 @@
 //! store's revision by re-reading every entity the change log names after the
 //! image's revision (see `Engine::start`).
 //!
-//! # Format (version 5), documented in `docs/snapshot.md`
+//! # Format (version 6), documented in `docs/snapshot.md`
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"PCLSIMG\0"
-//!      8     4  format version, u32 little-endian (5)
+//!      8     4  format version, u32 little-endian (6)
 //!     12     4  flags, u32 (0)
 //!     16     8  store id, u64 (the store's META `store_id`)
 //!     24     8  revision, u64: the store revision the snapshot reflects
@@ -22,8 +22,8 @@
 //!     48     …  body
 //! ```
 //!
-//! The body is a sequence of sections, in this order: `next_node_number` (one
-//! postcard varint), then roles, nodes, users, groups, symbols (protocol names and
+//! The body is a sequence of sections, in this order: `next_node_number` and the
+//! number of groups (a postcard varint each), then roles, nodes, users, groups, symbols (protocol names and
 //! account usernames, by number), the shared asset rule sets, assets, rules, tokens,
 //! then the tables. A section is a postcard varint count followed by that many
 //! postcard records; entity sections hold one `Option` per dense index, so indexes in
@@ -55,7 +55,7 @@ use crate::snapshot::{
 
 const MAGIC: &[u8; 8] = b"PCLSIMG\0";
 /// The layout this build writes and reads.
-pub(crate) const FORMAT: u32 = 5;
+pub(crate) const FORMAT: u32 = 6;
 const HEADER: usize = 48;
 
 /// The image file of the store at `store`: `<store>.image`.
@@ -258,7 +258,7 @@ pub(crate) fn write(snapshot: &Snapshot, store_id: u64, path: &Path) -> std::io:
 
 fn write_body<W: Write>(snapshot: &Snapshot, out: &mut W) -> std::io::Result<()> {
     put(out, &snapshot.next_node_number)?;
-    put(out, &MapSizes::of(snapshot))?;
+    put(out, &snapshot.counts.groups)?;
     section(out, snapshot.roles.len(), snapshot.roles.iter(), |role| {
         role.clone()
     })?;
@@ -489,8 +489,8 @@ macro_rules! pieces {
     ($($variant:ident($record:ty)),* $(,)?) => {
         /// One decoded piece of the body, in the order of the format.
         enum Piece {
-            /// `next_node_number` and the map sizes.
-            Start(u64, MapSizes),
+            /// `next_node_number` and the number of groups.
+            Start(u64, u64),
             /// A section's record count.
             Count(u64),
             /// After the last section: the tables, read in place.
@@ -606,16 +606,14 @@ fn decode_section<T: Deserialize<'static>>(
     Ok(())
 }
 
-/// Decodes every section, and builds the id map and name indexes of users and assets
-/// and the account index itself (half of an open's inserts, on the thread that has
-/// time for them): they go to the building thread last, as [`Piece::Indexed`].
+/// Decodes every section, then checks the tables (on the thread that has time for
+/// it): they go to the building thread last, as [`Piece::Tables`].
 fn decode_sections(reader: &mut Cursor, out: &mut Batcher) -> Result<(), Stop> {
     let number = reader.take()?;
-    // Every entry of a map comes from a record of at least a few bytes.
-    let sizes = reader
-        .take::<MapSizes>()?
-        .at_most(reader.rest.len() as u64 / 4);
-    out.push(Piece::Start(number, sizes))?;
+    // Every group comes from a record of at least a few bytes: a count read from a
+    // file sizes nothing beyond what the file could hold.
+    let groups = reader.take::<u64>()?.min(reader.rest.len() as u64 / 4);
+    out.push(Piece::Start(number, groups))?;
     decode_section(reader, out, |role| Ok(Piece::Role(role)))?;
     decode_section(reader, out, |node| Ok(Piece::Node(node)))?;
     decode_section(reader, out, |user: Option<UserImage<'static>>| {
@@ -707,14 +705,14 @@ impl Source {
 
 /// Builds the snapshot from the pieces of a body.
 fn read_body(mut reader: Source) -> Result<Snapshot, Rejected> {
-    let Piece::Start(number, sizes) = reader.next()? else {
+    let Piece::Start(number, groups) = reader.next()? else {
         return Err(Rejected::Malformed(
             "the body does not start as an image's".into(),
         ));
     };
-    // The maps the decoding thread builds are sized there (Piece::Indexed).
+    // The large maps come whole from the tables (Piece::Tables).
     let mut snap = Snapshot::sized(MapSizes {
-        groups: sizes.groups,
+        groups,
         ..MapSizes::default()
     });
     snap.next_node_number = number;

@@ -541,8 +541,8 @@ macro_rules! entry_getters {
 }
 
 /// How many entries a snapshot's large maps will hold, to size them before they fill
-/// (an image writes them before its sections).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+/// (a rebuild counts them in the estate; an image's open knows the groups').
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MapSizes {
     pub(crate) ids: u64,
     pub(crate) users: u64,
@@ -552,29 +552,6 @@ pub(crate) struct MapSizes {
 }
 
 impl MapSizes {
-    pub(crate) fn of(snapshot: &Snapshot) -> MapSizes {
-        MapSizes {
-            ids: snapshot.ids.len() as u64,
-            users: snapshot.counts.users,
-            groups: snapshot.counts.groups,
-            assets: snapshot.counts.assets,
-            accounts: snapshot.account_ids.len() as u64,
-        }
-    }
-
-    /// Every size at most `most`: sizes read from a file (whose checksum guards
-    /// against accidents, not against a crafted file) must not make an open allocate
-    /// without bound.
-    pub(crate) fn at_most(self, most: u64) -> MapSizes {
-        MapSizes {
-            ids: self.ids.min(most),
-            users: self.users.min(most),
-            groups: self.groups.min(most),
-            assets: self.assets.min(most),
-            accounts: self.accounts.min(most),
-        }
-    }
-
     fn get(size: u64) -> usize {
         usize::try_from(size).unwrap_or(usize::MAX)
     }

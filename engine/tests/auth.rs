@@ -7,6 +7,8 @@ use std::sync::Arc;
 use portcullis_engine::*;
 use serde_json::json;
 
+use crate::support::edit_user;
+
 const T: Time = Time::from_secs(1_900_000_000);
 const MINUTE: i64 = 60 * 1_000_000;
 const GOOD: &str = "Correct-Horse-42";
@@ -174,26 +176,8 @@ fn inactive_and_expired_users_are_refused_but_only_after_a_right_password() {
         .write(
             &Actor::system("test"),
             vec![
-                Op::Modify {
-                    kind: EntityKind::User,
-                    target: "idle".to_owned(),
-                    edit: Box::new(|spec| {
-                        if let Spec::User(spec) = spec {
-                            spec.active = false;
-                        }
-                        Ok(())
-                    }),
-                },
-                Op::Modify {
-                    kind: EntityKind::User,
-                    target: "gone".to_owned(),
-                    edit: Box::new(|spec| {
-                        if let Spec::User(spec) = spec {
-                            spec.expires_at = Some(T);
-                        }
-                        Ok(())
-                    }),
-                },
+                edit_user("idle", |spec| spec.active = false),
+                edit_user("gone", |spec| spec.expires_at = Some(T)),
             ],
         )
         .unwrap();
@@ -346,16 +330,7 @@ fn a_right_password_clears_the_count_and_never_uses_up_the_limit() {
     f.engine
         .write(
             &Actor::system("test"),
-            vec![Op::Modify {
-                kind: EntityKind::User,
-                target: "carol".to_owned(),
-                edit: Box::new(|spec| {
-                    if let Spec::User(spec) = spec {
-                        spec.active = false;
-                    }
-                    Ok(())
-                }),
-            }],
+            vec![edit_user("carol", |spec| spec.active = false)],
         )
         .unwrap();
     for _ in 0..5 {
@@ -932,16 +907,9 @@ fn restrict_to_source_sends_each_user_only_to_their_own_backend() {
         engine
             .write(
                 &Actor::system("ldap-sync"),
-                vec![Op::Modify {
-                    kind: EntityKind::User,
-                    target: "moved".to_owned(),
-                    edit: Box::new(|spec| {
-                        if let Spec::User(spec) = spec {
-                            spec.source = "ldap:corp".parse().unwrap();
-                        }
-                        Ok(())
-                    }),
-                }],
+                vec![edit_user("moved", |spec| {
+                    spec.source = "ldap:corp".parse().unwrap()
+                })],
             )
             .unwrap();
         let status = |password: &str| match auth.login(&creds("moved", password, None), T).unwrap()

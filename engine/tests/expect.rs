@@ -22,16 +22,7 @@ fn version(engine: &Engine, kind: EntityKind, target: &str) -> Time {
 
 fn rename(user: &str, name: &str) -> Op {
     let name = name.to_owned();
-    Op::Modify {
-        kind: EntityKind::User,
-        target: user.to_owned(),
-        edit: Box::new(move |spec| {
-            if let Spec::User(spec) = spec {
-                spec.name = name;
-            }
-            Ok(())
-        }),
-    }
+    crate::support::edit_user(user, move |spec| spec.name = name)
 }
 
 /// Checks that `ops` are refused with the mismatch `expected`, and change nothing.

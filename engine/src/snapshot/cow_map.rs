@@ -226,7 +226,21 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get(key).is_some()
+        self.holds(self.hasher.hash_one(key), key)
+    }
+
+    /// Whether the entry of hash `hash` and key `key` is there, without copying its
+    /// value out of an owned shard.
+    #[inline]
+    fn holds<Q>(&self, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match &self.shards[self.shard_of(hash)] {
+            Shard::Owned(table) => table.find(hash, |(k, _)| k.borrow() == key).is_some(),
+            Shard::Mapped(mapped) => mapped.find(hash, |k| k.borrow() == key).is_some(),
+        }
     }
 
     /// The shard holding `hash`, owned and unshared.
@@ -268,10 +282,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         // Nothing is copied for a key that is not there.
-        if !self.contains_key(key) {
+        let hash = self.hasher.hash_one(key);
+        if !self.holds(hash, key) {
             return None;
         }
-        let hash = self.hasher.hash_one(key);
         let entry = self
             .shard_mut(hash)
             .find_entry(hash, |(k, _)| k.borrow() == key)
@@ -287,10 +301,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
+        let hash = self.hasher.hash_one(key);
+        if !self.holds(hash, key) {
             return None;
         }
-        let hash = self.hasher.hash_one(key);
         self.shard_mut(hash)
             .find_mut(hash, |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)

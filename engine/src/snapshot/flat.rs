@@ -17,27 +17,23 @@ pub(crate) trait Flat: Sized {
     fn read(bytes: &[u8]) -> Option<Self>;
 }
 
-impl Flat for u32 {
-    const SIZE: usize = 4;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    #[inline]
-    fn read(bytes: &[u8]) -> Option<u32> {
-        bytes.try_into().ok().map(u32::from_le_bytes)
-    }
+/// Unsigned integers, little-endian.
+macro_rules! flat_integers {
+    ($($integer:ty),*) => {$(
+        impl Flat for $integer {
+            const SIZE: usize = std::mem::size_of::<$integer>();
+            fn put(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            #[inline]
+            fn read(bytes: &[u8]) -> Option<$integer> {
+                bytes.try_into().ok().map(<$integer>::from_le_bytes)
+            }
+        }
+    )*};
 }
 
-impl Flat for u64 {
-    const SIZE: usize = 8;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    #[inline]
-    fn read(bytes: &[u8]) -> Option<u64> {
-        bytes.try_into().ok().map(u64::from_le_bytes)
-    }
-}
+flat_integers!(u32, u64);
 
 impl Flat for Id {
     const SIZE: usize = 16;

@@ -633,3 +633,17 @@ pub fn create_user(engine: &Engine, spec: serde_json::Value) -> u64 {
         .expect("the user is created")
         .revision
 }
+
+/// An op that changes the user `target` by `edit`.
+pub fn edit_user(target: &str, edit: impl FnOnce(&mut UserSpec) + Send + 'static) -> Op {
+    Op::Modify {
+        kind: EntityKind::User,
+        target: target.to_owned(),
+        edit: Box::new(move |spec| {
+            if let Spec::User(spec) = spec {
+                edit(spec);
+            }
+            Ok(())
+        }),
+    }
+}
