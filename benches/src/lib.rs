@@ -76,6 +76,8 @@ pub const BIG_GROUP: &str = "all-staff";
 /// Ops per `Engine::write` call when loading.
 pub const DEFAULT_BATCH: usize = 50_000;
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// The three standard sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EstateSize {
@@ -726,8 +728,13 @@ impl Synthetic {
             }
             let written = started.elapsed();
             if progress {
+                let file = engine
+                    .path()
+                    .and_then(|path| std::fs::metadata(path).ok())
+                    .map(|meta| format!(", store file {:.1} MiB", meta.len() as f64 / MIB))
+                    .unwrap_or_default();
                 eprintln!(
-                    "[{}] {batch:?}: {n_ops} ops, make {:.2} s, write {:.2} s",
+                    "[{}] {batch:?}: {n_ops} ops, make {:.2} s, write {:.2} s{file}",
                     self.shape.label,
                     made.as_secs_f64(),
                     written.as_secs_f64()

@@ -59,11 +59,23 @@ const META_STORE_ID: &str = "store_id";
 /// 4: new log rows are binary (postcard); rows written as JSON by schema 3 stay as
 /// they are and are read as such. Group members move out of the group records into
 /// `members` (migrated from 3 on open).
-const SCHEMA: u64 = 4;
+/// 5: new log rows are deflated postcard; older rows stay as they are and are read as
+/// such (nothing to migrate, but a schema 4 build cannot read the new rows).
+const SCHEMA: u64 = 5;
 
-/// The first byte of a binary row of the operation log; a schema 3 row is a JSON
-/// array, so its first byte is `[`.
+/// The first byte of a schema 4 row of the operation log: postcard as it is. A
+/// schema 3 row is a JSON array, so its first byte is `[`.
 const LOG_ROW_POSTCARD: u8 = 1;
+/// The first byte of a schema 5 row: the postcard bytes deflated (raw DEFLATE,
+/// RFC 1951). A row's records repeat their field names and most of their values, so
+/// it deflates to a fifth or less of its size (BENCHMARKS.md).
+const LOG_ROW_DEFLATED: u8 = 2;
+/// How fast, not how small: the log is written on every commit.
+const LOG_ROW_DEFLATE_LEVEL: u8 = 1;
+/// The most bytes a deflated row may inflate to. A row holds at most
+/// [`LOG_ROW_RECORDS`] records, each bounded by the engine's entity limits; a row
+/// that claims more is damaged, not large.
+const LOG_ROW_MAX_INFLATED: usize = 256 << 20;
 
 /// One row of the operation log, in either of its two encodings.
 enum LogRow {
@@ -75,8 +87,11 @@ enum LogRow {
 
 impl LogRow {
     fn encode(records: &[ChangeRecord]) -> Vec<u8> {
-        let mut row = vec![LOG_ROW_POSTCARD];
-        postcard::to_io(records, &mut row).expect("INVARIANT: change records encode");
+        let plain = postcard::to_stdvec(records).expect("INVARIANT: change records encode");
+        let deflated = miniz_oxide::deflate::compress_to_vec(&plain, LOG_ROW_DEFLATE_LEVEL);
+        let mut row = Vec::with_capacity(1 + deflated.len());
+        row.push(LOG_ROW_DEFLATED);
+        row.extend_from_slice(&deflated);
         row
     }
 
@@ -88,7 +103,17 @@ impl LogRow {
             Some(&LOG_ROW_POSTCARD) => postcard::from_bytes(&bytes[1..])
                 .map(LogRow::Postcard)
                 .map_err(|error| error.to_string()),
-            _ => Err("a log row is neither JSON nor postcard".to_owned()),
+            Some(&LOG_ROW_DEFLATED) => {
+                let plain = miniz_oxide::inflate::decompress_to_vec_with_limit(
+                    &bytes[1..],
+                    LOG_ROW_MAX_INFLATED,
+                )
+                .map_err(|error| format!("a deflated log row does not inflate: {error}"))?;
+                postcard::from_bytes(&plain)
+                    .map(LogRow::Postcard)
+                    .map_err(|error| error.to_string())
+            }
+            _ => Err("a log row is neither JSON, postcard nor deflated postcard".to_owned()),
         }
     }
 
@@ -390,6 +415,9 @@ impl Store {
                 }
                 Some(3) => {
                     migrate_members(&txn)?;
+                    meta.insert(META_SCHEMA, SCHEMA)?;
+                }
+                Some(4) => {
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
                 // Schema 1 was only ever written by development builds before the
@@ -936,6 +964,87 @@ mod tests {
             txn.open_table(SCHEMA_2_CHANGES).is_err(),
             "the old log is gone"
         );
+    }
+
+    /// A schema 4 store (log rows plain postcard) opens as schema 5: its rows read as
+    /// before, and rows written after the open are deflated and read back too.
+    #[test]
+    fn a_schema_4_log_reads_on_beside_deflated_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let create = |name: &str| {
+            Op::Create(
+                Spec::from_json(EntityKind::User, serde_json::json!({"username": name})).unwrap(),
+            )
+        };
+        let actor = crate::write::Actor::system("t");
+        let engine = Engine::open(&path).unwrap();
+        engine
+            .write(&actor, vec![create("a"), create("b")])
+            .unwrap();
+        let written = log_json(&engine, 0);
+        engine.close();
+        drop(engine);
+
+        // Rewrite every row as schema 4 wrote it.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(CHANGE_LOG).unwrap();
+            let rows: Vec<((u64, u32), Vec<u8>)> = log
+                .iter()
+                .unwrap()
+                .map(|row| {
+                    let (key, value) = row.unwrap();
+                    (key.value(), value.value().to_vec())
+                })
+                .collect();
+            assert!(!rows.is_empty());
+            for (key, value) in rows {
+                assert_eq!(value[0], LOG_ROW_DEFLATED, "new rows are deflated");
+                let Ok(LogRow::Postcard(records)) = LogRow::decode(&value) else {
+                    panic!("a deflated row decodes to records");
+                };
+                let mut plain = vec![LOG_ROW_POSTCARD];
+                plain.extend(postcard::to_stdvec(&records).unwrap());
+                log.insert(key, plain.as_slice()).unwrap();
+            }
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, 4)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+
+        let reopened = Engine::open(&path).unwrap();
+        assert_eq!(log_json(&reopened, 0), written);
+        let before = reopened.snapshot().revision();
+        reopened.write(&actor, vec![create("c")]).unwrap();
+        let after = log_json(&reopened, before);
+        assert_eq!(after.as_array().unwrap().len(), 1);
+        assert_eq!(after[0]["after"]["username"], "c");
+        assert_eq!(
+            log_json(&reopened, 0).as_array().unwrap().len(),
+            written.as_array().unwrap().len() + 1
+        );
+        reopened.close();
+        drop(reopened);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), SCHEMA);
+    }
+
+    /// A deflated row whose bytes are damaged is reported as corrupt, not a panic.
+    #[test]
+    fn a_damaged_deflated_row_is_an_error() {
+        let mut row = vec![LOG_ROW_DEFLATED];
+        row.extend_from_slice(&[0xff; 32]);
+        let Err(message) = LogRow::decode(&row) else {
+            panic!("damaged bytes decoded");
+        };
+        assert!(message.contains("does not inflate"), "{message}");
     }
 
     /// The records at or below `revision`.
