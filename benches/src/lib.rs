@@ -452,6 +452,12 @@ pub fn asset_name(index: u32) -> String {
 }
 
 /// A stable id per entity: the estate is the same on every run, ids included.
+///
+/// Shaped as the engine's own ids are (UUIDv7, `Id::random`): a millisecond clock
+/// then random bits, so ids of one kind increase in the order the entities are
+/// created, as they do when an import, a directory sync or an identity provider
+/// creates them. The clock is made from the kind and the index (a thousand entities
+/// a millisecond, the counter in `rand_a`), starting at 2026-01-01.
 fn id_of(seed: u64, kind: u64, index: u64) -> Id {
     fn splitmix(mut x: u64) -> u64 {
         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -459,8 +465,14 @@ fn id_of(seed: u64, kind: u64, index: u64) -> Id {
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^ (x >> 31)
     }
-    let high = splitmix(seed ^ (kind << 56) ^ index);
-    let low = splitmix(high ^ 0xA5A5_A5A5);
+    const EPOCH_MS: u64 = 1_767_225_600_000;
+    const PER_MS: u64 = 1_000;
+    debug_assert!(index < 1 << 44, "an index fits beside the kind");
+    let sequence = (kind << 44) | index;
+    let millis = EPOCH_MS + sequence / PER_MS;
+    let high = (millis << 16) | 0x7000 | (sequence % PER_MS);
+    let random = splitmix(seed ^ (kind << 56) ^ index);
+    let low = 0x8000_0000_0000_0000 | (random >> 2);
     Id::from_u128((u128::from(high) << 64) | u128::from(low))
 }
 

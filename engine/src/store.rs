@@ -194,6 +194,23 @@ fn member_key(group: Id, user: Id) -> (u128, u128) {
     (key(group), key(user))
 }
 
+/// How many passes [`filling_order`] makes over a run of ascending keys.
+const FILL_PASSES: usize = 3;
+
+/// The order in which to insert rows whose keys ascend: every third row, then the
+/// rows after those, then the rest.
+///
+/// redb splits a full B-tree leaf in the middle, so rows inserted in key order (as
+/// the engine's time-ordered ids are created, by an import, a directory sync or an
+/// identity provider) leave every leaf half full: at the large bench estate half of
+/// the table pages were free space. In three passes a leaf split in the first pass
+/// is filled by the next two: leaves end about four-fifths full whatever the row
+/// sizes (simulated for rows of 30 to 250 bytes; random order gives 70%). The order
+/// is fixed, so the same writes make the same file.
+fn filling_order<T>(rows: &[T]) -> impl Iterator<Item = &T> {
+    (0..FILL_PASSES).flat_map(move |pass| rows.iter().skip(pass).step_by(FILL_PASSES))
+}
+
 /// The `members` rows of one group.
 fn group_rows(group: Id) -> std::ops::RangeInclusive<(u128, u128)> {
     (key(group), 0)..=(key(group), u128::MAX)
@@ -519,7 +536,8 @@ impl Store {
                     continue;
                 }
                 let mut table = txn.open_table(table_of(kind))?;
-                for (_, id) in ids {
+                let ids: Vec<Id> = ids.map(|(_, id)| *id).collect();
+                for id in filling_order(&ids) {
                     match encode_entity(snapshot, kind, *id) {
                         Some(bytes) => table.insert(key(*id), bytes.as_slice())?,
                         None => table.remove(key(*id))?,
@@ -733,6 +751,9 @@ fn write_members(txn: &redb::WriteTransaction, commit: &Commit<'_>) -> Result<()
     }
     let row = |order: (u64, u32), member: &UserMember| encode(&MemberRow::of(order, member));
     let mut members = txn.open_table(MEMBERS)?;
+    // The rows of the groups written whole, gathered and sorted so that they go in
+    // in the filling order.
+    let mut rows = Vec::new();
     for &group in &whole {
         let mut stale = Vec::new();
         for row in members.range(group_rows(group))? {
@@ -750,9 +771,15 @@ fn write_members(txn: &redb::WriteTransaction, commit: &Commit<'_>) -> Result<()
         };
         for (position, member) in commit.snapshot.group_members(slot.index).iter().enumerate() {
             let position = u32::try_from(position).expect("INVARIANT: bounded lists");
-            let bytes = row((commit.seq, position), member);
-            members.insert(member_key(group, member.user), bytes.as_slice())?;
+            rows.push((
+                member_key(group, member.user),
+                row((commit.seq, position), member),
+            ));
         }
+    }
+    rows.sort_unstable_by_key(|(key, _)| *key);
+    for (key, bytes) in filling_order(&rows) {
+        members.insert(*key, bytes.as_slice())?;
     }
     for (n, write) in alone.iter().enumerate() {
         let key = member_key(write.group, write.user);
