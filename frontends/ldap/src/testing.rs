@@ -91,7 +91,24 @@ memberof-refint TRUE
         slapd
     }
 
+    /// Starts slapd on a free port and waits until it listens. The port is free when
+    /// chosen but may be taken (by any socket of a test running beside this one)
+    /// before slapd binds it: slapd then exits (with `-d 0`, silently), and is
+    /// started again on another port.
     fn launch(&mut self) {
+        const ATTEMPTS: usize = 5;
+        let mut exits = Vec::new();
+        while exits.len() < ATTEMPTS {
+            match self.try_launch() {
+                Ok(()) => return,
+                Err(exit) => exits.push(exit),
+            }
+        }
+        panic!("slapd exited before listening, {ATTEMPTS} times: {exits:?}");
+    }
+
+    /// One start: `Err` with slapd's stderr when it exits before listening.
+    fn try_launch(&mut self) -> Result<(), String> {
         let port = free_port();
         let child = Command::new(SLAPD)
             .arg("-f")
@@ -107,17 +124,23 @@ memberof-refint TRUE
         self.child = Some(child);
         self.port = port;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+        loop {
+            // slapd writes its pid file once its listeners are bound and its backends
+            // started; the port answering alone could be another process holding the
+            // port slapd failed to bind (and is about to exit over).
+            let listening = self.dir.path().join("slapd.pid").exists()
+                && TcpStream::connect(("127.0.0.1", port)).is_ok();
+            let child = self.child.as_mut().expect("just started");
+            if let Some(status) = child.try_wait().ok().flatten() {
                 let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+                if let Some(mut pipe) = child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
                 }
-                panic!("slapd exited ({status}): {stderr}");
+                self.child = None;
+                return Err(format!("{status}: {stderr}"));
+            }
+            if listening {
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "slapd did not start listening");
             std::thread::sleep(Duration::from_millis(50));
