@@ -60,16 +60,16 @@ pub struct SnapshotConfig {
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
     pub host: String,
-    #[serde(default = "default_smtp_port")]
-    pub port: u16,
+    /// Defaults to the usual port of `tls`: 587, 465 or 25.
+    pub port: Option<u16>,
     pub from: String,
     pub username: Option<String>,
     pub password: Option<String>,
     pub timeout_ms: Option<u64>,
-}
-
-fn default_smtp_port() -> u16 {
-    25
+    /// `starttls` (the default), `implicit` or `none`.
+    pub tls: Option<String>,
+    /// A PEM file with the CA to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,11 +364,27 @@ fn signin_settings(
                         .to_owned(),
                 ));
             };
+            let tls: portcullis_http::MailTls =
+                match env("PORTCULLIS_SMTP_TLS").or_else(|| file.as_ref()?.tls.clone()) {
+                    Some(text) => text.parse().map_err(CliError::Input)?,
+                    None => portcullis_http::MailTls::default(),
+                };
+            let ca_file = env("PORTCULLIS_SMTP_CA_FILE")
+                .map(PathBuf::from)
+                .or_else(|| file.as_ref()?.ca_file.clone());
+            let ca_pem = match ca_file {
+                Some(path) => Some(std::fs::read(&path).map_err(|error| {
+                    CliError::Input(format!("mail ca_file `{}`: {error}", path.display()))
+                })?),
+                None => None,
+            };
             Some(portcullis_http::MailSettings {
                 host,
                 port: env_number("PORTCULLIS_SMTP_PORT")?
-                    .or(file.as_ref().map(|f| f.port))
-                    .unwrap_or_else(default_smtp_port),
+                    .or(file.as_ref().and_then(|f| f.port))
+                    .unwrap_or_else(|| tls.default_port()),
+                tls,
+                ca_pem,
                 from,
                 username: env("PORTCULLIS_SMTP_USERNAME")
                     .or_else(|| file.as_ref().and_then(|f| f.username.clone())),
@@ -473,6 +489,46 @@ mod tests {
         assert_eq!(auth.lockout.lock_minutes, 30);
         assert_eq!(auth.mfa_policy, portcullis_engine::MfaPolicy::Admins);
         assert_eq!(file.mail.unwrap().host, "smtp.example.com");
+    }
+
+    /// The mail settings `[mail]` gives (no `PORTCULLIS_SMTP_*` variable is set in
+    /// tests).
+    fn mail_of(section: &str) -> Result<portcullis_http::MailSettings, CliError> {
+        let file: FileConfig = toml::from_str(section).unwrap();
+        signin_settings(file.mail, &file.signin).map(|settings| settings.mail.unwrap())
+    }
+
+    #[test]
+    fn mail_is_starttls_unless_the_config_says_otherwise() {
+        let base = "[mail]\nhost = \"smtp.example.com\"\nfrom = \"p@example.com\"\n";
+        let mail = mail_of(base).unwrap();
+        assert_eq!(
+            (mail.tls, mail.port, mail.ca_pem),
+            (portcullis_http::MailTls::StartTls, 587, None)
+        );
+        let mail = mail_of(&format!("{base}tls = \"implicit\"")).unwrap();
+        assert_eq!(
+            (mail.tls, mail.port),
+            (portcullis_http::MailTls::Implicit, 465)
+        );
+        let mail = mail_of(&format!("{base}tls = \"none\"\nport = 2525")).unwrap();
+        assert_eq!(
+            (mail.tls, mail.port),
+            (portcullis_http::MailTls::None, 2525)
+        );
+        let Err(CliError::Input(message)) = mail_of(&format!("{base}tls = \"ssl\"")) else {
+            panic!("an unknown tls mode is refused");
+        };
+        assert!(
+            message.contains("`ssl`") && message.contains("starttls"),
+            "{message}"
+        );
+        let Err(CliError::Input(message)) =
+            mail_of(&format!("{base}ca_file = \"/nonexistent/ca.pem\""))
+        else {
+            panic!("a missing CA file is refused");
+        };
+        assert!(message.contains("/nonexistent/ca.pem"), "{message}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use auth::{Access, Caller};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
 pub use error_format::ErrorFormat;
-pub use mail::MailSettings;
+pub use mail::{MailSettings, MailTls};
 pub use routes::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Route};
 pub use serve::{configure as configure_connections, serve};
 pub use signin::{ResetLimits, SignInSettings};

@@ -2,14 +2,14 @@
 //! policy, TOTP with its QR code, recovery codes, and the mail flows (reset links,
 //! emailed codes) through a tiny SMTP sink on 127.0.0.1 written here.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use portcullis_engine::{Argon2Settings, Auth, AuthSettings, LockoutSettings, Mfa};
-use portcullis_http::{AppState, MailSettings, SignInSettings};
+use portcullis_http::{AppState, MailSettings, MailTls, SignInSettings};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -18,15 +18,33 @@ use crate::support::{Server, code, test_settings};
 const GOOD: &str = "Correct-Horse-42";
 const PREFIX: &str = "https://portcullis.test/reset?token=";
 
-/// One message the sink received: its envelope recipients and its data.
+/// One message the sink received: its envelope recipients and its data, and whether
+/// the session was encrypted when it came.
 struct Mail {
     to: Vec<String>,
     data: String,
+    encrypted: bool,
+}
+
+/// How the sink secures a session.
+#[derive(Clone)]
+enum SinkTls {
+    /// Plain SMTP, no STARTTLS offered.
+    Plain,
+    /// Plain SMTP offering STARTTLS, with this server configuration.
+    StartTls(Arc<rustls::ServerConfig>),
+    /// TLS from the first byte.
+    Implicit(Arc<rustls::ServerConfig>),
 }
 
 /// A minimal SMTP server: answers every command a plain client sends, and hands each
 /// message to the test.
 fn smtp_sink() -> (u16, Receiver<Mail>) {
+    smtp_sink_with(SinkTls::Plain)
+}
+
+/// As [`smtp_sink`], securing its sessions as `tls` says.
+fn smtp_sink_with(tls: SinkTls) -> (u16, Receiver<Mail>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the sink");
     let port = listener.local_addr().unwrap().port();
     let (sender, receiver) = channel();
@@ -34,57 +52,132 @@ fn smtp_sink() -> (u16, Receiver<Mail>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let sender = sender.clone();
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                let mut to = Vec::new();
-                let _ = writer.write_all(b"220 sink ESMTP\r\n");
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
+            let tls = tls.clone();
+            std::thread::spawn(move || match tls {
+                SinkTls::Plain => {
+                    smtp_session(stream, Session::Plain, &sender);
+                }
+                SinkTls::StartTls(config) => {
+                    if let Some(stream) = smtp_session(stream, Session::OfferingTls, &sender) {
+                        let connection = rustls::ServerConnection::new(config).unwrap();
+                        let stream = rustls::StreamOwned::new(connection, stream);
+                        smtp_session(stream, Session::AfterStartTls, &sender);
                     }
-                    let command = line.trim_end().to_ascii_uppercase();
-                    let reply: &[u8] = if command.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if command.starts_with("RCPT TO:") {
-                        to.push(
-                            line.trim_end()[8..]
-                                .trim_matches(['<', '>', ' '])
-                                .to_owned(),
-                        );
-                        b"250 ok\r\n"
-                    } else if command == "DATA" {
-                        let _ = writer.write_all(b"354 go on\r\n");
-                        let mut data = String::new();
-                        loop {
-                            line.clear();
-                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == ".\r\n" {
-                                break;
-                            }
-                            data.push_str(&line);
-                        }
-                        let _ = sender.send(Mail {
-                            to: std::mem::take(&mut to),
-                            data,
-                        });
-                        b"250 queued\r\n"
-                    } else if command == "QUIT" {
-                        let _ = writer.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = writer.write_all(reply);
+                }
+                SinkTls::Implicit(config) => {
+                    let connection = rustls::ServerConnection::new(config).unwrap();
+                    let stream = rustls::StreamOwned::new(connection, stream);
+                    smtp_session(stream, Session::Implicit, &sender);
                 }
             });
         }
     });
     (port, receiver)
+}
+
+/// Where an SMTP conversation of the sink stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Session {
+    Plain,
+    /// Plain, offering STARTTLS.
+    OfferingTls,
+    /// Inside the tunnel STARTTLS opened: the client speaks first (EHLO again).
+    AfterStartTls,
+    /// Inside a tunnel opened at connect: the server greets.
+    Implicit,
+}
+
+/// One SMTP conversation on `stream`, until QUIT or the end; hands the stream back
+/// (to be wrapped in TLS) when the client takes the STARTTLS it was offered.
+fn smtp_session<S: Read + Write>(stream: S, session: Session, sender: &Sender<Mail>) -> Option<S> {
+    let starttls = session == Session::OfferingTls;
+    let encrypted = matches!(session, Session::AfterStartTls | Session::Implicit);
+    let mut reader = BufReader::new(stream);
+    let mut to = Vec::new();
+    if session != Session::AfterStartTls {
+        let _ = reader.get_mut().write_all(b"220 sink ESMTP\r\n");
+        let _ = reader.get_mut().flush();
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if command.starts_with("EHLO") {
+            if starttls {
+                b"250-sink\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+            } else {
+                b"250-sink\r\n250 8BITMIME\r\n"
+            }
+        } else if command == "STARTTLS" && starttls {
+            let _ = reader.get_mut().write_all(b"220 go ahead\r\n");
+            return Some(reader.into_inner());
+        } else if command.starts_with("RCPT TO:") {
+            to.push(
+                line.trim_end()[8..]
+                    .trim_matches(['<', '>', ' '])
+                    .to_owned(),
+            );
+            b"250 ok\r\n"
+        } else if command == "DATA" {
+            let _ = reader.get_mut().write_all(b"354 go on\r\n");
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return None;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            let _ = sender.send(Mail {
+                to: std::mem::take(&mut to),
+                data,
+                encrypted,
+            });
+            b"250 queued\r\n"
+        } else if command == "QUIT" {
+            let _ = reader.get_mut().write_all(b"221 bye\r\n");
+            let _ = reader.get_mut().flush();
+            return None;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = reader.get_mut().write_all(reply);
+        let _ = reader.get_mut().flush();
+    }
+}
+
+/// A test CA (its certificate as PEM) and a server configuration whose certificate,
+/// for 127.0.0.1, it signed.
+fn test_pki() -> (Vec<u8>, Arc<rustls::ServerConfig>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Portcullis test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca.pem().into_bytes(), Arc::new(config))
 }
 
 /// The message body with quoted-printable soft breaks joined.
@@ -127,6 +220,8 @@ async fn start_with(
                 username: None,
                 password: None,
                 timeout: Duration::from_secs(5),
+                tls: MailTls::None,
+                ca_pem: None,
             }),
             reset_link_prefix: PREFIX.to_owned(),
             max_concurrent_logins: 4,
@@ -535,6 +630,79 @@ async fn a_reset_link_by_smtp_end_to_end() {
             assert!(!text.contains(secret), "`{secret}` leaked");
         }
     }
+}
+
+/// Asks for a reset link for a new user `erin` of a server whose mail goes to `port`
+/// as `tls` and `ca_pem` say; the mail the sink got within `wait`, if any.
+async fn reset_mail_over(
+    port: u16,
+    inbox: &Receiver<Mail>,
+    tls: MailTls,
+    ca_pem: Option<Vec<u8>>,
+    wait: Duration,
+) -> Option<Mail> {
+    let (server, _) = start_with(cheap(), Some(port), |signin| {
+        let mail = signin.mail.as_mut().unwrap();
+        mail.tls = tls;
+        mail.ca_pem = ca_pem;
+    })
+    .await;
+    server
+        .create(
+            "users",
+            json!({"username": "erin", "email": "erin@example.com"}),
+        )
+        .await;
+    let (status, _) = public(
+        &server,
+        "/api/v1/auth/password/reset-request",
+        json!({"login": "erin"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    inbox.recv_timeout(wait).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_or_implicit_tls_to_a_server_the_ca_vouches_for() {
+    let (ca, config) = test_pki();
+    let (port, inbox) = smtp_sink_with(SinkTls::StartTls(config.clone()));
+    let wait = Duration::from_secs(10);
+    let mail = reset_mail_over(port, &inbox, MailTls::StartTls, Some(ca.clone()), wait)
+        .await
+        .expect("a reset mail over STARTTLS");
+    assert!(mail.encrypted, "the message came after STARTTLS");
+    assert_eq!(mail.to, ["erin@example.com"]);
+    assert!(body_of(&mail).contains(PREFIX));
+
+    let (port, inbox) = smtp_sink_with(SinkTls::Implicit(config));
+    let mail = reset_mail_over(port, &inbox, MailTls::Implicit, Some(ca), wait)
+        .await
+        .expect("a reset mail over implicit TLS");
+    assert!(mail.encrypted);
+    assert!(body_of(&mail).contains(PREFIX));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_starttls_sends_nothing_in_clear_or_to_an_unverified_server() {
+    // A server that does not offer STARTTLS gets no message.
+    let (port, inbox) = smtp_sink();
+    let wait = Duration::from_secs(3);
+    let (ca, config) = test_pki();
+    let mail = reset_mail_over(port, &inbox, MailTls::StartTls, Some(ca), wait).await;
+    assert!(mail.is_none(), "a reset link was sent in clear");
+    // Nor does one whose certificate the system's roots do not vouch for.
+    let (port, inbox) = smtp_sink_with(SinkTls::StartTls(config.clone()));
+    let mail = reset_mail_over(port, &inbox, MailTls::StartTls, None, wait).await;
+    assert!(mail.is_none(), "a reset link went to an unverified server");
+    // Nor one whose certificate another CA signed.
+    let (other_ca, _) = test_pki();
+    let (port, inbox) = smtp_sink_with(SinkTls::Implicit(config));
+    let mail = reset_mail_over(port, &inbox, MailTls::Implicit, Some(other_ca), wait).await;
+    assert!(
+        mail.is_none(),
+        "a reset link went to a server of another CA"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
