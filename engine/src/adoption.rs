@@ -11,9 +11,9 @@
 //!   is refused as ambiguous, never resolved by a guess.
 //! - **The privilege guard**: a user holding any system role beyond `user`, or any
 //!   role with a write permission through a group, and a group assigning a role with
-//!   a write permission, is adopted only when the policy allows privileged adoption:
-//!   otherwise an identity provider's token could claim an administrator and set its
-//!   password.
+//!   a write permission, is adopted only when the policy names it
+//!   ([`AdoptionPolicy::privileged`]): otherwise an identity provider's token could
+//!   claim an administrator and set its password.
 //!
 //! Matching and the guard only read a snapshot; [`crate::Op::Adopt`] checks the guard
 //! again inside the writer, so a front-end's earlier reading cannot be outrun.
@@ -30,9 +30,11 @@ pub struct AdoptionPolicy {
     /// Empty: none (the default).
     #[serde(default)]
     pub sources: Vec<Source>,
-    /// Whether privileged accounts (see the module documentation) may be adopted.
+    /// The privileged users and groups (see the module documentation) that may be
+    /// adopted all the same, by username or group name (case-insensitively). Empty:
+    /// none (the default).
     #[serde(default)]
-    pub privileged: bool,
+    pub privileged: Vec<String>,
 }
 
 /// An incoming entry, as matched against existing entities.
@@ -88,7 +90,7 @@ pub enum AdoptionRefusal {
     },
     /// The privilege guard: the entity holds or hands out administrative roles.
     #[error(
-        "{kind} `{name}` holds privileged roles (`{}`); adopting it must be allowed explicitly",
+        "{kind} `{name}` holds privileged roles (`{}`); it is adopted only when the config names it in adopt_privileged",
         roles.join("`, `")
     )]
     Privileged {
@@ -205,7 +207,7 @@ impl AdoptionPolicy {
     pub fn from_sources(sources: impl IntoIterator<Item = Source>) -> AdoptionPolicy {
         AdoptionPolicy {
             sources: sources.into_iter().collect(),
-            privileged: false,
+            privileged: Vec::new(),
         }
     }
 
@@ -241,7 +243,11 @@ impl AdoptionPolicy {
                 to: to.clone(),
             });
         }
-        if !self.privileged {
+        let named = self
+            .privileged
+            .iter()
+            .any(|allowed| allowed.to_lowercase() == name.to_lowercase());
+        if !named {
             let roles = privileged_roles(snapshot, kind, index);
             if !roles.is_empty() {
                 return Err(AdoptionRefusal::Privileged { kind, name, roles });
@@ -579,9 +585,10 @@ mod tests {
         assert_eq!(judge(&policy, EntityKind::Group, "viewers"), Ok(()));
         let privileged = AdoptionPolicy {
             sources: vec![Source::Local],
-            privileged: true,
+            privileged: vec!["Root-Admin".to_owned()],
         };
         assert_eq!(judge(&privileged, EntityKind::User, "root-admin"), Ok(()));
+        assert!(judge(&privileged, EntityKind::User, "auditor").is_err());
         let import_only = AdoptionPolicy::from_sources([Source::Import]);
         assert!(matches!(
             judge(&import_only, EntityKind::User, "val"),
