@@ -121,6 +121,10 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
         .split('/')
         .next()
         .expect("a resource");
+    // Handing an adopted user or group back to `local` changes it.
+    if path.ends_with("/release") {
+        return Some(format!("{resource}.change"));
+    }
     let verb = if path.ends_with("/export") {
         "view"
     } else if path.ends_with("/import") || path.ends_with("/clone") {

@@ -98,6 +98,9 @@ pub enum ValidationError {
         expected: Option<Time>,
         found: Option<Time>,
     },
+    /// An [`crate::Op::Adopt`] or [`crate::Op::Release`] that may not apply.
+    #[error(transparent)]
+    Adoption(#[from] crate::AdoptionRefusal),
 }
 
 fn version_text(version: &Option<Time>) -> String {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod adoption;
 mod auth;
 mod credentials;
 mod engine;
@@ -14,6 +15,9 @@ mod store;
 mod write;
 mod write_stats;
 
+pub use adoption::{
+    AdoptionEntry, AdoptionPolicy, AdoptionRefusal, Matched, MatchedBy, find_match,
+};
 pub use auth::{
     Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
     DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,

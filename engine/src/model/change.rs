@@ -16,6 +16,11 @@ pub enum Operation {
     /// `before` and `after` are that membership (`{"user","expires_at","source"}`),
     /// absent on the side where there was none. The rest of the group is unchanged.
     Membership,
+    /// An identity source took the user or group over (`Op::Adopt`): `before` and
+    /// `after` are the entity, which differ in `source` (and `updated_at`) only.
+    Adopt,
+    /// The user or group was handed back to `local` (`Op::Release`): as `Adopt`.
+    Release,
 }
 
 /// One change record. `before` and `after` are the entity's JSON form, which never

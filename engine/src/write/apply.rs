@@ -4,10 +4,11 @@
 //! Validation reads only the working snapshot, so a refused operation has changed
 //! nothing when it returns its error, and the caller drops the whole working copy.
 
+use crate::adoption::AdoptionRefusal;
 use crate::error::{NotFound, ValidationError};
 use crate::model::{
-    Account, Asset, EntityKind, Group, GroupMember, Id, Node, ROOT_NODE_ID, Role, Rule, Time,
-    Token, User, UserMember, account_username,
+    Account, Asset, EntityKind, Group, GroupMember, Id, Node, Operation, ROOT_NODE_ID, Role, Rule,
+    Source, Time, Token, User, UserMember, account_username,
 };
 use crate::snapshot::{Member, NameIndex, Snapshot};
 use crate::write::Authority;
@@ -349,7 +350,70 @@ impl Working {
                     }),
                 }
             }
+            Op::Adopt {
+                kind,
+                target,
+                source,
+                policy,
+            } => {
+                let index = self.source_target(kind, &target)?;
+                let id = self.snap.id_of(kind, index);
+                policy.may_adopt(&self.snap, kind, id, &source)?;
+                self.set_source(kind, index, source, Operation::Adopt);
+                Ok(id)
+            }
+            Op::Release { kind, target } => {
+                let index = self.source_target(kind, &target)?;
+                let id = self.snap.id_of(kind, index);
+                if crate::adoption::source_of(&self.snap, kind, index) == Source::Local {
+                    return Err(AdoptionRefusal::AlreadyLocal {
+                        kind,
+                        name: crate::adoption::name_of(&self.snap, kind, index),
+                    }
+                    .into());
+                }
+                self.set_source(kind, index, Source::Local, Operation::Release);
+                Ok(id)
+            }
         }
+    }
+
+    /// The user or group `reference` names, for an adoption or a release.
+    fn source_target(&self, kind: EntityKind, reference: &str) -> Result<u32> {
+        match kind {
+            EntityKind::User | EntityKind::Group => self.target(kind, reference),
+            other => Err(AdoptionRefusal::NoSource(other).into()),
+        }
+    }
+
+    /// Gives the user or group at `index` another source, keeping everything else,
+    /// and records it as `operation` with the entity before and after. Nothing when
+    /// it has that source already.
+    fn set_source(&mut self, kind: EntityKind, index: u32, source: Source, operation: Operation) {
+        if crate::adoption::source_of(&self.snap, kind, index) == source {
+            return;
+        }
+        let id = self.snap.id_of(kind, index);
+        match kind {
+            EntityKind::User => {
+                let mut user = self
+                    .snap
+                    .user_entry(index)
+                    .expect("resolved")
+                    .record
+                    .unpack();
+                user.source = source;
+                user.updated_at = self.now;
+                self.set_user(Some(index), Some(user));
+            }
+            _ => {
+                let mut group = self.snap.group_record(index).expect("resolved");
+                group.source = source;
+                group.updated_at = self.now;
+                self.set_group(Some(index), Some(group));
+            }
+        }
+        self.relabel_change(kind, id, operation);
     }
 
     fn target(&self, kind: EntityKind, reference: &str) -> Result<u32> {

@@ -598,6 +598,24 @@ pub enum Op {
         target: String,
         version: Option<Time>,
     },
+    /// Hands the user or group `target` to `source` (an identity source taking it
+    /// over), when `policy` allows it ([`crate::AdoptionPolicy::may_adopt`], checked
+    /// here again): only its `source` changes; its id, memberships (each keeps its
+    /// own source), rules, roles, credentials and history stay. Recorded as an
+    /// [`crate::Operation::Adopt`] with the entity before and after. An entity
+    /// already of `source` is left as it is, with no record.
+    Adopt {
+        kind: EntityKind,
+        target: String,
+        source: Source,
+        policy: crate::AdoptionPolicy,
+    },
+    /// Hands the user or group `target` back to `local` (recorded as an
+    /// [`crate::Operation::Release`]); refused when it is local already.
+    Release {
+        kind: EntityKind,
+        target: String,
+    },
 }
 
 impl std::fmt::Debug for Op {
@@ -648,6 +666,23 @@ impl std::fmt::Debug for Op {
                 .field("kind", kind)
                 .field("target", target)
                 .field("version", version)
+                .finish(),
+            Op::Adopt {
+                kind,
+                target,
+                source,
+                policy,
+            } => f
+                .debug_struct("Adopt")
+                .field("kind", kind)
+                .field("target", target)
+                .field("source", source)
+                .field("policy", policy)
+                .finish(),
+            Op::Release { kind, target } => f
+                .debug_struct("Release")
+                .field("kind", kind)
+                .field("target", target)
                 .finish(),
         }
     }

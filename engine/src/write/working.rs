@@ -170,6 +170,19 @@ impl Working {
         }
     }
 
+    /// Names the last change record of entity `id` by `operation` instead of the
+    /// `Update` its `set_*` recorded (an adoption, a release).
+    pub(crate) fn relabel_change(&mut self, entity: EntityKind, id: Id, operation: Operation) {
+        if let Some(change) = self
+            .changes
+            .iter_mut()
+            .rev()
+            .find(|c| c.entity == entity && c.id == id && c.operation == Operation::Update)
+        {
+            change.operation = operation;
+        }
+    }
+
     /// An [`Operation::Event`] record: nothing changed, `what` happened to `id`.
     pub(crate) fn record_event(&mut self, entity: EntityKind, id: Id, what: &serde_json::Value) {
         let what = Payload::Json(what.to_string());

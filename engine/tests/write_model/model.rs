@@ -38,6 +38,7 @@ pub enum Refusal {
     ActorRevoked,
     WeakPassword,
     VersionMismatch,
+    Adoption,
 }
 
 impl Refusal {
@@ -63,6 +64,7 @@ impl Refusal {
             ValidationError::ActorRevoked(_) => Refusal::ActorRevoked,
             ValidationError::WeakPassword { .. } => Refusal::WeakPassword,
             ValidationError::VersionMismatch { .. } => Refusal::VersionMismatch,
+            ValidationError::Adoption(_) => Refusal::Adoption,
         }
     }
 
@@ -88,13 +90,15 @@ impl Refusal {
             Refusal::ActorRevoked => "ActorRevoked",
             Refusal::WeakPassword => "WeakPassword",
             Refusal::VersionMismatch => "VersionMismatch",
+            Refusal::Adoption => "Adoption",
         }
     }
 }
 
 /// Every variant of `ValidationError` a script provokes, for the coverage check
 /// (not `WeakPassword`, nor `VersionMismatch`: scripts write no `Op::Expect`, whose
-/// versions are times the model cannot know; `tests/writes.rs` covers it).
+/// versions are times the model cannot know; `tests/writes.rs` covers it; nor
+/// `Adoption`: scripts write no adoption, which `src/adoption.rs` tests).
 pub const REFUSAL_VARIANTS: [&str; 17] = [
     "NotFound",
     "Duplicate",
@@ -621,6 +625,9 @@ impl Model {
             },
             Op::Expect { .. } => {
                 unreachable!("scripts write no `Op::Expect`: the model knows no versions")
+            }
+            Op::Adopt { .. } | Op::Release { .. } => {
+                unreachable!("scripts write no adoption: `portcullis_engine::adoption` tests it")
             }
             Op::RecordEvent { user, .. } => {
                 if let Some(id) = user {

@@ -551,6 +551,22 @@ pub enum UserCommand {
     Unlock(UserArgs),
     /// Deactivate idle users (when configured) and purge stale sign-in records.
     Housekeeping(HousekeepingArgs),
+    /// Hand a user or group an identity source (SCIM, an LDAP directory) adopted
+    /// back to `local`: it keeps its id, memberships, rules and history.
+    Release(ReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["user", "group"])))]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// The user, by username or id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The group, by name or id.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -681,6 +697,31 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
                 engine.close();
             }
             eprintln!("portcullis: `{}` unlocked", args.user);
+            Ok(Outcome::Done)
+        }
+        UserCommand::Release(args) => {
+            let (kind, target) = match (&args.user, &args.group) {
+                (Some(user), _) => (EntityKind::User, user),
+                (None, Some(group)) => (EntityKind::Group, group),
+                (None, None) => {
+                    return Err(CliError::Input("give --user or --group".to_owned()));
+                }
+            };
+            if let Some(client) = args.data.client()? {
+                let path = format!("/api/v1/{}s/{}/release", kind.noun(), segment(target));
+                ask(&client, Method::POST, &path, Some(json!({})))?;
+            } else {
+                let engine = open_store(&args.data.data, false)?;
+                engine.write(
+                    &Actor::system(ACTOR),
+                    vec![Op::Release {
+                        kind,
+                        target: target.clone(),
+                    }],
+                )?;
+                engine.close();
+            }
+            eprintln!("portcullis: {kind} `{target}` released to `local`");
             Ok(Outcome::Done)
         }
         UserCommand::Housekeeping(args) => {

@@ -44,6 +44,48 @@ pub struct FileConfig {
     /// When the snapshot image is written (`[snapshot]`).
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// SCIM provisioning (`[scim]`): which existing accounts it may adopt.
+    #[serde(default)]
+    pub scim: ScimConfig,
+}
+
+/// The `[scim]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The sources (`local`, `import`, `ldap:NAME`) whose users and groups SCIM may
+    /// take over; default none.
+    #[serde(default)]
+    pub adopt: Vec<String>,
+    /// Privileged users and groups (by name) SCIM may take over all the same;
+    /// default none.
+    #[serde(default)]
+    pub adopt_privileged: Vec<String>,
+}
+
+impl ScimConfig {
+    /// The adoption policy this table says, its sources checked.
+    pub fn policy(&self) -> Result<portcullis_engine::AdoptionPolicy, CliError> {
+        let mut sources = Vec::with_capacity(self.adopt.len());
+        for name in &self.adopt {
+            let source: portcullis_engine::Source = name.parse().map_err(|_| {
+                CliError::Input(format!(
+                    "scim: adopt: `{name}` is not a source (local, import, ldap:NAME)"
+                ))
+            })?;
+            if source == portcullis_engine::Source::Scim {
+                return Err(CliError::Input(
+                    "scim: adopt: `scim` is SCIM itself; name the sources it takes over from"
+                        .to_owned(),
+                ));
+            }
+            sources.push(source);
+        }
+        Ok(portcullis_engine::AdoptionPolicy {
+            sources,
+            privileged: self.adopt_privileged.clone(),
+        })
+    }
 }
 
 /// When `serve` writes the snapshot image beside the store (docs/snapshot.md).
@@ -130,6 +172,8 @@ pub struct ServeConfig {
     pub ldap: Vec<portcullis_ldap::Source>,
     /// How the engine runs: when it writes the snapshot image.
     pub engine: portcullis_engine::EngineOptions,
+    /// The SCIM service provider's settings (`[scim]`).
+    pub scim: portcullis_scim::ScimSettings,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -271,7 +315,12 @@ impl ServeConfig {
         let housekeeping_minutes = env_number("PORTCULLIS_HOUSEKEEPING_INTERVAL_MINUTES")?
             .or(file.signin.housekeeping_interval_minutes)
             .unwrap_or(60);
+        let scim = portcullis_scim::ScimSettings {
+            adopt: file.scim.policy()?,
+            ..portcullis_scim::ScimSettings::default()
+        };
         Ok(ServeConfig {
+            scim,
             ldap,
             auth,
             signin,

@@ -66,7 +66,8 @@ impl CliError {
                     | ValidationError::NotAMember { .. }
                     | ValidationError::GrantBeyondCaller { .. }
                     | ValidationError::ActorRevoked(_)
-                    | ValidationError::VersionMismatch { .. } => (2, error.to_string()),
+                    | ValidationError::VersionMismatch { .. }
+                    | ValidationError::Adoption(_) => (2, error.to_string()),
                 },
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (

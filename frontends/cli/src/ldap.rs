@@ -137,12 +137,13 @@ fn print_report(report: &RunReport) {
         c.directory_users, c.directory_groups
     );
     println!(
-        "  users: {} added, {} changed, {} deactivated, {} removed",
-        c.users_added, c.users_changed, c.users_deactivated, c.users_removed
+        "  users: {} added, {} adopted, {} changed, {} deactivated, {} removed",
+        c.users_added, c.users_adopted, c.users_changed, c.users_deactivated, c.users_removed
     );
     println!(
-        "  groups: {} added, {} changed, {} removed or emptied; memberships +{} -{}",
+        "  groups: {} added, {} adopted, {} changed, {} removed or emptied; memberships +{} -{}",
         c.groups_added,
+        c.groups_adopted,
         c.groups_changed,
         c.groups_removed,
         c.memberships_added,
@@ -151,12 +152,13 @@ fn print_report(report: &RunReport) {
     if report.dry_run {
         for change in &report.changes {
             let mark = match change.action {
-                Action::Added => "+",
+                Action::Added | Action::Adopted => "+",
                 Action::Changed => "~",
                 Action::Deactivated | Action::Emptied | Action::Removed => "-",
             };
             let action = match change.action {
                 Action::Added => "added",
+                Action::Adopted => "adopted",
                 Action::Changed => "changed",
                 Action::Deactivated => "deactivated",
                 Action::Emptied => "emptied",
@@ -174,8 +176,12 @@ fn print_report(report: &RunReport) {
         }
     }
     for clash in &report.clashes {
+        let reason = clash
+            .reason
+            .as_ref()
+            .map_or(String::new(), |reason| format!(" ({reason})"));
         println!(
-            "  clash: {} {} `{}` of `{}` is held by {}; not overwritten",
+            "  clash: {} {} `{}` of `{}` is held by {}; not overwritten{reason}",
             clash.kind, clash.field, clash.value, clash.dn, clash.held_by
         );
     }

@@ -278,9 +278,7 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
     // One route table: the API's own routes, the import and export routes, and SCIM's
     // under /scim/v2 (which words the stack's refusals as SCIM errors).
     let mut routes = crate::spreadsheets::routes();
-    routes.extend(portcullis_scim::routes(
-        portcullis_scim::ScimSettings::default(),
-    ));
+    routes.extend(portcullis_scim::routes(config.scim.clone()));
     let router = portcullis_http::router_with(state.clone(), routes);
     let bind_error = |error: std::io::Error| {
         CliError::System(format!("cannot listen on {}: {error}", config.listen))

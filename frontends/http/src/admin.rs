@@ -356,6 +356,36 @@ pub(crate) async fn delete(
     ))
 }
 
+/// `POST /users/{user}/release`, `POST /groups/{group}/release`: an empty object,
+/// kept an object so that options can join it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseRequest {}
+
+/// Hands a user or group back to `local` (`Op::Release`): after an identity source
+/// adopted it, when leaving that source.
+pub(crate) async fn release(
+    state: AppState,
+    kind: EntityKind,
+    target: String,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.actor();
+    let op_target = target.clone();
+    let outcome = blocking_write(&state, move |engine| {
+        engine.write(
+            &actor,
+            vec![Op::Release {
+                kind,
+                target: op_target,
+            }],
+        )
+    })
+    .await?
+    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    Ok(Json(write_answer(&state, kind, &outcome)))
+}
+
 /// `POST /{id}/clone`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +568,15 @@ pub(crate) mod handlers {
         JsonBody(body): JsonBody<CloneRequest>,
     ) -> Result<(StatusCode, Json<Value>), ApiError> {
         super::clone(state, kind, source, caller, body).await
+    }
+    pub(crate) async fn release(
+        kind: EntityKind,
+        State(state): State<AppState>,
+        ApiPath(target): ApiPath<String>,
+        Extension(caller): Extension<Caller>,
+        JsonBody(_): JsonBody<ReleaseRequest>,
+    ) -> Result<Json<Value>, ApiError> {
+        super::release(state, kind, target, caller).await
     }
     pub(crate) async fn add_member(
         State(state): State<AppState>,

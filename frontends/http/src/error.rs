@@ -9,7 +9,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_engine::{AuthError, EntityKind, Error, NotFound, StoreError, ValidationError};
+use portcullis_engine::{
+    AdoptionRefusal, AuthError, EntityKind, Error, NotFound, StoreError, ValidationError,
+};
 use serde_json::json;
 
 use crate::error_format::ErrorFormat;
@@ -274,6 +276,15 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             ValidationError::VersionMismatch { .. } => {
                 (StatusCode::PRECONDITION_FAILED, "version_mismatch", message)
             }
+            ValidationError::Adoption(refusal) => match refusal {
+                AdoptionRefusal::SourceNotAdoptable { .. } => (conflict, "not_adoptable", message),
+                AdoptionRefusal::Privileged { .. } => (conflict, "privileged", message),
+                AdoptionRefusal::Ambiguous { .. } => (conflict, "ambiguous_match", message),
+                AdoptionRefusal::AlreadyLocal { .. } => (conflict, "already_local", message),
+                AdoptionRefusal::NoSource(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+                }
+            },
         },
         // Store details go to the log, not to clients.
         Error::Store(store) => match store {

@@ -342,6 +342,7 @@ fn schemas() -> Map<String, Value> {
             "secret": {"type": "string", "description": "Shown this once"},
         }},
         "DeleteResult": {"type": "object", "properties": {"revision": {"type": "integer"}, "id": string()}},
+        "ReleaseRequest": {"type": "object", "properties": {}, "additionalProperties": false},
         "CloneRequest": object(&["name"], json!({"name": {"type": "string", "description": "The new name (username for users)"}})),
         "MemberSpec": {"oneOf": [
             {"type": "string", "description": "A username or id"},

@@ -406,6 +406,26 @@ pub(crate) fn table() -> Vec<Route> {
         )
         .answers(StatusCode::OK, "WriteResult"),
     );
+    for kind in [EntityKind::User, EntityKind::Group] {
+        let noun = kind.noun();
+        routes.push(
+            Route::new(
+                Method::POST,
+                format!("/api/v1/{noun}s/{{{noun}}}/release"),
+                permission(kind, "change"),
+                "admin",
+                format!("Hand a {noun} an identity source adopted back to `local` (its id, memberships, rules and history stay)"),
+                move |state: State<AppState>,
+                      path: ApiPath<String>,
+                      caller: Extension<Caller>,
+                      body: JsonBody<crate::admin::ReleaseRequest>| {
+                    handlers::release(kind, state, path, caller, body)
+                },
+            )
+            .body("ReleaseRequest")
+            .answers(StatusCode::OK, "WriteResult"),
+        );
+    }
     routes.extend(crate::signin::routes());
     routes
 }

@@ -64,6 +64,10 @@ fn designed_permission(method: &str, path: &str) -> Option<String> {
         .split('/')
         .next()
         .unwrap();
+    // Handing an adopted user or group back to `local` changes it.
+    if path.ends_with("/release") {
+        return Some(format!("{resource}.change"));
+    }
     let verb = match method {
         "GET" => "view",
         "POST" => "add",
@@ -108,6 +112,7 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>, u16) {
         "POST" if path == "/api/v1/auth/housekeeping" => (concrete, Some(json!({})), 200),
         "POST" if path.ends_with("/reset-link") => (concrete, Some(json!({})), 404),
         "POST" if path.ends_with("/clone") => (concrete, Some(json!({"name": "x"})), 404),
+        "POST" if path.ends_with("/release") => (concrete, Some(json!({})), 404),
         "POST" if path.ends_with("/members") => (concrete, Some(json!("alice")), 404),
         "POST" if is_decision => (concrete, Some(json!({})), 422),
         "POST" => (concrete, Some(json!({})), 422),

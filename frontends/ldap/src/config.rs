@@ -67,6 +67,15 @@ pub struct SourceConfig {
     pub removed_groups: RemovedGroups,
     pub users: UserConfig,
     pub groups: Option<GroupConfig>,
+    /// The sources (`local`, `import`, `scim`, `ldap:OTHER`) whose users and groups
+    /// this directory may take over when an entry names one of them, instead of
+    /// reporting a clash; default none.
+    #[serde(default)]
+    pub adopt: Vec<String>,
+    /// Privileged users and groups (by name) it may take over all the same; default
+    /// none.
+    #[serde(default)]
+    pub adopt_privileged: Vec<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -251,6 +260,8 @@ pub struct Source {
     pub password: Option<BindPassword>,
     pub id_attribute: String,
     pub incremental: Incremental,
+    /// What this source may adopt (`adopt`, `adopt_privileged`).
+    pub adopt: portcullis_engine::AdoptionPolicy,
 }
 
 impl Source {
@@ -356,12 +367,30 @@ impl Source {
                 "incremental = \"syncrepl\" needs users.id_attribute = \"entryUUID\"".to_owned(),
             ));
         }
+        let mut adopt = portcullis_engine::AdoptionPolicy {
+            sources: Vec::with_capacity(config.adopt.len()),
+            privileged: config.adopt_privileged.clone(),
+        };
+        for text in &config.adopt {
+            let adoptable: portcullis_engine::Source = text.parse().map_err(|_| {
+                bad(format!(
+                    "adopt: `{text}` is not a source (local, import, scim, ldap:NAME)"
+                ))
+            })?;
+            if adoptable == portcullis_engine::Source::Ldap(name.into()) {
+                return Err(bad(format!(
+                    "adopt: `{text}` is this source itself; name the sources it takes over from"
+                )));
+            }
+            adopt.sources.push(adoptable);
+        }
         Ok(Source {
             name: name.to_owned(),
             config: config.clone(),
             password,
             id_attribute,
             incremental,
+            adopt,
         })
     }
 

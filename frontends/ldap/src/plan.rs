@@ -12,6 +12,11 @@
 //!   clash: reported, never overwritten. The entry is skipped (an email clash only drops
 //!   the email). A name held by an entity of this source that the directory no longer
 //!   has (a deactivated user whose entry was re-created) is taken over by the new entry.
+//! - Unless the source's `adopt` names the other source: then a new entry that
+//!   matches an entity of it (`portcullis_engine::find_match`: by name, else email,
+//!   else `externalId`) adopts it (`Op::Adopt`), which keeps its id, memberships,
+//!   rules and roles, and from then on it is this source's. A match the policy
+//!   refuses (privileged, ambiguous, another source) is a clash with the reason.
 //! - A user present in the directory is active; one gone is deactivated or deleted as
 //!   configured. A group gone is emptied of this source's memberships or deleted.
 //! - Membership cycles among directory groups are broken (the closing edge dropped,
@@ -20,8 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portcullis_engine::{
-    EntityKind, Estate, Group, GroupSpec, Id, MemberSpec, Op, Source as EngineSource, Spec,
-    SubgroupSpec, User, UserSpec, ValidationError, name_folds,
+    AdoptionEntry, AdoptionPolicy, AdoptionRefusal, EntityKind, Estate, Group, GroupSpec, Id,
+    MemberSpec, Op, Snapshot, Source as EngineSource, Spec, SubgroupSpec, User, UserSpec,
+    ValidationError, find_match, name_folds,
 };
 use serde::Serialize;
 
@@ -46,6 +52,9 @@ pub struct Change {
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Added,
+    /// An entity of another source taken over (`adopt`); `details` name that source
+    /// first (`from local`).
+    Adopted,
     Changed,
     Deactivated,
     /// A group gone from the directory, kept without this source's memberships.
@@ -63,6 +72,10 @@ pub struct Clash {
     pub dn: String,
     /// Who holds it: a source (`local`, `scim`, `ldap:other`) or `this source`.
     pub held_by: String,
+    /// Why it was not adopted, when the source adopts at all (privileged, ambiguous,
+    /// a source it may not adopt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How much a run changed.
@@ -71,10 +84,12 @@ pub struct Counts {
     pub directory_users: usize,
     pub directory_groups: usize,
     pub users_added: usize,
+    pub users_adopted: usize,
     pub users_changed: usize,
     pub users_deactivated: usize,
     pub users_removed: usize,
     pub groups_added: usize,
+    pub groups_adopted: usize,
     pub groups_changed: usize,
     pub groups_removed: usize,
     pub memberships_added: usize,
@@ -168,6 +183,47 @@ impl Names {
                 self.holders.remove(&key);
             }
         }
+    }
+}
+
+/// What adoption makes of a new directory entry.
+enum Adoption {
+    /// Nothing: the usual rules apply (no policy, no match, or a match of this
+    /// source's own).
+    None,
+    /// It adopts the entity `id`, of `from`.
+    Adopt { id: Id, from: EngineSource },
+    /// A refused match: a clash with this reason.
+    Refused(AdoptionRefusal),
+}
+
+/// Whether the new entry `entry` of `kind` adopts an existing entity under `policy`.
+/// `external_ids` are the external ids other sources' entities recorded: the entry's
+/// is matched only when one of them has it, so that a run over many new entries does
+/// not scan the estate for each.
+fn adoption(
+    snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
+    ours: &EngineSource,
+    kind: EntityKind,
+    mut entry: AdoptionEntry<'_>,
+    external_ids: &HashSet<&str>,
+) -> Adoption {
+    if !policy.adopts() {
+        return Adoption::None;
+    }
+    entry.external_id = entry.external_id.filter(|ext| external_ids.contains(ext));
+    match find_match(snapshot, kind, &entry) {
+        Err(refusal) => Adoption::Refused(refusal),
+        Ok(None) => Adoption::None,
+        Ok(Some(matched)) if &matched.source == ours => Adoption::None,
+        Ok(Some(matched)) => match policy.may_adopt(snapshot, kind, matched.id, ours) {
+            Ok(()) => Adoption::Adopt {
+                id: matched.id,
+                from: matched.source,
+            },
+            Err(refusal) => Adoption::Refused(refusal),
+        },
     }
 }
 
@@ -315,8 +371,18 @@ pub(crate) fn plan(
     users: &BTreeMap<String, DirEntry>,
     groups: &BTreeMap<String, DirEntry>,
     estate: &Estate,
+    snapshot: &Snapshot,
 ) -> Plan {
     let ours = source.engine_source();
+    // Adoptions, in the order they are written (each before any edit of its entity).
+    let mut adopt_ops: Vec<Op> = Vec::new();
+    let mut adopted_from: HashMap<Id, EngineSource> = HashMap::new();
+    let adopt_op = |kind: EntityKind, id: Id| Op::Adopt {
+        kind,
+        target: id.to_string(),
+        source: ours.clone(),
+        policy: source.adopt.clone(),
+    };
     let user_config = &source.config.users;
     let mut plan = Plan {
         ops: Vec::new(),
@@ -361,6 +427,7 @@ pub(crate) fn plan(
                 value: username.to_owned(),
                 dn: entry.dn.clone(),
                 held_by: format!("this source's `{other}`"),
+                reason: None,
             });
             continue;
         }
@@ -477,6 +544,7 @@ pub(crate) fn plan(
                 dn: want.dn.to_owned(),
                 held_by: holder
                     .map_or("this source".to_owned(), |h| source_label(&h.source, &ours)),
+                reason: None,
             });
             username = user.username.clone();
         }
@@ -497,7 +565,77 @@ pub(crate) fn plan(
     // ---- New entries: created, or adopting a stale user of this source by name.
     let mut creates: Vec<(Id, UserFields)> = Vec::new();
     let mut adopted: HashSet<Id> = HashSet::new();
+    let other_user_exts: HashSet<&str> = estate
+        .users
+        .iter()
+        .filter(|u| u.source != ours)
+        .filter_map(|u| u.external_id.as_deref())
+        .collect();
     for want in unmatched {
+        let entry = AdoptionEntry {
+            name: &want.username,
+            email: want.email.as_deref(),
+            external_id: Some(want.ext),
+        };
+        match adoption(
+            snapshot,
+            &source.adopt,
+            &ours,
+            EntityKind::User,
+            entry,
+            &other_user_exts,
+        ) {
+            Adoption::None => {}
+            Adoption::Adopt { id, from } if !adopted.contains(&id) => {
+                let holder = users_by_id[&id];
+                usernames.release(&holder.username, holder.id);
+                if !usernames.free_for(&want.username, holder.id) {
+                    // Taken by an entry of this run: a clash, as without adoption.
+                    usernames.take(&holder.username, holder.id);
+                    plan.clashes.push(Clash {
+                        kind: EntityKind::User,
+                        field: "username",
+                        value: want.username.clone(),
+                        dn: want.dn.to_owned(),
+                        held_by: "this source".to_owned(),
+                        reason: None,
+                    });
+                    continue;
+                }
+                adopted.insert(id);
+                usernames.take(&want.username, holder.id);
+                if let Some(email) = &holder.email {
+                    emails.release(email, holder.id);
+                }
+                let email =
+                    claim_email(&mut emails, want, holder.id, &users_by_id, &ours, &mut plan);
+                let fields = UserFields {
+                    username: want.username.clone(),
+                    name: want.name.clone(),
+                    email,
+                    phone: want.phone.clone(),
+                    active: true,
+                    ext: want.ext.to_owned(),
+                };
+                ids_by_ext.insert(want.ext, (holder.id, fields.username.clone()));
+                finals.push((holder.id, fields, Some(holder)));
+                adopt_ops.push(adopt_op(EntityKind::User, id));
+                adopted_from.insert(id, from);
+                continue;
+            }
+            Adoption::Adopt { .. } => {}
+            Adoption::Refused(refusal) => {
+                plan.clashes.push(Clash {
+                    kind: EntityKind::User,
+                    field: "username",
+                    value: want.username.clone(),
+                    dn: want.dn.to_owned(),
+                    held_by: refused_holder(&refusal, &ours),
+                    reason: Some(refusal.to_string()),
+                });
+                continue;
+            }
+        }
         let holder = usernames
             .holder(&want.username)
             .and_then(|h| users_by_id.get(&h).copied());
@@ -527,6 +665,7 @@ pub(crate) fn plan(
                     value: want.username.clone(),
                     dn: want.dn.to_owned(),
                     held_by: source_label(&holder.source, &ours),
+                    reason: None,
                 });
             }
             None => {
@@ -612,6 +751,7 @@ pub(crate) fn plan(
                     value: name.to_owned(),
                     dn: entry.dn.clone(),
                     held_by: format!("this source's `{other}`"),
+                    reason: None,
                 });
                 continue;
             }
@@ -692,6 +832,12 @@ pub(crate) fn plan(
         // ext → (id, final name, existing group)
         let mut group_finals: BTreeMap<&str, (Id, String, Option<&Group>)> = BTreeMap::new();
         let mut adopted_groups: HashSet<Id> = HashSet::new();
+        let other_group_exts: HashSet<&str> = estate
+            .groups
+            .iter()
+            .filter(|g| g.source != ours)
+            .filter_map(|g| g.external_id.as_deref())
+            .collect();
         let mut sorted: Vec<&WantGroup> = want_groups.iter().collect();
         sorted.sort_by_key(|w| {
             (
@@ -715,6 +861,7 @@ pub(crate) fn plan(
                             held_by: holder.map_or("this source".to_owned(), |h| {
                                 source_label(&h.source, &ours)
                             }),
+                            reason: None,
                         });
                         name = group.name.clone();
                     }
@@ -722,6 +869,47 @@ pub(crate) fn plan(
                     group_finals.insert(want.ext, (group.id, name, Some(group)));
                 }
                 None => {
+                    let entry = AdoptionEntry {
+                        name: &want.name,
+                        email: None,
+                        external_id: Some(want.ext),
+                    };
+                    match adoption(
+                        snapshot,
+                        &source.adopt,
+                        &ours,
+                        EntityKind::Group,
+                        entry,
+                        &other_group_exts,
+                    ) {
+                        Adoption::None => {}
+                        Adoption::Adopt { id, from } if !adopted_groups.contains(&id) => {
+                            let holder = groups_by_id[&id];
+                            group_names.release(&holder.name, holder.id);
+                            if group_names.free_for(&want.name, holder.id) {
+                                adopted_groups.insert(id);
+                                group_names.take(&want.name, holder.id);
+                                group_finals
+                                    .insert(want.ext, (holder.id, want.name.clone(), Some(holder)));
+                                adopt_ops.push(adopt_op(EntityKind::Group, id));
+                                adopted_from.insert(id, from);
+                                continue;
+                            }
+                            group_names.take(&holder.name, holder.id);
+                        }
+                        Adoption::Adopt { .. } => {}
+                        Adoption::Refused(refusal) => {
+                            plan.clashes.push(Clash {
+                                kind: EntityKind::Group,
+                                field: "name",
+                                value: want.name.clone(),
+                                dn: want.dn.to_owned(),
+                                held_by: refused_holder(&refusal, &ours),
+                                reason: Some(refusal.to_string()),
+                            });
+                            continue;
+                        }
+                    }
                     let holder = group_names
                         .holder(&want.name)
                         .and_then(|h| groups_by_id.get(&h).copied());
@@ -739,6 +927,7 @@ pub(crate) fn plan(
                             value: want.name.clone(),
                             dn: want.dn.to_owned(),
                             held_by: source_label(&holder.source, &ours),
+                            reason: None,
                         }),
                         None => {
                             let id = Id::random();
@@ -865,7 +1054,26 @@ pub(crate) fn plan(
                     if sub_added + sub_removed > 0 {
                         details.push(format!("subgroups +{sub_added} -{sub_removed}"));
                     }
-                    if !details.is_empty() {
+                    if let Some(from) = adopted_from.get(id) {
+                        details.insert(0, format!("from `{from}`"));
+                        plan.counts.groups_adopted += 1;
+                        plan.counts.memberships_added += added + sub_added;
+                        plan.counts.memberships_removed += removed + sub_removed;
+                        group_ops_modify.push(modify_group(
+                            *id,
+                            Some(name.clone()),
+                            Some(want.ext.to_owned()),
+                            members,
+                            subgroups,
+                            ours.clone(),
+                        ));
+                        plan.changes.push(Change {
+                            kind: EntityKind::Group,
+                            name: name.clone(),
+                            action: Action::Adopted,
+                            details,
+                        });
+                    } else if !details.is_empty() {
                         plan.counts.groups_changed += 1;
                         plan.counts.memberships_added += added + sub_added;
                         plan.counts.memberships_removed += removed + sub_removed;
@@ -935,8 +1143,9 @@ pub(crate) fn plan(
         }
     }
 
-    // ---- Assemble the write, in an order each step of which is valid.
-    let mut ops: Vec<Op> = Vec::new();
+    // ---- Assemble the write, in an order each step of which is valid: adoptions
+    // first, so that every later edit of an adopted entity is this source's.
+    let mut ops: Vec<Op> = adopt_ops;
     let mut user_ops_last: Vec<Op> = Vec::new();
     for user in &vanished {
         if delete_vanished {
@@ -1021,6 +1230,18 @@ pub(crate) fn plan(
         if user.external_id.as_deref() != Some(fields.ext.as_str()) {
             details.push("linked to a new directory entry".to_owned());
         }
+        if let Some(from) = adopted_from.get(&id) {
+            details.insert(0, format!("from `{from}`"));
+            plan.counts.users_adopted += 1;
+            plan.changes.push(Change {
+                kind: EntityKind::User,
+                name: fields.username.clone(),
+                action: Action::Adopted,
+                details,
+            });
+            ops.push(modify_user(id, fields));
+            continue;
+        }
         if details.is_empty() {
             continue;
         }
@@ -1059,6 +1280,19 @@ pub(crate) fn plan(
     plan
 }
 
+/// Who holds what a refused adoption matched, for its clash.
+fn refused_holder(refusal: &AdoptionRefusal, ours: &EngineSource) -> String {
+    match refusal {
+        AdoptionRefusal::SourceNotAdoptable { from, .. } => source_label(from, ours),
+        AdoptionRefusal::Privileged { name, .. } => format!("privileged `{name}`"),
+        AdoptionRefusal::Ambiguous { first, second, .. } => {
+            format!("two accounts, `{first}` and `{second}`")
+        }
+        AdoptionRefusal::AlreadyLocal { name, .. } => format!("`{name}`"),
+        AdoptionRefusal::NoSource(kind) => kind.to_string(),
+    }
+}
+
 fn modify_group_name(id: Id, name: String) -> Op {
     Op::Modify {
         kind: EntityKind::Group,
@@ -1094,6 +1328,7 @@ fn claim_email(
         value: email,
         dn: want.dn.to_owned(),
         held_by: holder.map_or("this source".to_owned(), |h| source_label(&h.source, ours)),
+        reason: None,
     });
     None
 }

@@ -110,7 +110,13 @@ pub async fn run(
     let (plan, written, state_back) = tokio::task::spawn_blocking(move || {
         let snapshot = plan_engine.snapshot();
         let estate = snapshot.estate();
-        let mut plan = plan::plan(&plan_source, &saved.users, &saved.groups, &estate);
+        let mut plan = plan::plan(
+            &plan_source,
+            &saved.users,
+            &saved.groups,
+            &estate,
+            &snapshot,
+        );
         let ops = std::mem::take(&mut plan.ops);
         let written = if dry_run || ops.is_empty() {
             Ok(None)

@@ -406,6 +406,7 @@ pub(crate) fn run(service: &Service, body: &Value, context: &Context) -> Result<
         location: None,
         version: None,
         revision,
+        adopted_from: None,
     })
 }
 

@@ -137,6 +137,9 @@ impl ScimError {
                 // An expectation the service wrote (an `If-Match`, or the version an
                 // edit was computed from) no longer holds.
                 ValidationError::VersionMismatch { .. } => ScimError::PreconditionFailed,
+                // A refused adoption is a conflict on the resource's identity: the
+                // detail says why (privileged, ambiguous, source not adoptable).
+                ValidationError::Adoption(_) => ScimError::Conflict(error.to_string()),
             },
             Error::Store(error) => {
                 let detail = match &error {

@@ -20,7 +20,7 @@ mod schema;
 mod service;
 
 pub use error::{ScimError, ScimType};
-pub use routes::{REVISION_HEADER, ROOT, routes};
+pub use routes::{ADOPTED_FROM_HEADER, REVISION_HEADER, ROOT, routes};
 
 /// Limits of the SCIM service provider. The bulk and filter limits are advertised in
 /// `/ServiceProviderConfig`.
@@ -46,6 +46,10 @@ pub struct ScimSettings {
     pub max_filter_depth: usize,
     /// The most matching resources a request may ask to sort; more is `tooMany`.
     pub max_sort: usize,
+    /// The users and groups of other sources SCIM may take over (`[scim] adopt`,
+    /// `adopt_privileged`): default none, so an identity provider's token cannot
+    /// claim an existing account unless the operator says so.
+    pub adopt: portcullis_engine::AdoptionPolicy,
 }
 
 impl Default for ScimSettings {
@@ -58,6 +62,7 @@ impl Default for ScimSettings {
             max_filter_len: 4096,
             max_filter_depth: 16,
             max_sort: 100_000,
+            adopt: portcullis_engine::AdoptionPolicy::default(),
         }
     }
 }

@@ -32,6 +32,10 @@ use crate::{ScimSettings, bulk};
 /// `min_revision` set to it sees the write.
 pub const REVISION_HEADER: &str = "x-portcullis-revision";
 
+/// The header naming the source a write took its resource over from (`local`,
+/// `import`, …), on the answer of the write that adopted it.
+pub const ADOPTED_FROM_HEADER: &str = "x-portcullis-adopted-from";
+
 /// The path of the SCIM root: every SCIM route is under it.
 pub const ROOT: &str = "/scim/v2";
 
@@ -474,6 +478,12 @@ fn respond(answer: Answer) -> Response {
         HeaderName::from_static(REVISION_HEADER),
         &answer.revision.to_string(),
     );
+    if let Some(source) = &answer.adopted_from {
+        set(
+            HeaderName::from_static(ADOPTED_FROM_HEADER),
+            &source.to_string(),
+        );
+    }
     response
 }
 

@@ -2,9 +2,14 @@
 //! operation asks, answered from a snapshot or written through the engine as one
 //! write (one transaction).
 //!
-//! Only users and groups whose source is `scim` exist here: SCIM neither sees nor
-//! changes what an administrator, an import or a directory sync created (a userName
-//! taken by one of them is a 409). Read-modify-write (PUT, PATCH, DELETE) computes
+//! Only users and groups whose source is `scim` exist here, and those the adoption
+//! policy (`ScimSettings::adopt`) lets SCIM take over: SCIM neither sees nor changes
+//! anything else an administrator, an import or a directory sync created (a userName
+//! taken by one of them is a 409 saying why it is not adopted). An adoptable entity
+//! is shown as a SCIM resource (so an identity provider's search finds it); the first
+//! write to it (PUT, PATCH, DELETE), or a POST whose entry matches it
+//! (`portcullis_engine::find_match`), adopts it in the same write (`Op::Adopt`), and
+//! the answer names its old source in `X-Portcullis-Adopted-From`. Read-modify-write (PUT, PATCH, DELETE) computes
 //! its write from a snapshot, `If-Match` and every SCIM refusal included, and writes
 //! it behind an `Op::Expect` on the version of the resource it read: a concurrent
 //! change makes the engine refuse the whole write, and the service reads again and
@@ -16,8 +21,9 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use portcullis_engine::{
-    Actor, Engine, EntityKind, Error, Group, GroupSpec, Id, ListQuery, Op, Password, Snapshot,
-    Source, Spec, Time, User, UserSpec, ValidationError, WriteOutcome,
+    Actor, AdoptionEntry, AdoptionPolicy, Engine, EntityKind, Error, Group, GroupSpec, Id,
+    ListQuery, Op, Password, Snapshot, Source, Spec, Time, User, UserSpec, ValidationError,
+    WriteOutcome, find_match,
 };
 use serde_json::{Map, Value, json};
 
@@ -43,6 +49,8 @@ pub(crate) struct Answer {
     pub version: Option<String>,
     /// The revision the answer reflects (a write's own revision).
     pub revision: u64,
+    /// The source the write took the resource over from, if it adopted it.
+    pub adopted_from: Option<Source>,
 }
 
 /// Who asks, and where the resources live for them.
@@ -81,26 +89,54 @@ struct Loaded {
     modified: Time,
 }
 
+/// Whether SCIM sees the entity `id` of `kind` whose source is `source`: it is
+/// SCIM's, or `policy` lets SCIM adopt it. `Some(None)`: SCIM's; `Some(Some(from))`:
+/// adoptable from `from`; `None`: not SCIM's to see.
+fn visibility(
+    snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
+    kind: EntityKind,
+    id: Id,
+    source: &Source,
+) -> Option<Option<Source>> {
+    if source == &Source::Scim {
+        return Some(None);
+    }
+    (policy.adopts() && policy.may_adopt(snapshot, kind, id, &Source::Scim).is_ok())
+        .then(|| Some(source.clone()))
+}
+
 impl Loaded {
-    fn from_json(kind: ResourceKind, json: Value, snapshot: &Snapshot) -> Option<Loaded> {
+    fn from_json(
+        kind: ResourceKind,
+        json: Value,
+        snapshot: &Snapshot,
+        policy: &AdoptionPolicy,
+    ) -> Option<Loaded> {
         match kind {
-            ResourceKind::User => Loaded::user(&serde_json::from_value(json).ok()?, snapshot),
-            ResourceKind::Group => Loaded::group(&serde_json::from_value(json).ok()?),
+            ResourceKind::User => {
+                Loaded::user(&serde_json::from_value(json).ok()?, snapshot, policy)
+            }
+            ResourceKind::Group => {
+                Loaded::group(&serde_json::from_value(json).ok()?, snapshot, policy)
+            }
         }
     }
 
-    /// A user, if it is SCIM's.
-    fn user(user: &User, snapshot: &Snapshot) -> Option<Loaded> {
-        (user.source == Source::Scim).then(|| Loaded {
+    /// A user, if it is SCIM's or SCIM may adopt it.
+    fn user(user: &User, snapshot: &Snapshot, policy: &AdoptionPolicy) -> Option<Loaded> {
+        visibility(snapshot, policy, EntityKind::User, user.id, &user.source)?;
+        Some(Loaded {
             fields: Fields::from_user(user, snapshot),
             created: user.created_at,
             modified: user.updated_at,
         })
     }
 
-    /// A group, if it is SCIM's.
-    fn group(group: &Group) -> Option<Loaded> {
-        (group.source == Source::Scim).then(|| Loaded {
+    /// A group, if it is SCIM's or SCIM may adopt it.
+    fn group(group: &Group, snapshot: &Snapshot, policy: &AdoptionPolicy) -> Option<Loaded> {
+        visibility(snapshot, policy, EntityKind::Group, group.id, &group.source)?;
+        Some(Loaded {
             fields: Fields::from_group(group),
             created: group.created_at,
             modified: group.updated_at,
@@ -123,7 +159,12 @@ impl Loaded {
     }
 }
 
-fn load(snapshot: &Snapshot, kind: ResourceKind, id: &str) -> Result<Loaded, ScimError> {
+fn load(
+    snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Loaded, ScimError> {
     let not_found = || ScimError::not_found(kind.name(), id);
     let parsed = Id::parse(id).ok_or_else(not_found)?;
     // By id only: a username or group name that looks like an id is not this one.
@@ -132,11 +173,11 @@ fn load(snapshot: &Snapshot, kind: ResourceKind, id: &str) -> Result<Loaded, Sci
         ResourceKind::User => snapshot
             .user(&reference)
             .filter(|user| user.id == parsed)
-            .and_then(|user| Loaded::user(&user, snapshot)),
+            .and_then(|user| Loaded::user(&user, snapshot, policy)),
         ResourceKind::Group => snapshot
             .group(&reference)
             .filter(|group| group.id == parsed)
-            .and_then(|group| Loaded::group(&group)),
+            .and_then(|group| Loaded::group(&group, snapshot, policy)),
     };
     loaded.ok_or_else(not_found)
 }
@@ -150,41 +191,59 @@ pub(crate) fn etag_matches(header: &str, version: &str) -> bool {
         .any(|tag| tag.trim() == "*" || bare(tag) == bare(version))
 }
 
-/// The current SCIM fields of `spec`, if it is the SCIM resource `id` and `If-Match`
-/// (if any) names its version.
+/// The current SCIM fields of `spec`, if it is the SCIM resource `id` (SCIM's, or
+/// adoptable under `policy`) and `If-Match` (if any) names its version; and the
+/// source an adoption would take it from.
 fn checked(
     kind: ResourceKind,
     id: Id,
     spec: &Spec,
     snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
     if_match: Option<&str>,
-) -> Result<Fields, ScimError> {
-    let fields = match spec {
-        Spec::User(user) if user.id == Some(id) && user.source == Source::Scim => {
-            Fields::from_user_spec(id, user, snapshot)
-        }
-        Spec::Group(group) if group.id == Some(id) && group.source == Source::Scim => {
-            Fields::from_group_spec(id, group, snapshot)
-        }
-        _ => return Err(ScimError::not_found(kind.name(), &id.to_string())),
+) -> Result<(Fields, Option<Source>), ScimError> {
+    let not_found = || ScimError::not_found(kind.name(), &id.to_string());
+    let (fields, adopt_from) = match spec {
+        Spec::User(user) if user.id == Some(id) => (
+            Fields::from_user_spec(id, user, snapshot),
+            visibility(snapshot, policy, EntityKind::User, id, &user.source)
+                .ok_or_else(not_found)?,
+        ),
+        Spec::Group(group) if group.id == Some(id) => (
+            Fields::from_group_spec(id, group, snapshot),
+            visibility(snapshot, policy, EntityKind::Group, id, &group.source)
+                .ok_or_else(not_found)?,
+        ),
+        _ => return Err(not_found()),
     };
     if let Some(if_match) = if_match {
         if !etag_matches(if_match, &etag(&fields.view())) {
             return Err(ScimError::PreconditionFailed);
         }
     }
-    Ok(fields)
+    Ok((fields, adopt_from))
 }
 
-/// The resource `id` as `snapshot` holds it: its spec, its SCIM fields (if it is
-/// SCIM's and `If-Match`, if any, names its version) and its engine version, which
-/// the write computed from them expects.
+/// The resource `id` as `snapshot` holds it, which the write computed from it
+/// expects.
+struct Current {
+    spec: Spec,
+    /// Its SCIM fields (it is SCIM's or adoptable, and `If-Match`, if any, names
+    /// its version).
+    fields: Fields,
+    /// Its engine version.
+    version: Time,
+    /// The source SCIM adopts it from with this write, if it is not SCIM's yet.
+    adopt_from: Option<Source>,
+}
+
 fn current(
     snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
     kind: ResourceKind,
     id: Id,
     if_match: Option<&str>,
-) -> Result<(Spec, Fields, Time), ScimError> {
+) -> Result<Current, ScimError> {
     let target = id.to_string();
     let not_found = || ScimError::not_found(kind.name(), &target);
     let spec = snapshot
@@ -193,8 +252,13 @@ fn current(
     let version = snapshot
         .version(kind.engine_kind(), &target)
         .map_err(|_| not_found())?;
-    let fields = checked(kind, id, &spec, snapshot, if_match)?;
-    Ok((spec, fields, version))
+    let (fields, adopt_from) = checked(kind, id, &spec, snapshot, policy, if_match)?;
+    Ok(Current {
+        spec,
+        fields,
+        version,
+        adopt_from,
+    })
 }
 
 pub(crate) struct Service {
@@ -210,17 +274,23 @@ impl Service {
         }
     }
 
+    fn policy(&self) -> &AdoptionPolicy {
+        &self.settings.adopt
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "an answer's parts, named")]
     fn answer(
         &self,
         kind: ResourceKind,
         id: Id,
         status: StatusCode,
         revision: u64,
+        adopted_from: Option<Source>,
         context: &Context,
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
         let snapshot = self.engine.snapshot();
-        let loaded = load(&snapshot, kind, &id.to_string())?;
+        let loaded = load(&snapshot, self.policy(), kind, &id.to_string())?;
         let (resource, version) = loaded.resource(&context.base);
         let location = resource["meta"]["location"].as_str().map(str::to_owned);
         Ok(Answer {
@@ -231,6 +301,7 @@ impl Service {
                 .flatten(),
             version: Some(version),
             revision,
+            adopted_from,
         })
     }
 
@@ -255,7 +326,7 @@ impl Service {
         if_none_match: Option<&str>,
     ) -> Result<Answer, ScimError> {
         let snapshot = self.engine.snapshot();
-        let loaded = load(&snapshot, kind, id)?;
+        let loaded = load(&snapshot, self.policy(), kind, id)?;
         let (resource, version) = loaded.resource(&context.base);
         if if_none_match.is_some_and(|header| etag_matches(header, &version)) {
             return Ok(Answer {
@@ -264,6 +335,7 @@ impl Service {
                 location: None,
                 version: Some(version),
                 revision: snapshot.revision(),
+                adopted_from: None,
             });
         }
         Ok(Answer {
@@ -272,6 +344,7 @@ impl Service {
             location: None,
             version: Some(version),
             revision: snapshot.revision(),
+            adopted_from: None,
         })
     }
 
@@ -283,20 +356,43 @@ impl Service {
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
         let mut view = view_from_body(kind, body)?;
+        let password = match kind {
+            ResourceKind::User => take_password(&mut view)?,
+            ResourceKind::Group => None,
+        };
+        let snapshot = self.engine.snapshot();
         let spec = match kind {
             ResourceKind::User => {
-                let password = take_password(&mut view)?;
                 let mut spec = UserSpec::new(String::new());
                 apply_user_view(&view, &mut spec)?;
-                spec.password = password.map(Password::new);
+                spec.password = password.clone().map(Password::new);
                 Spec::User(spec)
             }
             ResourceKind::Group => {
                 let mut spec = GroupSpec::new(String::new());
-                apply_group_view(&view, &mut spec, &self.engine.snapshot(), &[])?;
+                apply_group_view(&view, &mut spec, &snapshot, &[])?;
                 Spec::Group(spec)
             }
         };
+        if let Some(existing) = self.adoptable_match(&snapshot, &spec)? {
+            // The entry names an account SCIM may take over: adopt it, and apply the
+            // request to it as a PUT would, in one write.
+            let edit: Edit = &|spec, snapshot, fields| {
+                apply_view(&view, spec, snapshot, fields)?;
+                Ok(password.clone())
+            };
+            let (id, outcome, adopted_from) =
+                self.modify_id(kind, existing, None, edit, &context.actor)?;
+            return self.answer(
+                kind,
+                id,
+                StatusCode::CREATED,
+                outcome.revision,
+                adopted_from,
+                context,
+                projection,
+            );
+        }
         let outcome = self
             .engine
             .write(&context.actor, vec![Op::Create(spec)])
@@ -310,9 +406,51 @@ impl Service {
             id,
             StatusCode::CREATED,
             outcome.revision,
+            None,
             context,
             projection,
         )
+    }
+
+    /// The existing user or group a created `spec` names that SCIM adopts: `None`
+    /// when it names none, or one that is SCIM's already (the engine refuses the
+    /// duplicate). A match SCIM may not adopt, or an ambiguous one, is a 409 saying
+    /// why. `externalId` is matched only when the policy adopts at all: without it,
+    /// a new resource with a known `externalId` is created as before.
+    fn adoptable_match(&self, snapshot: &Snapshot, spec: &Spec) -> Result<Option<Id>, ScimError> {
+        let policy = self.policy();
+        let (kind, entry) = match spec {
+            Spec::User(user) => (
+                EntityKind::User,
+                AdoptionEntry {
+                    name: &user.username,
+                    email: user.email.as_deref(),
+                    external_id: user.external_id.as_deref().filter(|_| policy.adopts()),
+                },
+            ),
+            Spec::Group(group) => (
+                EntityKind::Group,
+                AdoptionEntry {
+                    name: &group.name,
+                    email: None,
+                    external_id: group.external_id.as_deref().filter(|_| policy.adopts()),
+                },
+            ),
+            _ => return Ok(None),
+        };
+        let refused = |refusal: portcullis_engine::AdoptionRefusal| {
+            ScimError::from_engine(Error::Validation(ValidationError::Adoption(refusal)))
+        };
+        let Some(matched) = find_match(snapshot, kind, &entry).map_err(refused)? else {
+            return Ok(None);
+        };
+        if matched.source == Source::Scim {
+            return Ok(None);
+        }
+        policy
+            .may_adopt(snapshot, kind, matched.id, &Source::Scim)
+            .map_err(refused)?;
+        Ok(Some(matched.id))
     }
 
     pub(crate) fn replace(
@@ -333,12 +471,14 @@ impl Service {
             apply_view(&view, spec, snapshot, fields)?;
             Ok(password.clone())
         };
-        let (id, outcome) = self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
+        let (id, outcome, adopted_from) =
+            self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
         self.answer(
             kind,
             id,
             StatusCode::OK,
             outcome.revision,
+            adopted_from,
             context,
             projection,
         )
@@ -365,12 +505,14 @@ impl Service {
             apply_view(&view, spec, snapshot, fields)?;
             Ok(password)
         };
-        let (id, outcome) = self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
+        let (id, outcome, adopted_from) =
+            self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
         self.answer(
             kind,
             id,
             StatusCode::OK,
             outcome.revision,
+            adopted_from,
             context,
             projection,
         )
@@ -385,15 +527,17 @@ impl Service {
     ) -> Result<Answer, ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let target = parsed.to_string();
+        let adopted_from = std::cell::RefCell::new(None);
         let outcome = self.write_current(kind, &target, &context.actor, |snapshot| {
-            let (_, _, version) = current(snapshot, kind, parsed, if_match.as_deref())?;
-            Ok(vec![
-                expect(kind, &target, version),
-                Op::Delete {
-                    kind: kind.engine_kind(),
-                    target: target.clone(),
-                },
-            ])
+            let current = current(snapshot, self.policy(), kind, parsed, if_match.as_deref())?;
+            let mut ops = vec![expect(kind, &target, current.version)];
+            ops.extend(self.adopt(kind, &target, &current));
+            ops.push(Op::Delete {
+                kind: kind.engine_kind(),
+                target: target.clone(),
+            });
+            *adopted_from.borrow_mut() = current.adopt_from;
+            Ok(ops)
         })?;
         Ok(Answer {
             status: StatusCode::NO_CONTENT,
@@ -401,6 +545,17 @@ impl Service {
             location: None,
             version: None,
             revision: outcome.revision,
+            adopted_from: adopted_from.into_inner(),
+        })
+    }
+
+    /// The adoption a write to `current` begins with, if it is not SCIM's yet.
+    fn adopt(&self, kind: ResourceKind, target: &str, current: &Current) -> Option<Op> {
+        current.adopt_from.as_ref().map(|_| Op::Adopt {
+            kind: kind.engine_kind(),
+            target: target.to_owned(),
+            source: Source::Scim,
+            policy: self.policy().clone(),
         })
     }
 
@@ -414,24 +569,40 @@ impl Service {
         if_match: Option<&str>,
         edit: Edit,
         actor: &Actor,
-    ) -> Result<(Id, WriteOutcome), ScimError> {
+    ) -> Result<(Id, WriteOutcome, Option<Source>), ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
+        self.modify_id(kind, parsed, if_match, edit, actor)
+    }
+
+    /// [`Service::modify`] of the resource `parsed`; an adoptable one is adopted in
+    /// the same write, and the source it came from returned.
+    fn modify_id(
+        &self,
+        kind: ResourceKind,
+        parsed: Id,
+        if_match: Option<&str>,
+        edit: Edit,
+        actor: &Actor,
+    ) -> Result<(Id, WriteOutcome, Option<Source>), ScimError> {
         let target = parsed.to_string();
+        let adopted_from = std::cell::RefCell::new(None);
         let outcome = self.write_current(kind, &target, actor, |snapshot| {
-            let (mut spec, fields, version) = current(snapshot, kind, parsed, if_match)?;
-            let password = edit(&mut spec, snapshot, &fields)?;
+            let current = current(snapshot, self.policy(), kind, parsed, if_match)?;
+            let mut spec = current.spec.clone();
+            let password = edit(&mut spec, snapshot, &current.fields)?;
             if let (Some(password), Spec::User(user)) = (password, &mut spec) {
                 user.password = Some(Password::new(password));
             }
-            Ok(vec![
-                expect(kind, &target, version),
-                Op::Replace {
-                    target: target.clone(),
-                    spec,
-                },
-            ])
+            let mut ops = vec![expect(kind, &target, current.version)];
+            ops.extend(self.adopt(kind, &target, &current));
+            ops.push(Op::Replace {
+                target: target.clone(),
+                spec,
+            });
+            *adopted_from.borrow_mut() = current.adopt_from;
+            Ok(ops)
         })?;
-        Ok((parsed, outcome))
+        Ok((parsed, outcome, adopted_from.into_inner()))
     }
 
     /// Writes what `plan` makes of the current snapshot: operations that begin with
@@ -539,8 +710,8 @@ impl Service {
                     }
                 },
             };
-            for json in candidates(&snapshot, kind, filter.as_ref()) {
-                let Some(loaded) = Loaded::from_json(kind, json, &snapshot) else {
+            for json in candidates(&snapshot, self.policy(), kind, filter.as_ref()) {
+                let Some(loaded) = Loaded::from_json(kind, json, &snapshot, self.policy()) else {
                     continue;
                 };
                 let (resource, _) = loaded.resource(&context.base);
@@ -607,6 +778,7 @@ impl Service {
             location: None,
             version: None,
             revision: snapshot.revision(),
+            adopted_from: None,
         })
     }
 }
@@ -637,22 +809,40 @@ fn apply_view(
 
 /// The entities a filter can match, as model JSON: one lookup when the filter pins
 /// an indexed attribute with `eq` (what identity providers send to find a resource),
-/// else every SCIM entity of the kind. The filter itself is applied afterwards.
-fn candidates(snapshot: &Snapshot, kind: ResourceKind, filter: Option<&Filter>) -> Vec<Value> {
-    let scim = ("source".to_owned(), "scim".to_owned());
-    let every = || {
-        snapshot
-            .list_json(
-                kind.engine_kind(),
-                &ListQuery {
-                    search: None,
-                    fields: vec![scim.clone()],
-                    offset: 0,
-                    limit: usize::MAX,
-                },
-            )
-            .items
+/// else every entity of the kind from SCIM or a source `policy` adopts from. The
+/// filter itself, and whether SCIM sees each one (`Loaded`), is applied afterwards.
+fn candidates(
+    snapshot: &Snapshot,
+    policy: &AdoptionPolicy,
+    kind: ResourceKind,
+    filter: Option<&Filter>,
+) -> Vec<Value> {
+    let sources: Vec<String> = std::iter::once(Source::Scim)
+        .chain(policy.sources.iter().cloned())
+        .map(|source| source.to_string())
+        .collect();
+    let of_sources = |fields: Vec<(String, String)>| {
+        let mut items = Vec::new();
+        for source in &sources {
+            let mut fields = fields.clone();
+            fields.push(("source".to_owned(), source.clone()));
+            items.extend(
+                snapshot
+                    .list_json(
+                        kind.engine_kind(),
+                        &ListQuery {
+                            search: None,
+                            fields,
+                            offset: 0,
+                            limit: usize::MAX,
+                        },
+                    )
+                    .items,
+            );
+        }
+        items
     };
+    let every = || of_sources(Vec::new());
     let Some((attribute, value)) = filter.and_then(|f| pinned(kind, f)) else {
         return every();
     };
@@ -669,19 +859,7 @@ fn candidates(snapshot: &Snapshot, kind: ResourceKind, filter: Option<&Filter>) 
             .ok()
             .into_iter()
             .collect(),
-        "externalId" => {
-            snapshot
-                .list_json(
-                    engine_kind,
-                    &ListQuery {
-                        search: None,
-                        fields: vec![("external_id".to_owned(), value), scim],
-                        offset: 0,
-                        limit: usize::MAX,
-                    },
-                )
-                .items
-        }
+        "externalId" => of_sources(vec![("external_id".to_owned(), value)]),
         _ => every(),
     }
 }

@@ -68,7 +68,8 @@ pub(crate) fn column(error: &ValidationError, context: &Context<'_>) -> Option<C
         | E::GrantBeyondCaller { .. }
         | E::NotAMember { .. }
         | E::ActorRevoked(_)
-        | E::VersionMismatch { .. } => None,
+        | E::VersionMismatch { .. }
+        | E::Adoption(_) => None,
     };
     col.filter(|col| columns(kind).iter().any(|column| column.col == *col))
 }
