@@ -51,7 +51,7 @@ macro_rules! server_allocator {
 pub const SEED: u64 = 0x5EED_0FC0_FFEE;
 
 /// Bump when the generator changes what it produces, so cached stores are rebuilt.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// The instant every bench query is asked at: 2026-06-01T00:00:00Z. Expiries and
 /// rule windows are drawn around it, so some have passed and some have not.
