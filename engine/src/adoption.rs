@@ -151,7 +151,7 @@ fn by_external_id(snapshot: &Snapshot, kind: EntityKind, external_id: &str) -> V
         EntityKind::User => {
             for index in 0..snapshot.users.len() as u32 {
                 if let Some(entry) = snapshot.user_entry(index) {
-                    if entry.record.unpack().external_id.as_deref() == Some(external_id) {
+                    if entry.record.external_id() == Some(external_id) {
                         found.push(index);
                     }
                 }
