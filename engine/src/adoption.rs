@@ -151,7 +151,7 @@ fn by_external_id(snapshot: &Snapshot, kind: EntityKind, external_id: &str) -> V
         EntityKind::User => {
             for index in 0..snapshot.users.len() as u32 {
                 if let Some(entry) = snapshot.user_entry(index) {
-                    if entry.record.unpack().external_id.as_deref() == Some(external_id) {
+                    if entry.record.external_id() == Some(external_id) {
                         found.push(index);
                     }
                 }
@@ -777,36 +777,43 @@ mod tests {
     fn an_adopted_source_survives_a_reopen_of_store_and_image() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        {
+        let image = crate::image::path_for(&path);
+        let corp = Source::Ldap("corp".into());
+        let (before_adoption, adopted) = {
             let engine = Engine::open(&path).unwrap();
             write(&engine, vec![user("zoe", None, Source::Local)]).unwrap();
-            write(
+            engine.write_image();
+            let before_adoption = engine.snapshot().revision();
+            let behind = std::fs::read(&image).unwrap();
+            let adopted = write(
                 &engine,
                 vec![Op::Adopt {
                     kind: EntityKind::User,
                     target: "zoe".to_owned(),
-                    source: Source::Ldap("corp".into()),
+                    source: corp.clone(),
                     policy: AdoptionPolicy::from_sources([Source::Local]),
                 }],
             )
-            .unwrap();
-            engine.write_image();
-            engine.close();
-        }
-        // Once from the image, once rebuilt from the store alone.
-        let reopened = Engine::open(&path).unwrap();
-        assert!(reopened.opened_from().is_ok());
-        assert_eq!(
-            source_of(&reopened, EntityKind::User, "zoe"),
-            Source::Ldap("corp".into())
-        );
-        drop(reopened);
-        std::fs::remove_file(crate::image::path_for(&path)).unwrap();
+            .unwrap()
+            .revision;
+            drop(engine);
+            // The image from before the adoption: the open catches up from the store.
+            std::fs::write(&image, behind).unwrap();
+            (before_adoption, adopted)
+        };
+        let caught_up = Engine::open(&path).unwrap();
+        assert_eq!(caught_up.opened_from(), &Ok(before_adoption));
+        assert_eq!(source_of(&caught_up, EntityKind::User, "zoe"), corp);
+        drop(caught_up);
+        // The image its close wrote holds the adoption itself.
+        let from_image = Engine::open(&path).unwrap();
+        assert_eq!(from_image.opened_from(), &Ok(adopted));
+        assert_eq!(source_of(&from_image, EntityKind::User, "zoe"), corp);
+        drop(from_image);
+        // And the store alone.
+        std::fs::remove_file(&image).unwrap();
         let rebuilt = Engine::open(&path).unwrap();
         assert!(rebuilt.opened_from().is_err());
-        assert_eq!(
-            source_of(&rebuilt, EntityKind::User, "zoe"),
-            Source::Ldap("corp".into())
-        );
+        assert_eq!(source_of(&rebuilt, EntityKind::User, "zoe"), corp);
     }
 }

@@ -124,6 +124,19 @@ pub(crate) struct UserHead<'a> {
 /// A user's first fields, in the order and types [`User`] declares them.
 type UserPrefix<'a> = (Id, &'a str, &'a str, Option<&'a str>);
 
+/// A user's fields up to `external_id`, in the order and types [`User`] declares them.
+type UserToExternalId<'a> = (
+    Id,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    bool,
+    Option<crate::model::Time>,
+    crate::model::Source,
+    Option<&'a str>,
+);
+
 /// An asset's first fields, in the order and types [`Asset`] declares them.
 type AssetPrefix<'a> = (Id, &'a str);
 
@@ -139,6 +152,12 @@ impl Packed<User> {
 
     pub(crate) fn username(&self) -> &str {
         Packed::prefix::<(Id, &str)>(self).1
+    }
+
+    /// The user's `external_id`, decoded in place without the rest of the record
+    /// (adoption matches by it, over every user).
+    pub(crate) fn external_id(&self) -> Option<&str> {
+        Packed::prefix::<UserToExternalId<'_>>(self).8
     }
 }
 
@@ -206,6 +225,15 @@ mod tests {
             assert_eq!(head.username, "ada");
             assert_eq!(head.email, email);
             assert_eq!(packed.username(), "ada");
+            assert_eq!(packed.external_id(), Some("00u1"));
+            let ldap = Packed::pack(&User {
+                source: crate::model::Source::Ldap("corp".into()),
+                external_id: None,
+                phone: None,
+                expires_at: None,
+                ..original.clone()
+            });
+            assert_eq!(ldap.external_id(), None);
             assert!(
                 packed.bytes().len() < size_of::<User>(),
                 "packed is smaller"

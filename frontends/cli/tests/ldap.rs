@@ -254,3 +254,76 @@ fn serve_syncs_periodically_and_reports_status() {
     assert!(logs.contains("ldap sync done"), "{logs}");
     assert!(!logs.contains(READER_PASSWORD));
 }
+
+#[test]
+fn ldap_sync_dry_run_lists_adoptions_and_refusals_with_their_reason() {
+    let slapd = directory();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    // Imported before the directory: alice, and bob as an administrator.
+    let sheet = dir.path().join("users.csv");
+    std::fs::write(
+        &sheet,
+        "Username,Email,System roles\nalice,alice@example.org,user\nbob,,system-admin\n",
+    )
+    .unwrap();
+    let imported = run(&[
+        "import",
+        "--data",
+        &data_arg,
+        "--kind",
+        "users",
+        sheet.to_str().unwrap(),
+    ]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let config = write_config(
+        dir.path(),
+        &source_toml(&slapd, "corp", "adopt = [\"import\"]"),
+    );
+
+    let dry = run(&[
+        "ldap-sync",
+        "--data",
+        &data_arg,
+        "--config",
+        &config,
+        "--dry-run",
+    ]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let text = stdout(&dry);
+    assert!(text.contains("users: 0 added, 1 adopted"), "{text}");
+    assert!(
+        text.contains("+ user `alice` adopted: from `import`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clash: user username `bob`") && text.contains("system-admin"),
+        "{text}"
+    );
+
+    let real = run(&[
+        "ldap-sync",
+        "--data",
+        &data_arg,
+        "--config",
+        &config,
+        "--json",
+    ]);
+    assert_eq!(real.status.code(), Some(0), "{}", stderr(&real));
+    let reports: Value = serde_json::from_str(&stdout(&real)).unwrap();
+    assert_eq!(reports[0]["counts"]["users_adopted"], 1);
+    assert_eq!(reports[0]["counts"]["groups_added"], 1);
+    assert_eq!(reports[0]["clashes"][0]["value"], "bob");
+    let reason = reports[0]["clashes"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("privileged"), "{reason}");
+    assert!(
+        reports[0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"] == "adopted" && c["name"] == "alice"),
+        "{}",
+        reports[0]
+    );
+}

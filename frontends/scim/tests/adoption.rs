@@ -446,3 +446,46 @@ async fn an_entry_matching_two_accounts_is_refused_and_changes_nothing() {
         "local"
     );
 }
+
+#[tokio::test]
+async fn put_and_delete_adopt_too_and_an_if_match_from_the_search_holds() {
+    let server = Server::start_with(adopting()).await;
+    seed(&server);
+    let pat = id(&server, EntityKind::User, "pat");
+    let shown = server.get(&format!("/Users/{pat}")).await.expect(200);
+    let version = shown.header("etag").unwrap().to_owned();
+    let replaced = server
+        .send_with(
+            reqwest::Method::PUT,
+            &format!("/Users/{pat}"),
+            Some(&json!({"schemas": [USER], "userName": "pat", "displayName": "Pat Doe"})),
+            &[("if-match", &version)],
+        )
+        .await
+        .expect(200);
+    assert_eq!(replaced.header(ADOPTED_FROM), Some("local"));
+    assert_eq!(server.entity(EntityKind::User, &pat)["name"], "Pat Doe");
+    assert_eq!(source(&server, EntityKind::User, &pat), "scim");
+
+    let yan = id(&server, EntityKind::User, "yan");
+    let start = server.engine.snapshot().revision();
+    let deleted = server.delete(&format!("/Users/{yan}")).await.expect(204);
+    assert_eq!(deleted.header(ADOPTED_FROM), Some("import"));
+    assert!(
+        server
+            .engine
+            .snapshot()
+            .entity_json(EntityKind::User, &yan)
+            .is_err()
+    );
+    // Recorded as what it was: adopted, then deleted.
+    let operations: Vec<Operation> = server
+        .engine
+        .changes_since(start, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.entity == EntityKind::User)
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(operations, [Operation::Adopt, Operation::Delete]);
+}
