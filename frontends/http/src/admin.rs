@@ -36,6 +36,20 @@ async fn blocking_write<T: Send + 'static>(
     Ok(result)
 }
 
+/// Writes `op` as `caller`, off the async workers; a refusal for want of an entity
+/// other than `targets` says so (`ApiError::from_write`).
+async fn write_op(
+    state: &AppState,
+    caller: Caller,
+    op: Op,
+    targets: &[(EntityKind, &str)],
+) -> Result<WriteOutcome, ApiError> {
+    let actor = caller.actor();
+    blocking_write(state, move |engine| engine.write(&actor, vec![op]))
+        .await?
+        .map_err(|error| ApiError::from_write(error, targets))
+}
+
 /// The entity as it is now (after the write), or `null` if a later write removed it.
 fn entity_now(state: &AppState, kind: EntityKind, outcome: &WriteOutcome) -> Value {
     outcome
@@ -183,15 +197,10 @@ async fn create_spec(
     caller: Caller,
     spec: Spec,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let actor = caller.actor();
     if let Spec::Token(token) = spec {
-        return create_token(state, actor, token).await;
+        return create_token(state, caller.actor(), token).await;
     }
-    let outcome = blocking_write(&state, move |engine| {
-        engine.write(&actor, vec![Op::Create(spec)])
-    })
-    .await?
-    .map_err(|error| ApiError::from_write(error, &[]))?;
+    let outcome = write_op(&state, caller, Op::Create(spec), &[]).await?;
     Ok((
         StatusCode::CREATED,
         Json(write_answer(&state, kind, &outcome)),
@@ -220,19 +229,11 @@ pub(crate) async fn replace(
     body: Value,
 ) -> Result<Json<Value>, ApiError> {
     let spec = spec_from_json(kind, body)?;
-    let actor = caller.actor();
-    let op_target = target.clone();
-    let outcome = blocking_write(&state, move |engine| {
-        engine.write(
-            &actor,
-            vec![Op::Replace {
-                target: op_target,
-                spec,
-            }],
-        )
-    })
-    .await?
-    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    let op = Op::Replace {
+        target: target.clone(),
+        spec,
+    };
+    let outcome = write_op(&state, caller, op, &[(kind, &target)]).await?;
     Ok(Json(write_answer(&state, kind, &outcome)))
 }
 
@@ -338,19 +339,11 @@ pub(crate) async fn delete(
     target: String,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = caller.actor();
-    let op_target = target.clone();
-    let outcome = blocking_write(&state, move |engine| {
-        engine.write(
-            &actor,
-            vec![Op::Delete {
-                kind,
-                target: op_target,
-            }],
-        )
-    })
-    .await?
-    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    let op = Op::Delete {
+        kind,
+        target: target.clone(),
+    };
+    let outcome = write_op(&state, caller, op, &[(kind, &target)]).await?;
     Ok(Json(
         json!({"revision": outcome.revision, "id": outcome.ids.first()}),
     ))
@@ -370,19 +363,11 @@ pub(crate) async fn release(
     target: String,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = caller.actor();
-    let op_target = target.clone();
-    let outcome = blocking_write(&state, move |engine| {
-        engine.write(
-            &actor,
-            vec![Op::Release {
-                kind,
-                target: op_target,
-            }],
-        )
-    })
-    .await?
-    .map_err(|error| ApiError::from_write(error, &[(kind, &target)]))?;
+    let op = Op::Release {
+        kind,
+        target: target.clone(),
+    };
+    let outcome = write_op(&state, caller, op, &[(kind, &target)]).await?;
     Ok(Json(write_answer(&state, kind, &outcome)))
 }
 
@@ -499,10 +484,7 @@ async fn write_membership(
     caller: Caller,
     op: Op,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = caller.actor();
-    let outcome = blocking_write(&state, move |engine| engine.write(&actor, vec![op]))
-        .await?
-        .map_err(|error| ApiError::from_write(error, &[(EntityKind::Group, &group)]))?;
+    let outcome = write_op(&state, caller, op, &[(EntityKind::Group, &group)]).await?;
     Ok(Json(write_answer(&state, EntityKind::Group, &outcome)))
 }
 

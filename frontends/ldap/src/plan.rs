@@ -254,6 +254,21 @@ struct UserFields {
     ext: String,
 }
 
+impl UserFields {
+    /// What a run sets on a user for the entry `want`, under `username` (the entry's,
+    /// or the user's own when the entry's is taken) and the email it could claim.
+    fn of(want: &WantUser, username: String, email: Option<String>) -> UserFields {
+        UserFields {
+            username,
+            name: want.name.clone(),
+            email,
+            phone: want.phone.clone(),
+            active: true,
+            ext: want.ext.to_owned(),
+        }
+    }
+}
+
 fn modify_user(id: Id, fields: UserFields) -> Op {
     Op::Modify {
         kind: EntityKind::User,
@@ -550,14 +565,7 @@ pub(crate) fn plan(
         }
         usernames.take(&username, user.id);
         let email = claim_email(&mut emails, want, user.id, &users_by_id, &ours, &mut plan);
-        let fields = UserFields {
-            username,
-            name: want.name.clone(),
-            email,
-            phone: want.phone.clone(),
-            active: true,
-            ext: want.ext.to_owned(),
-        };
+        let fields = UserFields::of(want, username, email);
         ids_by_ext.insert(want.ext, (user.id, fields.username.clone()));
         finals.push((user.id, fields, Some(user)));
     }
@@ -609,14 +617,7 @@ pub(crate) fn plan(
                 }
                 let email =
                     claim_email(&mut emails, want, holder.id, &users_by_id, &ours, &mut plan);
-                let fields = UserFields {
-                    username: want.username.clone(),
-                    name: want.name.clone(),
-                    email,
-                    phone: want.phone.clone(),
-                    active: true,
-                    ext: want.ext.to_owned(),
-                };
+                let fields = UserFields::of(want, want.username.clone(), email);
                 ids_by_ext.insert(want.ext, (holder.id, fields.username.clone()));
                 finals.push((holder.id, fields, Some(holder)));
                 adopt_ops.push(adopt_op(EntityKind::User, id));
@@ -647,14 +648,7 @@ pub(crate) fn plan(
                 }
                 let email =
                     claim_email(&mut emails, want, holder.id, &users_by_id, &ours, &mut plan);
-                let fields = UserFields {
-                    username: want.username.clone(),
-                    name: want.name.clone(),
-                    email,
-                    phone: want.phone.clone(),
-                    active: true,
-                    ext: want.ext.to_owned(),
-                };
+                let fields = UserFields::of(want, want.username.clone(), email);
                 ids_by_ext.insert(want.ext, (holder.id, fields.username.clone()));
                 finals.push((holder.id, fields, Some(holder)));
             }
@@ -672,14 +666,7 @@ pub(crate) fn plan(
                 let id = Id::random();
                 usernames.take(&want.username, id);
                 let email = claim_email(&mut emails, want, id, &users_by_id, &ours, &mut plan);
-                let fields = UserFields {
-                    username: want.username.clone(),
-                    name: want.name.clone(),
-                    email,
-                    phone: want.phone.clone(),
-                    active: true,
-                    ext: want.ext.to_owned(),
-                };
+                let fields = UserFields::of(want, want.username.clone(), email);
                 ids_by_ext.insert(want.ext, (id, fields.username.clone()));
                 creates.push((id, fields));
             }
