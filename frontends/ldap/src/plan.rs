@@ -1041,44 +1041,32 @@ pub(crate) fn plan(
                     if sub_added + sub_removed > 0 {
                         details.push(format!("subgroups +{sub_added} -{sub_removed}"));
                     }
-                    if let Some(from) = adopted_from.get(id) {
+                    let action = if let Some(from) = adopted_from.get(id) {
                         details.insert(0, format!("from `{from}`"));
                         plan.counts.groups_adopted += 1;
-                        plan.counts.memberships_added += added + sub_added;
-                        plan.counts.memberships_removed += removed + sub_removed;
-                        group_ops_modify.push(modify_group(
-                            *id,
-                            Some(name.clone()),
-                            Some(want.ext.to_owned()),
-                            members,
-                            subgroups,
-                            ours.clone(),
-                        ));
-                        plan.changes.push(Change {
-                            kind: EntityKind::Group,
-                            name: name.clone(),
-                            action: Action::Adopted,
-                            details,
-                        });
+                        Action::Adopted
                     } else if !details.is_empty() {
                         plan.counts.groups_changed += 1;
-                        plan.counts.memberships_added += added + sub_added;
-                        plan.counts.memberships_removed += removed + sub_removed;
-                        group_ops_modify.push(modify_group(
-                            *id,
-                            Some(name.clone()),
-                            Some(want.ext.to_owned()),
-                            members,
-                            subgroups,
-                            ours.clone(),
-                        ));
-                        plan.changes.push(Change {
-                            kind: EntityKind::Group,
-                            name: name.clone(),
-                            action: Action::Changed,
-                            details,
-                        });
-                    }
+                        Action::Changed
+                    } else {
+                        continue;
+                    };
+                    plan.counts.memberships_added += added + sub_added;
+                    plan.counts.memberships_removed += removed + sub_removed;
+                    group_ops_modify.push(modify_group(
+                        *id,
+                        Some(name.clone()),
+                        Some(want.ext.to_owned()),
+                        members,
+                        subgroups,
+                        ours.clone(),
+                    ));
+                    plan.changes.push(Change {
+                        kind: EntityKind::Group,
+                        name: name.clone(),
+                        action,
+                        details,
+                    });
                 }
             }
         }
