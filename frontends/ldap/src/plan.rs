@@ -626,14 +626,14 @@ pub(crate) fn plan(
             }
             Adoption::Adopt { .. } => {}
             Adoption::Refused(refusal) => {
-                plan.clashes.push(Clash {
-                    kind: EntityKind::User,
-                    field: "username",
-                    value: want.username.clone(),
-                    dn: want.dn.to_owned(),
-                    held_by: refused_holder(&refusal, &ours),
-                    reason: Some(refusal.to_string()),
-                });
+                plan.clashes.push(Clash::refused(
+                    EntityKind::User,
+                    "username",
+                    &want.username,
+                    want.dn,
+                    &refusal,
+                    &ours,
+                ));
                 continue;
             }
         }
@@ -886,14 +886,14 @@ pub(crate) fn plan(
                         }
                         Adoption::Adopt { .. } => {}
                         Adoption::Refused(refusal) => {
-                            plan.clashes.push(Clash {
-                                kind: EntityKind::Group,
-                                field: "name",
-                                value: want.name.clone(),
-                                dn: want.dn.to_owned(),
-                                held_by: refused_holder(&refusal, &ours),
-                                reason: Some(refusal.to_string()),
-                            });
+                            plan.clashes.push(Clash::refused(
+                                EntityKind::Group,
+                                "name",
+                                &want.name,
+                                want.dn,
+                                &refusal,
+                                &ours,
+                            ));
                             continue;
                         }
                     }
@@ -1256,6 +1256,28 @@ pub(crate) fn plan(
 }
 
 /// Who holds what a refused adoption matched, for its clash.
+impl Clash {
+    /// The clash an entry makes when its match may not be adopted: `refusal` says
+    /// why, and who holds the name.
+    fn refused(
+        kind: EntityKind,
+        field: &'static str,
+        value: &str,
+        dn: &str,
+        refusal: &AdoptionRefusal,
+        ours: &EngineSource,
+    ) -> Clash {
+        Clash {
+            kind,
+            field,
+            value: value.to_owned(),
+            dn: dn.to_owned(),
+            held_by: refused_holder(refusal, ours),
+            reason: Some(refusal.to_string()),
+        }
+    }
+}
+
 fn refused_holder(refusal: &AdoptionRefusal, ours: &EngineSource) -> String {
     match refusal {
         AdoptionRefusal::SourceNotAdoptable { from, .. } => source_label(from, ours),

@@ -261,6 +261,15 @@ fn current(
     })
 }
 
+/// A whole resource to write over an existing one.
+struct Put<'a> {
+    view: &'a Map<String, Value>,
+    password: Option<String>,
+    if_match: Option<&'a str>,
+    /// The answer's status: 200 for a PUT, 201 for a POST that adopted.
+    status: StatusCode,
+}
+
 pub(crate) struct Service {
     pub engine: Arc<Engine>,
     pub settings: std::sync::Arc<ScimSettings>,
@@ -377,21 +386,13 @@ impl Service {
         if let Some(existing) = self.adoptable_match(&snapshot, &spec)? {
             // The entry names an account SCIM may take over: adopt it, and apply the
             // request to it as a PUT would, in one write.
-            let edit: Edit = &|spec, snapshot, fields| {
-                apply_view(&view, spec, snapshot, fields)?;
-                Ok(password.clone())
+            let put = Put {
+                view: &view,
+                password,
+                if_match: None,
+                status: StatusCode::CREATED,
             };
-            let (id, outcome, adopted_from) =
-                self.modify_id(kind, existing, None, edit, &context.actor)?;
-            return self.answer(
-                kind,
-                id,
-                StatusCode::CREATED,
-                outcome.revision,
-                adopted_from,
-                context,
-                projection,
-            );
+            return self.put(kind, existing, put, context, projection);
         }
         let outcome = self
             .engine
@@ -467,16 +468,35 @@ impl Service {
             ResourceKind::User => take_password(&mut view)?,
             ResourceKind::Group => None,
         };
+        let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
+        let put = Put {
+            view: &view,
+            password,
+            if_match: if_match.as_deref(),
+            status: StatusCode::OK,
+        };
+        self.put(kind, parsed, put, context, projection)
+    }
+
+    /// Sets the resource `id` to what `put` says (a PUT, or a POST that adopts).
+    fn put(
+        &self,
+        kind: ResourceKind,
+        id: Id,
+        put: Put<'_>,
+        context: &Context,
+        projection: &Projection,
+    ) -> Result<Answer, ScimError> {
         let edit: Edit = &|spec, snapshot, fields| {
-            apply_view(&view, spec, snapshot, fields)?;
-            Ok(password.clone())
+            apply_view(put.view, spec, snapshot, fields)?;
+            Ok(put.password.clone())
         };
         let (id, outcome, adopted_from) =
-            self.modify(kind, id, if_match.as_deref(), edit, &context.actor)?;
+            self.modify_id(kind, id, put.if_match, edit, &context.actor)?;
         self.answer(
             kind,
             id,
-            StatusCode::OK,
+            put.status,
             outcome.revision,
             adopted_from,
             context,
@@ -527,7 +547,7 @@ impl Service {
     ) -> Result<Answer, ScimError> {
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let target = parsed.to_string();
-        let adopted_from = std::cell::RefCell::new(None);
+        let adopted_from = std::cell::Cell::new(None);
         let outcome = self.write_current(kind, &target, &context.actor, |snapshot| {
             let current = current(snapshot, self.policy(), kind, parsed, if_match.as_deref())?;
             let mut ops = vec![expect(kind, &target, current.version)];
@@ -536,7 +556,7 @@ impl Service {
                 kind: kind.engine_kind(),
                 target: target.clone(),
             });
-            *adopted_from.borrow_mut() = current.adopt_from;
+            adopted_from.set(current.adopt_from);
             Ok(ops)
         })?;
         Ok(Answer {
@@ -585,7 +605,7 @@ impl Service {
         actor: &Actor,
     ) -> Result<(Id, WriteOutcome, Option<Source>), ScimError> {
         let target = parsed.to_string();
-        let adopted_from = std::cell::RefCell::new(None);
+        let adopted_from = std::cell::Cell::new(None);
         let outcome = self.write_current(kind, &target, actor, |snapshot| {
             let current = current(snapshot, self.policy(), kind, parsed, if_match)?;
             let mut spec = current.spec.clone();
@@ -599,7 +619,7 @@ impl Service {
                 target: target.clone(),
                 spec,
             });
-            *adopted_from.borrow_mut() = current.adopt_from;
+            adopted_from.set(current.adopt_from);
             Ok(ops)
         })?;
         Ok((parsed, outcome, adopted_from.into_inner()))
