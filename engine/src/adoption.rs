@@ -211,6 +211,33 @@ impl AdoptionPolicy {
         }
     }
 
+    /// The policy of the identity source `adopter` as its config says it: `sources`
+    /// by name (`local`, `import`, `scim`, `ldap:NAME`), `adopter` itself refused,
+    /// and the `privileged` accounts it may take over all the same. The error names
+    /// the key (`adopt: …`) for the front-end to put its section before.
+    pub fn configured(
+        adopter: &Source,
+        sources: &[String],
+        privileged: &[String],
+    ) -> Result<AdoptionPolicy, String> {
+        let mut policy = AdoptionPolicy {
+            sources: Vec::with_capacity(sources.len()),
+            privileged: privileged.to_vec(),
+        };
+        for text in sources {
+            let source: Source = text.parse().map_err(|_| {
+                format!("adopt: `{text}` is not a source (local, import, scim, ldap:NAME)")
+            })?;
+            if &source == adopter {
+                return Err(format!(
+                    "adopt: `{text}` is this source itself; name the sources it takes over from"
+                ));
+            }
+            policy.sources.push(source);
+        }
+        Ok(policy)
+    }
+
     /// Whether this policy adopts anything at all.
     pub fn adopts(&self) -> bool {
         !self.sources.is_empty()
@@ -401,6 +428,29 @@ mod tests {
     fn source_of(engine: &Engine, kind: EntityKind, name: &str) -> Source {
         let json = engine.snapshot().entity_json(kind, name).expect("exists");
         json["source"].as_str().expect("a source").parse().unwrap()
+    }
+
+    #[test]
+    fn a_configured_policy_names_real_sources_other_than_its_own() {
+        let to_strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let policy = AdoptionPolicy::configured(
+            &Source::Scim,
+            &to_strings(&["local", "ldap:corp"]),
+            &to_strings(&["root"]),
+        )
+        .unwrap();
+        assert_eq!(policy.sources, [Source::Local, Source::Ldap("corp".into())]);
+        assert_eq!(policy.privileged, ["root"]);
+        let unknown =
+            AdoptionPolicy::configured(&Source::Scim, &to_strings(&["ldap"]), &[]).unwrap_err();
+        assert!(unknown.contains("`ldap` is not a source"), "{unknown}");
+        let itself = AdoptionPolicy::configured(
+            &Source::Ldap("corp".into()),
+            &to_strings(&["ldap:corp"]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(itself.contains("this source itself"), "{itself}");
     }
 
     #[test]

@@ -66,25 +66,12 @@ pub struct ScimConfig {
 impl ScimConfig {
     /// The adoption policy this table says, its sources checked.
     pub fn policy(&self) -> Result<portcullis_engine::AdoptionPolicy, CliError> {
-        let mut sources = Vec::with_capacity(self.adopt.len());
-        for name in &self.adopt {
-            let source: portcullis_engine::Source = name.parse().map_err(|_| {
-                CliError::Input(format!(
-                    "scim: adopt: `{name}` is not a source (local, import, ldap:NAME)"
-                ))
-            })?;
-            if source == portcullis_engine::Source::Scim {
-                return Err(CliError::Input(
-                    "scim: adopt: `scim` is SCIM itself; name the sources it takes over from"
-                        .to_owned(),
-                ));
-            }
-            sources.push(source);
-        }
-        Ok(portcullis_engine::AdoptionPolicy {
-            sources,
-            privileged: self.adopt_privileged.clone(),
-        })
+        portcullis_engine::AdoptionPolicy::configured(
+            &portcullis_engine::Source::Scim,
+            &self.adopt,
+            &self.adopt_privileged,
+        )
+        .map_err(|message| CliError::Input(format!("scim: {message}")))
     }
 }
 

@@ -367,23 +367,12 @@ impl Source {
                 "incremental = \"syncrepl\" needs users.id_attribute = \"entryUUID\"".to_owned(),
             ));
         }
-        let mut adopt = portcullis_engine::AdoptionPolicy {
-            sources: Vec::with_capacity(config.adopt.len()),
-            privileged: config.adopt_privileged.clone(),
-        };
-        for text in &config.adopt {
-            let adoptable: portcullis_engine::Source = text.parse().map_err(|_| {
-                bad(format!(
-                    "adopt: `{text}` is not a source (local, import, scim, ldap:NAME)"
-                ))
-            })?;
-            if adoptable == portcullis_engine::Source::Ldap(name.into()) {
-                return Err(bad(format!(
-                    "adopt: `{text}` is this source itself; name the sources it takes over from"
-                )));
-            }
-            adopt.sources.push(adoptable);
-        }
+        let adopt = portcullis_engine::AdoptionPolicy::configured(
+            &portcullis_engine::Source::Ldap(name.into()),
+            &config.adopt,
+            &config.adopt_privileged,
+        )
+        .map_err(bad)?;
         Ok(Source {
             name: name.to_owned(),
             config: config.clone(),
