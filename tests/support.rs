@@ -43,7 +43,7 @@ pub fn binary() -> &'static Path {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("the workspace root");
-        let newest_source = ["engine", "frontends", "Cargo.lock"]
+        let newest_source = ["engine", "frontends", "cluster", "Cargo.lock"]
             .iter()
             .filter_map(|p| newest(&workspace.join(p)))
             .max();

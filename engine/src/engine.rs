@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::cluster::{ChangeLog, LogEntry, LogError, NodeStatus, READ_BATCH, Replica, Secret};
 use crate::credentials::CredentialPolicy;
 use crate::error::{Error, NotFound, Problem, StoreError};
 use crate::image;
@@ -83,6 +84,45 @@ struct Request {
     reply: SyncSender<Result<WriteOutcome, Error>>,
 }
 
+/// What the writer thread does next.
+enum Job {
+    Write(Request),
+    /// Applies the cluster log's entries this node has not applied yet (a follower's
+    /// wake-up, or the catch-up at open, which waits for the answer).
+    CatchUp(Option<SyncSender<Result<(), String>>>),
+}
+
+/// A node's link to its cluster's change log.
+struct ClusterLink {
+    log: Arc<dyn ChangeLog>,
+    /// This node's name in the log's node list.
+    name: String,
+    /// The log's head as last seen: its revision, and when its newest entry was
+    /// appended.
+    head: Mutex<(u64, Option<Time>)>,
+    /// Set when the engine closes: the follower stops.
+    stopping: AtomicBool,
+}
+
+/// How a cluster node is doing, for health checks and metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// The revision this node has applied (its published snapshot's).
+    pub applied_revision: u64,
+    /// The log's newest revision, as last seen.
+    pub head_revision: u64,
+    /// Revisions in the log this node has not applied yet.
+    pub lag_revisions: u64,
+    /// How long the oldest entry this node has not applied has waited (0 when none).
+    pub lag_seconds: f64,
+}
+
+/// How often a follower looks at the log when no notification wakes it, and reports
+/// its applied revision.
+const FOLLOW_POLL: Duration = Duration::from_millis(1000);
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 struct Shared {
     store: Store,
     current: ArcSwap<Snapshot>,
@@ -99,6 +139,8 @@ struct Shared {
     credentials: std::sync::RwLock<Arc<CredentialPolicy>>,
     /// Every write's duration and outcome, for metrics.
     write_stats: Mutex<crate::WriteStats>,
+    /// The cluster's change log, in cluster mode.
+    cluster: Option<ClusterLink>,
 }
 
 impl Shared {
@@ -158,9 +200,10 @@ impl ImageTarget {
 /// the snapshots it hands out).
 pub struct Engine {
     shared: Arc<Shared>,
-    sender: Mutex<Option<SyncSender<Request>>>,
+    sender: Mutex<Option<SyncSender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     imager: Mutex<Option<JoinHandle<()>>>,
+    follower: Mutex<Option<JoinHandle<()>>>,
     opened_from: Result<u64, image::Rejected>,
 }
 
@@ -173,15 +216,68 @@ impl Engine {
 
     /// As [`Engine::open`], with `options`.
     pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Engine, Error> {
-        Engine::start(Store::open(path.as_ref())?, options)
+        Engine::start(Store::open(path.as_ref())?, options, None)
+    }
+
+    /// As [`Engine::open_with`], as node `name` of the cluster whose change log is
+    /// `log` (`docs/cluster.md`): the store is brought up to the log's head before
+    /// this returns, every write is appended to the log before it is acknowledged,
+    /// and the entries other nodes append are applied as they come.
+    ///
+    /// Fails when the store holds revisions the log does not (a store of another
+    /// estate, or of a single server: start the node with an empty data directory)
+    /// or the log cannot be read.
+    pub fn open_clustered(
+        path: impl AsRef<Path>,
+        options: EngineOptions,
+        log: Arc<dyn ChangeLog>,
+        name: &str,
+    ) -> Result<Engine, Error> {
+        let store = Store::open(path.as_ref())?;
+        let cluster = log.id()?;
+        let revision = store.identity()?.revision;
+        let (head, _) = log.head()?;
+        match store.cluster_id()? {
+            Some(id) if id == cluster => {}
+            Some(id) => {
+                return Err(LogError::Refused(format!(
+                    "the store follows another cluster's log (cluster {id:x}, this log is cluster {cluster:x}): start this node with an empty data directory"
+                ))
+                .into());
+            }
+            None if revision > 0 => {
+                return Err(LogError::Refused(format!(
+                    "the store holds an estate of its own (revision {revision}), not this cluster's: start this node with an empty data directory"
+                ))
+                .into());
+            }
+            None => store.join_cluster(cluster)?,
+        }
+        if revision > head {
+            return Err(LogError::Refused(format!(
+                "the store is at revision {revision}, past the log's head {head} (was the log's database restored from an older backup?)"
+            ))
+            .into());
+        }
+        let link = ClusterLink {
+            log,
+            name: name.to_owned(),
+            head: Mutex::new((head, None)),
+            stopping: AtomicBool::new(false),
+        };
+        Engine::start(store, options, Some(link))
     }
 
     /// An engine whose store lives in memory only.
     pub fn in_memory() -> Result<Engine, Error> {
-        Engine::start(Store::in_memory()?, EngineOptions::default())
+        Engine::start(Store::in_memory()?, EngineOptions::default(), None)
     }
 
-    fn start(store: Store, options: EngineOptions) -> Result<Engine, Error> {
+    fn start(
+        store: Store,
+        options: EngineOptions,
+        cluster: Option<ClusterLink>,
+    ) -> Result<Engine, Error> {
         let identity = store.identity()?;
         let (store_id, revision, seq) = (identity.store_id, identity.revision, identity.seq);
         let image = store
@@ -217,6 +313,7 @@ impl Engine {
             image,
             closing: AtomicBool::new(false),
             credentials: std::sync::RwLock::new(crate::credentials::default_policy()),
+            cluster,
         });
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_shared = shared.clone();
@@ -241,15 +338,71 @@ impl Engine {
             }
             None => None,
         };
+        let follower = match &shared.cluster {
+            Some(_) => {
+                let follower_shared = shared.clone();
+                let wake = sender.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("portcullis-follower".to_owned())
+                        .spawn(move || follow_loop(&follower_shared, &wake))
+                        .map_err(|error| {
+                            StoreError::Io(format!("cannot start the follower thread: {error}"))
+                        })?,
+                )
+            }
+            None => None,
+        };
         let engine = Engine {
             shared,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             imager: Mutex::new(imager),
+            follower: Mutex::new(follower),
             opened_from,
         };
+        if engine.shared.cluster.is_some() {
+            engine.catch_up_with_log()?;
+        }
         engine.bootstrap()?;
         Ok(engine)
+    }
+
+    /// Applies every entry of the cluster's log this node has not applied yet, and
+    /// returns once it has (or could not).
+    fn catch_up_with_log(&self) -> Result<(), Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::CatchUp(Some(reply)))?;
+        let caught_up = answer.recv().map_err(|_| Error::Closed)?;
+        caught_up.map_err(|message| Error::Cluster(LogError::Unavailable(message)))
+    }
+
+    /// How this node of a cluster is doing; `None` outside cluster mode.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        let link = self.shared.cluster.as_ref()?;
+        let applied = *self.shared.published.lock().expect("publish lock");
+        let (head, appended) = *link.head.lock().expect("head lock");
+        let lag_revisions = head.saturating_sub(applied);
+        let lag_seconds = match appended {
+            Some(appended) if lag_revisions > 0 => {
+                Time::now().as_micros().saturating_sub(appended.as_micros()) as f64 / 1e6
+            }
+            _ => 0.0,
+        };
+        Some(ClusterStatus {
+            node: link.name.clone(),
+            applied_revision: applied,
+            head_revision: head.max(applied),
+            lag_revisions,
+            lag_seconds,
+        })
+    }
+
+    /// The nodes of this engine's cluster that reported within `within`; `None`
+    /// outside cluster mode.
+    pub fn cluster_nodes(&self, within: Duration) -> Option<Result<Vec<NodeStatus>, Error>> {
+        let link = self.shared.cluster.as_ref()?;
+        Some(link.log.nodes(within).map_err(Error::from))
     }
 
     /// Creates the root node and the built-in roles when they are missing (a new
@@ -451,14 +604,18 @@ impl Engine {
             token_hashes,
             reply,
         };
+        self.send(Job::Write(request))?;
+        answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn send(&self, job: Job) -> Result<(), Error> {
         let sender = self
             .sender
             .lock()
             .expect("sender lock")
             .clone()
             .ok_or(Error::Closed)?;
-        sender.send(request).map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)?
+        sender.send(job).map_err(|_| Error::Closed)
     }
 
     /// How many store transactions the writer has committed since the engine opened.
@@ -539,6 +696,12 @@ impl Engine {
     /// out, so the next open starts from it.
     pub fn close(&self) {
         self.sender.lock().expect("sender lock").take();
+        if let Some(link) = &self.shared.cluster {
+            link.stopping.store(true, Ordering::SeqCst);
+        }
+        if let Some(follower) = self.follower.lock().expect("follower lock").take() {
+            let _ = follower.join();
+        }
         if let Some(writer) = self.writer.lock().expect("writer lock").take() {
             let _ = writer.join();
         }
@@ -659,10 +822,33 @@ fn open_image(
 /// groups, assets, rules, tokens); then the entities gone from the store are
 /// deleted, in the reverse order.
 fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot, Error> {
-    use crate::store::Stored;
     if snapshot.revision == revision {
         return Ok(snapshot);
     }
+    let touched: std::collections::BTreeSet<(EntityKind, Id)> = store
+        .entities_changed_since(snapshot.revision)?
+        .into_iter()
+        .collect();
+    let mut entities = Vec::with_capacity(touched.len());
+    for (kind, id) in touched {
+        entities.push((kind, id, store.entity(kind, id)?));
+    }
+    let mut working = Working::unrecorded(snapshot);
+    put_entities(&mut working, entities);
+    let mut snapshot = working.finish().snapshot;
+    snapshot.revision = revision;
+    Ok(snapshot)
+}
+
+/// Puts entities as they are after some commits (read back from the store, or from
+/// a cluster's change log) into `working`: kinds in the order their references need
+/// (roles, nodes parents first, users, groups, assets, rules, tokens), then the
+/// entities that are gone (`None`) deleted, in the reverse order.
+fn put_entities(
+    working: &mut Working,
+    entities: Vec<(EntityKind, Id, Option<crate::store::Stored>)>,
+) {
+    use crate::store::Stored;
     /// Kinds in the order their references need.
     const KINDS: [EntityKind; 7] = [
         EntityKind::Role,
@@ -674,51 +860,47 @@ fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot
         EntityKind::Token,
     ];
     let rank = |kind: EntityKind| KINDS.iter().position(|k| *k == kind).expect("every kind");
-    let mut touched: std::collections::BTreeSet<(usize, Id)> = Default::default();
-    for (entity, id) in store.entities_changed_since(snapshot.revision)? {
-        touched.insert((rank(entity), id));
-    }
-    let mut working = Working::unrecorded(snapshot);
+    let mut entities = entities;
+    entities.sort_by_key(|(kind, id, _)| (rank(*kind), *id));
     let index_of = |working: &Working, kind: EntityKind, id: Id| working.snap.slot_of(kind, id);
     let mut gone = Vec::new();
     let mut nodes = Vec::new();
     let mut groups = Vec::new();
-    for &(position, id) in &touched {
-        let kind = KINDS[position];
-        let Some(stored) = store.entity(kind, id)? else {
+    for (kind, id, stored) in entities {
+        let Some(stored) = stored else {
             gone.push((kind, id));
             continue;
         };
         match stored {
             Stored::Role(role) => {
-                working.set_role(index_of(&working, kind, id), Some(role));
+                working.set_role(index_of(working, kind, id), Some(role));
             }
             Stored::Node(node) => nodes.push(node),
             Stored::User(user) => {
                 // Nodes are all placed before the first user (kinds are in order).
-                place_nodes(&mut working, &mut nodes);
-                working.set_user(index_of(&working, kind, id), Some(user));
+                place_nodes(working, &mut nodes);
+                working.set_user(index_of(working, kind, id), Some(user));
             }
             Stored::Group(group) => groups.push(group),
             Stored::Asset(asset) => {
-                place_nodes(&mut working, &mut nodes);
-                place_groups(&mut working, &mut groups);
-                working.set_asset(index_of(&working, kind, id), Some(asset));
+                place_nodes(working, &mut nodes);
+                place_groups(working, &mut groups);
+                working.set_asset(index_of(working, kind, id), Some(asset));
             }
             Stored::Rule(rule) => {
-                place_nodes(&mut working, &mut nodes);
-                place_groups(&mut working, &mut groups);
-                working.set_rule(index_of(&working, kind, id), Some(rule));
+                place_nodes(working, &mut nodes);
+                place_groups(working, &mut groups);
+                working.set_rule(index_of(working, kind, id), Some(rule));
             }
             Stored::Token(token, hash) => {
-                working.set_token(index_of(&working, kind, id), Some(token), Some(hash));
+                working.set_token(index_of(working, kind, id), Some(token), Some(hash));
             }
         }
     }
-    place_nodes(&mut working, &mut nodes);
-    place_groups(&mut working, &mut groups);
+    place_nodes(working, &mut nodes);
+    place_groups(working, &mut groups);
     for (kind, id) in gone.into_iter().rev() {
-        let Some(index) = index_of(&working, kind, id) else {
+        let Some(index) = index_of(working, kind, id) else {
             continue;
         };
         match kind {
@@ -731,9 +913,6 @@ fn catch_up(store: &Store, snapshot: Snapshot, revision: u64) -> Result<Snapshot
             EntityKind::Token => working.set_token(Some(index), None, None),
         };
     }
-    let mut snapshot = working.finish().snapshot;
-    snapshot.revision = revision;
-    Ok(snapshot)
 }
 
 /// Puts nodes read back from the store, each after its parent.
@@ -771,21 +950,190 @@ fn place_groups(working: &mut Working, groups: &mut Vec<crate::model::Group>) {
     }
 }
 
-fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_group: usize) {
+fn write_loop(shared: &Shared, receiver: &Receiver<Job>, mut seq: u64, max_group: usize) {
     // The time of the last group: each group's is later, so that an entity changed
     // by two groups is at two versions (`updated_at`, what `Op::Expect` compares)
-    // even when the clock does not move or steps back between them.
+    // even when the clock does not move or steps back between them. In a cluster,
+    // also later than every entry applied from the log.
     let mut last = Time::MIN;
     while let Ok(first) = receiver.recv() {
-        let mut group = vec![first];
-        while group.len() < max_group {
-            match receiver.try_recv() {
-                Ok(request) => group.push(request),
-                Err(_) => break,
+        let mut group = Vec::new();
+        let mut catch_ups = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(request) => group.push(request),
+                Job::CatchUp(reply) => catch_ups.push(reply),
+            }
+            if group.len() < max_group {
+                next = receiver.try_recv().ok();
             }
         }
-        last = Time::now().max(last.add_micros(1));
-        seq = write_group(shared, group, seq, last);
+        if !catch_ups.is_empty() {
+            let caught_up = follow_log(shared, &mut seq, &mut last).map_err(|error| {
+                tracing::warn!("cannot apply the cluster's change log: {error}");
+                error.to_string()
+            });
+            for reply in catch_ups.into_iter().flatten() {
+                let _ = reply.send(caught_up.clone());
+            }
+        }
+        if !group.is_empty() {
+            seq = write_group(shared, group, seq, &mut last);
+        }
+    }
+}
+
+/// Applies the entries of the cluster's log after the published revision, without
+/// taking the append lock (entries never change once appended).
+fn follow_log(shared: &Shared, seq: &mut u64, last: &mut Time) -> Result<(), Error> {
+    let Some(link) = &shared.cluster else {
+        return Ok(());
+    };
+    loop {
+        let applied = shared.current.load().revision;
+        let entries = link.log.read_after(applied, READ_BATCH)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            apply_entry(shared, entry, seq, last)?;
+        }
+        let mut head = link.head.lock().expect("head lock");
+        head.0 = head.0.max(shared.current.load().revision);
+    }
+}
+
+/// Takes the cluster log's append lock and applies the entries this node has not
+/// applied yet, so that a write is decided on the state it will land on.
+fn lock_log<'a>(
+    shared: &Shared,
+    link: &'a ClusterLink,
+    seq: &mut u64,
+    last: &mut Time,
+) -> Result<Box<dyn crate::cluster::LockedLog + 'a>, Error> {
+    let mut locked = link.log.lock()?;
+    let head = locked.head();
+    loop {
+        let applied = shared.current.load().revision;
+        if applied == head {
+            break;
+        }
+        if applied > head {
+            return Err(LogError::Corrupt(format!(
+                "this node's store is at revision {applied}, past the log's head {head}"
+            ))
+            .into());
+        }
+        let entries = locked.read_after(applied, READ_BATCH)?;
+        if entries.is_empty() {
+            return Err(LogError::Corrupt(format!(
+                "the log ends before its head {head}, after revision {applied}"
+            ))
+            .into());
+        }
+        for entry in &entries {
+            apply_entry(shared, entry, seq, last)?;
+        }
+    }
+    let mut seen = link.head.lock().expect("head lock");
+    seen.0 = seen.0.max(head);
+    Ok(locked)
+}
+
+/// Applies one entry of the cluster's log, another node's commit, to the snapshot
+/// and the store, and publishes the result.
+fn apply_entry(
+    shared: &Shared,
+    entry: &LogEntry,
+    seq: &mut u64,
+    last: &mut Time,
+) -> Result<(), Error> {
+    let replica = Replica::decode(entry)?;
+    let published = shared.current.load_full();
+    if entry.first != published.revision + 1 || entry.last < entry.first {
+        return Err(LogError::Corrupt(format!(
+            "the entry of revisions {}..={} does not follow this node's revision {}",
+            entry.first, entry.last, published.revision
+        ))
+        .into());
+    }
+    let memberships = replica.memberships();
+    let secrets = replica.secret_writes();
+    let Replica {
+        now,
+        seq: entry_seq,
+        next_node_number,
+        entities,
+        changes,
+        ..
+    } = replica;
+    let touched: Vec<(EntityKind, Id)> =
+        entities.iter().map(|(kind, id, _)| (*kind, *id)).collect();
+    let whole: std::collections::HashSet<Id> = touched
+        .iter()
+        .filter(|(kind, _)| *kind == EntityKind::Group)
+        .map(|(_, id)| *id)
+        .collect();
+    let mut working = Working::unrecorded((*published).clone());
+    working.now = now;
+    put_entities(&mut working, entities);
+    for write in &memberships {
+        if !whole.contains(&write.group) {
+            working.replicate_membership(write.group, write.user, write.member.as_ref());
+        }
+    }
+    let mut snapshot = working.finish().snapshot;
+    snapshot.revision = entry.last;
+    snapshot.next_node_number = snapshot.next_node_number.max(next_node_number);
+    shared.store.commit(Commit {
+        snapshot: &snapshot,
+        touched,
+        memberships,
+        secrets,
+        changes,
+        revision: entry.last,
+        seq: entry_seq,
+    })?;
+    shared.commits.fetch_add(1, Ordering::Relaxed);
+    *seq = entry_seq;
+    *last = (*last).max(now);
+    publish(shared, snapshot);
+    Ok(())
+}
+
+/// Publishes `snapshot` and wakes whoever waits for its revision.
+fn publish(shared: &Shared, snapshot: Snapshot) {
+    let revision = snapshot.revision;
+    shared.current.store(Arc::new(snapshot));
+    *shared.published.lock().expect("publish lock") = revision;
+    shared.publish_signal.notify_all();
+}
+
+/// A cluster node's follower: wakes the writer whenever the log may have grown (a
+/// notification, or every [`FOLLOW_POLL`]), and reports this node's revision and
+/// refreshes what it knows of the log's head every [`REPORT_EVERY`].
+fn follow_loop(shared: &Shared, wake: &SyncSender<Job>) {
+    let Some(link) = &shared.cluster else { return };
+    let mut reported = std::time::Instant::now() - REPORT_EVERY;
+    while !link.stopping.load(Ordering::SeqCst) {
+        link.log.wait_for_append(FOLLOW_POLL);
+        if link.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        // A full queue is busy writing, and every write catches up first.
+        let _ = wake.try_send(Job::CatchUp(None));
+        if reported.elapsed() >= REPORT_EVERY {
+            reported = std::time::Instant::now();
+            let applied = shared.current.load().revision;
+            match link.log.head() {
+                Ok(head) => *link.head.lock().expect("head lock") = head,
+                Err(error) => tracing::warn!("cannot read the cluster's change log: {error}"),
+            }
+            if let Err(error) = link.log.report(&link.name, applied) {
+                tracing::debug!("cannot report to the cluster's change log: {error}");
+            }
+        }
     }
 }
 
@@ -799,7 +1147,25 @@ fn write_loop(shared: &Shared, receiver: &Receiver<Request>, mut seq: u64, max_g
 /// snapshot's tables, so the write after it copies every table it touches.
 ///
 /// Every write of the group is stamped `now`, later than the previous group's.
-fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64 {
+fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Time) -> u64 {
+    // In a cluster: the log's append lock, and every entry before it applied.
+    let locked = match &shared.cluster {
+        Some(link) => match lock_log(shared, link, &mut seq, last) {
+            Ok(locked) => Some(locked),
+            Err(error) => {
+                let message = error.to_string();
+                tracing::warn!("a write cannot reach the cluster's change log: {message}");
+                for request in group {
+                    let refusal = Error::Cluster(LogError::Unavailable(message.clone()));
+                    let _ = request.reply.send(Err(refusal));
+                }
+                return seq;
+            }
+        },
+        None => None,
+    };
+    *last = Time::now().max(last.add_micros(1));
+    let now = *last;
     let published = shared.current.load_full();
     let mut working = Working::new((*published).clone(), now, "");
     working.credentials = shared.credential_policy();
@@ -824,11 +1190,15 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64
             .map(|(command, hash)| match command {
                 Command::Op(op) => working.apply(*op, hash),
                 Command::Bootstrap { root, roles } => {
-                    if root {
+                    // Decided again here: in a cluster, another node may have
+                    // bootstrapped the estate since this one asked.
+                    if root && working.snap.ids.get(&crate::model::ROOT_NODE_ID).is_none() {
                         working.create_root_node();
                     }
                     for (name, description, permissions) in roles {
-                        working.create_builtin_role(&name, &description, permissions);
+                        if working.snap.role_index(&name).is_none() {
+                            working.create_builtin_role(&name, &description, permissions);
+                        }
                     }
                     Ok(crate::model::ROOT_NODE_ID)
                 }
@@ -875,9 +1245,44 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64
         }
         return seq;
     }
+    let touched: Vec<(EntityKind, Id)> = touched.into_iter().collect();
+    if let Some(locked) = locked {
+        let replica = Replica {
+            now,
+            seq: next_seq,
+            next_node_number: base.next_node_number,
+            entities: touched
+                .iter()
+                .map(|&(kind, id)| (kind, id, crate::store::stored_of(&base, kind, id)))
+                .collect(),
+            memberships: memberships
+                .iter()
+                .map(|write| (write.group, write.user, write.member.clone()))
+                .collect(),
+            secrets: secrets.iter().map(Secret::from).collect(),
+            changes: changes.clone(),
+        };
+        let entry = LogEntry {
+            first: published.revision + 1,
+            last: base.revision,
+            body: replica.encode(),
+        };
+        if let Err(error) = locked.append(entry) {
+            tracing::warn!("a write cannot be appended to the cluster's change log: {error}");
+            for (reply, result) in replies {
+                let answer = result.and(Err(Error::Cluster(error.clone())));
+                let _ = reply.send(answer);
+            }
+            return seq;
+        }
+        if let Some(link) = &shared.cluster {
+            *link.head.lock().expect("head lock") = (base.revision, Some(now));
+        }
+    }
+    let clustered = shared.cluster.is_some();
     let commit = Commit {
         snapshot: &base,
-        touched: touched.into_iter().collect(),
+        touched,
         memberships,
         secrets,
         changes,
@@ -885,6 +1290,17 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64
         seq: next_seq,
     };
     if let Err(error) = shared.store.commit(commit) {
+        if clustered {
+            // The log holds the write: it is acknowledged, and this node applies
+            // it from the log, as another node's, at its next catch-up.
+            tracing::error!(
+                "a write appended to the cluster's change log cannot be stored here (it is applied from the log later): {error}"
+            );
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
+            return seq;
+        }
         let message = error.to_string();
         for (reply, result) in replies {
             let answer = match result {
@@ -896,10 +1312,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, seq: u64, now: Time) -> u64
         return seq;
     }
     shared.commits.fetch_add(1, Ordering::Relaxed);
-    let revision = base.revision;
-    shared.current.store(Arc::new(base));
-    *shared.published.lock().expect("publish lock") = revision;
-    shared.publish_signal.notify_all();
+    publish(shared, base);
     for (reply, result) in replies {
         let _ = reply.send(result);
     }

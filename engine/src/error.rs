@@ -156,6 +156,10 @@ pub enum Error {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster's change log (cluster mode only): a write it could not append
+    /// changed nothing.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::LogError),
     #[error("the engine is shutting down")]
     Closed,
 }

@@ -2,6 +2,7 @@
 
 mod adoption;
 mod auth;
+mod cluster;
 mod credentials;
 mod engine;
 mod error;
@@ -23,8 +24,9 @@ pub use auth::{
     DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
     MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
 };
+pub use cluster::{ChangeLog, LockedLog, LogEntry, LogError, NodeStatus};
 pub use credentials::CredentialPolicy;
-pub use engine::{Engine, EngineOptions, WriteOutcome};
+pub use engine::{ClusterStatus, Engine, EngineOptions, WriteOutcome};
 pub use error::*;
 pub use eval::*;
 pub use image::Rejected as ImageRejected;

@@ -54,6 +54,9 @@ const META_NEXT_NODE_NUMBER: &str = "next_node_number";
 /// A random number drawn when the store is created: an image names the store it was
 /// written from (`image`), so one copied beside another store is not taken for its.
 const META_STORE_ID: &str = "store_id";
+/// The id of the cluster whose change log the store follows (cluster mode); absent
+/// for a single server's store.
+const META_CLUSTER_ID: &str = "cluster_id";
 /// The layout this build writes and reads. 2: users and groups carry `attributes`.
 /// 3: the operation log holds one row per transaction (migrated from 2 on open).
 /// 4: new log rows are binary (postcard); rows written as JSON by schema 3 stay as
@@ -345,6 +348,7 @@ pub(crate) struct Identity {
 }
 
 /// One entity as the store holds it.
+#[derive(Serialize, Deserialize)]
 pub(crate) enum Stored {
     User(crate::model::User),
     Group(crate::model::Group),
@@ -664,6 +668,21 @@ impl Store {
         &self.db
     }
 
+    /// The id of the cluster this store follows, if it joined one.
+    pub(crate) fn cluster_id(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(META_CLUSTER_ID)?.map(|value| value.value()))
+    }
+
+    /// Marks the store as following cluster `id`.
+    pub(crate) fn join_cluster(&self, id: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(META_CLUSTER_ID, id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// The store's id, revision, last sequence number and next node number.
     pub(crate) fn identity(&self) -> Result<Identity, StoreError> {
         let txn = self.db.begin_read()?;
@@ -879,6 +898,30 @@ fn encode_entity(snapshot: &Snapshot, kind: EntityKind, id: Id) -> Option<Vec<u8
         EntityKind::Rule => encode(&*snapshot.rule_entry(index)?.rule),
         EntityKind::Role => encode(snapshot.role_entry(index)?),
         EntityKind::Token => encode(&*snapshot.token_entry(index)?.token),
+    })
+}
+
+/// Entity `id` of `kind` in `snapshot` as the store holds it (a group with its
+/// members, a token with its hash): what a cluster's change log carries of an entity
+/// a commit writes whole.
+pub(crate) fn stored_of(snapshot: &Snapshot, kind: EntityKind, id: Id) -> Option<Stored> {
+    let slot = snapshot.slot(id).filter(|slot| slot.kind == kind)?;
+    let index = slot.index;
+    Some(match kind {
+        EntityKind::User => Stored::User(snapshot.user_entry(index)?.record.unpack()),
+        EntityKind::Group => {
+            let mut group = (*snapshot.group_entry(index)?.group).clone();
+            group.members = snapshot.group_members(index);
+            Stored::Group(group)
+        }
+        EntityKind::Node => Stored::Node((*snapshot.node_entry(index)?.node).clone()),
+        EntityKind::Asset => Stored::Asset(snapshot.asset_entry(index)?.record.unpack()),
+        EntityKind::Rule => Stored::Rule((*snapshot.rule_entry(index)?.rule).clone()),
+        EntityKind::Role => Stored::Role(snapshot.role_entry(index)?.clone()),
+        EntityKind::Token => {
+            let entry = snapshot.token_entry(index)?;
+            Stored::Token((*entry.token).clone(), entry.hash)
+        }
     })
 }
 

@@ -1374,6 +1374,57 @@ impl Working {
         Ok(self.set_membership(index, memberships, user_index, Some(&before), None))
     }
 
+    /// Sets the membership of user `user` in group `group` to `member` (`None`:
+    /// removes it) as another node's writer did: a membership written alone, read
+    /// from the cluster's change log. Nothing is checked (the writer that decided it
+    /// did); a group or user no longer there, or a membership already so, changes
+    /// nothing.
+    pub(crate) fn replicate_membership(
+        &mut self,
+        group: Id,
+        user: Id,
+        member: Option<&UserMember>,
+    ) {
+        let slot = |kind: EntityKind| {
+            move |working: &Working, id: Id| {
+                working
+                    .snap
+                    .slot(id)
+                    .filter(|slot| slot.kind == kind)
+                    .map(|slot| slot.index)
+            }
+        };
+        let (Some(index), Some(user_index)) = (
+            slot(EntityKind::Group)(self, group),
+            slot(EntityKind::User)(self, user),
+        ) else {
+            return;
+        };
+        let entry = self
+            .snap
+            .group_entry(index)
+            .expect("INVARIANT: a slot's group exists");
+        let position = entry.memberships.iter().position(|m| m.user == user_index);
+        let before = position.map(|p| entry.memberships[p].record(user, &self.snap.symbols));
+        if before.as_ref() == member {
+            return;
+        }
+        let mut memberships = entry.memberships.to_vec();
+        match (member, position) {
+            (Some(member), Some(position)) => {
+                memberships[position] = Member::of(user_index, member, &mut self.snap.symbols);
+            }
+            (Some(member), None) => {
+                memberships.push(Member::of(user_index, member, &mut self.snap.symbols));
+            }
+            (None, Some(position)) => {
+                memberships.remove(position);
+            }
+            (None, None) => return,
+        }
+        self.set_membership(index, memberships, user_index, before.as_ref(), member);
+    }
+
     fn index_of_user(&self, user: Id) -> u32 {
         self.snap
             .slot(user)

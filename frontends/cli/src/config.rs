@@ -47,6 +47,77 @@ pub struct FileConfig {
     /// SCIM provisioning (`[scim]`): which existing accounts it may adopt.
     #[serde(default)]
     pub scim: ScimConfig,
+    /// Cluster mode (`[cluster]`): the PostgreSQL change log this node follows.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// The `[cluster]` table (docs/cluster.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `postgres://USER[:PASS]@HOST:PORT/DB`; `--cluster` and `PORTCULLIS_CLUSTER`
+    /// override it.
+    pub url: Option<String>,
+    /// A file holding the password (its first line), when it is not in the URL.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    pub password_env: Option<String>,
+    /// PEM certificates to trust for PostgreSQL's TLS besides the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// This node's name in `GET /api/v1/cluster` [default: the listen address].
+    pub node_name: Option<String>,
+}
+
+/// A cluster node's resolved settings.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub log: portcullis_cluster::Settings,
+    pub node_name: String,
+}
+
+impl ClusterConfig {
+    /// The cluster this node joins, if any: `url` (from the command line or the
+    /// file) with the password read from its file or variable.
+    fn resolve(
+        &self,
+        url: Option<String>,
+        listen: SocketAddr,
+    ) -> Result<Option<Cluster>, CliError> {
+        let Some(url) = url.or_else(|| self.url.clone()) else {
+            return Ok(None);
+        };
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(CliError::Input(
+                    "cluster: set password_file or password_env, not both".to_owned(),
+                ));
+            }
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    CliError::Input(format!(
+                        "cluster: cannot read password_file `{}`: {error}",
+                        path.display()
+                    ))
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            (None, Some(variable)) => Some(env(variable).ok_or_else(|| {
+                CliError::Input(format!(
+                    "cluster: the environment variable `{variable}` (password_env) is not set"
+                ))
+            })?),
+            (None, None) => None,
+        };
+        Ok(Some(Cluster {
+            log: portcullis_cluster::Settings {
+                url,
+                password,
+                ca_file: self.ca_file.clone(),
+            },
+            node_name: self.node_name.clone().unwrap_or_else(|| listen.to_string()),
+        }))
+    }
 }
 
 /// The `[scim]` table.
@@ -161,6 +232,9 @@ pub struct ServeConfig {
     pub engine: portcullis_engine::EngineOptions,
     /// The SCIM service provider's settings (`[scim]`).
     pub scim: portcullis_scim::ScimSettings,
+    /// The cluster this node joins (`--cluster`, `[cluster]`); `None`: a single
+    /// server.
+    pub cluster: Option<Cluster>,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -173,6 +247,7 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub cluster: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -306,7 +381,9 @@ impl ServeConfig {
             adopt: file.scim.policy()?,
             ..portcullis_scim::ScimSettings::default()
         };
+        let cluster = file.cluster.resolve(overrides.cluster, listen)?;
         Ok(ServeConfig {
+            cluster,
             scim,
             ldap,
             auth,

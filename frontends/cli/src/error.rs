@@ -81,7 +81,7 @@ impl CliError {
                     | StoreError::Corrupt { .. }
                     | StoreError::Schema { .. } => (3, error.to_string()),
                 },
-                Error::Closed => (3, error.to_string()),
+                Error::Closed | Error::Cluster(_) => (3, error.to_string()),
             },
         }
     }

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "PORTCULLIS_TLS_KEY")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Run as a node of the cluster whose change log is in this PostgreSQL database:
+    /// postgres://USER[:PASS]@HOST:PORT/DB (docs/cluster.md).
+    #[arg(long, value_name = "URL", env = "PORTCULLIS_CLUSTER")]
+    pub cluster: Option<String>,
 }
 
 fn init_logging(config: &ServeConfig) -> Result<(), CliError> {
@@ -132,9 +136,13 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         log_format: args.log_format,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        cluster: args.cluster,
     })?;
     init_logging(&config)?;
-    let engine = Arc::new(open_store_with(&config.data, true, config.engine)?);
+    let engine = Arc::new(match &config.cluster {
+        None => open_store_with(&config.data, true, config.engine)?,
+        Some(cluster) => open_cluster_node(&config, cluster)?,
+    });
     let opened_from = match engine.opened_from() {
         Ok(revision) => format!("snapshot image at revision {revision}, brought up to date"),
         Err(why) => format!("rebuilt from the store ({why})"),
@@ -209,6 +217,31 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     served?;
     tracing::info!("stopped");
     Ok(Outcome::Done)
+}
+
+/// Opens the store as a node of `cluster`: connects to its log (creating its tables
+/// on first use) and brings the store up to the log's head.
+fn open_cluster_node(
+    config: &ServeConfig,
+    cluster: &crate::config::Cluster,
+) -> Result<Engine, CliError> {
+    let log = portcullis_cluster::PostgresLog::connect(&cluster.log).map_err(CliError::System)?;
+    std::fs::create_dir_all(&config.data).map_err(|error| {
+        CliError::System(format!("cannot create {}: {error}", config.data.display()))
+    })?;
+    let engine = Engine::open_clustered(
+        config.data.join(STORE_FILE),
+        config.engine,
+        log,
+        &cluster.node_name,
+    )?;
+    tracing::info!(
+        node = %cluster.node_name,
+        log = %portcullis_cluster::redact(&cluster.log.url),
+        revision = engine.snapshot().revision(),
+        "joined the cluster"
+    );
+    Ok(engine)
 }
 
 /// Runs sign-in housekeeping now and then every `interval` (deactivation of idle

@@ -7,15 +7,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
 use portcullis_engine::{Actor, Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::error_format::ErrorFormat;
 
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,24 +119,17 @@ pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The middleware in front of every route that is not public.
-pub(crate) async fn authorize(
-    state: State<AppState>,
-    access: Access,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match caller(&state, &access, &request) {
-        Ok(Some(caller)) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Ok(None) => next.run(request).await,
-        Err(error) => {
-            let refusal = ErrorFormat::of(&request).render(error);
-            crate::extract::answer_after_body(request, refusal).await
-        }
+/// Authorizes `request` for a route that asks `access`, putting its [`Caller`] in its
+/// extensions (the stack's per-route guard calls it before the handler).
+pub(crate) fn admit(
+    state: &AppState,
+    access: &Access,
+    request: &mut Request,
+) -> Result<(), ApiError> {
+    if let Some(caller) = caller(state, access, request)? {
+        request.extensions_mut().insert(caller);
     }
+    Ok(())
 }
 
 fn caller(

@@ -7,7 +7,6 @@
 use axum::extract::Request;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_engine::{
     AdoptionRefusal, AuthError, EntityKind, Error, NotFound, StoreError, ValidationError,
@@ -108,7 +107,7 @@ impl ApiError {
 
     /// The status and code of an error produced outside a handler (a timeout, a body
     /// limit from tower-http), when only the status is known.
-    fn for_status(status: StatusCode) -> ApiError {
+    pub(crate) fn for_status(status: StatusCode) -> ApiError {
         match status {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::URI_TOO_LONG => ApiError::UriTooLong,
@@ -309,6 +308,12 @@ fn engine_parts(error: &Error) -> (StatusCode, &'static str, String) {
             "shutting_down",
             "the server is shutting down".to_owned(),
         ),
+        // The log's details (its address) go to the server log, not to clients.
+        Error::Cluster(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            "the cluster's change log cannot be reached; nothing changed; retry later".to_owned(),
+        ),
     }
 }
 
@@ -362,24 +367,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// Gives an error body in the request's format to error responses made outside the
-/// handlers (tower-http's body limit, axum's own rejections), so every error of a
-/// route group has one shape.
-pub(crate) async fn fill_in_error_bodies(request: Request, next: Next) -> Response {
-    let format = ErrorFormat::of(&request);
-    let response = next.run(request).await;
-    let status = response.status();
-    let in_format = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with(format.media_type()));
-    if (status.is_client_error() || status.is_server_error()) && !in_format {
-        return format.render(ApiError::for_status(status));
-    }
-    response
 }
 
 pub(crate) async fn route_not_found(request: Request) -> Response {

@@ -9,12 +9,11 @@
 //! type gets a body in that format (`error::fill_in_error_bodies`). The API's own
 //! format (`{"error":{"code","message"}}`, `application/json`) covers every path no
 //! other format claims. The format is chosen once per request, by the outermost
-//! layer, and read by the others from the request's extensions.
+//! layer (`stack::envelope`), and read by the fallbacks from the request's extensions.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -26,7 +25,8 @@ type Render = Arc<dyn Fn(ApiError) -> Response + Send + Sync>;
 /// Give it to each of those routes with [`crate::Route::errors`].
 #[derive(Clone)]
 pub struct ErrorFormat {
-    scope: String,
+    /// Shared, so that choosing a request's format allocates nothing.
+    scope: Arc<str>,
     media_type: &'static str,
     error_schema: &'static str,
     render: Render,
@@ -53,7 +53,8 @@ impl ErrorFormat {
         error_schema: &'static str,
         render: impl Fn(ApiError) -> Response + Send + Sync + 'static,
     ) -> ErrorFormat {
-        let scope = scope.into().trim_end_matches('/').to_owned();
+        let scope: String = scope.into();
+        let scope: Arc<str> = scope.trim_end_matches('/').into();
         assert!(
             scope.starts_with('/'),
             "INVARIANT: an error format's scope is an absolute path, not `{scope}`"
@@ -69,7 +70,7 @@ impl ErrorFormat {
     /// The API's own format, for every path no other format claims.
     pub(crate) fn api() -> ErrorFormat {
         ErrorFormat {
-            scope: String::new(),
+            scope: "".into(),
             media_type: "application/json",
             error_schema: "Error",
             render: Arc::new(IntoResponse::into_response),
@@ -86,7 +87,7 @@ impl ErrorFormat {
 
     /// Whether `path` is this format's scope or under it.
     fn covers(&self, path: &str) -> bool {
-        path.strip_prefix(self.scope.as_str())
+        path.strip_prefix(&*self.scope)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
@@ -140,25 +141,13 @@ impl ErrorFormats {
     }
 
     /// The format of the longest scope that covers `path`.
-    fn for_path(&self, path: &str) -> &ErrorFormat {
+    pub(crate) fn for_path(&self, path: &str) -> &ErrorFormat {
         self.0
             .iter()
             .filter(|format| format.covers(path))
             .max_by_key(|format| format.scope.len())
             .expect("INVARIANT: the API's format covers every path")
     }
-}
-
-/// The outermost middleware: puts the request's format in its extensions, for the
-/// layers and fallbacks inside.
-pub(crate) async fn select(
-    State(formats): State<ErrorFormats>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let format = formats.for_path(request.uri().path()).clone();
-    request.extensions_mut().insert(format);
-    next.run(request).await
 }
 
 #[cfg(test)]
@@ -176,7 +165,7 @@ mod tests {
         assert!(!scim.covers("/api/v1/users"));
         assert!(ErrorFormat::api().covers("/anything"));
         let formats = ErrorFormats(vec![ErrorFormat::api(), scim].into());
-        assert_eq!(formats.for_path("/scim/v2/Bulk").scope, "/scim/v2");
-        assert_eq!(formats.for_path("/scim/v2x").scope, "");
+        assert_eq!(&*formats.for_path("/scim/v2/Bulk").scope, "/scim/v2");
+        assert_eq!(&*formats.for_path("/scim/v2x").scope, "");
     }
 }

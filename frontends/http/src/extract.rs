@@ -53,31 +53,12 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 /// The most of an oversized body read (and dropped) before answering 413.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// Answers 413 to a request whose `Content-Length` is over the limit, after reading
-/// and dropping its body (up to a bound): a server that answers and closes while the
-/// client is still sending makes the client see a reset instead of the answer.
-/// Bodies without a length are cut at the limit by the extractors.
-pub(crate) async fn refuse_oversized(
-    axum::extract::State(limit): axum::extract::State<usize>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use futures_util::StreamExt;
-    let length = request
-        .headers()
+/// A request's declared body length, if it declares one that parses.
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    let Some(length) = length.filter(|length| *length > limit as u64) else {
-        return next.run(request).await;
-    };
-    let format = crate::error_format::ErrorFormat::of(&request);
-    if length <= DRAIN_LIMIT {
-        let mut body = request.into_body().into_data_stream();
-        let drain = async { while let Some(Ok(_)) = body.next().await {} };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-    }
-    format.render(ApiError::PayloadTooLarge)
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 /// `response`, once the request's body is read and dropped (bounded by
@@ -88,12 +69,7 @@ pub(crate) async fn answer_after_body(
     response: axum::response::Response,
 ) -> axum::response::Response {
     use futures_util::StreamExt;
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    match declared {
+    match declared_length(request.headers()) {
         Some(length) if length <= DRAIN_LIMIT => {
             let mut body = request.into_body().into_data_stream();
             let drain = async { while let Some(Ok(_)) = body.next().await {} };
@@ -108,11 +84,7 @@ pub(crate) async fn answer_after_body(
 pub(crate) fn has_body(headers: &axum::http::HeaderMap) -> bool {
     use axum::http::header;
     headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok())
-            .is_some_and(|length| length > 0)
+        || declared_length(headers).is_some_and(|length| length > 0)
 }
 
 /// For an answer given without reading the request's body (refused by authorization,

@@ -31,6 +31,7 @@ mod revisions;
 mod routes;
 mod serve;
 mod signin;
+mod stack;
 mod timeout;
 
 use std::sync::Arc;

@@ -2,15 +2,14 @@
 //! and status, request latency, decisions, write commit latency, and the snapshot's
 //! revision and size (read at scrape time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
@@ -37,22 +36,66 @@ fn histogram(out: &mut String, histogram: &LatencyHistogram, name: &str, labels:
     let _ = writeln!(out, "{name}_count{braces} {}", histogram.count);
 }
 
-/// Per route template: requests by method and status, and latency.
+/// One route template's requests by method and status, and their latency. Each has
+/// its own lock, taken once per request, so requests to different routes never wait
+/// for each other.
 #[derive(Default)]
-struct RouteStats {
+pub(crate) struct RouteStats {
+    inner: Mutex<RouteCounts>,
+}
+
+#[derive(Default, Clone)]
+struct RouteCounts {
     /// (method, status, count); a handful per route, so a list.
-    counts: Vec<(String, u16, u64)>,
+    counts: Vec<(&'static str, u16, u64)>,
     latency: LatencyHistogram,
 }
 
-#[derive(Default)]
-struct Requests {
-    routes: BTreeMap<String, RouteStats>,
+impl RouteStats {
+    /// Counts one request answered with `status` after `elapsed`.
+    pub(crate) fn observe(&self, method: &'static str, status: u16, elapsed: Duration) {
+        let mut stats = self.inner.lock().expect("route stats lock");
+        stats.latency.observe(elapsed);
+        match stats
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => stats.counts.push((method, status, 1)),
+        }
+    }
+}
+
+/// The statistics of one router's route templates, resolved when the router is
+/// built: a request finds its route's by the template it matched, with no lock and
+/// no allocation.
+#[derive(Clone)]
+pub(crate) struct RouteTable {
+    routes: Arc<HashMap<Arc<str>, Arc<RouteStats>>>,
+    unmatched: Arc<RouteStats>,
+}
+
+impl RouteTable {
+    /// The statistics a request with `method` that matched `template` (if any)
+    /// counts toward: its route's, or [`UNMATCHED`]'s for unknown paths and
+    /// non-standard methods.
+    pub(crate) fn of(&self, method: &'static str, template: Option<&MatchedPath>) -> &RouteStats {
+        match template {
+            Some(template) if method != OTHER_METHOD => self
+                .routes
+                .get(template.as_str())
+                .unwrap_or(&self.unmatched),
+            _ => &self.unmatched,
+        }
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<Requests>,
+    /// Every route template's statistics, by template: registered when a router is
+    /// built, read when `/metrics` is rendered.
+    routes: RwLock<BTreeMap<Arc<str>, Arc<RouteStats>>>,
     allowed: AtomicU64,
     denied: AtomicU64,
 }
@@ -63,23 +106,28 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let mut requests = self.requests.lock().expect("metrics lock");
-        // No allocation once a route, method and status have been seen.
-        if !requests.routes.contains_key(route) {
-            requests
-                .routes
-                .insert(route.to_owned(), RouteStats::default());
-        }
-        let stats = requests.routes.get_mut(route).expect("inserted above");
-        stats.latency.observe(elapsed);
-        match stats
-            .counts
-            .iter_mut()
-            .find(|(m, s, _)| m == method && *s == status)
-        {
-            Some((_, _, count)) => *count += 1,
-            None => stats.counts.push((method.to_owned(), status, 1)),
+    /// The statistics of `templates` (and of unmatched requests), registered for
+    /// `/metrics`. A template registered before (another router over the same state)
+    /// keeps its statistics.
+    pub(crate) fn route_table<'a>(
+        &self,
+        templates: impl IntoIterator<Item = &'a str>,
+    ) -> RouteTable {
+        let mut registered = self.routes.write().expect("metrics lock");
+        let mut stats = |template: &str| {
+            registered
+                .entry(template.into())
+                .or_default()
+                .clone()
+        };
+        let unmatched = stats(UNMATCHED);
+        let routes = templates
+            .into_iter()
+            .map(|template| (Arc::from(template), stats(template)))
+            .collect();
+        RouteTable {
+            routes: Arc::new(routes),
+            unmatched,
         }
     }
 }
@@ -97,7 +145,7 @@ const UNMATCHED: &str = "unmatched";
 
 /// A request's method as a label: the standard methods by name, any other `other`.
 /// Labels live as long as the process, so a client must not be able to mint them.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -108,47 +156,43 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::TRACE => "TRACE",
         Method::CONNECT => "CONNECT",
-        _ => "other",
+        _ => OTHER_METHOD,
     }
 }
 
-/// Counts every request by the route template it matched. Labels come only from the
-/// route table and the standard methods, so their number is bounded.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = match request.extensions().get::<MatchedPath>() {
-        Some(path) if method != "other" => path.as_str().to_owned(),
-        _ => UNMATCHED.to_owned(),
-    };
-    let response = next.run(request).await;
-    state.metrics().request(
-        method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
-}
+/// The label of every non-standard method.
+const OTHER_METHOD: &str = "other";
 
 /// `GET /metrics`.
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     let mut out = String::new();
     {
-        let requests = metrics.requests.lock().expect("metrics lock");
+        // A copy of each route's counts, so that no request waits for the rendering;
+        // routes no request reached yet are left out.
+        let routes: Vec<(Arc<str>, RouteCounts)> = metrics
+            .routes
+            .read()
+            .expect("metrics lock")
+            .iter()
+            .map(|(route, stats)| {
+                let counts = stats.inner.lock().expect("route stats lock").clone();
+                (route.clone(), counts)
+            })
+            .filter(|(_, counts)| !counts.counts.is_empty())
+            .collect();
         out.push_str(
             "# HELP portcullis_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE portcullis_http_requests_total counter\n");
-        for (route, stats) in &requests.routes {
+        for (route, stats) in &routes {
             let mut counts = stats.counts.clone();
             counts.sort();
             for (method, status, count) in counts {
                 let _ = writeln!(
                     out,
                     "portcullis_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {count}",
-                    escape(&method),
+                    escape(method),
                     escape(route)
                 );
             }
@@ -157,7 +201,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             "# HELP portcullis_http_request_duration_seconds Time to answer a request, by route.\n",
         );
         out.push_str("# TYPE portcullis_http_request_duration_seconds histogram\n");
-        for (route, stats) in &requests.routes {
+        for (route, stats) in &routes {
             histogram(
                 &mut out,
                 &stats.latency,
@@ -201,6 +245,29 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         "portcullis_store_commits_total {}",
         state.engine().commits()
     );
+    if let Some(cluster) = state.engine().cluster_status() {
+        out.push_str("# HELP portcullis_cluster_applied_revision The cluster log's revision this node has applied.\n");
+        out.push_str("# TYPE portcullis_cluster_applied_revision gauge\n");
+        let _ = writeln!(
+            out,
+            "portcullis_cluster_applied_revision {}",
+            cluster.applied_revision
+        );
+        out.push_str("# HELP portcullis_cluster_lag_revisions Revisions in the cluster log this node has not applied yet.\n");
+        out.push_str("# TYPE portcullis_cluster_lag_revisions gauge\n");
+        let _ = writeln!(
+            out,
+            "portcullis_cluster_lag_revisions {}",
+            cluster.lag_revisions
+        );
+        out.push_str("# HELP portcullis_cluster_lag_seconds How long the oldest entry this node has not applied has waited.\n");
+        out.push_str("# TYPE portcullis_cluster_lag_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "portcullis_cluster_lag_seconds {}",
+            cluster.lag_seconds
+        );
+    }
     let snapshot = state.snapshot();
     out.push_str("# HELP portcullis_snapshot_revision The revision of the published snapshot.\n");
     out.push_str("# TYPE portcullis_snapshot_revision gauge\n");

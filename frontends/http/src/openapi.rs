@@ -296,6 +296,11 @@ fn schemas() -> Map<String, Value> {
         "MergePatch": {"type": "object", "description": "A JSON merge patch (RFC 7386) of the entity's spec"},
         "Health": {"type": "object", "properties": {"status": string(), "revision": {"type": "integer"}}},
         "Metrics": {"type": "string"},
+        "Cluster": {"type": "object", "properties": {
+            "node": {"type": "object"},
+            "head_revision": {"type": "integer"},
+            "nodes": {"type": "array", "items": {"type": "object"}},
+        }},
         "EventStream": {"type": "string", "description": "Server-sent events `change`, data `{revision, changes}`"},
         "Whoami": {"type": "object"},
         "CheckRequest": check,

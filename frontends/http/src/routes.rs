@@ -2,7 +2,7 @@
 //! what the OpenAPI document says of it. The router, the authorization middleware and
 //! the OpenAPI document are all built from this table.
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,12 +12,12 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json, Router, middleware};
 use portcullis_engine::{EntityKind, PERMISSION_CHECK};
 use serde_json::{Value, json};
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::admin::handlers;
 use crate::auth::{Access, Caller};
 use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
+use crate::stack::{self, Envelope, Guard};
 use crate::{AppState, changes, decisions, error, metrics, openapi};
 
 /// One route of the API: its method, path, the access it needs, what the OpenAPI
@@ -165,37 +165,6 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// The most bytes of header names and values a request may carry; more get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Refuses request heads over the limits above, with an error body in the request's
-/// format (the parser's own limits, set higher in `serve.rs`, would answer with an
-/// empty body).
-async fn refuse_large_heads(
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    let uri = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |path| path.as_str().len());
-    let refusal = if uri > MAX_URI_BYTES {
-        Some(error::ApiError::UriTooLong)
-    } else {
-        let headers = request.headers();
-        let bytes: usize = headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
-        (headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES)
-            .then_some(error::ApiError::HeadersTooLarge)
-    };
-    match refusal {
-        Some(refusal) => crate::extract::close_if_unread(
-            crate::extract::has_body(request.headers()),
-            ErrorFormat::of(&request).render(refusal),
-        ),
-        None => next.run(request).await,
-    }
-}
 
 const LIST_QUERY: &[&str] = &["offset", "limit", "search", "min_revision", "{field}"];
 const DECISION_LIST_QUERY: &[&str] = &["at", "offset", "limit", "min_revision"];
@@ -385,6 +354,17 @@ pub(crate) fn table() -> Vec<Route> {
     );
     routes.push(
         Route::new(
+            Method::GET,
+            "/api/v1/cluster",
+            Access::Permission("users.view".to_owned()),
+            "service",
+            "Cluster mode: this node, and every node seen in the last minute with its applied revision, lag and last contact",
+            cluster,
+        )
+        .answers(StatusCode::OK, "Cluster"),
+    );
+    routes.push(
+        Route::new(
             Method::POST,
             "/api/v1/groups/{group}/members",
             permission(EntityKind::Group, "change"),
@@ -431,7 +411,56 @@ pub(crate) fn table() -> Vec<Route> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "revision": state.snapshot().revision()}))
+    let mut health = json!({"status": "ok", "revision": state.snapshot().revision()});
+    // A cluster node answers checks from its own snapshot however far behind it is:
+    // it stays healthy, and says how far.
+    if let Some(cluster) = state.engine().cluster_status() {
+        health["lag"] = json!({
+            "revisions": cluster.lag_revisions,
+            "seconds": cluster.lag_seconds,
+        });
+    }
+    Json(health)
+}
+
+/// How long a node may be silent and still be listed by `GET /api/v1/cluster`.
+const CLUSTER_NODES_WITHIN: Duration = Duration::from_secs(60);
+
+async fn cluster(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, error::ApiError> {
+    if let Some((name, _)) = query.first() {
+        return Err(error::ApiError::BadRequest(format!(
+            "query parameter `{name}`: this route takes none"
+        )));
+    }
+    let engine = state.engine().clone();
+    let Some(this) = engine.cluster_status() else {
+        return Err(error::ApiError::NotFound(
+            "this server is not a cluster node (start it with --cluster)".to_owned(),
+        ));
+    };
+    let nodes = tokio::task::spawn_blocking(move || engine.cluster_nodes(CLUSTER_NODES_WITHIN))
+        .await
+        .map_err(|error| error::ApiError::Internal(format!("the cluster query failed: {error}")))?
+        .expect("INVARIANT: a cluster node has a log");
+    let nodes = nodes.map_err(error::ApiError::Engine)?;
+    let head = this.head_revision;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|node| {
+            json!({
+                "name": node.name,
+                "applied_revision": node.applied_revision,
+                "lag_revisions": head.saturating_sub(node.applied_revision),
+                "last_contact": node.last_contact,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"node": this, "head_revision": head, "nodes": nodes}),
+    ))
 }
 
 async fn sync_status(
@@ -479,53 +508,35 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
     let settings = state.settings().clone();
     let mut table = table();
     table.extend(extra);
-    let formats = ErrorFormats::of(&table);
+    let envelope = Envelope {
+        formats: ErrorFormats::of(&table),
+        routes: state
+            .metrics()
+            .route_table(table.iter().map(|route| route.path.as_str())),
+    };
     let _ = state.inner.openapi.set(openapi::document(&table));
-    let mut timed: Router<AppState> = Router::new();
-    let mut streaming: Router<AppState> = Router::new();
+    let timeout = settings.request_timeout.max(Duration::from_millis(1));
+    let mut router: Router<AppState> = Router::new();
     for route in table {
-        // Body limits are per route, outside authorization: an oversized body is
-        // refused before anything reads it.
-        let body_limit = route.body_limit.unwrap_or(settings.body_limit);
-        let handler = match route.access {
-            Access::Public => route.handler,
-            access => route.handler.route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                move |state: State<AppState>, request, next| {
-                    crate::auth::authorize(state, access.clone(), request, next)
-                },
-            )),
-        }
-        .layer::<_, Infallible>(DefaultBodyLimit::max(body_limit))
-        .layer::<_, Infallible>(RequestBodyLimitLayer::new(body_limit))
-        .layer::<_, Infallible>(middleware::from_fn_with_state(
-            body_limit,
-            crate::extract::refuse_oversized,
-        ));
-        if route.streaming {
-            streaming = streaming.route(&route.path, handler);
-        } else {
-            timed = timed.route(&route.path, handler);
-        }
+        let guard = Guard {
+            state: state.clone(),
+            access: Arc::new(route.access),
+            format: route.errors,
+            body_limit: route.body_limit.unwrap_or(settings.body_limit),
+            timeout: (!route.streaming).then_some(timeout),
+        };
+        // Extractors take the route's limit, not axum's default; the guard outside
+        // refuses bodies over it. Route layers: a method the path does not serve
+        // gets its 405 unguarded, as an unknown path gets its 404.
+        let handler = route
+            .handler
+            .route_layer(DefaultBodyLimit::max(guard.body_limit))
+            .route_layer(middleware::from_fn_with_state(guard, stack::guard));
+        router = router.route(&route.path, handler);
     }
-    let timed = timed.layer(middleware::from_fn_with_state(
-        settings.request_timeout.max(Duration::from_millis(1)),
-        crate::timeout::request_timeout,
-    ));
-    Router::new()
-        .merge(timed)
-        .merge(streaming)
+    router
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(middleware::from_fn(error::fill_in_error_bodies))
-        .layer(middleware::from_fn(refuse_large_heads))
-        .layer(middleware::from_fn_with_state(
-            formats,
-            crate::error_format::select,
-        ))
+        .layer(middleware::from_fn_with_state(envelope, stack::envelope))
         .with_state(state)
 }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
@@ -28,15 +26,15 @@ pub fn write_started() {
     let _ = WRITE_STARTED.try_with(|started| started.store(true, Ordering::Release));
 }
 
-/// The middleware: `limit` for everything up to the hand-over of a write.
-pub(crate) async fn request_timeout(
-    State(limit): State<Duration>,
-    request: Request,
-    next: Next,
+/// `answer`, bounded by `limit` up to the hand-over of a write; a request cut before
+/// it is answered 503 `timeout` in `format`.
+pub(crate) async fn bounded(
+    limit: Duration,
+    format: &ErrorFormat,
+    answer: impl Future<Output = Response>,
 ) -> Response {
-    let format = ErrorFormat::of(&request);
     let started = Arc::new(AtomicBool::new(false));
-    let run = WRITE_STARTED.scope(started.clone(), next.run(request));
+    let run = WRITE_STARTED.scope(started.clone(), answer);
     tokio::pin!(run);
     tokio::select! {
         response = &mut run => response,

@@ -151,7 +151,7 @@ impl ScimError {
                 };
                 ScimError::Internal(detail)
             }
-            Error::Closed => ScimError::Unavailable,
+            Error::Closed | Error::Cluster(_) => ScimError::Unavailable,
         }
     }
 
