@@ -114,12 +114,7 @@ impl Metrics {
         templates: impl IntoIterator<Item = &'a str>,
     ) -> RouteTable {
         let mut registered = self.routes.write().expect("metrics lock");
-        let mut stats = |template: &str| {
-            registered
-                .entry(template.into())
-                .or_default()
-                .clone()
-        };
+        let mut stats = |template: &str| registered.entry(template.into()).or_default().clone();
         let unmatched = stats(UNMATCHED);
         let routes = templates
             .into_iter()
