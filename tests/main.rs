@@ -5,6 +5,7 @@
 
 mod authz;
 mod bad_input;
+mod cluster;
 mod concurrency;
 mod crash;
 mod grants;

@@ -65,7 +65,8 @@ pub struct ClusterConfig {
     pub password_env: Option<String>,
     /// PEM certificates to trust for PostgreSQL's TLS besides the system's roots.
     pub ca_file: Option<PathBuf>,
-    /// This node's name in `GET /api/v1/cluster` [default: the listen address].
+    /// This node's name in `GET /api/v1/cluster` [default: the host's name and a
+    /// random suffix, kept in the data directory's `node-name` file].
     pub node_name: Option<String>,
 }
 
@@ -73,17 +74,14 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub log: portcullis_cluster::Settings,
-    pub node_name: String,
+    /// `None`: the name kept in the data directory.
+    pub node_name: Option<String>,
 }
 
 impl ClusterConfig {
     /// The cluster this node joins, if any: `url` (from the command line or the
     /// file) with the password read from its file or variable.
-    fn resolve(
-        &self,
-        url: Option<String>,
-        listen: SocketAddr,
-    ) -> Result<Option<Cluster>, CliError> {
+    fn resolve(&self, url: Option<String>) -> Result<Option<Cluster>, CliError> {
         let Some(url) = url.or_else(|| self.url.clone()) else {
             return Ok(None);
         };
@@ -115,7 +113,7 @@ impl ClusterConfig {
                 password,
                 ca_file: self.ca_file.clone(),
             },
-            node_name: self.node_name.clone().unwrap_or_else(|| listen.to_string()),
+            node_name: self.node_name.clone(),
         }))
     }
 }
@@ -381,7 +379,7 @@ impl ServeConfig {
             adopt: file.scim.policy()?,
             ..portcullis_scim::ScimSettings::default()
         };
-        let cluster = file.cluster.resolve(overrides.cluster, listen)?;
+        let cluster = file.cluster.resolve(overrides.cluster)?;
         Ok(ServeConfig {
             cluster,
             scim,

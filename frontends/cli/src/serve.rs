@@ -229,19 +229,42 @@ fn open_cluster_node(
     std::fs::create_dir_all(&config.data).map_err(|error| {
         CliError::System(format!("cannot create {}: {error}", config.data.display()))
     })?;
-    let engine = Engine::open_clustered(
-        config.data.join(STORE_FILE),
-        config.engine,
-        log,
-        &cluster.node_name,
-    )?;
+    let name = match &cluster.node_name {
+        Some(name) => name.clone(),
+        None => node_name(&config.data)?,
+    };
+    let engine = Engine::open_clustered(config.data.join(STORE_FILE), config.engine, log, &name)?;
     tracing::info!(
-        node = %cluster.node_name,
+        node = %name,
         log = %portcullis_cluster::redact(&cluster.log.url),
         revision = engine.snapshot().revision(),
         "joined the cluster"
     );
     Ok(engine)
+}
+
+/// The name this data directory's node goes by when the config gives none: kept in
+/// its `node-name` file, made on first start from the host's name and a random
+/// suffix (two nodes on one host differ, a restarted node keeps its name).
+fn node_name(data: &std::path::Path) -> Result<String, CliError> {
+    let path = data.join("node-name");
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        let name = name.trim();
+        if !name.is_empty() {
+            return Ok(name.to_owned());
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    // The last hex digits of a new id are random.
+    let id = portcullis_engine::Id::random().to_string();
+    let name = format!("{host}-{}", &id[id.len() - 6..]);
+    std::fs::write(&path, format!("{name}\n"))
+        .map_err(|error| CliError::System(format!("cannot write {}: {error}", path.display())))?;
+    Ok(name)
 }
 
 /// Runs sign-in housekeeping now and then every `interval` (deactivation of idle

@@ -356,6 +356,12 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(code, %message, "request refused"),
         }
         let mut body = json!({"error": {"code": code, "message": message}});
+        // Worth retrying soon: a node that has not applied a revision yet, or a
+        // cluster whose log is away for the moment.
+        let retry = matches!(
+            self,
+            ApiError::RevisionNotReached { .. } | ApiError::Engine(Error::Cluster(_))
+        );
         if let ApiError::InvalidFile { problems, .. } = self {
             body["error"]["problems"] = problems;
         }
@@ -364,6 +370,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
