@@ -8,6 +8,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod grants;
+mod ldap;
 mod readme;
 mod secrets;
 mod support;
