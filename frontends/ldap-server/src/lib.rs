@@ -197,7 +197,8 @@ impl LdapServer {
         drop(permit);
     }
 
-    /// The POSIX numbers for `snapshot`, computed once per revision.
+    /// The POSIX numbers for `snapshot`, computed again only when its set of users
+    /// and groups differs from the last one's.
     fn numbers(&self, snapshot: &Snapshot) -> Arc<Numbers> {
         let revision = snapshot.revision();
         {
@@ -206,7 +207,14 @@ impl LdapServer {
                 return cached.1.clone();
             }
         }
-        let numbers = Arc::new(Numbers::of(snapshot));
+        // Another revision, most often with the same users and groups (a sign-in
+        // event, an edit): the numbers stay.
+        let cached = self.numbers.lock().expect("numbers lock").1.clone();
+        let numbers = if cached.fits(numbers::fingerprint(snapshot)) {
+            cached
+        } else {
+            Arc::new(Numbers::of(snapshot))
+        };
         *self.numbers.lock().expect("numbers lock") = (revision, numbers.clone());
         numbers
     }

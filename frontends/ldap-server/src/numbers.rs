@@ -32,13 +32,45 @@ pub(crate) fn preferred(id: Id) -> u32 {
 #[derive(Debug, Default)]
 pub(crate) struct Numbers {
     by_id: HashMap<Id, u32>,
+    /// Which ids they were given for ([`fingerprint`]).
+    fingerprint: (u64, u128),
+}
+
+/// A summary of the set of ids of users and groups: their count and a sum of a
+/// 128-bit mix of each. Most revisions (sign-in events, edits) keep the set, and
+/// then the numbers need no recomputing.
+pub(crate) fn fingerprint(snapshot: &Snapshot) -> (u64, u128) {
+    let mut count = 0u64;
+    let mut sum = 0u128;
+    for id in snapshot.user_ids().chain(snapshot.group_ids()) {
+        count += 1;
+        sum = sum.wrapping_add(mix(u128::from_be_bytes(*id.as_bytes())));
+    }
+    (count, sum)
+}
+
+/// A bijective 128-bit mix (xorshift-multiply), so that ids that differ in a few
+/// bits do not cancel in the sum.
+fn mix(mut x: u128) -> u128 {
+    x ^= x >> 67;
+    x = x.wrapping_mul(0x2d35_8dcc_aa6c_78a5_ac4e_c93a_3c0d_2d97);
+    x ^= x >> 59;
+    x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    x ^ (x >> 64)
 }
 
 impl Numbers {
     pub(crate) fn of(snapshot: &Snapshot) -> Numbers {
         let mut ids: Vec<Id> = snapshot.user_ids().chain(snapshot.group_ids()).collect();
         ids.sort_unstable();
-        Numbers::assign(&ids, preferred)
+        let mut numbers = Numbers::assign(&ids, preferred);
+        numbers.fingerprint = fingerprint(snapshot);
+        numbers
+    }
+
+    /// Whether these numbers were made for the ids of `snapshot`.
+    pub(crate) fn fits(&self, fingerprint: (u64, u128)) -> bool {
+        self.fingerprint == fingerprint
     }
 
     /// Gives each id (in ascending order) its preferred number, or the next free one.
@@ -56,7 +88,10 @@ impl Numbers {
             }
             by_id.insert(id, number);
         }
-        Numbers { by_id }
+        Numbers {
+            by_id,
+            fingerprint: (0, 0),
+        }
     }
 
     pub(crate) fn get(&self, id: Id) -> u32 {

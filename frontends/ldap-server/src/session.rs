@@ -52,7 +52,8 @@ const INPUT_EVERY: usize = 32;
 /// until the search ends.
 const MAX_WAITING: usize = 16;
 /// How many paged searches a connection may keep open; a new one drops the oldest.
-const MAX_PAGED: usize = 8;
+/// Each keeps what it matched (24 bytes an entry) and its snapshot.
+const MAX_PAGED: usize = 2;
 
 /// Who the connection is bound as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +174,12 @@ impl Session {
                     }
                 }
             };
-            match self.handle(message, &mut conn).await {
+            // A request that cannot be answered in this time (a client that stops
+            // reading its entries, a bind queued behind too many) ends the connection.
+            let settings = &self.server.settings;
+            let budget = settings.time_limit + settings.idle_timeout;
+            let handled = tokio::time::timeout(budget, self.handle(message, &mut conn)).await;
+            match handled.unwrap_or(Ok(Flow::Close)) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) | Err(_) => return,
                 Ok(Flow::StartTls) => match self.start_tls(conn).await {

@@ -412,3 +412,45 @@ fn writes_are_refused() {
     assert_eq!(bob.email.as_deref(), Some("bob@example.org"));
     assert!(directory.engine.snapshot().user("mallory").is_none());
 }
+
+#[test]
+fn numbers_stay_across_writes_and_a_new_user_gets_one_of_its_own() {
+    let directory = Directory::start(|_| {});
+    let numbers = |directory: &Directory| {
+        let run = directory
+            .search(&[
+                "-b",
+                BASE,
+                "(|(objectClass=posixAccount)(objectClass=posixGroup))",
+                "gidNumber",
+            ])
+            .ok();
+        run.dns()
+            .into_iter()
+            .zip(run.values("gidNumber"))
+            .collect::<Vec<_>>()
+    };
+    let before = numbers(&directory);
+    // Binds (sign-in events), an edit and a new user: new revisions.
+    directory.write(vec![user_spec(json!({"username":"hana"}))]);
+    directory.write(vec![Op::Modify {
+        kind: EntityKind::User,
+        target: "bob".to_owned(),
+        edit: Box::new(|spec| {
+            if let portcullis_engine::Spec::User(user) = spec {
+                user.name = "Robert Stone".to_owned();
+            }
+            Ok(())
+        }),
+    }]);
+    let after = numbers(&directory);
+    for entry in &before {
+        assert!(after.contains(entry), "{entry:?} kept its number");
+    }
+    let hana = after.iter().find(|(dn, _)| *dn == user_dn("hana")).unwrap();
+    assert_eq!(
+        after.iter().filter(|(_, n)| *n == hana.1).count(),
+        1,
+        "{after:?}"
+    );
+}
