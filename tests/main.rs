@@ -9,6 +9,7 @@ mod cluster;
 mod concurrency;
 mod crash;
 mod grants;
+mod ldap;
 mod readme;
 mod secrets;
 mod support;

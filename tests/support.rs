@@ -89,6 +89,8 @@ pub struct Server {
     pub base: String,
     /// Every line the server wrote to standard error (its log), so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The lines of standard output after the first.
+    stdout: Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -140,7 +142,22 @@ impl Server {
             .strip_prefix("portcullis: listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Server { child, base, log }
+        Server {
+            child,
+            base,
+            log,
+            stdout: Mutex::new(receiver),
+        }
+    }
+
+    /// The next line the server prints on standard output (such as where its LDAP
+    /// directory listens), waiting up to 10 s for it.
+    pub fn next_line(&self) -> String {
+        self.stdout
+            .lock()
+            .expect("stdout lock")
+            .recv_timeout(Duration::from_secs(10))
+            .expect("another line on the server's standard output")
     }
 
     pub fn pid(&self) -> u32 {

@@ -649,7 +649,7 @@ impl Snapshot {
         self.user_names.get(reference, |i| self.username_at(i))
     }
 
-    fn username_at(&self, index: u32) -> Option<&str> {
+    pub(crate) fn username_at(&self, index: u32) -> Option<&str> {
         self.user_entry(index).map(|e| e.record.username())
     }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::error::NotFound;
 use crate::eval::Page;
 use crate::model::{EntityKind, Group, Id, Source, Time};
-use crate::snapshot::{Snapshot, same_name};
+use crate::snapshot::{GroupLink, Snapshot, same_name};
 use crate::write::{Spec, group_closure};
 
 /// What to list, and which page.
@@ -155,6 +155,95 @@ impl Snapshot {
             .collect();
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         groups
+    }
+
+    /// The groups a group (by name or id) belongs to at `at`: directly
+    /// (`direct == true`), or only through other groups, with the same rule for
+    /// expiring edges as [`Snapshot::user_groups`]. Ordered by group name; empty for an
+    /// unknown group.
+    pub fn group_groups(&self, reference: &str, at: Time) -> Vec<UserGroup> {
+        let Some(entry) = self
+            .group_index(reference)
+            .and_then(|i| self.group_entry(i))
+        else {
+            return Vec::new();
+        };
+        let parents: Vec<GroupLink> = entry
+            .parents
+            .iter()
+            .map(|&(group, until)| GroupLink::new(group, until))
+            .collect();
+        let mut groups: Vec<UserGroup> = group_closure(self, &parents)
+            .iter()
+            .filter(|(_, until)| at < *until)
+            .filter_map(|(index, _)| {
+                let group = &self.group_entry(*index)?.group;
+                let direct = entry
+                    .parents
+                    .iter()
+                    .any(|&(parent, until)| parent == *index && at < until);
+                Some(UserGroup {
+                    id: group.id,
+                    name: group.name.clone(),
+                    source: group.source.clone(),
+                    direct,
+                })
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+
+    /// Every user, as written, in a stable order (creation order within a process):
+    /// for front-ends that serve the whole directory (the LDAP server). Reads the
+    /// snapshot only.
+    pub fn users(&self) -> impl Iterator<Item = crate::model::User> + '_ {
+        (0..self.users.len() as u32)
+            .filter_map(|index| self.user_entry(index))
+            .map(|entry| entry.record.unpack())
+    }
+
+    /// Every group, as written (members included), in a stable order.
+    pub fn groups(&self) -> impl Iterator<Item = Group> + '_ {
+        (0..self.groups.len() as u32).filter_map(|index| self.group_record(index))
+    }
+
+    /// The ids of every user, in the order of [`Snapshot::users`] (no record unpacked).
+    pub fn user_ids(&self) -> impl Iterator<Item = Id> + '_ {
+        (0..self.users.len() as u32).filter_map(|index| self.user_entry(index).map(|e| e.id))
+    }
+
+    /// The ids of every group, in the order of [`Snapshot::groups`].
+    pub fn group_ids(&self) -> impl Iterator<Item = Id> + '_ {
+        (0..self.groups.len() as u32)
+            .filter_map(|index| self.group_entry(index).map(|e| e.group.id))
+    }
+
+    /// A token, by name or id (never its secret: only its hash is kept, elsewhere).
+    pub fn token(&self, reference: &str) -> Option<std::sync::Arc<crate::model::Token>> {
+        let index = self.token_index(reference)?;
+        self.token_entry(index).map(|entry| entry.token.clone())
+    }
+
+    /// The username of the user with this id, read in place.
+    pub fn username_by_id(&self, id: Id) -> Option<&str> {
+        let index = self.slot_of(EntityKind::User, id)?;
+        self.username_at(index)
+    }
+
+    /// The name of the group with this id.
+    pub fn group_name_by_id(&self, id: Id) -> Option<&str> {
+        let index = self.slot_of(EntityKind::Group, id)?;
+        self.group_entry(index)
+            .map(|entry| entry.group.name.as_str())
+    }
+
+    /// Whether the user with this id is active and not expired at `at`, read from
+    /// what checks read (no record unpacked).
+    pub fn user_valid_at(&self, id: Id, at: Time) -> bool {
+        self.slot_of(EntityKind::User, id)
+            .and_then(|index| self.user_check(index))
+            .is_some_and(|check| at < check.valid_until)
     }
 
     /// The permissions a role (by name or id) carries.

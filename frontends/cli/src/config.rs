@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// Cluster mode (`[cluster]`): the PostgreSQL change log this node follows.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// The LDAP directory `serve` answers (`[ldap_server]`); off unless it listens.
+    #[serde(default)]
+    pub ldap_server: LdapServerConfig,
 }
 
 /// The `[cluster]` table (docs/cluster.md).
@@ -116,6 +119,38 @@ impl ClusterConfig {
             node_name: self.node_name.clone(),
         }))
     }
+}
+
+/// The `[ldap_server]` table: the directory served over LDAP (README, "Serving the
+/// directory over LDAP").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapServerConfig {
+    /// Plain LDAP (StartTLS offered when the server has a certificate).
+    pub listen: Option<String>,
+    /// LDAP over TLS from the first byte; needs the server's certificate.
+    pub ldaps_listen: Option<String>,
+    pub base_dn: Option<String>,
+    /// Accept password binds on connections without TLS (default: only when the
+    /// server has no certificate).
+    pub plain_binds: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub size_limit: Option<usize>,
+    pub time_limit_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_message_bytes: Option<usize>,
+    pub max_filter_depth: Option<usize>,
+    pub max_filter_terms: Option<usize>,
+    pub home_prefix: Option<String>,
+    pub login_shell: Option<String>,
+}
+
+/// The LDAP directory `serve` answers, resolved.
+#[derive(Debug)]
+pub struct LdapServe {
+    pub listen: Option<SocketAddr>,
+    pub ldaps_listen: Option<SocketAddr>,
+    pub settings: portcullis_ldap_server::Settings,
 }
 
 /// The `[scim]` table.
@@ -233,6 +268,8 @@ pub struct ServeConfig {
     /// The cluster this node joins (`--cluster`, `[cluster]`); `None`: a single
     /// server.
     pub cluster: Option<Cluster>,
+    /// The LDAP directory, when it listens somewhere.
+    pub ldap_server: Option<LdapServe>,
 }
 
 /// What the command line (flags, or the environment variables clap reads) said.
@@ -246,6 +283,9 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub cluster: Option<String>,
+    pub ldap_listen: Option<String>,
+    pub ldaps_listen: Option<String>,
+    pub ldap_base_dn: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -380,8 +420,19 @@ impl ServeConfig {
             ..portcullis_scim::ScimSettings::default()
         };
         let cluster = file.cluster.resolve(overrides.cluster)?;
+        let ldap_server = ldap_server(
+            file.ldap_server,
+            LdapOverrides {
+                listen: overrides.ldap_listen,
+                ldaps_listen: overrides.ldaps_listen,
+                base_dn: overrides.ldap_base_dn,
+            },
+            tls.is_some(),
+            signin.max_concurrent_logins,
+        )?;
         Ok(ServeConfig {
             cluster,
+            ldap_server,
             scim,
             ldap,
             auth,
@@ -399,6 +450,105 @@ impl ServeConfig {
             engine,
         })
     }
+}
+
+/// What the command line said of the LDAP directory.
+struct LdapOverrides {
+    listen: Option<String>,
+    ldaps_listen: Option<String>,
+    base_dn: Option<String>,
+}
+
+/// The LDAP directory's settings: flags (and their variables), then `[ldap_server]`,
+/// then the defaults. `None` when it listens nowhere (the default).
+fn ldap_server(
+    file: LdapServerConfig,
+    overrides: LdapOverrides,
+    tls: bool,
+    max_concurrent_binds: usize,
+) -> Result<Option<LdapServe>, CliError> {
+    let address = |what: &str, text: Option<String>| -> Result<Option<SocketAddr>, CliError> {
+        text.map(|text| {
+            text.parse().map_err(|_| {
+                CliError::Input(format!(
+                    "{what}: `{text}` is not an address such as 127.0.0.1:389"
+                ))
+            })
+        })
+        .transpose()
+    };
+    let listen = address("ldap listen", overrides.listen.or(file.listen))?;
+    let ldaps_listen = address("ldaps listen", overrides.ldaps_listen.or(file.ldaps_listen))?;
+    if listen.is_none() && ldaps_listen.is_none() {
+        return Ok(None);
+    }
+    if ldaps_listen.is_some() && !tls {
+        return Err(CliError::Input(
+            "ldaps_listen needs the server's TLS certificate and key (--tls-cert, --tls-key)"
+                .to_owned(),
+        ));
+    }
+    let base_text = overrides
+        .base_dn
+        .or(file.base_dn)
+        .unwrap_or_else(|| portcullis_ldap_server::DEFAULT_BASE_DN.to_owned());
+    let base_dn = portcullis_ldap_server::BaseDn::parse(&base_text)
+        .map_err(|message| CliError::Input(format!("ldap base DN: {message}")))?;
+    let mut settings = portcullis_ldap_server::Settings::new(base_dn);
+    settings.plain_binds = file.plain_binds.unwrap_or(!tls);
+    settings.max_concurrent_binds = max_concurrent_binds;
+    let positive = |name: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(CliError::Input(format!(
+            "ldap_server: {name} must be at least 1"
+        ))),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    };
+    settings.max_connections = positive(
+        "max_connections",
+        file.max_connections,
+        settings.max_connections,
+    )?;
+    settings.size_limit = positive("size_limit", file.size_limit, settings.size_limit)?;
+    settings.max_message_bytes = positive(
+        "max_message_bytes",
+        file.max_message_bytes,
+        settings.max_message_bytes,
+    )?;
+    settings.max_filter_depth = positive(
+        "max_filter_depth",
+        file.max_filter_depth,
+        settings.max_filter_depth,
+    )?;
+    settings.max_filter_terms = positive(
+        "max_filter_terms",
+        file.max_filter_terms,
+        settings.max_filter_terms,
+    )?;
+    let seconds = |name: &str, value: Option<u64>, default: Duration| match value {
+        Some(0) => Err(CliError::Input(format!(
+            "ldap_server: {name} must be at least 1"
+        ))),
+        Some(value) => Ok(Duration::from_secs(value)),
+        None => Ok(default),
+    };
+    settings.time_limit = seconds("time_limit_secs", file.time_limit_secs, settings.time_limit)?;
+    settings.idle_timeout = seconds(
+        "idle_timeout_secs",
+        file.idle_timeout_secs,
+        settings.idle_timeout,
+    )?;
+    if let Some(prefix) = file.home_prefix {
+        settings.posix.home_prefix = prefix;
+    }
+    if let Some(shell) = file.login_shell {
+        settings.posix.login_shell = shell;
+    }
+    Ok(Some(LdapServe {
+        listen,
+        ldaps_listen,
+        settings,
+    }))
 }
 
 /// The sign-in settings: the `[auth]` table, then `PORTCULLIS_*` variables over it.
@@ -600,6 +750,43 @@ mod tests {
         assert_eq!(auth.lockout.lock_minutes, 30);
         assert_eq!(auth.mfa_policy, portcullis_engine::MfaPolicy::Admins);
         assert_eq!(file.mail.unwrap().host, "smtp.example.com");
+    }
+
+    fn ldap_of(section: &str, tls: bool) -> Result<Option<LdapServe>, CliError> {
+        let file: FileConfig = toml::from_str(section).unwrap();
+        let none = LdapOverrides {
+            listen: None,
+            ldaps_listen: None,
+            base_dn: None,
+        };
+        ldap_server(file.ldap_server, none, tls, 8)
+    }
+
+    #[test]
+    fn the_ldap_directory_is_off_unless_it_listens_and_ldaps_needs_tls() {
+        assert!(ldap_of("", false).unwrap().is_none());
+        let plain = ldap_of("[ldap_server]\nlisten = \"127.0.0.1:3389\"\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain.settings.base_dn.as_str(), "dc=portcullis");
+        assert!(plain.settings.plain_binds, "no certificate: plain binds");
+        // The README's table, whole.
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("[ldap_server]").unwrap();
+        let block = &readme[start..start + readme[start..].find("```").unwrap()];
+        let documented = ldap_of(block, true).unwrap().unwrap();
+        assert_eq!(documented.settings.base_dn.as_str(), "dc=example,dc=org");
+        assert!(documented.ldaps_listen.is_some());
+        assert!(
+            !documented.settings.plain_binds,
+            "a certificate: TLS for binds"
+        );
+        let Err(CliError::Input(message)) = ldap_of(block, false) else {
+            panic!("ldaps without a certificate is refused");
+        };
+        assert!(message.contains("ldaps_listen"), "{message}");
+        let bad = "[ldap_server]\nlisten = \"127.0.0.1:3389\"\nbase_dn = \"dc=a,,dc=b\"\n";
+        assert!(matches!(ldap_of(bad, false), Err(CliError::Input(_))));
     }
 
     /// The mail settings `[mail]` gives (no `PORTCULLIS_SMTP_*` variable is set in

@@ -1,5 +1,5 @@
 //! `portcullis serve`: the engine, the HTTP API, the demo estate, the bootstrap
-//! token and the periodic LDAP sync, with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
+//! token, the periodic LDAP sync and the LDAP directory (`--ldap-listen`), with a graceful shutdown on SIGTERM or SIGINT (in-flight requests finish,
 //! queued writes commit, then the store is closed).
 
 use portcullis_engine::Actor;
@@ -45,6 +45,15 @@ pub struct ServeArgs {
     /// postgres://USER[:PASS]@HOST:PORT/DB (docs/cluster.md).
     #[arg(long, value_name = "URL", env = "PORTCULLIS_CLUSTER")]
     pub cluster: Option<String>,
+    /// Serve the directory over LDAP on this address (StartTLS with --tls-cert).
+    #[arg(long, value_name = "ADDR", env = "PORTCULLIS_LDAP_LISTEN")]
+    pub ldap_listen: Option<String>,
+    /// Serve the directory over LDAPS (TLS from the first byte) on this address.
+    #[arg(long, value_name = "ADDR", env = "PORTCULLIS_LDAPS_LISTEN")]
+    pub ldaps_listen: Option<String>,
+    /// The LDAP directory's base DN [default: dc=portcullis].
+    #[arg(long, value_name = "DN", env = "PORTCULLIS_LDAP_BASE_DN")]
+    pub ldap_base_dn: Option<String>,
 }
 
 fn init_logging(config: &ServeConfig) -> Result<(), CliError> {
@@ -137,6 +146,9 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         cluster: args.cluster,
+        ldap_listen: args.ldap_listen,
+        ldaps_listen: args.ldaps_listen,
+        ldap_base_dn: args.ldap_base_dn,
     })?;
     init_logging(&config)?;
     let engine = Arc::new(match &config.cluster {
@@ -179,6 +191,13 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
         },
     );
     let auth = Arc::new(auth);
+    let (stop_ldap, ldap_stopped) = tokio::sync::watch::channel(false);
+    let ldap_listeners = match &config.ldap_server {
+        Some(ldap) => {
+            runtime.block_on(ldap_directory(&config, ldap, auth.clone(), ldap_stopped))?
+        }
+        None => Vec::new(),
+    };
     let state = AppState::with_signin(
         engine.clone(),
         config.settings.clone(),
@@ -204,8 +223,9 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
             sync_stopped,
         ))
     });
-    let served = runtime.block_on(run(&config, state));
+    let served = runtime.block_on(run(&config, state, &ldap_listeners));
     let _ = stop_sync.send(true);
+    let _ = stop_ldap.send(true);
     if let Some(task) = sync_task {
         // A run in progress finishes (or fails cleanly once the engine closes).
         let _ =
@@ -265,6 +285,61 @@ fn node_name(data: &std::path::Path) -> Result<String, CliError> {
     std::fs::write(&path, format!("{name}\n"))
         .map_err(|error| CliError::System(format!("cannot write {}: {error}", path.display())))?;
     Ok(name)
+}
+
+/// Binds the LDAP directory's listeners and serves them until `stopped` says so;
+/// returns what they listen on (`ldap` or `ldaps`, and the address), to announce.
+async fn ldap_directory(
+    config: &ServeConfig,
+    ldap: &crate::config::LdapServe,
+    auth: Arc<portcullis_engine::Auth>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<(&'static str, std::net::SocketAddr)>, CliError> {
+    let tls = match &config.tls {
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(portcullis_ldap_server::tls_config(&tls.cert, &tls.key).map_err(CliError::Input)?)
+        }
+        None => None,
+    };
+    let server = portcullis_ldap_server::LdapServer::new(auth, ldap.settings.clone(), tls);
+    let mut listening = Vec::new();
+    let listeners = [
+        (
+            ldap.listen,
+            "ldap",
+            portcullis_ldap_server::Transport::Plain,
+        ),
+        (
+            ldap.ldaps_listen,
+            "ldaps",
+            portcullis_ldap_server::Transport::Ldaps,
+        ),
+    ];
+    for (address, scheme, transport) in listeners {
+        let Some(address) = address else { continue };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| CliError::System(format!("cannot listen on {address}: {error}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|error| CliError::System(format!("cannot listen on {address}: {error}")))?;
+        let mut stopped = stopped.clone();
+        let served = server.clone().serve(listener, transport, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::error!(%error, "the LDAP directory stopped");
+            }
+        });
+        listening.push((scheme, bound));
+    }
+    tracing::info!(
+        base = ldap.settings.base_dn.as_str(),
+        "serving the directory over LDAP"
+    );
+    Ok(listening)
 }
 
 /// Runs sign-in housekeeping now and then every `interval` (deactivation of idle
@@ -329,7 +404,11 @@ impl Signals {
     }
 }
 
-async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
+async fn run(
+    config: &ServeConfig,
+    state: AppState,
+    ldap: &[(&'static str, std::net::SocketAddr)],
+) -> Result<(), CliError> {
     let signals = Signals::listen()?;
     // One route table: the API's own routes, the import and export routes, and SCIM's
     // under /scim/v2 (which words the stack's refusals as SCIM errors).
@@ -346,6 +425,9 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
                 .map_err(bind_error)?;
             let address = listener.local_addr().map_err(bind_error)?;
             announce("http", address);
+            for (scheme, address) in ldap {
+                announce(scheme, *address);
+            }
             let (stopping, mut stopped) = tokio::sync::watch::channel(false);
             let server = portcullis_http::serve(listener, router, &config.settings, async move {
                 signals.received().await;
@@ -388,6 +470,9 @@ async fn run(config: &ServeConfig, state: AppState) -> Result<(), CliError> {
                 stopper.graceful_shutdown(Some(DRAIN));
             });
             announce("https", address);
+            for (scheme, address) in ldap {
+                announce(scheme, *address);
+            }
             let mut server = axum_server::from_tcp_rustls(listener, rustls).handle(handle);
             portcullis_http::configure_connections(server.http_builder(), &config.settings);
             server
