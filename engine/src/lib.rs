@@ -20,8 +20,9 @@ pub use adoption::{
 };
 pub use auth::{
     Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
-    DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
-    MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
+    DeliveryChannel, DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest,
+    MfaMethod, MfaPolicy, PasskeyChallenge, PasskeyInfo, PasskeySettings, PasswordBackend,
+    PasswordPolicy, SmsLimits, TotpEnrolment, UserMfaPolicy,
 };
 pub use credentials::CredentialPolicy;
 pub use engine::{Engine, EngineOptions, WriteOutcome};
