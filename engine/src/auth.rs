@@ -43,6 +43,7 @@
 
 mod backend;
 mod mfa;
+mod passkey;
 mod settings;
 mod tables;
 
@@ -57,7 +58,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use backend::{BackendError, PasswordBackend};
-pub use settings::{Argon2Settings, AuthSettings, LockoutSettings, MfaPolicy, PasswordPolicy};
+pub use settings::{
+    Argon2Settings, AuthSettings, LockoutSettings, MfaPolicy, PasskeySettings, PasswordPolicy,
+    SmsLimits,
+};
 
 use crate::engine::Engine;
 use crate::error::{Error, NotFound, StoreError, ValidationError};
@@ -66,15 +70,20 @@ use crate::write::{Actor, Op, Password, PasswordForm, Spec};
 pub(crate) use settings::DAY;
 use settings::MINUTE;
 use tables::{
-    EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES, Failures, RECOVERY, RESETS, RecoveryRecord,
-    ResetRecord, TOTP, TotpRecord,
+    CEREMONIES, CeremonyKind, CeremonyRecord, EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES,
+    Failures, MFA_POLICY, PASSKEY_IDS, PASSKEYS, PasskeyRecord, PasskeysRecord, RECOVERY, RESETS,
+    RecoveryRecord, ResetRecord, SMS_CODES, SMS_SENDS, Sends, TOTP, TotpRecord,
 };
 
 /// The most characters of a login name or a code looked at; longer input is refused
 /// before any work.
 const MAX_INPUT_CHARS: usize = 1024;
-/// Wrong codes tried against one emailed code before it is dropped.
+/// Wrong codes tried against one emailed or SMS code before it is dropped.
 const EMAIL_CODE_ATTEMPTS: u32 = 5;
+/// The most passkeys one user may register.
+const MAX_PASSKEYS: usize = 20;
+/// The longest passkey name, in characters.
+const MAX_PASSKEY_NAME: usize = 64;
 /// The role whose holders the `admins` MFA policy covers.
 const ADMIN_ROLE: &str = "system-admin";
 
@@ -85,10 +94,11 @@ pub struct LoginRequest {
     /// A username or an email address.
     pub login: String,
     pub password: String,
-    /// A TOTP code, an emailed code or a recovery code.
+    /// A TOTP code, an emailed or SMS code, or a recovery code.
     #[serde(default)]
     pub code: Option<String>,
-    /// Without a code: ask for this method (`email` sends a code).
+    /// Without a code: ask for this method (`email` and `sms` send a code, `passkey`
+    /// starts a passkey ceremony).
     #[serde(default)]
     pub method: Option<MfaMethod>,
 }
@@ -111,6 +121,89 @@ pub enum MfaMethod {
     Totp,
     Email,
     RecoveryCode,
+    /// A WebAuthn credential (an authenticator with user verification).
+    Passkey,
+    /// A code sent by SMS to the user's `phone`.
+    Sms,
+}
+
+impl MfaMethod {
+    /// Every method, in the order they are offered by default: the strongest first.
+    pub const ALL: [MfaMethod; 5] = [
+        MfaMethod::Passkey,
+        MfaMethod::Totp,
+        MfaMethod::Sms,
+        MfaMethod::Email,
+        MfaMethod::RecoveryCode,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::Email => "email",
+            MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::Passkey => "passkey",
+            MfaMethod::Sms => "sms",
+        }
+    }
+}
+
+/// A user's own MFA policy, set by an administrator: it narrows the global one
+/// ([`AuthSettings::mfa_methods`], [`AuthSettings::mfa_required_methods`]), never
+/// widens it. `None` leaves the global setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserMfaPolicy {
+    /// The methods this user may enrol and use, in the order offered (those the
+    /// global policy allows).
+    #[serde(default)]
+    pub methods: Option<Vec<MfaMethod>>,
+    /// When MFA is required of this user, one of these must be used.
+    #[serde(default)]
+    pub required: Option<Vec<MfaMethod>>,
+}
+
+/// A passkey ceremony's first half: the token that names it in the second call, and
+/// the options for the browser's `navigator.credentials.create()` or `.get()` (the
+/// WebAuthn JSON, `{"publicKey": {...}}`).
+#[derive(Clone)]
+pub struct PasskeyChallenge {
+    pub ceremony: String,
+    pub options: serde_json::Value,
+}
+
+impl std::fmt::Debug for PasskeyChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyChallenge").finish_non_exhaustive()
+    }
+}
+
+/// One of a user's passkeys, as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasskeyInfo {
+    pub id: Id,
+    pub name: String,
+    pub created_at: Time,
+    pub last_used_at: Option<Time>,
+}
+
+impl From<&PasskeyRecord> for PasskeyInfo {
+    fn from(record: &PasskeyRecord) -> PasskeyInfo {
+        PasskeyInfo {
+            id: record.id,
+            name: record.name.clone(),
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+        }
+    }
+}
+
+/// How a [`Delivery`] reaches its person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryChannel {
+    Email,
+    Sms,
 }
 
 /// Why a sign-in was refused. None of these tells whether an unknown login name
@@ -142,11 +235,12 @@ impl DenyReason {
     }
 }
 
-/// Something to send to a person: a reset token or an emailed code. `Debug` hides the
-/// secret.
+/// Something to send to a person: a reset token, or a code by email or SMS. `Debug`
+/// hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The email address.
+    pub channel: DeliveryChannel,
+    /// The email address, or the phone number for SMS.
     pub to: String,
     pub username: String,
     /// The reset token or the code.
@@ -157,6 +251,7 @@ pub struct Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
+            .field("channel", &self.channel)
             .field("to", &self.to)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
@@ -170,11 +265,17 @@ pub enum LoginOutcome {
     Ok {
         user: Arc<User>,
     },
-    /// The password was right; a second factor is needed. With `email` asked for,
-    /// `delivery` holds the code to send.
+    /// The password was right; a second factor is needed. With `email` or `sms` asked
+    /// for, `delivery` holds the code to send.
     MfaRequired {
         methods: Vec<MfaMethod>,
         delivery: Option<Delivery>,
+    },
+    /// The password was right and `passkey` was asked for: the challenge to answer
+    /// ([`Auth::finish_passkey_login`]). Its status is `mfa_required` too.
+    PasskeyRequired {
+        methods: Vec<MfaMethod>,
+        challenge: PasskeyChallenge,
     },
     /// The password was right; MFA is required but the user has no factor yet.
     MfaEnrollmentRequired {
@@ -195,7 +296,9 @@ impl LoginOutcome {
     pub fn status(&self) -> &'static str {
         match self {
             LoginOutcome::Ok { .. } => "ok",
-            LoginOutcome::MfaRequired { .. } => "mfa_required",
+            LoginOutcome::MfaRequired { .. } | LoginOutcome::PasskeyRequired { .. } => {
+                "mfa_required"
+            }
             LoginOutcome::MfaEnrollmentRequired { .. } => "mfa_enrollment_required",
             LoginOutcome::PasswordChangeRequired { .. } => "password_change_required",
             LoginOutcome::Denied { .. } => "denied",
@@ -247,6 +350,24 @@ pub enum AuthError {
     InvalidResetToken,
     #[error("emailed codes are not enabled on this server")]
     EmailDisabled,
+    #[error("user `{0}` has no phone number")]
+    NoPhone(String),
+    #[error("too many codes were sent to this user or number; try again later")]
+    TooManyCodes,
+    #[error("the mfa policy does not allow `{}` for this user", .0.code())]
+    MethodNotAllowed(MfaMethod),
+    #[error("passkeys are not configured on this server")]
+    PasskeysDisabled,
+    #[error("signing in with a passkey alone is not allowed on this server")]
+    PasswordlessDisabled,
+    #[error("the passkey ceremony is unknown, used or expired")]
+    InvalidCeremony,
+    #[error("the passkey was refused: {0}")]
+    PasskeyRefused(String),
+    #[error("the passkey is already registered")]
+    PasskeyTaken,
+    #[error("unknown passkey `{0}`")]
+    UnknownPasskey(String),
     #[error("{field}: {message}")]
     Input {
         field: &'static str,
@@ -288,8 +409,10 @@ pub struct AuthEvent {
     pub time: Time,
     /// `login_ok`, `login_denied`, `lockout`, `password_set`, `password_changed`,
     /// `password_reset`, `reset_issued`, `mfa_enrolment_started`, `mfa_enabled`,
-    /// `mfa_disabled`, `mfa_reset`, `recovery_codes_issued`, `recovery_code_used`,
-    /// `email_code_issued`, `deactivated_inactive`.
+    /// `mfa_disabled`, `mfa_reset`, `mfa_policy_set`, `recovery_codes_issued`,
+    /// `recovery_code_used`, `email_code_issued`, `sms_code_issued`, `sms_sent`,
+    /// `sms_failed`, `passkey_registered`, `passkey_used`, `passkey_renamed`,
+    /// `passkey_removed`, `deactivated_inactive`.
     pub event: String,
     /// Who did it: the user themselves (`user:<name>`), a token, `housekeeping`.
     pub actor: String,
@@ -341,6 +464,8 @@ pub struct Auth {
     dummy_hash: String,
     backends: Vec<Box<dyn PasswordBackend>>,
     verifications: AtomicU64,
+    /// The WebAuthn relying party, when `[passkeys]` is configured.
+    relying_party: Option<passkey::RelyingParty>,
 }
 
 impl Auth {
@@ -357,6 +482,21 @@ impl Auth {
             return Err(AuthError::Input {
                 field: "lockout.max_failures",
                 message: "must be at least 1".to_owned(),
+            });
+        }
+        let relying_party = settings
+            .passkeys
+            .as_ref()
+            .map(passkey::RelyingParty::new)
+            .transpose()
+            .map_err(|message| AuthError::Input {
+                field: "passkeys",
+                message,
+            })?;
+        if settings.passwordless && relying_party.is_none() {
+            return Err(AuthError::Input {
+                field: "passwordless",
+                message: "needs passkeys ([passkeys] rp_id and origins)".to_owned(),
             });
         }
         tables::init(engine.store().database())?;
@@ -378,6 +518,7 @@ impl Auth {
             dummy_hash,
             backends: Vec::new(),
             verifications: AtomicU64::new(0),
+            relying_party,
         })
     }
 
@@ -408,7 +549,14 @@ impl Auth {
     /// Signs a user in. A refusal is an answer, not an error; errors are for when no
     /// answer can be given (storage failures, input over the limits).
     pub fn login(&self, request: &LoginRequest, now: Time) -> Result<LoginOutcome, AuthError> {
-        match self.authenticate(request, now, "login")? {
+        let stage = self.authenticate(request, now, "login")?;
+        self.conclude(stage, now)
+    }
+
+    /// The answer to a sign-in that got as far as `stage`: records the login when
+    /// every factor was given.
+    fn conclude(&self, stage: Stage, now: Time) -> Result<LoginOutcome, AuthError> {
+        match stage {
             Stage::Answer(outcome) => Ok(outcome),
             Stage::NeedsEnrolment(user) => {
                 self.event(
@@ -469,13 +617,7 @@ impl Auth {
             check_input("code", code)?;
         }
         let login = request.login.trim();
-        let snapshot = self.engine.snapshot();
-        let user = snapshot.user(login).or_else(|| {
-            snapshot
-                .user_by_email(login)
-                .and_then(|i| snapshot.user_entry(i))
-                .map(|e| Arc::new(e.record.unpack()))
-        });
+        let user = self.find_login(login);
         let attempt = Attempt {
             lock: lock_key(user.as_deref(), login),
             now,
@@ -491,6 +633,17 @@ impl Auth {
         // An attempt that ends in an error (storage) keeps its reservation: it counts as
         // a failure, as a directory that does not answer does.
         self.evaluate(request, user, &attempt)
+    }
+
+    /// The user a login name (username or email) names.
+    fn find_login(&self, login: &str) -> Option<Arc<User>> {
+        let snapshot = self.engine.snapshot();
+        snapshot.user(login).or_else(|| {
+            snapshot
+                .user_by_email(login)
+                .and_then(|i| snapshot.user_entry(i))
+                .map(|e| Arc::new(e.record.unpack()))
+        })
     }
 
     /// Evaluates an attempt [`Auth::reserve_attempt`] has counted: a wrong password or
@@ -536,18 +689,25 @@ impl Auth {
             // A right password without its code neither fails nor clears the count
             // (clearing would let a password holder guess codes without end).
             self.give_back(attempt)?;
-            let delivery = match request.method {
-                Some(MfaMethod::Email) if methods.contains(&MfaMethod::Email) => {
-                    Some(self.issue_email_code(&user, now)?)
-                }
+            let asked = request.method.filter(|method| methods.contains(method));
+            let delivery = match asked {
+                Some(MfaMethod::Email) => Some(self.issue_email_code(&user, now)?),
+                Some(MfaMethod::Sms) => Some(self.issue_sms_code(&user, now)?),
                 _ => None,
             };
+            if asked == Some(MfaMethod::Passkey) {
+                let challenge = self.passkey_challenge(Some(&user), attempt.login, false, now)?;
+                return Ok(Stage::Answer(LoginOutcome::PasskeyRequired {
+                    methods,
+                    challenge,
+                }));
+            }
             return Ok(Stage::Answer(LoginOutcome::MfaRequired {
                 methods,
                 delivery,
             }));
         };
-        match self.verify_code(&user, code, now)? {
+        match self.verify_code(&user, code, &methods, now)? {
             Some(method) => {
                 self.clear_failures(&attempt.lock)?;
                 if method == MfaMethod::RecoveryCode {
@@ -638,38 +798,144 @@ impl Auth {
             }
     }
 
-    /// The second factors `user` can use now.
+    /// The second factors `user` can use now, in the order offered: those enrolled
+    /// (a phone number or an email address counts, when codes are sent that way)
+    /// that the policy allows, and, when it requires some, only those.
     pub fn methods(&self, user: &User) -> Result<Vec<MfaMethod>, AuthError> {
         let db = self.engine.store().database();
+        let (allowed, required) = self.policy_of(user)?;
         let mut methods = Vec::new();
-        let totp: Option<TotpRecord> = tables::read_user(db, TOTP, "auth_totp", user.id)?;
-        if totp.is_some_and(|t| t.secret.is_some()) {
-            methods.push(MfaMethod::Totp);
-        }
-        if self.settings.email_codes && user.email.is_some() {
-            methods.push(MfaMethod::Email);
-        }
-        let recovery: Option<RecoveryRecord> =
-            tables::read_user(db, RECOVERY, "auth_recovery", user.id)?;
-        if recovery.is_some_and(|r| !r.hashes.is_empty()) {
-            methods.push(MfaMethod::RecoveryCode);
+        for method in allowed {
+            if !required.is_empty() && !required.contains(&method) {
+                continue;
+            }
+            let enrolled = match method {
+                MfaMethod::Totp => {
+                    let totp: Option<TotpRecord> =
+                        tables::read_user(db, TOTP, "auth_totp", user.id)?;
+                    totp.is_some_and(|t| t.secret.is_some())
+                }
+                MfaMethod::Email => self.settings.email_codes && user.email.is_some(),
+                MfaMethod::Sms => self.settings.sms_codes && user.phone.is_some(),
+                MfaMethod::RecoveryCode => {
+                    let recovery: Option<RecoveryRecord> =
+                        tables::read_user(db, RECOVERY, "auth_recovery", user.id)?;
+                    recovery.is_some_and(|r| !r.hashes.is_empty())
+                }
+                MfaMethod::Passkey => {
+                    self.relying_party.is_some() && !self.passkey_records(user.id)?.is_empty()
+                }
+            };
+            if enrolled {
+                methods.push(method);
+            }
         }
         Ok(methods)
     }
 
-    /// Which factor `code` is, if it is a valid one; consumes it (a TOTP step, an
-    /// emailed code, a recovery code are each good once).
+    /// The methods `user` may enrol and use, in the order offered, and those the
+    /// policy requires (empty: any of them).
+    fn policy_of(&self, user: &User) -> Result<(Vec<MfaMethod>, Vec<MfaMethod>), AuthError> {
+        let own: UserMfaPolicy = tables::read_user(
+            self.engine.store().database(),
+            MFA_POLICY,
+            "auth_mfa_policy",
+            user.id,
+        )?
+        .unwrap_or_default();
+        let global = &self.settings.mfa_methods;
+        let allowed: Vec<MfaMethod> = match &own.methods {
+            Some(methods) => methods
+                .iter()
+                .copied()
+                .filter(|m| global.contains(m))
+                .collect(),
+            None => global.clone(),
+        };
+        let required = own
+            .required
+            .unwrap_or_else(|| self.settings.mfa_required_methods.clone());
+        Ok((allowed, required))
+    }
+
+    /// Refuses an enrolment in `method` when the policy does not let `user` use it.
+    fn check_allowed(&self, user: &User, method: MfaMethod) -> Result<(), AuthError> {
+        let (allowed, _) = self.policy_of(user)?;
+        if allowed.contains(&method) {
+            Ok(())
+        } else {
+            Err(AuthError::MethodNotAllowed(method))
+        }
+    }
+
+    /// A user's own MFA policy (the default one when none was set).
+    pub fn mfa_policy(&self, user: &str) -> Result<UserMfaPolicy, AuthError> {
+        let user = self.user(user)?;
+        Ok(tables::read_user(
+            self.engine.store().database(),
+            MFA_POLICY,
+            "auth_mfa_policy",
+            user.id,
+        )?
+        .unwrap_or_default())
+    }
+
+    /// Sets a user's own MFA policy (an administrator's call); the default one
+    /// removes it.
+    pub fn set_mfa_policy(
+        &self,
+        actor: &str,
+        user: &str,
+        policy: &UserMfaPolicy,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        let user = self.user(user)?;
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut table = txn.open_table(MFA_POLICY)?;
+            if *policy == UserMfaPolicy::default() {
+                table.remove(tables::key(user.id))?;
+            } else {
+                table.insert(tables::key(user.id), tables::encode(policy).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        let names = |methods: &Option<Vec<MfaMethod>>| {
+            methods.as_ref().map_or_else(
+                || "global".to_owned(),
+                |m| m.iter().map(|m| m.code()).collect::<Vec<_>>().join(","),
+            )
+        };
+        let detail = format!(
+            "methods={} required={}",
+            names(&policy.methods),
+            names(&policy.required)
+        );
+        self.event(
+            now,
+            "mfa_policy_set",
+            actor,
+            Some(&user),
+            None,
+            Some(&detail),
+        )
+    }
+
+    /// Which factor `code` is, if it is a valid one of `methods`; consumes it (a TOTP
+    /// step, an emailed or SMS code, a recovery code are each good once).
     fn verify_code(
         &self,
         user: &User,
         code: &str,
+        methods: &[MfaMethod],
         now: Time,
     ) -> Result<Option<MfaMethod>, AuthError> {
+        let allows = |method: MfaMethod| methods.contains(&method);
         let db = self.engine.store().database();
         let txn = db.begin_write()?;
         let mut found = None;
-        {
-            if mfa::looks_like_recovery_code(code) {
+        if mfa::looks_like_recovery_code(code) {
+            if allows(MfaMethod::RecoveryCode) {
                 let mut table = txn.open_table(RECOVERY)?;
                 let record: Option<RecoveryRecord> = table
                     .get(tables::key(user.id))?
@@ -686,7 +952,9 @@ impl Auth {
                         found = Some(MfaMethod::RecoveryCode);
                     }
                 }
-            } else {
+            }
+        } else {
+            if allows(MfaMethod::Totp) {
                 let mut table = txn.open_table(TOTP)?;
                 let record: Option<TotpRecord> = table
                     .get(tables::key(user.id))?
@@ -707,31 +975,16 @@ impl Auth {
                         }
                     }
                 }
-                if found.is_none() && self.settings.email_codes {
-                    let mut table = txn.open_table(EMAIL_CODES)?;
-                    let record: Option<EmailCodeRecord> = table
-                        .get(tables::key(user.id))?
-                        .map(|v| tables::decode("auth_email_codes", v.value()))
-                        .transpose()?;
-                    if let Some(mut record) = record {
-                        let hash = mfa::email_code_hash(&user.id, code);
-                        if now < record.expires_at
-                            && crate::secrets::hashes_equal(&record.hash, &hash)
-                        {
-                            table.remove(tables::key(user.id))?;
-                            found = Some(MfaMethod::Email);
-                        } else {
-                            record.attempts += 1;
-                            if record.attempts >= EMAIL_CODE_ATTEMPTS || now >= record.expires_at {
-                                table.remove(tables::key(user.id))?;
-                            } else {
-                                table.insert(
-                                    tables::key(user.id),
-                                    tables::encode(&record).as_slice(),
-                                )?;
-                            }
-                        }
-                    }
+            }
+            for (method, table, name) in [
+                (MfaMethod::Email, EMAIL_CODES, "auth_email_codes"),
+                (MfaMethod::Sms, SMS_CODES, "auth_sms_codes"),
+            ] {
+                if found.is_none()
+                    && allows(method)
+                    && take_code(&txn, table, name, user.id, code, now)?
+                {
+                    found = Some(method);
                 }
             }
         }
@@ -764,11 +1017,97 @@ impl Auth {
             None,
         )?;
         Ok(Delivery {
+            channel: DeliveryChannel::Email,
             to,
             username: user.username.clone(),
             secret: code,
             expires_at,
         })
+    }
+
+    /// A six-digit code for `user`, to send by SMS to their phone: stored hashed,
+    /// good once until it expires, and refused ([`AuthError::TooManyCodes`]) past the
+    /// limits per user and per number, which count the codes issued in the window.
+    fn issue_sms_code(&self, user: &User, now: Time) -> Result<Delivery, AuthError> {
+        let to = user
+            .phone
+            .clone()
+            .filter(|phone| !phone.trim().is_empty())
+            .ok_or_else(|| AuthError::NoPhone(user.username.clone()))?;
+        let limits = self.settings.sms_limits;
+        let window_start = now.add_micros(-i64::from(limits.window_minutes) * MINUTE);
+        let number: String = to
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
+        let keys = [
+            (send_key("user", user.id.as_bytes()), limits.per_user),
+            (send_key("number", number.as_bytes()), limits.per_number),
+        ];
+        let (code, hash) = mfa::new_email_code(&user.id);
+        let expires_at = now.add_micros(i64::from(self.settings.sms_code_minutes) * MINUTE);
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut sends = txn.open_table(SMS_SENDS)?;
+            let mut records = Vec::new();
+            for (key, limit) in &keys {
+                let mut record: Sends = sends
+                    .get(key.as_slice())?
+                    .map(|v| tables::decode("auth_sms_sends", v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                record.recent.retain(|t| *t > window_start);
+                if record.recent.len() >= *limit as usize {
+                    // Nothing written: the transaction is dropped.
+                    return Err(AuthError::TooManyCodes);
+                }
+                record.recent.push(now);
+                records.push(record);
+            }
+            for ((key, _), record) in keys.iter().zip(records) {
+                sends.insert(key.as_slice(), tables::encode(&record).as_slice())?;
+            }
+            let record = EmailCodeRecord {
+                hash,
+                expires_at,
+                attempts: 0,
+            };
+            txn.open_table(SMS_CODES)?
+                .insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+        }
+        txn.commit()?;
+        self.event(
+            now,
+            "sms_code_issued",
+            &actor_of(user),
+            Some(user),
+            None,
+            None,
+        )?;
+        Ok(Delivery {
+            channel: DeliveryChannel::Sms,
+            to,
+            username: user.username.clone(),
+            secret: code,
+            expires_at,
+        })
+    }
+
+    /// Records how sending a code by SMS went (`sms_sent`, or `sms_failed` with
+    /// `detail`, which the caller keeps free of the code and the secret of its
+    /// sender). The sender is the embedding program's, so it reports here.
+    pub fn record_sms(
+        &self,
+        username: &str,
+        sent: Result<(), &str>,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        let user = self.user(username)?;
+        let actor = actor_of(&user);
+        match sent {
+            Ok(()) => self.event(now, "sms_sent", &actor, Some(&user), None, None),
+            Err(detail) => self.event(now, "sms_failed", &actor, Some(&user), None, Some(detail)),
+        }
     }
 
     // ----- lockout ------------------------------------------------------------------
@@ -1122,6 +1461,7 @@ impl Auth {
         txn.commit()?;
         self.event(now, "reset_issued", actor, Some(user), None, None)?;
         Ok(Delivery {
+            channel: DeliveryChannel::Email,
             to,
             username: user.username.clone(),
             secret: token,
@@ -1195,6 +1535,7 @@ impl Auth {
         now: Time,
     ) -> Result<TotpEnrolment, AuthError> {
         let user = self.passed(credentials, now, "mfa_enrol")?;
+        self.check_allowed(&user, MfaMethod::Totp)?;
         let secret = mfa::new_secret();
         let db = self.engine.store().database();
         let txn = db.begin_write()?;
@@ -1335,6 +1676,17 @@ impl Auth {
         txn.open_table(TOTP)?.remove(tables::key(user))?;
         txn.open_table(RECOVERY)?.remove(tables::key(user))?;
         txn.open_table(EMAIL_CODES)?.remove(tables::key(user))?;
+        txn.open_table(SMS_CODES)?.remove(tables::key(user))?;
+        let passkeys: Option<PasskeysRecord> = txn
+            .open_table(PASSKEYS)?
+            .remove(tables::key(user))?
+            .map(|v| tables::decode("auth_passkeys", v.value()))
+            .transpose()?;
+        let mut ids = txn.open_table(PASSKEY_IDS)?;
+        for key in passkeys.map(|r| r.keys).unwrap_or_default() {
+            ids.remove(key.credential_id.as_slice())?;
+        }
+        drop(ids);
         txn.commit()?;
         Ok(())
     }
@@ -1355,6 +1707,458 @@ impl Auth {
             }],
         )?;
         Ok(())
+    }
+
+    // ----- passkeys -----------------------------------------------------------------
+
+    fn relying_party(&self) -> Result<&passkey::RelyingParty, AuthError> {
+        self.relying_party
+            .as_ref()
+            .ok_or(AuthError::PasskeysDisabled)
+    }
+
+    fn passkey_records(&self, user: Id) -> Result<Vec<PasskeyRecord>, AuthError> {
+        let record: Option<PasskeysRecord> = tables::read_user(
+            self.engine.store().database(),
+            PASSKEYS,
+            "auth_passkeys",
+            user,
+        )?;
+        Ok(record.map(|r| r.keys).unwrap_or_default())
+    }
+
+    /// Keeps a ceremony's state under a new random token, which is returned.
+    fn store_ceremony(&self, record: &CeremonyRecord) -> Result<String, AuthError> {
+        let token = hex(&mfa::random_bytes::<32>());
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let txn = self.engine.store().database().begin_write()?;
+        txn.open_table(CEREMONIES)?
+            .insert(hash.as_slice(), tables::encode(record).as_slice())?;
+        txn.commit()?;
+        Ok(token)
+    }
+
+    /// Takes the ceremony `token` names out (it is good once), if it has not expired.
+    fn take_ceremony(&self, token: &str, now: Time) -> Result<CeremonyRecord, AuthError> {
+        check_input("ceremony", token)?;
+        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let txn = self.engine.store().database().begin_write()?;
+        let taken: Option<Vec<u8>> = txn
+            .open_table(CEREMONIES)?
+            .remove(hash.as_slice())?
+            .map(|v| v.value().to_vec());
+        txn.commit()?;
+        taken
+            .map(|bytes| tables::decode::<CeremonyRecord>("auth_ceremonies", &bytes))
+            .transpose()?
+            .filter(|record| now < record.expires_at)
+            .ok_or(AuthError::InvalidCeremony)
+    }
+
+    fn ceremony_expiry(&self, now: Time) -> Time {
+        now.add_micros(i64::from(self.settings.ceremony_minutes) * MINUTE)
+    }
+
+    /// A passkey sign-in challenge for `user`'s passkeys, or a decoy one (see
+    /// [`passkey::RelyingParty::decoy`]) when there is no such user or they have none.
+    fn passkey_challenge(
+        &self,
+        user: Option<&User>,
+        login: &str,
+        passwordless: bool,
+        now: Time,
+    ) -> Result<PasskeyChallenge, AuthError> {
+        let party = self.relying_party()?;
+        // The same reads whoever asks: the nil id has no passkeys.
+        let keys = self.passkey_records(user.map_or(Id::NIL, |u| u.id))?;
+        let (options, state) = if keys.is_empty() {
+            party.decoy(login)
+        } else {
+            party.start_authentication(&keys)
+        }
+        .map_err(ceremony_error)?;
+        let ceremony = self.store_ceremony(&CeremonyRecord {
+            user: user.filter(|_| !keys.is_empty()).map(|u| u.id),
+            login: login.chars().take(256).collect(),
+            kind: CeremonyKind::Authentication { passwordless },
+            state,
+            expires_at: self.ceremony_expiry(now),
+        })?;
+        Ok(PasskeyChallenge { ceremony, options })
+    }
+
+    /// Starts registering a passkey named `name` for the user behind `credentials`
+    /// (every factor they have is needed). Finish with
+    /// [`Auth::finish_passkey_registration`].
+    pub fn start_passkey_registration(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        now: Time,
+    ) -> Result<PasskeyChallenge, AuthError> {
+        let party = self.relying_party()?;
+        let name = passkey_name(name)?;
+        let user = self.passed(credentials, now, "passkey_register")?;
+        self.check_allowed(&user, MfaMethod::Passkey)?;
+        let keys = self.passkey_records(user.id)?;
+        if keys.len() >= MAX_PASSKEYS {
+            return Err(AuthError::Input {
+                field: "passkeys",
+                message: format!("at most {MAX_PASSKEYS} passkeys per user"),
+            });
+        }
+        let (options, state) = party
+            .start_registration(&user, &keys)
+            .map_err(ceremony_error)?;
+        let ceremony = self.store_ceremony(&CeremonyRecord {
+            user: Some(user.id),
+            login: user.username.clone(),
+            kind: CeremonyKind::Registration { name },
+            state,
+            expires_at: self.ceremony_expiry(now),
+        })?;
+        self.event(
+            now,
+            "mfa_enrolment_started",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            Some("passkey"),
+        )?;
+        Ok(PasskeyChallenge { ceremony, options })
+    }
+
+    /// Registers the passkey the client made for `ceremony`. The first factor of a
+    /// user turns their MFA on, as a confirmed TOTP does, and a user without recovery
+    /// codes gets them (shown this once).
+    pub fn finish_passkey_registration(
+        &self,
+        ceremony: &str,
+        credential: &serde_json::Value,
+        now: Time,
+    ) -> Result<(PasskeyInfo, Option<Vec<String>>), AuthError> {
+        let party = self.relying_party()?;
+        let record = self.take_ceremony(ceremony, now)?;
+        let CeremonyKind::Registration { name } = record.kind else {
+            return Err(AuthError::InvalidCeremony);
+        };
+        let user = record
+            .user
+            .and_then(|id| self.engine.snapshot().user(&id.to_string()))
+            .ok_or(AuthError::InvalidCeremony)?;
+        let (credential_id, passkey) = party
+            .finish_registration(&record.state, credential)
+            .map_err(ceremony_error)?;
+        let key = PasskeyRecord {
+            id: Id::random(),
+            name,
+            created_at: now,
+            last_used_at: None,
+            credential_id,
+            passkey,
+        };
+        let txn = self.engine.store().database().begin_write()?;
+        let codes = {
+            let mut ids = txn.open_table(PASSKEY_IDS)?;
+            if ids.get(key.credential_id.as_slice())?.is_some() {
+                return Err(AuthError::PasskeyTaken);
+            }
+            ids.insert(key.credential_id.as_slice(), tables::key(user.id))?;
+            let mut table = txn.open_table(PASSKEYS)?;
+            let mut record: PasskeysRecord = table
+                .get(tables::key(user.id))?
+                .map(|v| tables::decode("auth_passkeys", v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            record.keys.push(key.clone());
+            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
+            let recovery: Option<RecoveryRecord> = txn
+                .open_table(RECOVERY)?
+                .get(tables::key(user.id))?
+                .map(|v| tables::decode("auth_recovery", v.value()))
+                .transpose()?;
+            if recovery.is_none_or(|r| r.hashes.is_empty()) {
+                Some(new_recovery_codes(&txn, user.id)?)
+            } else {
+                None
+            }
+        };
+        txn.commit()?;
+        if user.mfa == Mfa::Disabled {
+            self.set_mfa(&actor_of(&user), &user, Mfa::Enabled)?;
+        }
+        let actor = actor_of(&user);
+        self.event(
+            now,
+            "passkey_registered",
+            &actor,
+            Some(&user),
+            None,
+            Some(&key.id.to_string()),
+        )?;
+        if codes.is_some() {
+            self.event(
+                now,
+                "recovery_codes_issued",
+                &actor,
+                Some(&user),
+                None,
+                None,
+            )?;
+        }
+        Ok((PasskeyInfo::from(&key), codes))
+    }
+
+    /// Starts a sign-in with a passkey alone (no password), where the global policy
+    /// allows it. Whether `login` names a user with a passkey or not, the answer is a
+    /// challenge of the same shape, and the same name gets the same credential ids.
+    pub fn start_passwordless(
+        &self,
+        login: &str,
+        now: Time,
+    ) -> Result<PasskeyChallenge, AuthError> {
+        if !self.settings.passwordless {
+            return Err(AuthError::PasswordlessDisabled);
+        }
+        check_input("login", login)?;
+        let login = login.trim();
+        let user = self
+            .find_login(login)
+            .filter(|user| user.is_valid_at(now))
+            .filter(|user| self.check_allowed(user, MfaMethod::Passkey).is_ok());
+        self.passkey_challenge(user.as_deref(), login, true, now)
+    }
+
+    /// Finishes a passkey sign-in, after a password (the challenge came from a login
+    /// with `method: passkey`) or without one ([`Auth::start_passwordless`]). The
+    /// attempt counts toward the lockout like a password's; the sign count the
+    /// authenticator reports must have grown (a cloned authenticator's does not), and
+    /// the passkey must still be registered and allowed.
+    pub fn finish_passkey_login(
+        &self,
+        ceremony: &str,
+        credential: &serde_json::Value,
+        now: Time,
+    ) -> Result<LoginOutcome, AuthError> {
+        let party = self.relying_party()?;
+        let record = self.take_ceremony(ceremony, now)?;
+        let CeremonyKind::Authentication { passwordless } = record.kind else {
+            return Err(AuthError::InvalidCeremony);
+        };
+        let user = record
+            .user
+            .and_then(|id| self.engine.snapshot().user(&id.to_string()));
+        let attempt = Attempt {
+            lock: lock_key(user.as_deref(), &record.login),
+            now,
+            login: &record.login,
+            purpose: "login",
+        };
+        let refusal = if passwordless {
+            DenyReason::InvalidCredentials
+        } else {
+            DenyReason::InvalidCode
+        };
+        if !self.reserve_attempt(&attempt)? {
+            self.deny(&attempt, user.as_deref(), DenyReason::Locked)?;
+            return Ok(denied(DenyReason::Locked));
+        }
+        let keys = self.passkey_records(user.as_ref().map_or(Id::NIL, |u| u.id))?;
+        let verified = party.finish_authentication(&record.state, credential, |id| {
+            keys.iter()
+                .find(|key| key.credential_id == id)
+                .map(|key| key.passkey.clone())
+        });
+        let (user, credential_id, updated) = match (user, verified) {
+            (Some(user), Ok((id, Some(updated)))) => (user, id, updated),
+            (_, Err(passkey::CeremonyError::Malformed(message))) => {
+                self.give_back(&attempt)?;
+                return Err(AuthError::Input {
+                    field: "credential",
+                    message,
+                });
+            }
+            (user, _) => {
+                self.fail(&attempt, user.as_deref(), refusal)?;
+                return Ok(denied(refusal));
+            }
+        };
+        if !user.is_valid_at(now) {
+            let reason = if user.active {
+                DenyReason::UserExpired
+            } else {
+                DenyReason::UserInactive
+            };
+            self.give_back(&attempt)?;
+            self.deny(&attempt, Some(&user), reason)?;
+            return Ok(denied(reason));
+        }
+        if !self.methods(&user)?.contains(&MfaMethod::Passkey) {
+            self.fail(&attempt, Some(&user), refusal)?;
+            return Ok(denied(refusal));
+        }
+        let mut used = None;
+        self.edit_passkeys(user.id, |keys| {
+            if let Some(key) = keys.iter_mut().find(|k| k.credential_id == credential_id) {
+                key.passkey = updated;
+                key.last_used_at = Some(now);
+                used = Some(key.id);
+            }
+            Ok(())
+        })?;
+        let Some(used) = used else {
+            // Removed meanwhile.
+            self.fail(&attempt, Some(&user), refusal)?;
+            return Ok(denied(refusal));
+        };
+        self.clear_failures(&attempt.lock)?;
+        self.event(
+            now,
+            "passkey_used",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            Some(&used.to_string()),
+        )?;
+        self.conclude(Stage::Passed(user), now)
+    }
+
+    /// Changes a user's passkeys in one transaction (the credential-id index with
+    /// them).
+    fn edit_passkeys(
+        &self,
+        user: Id,
+        edit: impl FnOnce(&mut Vec<PasskeyRecord>) -> Result<(), AuthError>,
+    ) -> Result<(), AuthError> {
+        let txn = self.engine.store().database().begin_write()?;
+        {
+            let mut table = txn.open_table(PASSKEYS)?;
+            let mut record: PasskeysRecord = table
+                .get(tables::key(user))?
+                .map(|v| tables::decode("auth_passkeys", v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let before: Vec<Vec<u8>> = record
+                .keys
+                .iter()
+                .map(|k| k.credential_id.clone())
+                .collect();
+            edit(&mut record.keys)?;
+            let mut ids = txn.open_table(PASSKEY_IDS)?;
+            for id in before {
+                if !record.keys.iter().any(|k| k.credential_id == id) {
+                    ids.remove(id.as_slice())?;
+                }
+            }
+            if record.keys.is_empty() {
+                table.remove(tables::key(user))?;
+            } else {
+                table.insert(tables::key(user), tables::encode(&record).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The passkeys of the user behind `credentials`.
+    pub fn passkeys(
+        &self,
+        credentials: &Credentials,
+        now: Time,
+    ) -> Result<Vec<PasskeyInfo>, AuthError> {
+        let user = self.passed(credentials, now, "passkey_list")?;
+        Ok(self
+            .passkey_records(user.id)?
+            .iter()
+            .map(PasskeyInfo::from)
+            .collect())
+    }
+
+    /// A user's passkeys (an administrator's view).
+    pub fn passkeys_of(&self, user: &str) -> Result<Vec<PasskeyInfo>, AuthError> {
+        let user = self.user(user)?;
+        Ok(self
+            .passkey_records(user.id)?
+            .iter()
+            .map(PasskeyInfo::from)
+            .collect())
+    }
+
+    /// Renames one of the passkeys of the user behind `credentials`.
+    pub fn rename_passkey(
+        &self,
+        credentials: &Credentials,
+        passkey: &str,
+        name: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        let name = passkey_name(name)?;
+        let user = self.passed(credentials, now, "passkey_rename")?;
+        self.edit_passkeys(user.id, |keys| {
+            let key = keys
+                .iter_mut()
+                .find(|k| k.id.to_string() == passkey)
+                .ok_or_else(|| AuthError::UnknownPasskey(passkey.to_owned()))?;
+            key.name = name;
+            Ok(())
+        })?;
+        self.event(
+            now,
+            "passkey_renamed",
+            &actor_of(&user),
+            Some(&user),
+            None,
+            Some(passkey),
+        )
+    }
+
+    /// Removes one of the passkeys of the user behind `credentials`.
+    pub fn remove_passkey(
+        &self,
+        credentials: &Credentials,
+        passkey: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        let user = self.passed(credentials, now, "passkey_remove")?;
+        self.drop_passkey(&actor_of(&user), &user, passkey, now)
+    }
+
+    /// Removes one of a user's passkeys (an administrator's call: a lost device).
+    pub fn remove_passkey_of(
+        &self,
+        actor: &str,
+        user: &str,
+        passkey: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        let user = self.user(user)?;
+        self.drop_passkey(actor, &user, passkey, now)
+    }
+
+    fn drop_passkey(
+        &self,
+        actor: &str,
+        user: &User,
+        passkey: &str,
+        now: Time,
+    ) -> Result<(), AuthError> {
+        check_input("passkey", passkey)?;
+        self.edit_passkeys(user.id, |keys| {
+            let before = keys.len();
+            keys.retain(|k| k.id.to_string() != passkey);
+            if keys.len() == before {
+                return Err(AuthError::UnknownPasskey(passkey.to_owned()));
+            }
+            Ok(())
+        })?;
+        self.event(
+            now,
+            "passkey_removed",
+            actor,
+            Some(user),
+            None,
+            Some(passkey),
+        )
     }
 
     // ----- housekeeping and the event log -------------------------------------------
@@ -1420,7 +2224,35 @@ impl Auth {
                         .is_ok_and(|r| now < r.expires_at)
             })?;
             count(before - codes.len()?);
-            for table in [TOTP, RECOVERY] {
+            let mut codes = txn.open_table(SMS_CODES)?;
+            let before = codes.len()?;
+            codes.retain(|key, value| {
+                exists(tables::id_of(key))
+                    && tables::decode::<EmailCodeRecord>("auth_sms_codes", value)
+                        .is_ok_and(|r| now < r.expires_at)
+            })?;
+            count(before - codes.len()?);
+            let sms_window_start =
+                now.add_micros(-i64::from(self.settings.sms_limits.window_minutes) * MINUTE);
+            let mut sends = txn.open_table(SMS_SENDS)?;
+            let before = sends.len()?;
+            sends.retain(|_, value| {
+                tables::decode::<Sends>("auth_sms_sends", value)
+                    .is_ok_and(|r| r.recent.iter().any(|t| *t > sms_window_start))
+            })?;
+            count(before - sends.len()?);
+            let mut ceremonies = txn.open_table(CEREMONIES)?;
+            let before = ceremonies.len()?;
+            ceremonies.retain(|_, value| {
+                tables::decode::<CeremonyRecord>("auth_ceremonies", value)
+                    .is_ok_and(|r| now < r.expires_at)
+            })?;
+            count(before - ceremonies.len()?);
+            let mut ids = txn.open_table(PASSKEY_IDS)?;
+            let before = ids.len()?;
+            ids.retain(|_, user| exists(tables::id_of(user)))?;
+            count(before - ids.len()?);
+            for table in [TOTP, RECOVERY, PASSKEYS, MFA_POLICY] {
                 let mut table = txn.open_table(table)?;
                 let before = table.len()?;
                 table.retain(|key, _| exists(tables::id_of(key)))?;
@@ -1532,12 +2364,79 @@ fn new_recovery_codes(txn: &redb::WriteTransaction, user: Id) -> Result<Vec<Stri
     Ok(codes)
 }
 
+/// Whether `code` is the user's one-time code in `table` (emailed or SMS), still
+/// good: a match uses it up; a miss counts against it, and it is dropped after a few
+/// misses or once expired.
+fn take_code(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<u128, &[u8]>,
+    name: &'static str,
+    user: Id,
+    code: &str,
+    now: Time,
+) -> Result<bool, AuthError> {
+    let mut table = txn.open_table(table)?;
+    let record: Option<EmailCodeRecord> = table
+        .get(tables::key(user))?
+        .map(|v| tables::decode(name, v.value()))
+        .transpose()?;
+    let Some(mut record) = record else {
+        return Ok(false);
+    };
+    let hash = mfa::email_code_hash(&user, code);
+    if now < record.expires_at && crate::secrets::hashes_equal(&record.hash, &hash) {
+        table.remove(tables::key(user))?;
+        return Ok(true);
+    }
+    record.attempts += 1;
+    if record.attempts >= EMAIL_CODE_ATTEMPTS || now >= record.expires_at {
+        table.remove(tables::key(user))?;
+    } else {
+        table.insert(tables::key(user), tables::encode(&record).as_slice())?;
+    }
+    Ok(false)
+}
+
+/// A passkey's name, trimmed and checked.
+fn passkey_name(name: &str) -> Result<String, AuthError> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_PASSKEY_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(AuthError::Input {
+            field: "name",
+            message: format!("1 to {MAX_PASSKEY_NAME} characters, no control characters"),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+fn ceremony_error(error: passkey::CeremonyError) -> AuthError {
+    match error {
+        passkey::CeremonyError::Malformed(message) => AuthError::Input {
+            field: "credential",
+            message,
+        },
+        passkey::CeremonyError::Refused(message) => AuthError::PasskeyRefused(message),
+    }
+}
+
 fn denied(reason: DenyReason) -> LoginOutcome {
     LoginOutcome::Denied { reason }
 }
 
 fn actor_of(user: &User) -> String {
     format!("user:{}", user.username)
+}
+
+/// The SMS send counter of a user or a number.
+fn send_key(scope: &str, value: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(scope.as_bytes());
+    hasher.update(b":");
+    hasher.update(value);
+    hasher.finalize().into()
 }
 
 /// The lockout counter an attempt counts toward: the user's, or the login name's when

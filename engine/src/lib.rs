@@ -21,8 +21,9 @@ pub use adoption::{
 };
 pub use auth::{
     Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
-    DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod,
-    MfaPolicy, PasswordBackend, PasswordPolicy, TotpEnrolment,
+    DeliveryChannel, DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest,
+    MfaMethod, MfaPolicy, PasskeyChallenge, PasskeyInfo, PasskeySettings, PasswordBackend,
+    PasswordPolicy, SmsLimits, TotpEnrolment, UserMfaPolicy,
 };
 pub use cluster::{ChangeLog, LockedLog, LogEntry, LogError, NodeStatus};
 pub use credentials::CredentialPolicy;

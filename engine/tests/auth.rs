@@ -983,3 +983,224 @@ fn sign_in_attempts_and_lockouts_reach_the_operation_log() {
         "events change no entity"
     );
 }
+
+/// A login of `request` asking for `method`, and the delivery it made.
+fn ask(auth: &Auth, login: &str, method: MfaMethod, now: Time) -> Result<Delivery, AuthError> {
+    let request = LoginRequest {
+        login: login.to_owned(),
+        password: GOOD.to_owned(),
+        code: None,
+        method: Some(method),
+    };
+    match auth.login(&request, now)? {
+        LoginOutcome::MfaRequired {
+            delivery: Some(delivery),
+            ..
+        } => Ok(delivery),
+        other => panic!("{login}: {other:?}"),
+    }
+}
+
+#[test]
+fn sms_codes_are_good_once_expire_and_are_limited_per_user_and_per_number() {
+    let f = fixture_with(AuthSettings {
+        sms_codes: true,
+        sms_code_minutes: 5,
+        sms_limits: SmsLimits {
+            per_user: 2,
+            per_number: 3,
+            window_minutes: 15,
+        },
+        ..settings()
+    });
+    // Two users share a number, written two ways.
+    f.user(json!({"username": "sam", "phone": "+1 555 0100", "mfa": "enabled"}));
+    f.user(json!({"username": "kim", "phone": "+15550100", "mfa": "enabled"}));
+    f.user(json!({"username": "nophone", "mfa": "enabled"}));
+    for name in ["sam", "kim", "nophone"] {
+        f.auth.set_password("admin", name, GOOD, false, T).unwrap();
+    }
+    match f.login("sam", GOOD, None, T) {
+        LoginOutcome::MfaRequired { methods, delivery } => {
+            assert_eq!(methods, [MfaMethod::Sms]);
+            assert!(delivery.is_none(), "no code unless asked for");
+        }
+        other => panic!("{other:?}"),
+    }
+    let first = ask(&f.auth, "sam", MfaMethod::Sms, T).unwrap();
+    assert_eq!(first.channel, DeliveryChannel::Sms);
+    assert_eq!(first.to, "+1 555 0100");
+    assert!(first.secret.len() == 6 && first.secret.chars().all(|c| c.is_ascii_digit()));
+    assert!(!format!("{first:?}").contains(&first.secret));
+    assert_eq!(
+        f.status("sam", GOOD, Some(&first.secret), at_minutes(1)),
+        "ok"
+    );
+    assert_eq!(
+        f.status("sam", GOOD, Some(&first.secret), at_minutes(1)),
+        "denied:invalid_code"
+    );
+    // The second code of the window expires unused.
+    let second = ask(&f.auth, "sam", MfaMethod::Sms, at_minutes(2)).unwrap();
+    assert_eq!(
+        f.status("sam", GOOD, Some(&second.secret), at_minutes(8)),
+        "denied:invalid_code"
+    );
+    // Per user: two codes in the window.
+    assert!(matches!(
+        ask(&f.auth, "sam", MfaMethod::Sms, at_minutes(9)),
+        Err(AuthError::TooManyCodes)
+    ));
+    // Per number: sam's two and one of kim's make three.
+    ask(&f.auth, "kim", MfaMethod::Sms, at_minutes(9)).unwrap();
+    assert!(matches!(
+        ask(&f.auth, "kim", MfaMethod::Sms, at_minutes(10)),
+        Err(AuthError::TooManyCodes)
+    ));
+    // The window moves on.
+    let later = ask(&f.auth, "sam", MfaMethod::Sms, at_minutes(16)).unwrap();
+    assert_eq!(
+        f.status("sam", GOOD, Some(&later.secret), at_minutes(17)),
+        "ok"
+    );
+    // No phone: SMS is not among the methods, and asking for it sends nothing.
+    assert_eq!(
+        f.status("nophone", GOOD, None, T),
+        "mfa_enrollment_required"
+    );
+    // Sent and failed sends reach both logs, without the code.
+    f.auth.record_sms("sam", Ok(()), at_minutes(17)).unwrap();
+    f.auth
+        .record_sms("sam", Err("webhook"), at_minutes(17))
+        .unwrap();
+    let events = f.auth.events_since(0, 1000).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    for kind in ["sms_code_issued", "sms_sent", "sms_failed"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let log = serde_json::to_string(&f.engine.changes_since(0, 10_000).unwrap()).unwrap();
+    assert!(
+        log.contains("sms_failed"),
+        "the operation log has the events"
+    );
+    let events = serde_json::to_string(&events).unwrap();
+    for code in [&first.secret, &second.secret, &later.secret] {
+        assert!(!events.contains(code.as_str()) && !log.contains(code.as_str()));
+    }
+}
+
+#[test]
+fn the_mfa_policy_orders_narrows_and_forces_methods() {
+    let everything = AuthSettings {
+        sms_codes: true,
+        email_codes: true,
+        ..settings()
+    };
+    let f = fixture_with(everything.clone());
+    f.user(json!({"username": "pat", "email": "pat@example.com", "phone": "+15550101"}));
+    f.auth.set_password("admin", "pat", GOOD, false, T).unwrap();
+    let enrolment = f.auth.enrol_totp(&creds("pat", GOOD, None), T).unwrap();
+    let codes = f
+        .auth
+        .confirm_totp(&creds("pat", GOOD, None), &totp_code(&enrolment.uri, T), T)
+        .unwrap();
+    let pat = f.get("pat");
+    use MfaMethod::{Email, Passkey, RecoveryCode, Sms, Totp};
+    assert_eq!(
+        f.auth.methods(&pat).unwrap(),
+        [Totp, Sms, Email, RecoveryCode]
+    );
+    // The global order and choice.
+    let ordered = Auth::new(
+        f.engine.clone(),
+        AuthSettings {
+            mfa_methods: vec![RecoveryCode, Email, Totp],
+            ..everything.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(ordered.methods(&pat).unwrap(), [RecoveryCode, Email, Totp]);
+    // A user's own policy narrows it, in its own order, and what it leaves out is
+    // neither sent nor accepted.
+    f.auth
+        .set_mfa_policy(
+            "admin",
+            "pat",
+            &UserMfaPolicy {
+                methods: Some(vec![Totp, Passkey]),
+                required: None,
+            },
+            T,
+        )
+        .unwrap();
+    assert_eq!(ordered.methods(&pat).unwrap(), [Totp]);
+    assert_eq!(f.auth.methods(&pat).unwrap(), [Totp]);
+    match f
+        .auth
+        .login(
+            &LoginRequest {
+                method: Some(Sms),
+                ..creds("pat", GOOD, None)
+            },
+            T,
+        )
+        .unwrap()
+    {
+        LoginOutcome::MfaRequired { delivery, .. } => assert!(delivery.is_none()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.status("pat", GOOD, Some(&codes[0]), at_minutes(1)),
+        "denied:invalid_code"
+    );
+    assert_eq!(
+        f.status(
+            "pat",
+            GOOD,
+            Some(&totp_code(&enrolment.uri, at_minutes(2))),
+            at_minutes(2)
+        ),
+        "ok"
+    );
+    assert_eq!(
+        f.auth.mfa_policy("pat").unwrap().methods,
+        Some(vec![Totp, Passkey])
+    );
+    // Enrolling in a method the policy leaves out is refused.
+    f.auth
+        .set_mfa_policy(
+            "admin",
+            "pat",
+            &UserMfaPolicy {
+                methods: Some(vec![Sms, RecoveryCode]),
+                required: None,
+            },
+            T,
+        )
+        .unwrap();
+    assert!(matches!(
+        f.auth
+            .enrol_totp(&creds("pat", GOOD, Some(&codes[1])), at_minutes(3)),
+        Err(AuthError::MethodNotAllowed(Totp))
+    ));
+    // A required method the user lacks: they must enrol it.
+    f.auth
+        .set_mfa_policy("admin", "pat", &UserMfaPolicy::default(), T)
+        .unwrap();
+    let forcing = Auth::new(
+        f.engine.clone(),
+        AuthSettings {
+            mfa_required_methods: vec![Passkey],
+            ..everything
+        },
+    )
+    .unwrap();
+    assert!(forcing.methods(&pat).unwrap().is_empty());
+    let request = creds("pat", GOOD, None);
+    assert_eq!(
+        forcing.login(&request, at_minutes(4)).unwrap().status(),
+        "mfa_enrollment_required"
+    );
+    let events = f.auth.events_since(0, 1000).unwrap();
+    assert!(events.iter().any(|e| e.event == "mfa_policy_set"));
+}

@@ -1,5 +1,6 @@
 //! Sign-in settings: argon2 parameters, the password policy, lockout, the global MFA
-//! policy, lifetimes and housekeeping. Plain data with defaults; the server reads them
+//! policy (who, which methods, in which order), SMS codes, passkeys, lifetimes and
+//! housekeeping. Plain data with defaults; the server reads them
 //! from its TOML file (`[auth]`) and `PORTCULLIS_*` variables.
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,17 @@ pub struct AuthSettings {
     pub lockout: LockoutSettings,
     /// Who must use a second factor besides the users whose own `mfa` says so.
     pub mfa_policy: MfaPolicy,
+    /// The second factors users may enrol and sign in with, in the order they are
+    /// offered. A user's own policy ([`crate::UserMfaPolicy`]) can narrow it, never
+    /// widen it.
+    pub mfa_methods: Vec<crate::MfaMethod>,
+    /// When not empty, a user who must use a second factor must use one of these: the
+    /// others are neither offered nor accepted, and a user with none of them enrolled
+    /// is asked to enrol one (`mfa_enrollment_required`).
+    pub mfa_required_methods: Vec<crate::MfaMethod>,
+    /// Whether a passkey alone (login name, then the passkey; no password) may sign a
+    /// user in. Needs `[passkeys]`.
+    pub passwordless: bool,
     /// The issuer shown by authenticator apps (`otpauth://totp/<issuer>:<user>`).
     pub totp_issuer: String,
     /// Whether one-time codes may be sent by email (needs a mail server, which the
@@ -21,6 +33,18 @@ pub struct AuthSettings {
     pub email_codes: bool,
     /// How long an emailed one-time code is good for.
     pub email_code_minutes: u32,
+    /// Whether one-time codes may be sent by SMS to the user's `phone` (needs a
+    /// sender, which the server configures: `[sms]`).
+    pub sms_codes: bool,
+    /// How long an SMS code is good for.
+    pub sms_code_minutes: u32,
+    /// How many SMS codes are sent per user and per phone number.
+    pub sms_limits: SmsLimits,
+    /// Passkeys (WebAuthn): the relying party and the origins it accepts. `None`: no
+    /// passkeys.
+    pub passkeys: Option<PasskeySettings>,
+    /// How long a passkey ceremony (its challenge) is good for.
+    pub ceremony_minutes: u32,
     /// How long a password reset link is good for.
     pub reset_link_minutes: u32,
     /// Users who have not signed in for this many days (counted from their creation
@@ -43,9 +67,17 @@ impl Default for AuthSettings {
             password_policy: PasswordPolicy::default(),
             lockout: LockoutSettings::default(),
             mfa_policy: MfaPolicy::None,
+            mfa_methods: crate::MfaMethod::ALL.to_vec(),
+            mfa_required_methods: Vec::new(),
+            passwordless: false,
             totp_issuer: "Portcullis".to_owned(),
             email_codes: false,
             email_code_minutes: 10,
+            sms_codes: false,
+            sms_code_minutes: 5,
+            sms_limits: SmsLimits::default(),
+            passkeys: None,
+            ceremony_minutes: 5,
             reset_link_minutes: 60,
             inactivity_days: None,
             default_expiry_days: None,
@@ -168,6 +200,42 @@ impl Default for LockoutSettings {
             lock_minutes: 15,
         }
     }
+}
+
+/// At most `per_user` SMS codes to one user, and `per_number` to one phone number
+/// (whoever's it is), in each `window_minutes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsLimits {
+    pub per_user: u32,
+    pub per_number: u32,
+    pub window_minutes: u32,
+}
+
+impl Default for SmsLimits {
+    fn default() -> SmsLimits {
+        SmsLimits {
+            per_user: 3,
+            per_number: 3,
+            window_minutes: 15,
+        }
+    }
+}
+
+/// The WebAuthn relying party: its id (a domain, such as `example.com`), the name
+/// authenticators show, and the origins (`https://portcullis.example.com`) whose
+/// ceremonies are accepted; a ceremony from any other origin is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeySettings {
+    pub rp_id: String,
+    #[serde(default = "default_rp_name")]
+    pub rp_name: String,
+    pub origins: Vec<String>,
+}
+
+fn default_rp_name() -> String {
+    "Portcullis".to_owned()
 }
 
 /// Who must sign in with a second factor, whatever their own `mfa` says.

@@ -1,5 +1,6 @@
 //! The sign-in module's own redb tables, beside the engine's: TOTP secrets and used
-//! steps, recovery code hashes, reset-link hashes, emailed code hashes, failure
+//! steps, recovery code hashes, reset-link hashes, emailed and SMS code hashes, SMS
+//! send counters, users' own MFA policies, passkeys and ceremonies in flight, failure
 //! counters and lockouts, and the sign-in event log.
 //!
 //! None of this is an entity: it is never in a snapshot, an export, the operation
@@ -21,6 +22,20 @@ pub(crate) const RESETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("a
 /// User id → [`EmailCodeRecord`].
 pub(crate) const EMAIL_CODES: TableDefinition<u128, &[u8]> =
     TableDefinition::new("auth_email_codes");
+/// User id → [`EmailCodeRecord`] of a code sent by SMS.
+pub(crate) const SMS_CODES: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_sms_codes");
+/// SHA-256 of `user:<id>` or `number:<phone>` → [`Sends`]: the SMS rate limits.
+pub(crate) const SMS_SENDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_sms_sends");
+/// User id → [`crate::UserMfaPolicy`].
+pub(crate) const MFA_POLICY: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_mfa_policy");
+/// User id → [`PasskeysRecord`].
+pub(crate) const PASSKEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_passkeys");
+/// WebAuthn credential id → user id: a credential belongs to one user only.
+pub(crate) const PASSKEY_IDS: TableDefinition<&[u8], u128> =
+    TableDefinition::new("auth_passkey_ids");
+/// SHA-256 of a ceremony token → [`CeremonyRecord`].
+pub(crate) const CEREMONIES: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("auth_ceremonies");
 /// Lock key (SHA-256 of the user id, or of an unknown login name) → [`Failures`].
 pub(crate) const FAILURES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_failures");
 /// Sequence → JSON [`crate::auth::AuthEvent`].
@@ -55,6 +70,51 @@ pub(crate) struct EmailCodeRecord {
     pub(crate) expires_at: Time,
     /// Wrong codes tried against this one; it is dropped after a few.
     pub(crate) attempts: u32,
+}
+
+/// When each SMS counted inside the window was sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Sends {
+    pub(crate) recent: Vec<Time>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct PasskeysRecord {
+    pub(crate) keys: Vec<PasskeyRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PasskeyRecord {
+    pub(crate) id: Id,
+    pub(crate) name: String,
+    pub(crate) created_at: Time,
+    pub(crate) last_used_at: Option<Time>,
+    /// The WebAuthn credential id.
+    pub(crate) credential_id: Vec<u8>,
+    /// webauthn-rs's `Passkey` as JSON (its public key, sign count, flags): no secret.
+    pub(crate) passkey: Vec<u8>,
+}
+
+/// A passkey ceremony between its challenge and the client's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CeremonyRecord {
+    /// The user it is for; `None` for a passwordless sign-in by a name that names
+    /// nobody (it can only fail).
+    pub(crate) user: Option<Id>,
+    /// The login name as typed, for the event log and the lockout of unknown names.
+    pub(crate) login: String,
+    pub(crate) kind: CeremonyKind,
+    /// webauthn-rs's ceremony state as JSON.
+    pub(crate) state: Vec<u8>,
+    pub(crate) expires_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CeremonyKind {
+    /// Registering a passkey of this name.
+    Registration { name: String },
+    /// A sign-in: after the password (`passwordless == false`), or instead of it.
+    Authentication { passwordless: bool },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -97,6 +157,12 @@ pub(crate) fn init(db: &Database) -> Result<(), StoreError> {
     txn.open_table(EMAIL_CODES)?;
     txn.open_table(FAILURES)?;
     txn.open_table(EVENTS)?;
+    txn.open_table(SMS_CODES)?;
+    txn.open_table(SMS_SENDS)?;
+    txn.open_table(MFA_POLICY)?;
+    txn.open_table(PASSKEYS)?;
+    txn.open_table(PASSKEY_IDS)?;
+    txn.open_table(CEREMONIES)?;
     txn.commit()?;
     Ok(())
 }

@@ -39,6 +39,12 @@ pub struct FileConfig {
     /// The mail server for reset links and emailed codes.
     #[serde(default)]
     pub mail: Option<MailConfig>,
+    /// The SMS sender for SMS codes (`[sms]`).
+    #[serde(default)]
+    pub sms: Option<SmsConfig>,
+    /// Passkeys: the WebAuthn relying party (`[passkeys]`).
+    #[serde(default)]
+    pub passkeys: Option<portcullis_engine::PasskeySettings>,
     #[serde(default)]
     pub signin: SignInConfig,
     /// When the snapshot image is written (`[snapshot]`).
@@ -203,6 +209,26 @@ pub struct MailConfig {
     pub tls: Option<String>,
     /// A PEM file with the CA to trust instead of the system's roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// The `[sms]` table: a webhook (`url`, a bearer secret from `bearer_file` or
+/// `PORTCULLIS_SMS_BEARER`) or a command (`program`, `args`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `webhook` or `command`.
+    pub sender: String,
+    pub url: Option<String>,
+    /// A file holding the webhook's bearer secret (its surrounding whitespace
+    /// dropped). The secret itself is never in the config file.
+    pub bearer_file: Option<PathBuf>,
+    pub program: Option<PathBuf>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// How long one try may take (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// How many times a failed try is repeated (default 2).
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,8 +420,17 @@ impl ServeConfig {
         }
         let ldap = portcullis_ldap::resolve_sources(&file.ldap, None)
             .map_err(|error| CliError::Input(error.to_string()))?;
-        let auth = auth_settings(file.auth)?;
-        let signin = signin_settings(file.mail, &file.signin)?;
+        let mut auth = auth_settings(file.auth)?;
+        if let Some(passkeys) = file.passkeys {
+            if auth.passkeys.is_some() {
+                return Err(CliError::Input(
+                    "passkeys: set them in [passkeys] or in [auth.passkeys], not both".to_owned(),
+                ));
+            }
+            auth.passkeys = Some(passkeys);
+        }
+        let mut signin = signin_settings(file.mail, &file.signin)?;
+        signin.sms = sms_settings(file.sms)?;
         let engine_defaults = portcullis_engine::EngineOptions::default();
         let engine = portcullis_engine::EngineOptions {
             image_every_revisions: env_number("PORTCULLIS_IMAGE_EVERY_REVISIONS")?
@@ -594,6 +629,17 @@ pub fn auth_settings(
                 ))
             })?;
     }
+    if let Some(value) = env("PORTCULLIS_SMS_CODES") {
+        auth.sms_codes = match value.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(CliError::Input(format!(
+                    "PORTCULLIS_SMS_CODES: `{value}` is neither true nor false"
+                )));
+            }
+        };
+    }
     if let Some(value) = env("PORTCULLIS_EMAIL_CODES") {
         auth.email_codes = match value.as_str() {
             "true" | "1" => true,
@@ -606,6 +652,62 @@ pub fn auth_settings(
         };
     }
     Ok(auth)
+}
+
+/// The SMS sender `[sms]` describes, with its bearer secret read from its file or
+/// `PORTCULLIS_SMS_BEARER`.
+pub fn sms_settings(
+    file: Option<SmsConfig>,
+) -> Result<Option<portcullis_http::SmsSettings>, CliError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let sender = match file.sender.as_str() {
+        "webhook" => {
+            let Some(url) = file.url else {
+                return Err(CliError::Input(
+                    "sms: the webhook sender needs `url`".to_owned(),
+                ));
+            };
+            let bearer = match (env("PORTCULLIS_SMS_BEARER"), &file.bearer_file) {
+                (Some(secret), _) => Some(secret),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|error| {
+                            CliError::Input(format!(
+                                "sms bearer_file `{}`: {error}",
+                                path.display()
+                            ))
+                        })?
+                        .trim()
+                        .to_owned(),
+                ),
+                (None, None) => None,
+            };
+            portcullis_http::SmsSender::Webhook { url, bearer }
+        }
+        "command" => {
+            let Some(program) = file.program else {
+                return Err(CliError::Input(
+                    "sms: the command sender needs `program`".to_owned(),
+                ));
+            };
+            portcullis_http::SmsSender::Command {
+                program,
+                args: file.args,
+            }
+        }
+        other => {
+            return Err(CliError::Input(format!(
+                "sms sender `{other}`: expected `webhook` or `command`"
+            )));
+        }
+    };
+    Ok(Some(portcullis_http::SmsSettings {
+        sender,
+        timeout: Duration::from_millis(file.timeout_ms.unwrap_or(5_000)),
+        retries: file.retries.unwrap_or(2),
+    }))
 }
 
 fn signin_settings(
@@ -659,6 +761,7 @@ fn signin_settings(
     };
     Ok(portcullis_http::SignInSettings {
         mail,
+        sms: None,
         reset_link_prefix: env("PORTCULLIS_RESET_LINK_PREFIX")
             .or_else(|| signin.reset_link_prefix.clone())
             .unwrap_or(defaults.reset_link_prefix),
@@ -827,6 +930,49 @@ mod tests {
             panic!("a missing CA file is refused");
         };
         assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+    }
+
+    #[test]
+    fn sms_and_passkeys_parse_and_the_bearer_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("sms-token");
+        std::fs::write(&secret, "s3cret-bearer\n").unwrap();
+        let text = format!(
+            "[auth]\nsms_codes = true\nmfa_methods = [\"passkey\", \"sms\"]\npasswordless = true\n\n\
+             [sms]\nsender = \"webhook\"\nurl = \"https://sms.example.com/send\"\nbearer_file = \"{}\"\nretries = 1\n\n\
+             [passkeys]\nrp_id = \"example.com\"\norigins = [\"https://portcullis.example.com\"]\n",
+            secret.display()
+        );
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        let sms = sms_settings(file.sms).unwrap().unwrap();
+        assert_eq!(
+            sms.sender,
+            portcullis_http::SmsSender::Webhook {
+                url: "https://sms.example.com/send".to_owned(),
+                bearer: Some("s3cret-bearer".to_owned())
+            }
+        );
+        assert_eq!(sms.retries, 1);
+        assert!(!format!("{sms:?}").contains("s3cret"), "{sms:?}");
+        let auth = file.auth.unwrap();
+        assert_eq!(
+            auth.mfa_methods,
+            [
+                portcullis_engine::MfaMethod::Passkey,
+                portcullis_engine::MfaMethod::Sms
+            ]
+        );
+        assert_eq!(file.passkeys.unwrap().rp_name, "Portcullis");
+        let command: FileConfig = toml::from_str(
+            "[sms]\nsender = \"command\"\nprogram = \"/usr/local/bin/send-sms\"\nargs = [\"-q\"]",
+        )
+        .unwrap();
+        assert!(matches!(
+            sms_settings(command.sms).unwrap().unwrap().sender,
+            portcullis_http::SmsSender::Command { .. }
+        ));
+        let carrier: FileConfig = toml::from_str("[sms]\nsender = \"pigeon\"").unwrap();
+        assert!(sms_settings(carrier.sms).is_err());
     }
 
     #[test]

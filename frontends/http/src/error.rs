@@ -61,6 +61,8 @@ pub enum ApiError {
     Auth(AuthError),
     /// No mail server is configured, or it did not take the message.
     MailUnavailable,
+    /// No SMS sender is configured, or it did not take the message.
+    SmsUnavailable,
     /// A bug or a failure of the runtime; details are in the log.
     Internal(String),
 }
@@ -230,6 +232,11 @@ impl ApiError {
                 "mail_unavailable",
                 "mail cannot be sent: no mail server is configured or it refused".to_owned(),
             ),
+            ApiError::SmsUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sms_unavailable",
+                "the code cannot be sent: no SMS sender is configured or it failed".to_owned(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -334,6 +341,23 @@ fn auth_parts(error: &AuthError) -> (StatusCode, &'static str, String) {
         AuthError::InvalidResetToken => (StatusCode::BAD_REQUEST, "invalid_reset_token", message),
         AuthError::EmailDisabled => (conflict, "email_disabled", message),
         AuthError::Input { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+        AuthError::NoPhone(_) => (conflict, "no_phone", message),
+        AuthError::TooManyCodes => (StatusCode::TOO_MANY_REQUESTS, "too_many_codes", message),
+        AuthError::MethodNotAllowed(_) => (
+            StatusCode::FORBIDDEN,
+            "method_not_allowed_by_policy",
+            message,
+        ),
+        AuthError::PasskeysDisabled => (conflict, "passkeys_disabled", message),
+        AuthError::PasswordlessDisabled => {
+            (StatusCode::FORBIDDEN, "passwordless_disabled", message)
+        }
+        AuthError::InvalidCeremony => (StatusCode::BAD_REQUEST, "invalid_ceremony", message),
+        AuthError::PasskeyRefused(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "passkey_refused", message)
+        }
+        AuthError::PasskeyTaken => (conflict, "passkey_taken", message),
+        AuthError::UnknownPasskey(_) => (StatusCode::NOT_FOUND, "not_found", message),
     }
 }
 

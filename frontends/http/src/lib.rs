@@ -1,7 +1,7 @@
 //! The Portcullis HTTP API: the decision API bastions call, the admin REST API, the
 //! operation log (`/changes`, `/watch`), `/healthz`, Prometheus `/metrics`, the
-//! OpenAPI document and sign-in (`/api/v1/auth/*`: login, passwords, MFA, reset links
-//! by SMTP), as one axum [`Router`].
+//! OpenAPI document and sign-in (`/api/v1/auth/*`: login, passwords, MFA, passkeys,
+//! reset links by SMTP, codes by mail or SMS), as one axum [`Router`].
 //!
 //! Every route is declared once, in the route table (`routes.rs`), with the permission
 //! it needs; the router, the authorization check and the OpenAPI document are all
@@ -31,6 +31,7 @@ mod revisions;
 mod routes;
 mod serve;
 mod signin;
+mod sms;
 mod stack;
 mod timeout;
 
@@ -48,6 +49,7 @@ pub use mail::{MailSettings, MailTls};
 pub use routes::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Route};
 pub use serve::{configure as configure_connections, serve};
 pub use signin::{ResetLimits, SignInSettings};
+pub use sms::{SmsSender, SmsSettings};
 pub use timeout::write_started;
 
 /// Limits and timeouts of the HTTP API.

@@ -1,7 +1,9 @@
 //! Sign-in over HTTP: `POST /api/v1/auth/login`, the self-service routes (password
-//! change and reset, TOTP enrolment, MFA off, recovery codes), and the administrators'
-//! routes (set a password, send a reset link, reset MFA, lift a lockout, the sign-in
-//! event log, housekeeping).
+//! change and reset, TOTP enrolment, passkeys, MFA off, recovery codes), the passkey
+//! ceremonies (`/api/v1/auth/passkeys/…`), and the administrators' routes (set a
+//! password, send a reset link, reset MFA, a user's MFA policy and passkeys, lift a
+//! lockout, the sign-in event log, housekeeping). Codes go out by mail (`mail.rs`) or
+//! SMS (`sms.rs`).
 //!
 //! The login and self-service routes are public: they carry the user's own
 //! credentials in the body, and the engine's lockout limits guessing. A refused login
@@ -16,7 +18,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use portcullis_engine::{
-    Auth, AuthError, Delivery, EntityKind, LoginOutcome, LoginRequest, NotFound, Time, User,
+    Auth, AuthError, Delivery, DeliveryChannel, EntityKind, LoginOutcome, LoginRequest, MfaMethod,
+    NotFound, PasskeyChallenge, Time, User, UserMfaPolicy,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -28,6 +31,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, Params, RawQuery, parse_json};
 use crate::mail::{MailSettings, Mailer};
 use crate::routes::Route;
+use crate::sms::{Sms, SmsSettings};
 
 /// Sign-in settings of the HTTP API (the engine's [`portcullis_engine::AuthSettings`]
 /// hold the rest).
@@ -36,6 +40,8 @@ pub struct SignInSettings {
     /// The mail server for reset links and emailed codes; `None`: no mail is sent
     /// (reset requests are accepted and dropped, administrators get 503).
     pub mail: Option<MailSettings>,
+    /// The SMS sender for SMS codes; `None`: none are sent.
+    pub sms: Option<SmsSettings>,
     /// A reset link is this text followed by the token, such as
     /// `https://portcullis.example.com/reset-password?token=`.
     pub reset_link_prefix: String,
@@ -72,6 +78,7 @@ impl Default for SignInSettings {
     fn default() -> SignInSettings {
         SignInSettings {
             mail: None,
+            sms: None,
             reset_link_prefix: "http://127.0.0.1:8080/reset-password?token=".to_owned(),
             max_concurrent_logins: 8,
             reset_limits: ResetLimits::default(),
@@ -82,6 +89,7 @@ impl Default for SignInSettings {
 pub(crate) struct SignIn {
     pub(crate) auth: Arc<Auth>,
     mailer: Option<Mailer>,
+    sms: Option<Sms>,
     settings: SignInSettings,
     permits: Arc<Semaphore>,
     reset_throttle: Throttle,
@@ -152,7 +160,11 @@ impl SignIn {
                 "emailed one-time codes (auth.email_codes) need a mail server ([mail])".to_owned(),
             );
         }
+        if auth.settings().sms_codes && settings.sms.is_none() {
+            return Err("SMS codes (auth.sms_codes) need an SMS sender ([sms])".to_owned());
+        }
         let mailer = settings.mail.as_ref().map(Mailer::new).transpose()?;
+        let sms = settings.sms.as_ref().map(Sms::new).transpose()?;
         let (resets, queue) = std::sync::mpsc::sync_channel(RESET_QUEUE);
         let worker = ResetWorker {
             auth: auth.clone(),
@@ -166,6 +178,7 @@ impl SignIn {
         Ok(SignIn {
             auth,
             mailer,
+            sms,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1))),
             settings,
             reset_throttle: Throttle::new(),
@@ -239,8 +252,34 @@ async fn run<T: Send + 'static>(
         .map_err(ApiError::Auth)
 }
 
+/// Sends a code by SMS and records how it went. Failures are logged without the
+/// code.
+async fn send_sms(state: &AppState, delivery: Delivery) -> Result<(), ApiError> {
+    let Some(sms) = state.inner.signin.sms.clone() else {
+        return Err(ApiError::SmsUnavailable);
+    };
+    let text = format!(
+        "Your Portcullis sign-in code is {}. It works once, until {}.",
+        delivery.secret, delivery.expires_at
+    );
+    let sent = sms.send(&delivery.to, &text).await;
+    if let Err(error) = &sent {
+        tracing::warn!(sender = sms.kind(), %error, "could not send an SMS code");
+    }
+    let username = delivery.username.clone();
+    let detail = sent.as_ref().err().map(|_| sms.kind());
+    run(state, move |auth, now| {
+        auth.record_sms(&username, detail.map_or(Ok(()), Err), now)
+    })
+    .await?;
+    sent.map_err(|_| ApiError::SmsUnavailable)
+}
+
 /// Sends a reset link or a code. Failures are logged without the secret.
 async fn send(state: &AppState, delivery: Delivery, reset: bool) -> Result<(), ApiError> {
+    if delivery.channel == DeliveryChannel::Sms {
+        return send_sms(state, delivery).await;
+    }
     let signin = &state.inner.signin;
     let Some(mailer) = signin.mailer.clone() else {
         return Err(ApiError::MailUnavailable);
@@ -280,23 +319,36 @@ pub(crate) async fn login(
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let outcome = run(&state, move |auth, now| auth.login(&request, now)).await?;
+    outcome_json(&state, outcome).await.map(Json)
+}
+
+fn challenge_json(challenge: PasskeyChallenge) -> Value {
+    json!({"ceremony": challenge.ceremony, "options": challenge.options})
+}
+
+/// The answer to a sign-in; sends the code it asked for.
+async fn outcome_json(state: &AppState, outcome: LoginOutcome) -> Result<Value, ApiError> {
     let mut answer = json!({"status": outcome.status()});
     match outcome {
         LoginOutcome::Ok { user }
         | LoginOutcome::MfaEnrollmentRequired { user }
         | LoginOutcome::PasswordChangeRequired { user } => {
-            answer["user"] = user_json(&state, &user);
+            answer["user"] = user_json(state, &user);
         }
         LoginOutcome::MfaRequired { methods, delivery } => {
             answer["methods"] = json!(methods);
             if let Some(delivery) = delivery {
-                send(&state, delivery, false).await?;
+                send(state, delivery, false).await?;
                 answer["code_sent"] = json!(true);
             }
         }
+        LoginOutcome::PasskeyRequired { methods, challenge } => {
+            answer["methods"] = json!(methods);
+            answer["passkey"] = challenge_json(challenge);
+        }
         LoginOutcome::Denied { reason } => answer["reason"] = json!(reason.code()),
     }
-    Ok(Json(answer))
+    Ok(answer)
 }
 
 /// The user's own credentials, and a second-factor code if they have one.
@@ -489,7 +541,242 @@ pub(crate) async fn recovery_codes(
     Ok(Json(json!({"status": "ok", "recovery_codes": codes})))
 }
 
+// ----- passkeys -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyRegistration {
+    login: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    name: String,
+}
+
+pub(crate) async fn passkey_register_start(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PasskeyRegistration>,
+) -> Result<Json<Value>, ApiError> {
+    let PasskeyRegistration {
+        login,
+        password,
+        code,
+        name,
+    } = body;
+    let proof = Proof {
+        login,
+        password,
+        code,
+    };
+    let challenge = run(&state, move |auth, now| {
+        auth.start_passkey_registration(&proof.credentials(), &name, now)
+    })
+    .await?;
+    Ok(Json(challenge_json(challenge)))
+}
+
+/// The second call of a ceremony: its token and the client's credential (the
+/// WebAuthn JSON of `navigator.credentials.create()` or `.get()`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CeremonyAnswer {
+    ceremony: String,
+    credential: Value,
+}
+
+pub(crate) async fn passkey_register_finish(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CeremonyAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    let (passkey, codes) = run(&state, move |auth, now| {
+        auth.finish_passkey_registration(&body.ceremony, &body.credential, now)
+    })
+    .await?;
+    let mut answer = json!({"status": "ok", "passkey": passkey});
+    if let Some(codes) = codes {
+        answer["recovery_codes"] = json!(codes);
+    }
+    Ok(Json(answer))
+}
+
+/// A passkey sign-in's first call: with a password, as a second factor; without,
+/// passwordless (where the server allows it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeySignIn {
+    login: String,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub(crate) async fn passkey_authenticate_start(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PasskeySignIn>,
+) -> Result<Json<Value>, ApiError> {
+    let PasskeySignIn { login, password } = body;
+    match password {
+        Some(password) => {
+            let request = LoginRequest {
+                login,
+                password,
+                code: None,
+                method: Some(MfaMethod::Passkey),
+            };
+            let outcome = run(&state, move |auth, now| auth.login(&request, now)).await?;
+            outcome_json(&state, outcome).await.map(Json)
+        }
+        None => {
+            let challenge = run(&state, move |auth, now| {
+                auth.start_passwordless(&login, now)
+            })
+            .await?;
+            Ok(Json(
+                json!({"status": "passkey_required", "passkey": challenge_json(challenge)}),
+            ))
+        }
+    }
+}
+
+pub(crate) async fn passkey_authenticate_finish(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CeremonyAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = run(&state, move |auth, now| {
+        auth.finish_passkey_login(&body.ceremony, &body.credential, now)
+    })
+    .await?;
+    outcome_json(&state, outcome).await.map(Json)
+}
+
+pub(crate) async fn passkey_list(
+    State(state): State<AppState>,
+    JsonBody(proof): JsonBody<Proof>,
+) -> Result<Json<Value>, ApiError> {
+    let passkeys = run(&state, move |auth, now| {
+        auth.passkeys(&proof.credentials(), now)
+    })
+    .await?;
+    Ok(Json(json!({"passkeys": passkeys})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyChange {
+    login: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    passkey: String,
+    /// The new name (rename only).
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl PasskeyChange {
+    fn split(self) -> (Proof, String, Option<String>) {
+        let proof = Proof {
+            login: self.login,
+            password: self.password,
+            code: self.code,
+        };
+        (proof, self.passkey, self.name)
+    }
+}
+
+pub(crate) async fn passkey_rename(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PasskeyChange>,
+) -> Result<Json<Value>, ApiError> {
+    let (proof, passkey, name) = body.split();
+    let name = name.ok_or_else(|| {
+        ApiError::Auth(AuthError::Input {
+            field: "name",
+            message: "the new name is missing".to_owned(),
+        })
+    })?;
+    run(&state, move |auth, now| {
+        auth.rename_passkey(&proof.credentials(), &passkey, &name, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn passkey_remove(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PasskeyChange>,
+) -> Result<Json<Value>, ApiError> {
+    let (proof, passkey, _) = body.split();
+    run(&state, move |auth, now| {
+        auth.remove_passkey(&proof.credentials(), &passkey, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn user_passkeys(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    no_query(&query)?;
+    let id = target_user(&state, &user)?;
+    let passkeys = run(&state, move |auth, _| auth.passkeys_of(&id)).await?;
+    Ok(Json(json!({"passkeys": passkeys})))
+}
+
+pub(crate) async fn remove_user_passkey(
+    State(state): State<AppState>,
+    ApiPath((user, passkey)): ApiPath<(String, String)>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let id = target_user(&state, &user)?;
+    let actor = caller.actor().name().to_owned();
+    run(&state, move |auth, now| {
+        auth.remove_passkey_of(&actor, &id, &passkey, now)
+    })
+    .await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+pub(crate) async fn user_mfa_policy(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    no_query(&query)?;
+    let id = target_user(&state, &user)?;
+    let policy = run(&state, move |auth, _| auth.mfa_policy(&id)).await?;
+    Ok(Json(json!(policy)))
+}
+
+pub(crate) async fn set_user_mfa_policy(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = target_user(&state, &user)?;
+    let policy: UserMfaPolicy = parse_json(&body)?;
+    let actor = caller.actor().name().to_owned();
+    run(&state, move |auth, now| {
+        auth.set_mfa_policy(&actor, &id, &policy, now)?;
+        auth.mfa_policy(&id)
+    })
+    .await
+    .map(|policy| Json(json!(policy)))
+}
+
 // ----- administrators' routes -------------------------------------------------------
+
+/// Refuses a query string on a route that takes none.
+fn no_query(query: &[(String, String)]) -> Result<(), ApiError> {
+    match query.first() {
+        Some((name, _)) => Err(ApiError::BadRequest(format!(
+            "query parameter `{name}`: this route takes none"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// The user a route names, or 404.
 fn target_user(state: &AppState, reference: &str) -> Result<String, ApiError> {
@@ -634,6 +921,37 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/api/v1/auth/mfa/recovery-codes", Access::Public, "sign-in", "Replace one's recovery codes (shown once)", recovery_codes)
             .body("Proof")
             .answers(StatusCode::OK, "RecoveryCodes"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/register/start", Access::Public, "sign-in", "Start registering a passkey (credentials in the body): the ceremony and the options for navigator.credentials.create()", passkey_register_start)
+            .body("PasskeyRegistration")
+            .answers(StatusCode::OK, "PasskeyChallenge"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/register/finish", Access::Public, "sign-in", "Finish a passkey registration with the authenticator's attestation; the first factor turns MFA on and brings recovery codes (shown once)", passkey_register_finish)
+            .body("CeremonyAnswer")
+            .answers(StatusCode::OK, "PasskeyRegistered"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/authenticate/start", Access::Public, "sign-in", "Start a passkey sign-in: with a password, as the second factor (a login answer with a passkey challenge); without, passwordless where allowed", passkey_authenticate_start)
+            .body("PasskeySignIn")
+            .answers(StatusCode::OK, "LoginResponse"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/authenticate/finish", Access::Public, "sign-in", "Finish a passkey sign-in with the authenticator's assertion: a login answer", passkey_authenticate_finish)
+            .body("CeremonyAnswer")
+            .answers(StatusCode::OK, "LoginResponse"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/list", Access::Public, "sign-in", "One's own passkeys: name, created, last used", passkey_list)
+            .body("Proof")
+            .answers(StatusCode::OK, "Passkeys"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/rename", Access::Public, "sign-in", "Rename one of one's passkeys", passkey_rename)
+            .body("PasskeyChange")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::POST, "/api/v1/auth/passkeys/remove", Access::Public, "sign-in", "Remove one of one's passkeys", passkey_remove)
+            .body("PasskeyChange")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::GET, "/api/v1/users/{user}/passkeys", Access::Permission("users.view".to_owned()), "sign-in", "A user's passkeys: name, created, last used", user_passkeys)
+            .answers(StatusCode::OK, "Passkeys"),
+        Route::new(Method::DELETE, "/api/v1/users/{user}/passkeys/{passkey}", change(), "sign-in", "Remove one of a user's passkeys (a lost device)", remove_user_passkey)
+            .parameter("passkey", "The passkey's id")
+            .answers(StatusCode::OK, "SignInOk"),
+        Route::new(Method::GET, "/api/v1/users/{user}/mfa/policy", Access::Permission("users.view".to_owned()), "sign-in", "A user's own MFA policy: the methods they may use, in order, and those required (null: the global setting)", user_mfa_policy)
+            .answers(StatusCode::OK, "UserMfaPolicy"),
+        Route::new(Method::PUT, "/api/v1/users/{user}/mfa/policy", change(), "sign-in", "Set a user's own MFA policy (it narrows the global one)", set_user_mfa_policy)
+            .body("UserMfaPolicy")
+            .answers(StatusCode::OK, "UserMfaPolicy"),
         Route::new(Method::GET, "/api/v1/auth/events", Access::Permission("changes.view".to_owned()), "sign-in", "The sign-in event log: attempts, lockouts, password and MFA changes (never a secret)", events)
             .query(&["since", "limit"])
             .answers(StatusCode::OK, "AuthEvents"),
@@ -664,15 +982,33 @@ pub(crate) fn schemas() -> Map<String, Value> {
         }
         json!({"type": "object", "required": required, "properties": properties, "additionalProperties": false})
     };
+    let method =
+        json!({"type": "string", "enum": ["passkey", "totp", "sms", "email", "recovery_code"]});
+    let passkey = json!({"type": "object", "properties": {"id": string, "name": string, "created_at": string, "last_used_at": {"type": ["string", "null"]}}});
     let codes = json!({"type": "object", "properties": {"status": string, "recovery_codes": {"type": "array", "items": string, "description": "Shown this once"}}});
     let schemas = json!({
-        "LoginRequest": with(json!({"method": {"type": "string", "enum": ["totp", "email", "recovery_code"]}}), &["login", "password"]),
+        "LoginRequest": with(json!({"method": method}), &["login", "password"]),
         "LoginResponse": {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["ok", "mfa_required", "mfa_enrollment_required", "password_change_required", "denied"]},
+            "status": {"type": "string", "enum": ["ok", "mfa_required", "mfa_enrollment_required", "password_change_required", "passkey_required", "denied"]},
             "reason": {"type": "string", "enum": ["invalid_credentials", "locked", "user_inactive", "user_expired", "invalid_code"]},
-            "methods": {"type": "array", "items": string},
+            "methods": {"type": "array", "items": method},
             "code_sent": {"type": "boolean"},
+            "passkey": {"$ref": "#/components/schemas/PasskeyChallenge"},
             "user": {"$ref": "#/components/schemas/Entity"},
+        }},
+        "PasskeyChallenge": {"type": "object", "properties": {
+            "ceremony": {"type": "string", "description": "Names the ceremony in its second call; good once, for a few minutes"},
+            "options": {"type": "object", "description": "WebAuthn options: {\"publicKey\": ...} for navigator.credentials.create() or .get()"},
+        }},
+        "PasskeyRegistration": with(json!({"name": string}), &["login", "password", "name"]),
+        "CeremonyAnswer": {"type": "object", "required": ["ceremony", "credential"], "additionalProperties": false, "properties": {"ceremony": string, "credential": {"type": "object", "description": "The WebAuthn JSON of the credential the authenticator made"}}},
+        "PasskeySignIn": {"type": "object", "required": ["login"], "additionalProperties": false, "properties": {"login": string, "password": {"type": "string", "writeOnly": true}}},
+        "PasskeyRegistered": {"type": "object", "properties": {"status": string, "passkey": passkey, "recovery_codes": {"type": "array", "items": string, "description": "Shown this once, when the user had none"}}},
+        "Passkeys": {"type": "object", "properties": {"passkeys": {"type": "array", "items": passkey}}},
+        "PasskeyChange": with(json!({"passkey": string, "name": string}), &["login", "password", "passkey"]),
+        "UserMfaPolicy": {"type": "object", "additionalProperties": false, "properties": {
+            "methods": {"type": ["array", "null"], "items": method},
+            "required": {"type": ["array", "null"], "items": method},
         }},
         "Proof": with(json!({}), &["login", "password"]),
         "PasswordChange": with(json!({"new_password": {"type": "string", "writeOnly": true}}), &["login", "password", "new_password"]),

@@ -29,9 +29,19 @@ fn designed_permission(method: &str, path: &str) -> Option<String> {
     if path == "/api/v1/auth/events" {
         return Some("changes.view".to_owned());
     }
+    // Reading a user's passkeys or own MFA policy is viewing the user.
+    if method == "GET"
+        && [
+            "/api/v1/users/{user}/passkeys",
+            "/api/v1/users/{user}/mfa/policy",
+        ]
+        .contains(&path)
+    {
+        return Some("users.view".to_owned());
+    }
     // Administrators' sign-in routes change the user.
     if path == "/api/v1/auth/housekeeping"
-        || ["/password", "/mfa", "/lockout"]
+        || ["/password", "/mfa", "/lockout", "/passkeys"]
             .iter()
             .any(|part| path.starts_with(&format!("/api/v1/users/{{user}}{part}")))
     {
@@ -103,6 +113,7 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>, u16) {
         .replace("{rule}", &target("ops-prod"))
         .replace("{role}", &target("user"))
         .replace("{token}", &target("admin"))
+        .replace("{passkey}", "missing")
         .replace("{source_kind}", "ldap");
     if path == "/api/v1/cluster" {
         // The test server is no cluster node: past authorization, the route says so.

@@ -5,6 +5,8 @@ mod authz;
 mod bad_input;
 mod contracts;
 mod fuzz_corpus;
+mod passkeys;
 mod signin;
+mod sms;
 mod support;
 mod watch;

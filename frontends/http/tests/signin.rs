@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, code, test_settings};
 
-const GOOD: &str = "Correct-Horse-42";
+pub(crate) const GOOD: &str = "Correct-Horse-42";
 const PREFIX: &str = "https://portcullis.test/reset?token=";
 
 /// One message the sink received: its envelope recipients and its data, and whether
@@ -185,7 +185,7 @@ fn body_of(mail: &Mail) -> String {
     mail.data.replace("=\r\n", "").replace("=3D", "=")
 }
 
-fn cheap() -> AuthSettings {
+pub(crate) fn cheap() -> AuthSettings {
     AuthSettings {
         argon2: Argon2Settings {
             memory_kib: 64,
@@ -197,12 +197,12 @@ fn cheap() -> AuthSettings {
 }
 
 /// A server with sign-in `settings`, mail to `smtp_port` when given; and its `Auth`.
-async fn start(settings: AuthSettings, smtp_port: Option<u16>) -> (Server, Arc<Auth>) {
+pub(crate) async fn start(settings: AuthSettings, smtp_port: Option<u16>) -> (Server, Arc<Auth>) {
     start_with(settings, smtp_port, |_| {}).await
 }
 
 /// As [`start`], with the sign-in settings changed by `adjust`.
-async fn start_with(
+pub(crate) async fn start_with(
     settings: AuthSettings,
     smtp_port: Option<u16>,
     adjust: impl FnOnce(&mut SignInSettings),
@@ -235,7 +235,7 @@ async fn start_with(
     (server, auth)
 }
 
-async fn login(server: &Server, body: Value) -> Value {
+pub(crate) async fn login(server: &Server, body: Value) -> Value {
     let (status, answer) = server
         .call(Method::POST, "/api/v1/auth/login", None, Some(&body))
         .await;
@@ -244,7 +244,12 @@ async fn login(server: &Server, body: Value) -> Value {
 }
 
 /// `ok`, `mfa_required`, … or `denied:<reason>`.
-async fn outcome(server: &Server, login_name: &str, password: &str, code: Option<&str>) -> String {
+pub(crate) async fn outcome(
+    server: &Server,
+    login_name: &str,
+    password: &str,
+    code: Option<&str>,
+) -> String {
     let mut body = json!({"login": login_name, "password": password});
     if let Some(code) = code {
         body["code"] = json!(code);
@@ -256,7 +261,7 @@ async fn outcome(server: &Server, login_name: &str, password: &str, code: Option
     }
 }
 
-async fn public(server: &Server, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn public(server: &Server, path: &str, body: Value) -> (u16, Value) {
     server.call(Method::POST, path, None, Some(&body)).await
 }
 

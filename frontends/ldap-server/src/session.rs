@@ -354,9 +354,11 @@ impl Session {
             LoginOutcome::Ok { .. } | LoginOutcome::Denied { .. } => {
                 Err(LdapError::InvalidCredentials("invalid credentials"))
             }
-            LoginOutcome::MfaRequired { .. } | LoginOutcome::MfaEnrollmentRequired { .. } => Err(
-                LdapError::InvalidCredentials("this user signs in with a second factor"),
-            ),
+            LoginOutcome::MfaRequired { .. }
+            | LoginOutcome::PasskeyRequired { .. }
+            | LoginOutcome::MfaEnrollmentRequired { .. } => Err(LdapError::InvalidCredentials(
+                "this user signs in with a second factor",
+            )),
             LoginOutcome::PasswordChangeRequired { .. } => Err(LdapError::InvalidCredentials(
                 "the password must be changed first",
             )),
