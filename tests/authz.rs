@@ -58,6 +58,13 @@ const SIGN_IN_SELF_SERVICE: &[&str] = &[
     "/api/v1/auth/mfa/totp/confirm",
     "/api/v1/auth/mfa/disable",
     "/api/v1/auth/mfa/recovery-codes",
+    "/api/v1/auth/passkeys/register/start",
+    "/api/v1/auth/passkeys/register/finish",
+    "/api/v1/auth/passkeys/authenticate/start",
+    "/api/v1/auth/passkeys/authenticate/finish",
+    "/api/v1/auth/passkeys/list",
+    "/api/v1/auth/passkeys/rename",
+    "/api/v1/auth/passkeys/remove",
 ];
 
 /// What [`designed_permission`] answers for a route that needs no token but judges
@@ -80,7 +87,19 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
     if SIGN_IN_SELF_SERVICE.contains(&path) {
         return Some(SELF_SERVICE.to_owned());
     }
+    // Reading a user's passkeys or own MFA policy is viewing the user.
+    if method == "GET"
+        && [
+            "/api/v1/users/{user}/passkeys",
+            "/api/v1/users/{user}/mfa/policy",
+        ]
+        .contains(&path)
+    {
+        return Some("users.view".to_owned());
+    }
     let sign_in_admin = [
+        "/api/v1/users/{user}/passkeys/{passkey}",
+        "/api/v1/users/{user}/mfa/policy",
         "/api/v1/users/{user}/password",
         "/api/v1/users/{user}/password/reset-link",
         "/api/v1/users/{user}/mfa",
