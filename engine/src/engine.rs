@@ -115,7 +115,8 @@ pub struct ClusterStatus {
     pub head_revision: u64,
     /// Revisions in the log this node has not applied yet.
     pub lag_revisions: u64,
-    /// How long the oldest entry this node has not applied has waited (0 when none).
+    /// While this node is behind: the time since the newest entry it has not applied
+    /// was appended (a lower bound on how stale it is); 0 when it is not behind.
     pub lag_seconds: f64,
 }
 

@@ -255,7 +255,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             "portcullis_cluster_lag_revisions {}",
             cluster.lag_revisions
         );
-        out.push_str("# HELP portcullis_cluster_lag_seconds How long the oldest entry this node has not applied has waited.\n");
+        out.push_str("# HELP portcullis_cluster_lag_seconds While this node is behind, the time since the newest entry it has not applied was appended.\n");
         out.push_str("# TYPE portcullis_cluster_lag_seconds gauge\n");
         let _ = writeln!(
             out,
