@@ -112,8 +112,9 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
     if path == "/api/v1/auth/events" {
         return Some("changes.view".to_owned());
     }
-    // Directory sync status reads user data.
-    if path == "/api/v1/sync/{source_kind}" {
+    // Directory sync status and the cluster's nodes read user data (the cluster's
+    // route answers 404 past authorization on a server that is no cluster node).
+    if path == "/api/v1/sync/{source_kind}" || path == "/api/v1/cluster" {
         return Some("users.view".to_owned());
     }
     let decisions = [
