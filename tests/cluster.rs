@@ -59,8 +59,30 @@ fn seed(api: &Api) -> u64 {
     api.revision()
 }
 
-/// The usernames `api`'s node holds, once it has applied `revision`.
+/// The usernames `api`'s node holds, once it has applied `revision`. A node that
+/// has not yet (it reconnects to PostgreSQL after a backoff) answers 503
+/// `revision_not_reached` with `Retry-After`: asked again, as a client would.
 fn usernames(api: &Api, revision: u64) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = api.get(&format!("/api/v1/users?limit=1&min_revision={revision}"));
+        if answer.status == 200 {
+            break;
+        }
+        assert_eq!(
+            answer.json["error"]["code"],
+            "revision_not_reached",
+            "{}",
+            answer.text()
+        );
+        assert!(answer.headers.contains_key("retry-after"));
+        assert!(
+            Instant::now() < deadline,
+            "{} never reached {revision}",
+            api.base
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut names = BTreeSet::new();
     let mut offset = 0;
     loop {
