@@ -2216,22 +2216,20 @@ impl Auth {
                     .is_ok_and(|r| now < r.expires_at && exists(r.user))
             })?;
             count(before - resets.len()?);
-            let mut codes = txn.open_table(EMAIL_CODES)?;
-            let before = codes.len()?;
-            codes.retain(|key, value| {
-                exists(tables::id_of(key))
-                    && tables::decode::<EmailCodeRecord>("auth_email_codes", value)
-                        .is_ok_and(|r| now < r.expires_at)
-            })?;
-            count(before - codes.len()?);
-            let mut codes = txn.open_table(SMS_CODES)?;
-            let before = codes.len()?;
-            codes.retain(|key, value| {
-                exists(tables::id_of(key))
-                    && tables::decode::<EmailCodeRecord>("auth_sms_codes", value)
-                        .is_ok_and(|r| now < r.expires_at)
-            })?;
-            count(before - codes.len()?);
+            // Emailed and texted codes: one record shape, one rule.
+            for (table, name) in [
+                (EMAIL_CODES, "auth_email_codes"),
+                (SMS_CODES, "auth_sms_codes"),
+            ] {
+                let mut codes = txn.open_table(table)?;
+                let before = codes.len()?;
+                codes.retain(|key, value| {
+                    exists(tables::id_of(key))
+                        && tables::decode::<EmailCodeRecord>(name, value)
+                            .is_ok_and(|r| now < r.expires_at)
+                })?;
+                count(before - codes.len()?);
+            }
             let sms_window_start =
                 now.add_micros(-i64::from(self.settings.sms_limits.window_minutes) * MINUTE);
             let mut sends = txn.open_table(SMS_SENDS)?;

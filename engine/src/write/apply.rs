@@ -1385,18 +1385,15 @@ impl Working {
         user: Id,
         member: Option<&UserMember>,
     ) {
-        let slot = |kind: EntityKind| {
-            move |working: &Working, id: Id| {
-                working
-                    .snap
-                    .slot(id)
-                    .filter(|slot| slot.kind == kind)
-                    .map(|slot| slot.index)
-            }
+        let index_of = |kind: EntityKind, id: Id| {
+            self.snap
+                .slot(id)
+                .filter(|slot| slot.kind == kind)
+                .map(|slot| slot.index)
         };
         let (Some(index), Some(user_index)) = (
-            slot(EntityKind::Group)(self, group),
-            slot(EntityKind::User)(self, user),
+            index_of(EntityKind::Group, group),
+            index_of(EntityKind::User, user),
         ) else {
             return;
         };
