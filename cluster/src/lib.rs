@@ -98,12 +98,17 @@ pub struct PostgresLog {
     main: Mutex<Connection>,
     /// `LISTEN`s for appends.
     listener: Mutex<Connection>,
+    /// Whether the tables are known to exist at this build's schema: checked on
+    /// the first connection that succeeds.
+    schema_ready: std::sync::atomic::AtomicBool,
 }
 
 impl PostgresLog {
-    /// Connects to the log described by `settings`, creating its tables when they are
-    /// missing. Fails when PostgreSQL cannot be reached or the tables were created
-    /// by a newer build.
+    /// The log described by `settings`: connects, and creates its tables when they
+    /// are missing. PostgreSQL being unreachable is not an error here (a node whose
+    /// store already follows the cluster starts anyway, and the tables are checked on
+    /// the first connection that succeeds); a URL that cannot be read, TLS settings
+    /// that cannot be used, or tables created by a newer build are.
     pub fn connect(settings: &Settings) -> Result<Arc<PostgresLog>, String> {
         let mut config: Config = settings.url.parse().map_err(|error| {
             format!(
@@ -123,15 +128,19 @@ impl PostgresLog {
             url: redact(&settings.url),
             main: Mutex::new(Connection::new()),
             listener: Mutex::new(Connection::new()),
+            schema_ready: std::sync::atomic::AtomicBool::new(false),
         };
-        log.create_schema()
-            .map_err(|error| format!("cannot use the cluster's log at `{}`: {error}", log.url))?;
-        Ok(Arc::new(log))
+        match log.with_main(|_| Ok(())) {
+            Ok(()) | Err(LogError::Unavailable(_)) => Ok(Arc::new(log)),
+            Err(error) => Err(format!(
+                "cannot use the cluster's log at `{}`: {error}",
+                log.url
+            )),
+        }
     }
 
-    fn create_schema(&self) -> Result<(), LogError> {
-        let mut connection = self.main.lock().expect("connection lock");
-        let client = self.client(&mut connection)?;
+    /// Creates the tables when missing; refuses tables of a newer schema.
+    fn create_schema(client: &mut Client) -> Result<(), LogError> {
         let mut txn = client.transaction().map_err(unavailable)?;
         txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(unavailable)?;
@@ -150,6 +159,10 @@ impl PostgresLog {
                  name text PRIMARY KEY,
                  applied_revision bigint NOT NULL,
                  last_contact timestamptz NOT NULL);
+             CREATE TABLE IF NOT EXISTS portcullis_images (
+                 revision bigint PRIMARY KEY,
+                 body bytea NOT NULL,
+                 made_at timestamptz NOT NULL DEFAULT now());
 ",
         )
         .map_err(unavailable)?;
@@ -183,8 +196,23 @@ impl PostgresLog {
     }
 
     /// The connection's client, connecting first if there is none (unless a recent
-    /// failure says to wait).
+    /// failure says to wait), with the tables checked once.
     fn client<'a>(&self, connection: &'a mut Connection) -> Result<&'a mut Client, LogError> {
+        let client = self.connected(connection)?;
+        if !self.schema_ready.load(std::sync::atomic::Ordering::Acquire) {
+            if let Err(error) = PostgresLog::create_schema(client) {
+                if matches!(error, LogError::Unavailable(_)) {
+                    connection.client = None;
+                }
+                return Err(error);
+            }
+            self.schema_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(connection.client.as_mut().expect("connected above"))
+    }
+
+    fn connected<'a>(&self, connection: &'a mut Connection) -> Result<&'a mut Client, LogError> {
         if connection.client.as_ref().is_some_and(Client::is_closed) {
             connection.client = None;
         }
@@ -456,6 +484,60 @@ impl ChangeLog for PostgresLog {
                     last_contact: Time::from_micros(row.get(2)),
                 })
                 .collect())
+        })
+    }
+
+    fn newest_image_revision(&self) -> Result<Option<u64>, LogError> {
+        self.with_main(|client| {
+            let row = client.query_one("SELECT max(revision) FROM portcullis_images", &[])?;
+            Ok(row.get::<_, Option<i64>>(0).map(|revision| revision as u64))
+        })
+    }
+
+    fn newest_image(&self) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        self.with_main(|client| {
+            let row = client.query_opt(
+                "SELECT revision, body FROM portcullis_images ORDER BY revision DESC LIMIT 1",
+                &[],
+            )?;
+            Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get(1))))
+        })
+    }
+
+    fn put_image(&self, revision: u64, body: &[u8]) -> Result<(), LogError> {
+        let revision = i64::try_from(revision).unwrap_or(i64::MAX);
+        self.with_main(|client| {
+            client.execute(
+                "INSERT INTO portcullis_images (revision, body) VALUES ($1, $2)
+                 ON CONFLICT (revision) DO NOTHING",
+                &[&revision, &body],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn oldest_kept(&self) -> Result<Option<u64>, LogError> {
+        self.with_main(|client| {
+            let row = client.query_one("SELECT min(first_revision) FROM portcullis_log", &[])?;
+            Ok(row.get::<_, Option<i64>>(0).map(|revision| revision as u64))
+        })
+    }
+
+    fn compact(&self, through: u64) -> Result<u64, LogError> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        self.with_main(|client| {
+            let mut txn = client.transaction()?;
+            let dropped = txn.execute(
+                "DELETE FROM portcullis_log WHERE last_revision <= $1",
+                &[&through],
+            )?;
+            txn.execute(
+                "DELETE FROM portcullis_images
+                 WHERE revision < (SELECT max(revision) FROM portcullis_images)",
+                &[],
+            )?;
+            txn.commit()?;
+            Ok(dropped)
         })
     }
 }

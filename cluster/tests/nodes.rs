@@ -2,7 +2,8 @@
 //! one change log in a real PostgreSQL (started by the harness): every write reaches
 //! every node in one order, a node joins late from an empty directory, PostgreSQL
 //! going away fails writes cleanly and never checks, and a store that is not the
-//! cluster's is refused. The end-to-end tests (`tests/cluster.rs` at the workspace
+//! cluster's is refused; sign-in state (lockouts, used TOTP steps and recovery codes)
+//! is one for the whole cluster. The end-to-end tests (`tests/cluster.rs` at the workspace
 //! root) run nodes as `portcullis serve` processes.
 
 use std::path::Path;
@@ -26,13 +27,12 @@ fn log(postgres: &Postgres) -> Arc<PostgresLog> {
 }
 
 fn node(postgres: &Postgres, dir: &Path, name: &str) -> Engine {
-    Engine::open_clustered(
-        dir.join("portcullis.redb"),
-        EngineOptions::default(),
-        log(postgres),
-        name,
-    )
-    .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
+    node_with(postgres, dir, name, EngineOptions::default())
+}
+
+fn node_with(postgres: &Postgres, dir: &Path, name: &str, options: EngineOptions) -> Engine {
+    Engine::open_clustered(dir.join("portcullis.redb"), options, log(postgres), name)
+        .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
 }
 
 fn create(kind: EntityKind, value: serde_json::Value) -> Op {
@@ -273,6 +273,7 @@ fn estate_ops_again() -> Vec<Op> {
 
 #[test]
 fn writes_fail_cleanly_while_postgres_is_down_and_checks_go_on() {
+    // And a node restarted meanwhile starts from its own store.
     let postgres = Postgres::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = node(&postgres, dir.path(), "solo");
@@ -293,6 +294,16 @@ fn writes_fail_cleanly_while_postgres_is_down_and_checks_go_on() {
         "a refused write published nothing"
     );
     assert!(snapshot.user("while-down").is_none());
+    assert_fast_path_agrees(&snapshot);
+    // A node restarted while PostgreSQL is down starts from its own store and
+    // answers at its revision.
+    drop(snapshot);
+    engine.close();
+    drop(engine);
+    let engine = node(&postgres, dir.path(), "solo");
+    let snapshot = engine.snapshot();
+    assert_eq!(snapshot.revision(), before, "restarted at its own revision");
+    assert!(snapshot.user("alice").is_some());
     assert_fast_path_agrees(&snapshot);
     postgres.start_again();
     // The node reconnects by itself (after its backoff).
@@ -353,4 +364,255 @@ fn a_store_that_is_not_the_clusters_is_refused() {
         "{:?}",
         refused.err()
     );
+}
+
+/// The code an authenticator app would show at `now` for the Key URI `uri`.
+fn totp_code(uri: &str, now: Time) -> String {
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("a secret in the URI");
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("a base32 secret");
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .generate(u64::try_from(now.as_micros() / 1_000_000).expect("after 1970"))
+}
+
+#[test]
+fn sign_in_state_is_one_for_the_whole_cluster() {
+    const GOOD: &str = "Correct-Horse-42";
+    let postgres = Postgres::start();
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let settings = AuthSettings {
+        // Cheap parameters: this test counts outcomes, it does not time them.
+        argon2: Argon2Settings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        lockout: LockoutSettings {
+            max_failures: 3,
+            window_minutes: 15,
+            lock_minutes: 30,
+        },
+        ..AuthSettings::default()
+    };
+    let nodes: Vec<(Arc<Engine>, Auth)> = dirs
+        .iter()
+        .enumerate()
+        .map(|(n, dir)| {
+            let engine = Arc::new(node(&postgres, dir.path(), &format!("node-{n}")));
+            let auth = Auth::new(engine.clone(), settings.clone()).expect("sign-in");
+            (engine, auth)
+        })
+        .collect();
+    let (a, b) = (&nodes[0].1, &nodes[1].1);
+    write(
+        &nodes[0].0,
+        vec![
+            create(EntityKind::User, json!({"username": "mallory-target"})),
+            create(EntityKind::User, json!({"username": "dora"})),
+        ],
+    );
+    for user in ["mallory-target", "dora"] {
+        a.set_password("admin", user, GOOD, false, Time::now())
+            .expect("a password");
+    }
+    let creds = |login: &str, password: &str, code: Option<&str>| LoginRequest {
+        login: login.to_owned(),
+        password: password.to_owned(),
+        code: code.map(str::to_owned),
+        method: None,
+    };
+    let status = |auth: &Auth, request: LoginRequest, now: Time| match auth
+        .login(&request, now)
+        .expect("an answer")
+    {
+        LoginOutcome::Denied { reason } => reason.code().to_owned(),
+        other => other.status().to_owned(),
+    };
+    let now = Time::now();
+    // Failures on both nodes count toward one lock; the lock holds on both.
+    assert_eq!(
+        status(a, creds("mallory-target", "wrong-1", None), now),
+        "invalid_credentials"
+    );
+    assert_eq!(
+        status(b, creds("mallory-target", "wrong-2", None), now),
+        "invalid_credentials"
+    );
+    assert_eq!(
+        status(a, creds("mallory-target", "wrong-3", None), now),
+        "invalid_credentials"
+    );
+    assert_eq!(
+        status(b, creds("mallory-target", GOOD, None), now),
+        "locked"
+    );
+    assert_eq!(
+        status(a, creds("mallory-target", GOOD, None), now),
+        "locked"
+    );
+    // An unlock on one node lifts it on the other.
+    b.unlock("admin", "mallory-target", now).expect("unlock");
+    assert_eq!(status(a, creds("mallory-target", GOOD, None), now), "ok");
+
+    // Enrolled on A, confirmed on B; a TOTP step and a recovery code used on one
+    // node are used on the other.
+    let enrolment = a
+        .enrol_totp(&creds("dora", GOOD, None), now)
+        .expect("enrol");
+    let codes = b
+        .confirm_totp(
+            &creds("dora", GOOD, None),
+            &totp_code(&enrolment.uri, now),
+            now,
+        )
+        .expect("confirm on the other node");
+    let later = now.add_micros(60_000_000);
+    let code = totp_code(&enrolment.uri, later);
+    assert_eq!(status(a, creds("dora", GOOD, Some(&code)), later), "ok");
+    assert_eq!(
+        status(b, creds("dora", GOOD, Some(&code)), later),
+        "invalid_code"
+    );
+    assert_eq!(status(b, creds("dora", GOOD, Some(&codes[0])), later), "ok");
+    assert_eq!(
+        status(a, creds("dora", GOOD, Some(&codes[0])), later),
+        "invalid_code"
+    );
+    // Both nodes hold one sign-in event log.
+    let head = nodes[0].0.snapshot().revision();
+    reach(&nodes[1].0, head);
+    let events = |auth: &Auth| auth.events_since(0, usize::MAX).expect("events");
+    assert_eq!(events(a), events(b));
+    assert!(events(a).iter().any(|e| e.event == "lockout"));
+}
+
+#[test]
+fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted() {
+    const GOOD: &str = "Correct-Horse-42";
+    let postgres = Postgres::start();
+    let options = EngineOptions {
+        cluster_image_every: 10,
+        cluster_retain_revisions: 5,
+        ..EngineOptions::default()
+    };
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let a = Arc::new(node_with(&postgres, dirs[0].path(), "node-a", options));
+    // node-b follows a little, then goes away.
+    let b = node_with(&postgres, dirs[1].path(), "node-b", options);
+    let early = write(&a, estate_ops());
+    reach(&b, early);
+    b.close();
+    drop(b);
+    // Sign-in state rides in the image too: dora is locked out.
+    let auth = Auth::new(
+        a.clone(),
+        AuthSettings {
+            argon2: Argon2Settings {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            lockout: LockoutSettings {
+                max_failures: 1,
+                window_minutes: 15,
+                lock_minutes: 60,
+            },
+            ..AuthSettings::default()
+        },
+    )
+    .expect("sign-in");
+    write(
+        &a,
+        vec![create(EntityKind::User, json!({"username": "dora"}))],
+    );
+    auth.set_password("admin", "dora", GOOD, false, Time::now())
+        .expect("a password");
+    let login = |auth: &Auth, password: &str| {
+        let request = LoginRequest {
+            login: "dora".to_owned(),
+            password: password.to_owned(),
+            code: None,
+            method: None,
+        };
+        match auth.login(&request, Time::now()).expect("an answer") {
+            LoginOutcome::Denied { reason } => reason.code().to_owned(),
+            other => other.status().to_owned(),
+        }
+    };
+    assert_eq!(login(&auth, "wrong"), "invalid_credentials");
+    for i in 0..40 {
+        write(
+            &a,
+            vec![create(
+                EntityKind::User,
+                json!({"username": format!("later-{i}")}),
+            )],
+        );
+    }
+    // node-b has not reported for over a minute, as far as the log can tell: what it
+    // needs is no longer kept for it.
+    let mut sql = postgres::Client::connect(&postgres.url(), postgres::NoTls).expect("psql");
+    sql.execute(
+        "UPDATE portcullis_nodes SET last_contact = now() - interval '1 hour' WHERE name = 'node-b'",
+        &[],
+    )
+    .expect("age node-b's report");
+    // node-a keeps an image and compacts the log (it looks every 5 s).
+    let observer = log(&postgres);
+    let head = a.snapshot().revision();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let image = observer.newest_image_revision().expect("the log answers");
+        let kept = observer.oldest_kept().expect("the log answers");
+        if image.is_some_and(|r| r + 10 > head) && kept.is_some_and(|first| first > early + 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no image and compaction: image {image:?}, oldest kept {kept:?}, head {head}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let canonical = a.snapshot().canonical();
+    // A new node starts from the image: the entries before it are gone.
+    let c = Arc::new(node_with(&postgres, dirs[2].path(), "node-c", options));
+    let snapshot = reach(&c, head);
+    assert!(
+        snapshot.canonical() == canonical,
+        "node-c differs from node-a"
+    );
+    assert_fast_path_agrees(&snapshot);
+    let auth_c = Auth::new(c.clone(), AuthSettings::default()).expect("sign-in");
+    assert_eq!(
+        login(&auth_c, GOOD),
+        "locked",
+        "the lockout came with the image"
+    );
+    // node-b, away longer than the log keeps, starts again from the image.
+    let b = node_with(&postgres, dirs[1].path(), "node-b", options);
+    let snapshot = reach(&b, head);
+    assert!(
+        snapshot.canonical() == canonical,
+        "node-b differs from node-a"
+    );
+    assert!(
+        dirs[1].path().join("portcullis.redb.stale").exists(),
+        "node-b's old store is set aside"
+    );
+    // Every node goes on following.
+    let last = write(
+        &c,
+        vec![create(EntityKind::User, json!({"username": "after-image"}))],
+    );
+    for engine in [&*a, &b, &*c] {
+        assert!(reach(engine, last).user("after-image").is_some());
+    }
 }

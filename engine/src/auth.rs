@@ -10,21 +10,24 @@
 //!
 //! Entity changes (a password, `must_change_password`, `mfa`, `active`, `last_login`)
 //! go through [`Engine::write`] and so reach the operation log; the rest of the state
-//! lives in this module's own redb tables (`tables.rs`). Every attempt, lockout,
-//! password and MFA change is also recorded in the sign-in event log
-//! ([`Auth::events_since`]) and, as an `Operation::Event` record, in the operation log;
-//! neither ever holds a secret or a code.
+//! is this module's side records (`tables.rs`), which it changes only through
+//! [`Engine::write_with`]: in the engine's writer, in a write's transaction, so every
+//! read-modify-write of them is serialized with every other write, and in a cluster
+//! every node's (a lockout, a used TOTP step or recovery code holds on every node).
+//! This module opens no transaction of its own. Every attempt, lockout, password and
+//! MFA change is also recorded in the sign-in event log ([`Auth::events_since`]) and,
+//! as an `Operation::Event` record, in the operation log, in one write; neither ever
+//! holds a secret or a code.
 //!
 //! The lockout holds under concurrency: an attempt is counted toward its lock key
-//! before its password is evaluated, in the one write transaction that also checks
-//! the lock, so however many attempts arrive at once, at most `max_failures` are
-//! evaluated before the lock. A wrong password or code leaves the attempt counted, as
-//! its failure, and sets the lock when the window is full; a sign-in clears the
-//! count; a right password that signs nobody in (an inactive or expired user, a code
-//! still to come) gives the attempt back; an attempt that ends in an error stays
-//! counted. These lockout commits do not wait for the disk: the attempt's next
-//! durable commit (its sign-in event) writes them out, so counting first adds no disk
-//! flush to an attempt.
+//! before its password is evaluated, in the one write that also checks the lock, so
+//! however many attempts arrive at once, at most `max_failures` are evaluated before
+//! the lock. A wrong password or code leaves the attempt counted, as its failure, and
+//! sets the lock when the window is full; a sign-in clears the count; a right
+//! password that signs nobody in (an inactive or expired user, a code still to come)
+//! gives the attempt back; an attempt that ends in an error stays counted. Counting
+//! is a durable write like any other; the writer's group commit shares one disk
+//! flush among the attempts and writes waiting at once.
 //!
 //! Design choices the issue leaves open:
 //! - A denial's reason never tells whether a login name exists: an unknown name and a
@@ -37,9 +40,9 @@
 //! - A user whose MFA is required but who has no factor yet gets
 //!   `mfa_enrollment_required`: their password was right, and they may enrol (and
 //!   change their password) with it alone.
-//! - Changes spanning an entity and this module's tables (confirming TOTP turns the
-//!   user's `mfa` on) write this module's table first, so a crash in between leaves a
-//!   harmless state and a retry completes it.
+//! - Changes spanning an entity and this module's records (confirming TOTP turns the
+//!   user's `mfa` on) write this module's records first, so a crash in between leaves
+//!   a harmless state and a retry completes it.
 
 mod backend;
 mod mfa;
@@ -53,7 +56,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
 use crate::secrets::hash_with;
-use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,6 +68,7 @@ pub use settings::{
 use crate::engine::Engine;
 use crate::error::{Error, NotFound, StoreError, ValidationError};
 use crate::model::{EntityKind, Id, Mfa, Source, Time, User};
+use crate::side::SideTxn;
 use crate::write::{Actor, Op, Password, PasswordForm, Spec};
 pub(crate) use settings::DAY;
 use settings::MINUTE;
@@ -381,27 +384,6 @@ impl From<StoreError> for AuthError {
     }
 }
 
-impl From<redb::TransactionError> for AuthError {
-    fn from(error: redb::TransactionError) -> AuthError {
-        StoreError::from(error).into()
-    }
-}
-impl From<redb::TableError> for AuthError {
-    fn from(error: redb::TableError) -> AuthError {
-        StoreError::from(error).into()
-    }
-}
-impl From<redb::StorageError> for AuthError {
-    fn from(error: redb::StorageError) -> AuthError {
-        StoreError::from(error).into()
-    }
-}
-impl From<redb::CommitError> for AuthError {
-    fn from(error: redb::CommitError) -> AuthError {
-        StoreError::from(error).into()
-    }
-}
-
 /// One line of the sign-in event log. Never a secret, never a code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthEvent {
@@ -499,7 +481,6 @@ impl Auth {
                 message: "needs passkeys ([passkeys] rp_id and origins)".to_owned(),
             });
         }
-        tables::init(engine.store().database())?;
         // Every door's passwords meet the same policy: the engine's, set from these
         // settings (see `CredentialPolicy`).
         let policy = crate::CredentialPolicy::new(settings.password_policy, &settings.argon2)
@@ -802,7 +783,6 @@ impl Auth {
     /// (a phone number or an email address counts, when codes are sent that way)
     /// that the policy allows, and, when it requires some, only those.
     pub fn methods(&self, user: &User) -> Result<Vec<MfaMethod>, AuthError> {
-        let db = self.engine.store().database();
         let (allowed, required) = self.policy_of(user)?;
         let mut methods = Vec::new();
         for method in allowed {
@@ -812,14 +792,14 @@ impl Auth {
             let enrolled = match method {
                 MfaMethod::Totp => {
                     let totp: Option<TotpRecord> =
-                        tables::read_user(db, TOTP, "auth_totp", user.id)?;
+                        tables::read(&self.engine, TOTP, &tables::key(user.id))?;
                     totp.is_some_and(|t| t.secret.is_some())
                 }
                 MfaMethod::Email => self.settings.email_codes && user.email.is_some(),
                 MfaMethod::Sms => self.settings.sms_codes && user.phone.is_some(),
                 MfaMethod::RecoveryCode => {
                     let recovery: Option<RecoveryRecord> =
-                        tables::read_user(db, RECOVERY, "auth_recovery", user.id)?;
+                        tables::read(&self.engine, RECOVERY, &tables::key(user.id))?;
                     recovery.is_some_and(|r| !r.hashes.is_empty())
                 }
                 MfaMethod::Passkey => {
@@ -836,13 +816,8 @@ impl Auth {
     /// The methods `user` may enrol and use, in the order offered, and those the
     /// policy requires (empty: any of them).
     fn policy_of(&self, user: &User) -> Result<(Vec<MfaMethod>, Vec<MfaMethod>), AuthError> {
-        let own: UserMfaPolicy = tables::read_user(
-            self.engine.store().database(),
-            MFA_POLICY,
-            "auth_mfa_policy",
-            user.id,
-        )?
-        .unwrap_or_default();
+        let own: UserMfaPolicy =
+            tables::read(&self.engine, MFA_POLICY, &tables::key(user.id))?.unwrap_or_default();
         let global = &self.settings.mfa_methods;
         let allowed: Vec<MfaMethod> = match &own.methods {
             Some(methods) => methods
@@ -871,13 +846,7 @@ impl Auth {
     /// A user's own MFA policy (the default one when none was set).
     pub fn mfa_policy(&self, user: &str) -> Result<UserMfaPolicy, AuthError> {
         let user = self.user(user)?;
-        Ok(tables::read_user(
-            self.engine.store().database(),
-            MFA_POLICY,
-            "auth_mfa_policy",
-            user.id,
-        )?
-        .unwrap_or_default())
+        Ok(tables::read(&self.engine, MFA_POLICY, &tables::key(user.id))?.unwrap_or_default())
     }
 
     /// Sets a user's own MFA policy (an administrator's call); the default one
@@ -890,16 +859,15 @@ impl Auth {
         now: Time,
     ) -> Result<(), AuthError> {
         let user = self.user(user)?;
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut table = txn.open_table(MFA_POLICY)?;
-            if *policy == UserMfaPolicy::default() {
-                table.remove(tables::key(user.id))?;
+        let (id, record) = (user.id, policy.clone());
+        self.side(move |txn| {
+            if record == UserMfaPolicy::default() {
+                txn.remove(MFA_POLICY, &tables::key(id))?;
             } else {
-                table.insert(tables::key(user.id), tables::encode(policy).as_slice())?;
+                tables::put(txn, MFA_POLICY, &tables::key(id), &record);
             }
-        }
-        txn.commit()?;
+            Ok(())
+        })?;
         let names = |methods: &Option<Vec<MfaMethod>>| {
             methods.as_ref().map_or_else(
                 || "global".to_owned(),
@@ -930,66 +898,48 @@ impl Auth {
         methods: &[MfaMethod],
         now: Time,
     ) -> Result<Option<MfaMethod>, AuthError> {
-        let allows = |method: MfaMethod| methods.contains(&method);
-        let db = self.engine.store().database();
-        let txn = db.begin_write()?;
-        let mut found = None;
-        if mfa::looks_like_recovery_code(code) {
-            if allows(MfaMethod::RecoveryCode) {
-                let mut table = txn.open_table(RECOVERY)?;
-                let record: Option<RecoveryRecord> = table
-                    .get(tables::key(user.id))?
-                    .map(|v| tables::decode("auth_recovery", v.value()))
-                    .transpose()?;
-                if let Some(mut record) = record {
-                    let hash = mfa::recovery_hash(code);
-                    let before = record.hashes.len();
-                    record
-                        .hashes
-                        .retain(|stored| !crate::secrets::hashes_equal(stored, &hash));
-                    if record.hashes.len() < before {
-                        table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-                        found = Some(MfaMethod::RecoveryCode);
-                    }
+        let methods = methods.to_vec();
+        let (user, code) = (user.id, code.to_owned());
+        self.side(move |txn| {
+            let allows = |method: MfaMethod| methods.contains(&method);
+            let key = tables::key(user);
+            if mfa::looks_like_recovery_code(&code) {
+                if !allows(MfaMethod::RecoveryCode) {
+                    return Ok(None);
                 }
+                let Some(mut record) = tables::get::<RecoveryRecord>(txn, RECOVERY, &key)? else {
+                    return Ok(None);
+                };
+                let hash = mfa::recovery_hash(&code);
+                let before = record.hashes.len();
+                record
+                    .hashes
+                    .retain(|stored| !crate::secrets::hashes_equal(stored, &hash));
+                if record.hashes.len() == before {
+                    return Ok(None);
+                }
+                tables::put(txn, RECOVERY, &key, &record);
+                return Ok(Some(MfaMethod::RecoveryCode));
             }
-        } else {
             if allows(MfaMethod::Totp) {
-                let mut table = txn.open_table(TOTP)?;
-                let record: Option<TotpRecord> = table
-                    .get(tables::key(user.id))?
-                    .map(|v| tables::decode("auth_totp", v.value()))
-                    .transpose()?;
-                if let Some(mut record) = record {
-                    if let Some(secret) = &record.secret {
-                        let current = mfa::step_of(unix_secs(now));
-                        if let Some(step) = mfa::matching_step(secret, code, current) {
-                            if step > record.last_step {
-                                record.last_step = step;
-                                table.insert(
-                                    tables::key(user.id),
-                                    tables::encode(&record).as_slice(),
-                                )?;
-                                found = Some(MfaMethod::Totp);
-                            }
-                        }
+                if let Some(mut record) = tables::get::<TotpRecord>(txn, TOTP, &key)? {
+                    let current = mfa::step_of(unix_secs(now));
+                    let step = (record.secret.as_ref())
+                        .and_then(|secret| mfa::matching_step(secret, &code, current));
+                    if let Some(step) = step.filter(|step| *step > record.last_step) {
+                        record.last_step = step;
+                        tables::put(txn, TOTP, &key, &record);
+                        return Ok(Some(MfaMethod::Totp));
                     }
                 }
             }
-            for (method, table, name) in [
-                (MfaMethod::Email, EMAIL_CODES, "auth_email_codes"),
-                (MfaMethod::Sms, SMS_CODES, "auth_sms_codes"),
-            ] {
-                if found.is_none()
-                    && allows(method)
-                    && take_code(&txn, table, name, user.id, code, now)?
-                {
-                    found = Some(method);
+            for (method, table) in [(MfaMethod::Email, EMAIL_CODES), (MfaMethod::Sms, SMS_CODES)] {
+                if allows(method) && take_code(txn, table, user, &code, now)? {
+                    return Ok(Some(method));
                 }
             }
-        }
-        txn.commit()?;
-        Ok(found)
+            Ok(None)
+        })
     }
 
     fn issue_email_code(&self, user: &User, now: Time) -> Result<Delivery, AuthError> {
@@ -1004,10 +954,11 @@ impl Auth {
             expires_at,
             attempts: 0,
         };
-        let txn = self.engine.store().database().begin_write()?;
-        txn.open_table(EMAIL_CODES)?
-            .insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-        txn.commit()?;
+        let id = user.id;
+        self.side(move |txn| {
+            tables::put(txn, EMAIL_CODES, &tables::key(id), &record);
+            Ok(())
+        })?;
         self.event(
             now,
             "email_code_issued",
@@ -1046,36 +997,30 @@ impl Auth {
         ];
         let (code, hash) = mfa::new_email_code(&user.id);
         let expires_at = now.add_micros(i64::from(self.settings.sms_code_minutes) * MINUTE);
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut sends = txn.open_table(SMS_SENDS)?;
+        let id = user.id;
+        self.side(move |txn| {
             let mut records = Vec::new();
             for (key, limit) in &keys {
-                let mut record: Sends = sends
-                    .get(key.as_slice())?
-                    .map(|v| tables::decode("auth_sms_sends", v.value()))
-                    .transpose()?
-                    .unwrap_or_default();
+                let mut record: Sends = tables::get(txn, SMS_SENDS, key)?.unwrap_or_default();
                 record.recent.retain(|t| *t > window_start);
                 if record.recent.len() >= *limit as usize {
-                    // Nothing written: the transaction is dropped.
+                    // Nothing written: a refused edit writes nothing.
                     return Err(AuthError::TooManyCodes);
                 }
                 record.recent.push(now);
                 records.push(record);
             }
             for ((key, _), record) in keys.iter().zip(records) {
-                sends.insert(key.as_slice(), tables::encode(&record).as_slice())?;
+                tables::put(txn, SMS_SENDS, key, &record);
             }
             let record = EmailCodeRecord {
                 hash,
                 expires_at,
                 attempts: 0,
             };
-            txn.open_table(SMS_CODES)?
-                .insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-        }
-        txn.commit()?;
+            tables::put(txn, SMS_CODES, &tables::key(id), &record);
+            Ok(())
+        })?;
         self.event(
             now,
             "sms_code_issued",
@@ -1121,14 +1066,15 @@ impl Auth {
     fn reserve_attempt(&self, attempt: &Attempt<'_>) -> Result<bool, AuthError> {
         let window_start = self.window_start(attempt.now);
         let most = self.settings.lockout.max_failures as usize;
-        self.change_failures(&attempt.lock, |record| {
+        let now = attempt.now;
+        self.change_failures(&attempt.lock, move |record| {
             record.recent.retain(|t| *t > window_start);
-            let room = record.locked_until.is_none_or(|until| attempt.now >= until)
-                && record.recent.len() < most;
+            let room =
+                record.locked_until.is_none_or(|until| now >= until) && record.recent.len() < most;
             if !room {
                 return Change::Nothing;
             }
-            record.recent.push(attempt.now);
+            record.recent.push(now);
             Change::Write
         })
     }
@@ -1163,7 +1109,7 @@ impl Auth {
         let lockout = self.settings.lockout;
         let now = attempt.now;
         let window_start = self.window_start(now);
-        self.change_failures(&attempt.lock, |record| {
+        self.change_failures(&attempt.lock, move |record| {
             record.recent.retain(|t| *t > window_start);
             let full = record.locked_until.is_none_or(|until| now >= until)
                 && record.recent.len() >= lockout.max_failures as usize;
@@ -1182,14 +1128,15 @@ impl Auth {
     /// times, so any one counted at the same instant is as good as this one's; none
     /// left means a lock set meanwhile has cleared the window, and the lock stays.
     fn give_back(&self, attempt: &Attempt<'_>) -> Result<(), AuthError> {
-        self.change_failures(&attempt.lock, |record| {
-            let Some(counted) = record.recent.iter().position(|t| *t == attempt.now) else {
+        let now = attempt.now;
+        self.change_failures(&attempt.lock, move |record| {
+            let Some(counted) = record.recent.iter().position(|t| *t == now) else {
                 return Change::Nothing;
             };
             record.recent.remove(counted);
             // Nothing left to keep: leave no record behind, as before the attempt was
             // counted.
-            let lock_in_force = record.locked_until.is_some_and(|until| attempt.now < until);
+            let lock_in_force = record.locked_until.is_some_and(|until| now < until);
             if record.recent.is_empty() && !lock_in_force {
                 Change::Remove
             } else {
@@ -1200,61 +1147,46 @@ impl Auth {
     }
 
     /// Changes the failure record of `lock` (an empty one when it has none) in one
-    /// lockout transaction: `change` edits it and says what to store. Nothing is
-    /// written when it says [`Change::Nothing`]; whether something was.
+    /// write: `change` edits it and says what to store. Nothing is written when it
+    /// says [`Change::Nothing`]; whether something was.
     fn change_failures(
         &self,
         lock: &[u8; 32],
-        change: impl FnOnce(&mut Failures) -> Change,
+        change: impl FnOnce(&mut Failures) -> Change + Send + 'static,
     ) -> Result<bool, AuthError> {
-        let txn = self.lockout_transaction()?;
-        let changed = {
-            let mut table = txn.open_table(FAILURES)?;
-            let mut record = read_failures(&table, lock)?;
-            match change(&mut record) {
+        let lock = *lock;
+        self.side(move |txn| {
+            let mut record: Failures = tables::get(txn, FAILURES, &lock)?.unwrap_or_default();
+            Ok(match change(&mut record) {
                 Change::Nothing => false,
                 Change::Write => {
-                    table.insert(lock.as_slice(), tables::encode(&record).as_slice())?;
+                    tables::put(txn, FAILURES, &lock, &record);
                     true
                 }
-                Change::Remove => {
-                    table.remove(lock.as_slice())?;
-                    true
-                }
-            }
-        };
-        if changed {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
-        Ok(changed)
+                Change::Remove => txn.remove(FAILURES, &lock)?,
+            })
+        })
     }
 
     /// Forgets a lock key's failures and lock: after a sign-in (which its own attempt
     /// was counted toward), an unlock or a password reset.
     fn clear_failures(&self, lock: &[u8; 32]) -> Result<(), AuthError> {
-        let txn = self.lockout_transaction()?;
-        let removed = txn.open_table(FAILURES)?.remove(lock.as_slice())?.is_some();
-        if removed {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
+        self.change_failures(lock, |_| Change::Remove)?;
         Ok(())
     }
 
-    /// A write transaction on the lockout table that commits without waiting for the
-    /// disk (`Durability::None`). Counting an attempt before evaluating it must not
-    /// add a disk flush to every attempt: the attempt's next durable commit (its
-    /// sign-in event, the login it records, the change it proves) writes this one out
-    /// with it. Until then the commit is visible to every later transaction, which is
-    /// what makes the lockout hold; a crash before then forgets it along with the
-    /// attempt's outcome, as a crash during an evaluation always did.
-    fn lockout_transaction(&self) -> Result<redb::WriteTransaction, AuthError> {
-        let mut txn = self.engine.store().database().begin_write()?;
-        txn.set_durability(redb::Durability::None);
-        Ok(txn)
+    /// One write of sign-in state: `edit` runs in the engine's writer on the side
+    /// records as every write before it left them (in a cluster: every node's), so
+    /// two attempts never both find room for one more, and a code is good once
+    /// across the cluster. Nothing is written when it fails or changes nothing.
+    fn side<R: Send + 'static>(
+        &self,
+        edit: impl FnOnce(&mut SideTxn<'_>) -> Result<R, AuthError> + Send + 'static,
+    ) -> Result<R, AuthError> {
+        let (_, value) = self
+            .engine
+            .write_with(&Actor::system("sign-in"), Vec::new(), edit)?;
+        Ok(value)
     }
 
     /// The oldest failure time still inside the window at `now` (exclusive).
@@ -1455,10 +1387,10 @@ impl Auth {
             user: user.id,
             expires_at,
         };
-        let txn = self.engine.store().database().begin_write()?;
-        txn.open_table(RESETS)?
-            .insert(hash.as_slice(), tables::encode(&record).as_slice())?;
-        txn.commit()?;
+        self.side(move |txn| {
+            tables::put(txn, RESETS, &hash, &record);
+            Ok(())
+        })?;
         self.event(now, "reset_issued", actor, Some(user), None, None)?;
         Ok(Delivery {
             channel: DeliveryChannel::Email,
@@ -1481,18 +1413,16 @@ impl Auth {
         check_input("new_password", new_password)?;
         let hash = self.new_hash(new_password)?;
         let token_hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        // Taken out first, in its own transaction, so two uses cannot both pass; put
-        // back if the password cannot be stored. (The engine's writer needs the
-        // database's write lock, so no transaction of ours may be open across it.)
-        let txn = self.engine.store().database().begin_write()?;
-        let taken: Option<Vec<u8>> = txn
-            .open_table(RESETS)?
-            .remove(token_hash.as_slice())?
-            .map(|v| v.value().to_vec());
-        txn.commit()?;
+        // Taken out first, in its own write, so two uses cannot both pass; put back if
+        // the password cannot be stored.
+        let taken: Option<Vec<u8>> = self.side(move |txn| {
+            let taken = txn.get(RESETS, &token_hash)?;
+            txn.remove(RESETS, &token_hash)?;
+            Ok(taken)
+        })?;
         let record: Option<ResetRecord> = taken
             .as_deref()
-            .map(|bytes| tables::decode("auth_resets", bytes))
+            .map(|bytes| tables::decode(RESETS, bytes))
             .transpose()?;
         let user = record
             .filter(|r| now < r.expires_at)
@@ -1501,10 +1431,10 @@ impl Auth {
         let actor = actor_of(&user);
         if let Err(error) = self.write_password(&actor, &user, hash, false) {
             if let Some(bytes) = taken {
-                let txn = self.engine.store().database().begin_write()?;
-                txn.open_table(RESETS)?
-                    .insert(token_hash.as_slice(), bytes.as_slice())?;
-                txn.commit()?;
+                self.side(move |txn| {
+                    txn.put(RESETS, &token_hash, bytes);
+                    Ok(())
+                })?;
             }
             return Err(error);
         }
@@ -1514,15 +1444,12 @@ impl Auth {
     }
 
     fn drop_resets(&self, user: Id) -> Result<(), AuthError> {
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut table = txn.open_table(RESETS)?;
-            table.retain(|_, value| {
-                tables::decode::<ResetRecord>("auth_resets", value).is_ok_and(|r| r.user != user)
+        self.side(move |txn| {
+            txn.retain(RESETS, |_, value| {
+                tables::decode::<ResetRecord>(RESETS, value).is_ok_and(|r| r.user != user)
             })?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     // ----- MFA ----------------------------------------------------------------------
@@ -1537,19 +1464,13 @@ impl Auth {
         let user = self.passed(credentials, now, "mfa_enrol")?;
         self.check_allowed(&user, MfaMethod::Totp)?;
         let secret = mfa::new_secret();
-        let db = self.engine.store().database();
-        let txn = db.begin_write()?;
-        {
-            let mut table = txn.open_table(TOTP)?;
-            let mut record: TotpRecord = table
-                .get(tables::key(user.id))?
-                .map(|v| tables::decode("auth_totp", v.value()))
-                .transpose()?
-                .unwrap_or_default();
-            record.pending = Some(secret.clone());
-            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-        }
-        txn.commit()?;
+        let (key, pending) = (tables::key(user.id), secret.clone());
+        self.side(move |txn| {
+            let mut record: TotpRecord = tables::get(txn, TOTP, &key)?.unwrap_or_default();
+            record.pending = Some(pending);
+            tables::put(txn, TOTP, &key, &record);
+            Ok(())
+        })?;
         self.event(
             now,
             "mfa_enrolment_started",
@@ -1574,25 +1495,19 @@ impl Auth {
     ) -> Result<Vec<String>, AuthError> {
         check_input("totp_code", totp_code)?;
         let user = self.passed(credentials, now, "mfa_confirm")?;
-        let db = self.engine.store().database();
-        let txn = db.begin_write()?;
-        {
-            let mut table = txn.open_table(TOTP)?;
-            let mut record: TotpRecord = table
-                .get(tables::key(user.id))?
-                .map(|v| tables::decode("auth_totp", v.value()))
-                .transpose()?
-                .unwrap_or_default();
+        let (id, code) = (user.id, totp_code.trim().to_owned());
+        let codes = self.side(move |txn| {
+            let key = tables::key(id);
+            let mut record: TotpRecord = tables::get(txn, TOTP, &key)?.unwrap_or_default();
             let pending = record.pending.take().ok_or(AuthError::NoPendingEnrolment)?;
             let current = mfa::step_of(unix_secs(now));
-            let step = mfa::matching_step(&pending, totp_code.trim(), current)
-                .ok_or(AuthError::InvalidCode)?;
+            let step =
+                mfa::matching_step(&pending, &code, current).ok_or(AuthError::InvalidCode)?;
             record.secret = Some(pending);
             record.last_step = step;
-            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-        }
-        let codes = new_recovery_codes(&txn, user.id)?;
-        txn.commit()?;
+            tables::put(txn, TOTP, &key, &record);
+            Ok(new_recovery_codes(txn, id))
+        })?;
         if user.mfa == Mfa::Disabled {
             self.set_mfa(&actor_of(&user), &user, Mfa::Enabled)?;
         }
@@ -1622,9 +1537,8 @@ impl Auth {
         now: Time,
     ) -> Result<Vec<String>, AuthError> {
         let user = self.passed(credentials, now, "recovery_codes")?;
-        let txn = self.engine.store().database().begin_write()?;
-        let codes = new_recovery_codes(&txn, user.id)?;
-        txn.commit()?;
+        let id = user.id;
+        let codes = self.side(move |txn| Ok(new_recovery_codes(txn, id)))?;
         self.event(
             now,
             "recovery_codes_issued",
@@ -1672,23 +1586,17 @@ impl Auth {
     }
 
     fn forget_factors(&self, user: Id) -> Result<(), AuthError> {
-        let txn = self.engine.store().database().begin_write()?;
-        txn.open_table(TOTP)?.remove(tables::key(user))?;
-        txn.open_table(RECOVERY)?.remove(tables::key(user))?;
-        txn.open_table(EMAIL_CODES)?.remove(tables::key(user))?;
-        txn.open_table(SMS_CODES)?.remove(tables::key(user))?;
-        let passkeys: Option<PasskeysRecord> = txn
-            .open_table(PASSKEYS)?
-            .remove(tables::key(user))?
-            .map(|v| tables::decode("auth_passkeys", v.value()))
-            .transpose()?;
-        let mut ids = txn.open_table(PASSKEY_IDS)?;
-        for key in passkeys.map(|r| r.keys).unwrap_or_default() {
-            ids.remove(key.credential_id.as_slice())?;
-        }
-        drop(ids);
-        txn.commit()?;
-        Ok(())
+        self.side(move |txn| {
+            let key = tables::key(user);
+            let passkeys: Option<PasskeysRecord> = tables::get(txn, PASSKEYS, &key)?;
+            for key in passkeys.map(|r| r.keys).unwrap_or_default() {
+                txn.remove(PASSKEY_IDS, &key.credential_id)?;
+            }
+            for table in [TOTP, RECOVERY, EMAIL_CODES, SMS_CODES, PASSKEYS] {
+                txn.remove(table, &key)?;
+            }
+            Ok(())
+        })
     }
 
     fn set_mfa(&self, actor: &str, user: &User, mfa: Mfa) -> Result<(), AuthError> {
@@ -1718,12 +1626,8 @@ impl Auth {
     }
 
     fn passkey_records(&self, user: Id) -> Result<Vec<PasskeyRecord>, AuthError> {
-        let record: Option<PasskeysRecord> = tables::read_user(
-            self.engine.store().database(),
-            PASSKEYS,
-            "auth_passkeys",
-            user,
-        )?;
+        let record: Option<PasskeysRecord> =
+            tables::read(&self.engine, PASSKEYS, &tables::key(user))?;
         Ok(record.map(|r| r.keys).unwrap_or_default())
     }
 
@@ -1731,10 +1635,11 @@ impl Auth {
     fn store_ceremony(&self, record: &CeremonyRecord) -> Result<String, AuthError> {
         let token = hex(&mfa::random_bytes::<32>());
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let txn = self.engine.store().database().begin_write()?;
-        txn.open_table(CEREMONIES)?
-            .insert(hash.as_slice(), tables::encode(record).as_slice())?;
-        txn.commit()?;
+        let record = tables::encode(record);
+        self.side(move |txn| {
+            txn.put(CEREMONIES, &hash, record);
+            Ok(())
+        })?;
         Ok(token)
     }
 
@@ -1742,14 +1647,13 @@ impl Auth {
     fn take_ceremony(&self, token: &str, now: Time) -> Result<CeremonyRecord, AuthError> {
         check_input("ceremony", token)?;
         let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        let txn = self.engine.store().database().begin_write()?;
-        let taken: Option<Vec<u8>> = txn
-            .open_table(CEREMONIES)?
-            .remove(hash.as_slice())?
-            .map(|v| v.value().to_vec());
-        txn.commit()?;
+        let taken: Option<Vec<u8>> = self.side(move |txn| {
+            let taken = txn.get(CEREMONIES, &hash)?;
+            txn.remove(CEREMONIES, &hash)?;
+            Ok(taken)
+        })?;
         taken
-            .map(|bytes| tables::decode::<CeremonyRecord>("auth_ceremonies", &bytes))
+            .map(|bytes| tables::decode::<CeremonyRecord>(CEREMONIES, &bytes))
             .transpose()?
             .filter(|record| now < record.expires_at)
             .ok_or(AuthError::InvalidCeremony)
@@ -1857,33 +1761,22 @@ impl Auth {
             credential_id,
             passkey,
         };
-        let txn = self.engine.store().database().begin_write()?;
-        let codes = {
-            let mut ids = txn.open_table(PASSKEY_IDS)?;
-            if ids.get(key.credential_id.as_slice())?.is_some() {
+        let (id, added) = (user.id, key.clone());
+        let codes = self.side(move |txn| {
+            let user_key = tables::key(id);
+            if txn.get(PASSKEY_IDS, &added.credential_id)?.is_some() {
                 return Err(AuthError::PasskeyTaken);
             }
-            ids.insert(key.credential_id.as_slice(), tables::key(user.id))?;
-            let mut table = txn.open_table(PASSKEYS)?;
-            let mut record: PasskeysRecord = table
-                .get(tables::key(user.id))?
-                .map(|v| tables::decode("auth_passkeys", v.value()))
-                .transpose()?
-                .unwrap_or_default();
-            record.keys.push(key.clone());
-            table.insert(tables::key(user.id), tables::encode(&record).as_slice())?;
-            let recovery: Option<RecoveryRecord> = txn
-                .open_table(RECOVERY)?
-                .get(tables::key(user.id))?
-                .map(|v| tables::decode("auth_recovery", v.value()))
-                .transpose()?;
-            if recovery.is_none_or(|r| r.hashes.is_empty()) {
-                Some(new_recovery_codes(&txn, user.id)?)
-            } else {
-                None
-            }
-        };
-        txn.commit()?;
+            txn.put(PASSKEY_IDS, &added.credential_id, user_key.to_vec());
+            let mut record: PasskeysRecord =
+                tables::get(txn, PASSKEYS, &user_key)?.unwrap_or_default();
+            record.keys.push(added);
+            tables::put(txn, PASSKEYS, &user_key, &record);
+            let recovery: Option<RecoveryRecord> = tables::get(txn, RECOVERY, &user_key)?;
+            Ok(recovery
+                .is_none_or(|r| r.hashes.is_empty())
+                .then(|| new_recovery_codes(txn, id)))
+        })?;
         if user.mfa == Mfa::Disabled {
             self.set_mfa(&actor_of(&user), &user, Mfa::Enabled)?;
         }
@@ -1997,14 +1890,13 @@ impl Auth {
             self.fail(&attempt, Some(&user), refusal)?;
             return Ok(denied(refusal));
         }
-        let mut used = None;
-        self.edit_passkeys(user.id, |keys| {
-            if let Some(key) = keys.iter_mut().find(|k| k.credential_id == credential_id) {
+        let used = self.edit_passkeys(user.id, move |keys| {
+            let key = keys.iter_mut().find(|k| k.credential_id == credential_id);
+            Ok(key.map(|key| {
                 key.passkey = updated;
                 key.last_used_at = Some(now);
-                used = Some(key.id);
-            }
-            Ok(())
+                key.id
+            }))
         })?;
         let Some(used) = used else {
             // Removed meanwhile.
@@ -2025,39 +1917,35 @@ impl Auth {
 
     /// Changes a user's passkeys in one transaction (the credential-id index with
     /// them).
-    fn edit_passkeys(
+    fn edit_passkeys<R>(
         &self,
         user: Id,
-        edit: impl FnOnce(&mut Vec<PasskeyRecord>) -> Result<(), AuthError>,
-    ) -> Result<(), AuthError> {
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut table = txn.open_table(PASSKEYS)?;
-            let mut record: PasskeysRecord = table
-                .get(tables::key(user))?
-                .map(|v| tables::decode("auth_passkeys", v.value()))
-                .transpose()?
-                .unwrap_or_default();
+        edit: impl FnOnce(&mut Vec<PasskeyRecord>) -> Result<R, AuthError> + Send + 'static,
+    ) -> Result<R, AuthError>
+    where
+        R: Send + 'static,
+    {
+        self.side(move |txn| {
+            let key = tables::key(user);
+            let mut record: PasskeysRecord = tables::get(txn, PASSKEYS, &key)?.unwrap_or_default();
             let before: Vec<Vec<u8>> = record
                 .keys
                 .iter()
                 .map(|k| k.credential_id.clone())
                 .collect();
-            edit(&mut record.keys)?;
-            let mut ids = txn.open_table(PASSKEY_IDS)?;
+            let answer = edit(&mut record.keys)?;
             for id in before {
                 if !record.keys.iter().any(|k| k.credential_id == id) {
-                    ids.remove(id.as_slice())?;
+                    txn.remove(PASSKEY_IDS, &id)?;
                 }
             }
             if record.keys.is_empty() {
-                table.remove(tables::key(user))?;
+                txn.remove(PASSKEYS, &key)?;
             } else {
-                table.insert(tables::key(user), tables::encode(&record).as_slice())?;
+                tables::put(txn, PASSKEYS, &key, &record);
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(answer)
+        })
     }
 
     /// The passkeys of the user behind `credentials`.
@@ -2094,11 +1982,12 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let name = passkey_name(name)?;
         let user = self.passed(credentials, now, "passkey_rename")?;
-        self.edit_passkeys(user.id, |keys| {
+        let wanted = passkey.to_owned();
+        self.edit_passkeys(user.id, move |keys| {
             let key = keys
                 .iter_mut()
-                .find(|k| k.id.to_string() == passkey)
-                .ok_or_else(|| AuthError::UnknownPasskey(passkey.to_owned()))?;
+                .find(|k| k.id.to_string() == wanted)
+                .ok_or(AuthError::UnknownPasskey(wanted))?;
             key.name = name;
             Ok(())
         })?;
@@ -2143,11 +2032,12 @@ impl Auth {
         now: Time,
     ) -> Result<(), AuthError> {
         check_input("passkey", passkey)?;
-        self.edit_passkeys(user.id, |keys| {
+        let unwanted = passkey.to_owned();
+        self.edit_passkeys(user.id, move |keys| {
             let before = keys.len();
-            keys.retain(|k| k.id.to_string() != passkey);
+            keys.retain(|k| k.id.to_string() != unwanted);
             if keys.len() == before {
-                return Err(AuthError::UnknownPasskey(passkey.to_owned()));
+                return Err(AuthError::UnknownPasskey(unwanted));
             }
             Ok(())
         })?;
@@ -2205,96 +2095,68 @@ impl Auth {
                 }
             }
         }
-        let exists = |id: Id| snapshot.user(&id.to_string()).is_some();
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut count = |removed: u64| report.purged += removed;
-            let mut resets = txn.open_table(RESETS)?;
-            let before = resets.len()?;
-            resets.retain(|_, value| {
-                tables::decode::<ResetRecord>("auth_resets", value)
-                    .is_ok_and(|r| now < r.expires_at && exists(r.user))
+        let sms_window_start =
+            now.add_micros(-i64::from(self.settings.sms_limits.window_minutes) * MINUTE);
+        let window_start = self.window_start(now);
+        let oldest = now.add_micros(-i64::from(self.settings.event_retention_days) * DAY);
+        report.purged = self.side(move |txn| {
+            let exists = |key: &[u8]| {
+                tables::id_of(key).is_some_and(|id| snapshot.user(&id.to_string()).is_some())
+            };
+            let mut purged = txn.retain(RESETS, |_, value| {
+                tables::decode::<ResetRecord>(RESETS, value)
+                    .is_ok_and(|r| now < r.expires_at && exists(r.user.as_bytes()))
             })?;
-            count(before - resets.len()?);
             // Emailed and texted codes: one record shape, one rule.
-            for (table, name) in [
-                (EMAIL_CODES, "auth_email_codes"),
-                (SMS_CODES, "auth_sms_codes"),
-            ] {
-                let mut codes = txn.open_table(table)?;
-                let before = codes.len()?;
-                codes.retain(|key, value| {
-                    exists(tables::id_of(key))
-                        && tables::decode::<EmailCodeRecord>(name, value)
+            for table in [EMAIL_CODES, SMS_CODES] {
+                purged += txn.retain(table, |key, value| {
+                    exists(key)
+                        && tables::decode::<EmailCodeRecord>(table, value)
                             .is_ok_and(|r| now < r.expires_at)
                 })?;
-                count(before - codes.len()?);
             }
-            let sms_window_start =
-                now.add_micros(-i64::from(self.settings.sms_limits.window_minutes) * MINUTE);
-            let mut sends = txn.open_table(SMS_SENDS)?;
-            let before = sends.len()?;
-            sends.retain(|_, value| {
-                tables::decode::<Sends>("auth_sms_sends", value)
+            purged += txn.retain(SMS_SENDS, |_, value| {
+                tables::decode::<Sends>(SMS_SENDS, value)
                     .is_ok_and(|r| r.recent.iter().any(|t| *t > sms_window_start))
             })?;
-            count(before - sends.len()?);
-            let mut ceremonies = txn.open_table(CEREMONIES)?;
-            let before = ceremonies.len()?;
-            ceremonies.retain(|_, value| {
-                tables::decode::<CeremonyRecord>("auth_ceremonies", value)
+            purged += txn.retain(CEREMONIES, |_, value| {
+                tables::decode::<CeremonyRecord>(CEREMONIES, value)
                     .is_ok_and(|r| now < r.expires_at)
             })?;
-            count(before - ceremonies.len()?);
-            let mut ids = txn.open_table(PASSKEY_IDS)?;
-            let before = ids.len()?;
-            ids.retain(|_, user| exists(tables::id_of(user)))?;
-            count(before - ids.len()?);
+            purged += txn.retain(PASSKEY_IDS, |_, user| exists(user))?;
             for table in [TOTP, RECOVERY, PASSKEYS, MFA_POLICY] {
-                let mut table = txn.open_table(table)?;
-                let before = table.len()?;
-                table.retain(|key, _| exists(tables::id_of(key)))?;
-                count(before - table.len()?);
+                purged += txn.retain(table, |key, _| exists(key))?;
             }
-            let window_start =
-                now.add_micros(-i64::from(self.settings.lockout.window_minutes) * MINUTE);
-            let mut failures = txn.open_table(FAILURES)?;
-            let before = failures.len()?;
-            failures.retain(|_, value| {
-                tables::decode::<Failures>("auth_failures", value).is_ok_and(|r| {
+            purged += txn.retain(FAILURES, |_, value| {
+                tables::decode::<Failures>(FAILURES, value).is_ok_and(|r| {
                     r.locked_until.is_some_and(|until| now < until)
                         || r.recent.iter().any(|t| *t > window_start)
                 })
             })?;
-            count(before - failures.len()?);
-            let oldest = now.add_micros(-i64::from(self.settings.event_retention_days) * DAY);
-            let mut events = txn.open_table(EVENTS)?;
-            let before = events.len()?;
-            events.retain(|_, value| {
+            purged += txn.retain(EVENTS, |_, value| {
                 serde_json::from_slice::<AuthEvent>(value).is_ok_and(|e| e.time >= oldest)
             })?;
-            count(before - events.len()?);
-        }
-        txn.commit()?;
+            Ok(purged)
+        })?;
         Ok(report)
     }
 
     /// Sign-in events with a sequence above `since`, oldest first, at most `limit`.
     pub fn events_since(&self, since: u64, limit: usize) -> Result<Vec<AuthEvent>, AuthError> {
-        let txn = self.engine.store().database().begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut events = Vec::new();
-        for row in table.range(since.saturating_add(1)..)?.take(limit) {
-            let (_, value) = row?;
-            let event =
-                serde_json::from_slice(value.value()).map_err(|error| StoreError::Corrupt {
-                    table: "auth_events",
-                    key: "(event)".to_owned(),
-                    message: error.to_string(),
-                })?;
-            events.push(event);
-        }
-        Ok(events)
+        let rows = self
+            .engine
+            .side_records(EVENTS, Some(&since.to_be_bytes()), limit)?;
+        rows.iter()
+            .map(|(_, value)| {
+                serde_json::from_slice(value).map_err(|error| {
+                    AuthError::from(StoreError::Corrupt {
+                        table: EVENTS.name(),
+                        key: "(event)".to_owned(),
+                        message: error.to_string(),
+                    })
+                })
+            })
+            .collect()
     }
 
     fn event(
@@ -2306,91 +2168,97 @@ impl Auth {
         login: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), AuthError> {
-        let txn = self.engine.store().database().begin_write()?;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let seq = table.last()?.map_or(0, |(key, _)| key.value()) + 1;
-            let record = AuthEvent {
-                seq,
-                time: now,
-                event: event.to_owned(),
-                actor: actor.to_owned(),
-                user: user.map(|u| u.id),
-                login: login.map(|l| l.chars().take(256).collect()),
-                detail: detail.map(str::to_owned),
-            };
-            let json = serde_json::to_vec(&record).expect("INVARIANT: events serialize");
-            table.insert(seq, json.as_slice())?;
-        }
-        txn.commit()?;
         // The operation log holds every sign-in event too (issue #7): what happened,
         // to whom, by whom; never a password or a code. A user that was deleted
         // meanwhile is recorded under the nil id rather than failing the sign-in.
+        let login = login.map(|l| l.chars().take(256).collect::<String>());
         let what = serde_json::json!({
             "event": event,
-            "login": login.map(|l| l.chars().take(256).collect::<String>()),
+            "login": login,
             "detail": detail,
         });
-        let known = user.map(|u| u.id);
-        let recorded = self.engine.write(
-            &Actor::system(actor),
-            vec![Op::RecordEvent {
-                user: known,
+        let record = AuthEvent {
+            seq: 0,
+            time: now,
+            event: event.to_owned(),
+            actor: actor.to_owned(),
+            user: user.map(|u| u.id),
+            login,
+            detail: detail.map(str::to_owned),
+        };
+        let record_event = |user: Option<Id>, record: AuthEvent| {
+            let ops = vec![Op::RecordEvent {
+                user,
                 what: what.clone(),
-            }],
-        );
-        if let Err(Error::Validation(ValidationError::NotFound(_))) = recorded {
-            self.engine.write(
-                &Actor::system(actor),
-                vec![Op::RecordEvent { user: None, what }],
-            )?;
-        } else {
-            recorded?;
+            }];
+            // The event log and the operation log in one write.
+            self.engine
+                .write_with(&Actor::system(actor), ops, move |txn| {
+                    let seq = match txn.last(EVENTS)? {
+                        Some((key, _)) => <[u8; 8]>::try_from(key.as_slice())
+                            .map(u64::from_be_bytes)
+                            .map_err(|_| StoreError::Corrupt {
+                                table: EVENTS.name(),
+                                key: hex(&key),
+                                message: "an event's key is 8 bytes".to_owned(),
+                            })?,
+                        None => 0,
+                    } + 1;
+                    let record = AuthEvent { seq, ..record };
+                    let json = serde_json::to_vec(&record).expect("INVARIANT: events serialize");
+                    txn.put(EVENTS, &seq.to_be_bytes(), json);
+                    Ok::<(), AuthError>(())
+                })
+        };
+        match record_event(user.map(|u| u.id), record.clone()) {
+            Err(AuthError::Engine(Error::Validation(ValidationError::NotFound(_)))) => {
+                record_event(None, record)?;
+            }
+            other => {
+                other?;
+            }
         }
         Ok(())
     }
 }
 
-fn new_recovery_codes(txn: &redb::WriteTransaction, user: Id) -> Result<Vec<String>, AuthError> {
+fn new_recovery_codes(txn: &mut SideTxn<'_>, user: Id) -> Vec<String> {
     let (codes, hashes): (Vec<String>, Vec<[u8; 32]>) = (0..mfa::RECOVERY_CODES)
         .map(|_| mfa::new_recovery_code())
         .unzip();
-    txn.open_table(RECOVERY)?.insert(
-        tables::key(user),
-        tables::encode(&RecoveryRecord { hashes }).as_slice(),
-    )?;
-    Ok(codes)
+    tables::put(
+        txn,
+        RECOVERY,
+        &tables::key(user),
+        &RecoveryRecord { hashes },
+    );
+    codes
 }
 
 /// Whether `code` is the user's one-time code in `table` (emailed or SMS), still
 /// good: a match uses it up; a miss counts against it, and it is dropped after a few
 /// misses or once expired.
 fn take_code(
-    txn: &redb::WriteTransaction,
-    table: redb::TableDefinition<u128, &[u8]>,
-    name: &'static str,
+    txn: &mut SideTxn<'_>,
+    table: crate::SideTable,
     user: Id,
     code: &str,
     now: Time,
 ) -> Result<bool, AuthError> {
-    let mut table = txn.open_table(table)?;
-    let record: Option<EmailCodeRecord> = table
-        .get(tables::key(user))?
-        .map(|v| tables::decode(name, v.value()))
-        .transpose()?;
-    let Some(mut record) = record else {
+    let key = tables::key(user);
+    let Some(mut record) = tables::get::<EmailCodeRecord>(txn, table, &key)? else {
         return Ok(false);
     };
     let hash = mfa::email_code_hash(&user, code);
     if now < record.expires_at && crate::secrets::hashes_equal(&record.hash, &hash) {
-        table.remove(tables::key(user))?;
+        txn.remove(table, &key)?;
         return Ok(true);
     }
     record.attempts += 1;
     if record.attempts >= EMAIL_CODE_ATTEMPTS || now >= record.expires_at {
-        table.remove(tables::key(user))?;
+        txn.remove(table, &key)?;
     } else {
-        table.insert(tables::key(user), tables::encode(&record).as_slice())?;
+        tables::put(txn, table, &key, &record);
     }
     Ok(false)
 }
@@ -2462,18 +2330,6 @@ enum Change {
     Write,
     /// No record: the lock key has nothing counted.
     Remove,
-}
-
-/// The failures counted toward `lock`: none yet when it has no record.
-fn read_failures(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    lock: &[u8; 32],
-) -> Result<Failures, AuthError> {
-    let record = table
-        .get(lock.as_slice())?
-        .map(|value| tables::decode("auth_failures", value.value()))
-        .transpose()?;
-    Ok(record.unwrap_or_default())
 }
 
 fn check_input(field: &'static str, value: &str) -> Result<(), AuthError> {

@@ -21,7 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ChangeRecord, EntityKind, Id, Time, UserMember};
-use crate::store::Stored;
+use crate::side::SideWrite;
+use crate::store::{Dump, Stored};
 use crate::write::{MembershipWrite, SecretWrite};
 
 /// One entry of a change log: the revisions `first..=last` of one commit, and its
@@ -84,6 +85,24 @@ pub trait ChangeLog: Send + Sync {
 
     /// Nodes that reported within `within`.
     fn nodes(&self, within: Duration) -> Result<Vec<NodeStatus>, LogError>;
+
+    /// The revision of the newest cluster image, if any.
+    fn newest_image_revision(&self) -> Result<Option<u64>, LogError>;
+
+    /// The newest cluster image: its revision and body, which only the engine reads.
+    fn newest_image(&self) -> Result<Option<(u64, Vec<u8>)>, LogError>;
+
+    /// Keeps `body`, an image of the cluster's state at `revision`; one at that
+    /// revision already kept stays as it is.
+    fn put_image(&self, revision: u64, body: &[u8]) -> Result<(), LogError>;
+
+    /// The first revision of the oldest entry kept, if the log holds any.
+    fn oldest_kept(&self) -> Result<Option<u64>, LogError>;
+
+    /// Drops the entries whose last revision is `through` or older, and every image
+    /// but the newest; how many entries it dropped. The caller keeps what an image
+    /// and the live nodes need.
+    fn compact(&self, through: u64) -> Result<u64, LogError>;
 }
 
 /// The log while this node holds its append lock. Dropping it without
@@ -117,6 +136,8 @@ pub(crate) struct Replica {
     pub(crate) memberships: Vec<(Id, Id, Option<UserMember>)>,
     pub(crate) secrets: Vec<Secret>,
     pub(crate) changes: Vec<ChangeRecord>,
+    /// Side records written (sign-in state), in key order.
+    pub(crate) side: Vec<SideWrite>,
 }
 
 /// A secret write as the log carries it: hashes, never a plaintext.
@@ -192,8 +213,35 @@ impl From<&SecretWrite> for Secret {
     }
 }
 
-/// The first byte of an entry's body: postcard, deflated.
-const REPLICA_DEFLATED: u8 = 1;
+/// A cluster image's body: a store's [`Dump`], postcard, deflated.
+pub(crate) fn encode_image(dump: &Dump) -> Vec<u8> {
+    let plain = postcard::to_allocvec(dump).expect("INVARIANT: a dump serializes");
+    let mut body = vec![IMAGE_DEFLATED];
+    body.extend(miniz_oxide::deflate::compress_to_vec(&plain, 1));
+    body
+}
+
+pub(crate) fn decode_image(revision: u64, body: &[u8]) -> Result<Dump, LogError> {
+    let corrupt =
+        |message: String| LogError::Corrupt(format!("the image at revision {revision}: {message}"));
+    let Some((&IMAGE_DEFLATED, deflated)) = body.split_first() else {
+        return Err(corrupt("not an image this build writes".to_owned()));
+    };
+    let plain = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, MAX_INFLATED)
+        .map_err(|error| corrupt(format!("does not inflate: {error}")))?;
+    let dump: Dump = postcard::from_bytes(&plain).map_err(|error| corrupt(error.to_string()))?;
+    if dump.revision != revision {
+        return Err(corrupt(format!("it holds revision {}", dump.revision)));
+    }
+    Ok(dump)
+}
+
+/// The first byte of a cluster image's body.
+const IMAGE_DEFLATED: u8 = 1;
+
+/// The first byte of an entry's body: postcard, deflated. (1 was the same without
+/// side records, written only by development builds.)
+const REPLICA_DEFLATED: u8 = 2;
 
 /// The most bytes an entry's body may inflate to.
 const MAX_INFLATED: usize = 1 << 30;

@@ -20,6 +20,7 @@ use crate::error::{Error, NotFound, Problem, StoreError};
 use crate::image;
 use crate::model::{Change, EntityKind, Estate, Id, Time, Token, builtin_roles};
 use crate::secrets;
+use crate::side::{SideChanges, SideTxn, into_writes};
 use crate::snapshot::{MapSizes, Snapshot};
 use crate::store::{Commit, Loaded, Store};
 use crate::write::{Actor, Op, Spec, TokenSpec, Working};
@@ -45,6 +46,12 @@ pub struct EngineOptions {
     /// …or once this much time has passed with any change. An image is also written
     /// at a clean shutdown ([`Engine::close`]).
     pub image_every: Duration,
+    /// In a cluster: keep a cluster image in the change log (what a new node starts
+    /// from) once the log is this many revisions past the newest one; 0: never.
+    pub cluster_image_every: u64,
+    /// In a cluster: how many revisions of log to keep before the newest cluster
+    /// image (older entries are dropped, never ones a live node still needs).
+    pub cluster_retain_revisions: u64,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +61,8 @@ impl Default for EngineOptions {
             images: true,
             image_every_revisions: 10_000,
             image_every: Duration::from_secs(300),
+            cluster_image_every: 10_000,
+            cluster_retain_revisions: 10_000,
         }
     }
 }
@@ -77,10 +86,15 @@ enum Command {
     },
 }
 
+/// A module's edit of side records, run by the writer before the write's commands:
+/// whether the module lets the write go on (its answer travels on its own channel).
+type SideEdit = Box<dyn FnOnce(&mut SideTxn<'_>) -> bool + Send>;
+
 struct Request {
     actor: Actor,
     commands: Vec<Command>,
     token_hashes: Vec<Option<[u8; 32]>>,
+    side: Option<SideEdit>,
     reply: SyncSender<Result<WriteOutcome, Error>>,
 }
 
@@ -205,6 +219,7 @@ pub struct Engine {
     writer: Mutex<Option<JoinHandle<()>>>,
     imager: Mutex<Option<JoinHandle<()>>>,
     follower: Mutex<Option<JoinHandle<()>>>,
+    cluster_imager: Mutex<Option<JoinHandle<()>>>,
     opened_from: Result<u64, image::Rejected>,
 }
 
@@ -226,8 +241,10 @@ impl Engine {
     /// and the entries other nodes append are applied as they come.
     ///
     /// Fails when the store holds revisions the log does not (a store of another
-    /// estate, or of a single server: start the node with an empty data directory)
-    /// or the log cannot be read.
+    /// estate, or of a single server: start the node with an empty data directory),
+    /// or when the log cannot be read and the store has not joined the cluster yet.
+    /// A store that has joined opens while the log is unreachable: it answers from
+    /// its own revision, refuses writes, and catches up once the log is back.
     pub fn open_clustered(
         path: impl AsRef<Path>,
         options: EngineOptions,
@@ -235,9 +252,24 @@ impl Engine {
         name: &str,
     ) -> Result<Engine, Error> {
         let store = Store::open(path.as_ref())?;
-        let cluster = log.id()?;
         let revision = store.identity()?.revision;
-        let (head, _) = log.head()?;
+        let reached = log.id().and_then(|cluster| Ok((cluster, log.head()?.0)));
+        let (cluster, head) = match (reached, store.cluster_id()?) {
+            (Ok(reached), _) => reached,
+            (Err(LogError::Unavailable(message)), Some(_)) => {
+                tracing::warn!(
+                    "the cluster's change log is unreachable ({message}): starting at this node's revision {revision}; writes wait for the log"
+                );
+                let link = ClusterLink {
+                    log,
+                    name: name.to_owned(),
+                    head: Mutex::new((revision, None)),
+                    stopping: AtomicBool::new(false),
+                };
+                return Engine::start(store, options, Some(link));
+            }
+            (Err(error), _) => return Err(error.into()),
+        };
         match store.cluster_id()? {
             Some(id) if id == cluster => {}
             Some(id) => {
@@ -260,6 +292,7 @@ impl Engine {
             ))
             .into());
         }
+        let store = start_from_cluster_image(path.as_ref(), store, revision, head, &*log, cluster)?;
         let link = ClusterLink {
             log,
             name: name.to_owned(),
@@ -354,16 +387,40 @@ impl Engine {
             }
             None => None,
         };
+        let cluster_imager = match &shared.cluster {
+            Some(_) if options.cluster_image_every > 0 => {
+                let imager_shared = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("portcullis-cluster-imager".to_owned())
+                        .spawn(move || cluster_image_loop(&imager_shared, options))
+                        .map_err(|error| {
+                            StoreError::Io(format!(
+                                "cannot start the cluster image thread: {error}"
+                            ))
+                        })?,
+                )
+            }
+            _ => None,
+        };
         let engine = Engine {
             shared,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             imager: Mutex::new(imager),
             follower: Mutex::new(follower),
+            cluster_imager: Mutex::new(cluster_imager),
             opened_from,
         };
         if engine.shared.cluster.is_some() {
-            engine.catch_up_with_log()?;
+            match engine.catch_up_with_log() {
+                // A node of the cluster starts while the log is unreachable
+                // (`open_clustered`); the follower catches up once it is back.
+                Err(Error::Cluster(LogError::Unavailable(message))) => {
+                    tracing::warn!("cannot catch up with the cluster's change log yet: {message}")
+                }
+                caught_up => caught_up?,
+            }
         }
         engine.bootstrap()?;
         Ok(engine)
@@ -430,6 +487,7 @@ impl Engine {
                     .collect(),
             }],
             vec![None],
+            None,
         )?;
         Ok(())
     }
@@ -455,7 +513,67 @@ impl Engine {
     /// nothing changes and the error says what was wrong. A token actor may grant
     /// only what it holds ([`Actor`]).
     pub fn write(&self, actor: &Actor, ops: Vec<Op>) -> Result<WriteOutcome, Error> {
-        self.timed(|| self.write_ops(actor, ops))
+        self.timed(|| self.write_ops(actor, ops, None))
+    }
+
+    /// Writes `ops` together with the changes `edit` makes to side records
+    /// ([`SideTxn`]), as one write: one revision, one transaction, one entry of a
+    /// cluster's log. `edit` runs in the writer, before the operations, on the side
+    /// records as every write before this one left them (in a cluster: every write
+    /// of every node), so a read-modify-write in it is never lost to a concurrent
+    /// one. It must be quick (no password hashing: that is for the caller's thread).
+    /// When `edit` fails, nothing is written and its error is returned; when an
+    /// operation is refused, nothing of `edit` is written either. A write whose
+    /// `edit` changes nothing and that has no operations takes no revision.
+    pub fn write_with<R, E>(
+        &self,
+        actor: &Actor,
+        ops: Vec<Op>,
+        edit: impl FnOnce(&mut SideTxn<'_>) -> Result<R, E> + Send + 'static,
+    ) -> Result<(WriteOutcome, R), E>
+    where
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let answer = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&answer);
+        let side: SideEdit = Box::new(move |txn| {
+            let result = edit(txn);
+            let accepted = result.is_ok();
+            *slot.lock().expect("side answer lock") = Some(result);
+            accepted
+        });
+        let written = self.timed(|| self.write_ops(actor, ops, Some(side)));
+        let edited = answer.lock().expect("side answer lock").take();
+        match (written, edited) {
+            (_, Some(Err(refusal))) => Err(refusal),
+            (Ok(outcome), Some(Ok(value))) => Ok((outcome, value)),
+            (Err(error), _) => Err(error.into()),
+            // The writer answers after running the edit, or without running it
+            // with an error (closed, or the cluster's log unreachable).
+            (Ok(_), None) => Err(Error::Closed.into()),
+        }
+    }
+
+    /// Side records of `table` committed after the key `after` (from the first
+    /// without one), in key order, at most `limit`: reads for modules, outside any
+    /// write.
+    pub fn side_records(
+        &self,
+        table: crate::SideTable,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::SideRecord>, Error> {
+        Ok(self.shared.store.side_after(table.name(), after, limit)?)
+    }
+
+    /// One side record as committed.
+    pub fn side_record(
+        &self,
+        table: crate::SideTable,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.shared.store.side_get(table.name(), key)?)
     }
 
     /// Runs a write, counting its duration and outcome in [`Engine::write_stats`].
@@ -480,7 +598,12 @@ impl Engine {
             .clone()
     }
 
-    fn write_ops(&self, actor: &Actor, mut ops: Vec<Op>) -> Result<WriteOutcome, Error> {
+    fn write_ops(
+        &self,
+        actor: &Actor,
+        mut ops: Vec<Op>,
+        side: Option<SideEdit>,
+    ) -> Result<WriteOutcome, Error> {
         // Check and hash passwords here, on the caller's thread, not in the writer, and
         // give new users the default expiry: the credential policy, at every door.
         let credentials = self.credential_policy();
@@ -504,6 +627,7 @@ impl Engine {
                 .map(|op| Command::Op(Box::new(op)))
                 .collect(),
             hashes,
+            side,
         )
     }
 
@@ -562,6 +686,7 @@ impl Engine {
                 actor,
                 vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
                 vec![Some(hash)],
+                None,
             )
         })?;
         Ok((outcome, secret))
@@ -588,6 +713,7 @@ impl Engine {
                 actor,
                 vec![Command::Op(Box::new(Op::Create(Spec::Token(spec))))],
                 vec![Some(hash)],
+                None,
             )
         })
     }
@@ -597,12 +723,14 @@ impl Engine {
         actor: &Actor,
         commands: Vec<Command>,
         token_hashes: Vec<Option<[u8; 32]>>,
+        side: Option<SideEdit>,
     ) -> Result<WriteOutcome, Error> {
         let (reply, answer) = mpsc::sync_channel(1);
         let request = Request {
             actor: actor.clone(),
             commands,
             token_hashes,
+            side,
             reply,
         };
         self.send(Job::Write(request))?;
@@ -680,7 +808,7 @@ impl Engine {
         Ok(secrets::verify_password(password, &hash) && id.is_some())
     }
 
-    /// The store, for the sign-in module's own tables and the password hashes.
+    /// The store, for the password hashes sign-in verifies against.
     pub(crate) fn store(&self) -> &Store {
         &self.shared.store
     }
@@ -702,6 +830,9 @@ impl Engine {
         }
         if let Some(follower) = self.follower.lock().expect("follower lock").take() {
             let _ = follower.join();
+        }
+        if let Some(imager) = self.cluster_imager.lock().expect("imager lock").take() {
+            let _ = imager.join();
         }
         if let Some(writer) = self.writer.lock().expect("writer lock").take() {
             let _ = writer.join();
@@ -1067,6 +1198,7 @@ fn apply_entry(
         next_node_number,
         entities,
         changes,
+        side,
         ..
     } = replica;
     let touched: Vec<(EntityKind, Id)> =
@@ -1093,6 +1225,7 @@ fn apply_entry(
         memberships,
         secrets,
         changes,
+        side,
         revision: entry.last,
         seq: entry_seq,
     })?;
@@ -1109,6 +1242,137 @@ fn publish(shared: &Shared, snapshot: Snapshot) {
     shared.current.store(Arc::new(snapshot));
     *shared.published.lock().expect("publish lock") = revision;
     shared.publish_signal.notify_all();
+}
+
+/// A store to follow the log from: `store` itself, unless the log no longer holds
+/// the entries after its `revision` (compacted while the node was away: its store is
+/// set aside as `<store>.stale` and a new one made), or it is empty and the cluster
+/// has an image; then a store restored from the newest cluster image, whose
+/// revision the log's entries go on from.
+fn start_from_cluster_image(
+    path: &Path,
+    store: Store,
+    revision: u64,
+    head: u64,
+    log: &dyn ChangeLog,
+    cluster: u64,
+) -> Result<Store, Error> {
+    if revision == head {
+        return Ok(store);
+    }
+    let kept_from = log.oldest_kept()?.unwrap_or(head + 1);
+    let missing = revision + 1 < kept_from;
+    if !missing && revision > 0 {
+        return Ok(store);
+    }
+    let image = match log.newest_image()? {
+        Some((image_revision, body)) if image_revision > revision => (image_revision, body),
+        _ if missing => {
+            return Err(LogError::Corrupt(format!(
+                "the log keeps revisions from {kept_from} on, this node needs them from {} on, and no cluster image is newer than its revision {revision}",
+                revision + 1
+            ))
+            .into());
+        }
+        // A new node with no image to start from: it replays the whole log.
+        _ => return Ok(store),
+    };
+    let dump = crate::cluster::decode_image(image.0, &image.1)?;
+    let store = if revision > 0 {
+        drop(store);
+        let stale = path.with_extension("redb.stale");
+        std::fs::rename(path, &stale).map_err(|error| {
+            StoreError::Io(format!(
+                "cannot set aside the store {} to start again from the cluster's image: {error}",
+                path.display()
+            ))
+        })?;
+        let _ = std::fs::remove_file(image::path_for(path));
+        tracing::warn!(
+            "this node was away longer than the cluster's log keeps (it was at revision {revision}, the log keeps revisions from {kept_from}): its store is set aside as {} and it starts again from the cluster image at revision {}",
+            stale.display(),
+            image.0
+        );
+        let store = Store::open(path)?;
+        store.join_cluster(cluster)?;
+        store
+    } else {
+        store
+    };
+    store.restore(&dump)?;
+    Ok(store)
+}
+
+/// How long ago a node may have reported and still count as live: compaction keeps
+/// what it needs, and the first live node by name makes the cluster's images.
+const LIVE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Every few seconds, when this node is the first live node by name: keeps a cluster
+/// image in the log once it has applied `cluster_image_every` revisions past the
+/// newest one, and drops the entries older than the newest image by
+/// `cluster_retain_revisions` that no live node still needs. Runs beside the
+/// follower, so following never waits for it.
+fn cluster_image_loop(shared: &Shared, options: EngineOptions) {
+    let Some(link) = &shared.cluster else { return };
+    let mut next = std::time::Instant::now() + REPORT_EVERY;
+    while !link.stopping.load(Ordering::SeqCst) {
+        if std::time::Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        next = std::time::Instant::now() + REPORT_EVERY;
+        if let Err(error) = make_cluster_image(shared, link, options) {
+            tracing::debug!("cannot make the cluster's image now: {error}");
+        }
+    }
+}
+
+fn make_cluster_image(
+    shared: &Shared,
+    link: &ClusterLink,
+    options: EngineOptions,
+) -> Result<(), Error> {
+    let live = link.log.nodes(LIVE_WITHIN)?;
+    if live.iter().any(|node| node.name < link.name) {
+        return Ok(());
+    }
+    let mut newest = link.log.newest_image_revision()?.unwrap_or(0);
+    if shared.current.load().revision >= newest + options.cluster_image_every {
+        let started = std::time::Instant::now();
+        let dump = shared.store.dump()?;
+        let body = crate::cluster::encode_image(&dump);
+        link.log.put_image(dump.revision, &body)?;
+        newest = dump.revision;
+        tracing::info!(
+            revision = dump.revision,
+            bytes = body.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "kept a cluster image in the change log"
+        );
+    }
+    if newest == 0 {
+        return Ok(());
+    }
+    // Retention, each round: what the live nodes need moves on as they follow.
+    let needed = live
+        .iter()
+        .map(|node| node.applied_revision)
+        .chain([newest])
+        .min()
+        .unwrap_or(newest);
+    let through = newest
+        .saturating_sub(options.cluster_retain_revisions)
+        .min(needed);
+    if through > 0
+        && link
+            .log
+            .oldest_kept()?
+            .is_some_and(|first| first <= through)
+    {
+        let dropped = link.log.compact(through)?;
+        tracing::info!(through, dropped, "dropped the cluster log's old entries");
+    }
+    Ok(())
 }
 
 /// A cluster node's follower: wakes the writer whenever the log may have grown (a
@@ -1173,6 +1437,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
     let mut revision = published.revision;
     let mut next_seq = seq;
     let mut replies = Vec::with_capacity(group.len());
+    let mut side = SideChanges::new();
     for request in group {
         working.authority = match request.actor.authority(&working.snap, working.now) {
             Ok(authority) => authority,
@@ -1181,6 +1446,30 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
                 continue;
             }
         };
+        let mut side_changes = SideChanges::new();
+        if let Some(edit) = request.side {
+            let mut txn = SideTxn::new(&shared.store, &side);
+            if !edit(&mut txn) {
+                // The module refused: its own error reaches its caller; this one
+                // never does.
+                let refused = crate::ValidationError::Invalid {
+                    field: "side",
+                    message: "refused by the module that edits it".to_owned(),
+                };
+                replies.push((request.reply, Err(Error::Validation(refused))));
+                continue;
+            }
+            side_changes = txn.into_changes();
+        }
+        if request.commands.is_empty() && side_changes.is_empty() {
+            // Nothing to write: no revision.
+            let outcome = WriteOutcome {
+                revision,
+                ids: Vec::new(),
+            };
+            replies.push((request.reply, Ok(outcome)));
+            continue;
+        }
         working.actor = request.actor.name().to_owned();
         let pending = working.pending();
         let checkpoint = (request.commands.len() > 1).then(|| working.checkpoint());
@@ -1222,6 +1511,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
         };
         drop(checkpoint);
         working.settle();
+        side.extend(side_changes);
         revision += 1;
         for change in &mut working.changes[pending.0..] {
             next_seq += 1;
@@ -1247,6 +1537,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
         return seq;
     }
     let touched: Vec<(EntityKind, Id)> = touched.into_iter().collect();
+    let side = into_writes(side);
     if let Some(locked) = locked {
         let replica = Replica {
             now,
@@ -1262,6 +1553,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
                 .collect(),
             secrets: secrets.iter().map(Secret::from).collect(),
             changes: changes.clone(),
+            side: side.clone(),
         };
         let entry = LogEntry {
             first: published.revision + 1,
@@ -1287,6 +1579,7 @@ fn write_group(shared: &Shared, group: Vec<Request>, mut seq: u64, last: &mut Ti
         memberships,
         secrets,
         changes,
+        side,
         revision: base.revision,
         seq: next_seq,
     };

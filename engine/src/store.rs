@@ -23,6 +23,7 @@ use crate::error::StoreError;
 use crate::model::{
     Asset, Change, ChangeRecord, EntityKind, Estate, Group, Id, Source, Time, User, UserMember,
 };
+use crate::side::{SideRecord, SideWrite};
 use crate::snapshot::Snapshot;
 use crate::write::{MembershipWrite, SecretWrite};
 
@@ -45,6 +46,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `groups` has no members: a membership change writes one row here (and the small
 /// group record), whatever the group's size.
 const MEMBERS: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("members");
+/// Side records (`side`): `(table, key)` → the module's bytes.
+const SIDE: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("side_records");
 
 const META_SCHEMA: &str = "schema";
 const META_REVISION: &str = "revision";
@@ -64,7 +67,9 @@ const META_CLUSTER_ID: &str = "cluster_id";
 /// `members` (migrated from 3 on open).
 /// 5: new log rows are deflated postcard; older rows stay as they are and are read as
 /// such (nothing to migrate, but a schema 4 build cannot read the new rows).
-const SCHEMA: u64 = 5;
+/// 6: sign-in's own tables move into `side_records`, written by the writer
+/// (migrated from 5 and earlier on open: `migrate_sign_in`).
+const SCHEMA: u64 = 6;
 
 /// The first byte of a schema 4 row of the operation log: postcard as it is. A
 /// schema 3 row is a JSON array, so its first byte is `[`.
@@ -320,6 +325,8 @@ pub(crate) struct Commit<'a> {
     pub(crate) memberships: Vec<MembershipWrite>,
     pub(crate) secrets: Vec<SecretWrite>,
     pub(crate) changes: Vec<ChangeRecord>,
+    /// Side records written, in key order.
+    pub(crate) side: Vec<SideWrite>,
     pub(crate) revision: u64,
     pub(crate) seq: u64,
 }
@@ -338,6 +345,34 @@ pub struct TableSize {
     /// Bytes of the table's pages that hold nothing.
     pub fragmented_bytes: u64,
 }
+
+/// Every record a store holds at one revision, as its tables hold them, but its
+/// operation log: what a new node of a cluster starts from (a cluster image,
+/// `docs/cluster.md`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Dump {
+    pub(crate) revision: u64,
+    pub(crate) seq: u64,
+    pub(crate) next_node_number: u64,
+    /// Rows of the tables keyed by one id: the table's index in [`DUMPED`], the
+    /// key, the value.
+    pub(crate) rows: Vec<(u8, u128, Vec<u8>)>,
+    pub(crate) passwords: Vec<(u128, String)>,
+    pub(crate) members: Vec<((u128, u128), Vec<u8>)>,
+    pub(crate) side: Vec<SideWrite>,
+}
+
+/// The tables keyed by one id that a [`Dump`] holds, by index.
+const DUMPED: [TableDefinition<u128, &[u8]>; 8] = [
+    USERS,
+    GROUPS,
+    NODES,
+    ASSETS,
+    RULES,
+    ROLES,
+    TOKENS,
+    TOKEN_HASHES,
+];
 
 /// What the meta table says of a store.
 pub(crate) struct Identity {
@@ -417,6 +452,7 @@ impl Store {
             txn.open_table(TOKEN_HASHES)?;
             txn.open_table(CHANGE_LOG)?;
             txn.open_table(MEMBERS)?;
+            txn.open_table(SIDE)?;
             let mut meta = txn.open_table(META)?;
             if meta.get(META_STORE_ID)?.is_none() {
                 let mut bytes = [0u8; 8];
@@ -432,13 +468,16 @@ impl Store {
                 Some(2) => {
                     migrate_change_log(&txn)?;
                     migrate_members(&txn)?;
+                    migrate_sign_in(&txn)?;
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
                 Some(3) => {
                     migrate_members(&txn)?;
+                    migrate_sign_in(&txn)?;
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
-                Some(4) => {
+                Some(4 | 5) => {
+                    migrate_sign_in(&txn)?;
                     meta.insert(META_SCHEMA, SCHEMA)?;
                 }
                 // Schema 1 was only ever written by development builds before the
@@ -591,6 +630,16 @@ impl Store {
                     log.insert((last, row), LogRow::encode(records).as_slice())?;
                 }
             }
+            if !commit.side.is_empty() {
+                let mut side = txn.open_table(SIDE)?;
+                for write in &commit.side {
+                    let key = (write.table.as_str(), write.key.as_slice());
+                    match &write.value {
+                        Some(value) => side.insert(key, value.as_slice())?,
+                        None => side.remove(key)?,
+                    };
+                }
+            }
             let mut meta = txn.open_table(META)?;
             meta.insert(META_REVISION, commit.revision)?;
             meta.insert(META_SEQ, commit.seq)?;
@@ -661,11 +710,160 @@ impl Store {
         Ok(sizes)
     }
 
-    /// The database, for modules that keep their own tables in it (sign-in state,
-    /// see `auth`). They write in their own transactions and never touch the tables
-    /// above.
-    pub(crate) fn database(&self) -> &Database {
-        &self.db
+    /// Every record of the store, read in one transaction (so at one revision).
+    pub(crate) fn dump(&self) -> Result<Dump, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut rows = Vec::new();
+        for (index, table) in DUMPED.iter().enumerate() {
+            let index = u8::try_from(index).expect("INVARIANT: few tables");
+            for row in txn.open_table(*table)?.iter()? {
+                let (key, value) = row?;
+                rows.push((index, key.value(), value.value().to_vec()));
+            }
+        }
+        let mut passwords = Vec::new();
+        for row in txn.open_table(PASSWORDS)?.iter()? {
+            let (key, value) = row?;
+            passwords.push((key.value(), value.value().to_owned()));
+        }
+        let mut members = Vec::new();
+        for row in txn.open_table(MEMBERS)?.iter()? {
+            let (key, value) = row?;
+            members.push((key.value(), value.value().to_vec()));
+        }
+        let mut side = Vec::new();
+        for row in txn.open_table(SIDE)?.iter()? {
+            let (key, value) = row?;
+            let (table, key) = key.value();
+            side.push(SideWrite {
+                table: table.to_owned(),
+                key: key.to_vec(),
+                value: Some(value.value().to_vec()),
+            });
+        }
+        let meta = txn.open_table(META)?;
+        let get = |key: &str, default: u64| -> Result<u64, StoreError> {
+            Ok(meta.get(key)?.map_or(default, |v| v.value()))
+        };
+        Ok(Dump {
+            revision: get(META_REVISION, 0)?,
+            seq: get(META_SEQ, 0)?,
+            next_node_number: get(META_NEXT_NODE_NUMBER, 1)?,
+            rows,
+            passwords,
+            members,
+            side,
+        })
+    }
+
+    /// Writes `dump` into this store, which must hold nothing yet (revision 0), in
+    /// one transaction. Its operation log starts after the dump's revision.
+    pub(crate) fn restore(&self, dump: &Dump) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let revision = meta.get(META_REVISION)?.map_or(0, |v| v.value());
+            if revision != 0 {
+                return Err(StoreError::Io(format!(
+                    "an image is only restored into an empty store; this one is at revision {revision}"
+                )));
+            }
+            meta.insert(META_REVISION, dump.revision)?;
+            meta.insert(META_SEQ, dump.seq)?;
+            meta.insert(META_NEXT_NODE_NUMBER, dump.next_node_number)?;
+            for (index, table) in DUMPED.iter().enumerate() {
+                let mut table = txn.open_table(*table)?;
+                // The bootstrap's root node and built-in roles are replaced by the
+                // image's.
+                table.retain(|_, _| false)?;
+                for (_, key, value) in dump.rows.iter().filter(|row| usize::from(row.0) == index) {
+                    table.insert(*key, value.as_slice())?;
+                }
+            }
+            if dump
+                .rows
+                .iter()
+                .any(|row| usize::from(row.0) >= DUMPED.len())
+            {
+                return Err(StoreError::Corrupt {
+                    table: "(image)",
+                    key: "(rows)".to_owned(),
+                    message: "a row of a table this build does not know".to_owned(),
+                });
+            }
+            let mut passwords = txn.open_table(PASSWORDS)?;
+            passwords.retain(|_, _| false)?;
+            for (key, hash) in &dump.passwords {
+                passwords.insert(*key, hash.as_str())?;
+            }
+            let mut members = txn.open_table(MEMBERS)?;
+            members.retain(|_, _| false)?;
+            for (key, value) in &dump.members {
+                members.insert(*key, value.as_slice())?;
+            }
+            let mut side = txn.open_table(SIDE)?;
+            side.retain(|_, _| false)?;
+            for write in &dump.side {
+                if let Some(value) = &write.value {
+                    side.insert(
+                        (write.table.as_str(), write.key.as_slice()),
+                        value.as_slice(),
+                    )?;
+                }
+            }
+            txn.open_table(CHANGE_LOG)?.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// One side record, as committed.
+    pub(crate) fn side_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let side = txn.open_table(SIDE)?;
+        Ok(side.get((table, key))?.map(|value| value.value().to_vec()))
+    }
+
+    /// The side records of `table` with a key after `after` (all of them without
+    /// one), in key order, at most `limit`.
+    pub(crate) fn side_after(
+        &self,
+        table: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<SideRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let side = txn.open_table(SIDE)?;
+        let mut records = Vec::new();
+        for row in side.range((table, after.unwrap_or_default())..)? {
+            let (key, value) = row?;
+            let (name, key) = key.value();
+            if name != table {
+                break;
+            }
+            if after.is_some_and(|after| key == after) {
+                continue;
+            }
+            if records.len() == limit {
+                break;
+            }
+            records.push((key.to_vec(), value.value().to_vec()));
+        }
+        Ok(records)
+    }
+
+    /// The side record of `table` with the greatest key, if any.
+    pub(crate) fn side_last(&self, table: &str) -> Result<Option<SideRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let side = txn.open_table(SIDE)?;
+        let mut next = table.to_owned();
+        next.push('\0');
+        let last = side
+            .range((table, &[][..])..(next.as_str(), &[][..]))?
+            .next_back();
+        last.transpose()?
+            .map(|(key, value)| Ok((key.value().1.to_vec(), value.value().to_vec())))
+            .transpose()
     }
 
     /// The id of the cluster this store follows, if it joined one.
@@ -826,6 +1024,65 @@ fn write_members(txn: &redb::WriteTransaction, commit: &Commit<'_>) -> Result<()
     Ok(())
 }
 
+/// Moves sign-in's own tables (schema 5 and before: a redb table each, keys of their
+/// own types) into `side_records`, values unchanged: ids and sequence numbers become
+/// their big-endian bytes, so key order is kept. Inside the transaction that opens
+/// the store.
+fn migrate_sign_in(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    const BY_USER: [&str; 6] = [
+        "auth_totp",
+        "auth_recovery",
+        "auth_email_codes",
+        "auth_sms_codes",
+        "auth_mfa_policy",
+        "auth_passkeys",
+    ];
+    const BY_BYTES: [&str; 4] = [
+        "auth_resets",
+        "auth_sms_sends",
+        "auth_ceremonies",
+        "auth_failures",
+    ];
+    let present: Vec<String> = txn
+        .list_tables()?
+        .map(|handle| handle.name().to_owned())
+        .collect();
+    let mut side = txn.open_table(SIDE)?;
+    for name in present {
+        let name = name.as_str();
+        if BY_USER.contains(&name) {
+            let table = TableDefinition::<u128, &[u8]>::new(name);
+            for row in txn.open_table(table)?.iter()? {
+                let (key, value) = row?;
+                side.insert((name, &key.value().to_be_bytes()[..]), value.value())?;
+            }
+            txn.delete_table(table)?;
+        } else if BY_BYTES.contains(&name) {
+            let table = TableDefinition::<&[u8], &[u8]>::new(name);
+            for row in txn.open_table(table)?.iter()? {
+                let (key, value) = row?;
+                side.insert((name, key.value()), value.value())?;
+            }
+            txn.delete_table(table)?;
+        } else if name == "auth_passkey_ids" {
+            let table = TableDefinition::<&[u8], u128>::new(name);
+            for row in txn.open_table(table)?.iter()? {
+                let (key, user) = row?;
+                side.insert((name, key.value()), &user.value().to_be_bytes()[..])?;
+            }
+            txn.delete_table(table)?;
+        } else if name == "auth_events" {
+            let table = TableDefinition::<u64, &[u8]>::new(name);
+            for row in txn.open_table(table)?.iter()? {
+                let (key, value) = row?;
+                side.insert((name, &key.value().to_be_bytes()[..]), value.value())?;
+            }
+            txn.delete_table(table)?;
+        }
+    }
+    Ok(())
+}
+
 /// Moves every group's members out of its record into `members` (schema 3 to 4),
 /// inside the transaction that opens the store.
 fn migrate_members(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
@@ -942,6 +1199,12 @@ impl From<redb::StorageError> for StoreError {
 }
 impl From<redb::CommitError> for StoreError {
     fn from(error: redb::CommitError) -> StoreError {
+        StoreError::Io(error.to_string())
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(error: redb::Error) -> StoreError {
         StoreError::Io(error.to_string())
     }
 }
@@ -1177,6 +1440,7 @@ mod tests {
                     memberships: Vec::new(),
                     secrets: Vec::new(),
                     changes: changes.into_iter().map(|(r, s)| record(r, s)).collect(),
+                    side: Vec::new(),
                     revision,
                     seq: 5,
                 })
@@ -1206,6 +1470,7 @@ mod tests {
                 memberships: Vec::new(),
                 secrets: Vec::new(),
                 changes: (0..many as u64).map(|n| record(5, 6 + n)).collect(),
+                side: Vec::new(),
                 revision: 5,
                 seq: 5 + many as u64,
             })

@@ -524,6 +524,119 @@ fn recovery_codes_are_single_use_and_the_state_survives_a_reopen() {
     assert_eq!(status(&fresh[0]), "ok");
 }
 
+/// Puts a store's sign-in records back the way schema 5 kept them (a redb table
+/// each, keyed by user id, bytes or sequence number, the same record bytes), as a
+/// store written by an earlier release holds them.
+fn back_to_schema_5(path: &std::path::Path) {
+    use redb::{ReadableTable, TableDefinition};
+    let side: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("side_records");
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = txn
+            .open_table(side)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|row| {
+                let (key, value) = row.unwrap();
+                let (table, key) = key.value();
+                (table.to_owned(), key.to_vec(), value.value().to_vec())
+            })
+            .collect();
+        assert!(
+            rows.iter().any(|(table, ..)| table == "auth_totp"),
+            "the store holds a TOTP record to migrate"
+        );
+        for (table, key, value) in rows {
+            let name = table.as_str();
+            match name {
+                "auth_events" => {
+                    let key = u64::from_be_bytes(key.try_into().unwrap());
+                    let definition = TableDefinition::<u64, &[u8]>::new(name);
+                    txn.open_table(definition)
+                        .unwrap()
+                        .insert(key, value.as_slice())
+                        .unwrap();
+                }
+                "auth_failures" | "auth_resets" | "auth_sms_sends" | "auth_ceremonies" => {
+                    let definition = TableDefinition::<&[u8], &[u8]>::new(name);
+                    let mut old = txn.open_table(definition).unwrap();
+                    old.insert(key.as_slice(), value.as_slice()).unwrap();
+                }
+                _ => {
+                    let key = u128::from_be_bytes(key.try_into().unwrap());
+                    let definition = TableDefinition::<u128, &[u8]>::new(name);
+                    txn.open_table(definition)
+                        .unwrap()
+                        .insert(key, value.as_slice())
+                        .unwrap();
+                }
+            }
+        }
+        txn.delete_table(side).unwrap();
+        let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+        txn.open_table(meta).unwrap().insert("schema", 5).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn sign_in_state_of_a_schema_5_store_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let (codes, uri, events);
+    {
+        let engine = Arc::new(Engine::open(&path).unwrap());
+        let auth = Auth::new(engine.clone(), locking(2, 15, 30)).unwrap();
+        for name in ["dora", "eve"] {
+            let spec = json!({"username": name});
+            engine
+                .write(
+                    &Actor::system("test"),
+                    vec![Op::Create(Spec::from_json(EntityKind::User, spec).unwrap())],
+                )
+                .unwrap();
+            auth.set_password("admin", name, GOOD, false, T).unwrap();
+        }
+        let enrolment = auth.enrol_totp(&creds("dora", GOOD, None), T).unwrap();
+        codes = auth
+            .confirm_totp(&creds("dora", GOOD, None), &totp_code(&enrolment.uri, T), T)
+            .unwrap();
+        uri = enrolment.uri;
+        // eve is locked out.
+        for _ in 0..2 {
+            let outcome = auth.login(&creds("eve", "wrong", None), T).unwrap();
+            assert!(matches!(outcome, LoginOutcome::Denied { .. }));
+        }
+        events = auth.events_since(0, usize::MAX).unwrap();
+        engine.close();
+    }
+    back_to_schema_5(&path);
+    let engine = Arc::new(Engine::open(&path).unwrap());
+    let auth = Auth::new(engine.clone(), locking(2, 15, 30)).unwrap();
+    assert_eq!(auth.events_since(0, usize::MAX).unwrap(), events);
+    let status = |login: &str, code: Option<&str>, now: Time| match auth
+        .login(&creds(login, GOOD, code), now)
+        .unwrap()
+    {
+        LoginOutcome::Denied { reason } => reason.code().to_owned(),
+        other => other.status().to_owned(),
+    };
+    // The lock and the factors came along; the used TOTP step stays used.
+    assert_eq!(status("eve", None, at_minutes(1)), "locked");
+    assert_eq!(status("dora", Some(&totp_code(&uri, T)), T), "invalid_code");
+    assert_eq!(status("dora", Some(&codes[0]), T), "ok");
+    let later = at_minutes(2);
+    assert_eq!(status("dora", Some(&totp_code(&uri, later)), later), "ok");
+    // New events go on after the migrated ones.
+    let after = auth
+        .events_since(events.last().unwrap().seq, usize::MAX)
+        .unwrap();
+    assert!(!after.is_empty());
+    assert_eq!(after[0].seq, events.last().unwrap().seq + 1);
+}
+
 #[test]
 fn forced_mfa_cannot_be_turned_off_and_the_global_policy_applies() {
     let f = fixture_with(AuthSettings {

@@ -1,45 +1,44 @@
-//! The sign-in module's own redb tables, beside the engine's: TOTP secrets and used
-//! steps, recovery code hashes, reset-link hashes, emailed and SMS code hashes, SMS
-//! send counters, users' own MFA policies, passkeys and ceremonies in flight, failure
-//! counters and lockouts, and the sign-in event log.
+//! The sign-in module's side records (`SideTable`s), beside the engine's entities:
+//! TOTP secrets and used steps, recovery code hashes, reset-link hashes, emailed and
+//! SMS code hashes, SMS send counters, users' own MFA policies, passkeys and
+//! ceremonies in flight, failure counters and lockouts, and the sign-in event log.
 //!
 //! None of this is an entity: it is never in a snapshot, an export, the operation
-//! log's `before`/`after`, or an API answer. Every change is one redb transaction.
+//! log's `before`/`after`, or an API answer. Every change is made inside a write of
+//! the engine's writer (`Engine::write_with`), so in a cluster it is global.
 
-use redb::{Database, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::error::StoreError;
 use crate::model::{Id, Time};
+use crate::side::{SideTable, SideTxn};
 
 /// User id → [`TotpRecord`].
-pub(crate) const TOTP: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_totp");
+pub(crate) const TOTP: SideTable = SideTable::new("auth_totp");
 /// User id → [`RecoveryRecord`].
-pub(crate) const RECOVERY: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_recovery");
+pub(crate) const RECOVERY: SideTable = SideTable::new("auth_recovery");
 /// SHA-256 of a reset token → [`ResetRecord`].
-pub(crate) const RESETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_resets");
+pub(crate) const RESETS: SideTable = SideTable::new("auth_resets");
 /// User id → [`EmailCodeRecord`].
-pub(crate) const EMAIL_CODES: TableDefinition<u128, &[u8]> =
-    TableDefinition::new("auth_email_codes");
+pub(crate) const EMAIL_CODES: SideTable = SideTable::new("auth_email_codes");
 /// User id → [`EmailCodeRecord`] of a code sent by SMS.
-pub(crate) const SMS_CODES: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_sms_codes");
+pub(crate) const SMS_CODES: SideTable = SideTable::new("auth_sms_codes");
 /// SHA-256 of `user:<id>` or `number:<phone>` → [`Sends`]: the SMS rate limits.
-pub(crate) const SMS_SENDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_sms_sends");
+pub(crate) const SMS_SENDS: SideTable = SideTable::new("auth_sms_sends");
 /// User id → [`crate::UserMfaPolicy`].
-pub(crate) const MFA_POLICY: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_mfa_policy");
+pub(crate) const MFA_POLICY: SideTable = SideTable::new("auth_mfa_policy");
 /// User id → [`PasskeysRecord`].
-pub(crate) const PASSKEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("auth_passkeys");
+pub(crate) const PASSKEYS: SideTable = SideTable::new("auth_passkeys");
 /// WebAuthn credential id → user id: a credential belongs to one user only.
-pub(crate) const PASSKEY_IDS: TableDefinition<&[u8], u128> =
-    TableDefinition::new("auth_passkey_ids");
+pub(crate) const PASSKEY_IDS: SideTable = SideTable::new("auth_passkey_ids");
 /// SHA-256 of a ceremony token → [`CeremonyRecord`].
-pub(crate) const CEREMONIES: TableDefinition<&[u8], &[u8]> =
-    TableDefinition::new("auth_ceremonies");
+pub(crate) const CEREMONIES: SideTable = SideTable::new("auth_ceremonies");
 /// Lock key (SHA-256 of the user id, or of an unknown login name) → [`Failures`].
-pub(crate) const FAILURES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_failures");
-/// Sequence → JSON [`crate::auth::AuthEvent`].
-pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("auth_events");
+pub(crate) const FAILURES: SideTable = SideTable::new("auth_failures");
+/// Sequence (8 bytes, big-endian) → JSON [`crate::auth::AuthEvent`].
+pub(crate) const EVENTS: SideTable = SideTable::new("auth_events");
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct TotpRecord {
@@ -125,65 +124,52 @@ pub(crate) struct Failures {
     pub(crate) locked_until: Option<Time>,
 }
 
-pub(crate) fn key(id: Id) -> u128 {
-    u128::from_be_bytes(*id.as_bytes())
+/// The key of a record kept per user: the id's bytes.
+pub(crate) fn key(id: Id) -> [u8; 16] {
+    *id.as_bytes()
 }
 
-pub(crate) fn id_of(key: u128) -> Id {
-    Id::from_bytes(key.to_be_bytes())
+pub(crate) fn id_of(key: &[u8]) -> Option<Id> {
+    <[u8; 16]>::try_from(key).ok().map(Id::from_bytes)
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("INVARIANT: sign-in records encode with postcard")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(
-    table: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(table: SideTable, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|error| StoreError::Corrupt {
-        table,
+        table: table.name(),
         key: "(sign-in state)".to_owned(),
         message: error.to_string(),
     })
 }
 
-/// Creates the tables when missing.
-pub(crate) fn init(db: &Database) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    txn.open_table(TOTP)?;
-    txn.open_table(RECOVERY)?;
-    txn.open_table(RESETS)?;
-    txn.open_table(EMAIL_CODES)?;
-    txn.open_table(FAILURES)?;
-    txn.open_table(EVENTS)?;
-    txn.open_table(SMS_CODES)?;
-    txn.open_table(SMS_SENDS)?;
-    txn.open_table(MFA_POLICY)?;
-    txn.open_table(PASSKEYS)?;
-    txn.open_table(PASSKEY_IDS)?;
-    txn.open_table(CEREMONIES)?;
-    txn.commit()?;
-    Ok(())
-}
-
-/// Reads one record of a table keyed by user id.
-pub(crate) fn read_user<T: DeserializeOwned>(
-    db: &Database,
-    table: TableDefinition<u128, &[u8]>,
-    name: &'static str,
-    user: Id,
+/// One record as a write sees it.
+pub(crate) fn get<T: DeserializeOwned>(
+    txn: &SideTxn<'_>,
+    table: SideTable,
+    key: &[u8],
 ) -> Result<Option<T>, StoreError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(table)?;
-    table
-        .get(key(user))?
-        .map(|value| decode(name, value.value()))
+    txn.get(table, key)?
+        .map(|bytes| decode(table, &bytes))
         .transpose()
 }
 
-impl From<redb::Error> for StoreError {
-    fn from(error: redb::Error) -> StoreError {
-        StoreError::Io(error.to_string())
+/// Writes one record.
+pub(crate) fn put<T: Serialize>(txn: &mut SideTxn<'_>, table: SideTable, key: &[u8], value: &T) {
+    txn.put(table, key, encode(value));
+}
+
+/// One record as committed, outside a write.
+pub(crate) fn read<T: DeserializeOwned>(
+    engine: &Engine,
+    table: SideTable,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match engine.side_record(table, key) {
+        Ok(bytes) => bytes.map(|bytes| decode(table, &bytes)).transpose(),
+        Err(crate::Error::Store(error)) => Err(error),
+        Err(other) => Err(StoreError::Io(other.to_string())),
     }
 }

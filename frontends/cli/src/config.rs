@@ -77,6 +77,12 @@ pub struct ClusterConfig {
     /// This node's name in `GET /api/v1/cluster` [default: the host's name and a
     /// random suffix, kept in the data directory's `node-name` file].
     pub node_name: Option<String>,
+    /// Keep a cluster image in the log (what a new node starts from) every this many
+    /// revisions; 0: never [default: 10000].
+    pub image_every_revisions: Option<u64>,
+    /// Revisions of log kept before the newest cluster image (older entries are
+    /// dropped, never ones a live node still needs) [default: 10000].
+    pub retain_revisions: Option<u64>,
 }
 
 /// A cluster node's resolved settings.
@@ -439,6 +445,14 @@ impl ServeConfig {
             image_every: env_number("PORTCULLIS_IMAGE_EVERY_SECONDS")?
                 .or(file.snapshot.image_every_seconds)
                 .map_or(engine_defaults.image_every, Duration::from_secs),
+            cluster_image_every: file
+                .cluster
+                .image_every_revisions
+                .unwrap_or(engine_defaults.cluster_image_every),
+            cluster_retain_revisions: file
+                .cluster
+                .retain_revisions
+                .unwrap_or(engine_defaults.cluster_retain_revisions),
             ..engine_defaults
         };
         if engine.image_every_revisions == 0 || engine.image_every.is_zero() {

@@ -384,7 +384,9 @@ impl IntoResponse for ApiError {
         // cluster whose log is away for the moment.
         let retry = matches!(
             self,
-            ApiError::RevisionNotReached { .. } | ApiError::Engine(Error::Cluster(_))
+            ApiError::RevisionNotReached { .. }
+                | ApiError::Engine(Error::Cluster(_))
+                | ApiError::Auth(AuthError::Engine(Error::Cluster(_)))
         );
         if let ApiError::InvalidFile { problems, .. } = self {
             body["error"]["problems"] = problems;
