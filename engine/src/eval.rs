@@ -207,5 +207,10 @@ pub trait Evaluator {
         scope: &str,
         permission: &str,
         at: Time,
-    ) -> Result<bool, NotFound>;
+    ) -> Result<bool, NotFound> {
+        let roles = self.effective_roles(user, scope, at)?;
+        Ok(roles.iter().any(|role| self.role_grants(role, permission)))
+    }
+    /// Whether the role named `role` (in any case) exists and carries `permission`.
+    fn role_grants(&self, role: &str, permission: &str) -> bool;
 }

@@ -627,21 +627,12 @@ impl Evaluator for Snapshot {
         Ok(roles)
     }
 
-    fn has_permission(
-        &self,
-        user: &str,
-        scope: &str,
-        permission: &str,
-        at: Time,
-    ) -> Result<bool, NotFound> {
-        let roles = self.effective_roles(user, scope, at)?;
-        Ok(roles.iter().any(|name| {
-            self.role_index(name)
-                .and_then(|i| self.role_entry(i))
-                .is_some_and(|role| {
-                    same_name(&role.name, name) && role.permissions.iter().any(|p| p == permission)
-                })
-        }))
+    fn role_grants(&self, role: &str, permission: &str) -> bool {
+        self.role_index(role)
+            .and_then(|i| self.role_entry(i))
+            .is_some_and(|entry| {
+                same_name(&entry.name, role) && entry.permissions.iter().any(|p| p == permission)
+            })
     }
 }
 

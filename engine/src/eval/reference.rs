@@ -656,21 +656,12 @@ impl Evaluator for Reference<'_> {
         Ok(roles)
     }
 
-    fn has_permission(
-        &self,
-        user: &str,
-        scope: &str,
-        permission: &str,
-        at: Time,
-    ) -> Result<bool, NotFound> {
-        let roles = self.effective_roles(user, scope, at)?;
-        Ok(roles.iter().any(|name| {
-            let name = name.to_lowercase();
-            self.estate.roles.iter().any(|role| {
-                role.name.to_lowercase() == name
-                    && role.permissions.iter().any(|held| held == permission)
-            })
-        }))
+    fn role_grants(&self, role: &str, permission: &str) -> bool {
+        let name = role.to_lowercase();
+        self.estate.roles.iter().any(|role| {
+            role.name.to_lowercase() == name
+                && role.permissions.iter().any(|held| held == permission)
+        })
     }
 }
 

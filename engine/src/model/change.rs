@@ -25,8 +25,11 @@ pub enum Operation {
 
 /// One change record. `before` and `after` are the entity's JSON form, which never
 /// holds a secret (password and token hashes live apart from the entities).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
+///
+/// `Body` is the form of those two sides: JSON for readers; the store keeps the
+/// same record with postcard sides (`ChangeRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change<Body = serde_json::Value> {
     /// The revision the write produced. Several records may share one.
     pub revision: u64,
     /// Position in the log, strictly increasing.
@@ -36,30 +39,19 @@ pub struct Change {
     pub entity: EntityKind,
     pub id: Id,
     pub operation: Operation,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub before: Option<Body>,
+    pub after: Option<Body>,
 }
 
-/// A change record as a write produces it and the store keeps it: the same fields as
-/// [`Change`], but `before` and `after` are the entity's postcard encoding (the
-/// encoding of its entity table) rather than a JSON tree. A bulk import paid for
-/// building, printing and storing JSON per record; postcard is a quarter of the
-/// bytes and is read back into JSON only when a reader asks for changes.
+/// A change record as a write produces it and the store keeps it: [`Change`] with
+/// `before` and `after` as the entity's postcard encoding (the encoding of its entity
+/// table) rather than a JSON tree. A bulk import paid for building, printing and
+/// storing JSON per record; postcard is a quarter of the bytes and is read back into
+/// JSON only when a reader asks for changes.
 ///
 /// INVARIANT: [`ChangeRecord::into_change`] gives the [`Change`] whose `before` and
 /// `after` are the JSON of the values recorded, as the JSON log gave.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ChangeRecord {
-    pub revision: u64,
-    pub seq: u64,
-    pub time: Time,
-    pub actor: String,
-    pub entity: EntityKind,
-    pub id: Id,
-    pub operation: Operation,
-    pub before: Option<Payload>,
-    pub after: Option<Payload>,
-}
+pub(crate) type ChangeRecord = Change<Payload>;
 
 /// One side of a change record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +100,7 @@ impl Payload {
     }
 }
 
-impl ChangeRecord {
+impl Change<Payload> {
     /// The record as readers see it, its sides as JSON.
     pub(crate) fn into_change(self) -> Result<Change, String> {
         let (entity, operation) = (self.entity, self.operation);

@@ -250,6 +250,20 @@ where
         owned(&mut shards[index], &self.hasher)
     }
 
+    /// The hash of `key` and the shard holding it, made owned; `None`, with nothing
+    /// copied, for a key that is not there.
+    fn shard_holding<Q>(&mut self, key: &Q) -> Option<(u64, &mut HashTable<(K, V)>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        if !self.holds(hash, key) {
+            return None;
+        }
+        Some((hash, self.shard_mut(hash)))
+    }
+
     /// Mutable access to the value under `key`, inserting `default()` when absent.
     pub(crate) fn get_or_insert_with(&mut self, key: K, default: impl FnOnce() -> V) -> &mut V {
         if self.len >= self.shards.len() * SHARD_MOST {
@@ -281,15 +295,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Nothing is copied for a key that is not there.
-        let hash = self.hasher.hash_one(key);
-        if !self.holds(hash, key) {
-            return None;
-        }
-        let entry = self
-            .shard_mut(hash)
-            .find_entry(hash, |(k, _)| k.borrow() == key)
-            .ok()?;
+        let (hash, shard) = self.shard_holding(key)?;
+        let entry = shard.find_entry(hash, |(k, _)| k.borrow() == key).ok()?;
         let ((_, value), _) = entry.remove();
         self.len -= 1;
         Some(value)
@@ -301,11 +308,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
-        if !self.holds(hash, key) {
-            return None;
-        }
-        self.shard_mut(hash)
+        let (hash, shard) = self.shard_holding(key)?;
+        shard
             .find_mut(hash, |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)
     }

@@ -136,25 +136,7 @@ impl Snapshot {
         let Some(entry) = self.user_index(reference).and_then(|i| self.user_entry(i)) else {
             return Vec::new();
         };
-        let mut groups: Vec<UserGroup> = group_closure(self, &entry.direct_groups)
-            .iter()
-            .filter(|(_, until)| at < *until)
-            .filter_map(|(index, _)| {
-                let group = &self.group_entry(*index)?.group;
-                let direct = entry
-                    .direct_groups
-                    .iter()
-                    .any(|link| link.group == *index && at < link.until());
-                Some(UserGroup {
-                    id: group.id,
-                    name: group.name.clone(),
-                    source: group.source.clone(),
-                    direct,
-                })
-            })
-            .collect();
-        groups.sort_by(|a, b| a.name.cmp(&b.name));
-        groups
+        self.groups_reached(&entry.direct_groups, at)
     }
 
     /// The groups a group (by name or id) belongs to at `at`: directly
@@ -173,20 +155,24 @@ impl Snapshot {
             .iter()
             .map(|&(group, until)| GroupLink::new(group, until))
             .collect();
-        let mut groups: Vec<UserGroup> = group_closure(self, &parents)
+        self.groups_reached(&parents, at)
+    }
+
+    /// The groups reached at `at` from the `direct` links of a user or a group, each
+    /// marked `direct` when one of those links (unexpired) names it; ordered by name.
+    fn groups_reached(&self, direct: &[GroupLink], at: Time) -> Vec<UserGroup> {
+        let mut groups: Vec<UserGroup> = group_closure(self, direct)
             .iter()
             .filter(|(_, until)| at < *until)
             .filter_map(|(index, _)| {
                 let group = &self.group_entry(*index)?.group;
-                let direct = entry
-                    .parents
-                    .iter()
-                    .any(|&(parent, until)| parent == *index && at < until);
                 Some(UserGroup {
                     id: group.id,
                     name: group.name.clone(),
                     source: group.source.clone(),
-                    direct,
+                    direct: direct
+                        .iter()
+                        .any(|link| link.group == *index && at < link.until()),
                 })
             })
             .collect();

@@ -644,6 +644,29 @@ fn ask(
     }
 }
 
+/// `/api/v1/users/{user}/{what}`.
+fn user_path(user: &str, what: &str) -> String {
+    format!("/api/v1/users/{}/{what}", segment(user))
+}
+
+/// A change to a user's sign-in state: the request (method, path, body) to the
+/// server `data` names, else `local` on the store.
+fn change_signin(
+    data: &DataArg,
+    config: &AuthConfigArg,
+    (method, path, body): (Method, String, Option<Value>),
+    local: impl FnOnce(&portcullis_engine::Auth) -> Result<(), portcullis_engine::AuthError>,
+) -> Result<(), CliError> {
+    if let Some(client) = data.client()? {
+        ask(&client, method, &path, body)?;
+    } else {
+        let (engine, auth) = open_auth(data, config)?;
+        local(&auth).map_err(auth_error)?;
+        engine.close();
+    }
+    Ok(())
+}
+
 pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
     let now = Time::now();
     match command {
@@ -658,44 +681,33 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
                     "give the new password on the first line of stdin".to_owned(),
                 ));
             }
-            if let Some(client) = args.data.client()? {
-                let path = format!("/api/v1/users/{}/password", segment(&args.user));
-                ask(
-                    &client,
-                    Method::PUT,
-                    &path,
-                    Some(json!({"password": password, "must_change_password": args.must_change})),
-                )?;
-            } else {
-                let (engine, auth) = open_auth(&args.data, &args.config)?;
-                auth.set_password(ACTOR, &args.user, password, args.must_change, now)
-                    .map_err(auth_error)?;
-                engine.close();
-            }
+            let body = json!({"password": password, "must_change_password": args.must_change});
+            change_signin(
+                &args.data,
+                &args.config,
+                (Method::PUT, user_path(&args.user, "password"), Some(body)),
+                |auth| auth.set_password(ACTOR, &args.user, password, args.must_change, now),
+            )?;
             eprintln!("portcullis: password of `{}` set", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::ResetMfa(args) => {
-            if let Some(client) = args.data.client()? {
-                let path = format!("/api/v1/users/{}/mfa", segment(&args.user));
-                ask(&client, Method::DELETE, &path, None)?;
-            } else {
-                let (engine, auth) = open_auth(&args.data, &args.config)?;
-                auth.reset_mfa(ACTOR, &args.user, now).map_err(auth_error)?;
-                engine.close();
-            }
+            change_signin(
+                &args.data,
+                &args.config,
+                (Method::DELETE, user_path(&args.user, "mfa"), None),
+                |auth| auth.reset_mfa(ACTOR, &args.user, now),
+            )?;
             eprintln!("portcullis: second factors of `{}` forgotten", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::Unlock(args) => {
-            if let Some(client) = args.data.client()? {
-                let path = format!("/api/v1/users/{}/lockout", segment(&args.user));
-                ask(&client, Method::DELETE, &path, None)?;
-            } else {
-                let (engine, auth) = open_auth(&args.data, &args.config)?;
-                auth.unlock(ACTOR, &args.user, now).map_err(auth_error)?;
-                engine.close();
-            }
+            change_signin(
+                &args.data,
+                &args.config,
+                (Method::DELETE, user_path(&args.user, "lockout"), None),
+                |auth| auth.unlock(ACTOR, &args.user, now),
+            )?;
             eprintln!("portcullis: `{}` unlocked", args.user);
             Ok(Outcome::Done)
         }

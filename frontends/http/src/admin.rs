@@ -132,17 +132,15 @@ impl From<MemberRequest> for MemberSpec {
 }
 
 pub(crate) async fn list(
-    state: AppState,
     kind: EntityKind,
-    query: Vec<(String, String)>,
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
+    let params = Params::paged(
+        &state,
         query,
         &["offset", "limit", "search", "min_revision"],
         true,
-        settings.default_page_size,
-        settings.max_page_size,
     )?;
     let snapshot = state.snapshot_at_least(params.min_revision).await?;
     let page = snapshot.list_json(
@@ -164,28 +162,21 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get(
-    state: AppState,
     kind: EntityKind,
-    reference: String,
-    query: Vec<(String, String)>,
+    State(state): State<AppState>,
+    ApiPath(reference): ApiPath<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
-        query,
-        &["min_revision"],
-        false,
-        settings.default_page_size,
-        settings.max_page_size,
-    )?;
+    let params = Params::paged(&state, query, &["min_revision"], false)?;
     let snapshot = state.snapshot_at_least(params.min_revision).await?;
     Ok(Json(snapshot.entity_json(kind, &reference)?))
 }
 
 pub(crate) async fn create(
-    state: AppState,
     kind: EntityKind,
-    caller: Caller,
-    body: Value,
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = spec_from_json(kind, body)?;
     create_spec(state, kind, caller, spec).await
@@ -222,11 +213,11 @@ async fn create_token(
 }
 
 pub(crate) async fn replace(
-    state: AppState,
     kind: EntityKind,
-    target: String,
-    caller: Caller,
-    body: Value,
+    State(state): State<AppState>,
+    ApiPath(target): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let spec = spec_from_json(kind, body)?;
     let op = Op::Replace {
@@ -260,11 +251,11 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 pub(crate) async fn patch(
-    state: AppState,
     kind: EntityKind,
-    target: String,
-    caller: Caller,
-    patch: Value,
+    State(state): State<AppState>,
+    ApiPath(target): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(patch): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     if !patch.is_object() {
         return Err(ApiError::InvalidBody(
@@ -334,10 +325,10 @@ pub(crate) async fn patch(
 }
 
 pub(crate) async fn delete(
-    state: AppState,
     kind: EntityKind,
-    target: String,
-    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(target): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let op = Op::Delete {
         kind,
@@ -358,10 +349,11 @@ pub(crate) struct ReleaseRequest {}
 /// Hands a user or group back to `local` (`Op::Release`): after an identity source
 /// adopted it, when leaving that source.
 pub(crate) async fn release(
-    state: AppState,
     kind: EntityKind,
-    target: String,
-    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(target): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(_): JsonBody<ReleaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let op = Op::Release {
         kind,
@@ -381,11 +373,11 @@ pub(crate) struct CloneRequest {
 }
 
 pub(crate) async fn clone(
-    state: AppState,
     kind: EntityKind,
-    source: String,
-    caller: Caller,
-    body: CloneRequest,
+    State(state): State<AppState>,
+    ApiPath(source): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<CloneRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut spec = state.snapshot().spec(kind, &source)?;
     let name = body.name;
@@ -433,15 +425,15 @@ pub(crate) async fn clone(
 
 /// `POST /groups/{group}/members`: adds a member, or changes the expiry of one.
 pub(crate) async fn add_member(
-    state: AppState,
-    group: String,
-    caller: Caller,
-    member: MemberSpec,
+    State(state): State<AppState>,
+    ApiPath(group): ApiPath<String>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(member): JsonBody<MemberRequest>,
 ) -> Result<Json<Value>, ApiError> {
     // A member an administrator adds is the administrator's (`local`) unless the
     // request says otherwise, whoever owns the group: a synced group's source would
     // let the next sync remove it as one of its own.
-    let member = match member {
+    let member = match MemberSpec::from(member) {
         MemberSpec::Name(user) => MemberSpec::Detailed {
             user,
             expires_at: None,
@@ -466,10 +458,9 @@ pub(crate) async fn add_member(
 
 /// `DELETE /groups/{group}/members/{user}`.
 pub(crate) async fn remove_member(
-    state: AppState,
-    group: String,
-    user: String,
-    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath((group, user)): ApiPath<(String, String)>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let op = Op::RemoveMember {
         group: group.clone(),
@@ -486,95 +477,6 @@ async fn write_membership(
 ) -> Result<Json<Value>, ApiError> {
     let outcome = write_op(&state, caller, op, &[(EntityKind::Group, &group)]).await?;
     Ok(Json(write_answer(&state, EntityKind::Group, &outcome)))
-}
-
-/// Extractor plumbing for the route table: each kind's handlers are closures over
-/// these functions.
-pub(crate) mod handlers {
-    use super::*;
-
-    pub(crate) async fn list(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        RawQuery(query): RawQuery,
-    ) -> Result<Json<Value>, ApiError> {
-        super::list(state, kind, query).await
-    }
-    pub(crate) async fn get(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(reference): ApiPath<String>,
-        RawQuery(query): RawQuery,
-    ) -> Result<Json<Value>, ApiError> {
-        super::get(state, kind, reference, query).await
-    }
-    pub(crate) async fn create(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(body): JsonBody<Value>,
-    ) -> Result<(StatusCode, Json<Value>), ApiError> {
-        super::create(state, kind, caller, body).await
-    }
-    pub(crate) async fn replace(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(target): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(body): JsonBody<Value>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::replace(state, kind, target, caller, body).await
-    }
-    pub(crate) async fn patch(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(target): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(body): JsonBody<Value>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::patch(state, kind, target, caller, body).await
-    }
-    pub(crate) async fn delete(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(target): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::delete(state, kind, target, caller).await
-    }
-    pub(crate) async fn clone(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(source): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(body): JsonBody<CloneRequest>,
-    ) -> Result<(StatusCode, Json<Value>), ApiError> {
-        super::clone(state, kind, source, caller, body).await
-    }
-    pub(crate) async fn release(
-        kind: EntityKind,
-        State(state): State<AppState>,
-        ApiPath(target): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(_): JsonBody<ReleaseRequest>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::release(state, kind, target, caller).await
-    }
-    pub(crate) async fn add_member(
-        State(state): State<AppState>,
-        ApiPath(group): ApiPath<String>,
-        Extension(caller): Extension<Caller>,
-        JsonBody(member): JsonBody<MemberRequest>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::add_member(state, group, caller, member.into()).await
-    }
-    pub(crate) async fn remove_member(
-        State(state): State<AppState>,
-        ApiPath((group, user)): ApiPath<(String, String)>,
-        Extension(caller): Extension<Caller>,
-    ) -> Result<Json<Value>, ApiError> {
-        super::remove_member(state, group, user, caller).await
-    }
 }
 
 #[cfg(test)]

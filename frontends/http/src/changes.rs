@@ -72,16 +72,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
-        query,
-        &["since", "limit"],
-        false,
-        settings.default_page_size,
-        settings.max_page_size,
-    )?;
-    let since = params.since.unwrap_or(0);
-    let limit = params.limit;
+    let (since, limit) = Params::log_page(&state, query)?;
     let engine = state.engine().clone();
     let changes = tokio::task::spawn_blocking(move || read_whole_revisions(&engine, since, limit))
         .await
@@ -232,14 +223,7 @@ pub(crate) async fn watch(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
-        query,
-        &["since"],
-        false,
-        settings.default_page_size,
-        settings.max_page_size,
-    )?;
+    let params = Params::paged(&state, query, &["since"], false)?;
     let resume = match headers.get("last-event-id") {
         Some(value) => {
             let text = value

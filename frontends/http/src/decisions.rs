@@ -238,14 +238,7 @@ async fn list_params(
     query: Vec<(String, String)>,
     known: &[&str],
 ) -> Result<ListParams, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
-        query,
-        known,
-        false,
-        settings.default_page_size,
-        settings.max_page_size,
-    )?;
+    let params = Params::paged(state, query, known, false)?;
     let snapshot = state.snapshot_at_least(params.min_revision).await?;
     let at = params.at.unwrap_or_else(Time::now);
     Ok(ListParams {
@@ -269,52 +262,63 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("INVARIANT: model types serialize to JSON")
 }
 
-pub(crate) async fn user_assets(
-    State(state): State<AppState>,
-    ApiPath(user): ApiPath<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let list = list_params(
-        &state,
-        query,
-        &["at", "offset", "limit", "min_revision", "node"],
-    )
-    .await?;
-    let ListParams {
-        params,
-        snapshot,
-        at,
-    } = list;
-    let page = snapshot.user_assets_page(
-        &user,
-        params.node.as_deref(),
-        at,
-        params.offset,
-        params.limit,
-    )?;
-    let items = page.items.iter().map(|asset| to_json(&**asset)).collect();
-    Ok(Json(page_json(&snapshot, &params, page.total, items)))
+/// The paged decision lists: what a user may reach (assets, or the nodes holding
+/// them) and who may reach an asset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DecisionList {
+    UserAssets,
+    UserNodes,
+    AssetUsers,
 }
 
-pub(crate) async fn user_nodes(
+impl DecisionList {
+    /// The query parameters the list takes.
+    pub(crate) fn query(self) -> &'static [&'static str] {
+        match self {
+            DecisionList::UserAssets => &["at", "offset", "limit", "min_revision", "node"],
+            DecisionList::UserNodes | DecisionList::AssetUsers => {
+                &["at", "offset", "limit", "min_revision"]
+            }
+        }
+    }
+}
+
+/// A page of a [`DecisionList`] about the user or asset the path names.
+pub(crate) async fn list(
+    list: DecisionList,
     State(state): State<AppState>,
-    ApiPath(user): ApiPath<String>,
+    ApiPath(name): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let list = list_params(&state, query, &["at", "offset", "limit", "min_revision"]).await?;
     let ListParams {
         params,
         snapshot,
         at,
-    } = list;
-    let nodes = snapshot.user_nodes(&user, at)?;
-    let total = nodes.len() as u64;
-    let items = nodes
-        .iter()
-        .skip(usize::try_from(params.offset).unwrap_or(usize::MAX))
-        .take(params.limit)
-        .map(to_json)
-        .collect();
+    } = list_params(&state, query, list.query()).await?;
+    let (offset, limit) = (params.offset, params.limit);
+    let (total, items) = match list {
+        DecisionList::UserAssets => {
+            let page =
+                snapshot.user_assets_page(&name, params.node.as_deref(), at, offset, limit)?;
+            let items = page.items.iter().map(|asset| to_json(&**asset)).collect();
+            (page.total, items)
+        }
+        DecisionList::UserNodes => {
+            let nodes = snapshot.user_nodes(&name, at)?;
+            let items = nodes
+                .iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(limit)
+                .map(to_json)
+                .collect();
+            (nodes.len() as u64, items)
+        }
+        DecisionList::AssetUsers => {
+            let page = snapshot.asset_users_page(&name, at, offset, limit)?;
+            let items = page.items.iter().map(|user| to_json(&**user)).collect();
+            (page.total, items)
+        }
+    };
     Ok(Json(page_json(&snapshot, &params, total, items)))
 }
 
@@ -323,8 +327,8 @@ pub(crate) async fn user_accounts(
     ApiPath((user, asset)): ApiPath<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let list = list_params(&state, query, &["at", "min_revision"]).await?;
-    let ListParams { snapshot, at, .. } = list;
+    let ListParams { snapshot, at, .. } =
+        list_params(&state, query, &["at", "min_revision"]).await?;
     let grants = snapshot.user_accounts(&user, &asset, at)?;
     let items: Vec<Value> = grants
         .iter()
@@ -345,20 +349,4 @@ pub(crate) async fn user_accounts(
     Ok(Json(
         json!({"revision": snapshot.revision(), "items": items}),
     ))
-}
-
-pub(crate) async fn asset_users(
-    State(state): State<AppState>,
-    ApiPath(asset): ApiPath<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let list = list_params(&state, query, &["at", "offset", "limit", "min_revision"]).await?;
-    let ListParams {
-        params,
-        snapshot,
-        at,
-    } = list;
-    let page = snapshot.asset_users_page(&asset, at, params.offset, params.limit)?;
-    let items = page.items.iter().map(|user| to_json(&**user)).collect();
-    Ok(Json(page_json(&snapshot, &params, page.total, items)))
 }

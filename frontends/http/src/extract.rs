@@ -152,6 +152,34 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError> 
 }
 
 impl Params {
+    /// [`Params::parse`] with the server's page sizes (`default_page_size`,
+    /// `max_page_size`).
+    pub(crate) fn paged(
+        state: &crate::AppState,
+        query: Vec<(String, String)>,
+        known: &[&str],
+        keep_others: bool,
+    ) -> Result<Params, ApiError> {
+        let settings = state.settings();
+        Params::parse(
+            query,
+            known,
+            keep_others,
+            settings.default_page_size,
+            settings.max_page_size,
+        )
+    }
+
+    /// `since` (0 when absent) and `limit` of a page of a log (the operation log, the
+    /// sign-in events): the only parameters such a route takes.
+    pub(crate) fn log_page(
+        state: &crate::AppState,
+        query: Vec<(String, String)>,
+    ) -> Result<(u64, usize), ApiError> {
+        let params = Params::paged(state, query, &["since", "limit"], false)?;
+        Ok((params.since.unwrap_or(0), params.limit))
+    }
+
     /// Parses `query`, taking only the parameters in `known`. With `keep_others`, the
     /// rest are kept in `others`; without, an unknown parameter is a 400.
     pub(crate) fn parse(

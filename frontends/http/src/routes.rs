@@ -13,12 +13,12 @@ use axum::{Extension, Json, Router, middleware};
 use portcullis_engine::{EntityKind, PERMISSION_CHECK};
 use serde_json::{Value, json};
 
-use crate::admin::handlers;
 use crate::auth::{Access, Caller};
+use crate::decisions::DecisionList;
 use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::stack::{self, Envelope, Guard};
-use crate::{AppState, changes, decisions, error, metrics, openapi};
+use crate::{AppState, admin, changes, decisions, error, metrics, openapi};
 
 /// One route of the API: its method, path, the access it needs, what the OpenAPI
 /// document says of it, and its handler.
@@ -167,7 +167,6 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 const LIST_QUERY: &[&str] = &["offset", "limit", "search", "min_revision", "{field}"];
-const DECISION_LIST_QUERY: &[&str] = &["at", "offset", "limit", "min_revision"];
 
 fn permission(kind: EntityKind, verb: &str) -> Access {
     Access::Permission(format!("{}s.{verb}", kind.noun()))
@@ -196,7 +195,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
             permission(kind, "view"),
             "admin",
             format!("List {noun}s"),
-            move |state: State<AppState>, query: RawQuery| handlers::list(kind, state, query),
+            move |state: State<AppState>, query: RawQuery| admin::list(kind, state, query),
         )
         .query(LIST_QUERY)
         .answers(StatusCode::OK, "Page"),
@@ -207,7 +206,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
             "admin",
             format!("Create a {noun}"),
             move |state: State<AppState>, caller: Extension<Caller>, body: JsonBody<Value>| {
-                handlers::create(kind, state, caller, body)
+                admin::create(kind, state, caller, body)
             },
         )
         .body(&spec)
@@ -226,7 +225,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
             "admin",
             format!("Get a {noun}"),
             move |state: State<AppState>, path: ApiPath<String>, query: RawQuery| {
-                handlers::get(kind, state, path, query)
+                admin::get(kind, state, path, query)
             },
         )
         .query(&["min_revision"])
@@ -241,7 +240,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
                   path: ApiPath<String>,
                   caller: Extension<Caller>,
                   body: JsonBody<Value>| {
-                handlers::replace(kind, state, path, caller, body)
+                admin::replace(kind, state, path, caller, body)
             },
         )
         .body(&spec)
@@ -256,7 +255,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
                   path: ApiPath<String>,
                   caller: Extension<Caller>,
                   body: JsonBody<Value>| {
-                handlers::patch(kind, state, path, caller, body)
+                admin::patch(kind, state, path, caller, body)
             },
         )
         .body("MergePatch")
@@ -268,7 +267,7 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
             "admin",
             format!("Delete a {noun}"),
             move |state: State<AppState>, path: ApiPath<String>, caller: Extension<Caller>| {
-                handlers::delete(kind, state, path, caller)
+                admin::delete(kind, state, path, caller)
             },
         )
         .answers(StatusCode::OK, "DeleteResult"),
@@ -281,8 +280,8 @@ fn admin_routes(kind: EntityKind) -> Vec<Route> {
             move |state: State<AppState>,
                   path: ApiPath<String>,
                   caller: Extension<Caller>,
-                  body: JsonBody<crate::admin::CloneRequest>| {
-                handlers::clone(kind, state, path, caller, body)
+                  body: JsonBody<admin::CloneRequest>| {
+                admin::clone(kind, state, path, caller, body)
             },
         )
         .body("CloneRequest")
@@ -318,17 +317,17 @@ pub(crate) fn table() -> Vec<Route> {
         Route::new(Method::POST, "/api/v1/permissions/check", check(), "decisions", "Does a user hold a permission on a scope, through system roles and group role assignments?", decisions::check_permission)
             .body("PermissionCheckRequest")
             .answers(StatusCode::OK, "PermissionCheckResponse"),
-        Route::new(Method::GET, "/api/v1/users/{user}/assets", check(), "decisions", "The assets a user may reach", decisions::user_assets)
-            .query(&["at", "offset", "limit", "min_revision", "node"])
+        Route::new(Method::GET, "/api/v1/users/{user}/assets", check(), "decisions", "The assets a user may reach", move |state: State<AppState>, path: ApiPath<String>, query: RawQuery| decisions::list(DecisionList::UserAssets, state, path, query))
+            .query(DecisionList::UserAssets.query())
             .answers(StatusCode::OK, "Page"),
-        Route::new(Method::GET, "/api/v1/users/{user}/nodes", check(), "decisions", "The nodes holding what a user may reach, with counts", decisions::user_nodes)
-            .query(DECISION_LIST_QUERY)
+        Route::new(Method::GET, "/api/v1/users/{user}/nodes", check(), "decisions", "The nodes holding what a user may reach, with counts", move |state: State<AppState>, path: ApiPath<String>, query: RawQuery| decisions::list(DecisionList::UserNodes, state, path, query))
+            .query(DecisionList::UserNodes.query())
             .answers(StatusCode::OK, "Page"),
         Route::new(Method::GET, "/api/v1/users/{user}/assets/{asset}/accounts", check(), "decisions", "The accounts through which a user may reach an asset, per protocol", decisions::user_accounts)
             .query(&["at", "min_revision"])
             .answers(StatusCode::OK, "AccountGrants"),
-        Route::new(Method::GET, "/api/v1/assets/{asset}/users", check(), "decisions", "The users who may reach an asset", decisions::asset_users)
-            .query(DECISION_LIST_QUERY)
+        Route::new(Method::GET, "/api/v1/assets/{asset}/users", check(), "decisions", "The users who may reach an asset", move |state: State<AppState>, path: ApiPath<String>, query: RawQuery| decisions::list(DecisionList::AssetUsers, state, path, query))
+            .query(DecisionList::AssetUsers.query())
             .answers(StatusCode::OK, "Page"),
         Route::new(Method::GET, "/api/v1/changes", changes_view(), "changes", "A page of the operation log, whole revisions only", changes::list)
             .query(&["since", "limit"])
@@ -370,7 +369,7 @@ pub(crate) fn table() -> Vec<Route> {
             permission(EntityKind::Group, "change"),
             "admin",
             "Add a member to a group, or change its expiry",
-            handlers::add_member,
+            admin::add_member,
         )
         .body("MemberSpec")
         .answers(StatusCode::OK, "WriteResult"),
@@ -382,7 +381,7 @@ pub(crate) fn table() -> Vec<Route> {
             permission(EntityKind::Group, "change"),
             "admin",
             "Remove a member from a group",
-            handlers::remove_member,
+            admin::remove_member,
         )
         .answers(StatusCode::OK, "WriteResult"),
     );
@@ -398,8 +397,8 @@ pub(crate) fn table() -> Vec<Route> {
                 move |state: State<AppState>,
                       path: ApiPath<String>,
                       caller: Extension<Caller>,
-                      body: JsonBody<crate::admin::ReleaseRequest>| {
-                    handlers::release(kind, state, path, caller, body)
+                      body: JsonBody<admin::ReleaseRequest>| {
+                    admin::release(kind, state, path, caller, body)
                 },
             )
             .body("ReleaseRequest")

@@ -252,6 +252,19 @@ async fn run<T: Send + 'static>(
         .map_err(ApiError::Auth)
 }
 
+/// [`run`] for a self-service call: `call` gets the caller's credentials from
+/// `proof`.
+async fn run_as<T: Send + 'static>(
+    state: &AppState,
+    proof: Proof,
+    call: impl FnOnce(&Auth, &LoginRequest, Time) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    run(state, move |auth, now| {
+        call(auth, &proof.credentials(), now)
+    })
+    .await
+}
+
 /// Sends a code by SMS and records how it went. Failures are logged without the
 /// code.
 async fn send_sms(state: &AppState, delivery: Delivery) -> Result<(), ApiError> {
@@ -372,33 +385,45 @@ impl Proof {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PasswordChange {
-    login: String,
-    password: String,
-    #[serde(default)]
-    code: Option<String>,
-    new_password: String,
+/// Declares the body of a self-service route: the fields of a [`Proof`] and the
+/// route's own, in one JSON object whose unknown fields are refused. `split` gives
+/// the proof and a tuple of the route's fields.
+macro_rules! proof_body {
+    ($name:ident { $($(#[$attribute:meta])* $field:ident: $type:ty),+ $(,)? }) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $name {
+            login: String,
+            password: String,
+            #[serde(default)]
+            code: Option<String>,
+            $($(#[$attribute])* $field: $type,)+
+        }
+
+        impl $name {
+            fn split(self) -> (Proof, ($($type,)+)) {
+                let proof = Proof {
+                    login: self.login,
+                    password: self.password,
+                    code: self.code,
+                };
+                (proof, ($(self.$field,)+))
+            }
+        }
+    };
 }
+
+proof_body!(PasswordChange {
+    new_password: String,
+});
 
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PasswordChange>,
 ) -> Result<Json<Value>, ApiError> {
-    let PasswordChange {
-        login,
-        password,
-        code,
-        new_password,
-    } = body;
-    let proof = Proof {
-        login,
-        password,
-        code,
-    };
-    run(&state, move |auth, now| {
-        auth.change_password(&proof.credentials(), &new_password, now)
+    let (proof, (new_password,)) = body.split();
+    run_as(&state, proof, move |auth, caller, now| {
+        auth.change_password(caller, &new_password, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok"})))
@@ -473,8 +498,8 @@ pub(crate) async fn enroll_totp(
     State(state): State<AppState>,
     JsonBody(proof): JsonBody<Proof>,
 ) -> Result<Json<Value>, ApiError> {
-    let enrolment = run(&state, move |auth, now| {
-        auth.enrol_totp(&proof.credentials(), now)
+    let enrolment = run_as(&state, proof, |auth, caller, now| {
+        auth.enrol_totp(caller, now)
     })
     .await?;
     use base64::Engine as _;
@@ -487,33 +512,15 @@ pub(crate) async fn enroll_totp(
     })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TotpConfirm {
-    login: String,
-    password: String,
-    #[serde(default)]
-    code: Option<String>,
-    totp_code: String,
-}
+proof_body!(TotpConfirm { totp_code: String });
 
 pub(crate) async fn confirm_totp(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<TotpConfirm>,
 ) -> Result<Json<Value>, ApiError> {
-    let TotpConfirm {
-        login,
-        password,
-        code,
-        totp_code,
-    } = body;
-    let proof = Proof {
-        login,
-        password,
-        code,
-    };
-    let codes = run(&state, move |auth, now| {
-        auth.confirm_totp(&proof.credentials(), &totp_code, now)
+    let (proof, (totp_code,)) = body.split();
+    let codes = run_as(&state, proof, move |auth, caller, now| {
+        auth.confirm_totp(caller, &totp_code, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok", "recovery_codes": codes})))
@@ -523,8 +530,8 @@ pub(crate) async fn disable_mfa(
     State(state): State<AppState>,
     JsonBody(proof): JsonBody<Proof>,
 ) -> Result<Json<Value>, ApiError> {
-    run(&state, move |auth, now| {
-        auth.disable_mfa(&proof.credentials(), now)
+    run_as(&state, proof, |auth, caller, now| {
+        auth.disable_mfa(caller, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok"})))
@@ -534,8 +541,8 @@ pub(crate) async fn recovery_codes(
     State(state): State<AppState>,
     JsonBody(proof): JsonBody<Proof>,
 ) -> Result<Json<Value>, ApiError> {
-    let codes = run(&state, move |auth, now| {
-        auth.new_recovery_codes(&proof.credentials(), now)
+    let codes = run_as(&state, proof, |auth, caller, now| {
+        auth.new_recovery_codes(caller, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok", "recovery_codes": codes})))
@@ -543,33 +550,15 @@ pub(crate) async fn recovery_codes(
 
 // ----- passkeys -------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PasskeyRegistration {
-    login: String,
-    password: String,
-    #[serde(default)]
-    code: Option<String>,
-    name: String,
-}
+proof_body!(PasskeyRegistration { name: String });
 
 pub(crate) async fn passkey_register_start(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PasskeyRegistration>,
 ) -> Result<Json<Value>, ApiError> {
-    let PasskeyRegistration {
-        login,
-        password,
-        code,
-        name,
-    } = body;
-    let proof = Proof {
-        login,
-        password,
-        code,
-    };
-    let challenge = run(&state, move |auth, now| {
-        auth.start_passkey_registration(&proof.credentials(), &name, now)
+    let (proof, (name,)) = body.split();
+    let challenge = run_as(&state, proof, move |auth, caller, now| {
+        auth.start_passkey_registration(caller, &name, now)
     })
     .await?;
     Ok(Json(challenge_json(challenge)))
@@ -652,50 +641,33 @@ pub(crate) async fn passkey_list(
     State(state): State<AppState>,
     JsonBody(proof): JsonBody<Proof>,
 ) -> Result<Json<Value>, ApiError> {
-    let passkeys = run(&state, move |auth, now| {
-        auth.passkeys(&proof.credentials(), now)
+    let passkeys = run_as(&state, proof, |auth, caller, now| {
+        auth.passkeys(caller, now)
     })
     .await?;
     Ok(Json(json!({"passkeys": passkeys})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PasskeyChange {
-    login: String,
-    password: String,
-    #[serde(default)]
-    code: Option<String>,
+proof_body!(PasskeyChange {
     passkey: String,
     /// The new name (rename only).
     #[serde(default)]
     name: Option<String>,
-}
-
-impl PasskeyChange {
-    fn split(self) -> (Proof, String, Option<String>) {
-        let proof = Proof {
-            login: self.login,
-            password: self.password,
-            code: self.code,
-        };
-        (proof, self.passkey, self.name)
-    }
-}
+});
 
 pub(crate) async fn passkey_rename(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PasskeyChange>,
 ) -> Result<Json<Value>, ApiError> {
-    let (proof, passkey, name) = body.split();
+    let (proof, (passkey, name)) = body.split();
     let name = name.ok_or_else(|| {
         ApiError::Auth(AuthError::Input {
             field: "name",
             message: "the new name is missing".to_owned(),
         })
     })?;
-    run(&state, move |auth, now| {
-        auth.rename_passkey(&proof.credentials(), &passkey, &name, now)
+    run_as(&state, proof, move |auth, caller, now| {
+        auth.rename_passkey(caller, &passkey, &name, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok"})))
@@ -705,9 +677,9 @@ pub(crate) async fn passkey_remove(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PasskeyChange>,
 ) -> Result<Json<Value>, ApiError> {
-    let (proof, passkey, _) = body.split();
-    run(&state, move |auth, now| {
-        auth.remove_passkey(&proof.credentials(), &passkey, now)
+    let (proof, (passkey, _)) = body.split();
+    run_as(&state, proof, move |auth, caller, now| {
+        auth.remove_passkey(caller, &passkey, now)
     })
     .await?;
     Ok(Json(json!({"status": "ok"})))
@@ -840,25 +812,17 @@ pub(crate) async fn send_reset_link(
     ))
 }
 
-pub(crate) async fn reset_mfa(
+/// An administrator's `action` on the sign-in state of the user the route names
+/// (`DELETE .../mfa`, `DELETE .../lockout`), taken as the calling token.
+async fn on_user(
     State(state): State<AppState>,
     ApiPath(user): ApiPath<String>,
     Extension(caller): Extension<Caller>,
+    action: fn(&Auth, &str, &str, Time) -> Result<(), AuthError>,
 ) -> Result<Json<Value>, ApiError> {
     let id = target_user(&state, &user)?;
     let actor = caller.actor().name().to_owned();
-    run(&state, move |auth, now| auth.reset_mfa(&actor, &id, now)).await?;
-    Ok(Json(json!({"status": "ok"})))
-}
-
-pub(crate) async fn unlock(
-    State(state): State<AppState>,
-    ApiPath(user): ApiPath<String>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
-    let id = target_user(&state, &user)?;
-    let actor = caller.actor().name().to_owned();
-    run(&state, move |auth, now| auth.unlock(&actor, &id, now)).await?;
+    run(&state, move |auth, now| action(auth, &actor, &id, now)).await?;
     Ok(Json(json!({"status": "ok"})))
 }
 
@@ -866,16 +830,7 @@ pub(crate) async fn events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let settings = state.settings();
-    let params = Params::parse(
-        query,
-        &["since", "limit"],
-        false,
-        settings.default_page_size,
-        settings.max_page_size,
-    )?;
-    let since = params.since.unwrap_or(0);
-    let limit = params.limit;
+    let (since, limit) = Params::log_page(&state, query)?;
     let events = run(&state, move |auth, _| auth.events_since(since, limit)).await?;
     let next = events.last().map_or(since, |event| event.seq);
     Ok(Json(
@@ -964,9 +919,9 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/api/v1/users/{user}/password/reset-link", change(), "sign-in", "Email the user a reset link", send_reset_link)
             .body("NoOptions")
             .answers(StatusCode::ACCEPTED, "Object"),
-        Route::new(Method::DELETE, "/api/v1/users/{user}/mfa", change(), "sign-in", "Forget the user's second factors (they enrol again if MFA is required)", reset_mfa)
+        Route::new(Method::DELETE, "/api/v1/users/{user}/mfa", change(), "sign-in", "Forget the user's second factors (they enrol again if MFA is required)", |state: State<AppState>, user: ApiPath<String>, caller: Extension<Caller>| on_user(state, user, caller, Auth::reset_mfa))
             .answers(StatusCode::OK, "SignInOk"),
-        Route::new(Method::DELETE, "/api/v1/users/{user}/lockout", change(), "sign-in", "Lift a lockout now", unlock)
+        Route::new(Method::DELETE, "/api/v1/users/{user}/lockout", change(), "sign-in", "Lift a lockout now", |state: State<AppState>, user: ApiPath<String>, caller: Extension<Caller>| on_user(state, user, caller, Auth::unlock))
             .answers(StatusCode::OK, "SignInOk"),
     ]
 }

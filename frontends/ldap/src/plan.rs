@@ -78,6 +78,39 @@ pub struct Clash {
     pub reason: Option<String>,
 }
 
+/// The names entries of this source have taken (each by its folds), with the DN of
+/// the entry that took it: two entries of one run may not share a name.
+#[derive(Default)]
+struct Taken<'a>(HashMap<String, &'a str>);
+
+impl<'a> Taken<'a> {
+    /// Takes the `field` `name` of `kind` for `entry`, or the clash with the entry of
+    /// this source that took it first.
+    fn take(
+        &mut self,
+        kind: EntityKind,
+        field: &'static str,
+        name: &str,
+        entry: &'a DirEntry,
+    ) -> Result<(), Clash> {
+        let keys = name_folds(name);
+        if let Some(other) = keys.iter().find_map(|key| self.0.get(key)) {
+            return Err(Clash {
+                kind,
+                field,
+                value: name.to_owned(),
+                dn: entry.dn.clone(),
+                held_by: format!("this source's `{other}`"),
+                reason: None,
+            });
+        }
+        for key in keys {
+            self.0.insert(key, &entry.dn);
+        }
+        Ok(())
+    }
+}
+
 /// How much a run changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -413,7 +446,7 @@ pub(crate) fn plan(
 
     // ---- Users the directory wants.
     let mut wants: Vec<WantUser> = Vec::new();
-    let mut seen_usernames: HashMap<String, &str> = HashMap::new();
+    let mut seen_usernames = Taken::default();
     let mut seen_emails: HashSet<String> = HashSet::new();
     for (ext, entry) in users {
         let Some(username) = entry.first(&user_config.username) else {
@@ -432,22 +465,9 @@ pub(crate) fn plan(
             plan.counts.skipped += 1;
             continue;
         }
-        let seen = name_folds(username)
-            .iter()
-            .find_map(|key| seen_usernames.get(key).copied());
-        if let Some(other) = seen {
-            plan.clashes.push(Clash {
-                kind: EntityKind::User,
-                field: "username",
-                value: username.to_owned(),
-                dn: entry.dn.clone(),
-                held_by: format!("this source's `{other}`"),
-                reason: None,
-            });
+        if let Err(clash) = seen_usernames.take(EntityKind::User, "username", username, entry) {
+            plan.clashes.push(clash);
             continue;
-        }
-        for key in name_folds(username) {
-            seen_usernames.insert(key, &entry.dn);
         }
         let name = entry
             .first(&user_config.name)
@@ -717,7 +737,7 @@ pub(crate) fn plan(
             subgroup_exts: BTreeSet<&'a str>,
         }
         let mut want_groups: Vec<WantGroup> = Vec::new();
-        let mut seen_names: HashMap<String, &str> = HashMap::new();
+        let mut seen_names = Taken::default();
         let mut n_unresolved = 0usize;
         for (ext, entry) in groups {
             let Some(name) = entry.first(&group_config.name).filter(|n| valid_name(n)) else {
@@ -728,22 +748,9 @@ pub(crate) fn plan(
                 plan.counts.skipped += 1;
                 continue;
             };
-            let seen = name_folds(name)
-                .iter()
-                .find_map(|key| seen_names.get(key).copied());
-            if let Some(other) = seen {
-                plan.clashes.push(Clash {
-                    kind: EntityKind::Group,
-                    field: "name",
-                    value: name.to_owned(),
-                    dn: entry.dn.clone(),
-                    held_by: format!("this source's `{other}`"),
-                    reason: None,
-                });
+            if let Err(clash) = seen_names.take(EntityKind::Group, "name", name, entry) {
+                plan.clashes.push(clash);
                 continue;
-            }
-            for key in name_folds(name) {
-                seen_names.insert(key, &entry.dn);
             }
             let mut members = BTreeMap::new();
             let mut subgroup_exts = BTreeSet::new();

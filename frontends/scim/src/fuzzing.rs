@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 
 use crate::filter::{Limits, parse_filter_with, parse_path_with};
+use crate::schema::ResourceKind;
 
 /// The limits a printed text is parsed back with. The print may be longer than the
 /// input (`1e3` prints as `1000.0`), though never nested deeper; the round trip is
@@ -19,7 +20,29 @@ fn reparse_limits() -> Limits {
         ..Limits::default()
     }
 }
-use crate::schema::ResourceKind;
+
+/// Parses `text` with `parse`; when it parses, checks the oracle (the print parses
+/// back to the same value and prints the same again) and returns the value.
+fn round_trip<T, E>(text: &str, parse: fn(&str, Limits) -> Result<T, E>) -> Option<T>
+where
+    T: PartialEq + std::fmt::Debug + std::fmt::Display,
+    E: std::fmt::Display,
+{
+    let parsed = parse(text, Limits::default()).ok()?;
+    let printed = parsed.to_string();
+    match parse(&printed, reparse_limits()) {
+        Ok(again) => {
+            assert_eq!(again, parsed, "`{text}` printed as `{printed}`");
+            assert_eq!(
+                again.to_string(),
+                printed,
+                "`{text}`: the print is not stable"
+            );
+        }
+        Err(error) => panic!("`{text}` printed as `{printed}`, which is refused: {error}"),
+    }
+    Some(parsed)
+}
 
 fn sample(kind: ResourceKind) -> serde_json::Map<String, Value> {
     let value = match kind {
@@ -47,21 +70,9 @@ fn sample(kind: ResourceKind) -> serde_json::Map<String, Value> {
 /// Parses `text` as a filter; if it parses, validates and evaluates it against a
 /// sample user and group. Returns whether it parsed.
 pub fn filter(text: &str) -> bool {
-    let Ok(filter) = parse_filter_with(text, Limits::default()) else {
+    let Some(filter) = round_trip(text, parse_filter_with) else {
         return false;
     };
-    let printed = filter.to_string();
-    match parse_filter_with(&printed, reparse_limits()) {
-        Ok(again) => {
-            assert_eq!(again, filter, "`{text}` printed as `{printed}`");
-            assert_eq!(
-                again.to_string(),
-                printed,
-                "`{text}`: the print is not stable"
-            );
-        }
-        Err(error) => panic!("`{text}` printed as `{printed}`, which is refused: {error}"),
-    }
     for kind in [ResourceKind::User, ResourceKind::Group] {
         if crate::query::validate(kind, &filter).is_ok() {
             crate::query::matches(kind, &filter, &sample(kind));
@@ -73,20 +84,8 @@ pub fn filter(text: &str) -> bool {
 /// Parses `text` as a PATCH path; if it parses, applies an add, a replace and a
 /// remove through it to a sample user and group. Returns whether it parsed.
 pub fn patch_path(text: &str) -> bool {
-    let Ok(path) = parse_path_with(text, Limits::default()) else {
+    if round_trip(text, parse_path_with).is_none() {
         return false;
-    };
-    let printed = path.to_string();
-    match parse_path_with(&printed, reparse_limits()) {
-        Ok(again) => {
-            assert_eq!(again, path, "`{text}` printed as `{printed}`");
-            assert_eq!(
-                again.to_string(),
-                printed,
-                "`{text}`: the print is not stable"
-            );
-        }
-        Err(error) => panic!("`{text}` printed as `{printed}`, which is refused: {error}"),
     }
     for kind in [ResourceKind::User, ResourceKind::Group] {
         for op in ["add", "replace", "remove"] {

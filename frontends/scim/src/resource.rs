@@ -652,8 +652,15 @@ fn is_empty_value(value: &Value) -> bool {
     }
 }
 
-/// The password a view carries, removed from it.
-pub(crate) fn take_password(view: &mut Map<String, Value>) -> Result<Option<String>, ScimError> {
+/// The password a user view carries, removed from it (a group's view is left as it
+/// is: a group has none).
+pub(crate) fn take_password(
+    kind: ResourceKind,
+    view: &mut Map<String, Value>,
+) -> Result<Option<String>, ScimError> {
+    if kind == ResourceKind::Group {
+        return Ok(None);
+    }
     match view.remove("password") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(password)) if !password.is_empty() => Ok(Some(password)),

@@ -164,7 +164,9 @@ pub fn routes(settings: ScimSettings) -> Vec<Route> {
                 Method::PUT,
                 "/{resource}/{id}",
                 "Replace a user or group (`If-Match`: 412)",
-                replace,
+                |scim: Scim, caller: Caller, path: ResourcePath, query: Params, body: JsonBody| {
+                    write(scim, caller, path, query, body, Service::replace)
+                },
             )
             .query(PROJECTION_QUERY)
             .scim_body("ScimResource")
@@ -174,7 +176,18 @@ pub fn routes(settings: ScimSettings) -> Vec<Route> {
                 Method::PATCH,
                 "/{resource}/{id}",
                 "Change a user or group with PATCH operations (`If-Match`: 412)",
-                patch,
+                |scim: Scim, caller: Caller, path: ResourcePath, query: Params, body: JsonBody| {
+                    write(
+                        scim,
+                        caller,
+                        path,
+                        query,
+                        body,
+                        |service, kind, id, body, if_match, context, projection| {
+                            service.patch(kind, id, &body, if_match, context, projection)
+                        },
+                    )
+                },
             )
             .query(PROJECTION_QUERY)
             .scim_body("ScimPatchOp")
@@ -746,31 +759,29 @@ pub(crate) async fn get(
     .await)
 }
 
-pub(crate) async fn replace(
-    scim: Scim,
-    caller: Caller,
-    Path((resource, id)): Path<(String, String)>,
-    query: Params,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ScimError> {
-    let kind = kind_of(&resource)?;
-    let projection = projection(&params(query)?)?;
-    let Caller {
-        context, if_match, ..
-    } = caller;
-    portcullis_http::write_started();
-    Ok(blocking(&scim, move |service| {
-        service.replace(kind, &id, body, if_match, &context, &projection)
-    })
-    .await)
-}
+/// The path of one resource: `/{resource}/{id}`.
+type ResourcePath = Path<(String, String)>;
 
-pub(crate) async fn patch(
+/// What `PUT` and `PATCH` of one resource call: [`Service::replace`] or
+/// [`Service::patch`].
+type Write = fn(
+    &Service,
+    ResourceKind,
+    &str,
+    Value,
+    Option<String>,
+    &Context,
+    &Projection,
+) -> Result<Answer, ScimError>;
+
+/// `PUT` or `PATCH` of one resource (`If-Match` honoured): `write` with the body.
+async fn write(
     scim: Scim,
     caller: Caller,
     Path((resource, id)): Path<(String, String)>,
     query: Params,
     JsonBody(body): JsonBody,
+    write: Write,
 ) -> Result<Response, ScimError> {
     let kind = kind_of(&resource)?;
     let projection = projection(&params(query)?)?;
@@ -779,7 +790,7 @@ pub(crate) async fn patch(
     } = caller;
     portcullis_http::write_started();
     Ok(blocking(&scim, move |service| {
-        service.patch(kind, &id, &body, if_match, &context, &projection)
+        write(service, kind, &id, body, if_match, &context, &projection)
     })
     .await)
 }

@@ -71,7 +71,7 @@ pub(crate) enum Uniqueness {
 }
 
 /// One attribute's characteristics (RFC 7643 §7).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Attribute {
     pub name: &'static str,
     pub kind: Kind,
@@ -202,7 +202,7 @@ impl Attribute {
     }
 
     /// The characteristics, as `/Schemas` shows them. Only stored sub-attributes.
-    fn to_json(&self) -> Value {
+    fn to_json(self) -> Value {
         let mut json = json!({
             "name": self.name,
             "type": self.kind.name(),
@@ -237,7 +237,7 @@ impl Attribute {
                 .sub
                 .iter()
                 .filter(|a| a.stored)
-                .map(Attribute::to_json)
+                .map(|attribute| attribute.to_json())
                 .collect();
         }
         json
@@ -274,7 +274,7 @@ impl Schema {
                 .attributes
                 .iter()
                 .filter(|a| a.stored)
-                .map(Attribute::to_json)
+                .map(|attribute| attribute.to_json())
                 .collect::<Vec<_>>(),
             "meta": {
                 "resourceType": "Schema",
@@ -724,9 +724,9 @@ const RESOURCE_TYPE_ATTRIBUTES: &[Attribute] = &[
     },
 ];
 
-/// The characteristics an attribute definition has (RFC 7643 §7), without
+/// The characteristics an attribute definition has (RFC 7643 §7) but
 /// `subAttributes`.
-const ATTRIBUTE_SUB_LEAF: &[Attribute] = &[
+const CHARACTERISTICS: [Attribute; 11] = [
     read_only("name", Kind::String, "The attribute's name.")
         .case_exact()
         .required(),
@@ -783,71 +783,30 @@ const ATTRIBUTE_SUB_LEAF: &[Attribute] = &[
     .multi(),
 ];
 
-const ATTRIBUTE_SUB: &[Attribute] = &[
-    read_only("name", Kind::String, "The attribute's name.")
-        .case_exact()
-        .required(),
-    read_only("type", Kind::String, "The attribute's data type.")
-        .required()
-        .canonical(&[
-            "string",
-            "complex",
-            "boolean",
-            "decimal",
-            "integer",
-            "dateTime",
-            "reference",
-            "binary",
-        ]),
-    read_only(
-        "multiValued",
-        Kind::Boolean,
-        "Whether the attribute is multi-valued.",
+/// The attributes of a sub-attribute's definition: it has no `subAttributes`.
+const ATTRIBUTE_SUB_LEAF: &[Attribute] = &CHARACTERISTICS;
+
+/// The attributes of an attribute's definition: the characteristics, then its
+/// `subAttributes`.
+const ATTRIBUTE_SUB: &[Attribute] = &{
+    let mut all = [SUB_ATTRIBUTES; CHARACTERISTICS.len() + 1];
+    let mut i = 0;
+    while i < CHARACTERISTICS.len() {
+        all[i] = CHARACTERISTICS[i];
+        i += 1;
+    }
+    all
+};
+
+const SUB_ATTRIBUTES: Attribute = Attribute {
+    sub: ATTRIBUTE_SUB_LEAF,
+    ..read_only(
+        "subAttributes",
+        Kind::Complex,
+        "The sub-attributes of a complex attribute.",
     )
-    .required(),
-    read_only("description", Kind::String, "The attribute's description."),
-    read_only(
-        "required",
-        Kind::Boolean,
-        "Whether the attribute is required.",
-    )
-    .required(),
-    read_only("canonicalValues", Kind::String, "Suggested values.").multi(),
-    read_only(
-        "caseExact",
-        Kind::Boolean,
-        "Whether comparisons are case-sensitive.",
-    ),
-    read_only(
-        "mutability",
-        Kind::String,
-        "Whether and how the attribute can be changed.",
-    )
-    .canonical(&["readOnly", "readWrite", "immutable", "writeOnly"]),
-    read_only("returned", Kind::String, "When the attribute is returned.")
-        .canonical(&["always", "never", "default", "request"]),
-    read_only(
-        "uniqueness",
-        Kind::String,
-        "How unique the attribute's values are.",
-    )
-    .canonical(&["none", "server", "global"]),
-    read_only(
-        "referenceTypes",
-        Kind::String,
-        "What a reference may refer to.",
-    )
-    .multi(),
-    Attribute {
-        sub: ATTRIBUTE_SUB_LEAF,
-        ..read_only(
-            "subAttributes",
-            Kind::Complex,
-            "The sub-attributes of a complex attribute.",
-        )
-        .multi()
-    },
-];
+    .multi()
+};
 
 const SCHEMA_ATTRIBUTES: &[Attribute] = &[
     read_only("id", Kind::String, "The schema's URI.").required(),

@@ -365,10 +365,7 @@ impl Service {
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
         let mut view = view_from_body(kind, body)?;
-        let password = match kind {
-            ResourceKind::User => take_password(&mut view)?,
-            ResourceKind::Group => None,
-        };
+        let password = take_password(kind, &mut view)?;
         let snapshot = self.engine.snapshot();
         let spec = match kind {
             ResourceKind::User => {
@@ -464,10 +461,7 @@ impl Service {
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
         let mut view = view_from_body(kind, body)?;
-        let password = match kind {
-            ResourceKind::User => take_password(&mut view)?,
-            ResourceKind::Group => None,
-        };
+        let password = take_password(kind, &mut view)?;
         let parsed = Id::parse(id).ok_or_else(|| ScimError::not_found(kind.name(), id))?;
         let put = Put {
             view: &view,
@@ -518,10 +512,7 @@ impl Service {
         let edit: Edit = &|spec, snapshot, fields| {
             let mut view = fields.view();
             patch::apply(kind, &mut view, &operations, limits)?;
-            let password = match kind {
-                ResourceKind::User => take_password(&mut view)?,
-                ResourceKind::Group => None,
-            };
+            let password = take_password(kind, &mut view)?;
             apply_view(&view, spec, snapshot, fields)?;
             Ok(password)
         };

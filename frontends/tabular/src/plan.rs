@@ -860,6 +860,11 @@ impl Planner<'_> {
         true
     }
 
+    /// Records a row that creates an entity ([`settle`](Planner::settle)).
+    fn create(&mut self, line: usize, name: String, spec: Spec, shown: Vec<(String, String)>) {
+        self.settle(line, name, Wanted::Create(spec), Vec::new(), shown);
+    }
+
     /// Role names as the store spells them (else as written, for the engine to
     /// judge), without repeats, remembered across rows.
     fn role_names(
@@ -940,13 +945,7 @@ impl Planner<'_> {
                     description: String::new(),
                 };
                 apply_role(&record, &mut new);
-                self.settle(
-                    line,
-                    new.name.clone(),
-                    Wanted::Create(Spec::Role(new)),
-                    Vec::new(),
-                    Vec::new(),
-                );
+                self.create(line, new.name.clone(), Spec::Role(new), Vec::new());
                 continue;
             };
             let Some(Spec::Role(old)) = self.current(id) else {
@@ -1022,13 +1021,7 @@ impl Planner<'_> {
                 new.source = Source::Import;
                 new.id = target.requested();
                 apply_user(record, &mut new);
-                self.settle(
-                    line,
-                    new.username.clone(),
-                    Wanted::Create(Spec::User(new)),
-                    Vec::new(),
-                    Vec::new(),
-                );
+                self.create(line, new.username.clone(), Spec::User(new), Vec::new());
                 continue;
             };
             let Some(Spec::User(old)) = self.current(id) else {
@@ -1357,13 +1350,7 @@ impl Planner<'_> {
                 let mut new = NodeSpec::new(patch.name.clone(), patch.parent.clone());
                 new.id = target.requested();
                 patch.apply(&mut new);
-                self.settle(
-                    line,
-                    shown,
-                    Wanted::Create(Spec::Node(new)),
-                    Vec::new(),
-                    Vec::new(),
-                );
+                self.create(line, shown, Spec::Node(new), Vec::new());
                 continue;
             };
             let Some(Spec::Node(old)) = self.current(id) else {
@@ -1426,13 +1413,7 @@ impl Planner<'_> {
                 let mut new = portcullis_engine::AssetSpec::new(record.name.clone());
                 new.id = target.requested();
                 apply_asset(&record, &mut new);
-                self.settle(
-                    line,
-                    new.name.clone(),
-                    Wanted::Create(Spec::Asset(new)),
-                    Vec::new(),
-                    shown,
-                );
+                self.create(line, new.name.clone(), Spec::Asset(new), shown);
                 continue;
             };
             let Some(Spec::Asset(old)) = self.current(id) else {
@@ -1505,13 +1486,7 @@ impl Planner<'_> {
                 let mut new = RuleSpec::new(record.name.clone());
                 new.id = target.requested();
                 apply_rule(&record, &mut new);
-                self.settle(
-                    line,
-                    new.name.clone(),
-                    Wanted::Create(Spec::Rule(new)),
-                    Vec::new(),
-                    shown,
-                );
+                self.create(line, new.name.clone(), Spec::Rule(new), shown);
                 continue;
             };
             let Some(Spec::Rule(old)) = self.current(id) else {
