@@ -14,7 +14,7 @@ use portcullis_engine::{EntityKind, PERMISSION_CHECK};
 use serde_json::{Value, json};
 
 use crate::admin::handlers;
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, Credentials, Principal};
 use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::stack::{self, Envelope, Guard};
@@ -407,6 +407,7 @@ pub(crate) fn table() -> Vec<Route> {
         );
     }
     routes.extend(crate::signin::routes());
+    routes.extend(crate::console::routes());
     routes
 }
 
@@ -494,14 +495,26 @@ async fn openapi_document(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn whoami(Extension(caller): Extension<Caller>) -> Json<Value> {
-    Json(json!({
-        "token": caller.token.name,
-        "id": caller.token.id,
-        "user": caller.token.user,
-        "roles": caller.token.roles,
-        "permissions": *caller.permissions,
-        "expires_at": caller.token.expires_at,
-    }))
+    match &caller.principal {
+        Principal::Token(token) => Json(json!({
+            "token": token.name,
+            "id": token.id,
+            "user": token.user,
+            "roles": token.roles,
+            "permissions": *caller.permissions,
+            "expires_at": token.expires_at,
+        })),
+        // INVARIANT: API routes take bearer tokens only; kept total all the same.
+        Principal::User { id, username } => Json(json!({
+            "token": null,
+            "id": null,
+            "user": id,
+            "username": username,
+            "roles": [],
+            "permissions": *caller.permissions,
+            "expires_at": null,
+        })),
+    }
 }
 
 pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
@@ -520,6 +533,7 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
     for route in table {
         let guard = Guard {
             state: state.clone(),
+            credentials: Credentials::of_path(&route.path),
             access: Arc::new(route.access),
             format: route.errors,
             body_limit: route.body_limit.unwrap_or(settings.body_limit),
