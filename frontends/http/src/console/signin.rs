@@ -478,7 +478,12 @@ fn refused_on_profile(
     error: ApiError,
 ) -> Result<Response, Refusal> {
     let mut response = profile(state, viewer, Some(&error.message()), None)?;
-    *response.status_mut() = error.status();
+    // The session is signed in: wrong credentials in the form are a field's problem
+    // (422), not a missing sign-in (401).
+    *response.status_mut() = match error.status() {
+        StatusCode::UNAUTHORIZED => StatusCode::UNPROCESSABLE_ENTITY,
+        status => status,
+    };
     Ok(response)
 }
 
