@@ -73,6 +73,9 @@ const SIGN_IN_SELF_SERVICE: &[&str] = &[
 pub const SELF_SERVICE: &str = "(credentials in the body)";
 
 pub fn designed_permission(method: &str, path: &str) -> Option<String> {
+    if path == "/ui" || path.starts_with("/ui/") {
+        return console_permission(method, path);
+    }
     if ["/healthz", "/metrics", "/api/v1/openapi.json"].contains(&path) {
         return None;
     }
@@ -157,6 +160,49 @@ pub fn designed_permission(method: &str, path: &str) -> Option<String> {
             "DELETE" => "delete",
             other => panic!("no designed permission for {other} {path}"),
         }
+    };
+    Some(format!("{resource}.{verb}"))
+}
+
+/// The permission of a console route (a signed-in user's effective roles on the
+/// global scope must carry it), by design: the same as the API route it mirrors.
+/// `None`: public (the sign-in form, the stylesheet and scripts); `Some("")`: any
+/// signed-in user (home, sign-out, my assets, my profile).
+pub fn console_permission(method: &str, path: &str) -> Option<String> {
+    if path.starts_with("/ui/static/") || path.starts_with("/ui/login") {
+        return None;
+    }
+    if ["/ui", "/ui/", "/ui/logout"].contains(&path) || path.starts_with("/ui/me") {
+        return Some(String::new());
+    }
+    if path == "/ui/tester" {
+        return Some("decisions.check".to_owned());
+    }
+    if path.starts_with("/ui/changes") {
+        return Some("changes.view".to_owned());
+    }
+    if path == "/ui/transfer" {
+        return Some("users.view".to_owned());
+    }
+    if let Some(rest) = path.strip_prefix("/ui/transfer/") {
+        let (kind, what) = rest.split_once('/').expect("/ui/transfer/KIND/WHAT");
+        let verb = if what == "import" { "add" } else { "view" };
+        return Some(format!("{kind}.{verb}"));
+    }
+    let segments: Vec<&str> = path.trim_start_matches("/ui/").split('/').collect();
+    let resource = match segments[0] {
+        "nodes" => "nodes",
+        "assets" => "assets",
+        other => other,
+    };
+    let last = *segments.last().expect("a segment");
+    let verb = match (method, segments.len(), last) {
+        (_, _, "new" | "duplicate" | "clone") => "add",
+        (_, _, "edit" | "active" | "release" | "members" | "remove" | "roles") => "change",
+        ("GET", _, _) => "view",
+        ("POST", 1, _) => "add",
+        ("POST", _, _) => "change",
+        (other, _, _) => panic!("no designed permission for {other} {path}"),
     };
     Some(format!("{resource}.{verb}"))
 }
@@ -330,7 +376,7 @@ fn every_route_by_every_caller_gets_the_designed_status() {
     callers.push(("expired", Some(expired)));
     let mut failures = Vec::new();
     let mut n_cases = 0;
-    for (method, path) in &routes {
+    for (method, path) in routes.iter().filter(|(_, path)| !path.starts_with("/ui")) {
         let needs = designed_permission(method, path);
         for (role, token) in &callers {
             let api = admin.with_token(token.as_deref());
@@ -517,4 +563,241 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A console session: its cookie and its CSRF token, made by signing in through the
+/// console's own form.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
+}
+
+fn set_cookie(answer: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| {
+            value
+                .split(';')
+                .next()
+                .and_then(|pair| pair.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+        })
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..].split('"').next().expect("a value").to_owned()
+}
+
+/// Signs `login` in through `/ui/login`.
+fn console_sign_in(base: &str, login: &str, password: &str) -> Session {
+    let client = no_redirects();
+    let form = client
+        .get(format!("{base}/ui/login"))
+        .send()
+        .expect("the form");
+    let double_submit = set_cookie(&form, "pc_csrf").expect("a CSRF cookie");
+    let token = csrf_of(&form.text().expect("HTML"));
+    let answer = client
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("pc_csrf={double_submit}"))
+        .form(&[
+            ("_csrf", token.as_str()),
+            ("login", login),
+            ("password", password),
+        ])
+        .send()
+        .expect("sign in");
+    assert_eq!(answer.status().as_u16(), 303, "{login} signs in");
+    let cookie = set_cookie(&answer, "pc_session").expect("a session cookie");
+    let page = client
+        .get(format!("{base}/ui/me"))
+        .header("cookie", format!("pc_session={cookie}"))
+        .send()
+        .expect("my profile");
+    assert_eq!(page.status().as_u16(), 200);
+    let csrf = csrf_of(&page.text().expect("HTML"));
+    Session { cookie, csrf }
+}
+
+/// The status of a console request as `session` (with its CSRF token on state
+/// changes), and where a redirect goes.
+fn console_status(
+    base: &str,
+    session: Option<&Session>,
+    method: &str,
+    path: &str,
+) -> (u16, String) {
+    let (url, _, _) = harmless_request(method, path);
+    let client = no_redirects();
+    let method_value = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let csrf = session.map_or("", |session| session.csrf.as_str());
+    let target = if path.ends_with("/import") {
+        format!("{base}{url}?_csrf={csrf}")
+    } else {
+        format!("{base}{url}")
+    };
+    let mut request = client.request(method_value, target);
+    if let Some(session) = session {
+        request = request.header("cookie", format!("pc_session={}", session.cookie));
+    }
+    if method == "POST" {
+        request = if path.ends_with("/import") {
+            request
+                .header("content-type", "multipart/form-data; boundary=x")
+                .body("--x--\r\n")
+        } else {
+            request.form(&[("_csrf", csrf)])
+        };
+    }
+    let answer = request.send().unwrap_or_else(|e| panic!("{path}: {e}"));
+    let location = answer
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (answer.status().as_u16(), location)
+}
+
+/// The console's routes by every kind of signed-in user, and without a session:
+/// redirected to the sign-in form without one, 403 without the permission, the
+/// page's own answer with it — and nothing written.
+#[test]
+fn every_console_route_by_every_kind_of_user_gets_the_designed_status() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin();
+    small_estate(&admin);
+    admin.create(
+        "/api/v1/roles",
+        json!({"name": "one-permission", "permissions": ["users.view"]}),
+    );
+    let password = "matrix-Passw0rd-long";
+    let roles = [
+        ("system-admin", "m-admin"),
+        ("system-auditor", "m-auditor"),
+        ("user", "m-user"),
+        ("one-permission", "m-custom"),
+    ];
+    for (role, username) in roles {
+        admin.create(
+            "/api/v1/users",
+            json!({"username": username, "password": password, "system_roles": [role]}),
+        );
+    }
+    let sessions: Vec<(&str, Option<Session>)> = roles
+        .iter()
+        .map(|(role, username)| {
+            (
+                *role,
+                Some(console_sign_in(&admin.base, username, password)),
+            )
+        })
+        .chain([("none", None)])
+        .collect();
+    let holds = |role: &str, permission: &str| match role {
+        "system-admin" => true,
+        "system-auditor" => permission.ends_with(".view") || permission == "decisions.check",
+        "user" => false,
+        "one-permission" => permission == "users.view",
+        other => panic!("unknown role {other}"),
+    };
+    let mut routes: Vec<(String, String)> = all_routes(&admin)
+        .into_iter()
+        .filter(|(_, path)| path == "/ui" || path.starts_with("/ui/"))
+        .collect();
+    // Sign-out last (it ends the session); the self-service forms, which record failed
+    // sign-ins, after the revision check.
+    routes.sort_by_key(|(_, path)| {
+        (
+            path == "/ui/logout",
+            path.starts_with("/ui/me") || path.starts_with("/ui/login"),
+        )
+    });
+    assert!(routes.len() > 50, "the console's routes: {}", routes.len());
+    let revision = admin.revision();
+    let mut checked_revision = false;
+    let mut failures = Vec::new();
+    let mut slowest = Vec::new();
+    for (method, path) in &routes {
+        if !checked_revision
+            && (path.starts_with("/ui/me") || path.starts_with("/ui/login") || path == "/ui/logout")
+        {
+            assert_eq!(
+                admin.revision(),
+                revision,
+                "the console matrix wrote something"
+            );
+            checked_revision = true;
+        }
+        let needs = console_permission(method, path);
+        for (role, session) in &sessions {
+            let started = std::time::Instant::now();
+            let (got, location) = console_status(&admin.base, session.as_ref(), method, path);
+            slowest.push((started.elapsed(), format!("{method} {path} as {role}")));
+            let to_sign_in = got == 303 && location.starts_with("/ui/login");
+            let ok = match (&needs, session) {
+                (None, _) => !to_sign_in && got < 500,
+                // Signing out ends the session and goes to the sign-in form.
+                (Some(_), Some(session)) if path == "/ui/logout" => {
+                    to_sign_in
+                        && console_status(&admin.base, Some(session), "GET", "/ui/me").0 == 303
+                }
+                (Some(_), None) => to_sign_in,
+                (Some(permission), Some(_)) if permission.is_empty() || holds(role, permission) => {
+                    !to_sign_in && got != 401 && got != 403 && got < 500
+                }
+                (Some(_), Some(_)) => got == 403,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{method} {path} as {role} (needs {needs:?}): {got} {location}"
+                ));
+            }
+        }
+    }
+    slowest.sort();
+    eprintln!(
+        "slowest console requests: {:?}",
+        &slowest[slowest.len().saturating_sub(5)..]
+    );
+    assert!(
+        failures.is_empty(),
+        "{} wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // No CSRF token: refused, whoever asks (a fresh administrator: the matrix's have
+    // signed out, and locked themselves out with the forms' wrong passwords).
+    admin.create(
+        "/api/v1/users",
+        json!({"username": "m-csrf", "password": password, "system_roles": ["system-admin"]}),
+    );
+    let session = console_sign_in(&admin.base, "m-csrf", password);
+    let refused = no_redirects()
+        .post(format!("{}/ui/users/m-user/active", admin.base))
+        .header("cookie", format!("pc_session={}", session.cookie))
+        .form(&[("active", "false")])
+        .send()
+        .expect("a forged request");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(admin.get("/api/v1/users/m-user").json["active"], true);
+    // A bearer token opens no console page.
+    let answer = admin.raw("GET", "/ui/users", None, None);
+    assert!(
+        answer.status == 200 && answer.text().contains("Sign in"),
+        "a bearer token is not a session"
+    );
 }

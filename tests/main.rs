@@ -7,6 +7,7 @@ mod authz;
 mod bad_input;
 mod cluster;
 mod concurrency;
+mod console;
 mod crash;
 mod grants;
 mod ldap;

@@ -808,6 +808,19 @@ impl Engine {
         Ok(secrets::verify_password(password, &hash) && id.is_some())
     }
 
+    /// A fingerprint of the user's stored password hash (its SHA-256), `None` when
+    /// the user has none: it changes whenever the password does, so that a sign-in
+    /// session made before a password change can be told apart and ended. Never the
+    /// hash itself.
+    pub fn password_fingerprint(&self, user: Id) -> Result<Option<[u8; 32]>, Error> {
+        use sha2::Digest;
+        Ok(self
+            .shared
+            .store
+            .password_hash(user)?
+            .map(|hash| sha2::Sha256::digest(hash.as_bytes()).into()))
+    }
+
     /// The store, for the password hashes sign-in verifies against.
     pub(crate) fn store(&self) -> &Store {
         &self.shared.store

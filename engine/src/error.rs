@@ -81,8 +81,10 @@ pub enum ValidationError {
     GrantBeyondCaller { what: String, missing: Vec<String> },
     #[error("user `{user}` is not a direct member of group `{group}`")]
     NotAMember { group: String, user: String },
-    /// The token a write acts for was revoked or has expired since it was checked.
-    #[error("token `{0}` has been revoked or has expired")]
+    /// The token a write acts for was revoked or has expired since it was checked, or
+    /// the signed-in user it acts for was deactivated, expired or deleted (the name is
+    /// the token's, or `user:USERNAME`).
+    #[error("`{0}` has been revoked or has expired")]
     ActorRevoked(String),
     /// An [`crate::Op::Expect`] that does not hold: the entity is at another version
     /// than the one expected, or exists when it was expected absent (`None`), or the

@@ -1,6 +1,7 @@
 //! Read access for front-ends: entities as JSON (the model's field names), pages of
 //! them, and their spec form.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::NotFound;
@@ -18,6 +19,9 @@ pub struct ListQuery {
     /// Keep entities whose top-level JSON field equals the value: a string field
     /// equal to it (case-insensitively), or a boolean or number written the same way.
     pub fields: Vec<(String, String)>,
+    /// `(t, true)`: keep entities whose `expires_at` is set and not after `t` (expired
+    /// at `t`); `(t, false)`: keep the others.
+    pub expired: Option<(Time, bool)>,
     pub offset: u64,
     pub limit: usize,
 }
@@ -49,6 +53,15 @@ fn field_matches(value: &Value, field: &str, wanted: &str) -> bool {
             .any(|item| matches!(item, Value::String(t) if same_name(t, wanted))),
         _ => false,
     }
+}
+
+/// Whether an entity's JSON has an `expires_at` that is not after `at`.
+fn expired_at(value: &Value, at: Time) -> bool {
+    value
+        .get("expires_at")
+        .filter(|expiry| !expiry.is_null())
+        .and_then(|expiry| Time::deserialize(expiry).ok())
+        .is_some_and(|expiry| expiry <= at)
 }
 
 impl Snapshot {
@@ -272,7 +285,7 @@ impl Snapshot {
                 continue;
             }
             let in_page = total >= query.offset && items.len() < query.limit;
-            if query.fields.is_empty() {
+            if query.fields.is_empty() && query.expired.is_none() {
                 if in_page {
                     items.extend(self.json_at(kind, index));
                 }
@@ -286,6 +299,9 @@ impl Snapshot {
                 .fields
                 .iter()
                 .all(|(field, wanted)| field_matches(&value, field, wanted))
+                && query
+                    .expired
+                    .is_none_or(|(at, expired)| expired_at(&value, at) == expired)
             {
                 if in_page {
                     items.push(value);

@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use crate::error::ValidationError;
-use crate::model::{Id, Time, all_permissions};
+use crate::eval::Evaluator;
+use crate::model::{GLOBAL_SCOPE, Id, Time, all_permissions};
 use crate::snapshot::Snapshot;
 
 /// Every permission the engine knows of, built once (a token's authority is judged
@@ -35,6 +36,9 @@ enum ActorKind {
     System,
     /// An API token: it may grant only what its roles carry when the write applies.
     Token { id: Id, name: String },
+    /// A signed-in user (the web console): it may grant only what the user's
+    /// effective roles on the global scope carry when the write applies.
+    User { id: Id, username: String },
 }
 
 impl Actor {
@@ -60,6 +64,20 @@ impl Actor {
         }
     }
 
+    /// A user signed in to the web console, recorded as `user:USERNAME`. What the
+    /// write may grant is decided when it applies, from the user's effective roles on
+    /// the global scope as they are then: a user deactivated, expired or deleted in
+    /// the meantime writes nothing.
+    pub fn user(id: Id, username: &str) -> Actor {
+        Actor {
+            name: format!("user:{username}"),
+            kind: ActorKind::User {
+                id,
+                username: username.to_owned(),
+            },
+        }
+    }
+
     /// The name the operation log records.
     pub fn name(&self) -> &str {
         &self.name
@@ -72,17 +90,27 @@ impl Actor {
         snapshot: &Snapshot,
         now: Time,
     ) -> Result<Authority, ValidationError> {
-        let ActorKind::Token { id, name } = &self.kind else {
-            return Ok(Authority::Full);
+        let roles = match &self.kind {
+            ActorKind::System => return Ok(Authority::Full),
+            ActorKind::Token { id, name } => snapshot
+                .token_index(&id.to_string())
+                .and_then(|index| snapshot.token_entry(index))
+                .map(|entry| &entry.token)
+                .filter(|token| token.expires_at.is_none_or(|expires| now < expires))
+                .ok_or_else(|| ValidationError::ActorRevoked(name.clone()))?
+                .roles
+                .clone(),
+            ActorKind::User { id, username } => {
+                let id = id.to_string();
+                if !snapshot.user(&id).is_some_and(|user| user.is_valid_at(now)) {
+                    return Err(ValidationError::ActorRevoked(format!("user:{username}")));
+                }
+                snapshot
+                    .effective_roles(&id, GLOBAL_SCOPE, now)
+                    .map_err(|_| ValidationError::ActorRevoked(format!("user:{username}")))?
+            }
         };
-        let token = snapshot
-            .token_index(&id.to_string())
-            .and_then(|index| snapshot.token_entry(index))
-            .map(|entry| &entry.token)
-            .filter(|token| token.expires_at.is_none_or(|expires| now < expires))
-            .ok_or_else(|| ValidationError::ActorRevoked(name.clone()))?;
-        let held: BTreeSet<String> = token
-            .roles
+        let held: BTreeSet<String> = roles
             .iter()
             .filter_map(|role| snapshot.role_permissions(role))
             .flatten()

@@ -417,6 +417,11 @@ impl ServeConfig {
                 env_number("PORTCULLIS_HEADER_READ_TIMEOUT_MS")?.or(limits.header_read_timeout_ms),
                 defaults.header_read_timeout,
             ),
+            // Over TLS the console's cookies are `Secure`.
+            console: portcullis_http::ConsoleSettings {
+                secure_cookies: tls.is_some(),
+                ..defaults.console
+            },
         };
         if settings.default_page_size == 0 || settings.default_page_size > settings.max_page_size {
             return Err(CliError::Input(format!(

@@ -14,6 +14,7 @@ mod error;
 mod ldap;
 mod serve;
 mod spreadsheets;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 

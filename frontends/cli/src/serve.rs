@@ -410,9 +410,11 @@ async fn run(
     ldap: &[(&'static str, std::net::SocketAddr)],
 ) -> Result<(), CliError> {
     let signals = Signals::listen()?;
-    // One route table: the API's own routes, the import and export routes, and SCIM's
+    // One route table: the API's own routes (the console's among them), the import and
+    // export routes with their console pages, and SCIM's
     // under /scim/v2 (which words the stack's refusals as SCIM errors).
     let mut routes = crate::spreadsheets::routes();
+    routes.extend(crate::transfer::routes());
     routes.extend(portcullis_scim::routes(config.scim.clone()));
     let router = portcullis_http::router_with(state.clone(), routes);
     let bind_error = |error: std::io::Error| {

@@ -394,6 +394,23 @@ pub struct ImportQuery {
     format: Option<String>,
 }
 
+impl ImportQuery {
+    /// The options of the console's upload form.
+    pub fn from_form(update: bool, dry_run: bool, allow_security_changes: bool) -> ImportQuery {
+        ImportQuery {
+            update,
+            dry_run,
+            allow_security_changes,
+            format: None,
+        }
+    }
+
+    /// Whether the import updates entities that exist (which needs `change` too).
+    pub fn updates(&self) -> bool {
+        self.update
+    }
+}
+
 async fn export_route(
     kind: Kind,
     State(state): State<AppState>,
@@ -456,25 +473,7 @@ async fn import_route(
             ))
         })?,
     };
-    let engine: Arc<Engine> = state.engine().clone();
-    let actor = caller.actor();
-    let result = tokio::task::spawn_blocking(move || {
-        portcullis_tabular::import(
-            &engine,
-            &actor,
-            kind,
-            format,
-            &body,
-            ImportOptions {
-                update: query.update,
-                dry_run: query.dry_run,
-                allow_security_changes: query.allow_security_changes,
-                ..ImportOptions::default()
-            },
-        )
-    })
-    .await
-    .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let result = import_bytes(&state, &caller, kind, format, body, &query).await?;
     match result {
         Ok(report) => Ok(Json(report)),
         Err(ImportError::Problems(problems)) => Err(ApiError::InvalidFile {
@@ -486,4 +485,36 @@ async fn import_route(
         }),
         Err(ImportError::Engine(error)) => Err(ApiError::Engine(error)),
     }
+}
+
+/// Imports `body` as `caller`, off the async workers: the import route's and the
+/// console's one way in.
+pub(crate) async fn import_bytes(
+    state: &AppState,
+    caller: &Caller,
+    kind: Kind,
+    format: Format,
+    body: Bytes,
+    query: &ImportQuery,
+) -> Result<Result<ImportReport, ImportError>, ApiError> {
+    let engine: Arc<Engine> = state.engine().clone();
+    let actor = caller.actor();
+    let options = (query.update, query.dry_run, query.allow_security_changes);
+    tokio::task::spawn_blocking(move || {
+        portcullis_tabular::import(
+            &engine,
+            &actor,
+            kind,
+            format,
+            &body,
+            ImportOptions {
+                update: options.0,
+                dry_run: options.1,
+                allow_security_changes: options.2,
+                ..ImportOptions::default()
+            },
+        )
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.to_string()))
 }

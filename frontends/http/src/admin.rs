@@ -143,11 +143,24 @@ pub(crate) async fn list(
         true,
     )?;
     let snapshot = state.snapshot_at_least(params.min_revision).await?;
+    // `expired=true|false` compares `expires_at` with now; other fields by equality.
+    let mut fields = params.others.clone();
+    let mut expired = None;
+    if let Some(at) = fields.iter().position(|(name, _)| name == "expired") {
+        let (_, wanted) = fields.remove(at);
+        let wanted = wanted.parse::<bool>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "query parameter `expired`: `{wanted}` is neither `true` nor `false`"
+            ))
+        })?;
+        expired = Some((portcullis_engine::Time::now(), wanted));
+    }
     let page = snapshot.list_json(
         kind,
         &ListQuery {
             search: params.search.clone(),
-            fields: params.others.clone(),
+            fields,
+            expired,
             offset: params.offset,
             limit: params.limit,
         },
@@ -370,6 +383,13 @@ pub(crate) struct CloneRequest {
     /// The new entity's name (username for users).
     #[serde(alias = "username")]
     name: String,
+}
+
+impl CloneRequest {
+    /// A copy named `name`.
+    pub(crate) fn named(name: String) -> CloneRequest {
+        CloneRequest { name }
+    }
 }
 
 pub(crate) async fn clone(

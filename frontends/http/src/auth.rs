@@ -9,10 +9,31 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
 use axum::http::header;
-use portcullis_engine::{Actor, Id, Snapshot, Time, Token};
+use portcullis_engine::{Actor, Evaluator, Id, Snapshot, Time, Token};
 
 use crate::AppState;
 use crate::error::ApiError;
+
+/// How a route's callers prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// An API token in the `Authorization: Bearer` header.
+    Bearer,
+    /// The web console's session cookie (routes under `/ui/`), never a bearer token:
+    /// a page a browser loads carries no header a script set.
+    Session,
+}
+
+impl Credentials {
+    /// The credentials of the route at `path`.
+    pub(crate) fn of_path(path: &str) -> Credentials {
+        if crate::console::covers(path) {
+            Credentials::Session
+        } else {
+            Credentials::Bearer
+        }
+    }
+}
 
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +50,33 @@ pub enum Access {
 /// with `Extension<Caller>` on any route that is not [`Access::Public`]).
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub token: Arc<Token>,
-    /// What the token's roles allow, as of the snapshot that authorized the request.
+    pub principal: Principal,
+    /// What the token's roles (or the signed-in user's effective roles on the global
+    /// scope) allow, as of the snapshot that authorized the request.
     pub permissions: Arc<BTreeSet<String>>,
 }
 
+/// Who is calling: an API token (routes outside `/ui/`), or a user signed in to the
+/// web console with a session cookie (routes under `/ui/`).
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Token(Arc<Token>),
+    User { id: Id, username: String },
+}
+
 impl Caller {
-    /// Who the caller's writes act for: the token, whose grants the engine limits
-    /// to what it holds, and whose name the operation log records.
+    /// Who the caller's writes act for: the token or the signed-in user, whose grants
+    /// the engine limits to what they hold, and whose name the operation log records.
     pub fn actor(&self) -> Actor {
-        Actor::token(self.token.id, &self.token.name)
+        match &self.principal {
+            Principal::Token(token) => Actor::token(token.id, &token.name),
+            Principal::User { id, username } => Actor::user(*id, username),
+        }
+    }
+
+    /// Whether the caller holds `permission`.
+    pub fn holds(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
     }
 
     /// Refuses unless the caller holds `permission`: for a route whose needs depend
@@ -124,12 +162,52 @@ pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
 pub(crate) fn admit(
     state: &AppState,
     access: &Access,
+    credentials: Credentials,
     request: &mut Request,
 ) -> Result<(), ApiError> {
+    if credentials == Credentials::Session {
+        return crate::console::admit(state, access, request);
+    }
     if let Some(caller) = caller(state, access, request)? {
         request.extensions_mut().insert(caller);
     }
     Ok(())
+}
+
+/// What a signed-in user may do at `now`: the permissions of their effective roles on
+/// the global scope (system roles and the roles of their groups there), refused when
+/// the user is inactive, expired or gone. Checked on every request, so that a
+/// deactivation or a role change takes effect at once.
+pub(crate) fn user_caller(
+    state: &AppState,
+    access: &Access,
+    user: Id,
+    now: Time,
+) -> Result<Caller, ApiError> {
+    let snapshot = state.snapshot();
+    let id = user.to_string();
+    let user = snapshot
+        .user(&id)
+        .filter(|user| user.is_valid_at(now))
+        .ok_or(ApiError::Unauthenticated("the user is inactive or expired"))?;
+    let roles = snapshot
+        .effective_roles(&id, portcullis_engine::GLOBAL_SCOPE, now)
+        .map_err(|_| ApiError::Unauthenticated("the user is inactive or expired"))?;
+    let permissions = Arc::new(role_permissions(&snapshot, &roles));
+    if let Access::Permission(permission) = access {
+        if !permissions.contains(permission.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "you lack the permission `{permission}`"
+            )));
+        }
+    }
+    Ok(Caller {
+        principal: Principal::User {
+            id: user.id,
+            username: user.username.clone(),
+        },
+        permissions,
+    })
 }
 
 fn caller(
@@ -181,5 +259,11 @@ pub(crate) fn authenticate(
             )));
         }
     }
-    Ok((Caller { token, permissions }, expiry))
+    Ok((
+        Caller {
+            principal: Principal::Token(token),
+            permissions,
+        },
+        expiry,
+    ))
 }

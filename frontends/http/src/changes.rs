@@ -32,7 +32,7 @@ const WATCH_BATCH: usize = 1000;
 
 /// Reads records with a revision above `since`, whole revisions only: at most `limit`
 /// records, unless the first revision alone holds more (then all of it).
-fn read_whole_revisions(
+pub(crate) fn read_whole_revisions(
     engine: &Engine,
     since: u64,
     limit: usize,
@@ -91,11 +91,23 @@ pub(crate) async fn list(
 /// stream at once) and expiries are timed; this is the safety net.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// What a stream's caller proved who they are with, authorized again as a request
+/// would be before every event.
+pub(crate) enum Credential {
+    /// A bearer token's secret (`/api/v1/watch`).
+    Bearer(String),
+    /// The console's session cookie (the live operation log).
+    Session(String),
+}
+
+/// Makes the events of a batch of records (whole revisions).
+pub(crate) type Render = Box<dyn Fn(Vec<Change>) -> VecDeque<Event> + Send>;
+
 struct Watch {
     state: AppState,
-    /// The caller's bearer token, authorized again as a request would be.
-    secret: String,
+    credential: Credential,
     access: Access,
+    render: Render,
     engine: Arc<Engine>,
     since: u64,
     pending: VecDeque<Event>,
@@ -109,7 +121,7 @@ struct Watch {
 }
 
 /// Groups records by revision into one event each.
-fn events(changes: Vec<Change>) -> VecDeque<Event> {
+pub(crate) fn events(changes: Vec<Change>) -> VecDeque<Event> {
     let mut events = VecDeque::new();
     let mut group: Vec<Change> = Vec::new();
     let flush = |group: &mut Vec<Change>, events: &mut VecDeque<Event>| {
@@ -147,12 +159,20 @@ impl Watch {
     /// stream; `Ok` is how long until it must be checked again at the latest.
     fn recheck(&self) -> Result<Duration, Event> {
         let now = Time::now();
-        match crate::auth::authenticate(&self.state, &self.access, &self.secret, now) {
-            Ok((_, expiry)) => Ok(expiry.map_or(RECHECK, |at| until(now, at).min(RECHECK))),
-            Err(error) => Err(Event::default()
+        let checked = match &self.credential {
+            Credential::Bearer(secret) => {
+                crate::auth::authenticate(&self.state, &self.access, secret, now)
+                    .map(|(_, expiry)| expiry.map_or(RECHECK, |at| until(now, at).min(RECHECK)))
+            }
+            Credential::Session(secret) => {
+                crate::console::recheck(&self.state, &self.access, secret).map(|()| RECHECK)
+            }
+        };
+        checked.map_err(|error| {
+            Event::default()
                 .event("error")
-                .data(crate::error::error_body(&error).to_string())),
-        }
+                .data(crate::error::error_body(&error).to_string())
+        })
     }
 
     async fn next(&mut self) -> Option<Event> {
@@ -199,7 +219,7 @@ impl Watch {
             };
             if let Some(last) = changes.last() {
                 self.since = last.revision;
-                self.pending = events(changes);
+                self.pending = (self.render)(changes);
                 continue;
             }
             self.since = self.since.max(published);
@@ -241,10 +261,27 @@ pub(crate) async fn watch(
     let secret = crate::auth::bearer_of(&headers)
         .ok_or(ApiError::Unauthenticated("missing bearer token"))?
         .to_owned();
+    Ok(stream(
+        &state,
+        Credential::Bearer(secret),
+        since,
+        Box::new(events),
+    ))
+}
+
+/// The operation log from `since` on as server-sent events made by `render`, for as
+/// long as `credential` may read it.
+pub(crate) fn stream(
+    state: &AppState,
+    credential: Credential,
+    since: u64,
+    render: Render,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let watch = Watch {
         state: state.clone(),
-        secret,
+        credential,
         access: Access::Permission(CHANGES_VIEW.to_owned()),
+        render,
         opened: false,
         ended: false,
         engine: state.engine().clone(),
@@ -257,5 +294,5 @@ pub(crate) async fn watch(
         let event = watch.next().await?;
         Some((Ok::<Event, Infallible>(event), watch))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

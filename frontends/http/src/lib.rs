@@ -17,6 +17,7 @@
 mod admin;
 mod auth;
 mod changes;
+pub mod console;
 mod decisions;
 mod error;
 mod error_format;
@@ -41,7 +42,8 @@ use std::time::Duration;
 use axum::Router;
 use portcullis_engine::{Auth, AuthSettings, Engine, Snapshot};
 
-pub use auth::{Access, Caller};
+pub use auth::{Access, Caller, Principal};
+pub use console::{ConsoleSettings, console_format};
 pub use decisions::{decision_json, explanation_json};
 pub use error::ApiError;
 pub use error_format::ErrorFormat;
@@ -69,6 +71,8 @@ pub struct Settings {
     /// How long a client may take to send a request's head (line and headers);
     /// then the connection is closed.
     pub header_read_timeout: Duration,
+    /// The web console's sessions.
+    pub console: ConsoleSettings,
 }
 
 impl Default for Settings {
@@ -80,6 +84,7 @@ impl Default for Settings {
             min_revision_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ struct Inner {
     revisions: revisions::Revisions,
     auth: auth::PermissionCache,
     signin: signin::SignIn,
+    sessions: console::Sessions,
     openapi: std::sync::OnceLock<serde_json::Value>,
     sync_status: std::sync::RwLock<std::collections::BTreeMap<String, SyncStatus>>,
 }
@@ -125,6 +131,7 @@ impl AppState {
     ) -> Result<AppState, String> {
         let signin = signin::SignIn::new(auth, signin)?;
         let revisions = revisions::Revisions::start(&engine);
+        let sessions = console::Sessions::new(settings.console.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -133,6 +140,7 @@ impl AppState {
                 revisions,
                 auth: auth::PermissionCache::default(),
                 signin,
+                sessions,
                 openapi: std::sync::OnceLock::new(),
                 sync_status: std::sync::RwLock::default(),
             }),
@@ -181,6 +189,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn sessions(&self) -> &console::Sessions {
+        &self.inner.sessions
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {

@@ -4,7 +4,7 @@
 use portcullis_engine::EntityKind;
 use serde_json::{Map, Value, json};
 
-use crate::auth::Access;
+use crate::auth::{Access, Credentials};
 use crate::routes::{Route, spec_schema};
 
 fn schema_ref(name: &str) -> Value {
@@ -50,15 +50,20 @@ fn operation(route: &Route) -> Value {
         })
         .collect();
     op.insert("operationId".into(), json!(id.trim_matches('_')));
+    // The console's pages take its session cookie, the API's routes a bearer token.
+    let scheme = match Credentials::of_path(&route.path) {
+        Credentials::Bearer => "bearer",
+        Credentials::Session => "session",
+    };
     match &route.access {
         Access::Public => {
             op.insert("security".into(), json!([]));
         }
         Access::Authenticated => {
-            op.insert("security".into(), json!([{"bearer": []}]));
+            op.insert("security".into(), json!([{scheme: []}]));
         }
         Access::Permission(permission) => {
-            op.insert("security".into(), json!([{"bearer": []}]));
+            op.insert("security".into(), json!([{scheme: []}]));
             op.insert("x-permission".into(), json!(permission));
         }
     }
@@ -173,7 +178,10 @@ pub(crate) fn document(routes: &[Route]) -> Value {
             "description": "Access decisions and administration of a Portcullis estate. Every route but /healthz, /metrics and this document needs `Authorization: Bearer <token>`; `x-permission` names the permission a route needs.",
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "pc_session", "description": "The web console's session (`/ui/login`); state changes carry the session's CSRF token in the form field `_csrf`"},
+            },
             "schemas": schemas,
         },
         "paths": paths,
@@ -362,5 +370,9 @@ fn schemas() -> Map<String, Value> {
         schemas.extend(more);
     }
     schemas.extend(crate::signin::schemas());
+    schemas.insert(
+        "ConsolePage".to_owned(),
+        json!({"type": "string", "description": "An HTML page of the web console (or a 303 to the next page, or to the sign-in form without a session)"}),
+    );
     schemas
 }

@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router, middleware};
 use portcullis_engine::{EntityKind, PERMISSION_CHECK};
 use serde_json::{Value, json};
 
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, Credentials, Principal};
 use crate::decisions::DecisionList;
 use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{ApiPath, JsonBody, RawQuery};
@@ -406,6 +406,7 @@ pub(crate) fn table() -> Vec<Route> {
         );
     }
     routes.extend(crate::signin::routes());
+    routes.extend(crate::console::routes());
     routes
 }
 
@@ -493,14 +494,26 @@ async fn openapi_document(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn whoami(Extension(caller): Extension<Caller>) -> Json<Value> {
-    Json(json!({
-        "token": caller.token.name,
-        "id": caller.token.id,
-        "user": caller.token.user,
-        "roles": caller.token.roles,
-        "permissions": *caller.permissions,
-        "expires_at": caller.token.expires_at,
-    }))
+    match &caller.principal {
+        Principal::Token(token) => Json(json!({
+            "token": token.name,
+            "id": token.id,
+            "user": token.user,
+            "roles": token.roles,
+            "permissions": *caller.permissions,
+            "expires_at": token.expires_at,
+        })),
+        // INVARIANT: API routes take bearer tokens only; kept total all the same.
+        Principal::User { id, username } => Json(json!({
+            "token": null,
+            "id": null,
+            "user": id,
+            "username": username,
+            "roles": [],
+            "permissions": *caller.permissions,
+            "expires_at": null,
+        })),
+    }
 }
 
 pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
@@ -519,6 +532,7 @@ pub(crate) fn router(state: AppState, extra: Vec<Route>) -> Router {
     for route in table {
         let guard = Guard {
             state: state.clone(),
+            credentials: Credentials::of_path(&route.path),
             access: Arc::new(route.access),
             format: route.errors,
             body_limit: route.body_limit.unwrap_or(settings.body_limit),

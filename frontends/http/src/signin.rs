@@ -232,7 +232,7 @@ fn reset_mail(delivery: &Delivery, link_prefix: &str) -> (&'static str, String) 
 }
 
 /// Runs a sign-in call on the blocking pool, under the concurrency limit.
-async fn run<T: Send + 'static>(
+pub(crate) async fn run<T: Send + 'static>(
     state: &AppState,
     call: impl FnOnce(&Auth, Time) -> Result<T, AuthError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -289,7 +289,11 @@ async fn send_sms(state: &AppState, delivery: Delivery) -> Result<(), ApiError> 
 }
 
 /// Sends a reset link or a code. Failures are logged without the secret.
-async fn send(state: &AppState, delivery: Delivery, reset: bool) -> Result<(), ApiError> {
+pub(crate) async fn send(
+    state: &AppState,
+    delivery: Delivery,
+    reset: bool,
+) -> Result<(), ApiError> {
     if delivery.channel == DeliveryChannel::Sms {
         return send_sms(state, delivery).await;
     }

@@ -6,8 +6,9 @@
 //!   metrics by the route template it matched, and gives error responses made outside
 //!   the handlers a body in the request's format.
 //! - [`guard`], around each route, with what was resolved for it when the router was
-//!   built: the request timeout (not for streaming routes), the body limit, and
-//!   authorization.
+//!   built: the request timeout (not for streaming routes), the body limit,
+//!   authorization (a bearer token, or the console's session cookie under `/ui/`), and
+//!   for the console's state changes the CSRF token.
 //!
 //! The order is the stack's contract: a refused head is neither counted nor given
 //! another body; a timeout covers the body check and authorization; an oversized body
@@ -24,7 +25,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::AppState;
-use crate::auth::Access;
+use crate::auth::{Access, Credentials};
 use crate::error::ApiError;
 use crate::error_format::{ErrorFormat, ErrorFormats};
 use crate::extract::{answer_after_body, close_if_unread, declared_length, has_body};
@@ -97,6 +98,7 @@ fn in_format(format: &ErrorFormat, response: &Response) -> bool {
 pub(crate) struct Guard {
     pub(crate) state: AppState,
     pub(crate) access: Arc<Access>,
+    pub(crate) credentials: Credentials,
     pub(crate) format: ErrorFormat,
     pub(crate) body_limit: usize,
     /// `None` for streaming and long-running routes.
@@ -123,9 +125,18 @@ async fn admit(guard: &Guard, mut request: Request, next: Next) -> Response {
     // it answers 413.
     let limit = guard.body_limit;
     request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
-    if let Err(refusal) = crate::auth::admit(&guard.state, &guard.access, &mut request) {
+    if let Err(refusal) =
+        crate::auth::admit(&guard.state, &guard.access, guard.credentials, &mut request)
+    {
         let refusal = guard.format.render(refusal);
         return answer_after_body(request, refusal).await;
+    }
+    // Every state change of the console carries its CSRF token, sign-in included.
+    if guard.credentials == Credentials::Session && !request.method().is_safe() {
+        request = match crate::console::csrf::verify(request).await {
+            Ok(request) => request,
+            Err(refusal) => return guard.format.render(refusal),
+        };
     }
     next.run(request).await
 }

@@ -27,6 +27,7 @@ pub fn test_settings() -> Settings {
         min_revision_wait: Duration::from_millis(300),
         request_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(1),
+        console: portcullis_http::ConsoleSettings::default(),
     }
 }
 

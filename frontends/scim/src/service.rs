@@ -844,6 +844,7 @@ fn candidates(
                         &ListQuery {
                             search: None,
                             fields,
+                            expired: None,
                             offset: 0,
                             limit: usize::MAX,
                         },
