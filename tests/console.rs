@@ -750,7 +750,7 @@ fn import_users_from_the_template_with_a_dry_run_by_row_and_export_groups_as_xls
     assert!(
         sheet
             .rows()
-            .any(|row| row.iter().any(|cell| cell.to_string() == "lab-users"))
+            .any(|row| row.iter().any(|cell| *cell == "lab-users"))
     );
     let _ = csrf;
 }

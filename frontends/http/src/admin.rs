@@ -107,11 +107,11 @@ pub(crate) enum MemberRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DetailedMember {
-    user: String,
+    pub(crate) user: String,
     #[serde(default)]
-    expires_at: Option<portcullis_engine::Time>,
+    pub(crate) expires_at: Option<portcullis_engine::Time>,
     #[serde(default)]
-    source: Option<Source>,
+    pub(crate) source: Option<Source>,
 }
 
 impl From<MemberRequest> for MemberSpec {

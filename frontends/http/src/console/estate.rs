@@ -128,7 +128,8 @@ async fn asset(
             ("limit".to_owned(), PAGE.to_string()),
         ];
         Some(
-            crate::decisions::asset_users(
+            crate::decisions::list(
+                crate::decisions::DecisionList::AssetUsers,
                 State(state.clone()),
                 ApiPath(id.clone()),
                 RawQuery(asked),

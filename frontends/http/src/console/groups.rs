@@ -7,7 +7,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::Method;
 use axum::response::Response;
 use maud::{Markup, html};
-use portcullis_engine::{EntityKind, MemberSpec, RoleAssignment, Time};
+use portcullis_engine::{EntityKind, RoleAssignment, Time};
 use serde_json::{Value, json};
 
 use super::html::{
@@ -17,7 +17,7 @@ use super::log::{ChangeFilter, recent, table};
 use super::users::{PAGE, percent_path, refused};
 use crate::AppState;
 use crate::auth::Access;
-use crate::extract::RawQuery;
+use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::routes::Route;
 
 const KIND: EntityKind = EntityKind::Group;
@@ -48,7 +48,9 @@ async fn list(
         .to_owned();
     let mut asked = query.clone();
     asked.push(("limit".to_owned(), PAGE.to_string()));
-    let page = crate::admin::list(state, KIND, asked).await?.0;
+    let page = crate::admin::list(KIND, State(state), RawQuery(asked))
+        .await?
+        .0;
     let items = page["items"].as_array().cloned().unwrap_or_default();
     let count = |group: &Value, field: &str| group[field].as_array().map_or(0, Vec::len);
     Ok(page_response(
@@ -162,7 +164,14 @@ async fn create(
         "members": members,
         "subgroups": fields.list("subgroups"),
     });
-    match crate::admin::create(state, KIND, viewer.caller.clone(), spec).await {
+    match crate::admin::create(
+        KIND,
+        State(state),
+        Extension(viewer.caller.clone()),
+        JsonBody(spec),
+    )
+    .await
+    {
         Ok(_) => redirect(&link(&name)),
         Err(error) => refused(
             &viewer,
@@ -234,7 +243,15 @@ async fn update(
         "description": fields.get("description").unwrap_or(""),
         "subgroups": fields.list("subgroups"),
     });
-    match crate::admin::patch(state, KIND, group.clone(), viewer.caller.clone(), patch).await {
+    match crate::admin::patch(
+        KIND,
+        State(state),
+        ApiPath(group.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(patch),
+    )
+    .await
+    {
         Ok(_) => redirect(&link(&name)),
         Err(error) => refused(
             &viewer,
@@ -268,13 +285,18 @@ async fn add_member(
         ),
         None => None,
     };
-    let member = MemberSpec::Detailed {
+    let member = crate::admin::MemberRequest::Detailed(crate::admin::DetailedMember {
         user,
         expires_at,
         source: None,
-    };
-    let _written =
-        crate::admin::add_member(state, group.clone(), viewer.caller.clone(), member).await?;
+    });
+    let _written = crate::admin::add_member(
+        State(state),
+        ApiPath(group.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(member),
+    )
+    .await?;
     Ok(redirect(&link(&group)))
 }
 
@@ -285,8 +307,12 @@ async fn remove_member(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
     let user = Fields(fields).get("user").unwrap_or("").to_owned();
-    let _written =
-        crate::admin::remove_member(state, group.clone(), user, viewer.caller.clone()).await?;
+    let _written = crate::admin::remove_member(
+        State(state),
+        ApiPath((group.clone(), user)),
+        Extension(viewer.caller.clone()),
+    )
+    .await?;
     Ok(redirect(&link(&group)))
 }
 
@@ -316,11 +342,11 @@ async fn set_scope(
         });
     }
     let _written = crate::admin::patch(
-        state,
         KIND,
-        group.to_owned(),
-        viewer.caller.clone(),
-        json!({"roles": assignments}),
+        State(state),
+        ApiPath(group.to_owned()),
+        Extension(viewer.caller.clone()),
+        JsonBody(json!({"roles": assignments})),
     )
     .await?;
     Ok(redirect(&link(group)))

@@ -40,7 +40,8 @@ async fn my_assets(
     let user = id.to_string();
     let node = query.node.clone().filter(|node| !node.trim().is_empty());
     let offset = query.offset.unwrap_or(0);
-    let nodes = crate::decisions::user_nodes(
+    let nodes = crate::decisions::list(
+        crate::decisions::DecisionList::UserNodes,
         State(state.clone()),
         ApiPath(user.clone()),
         RawQuery(vec![("limit".to_owned(), "1000".to_owned())]),
@@ -54,10 +55,14 @@ async fn my_assets(
     if let Some(node) = &node {
         asked.push(("node".to_owned(), node.clone()));
     }
-    let page =
-        crate::decisions::user_assets(State(state.clone()), ApiPath(user.clone()), RawQuery(asked))
-            .await?
-            .0;
+    let page = crate::decisions::list(
+        crate::decisions::DecisionList::UserAssets,
+        State(state.clone()),
+        ApiPath(user.clone()),
+        RawQuery(asked),
+    )
+    .await?
+    .0;
     let mut rows = Vec::new();
     for asset in page["items"].as_array().into_iter().flatten() {
         let accounts = crate::decisions::user_accounts(

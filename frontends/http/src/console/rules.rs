@@ -18,7 +18,7 @@ use super::html::{
 use super::users::{PAGE, percent_path, refused};
 use crate::AppState;
 use crate::auth::Access;
-use crate::extract::RawQuery;
+use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::routes::Route;
 
 const KIND: EntityKind = EntityKind::Rule;
@@ -99,7 +99,9 @@ async fn list(
     let mut asked = query.clone();
     asked.push(("limit".to_owned(), PAGE.to_string()));
     let snapshot = state.snapshot();
-    let page = crate::admin::list(state, KIND, asked).await?.0;
+    let page = crate::admin::list(KIND, State(state), RawQuery(asked))
+        .await?
+        .0;
     let items = page["items"].as_array().cloned().unwrap_or_default();
     Ok(page_response(
         &viewer,
@@ -345,7 +347,14 @@ async fn create(
         }
     }
     let snapshot = state.snapshot();
-    match crate::admin::create(state, KIND, viewer.caller.clone(), spec.clone()).await {
+    match crate::admin::create(
+        KIND,
+        State(state),
+        Extension(viewer.caller.clone()),
+        JsonBody(spec.clone()),
+    )
+    .await
+    {
         Ok(_) => redirect(&link(&text(&spec, "name"))),
         Err(error) => refused(
             &viewer,
@@ -392,11 +401,11 @@ async fn update(
     }
     let snapshot = state.snapshot();
     match crate::admin::patch(
-        state,
         KIND,
-        rule.clone(),
-        viewer.caller.clone(),
-        spec.clone(),
+        State(state),
+        ApiPath(rule.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(spec.clone()),
     )
     .await
     {
@@ -425,11 +434,11 @@ async fn set_active(
 ) -> Result<Response, Refusal> {
     let active = Fields(fields).get("active") == Some("true");
     let _written = crate::admin::patch(
-        state,
         KIND,
-        rule.clone(),
-        viewer.caller.clone(),
-        json!({"active": active}),
+        State(state),
+        ApiPath(rule.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(json!({"active": active})),
     )
     .await?;
     Ok(redirect(&link(&rule)))
@@ -443,11 +452,11 @@ async fn clone(
 ) -> Result<Response, Refusal> {
     let name = Fields(fields).get("name").unwrap_or("").to_owned();
     let _written = crate::admin::clone(
-        state,
         KIND,
-        rule,
-        viewer.caller.clone(),
-        crate::admin::CloneRequest::named(name.clone()),
+        State(state),
+        ApiPath(rule),
+        Extension(viewer.caller.clone()),
+        JsonBody(crate::admin::CloneRequest::named(name.clone())),
     )
     .await?;
     Ok(redirect(&format!("{}/edit", link(&name))))

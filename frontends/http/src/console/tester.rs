@@ -129,7 +129,8 @@ async fn tester(
         None
     } else {
         Some(reach(
-            crate::decisions::user_assets(
+            crate::decisions::list(
+                crate::decisions::DecisionList::UserAssets,
                 State(state.clone()),
                 ApiPath(query.reach_user.clone()),
                 RawQuery(vec![("limit".to_owned(), "200".to_owned())]),
@@ -141,7 +142,8 @@ async fn tester(
         None
     } else {
         Some(reach(
-            crate::decisions::asset_users(
+            crate::decisions::list(
+                crate::decisions::DecisionList::AssetUsers,
                 State(state.clone()),
                 ApiPath(query.reach_asset.clone()),
                 RawQuery(vec![("limit".to_owned(), "200".to_owned())]),

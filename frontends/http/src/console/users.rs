@@ -19,7 +19,7 @@ use super::log::{ChangeFilter, recent, table};
 use crate::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, RawQuery};
+use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::routes::Route;
 
 const KIND: EntityKind = EntityKind::User;
@@ -62,7 +62,9 @@ async fn list(
     };
     let mut asked = query.clone();
     asked.push(("limit".to_owned(), PAGE.to_string()));
-    let page = crate::admin::list(state, KIND, asked).await?.0;
+    let page = crate::admin::list(KIND, State(state), RawQuery(asked))
+        .await?
+        .0;
     let total = page["total"].as_u64().unwrap_or(0);
     let offset = page["offset"].as_u64().unwrap_or(0);
     let items = page["items"].as_array().cloned().unwrap_or_default();
@@ -221,7 +223,14 @@ async fn create(
 ) -> Response {
     let fields = Fields(fields);
     let spec = spec_of(&fields, true);
-    match crate::admin::create(state, KIND, viewer.caller.clone(), spec.clone()).await {
+    match crate::admin::create(
+        KIND,
+        State(state),
+        Extension(viewer.caller.clone()),
+        JsonBody(spec.clone()),
+    )
+    .await
+    {
         Ok(_) => redirect(&link(&text(&spec, "username"))),
         Err(error) => refused(
             &viewer,
@@ -277,11 +286,11 @@ async fn update(
     let fields = Fields(fields);
     let patch = spec_of(&fields, false);
     match crate::admin::patch(
-        state,
         KIND,
-        user.clone(),
-        viewer.caller.clone(),
-        patch.clone(),
+        State(state),
+        ApiPath(user.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(patch.clone()),
     )
     .await
     {
@@ -303,11 +312,11 @@ async fn set_active(
 ) -> Result<Response, Refusal> {
     let active = Fields(fields).get("active") == Some("true");
     let _written = crate::admin::patch(
-        state,
         KIND,
-        user.clone(),
-        viewer.caller.clone(),
-        json!({"active": active}),
+        State(state),
+        ApiPath(user.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(json!({"active": active})),
     )
     .await?;
     Ok(redirect(&link(&user)))
@@ -318,7 +327,14 @@ async fn release(
     Extension(viewer): Extension<Viewer>,
     Path(user): Path<String>,
 ) -> Result<Response, Refusal> {
-    let _written = crate::admin::release(state, KIND, user.clone(), viewer.caller.clone()).await?;
+    let _written = crate::admin::release(
+        KIND,
+        State(state),
+        ApiPath(user.clone()),
+        Extension(viewer.caller.clone()),
+        JsonBody(crate::admin::ReleaseRequest {}),
+    )
+    .await?;
     Ok(redirect(&format!("{}?released=1", link(&user))))
 }
 
@@ -342,7 +358,8 @@ async fn details(
     let groups = snapshot.user_groups(&id, now);
     let roles = snapshot.effective_roles(&id, GLOBAL_SCOPE, now)?;
     let assets = if viewer.may("decisions.check") {
-        let page = crate::decisions::user_assets(
+        let page = crate::decisions::list(
+            crate::decisions::DecisionList::UserAssets,
             State(state.clone()),
             ApiPath(id.clone()),
             RawQuery(vec![("limit".to_owned(), "100".to_owned())]),
