@@ -190,11 +190,7 @@ pub fn console_permission(method: &str, path: &str) -> Option<String> {
         return Some(format!("{kind}.{verb}"));
     }
     let segments: Vec<&str> = path.trim_start_matches("/ui/").split('/').collect();
-    let resource = match segments[0] {
-        "nodes" => "nodes",
-        "assets" => "assets",
-        other => other,
-    };
+    let resource = segments[0];
     let last = *segments.last().expect("a segment");
     let verb = match (method, segments.len(), last) {
         (_, _, "new" | "duplicate" | "clone") => "add",

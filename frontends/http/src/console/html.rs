@@ -384,3 +384,57 @@ pub fn pager(
         }
     }
 }
+
+/// One page of a kind's list as the admin API answers it, for the query parameters
+/// in `kept` (blank ones dropped), at `page_size` rows: the parameters kept (for the
+/// pager) and the page.
+pub(crate) async fn listing(
+    state: crate::AppState,
+    kind: portcullis_engine::EntityKind,
+    query: Vec<(String, String)>,
+    kept: &[&str],
+    page_size: usize,
+) -> Result<(Vec<(String, String)>, Value), Refusal> {
+    let query: Vec<(String, String)> = query
+        .into_iter()
+        .filter(|(key, value)| kept.contains(&key.as_str()) && !value.trim().is_empty())
+        .collect();
+    let mut asked = query.clone();
+    asked.push(("limit".to_owned(), page_size.to_string()));
+    let page = crate::admin::list(state, kind, asked).await?.0;
+    Ok((query, page))
+}
+
+/// The value of `name` among query parameters, or empty.
+pub(crate) fn param(query: &[(String, String)], name: &str) -> String {
+    query
+        .iter()
+        .find(|(key, _)| key == name)
+        .map_or_else(String::new, |(_, value)| value.clone())
+}
+
+/// The search-by-name form of a list page.
+pub(crate) fn search_form(action: &str, search: &str) -> Markup {
+    html! {
+        form.filters method="get" action=(action) {
+            div { label for="f-search" { "Search name" } input id="f-search" type="search" name="search" value=(search); }
+            div { button type="submit" { "Filter" } }
+        }
+    }
+}
+
+/// Activates or deactivates an entity (the form's `active` is `true` or `false`),
+/// as a merge patch through the admin API; then its page.
+pub(crate) async fn set_active(
+    state: crate::AppState,
+    viewer: &Viewer,
+    kind: portcullis_engine::EntityKind,
+    name: String,
+    fields: Vec<(String, String)>,
+    page: &str,
+) -> Result<Response, Refusal> {
+    let active = Fields(fields).get("active") == Some("true");
+    let patch = serde_json::json!({"active": active});
+    let _written = crate::admin::patch(state, kind, name, viewer.caller.clone(), patch).await?;
+    Ok(redirect(page))
+}

@@ -180,7 +180,7 @@ fn summary(change: &Change) -> String {
 }
 
 fn operation(change: &Change) -> String {
-    serde_json::to_value(&change.operation)
+    serde_json::to_value(change.operation)
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default()

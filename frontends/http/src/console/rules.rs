@@ -12,8 +12,8 @@ use portcullis_engine::{EntityKind, ListQuery, Snapshot};
 use serde_json::{Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, checkbox, input, instant, local_input, page_response, pager,
-    problem, redirect, text,
+    Fields, Refusal, Viewer, action, checkbox, input, instant, listing, local_input, page_response,
+    pager, param, problem, redirect, search_form, text,
 };
 use super::users::{PAGE, percent_path, refused};
 use crate::AppState;
@@ -87,19 +87,9 @@ async fn list(
     Extension(viewer): Extension<Viewer>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let query: Vec<(String, String)> = query
-        .into_iter()
-        .filter(|(k, v)| ["search", "offset"].contains(&k.as_str()) && !v.trim().is_empty())
-        .collect();
-    let search = query
-        .iter()
-        .find(|(k, _)| k == "search")
-        .map_or("", |(_, v)| v.as_str())
-        .to_owned();
-    let mut asked = query.clone();
-    asked.push(("limit".to_owned(), PAGE.to_string()));
     let snapshot = state.snapshot();
-    let page = crate::admin::list(state, KIND, asked).await?.0;
+    let (query, page) = listing(state, KIND, query, &["search", "offset"], PAGE).await?;
+    let search = param(&query, "search");
     let items = page["items"].as_array().cloned().unwrap_or_default();
     Ok(page_response(
         &viewer,
@@ -108,10 +98,7 @@ async fn list(
             @if viewer.may("rules.add") {
                 p.actions { a href="/ui/rules/new" { "Create a rule" } }
             }
-            form.filters method="get" action="/ui/rules" {
-                div { label for="f-search" { "Search name" } input id="f-search" type="search" name="search" value=(search); }
-                div { button type="submit" { "Filter" } }
-            }
+            (search_form("/ui/rules", &search))
             table {
                 thead { tr { th { "Name" } th { "Effect" } th { "Users and groups" } th { "Assets and nodes" } th { "Accounts" } th { "Protocols" } th { "Actions" } th { "Active" } th { "Expires" } } }
                 tbody {
@@ -423,16 +410,8 @@ async fn set_active(
     Path(rule): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
-    let active = Fields(fields).get("active") == Some("true");
-    let _written = crate::admin::patch(
-        state,
-        KIND,
-        rule.clone(),
-        viewer.caller.clone(),
-        json!({"active": active}),
-    )
-    .await?;
-    Ok(redirect(&link(&rule)))
+    let page = link(&rule);
+    super::html::set_active(state, &viewer, KIND, rule, fields, &page).await
 }
 
 async fn clone(

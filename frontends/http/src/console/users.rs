@@ -301,16 +301,8 @@ async fn set_active(
     Path(user): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
-    let active = Fields(fields).get("active") == Some("true");
-    let _written = crate::admin::patch(
-        state,
-        KIND,
-        user.clone(),
-        viewer.caller.clone(),
-        json!({"active": active}),
-    )
-    .await?;
-    Ok(redirect(&link(&user)))
+    let page = link(&user);
+    super::html::set_active(state, &viewer, KIND, user, fields, &page).await
 }
 
 async fn release(
