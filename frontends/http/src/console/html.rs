@@ -423,18 +423,32 @@ pub(crate) fn search_form(action: &str, search: &str) -> Markup {
     }
 }
 
-/// Activates or deactivates an entity (the form's `active` is `true` or `false`),
-/// as a merge patch through the admin API; then its page.
-pub(crate) async fn set_active(
-    state: crate::AppState,
-    viewer: &Viewer,
+/// The route `POST path` that activates or deactivates an entity of `kind` (the
+/// form's `active` is `true` or `false`) as a merge patch through the admin API,
+/// then shows the entity's page (`page` of its name).
+pub(crate) fn activate_route(
     kind: portcullis_engine::EntityKind,
-    name: String,
-    fields: Vec<(String, String)>,
-    page: &str,
-) -> Result<Response, Refusal> {
-    let active = Fields(fields).get("active") == Some("true");
-    let patch = serde_json::json!({"active": active});
-    let _written = crate::admin::patch(state, kind, name, viewer.caller.clone(), patch).await?;
-    Ok(redirect(page))
+    path: &str,
+    page: fn(&str) -> String,
+) -> crate::routes::Route {
+    let handler =
+        move |axum::extract::State(state): axum::extract::State<crate::AppState>,
+              axum::Extension(viewer): axum::Extension<Viewer>,
+              axum::extract::Path(name): axum::extract::Path<String>,
+              axum::extract::Form(fields): axum::extract::Form<Vec<(String, String)>>| async move {
+            let active = Fields(fields).get("active") == Some("true");
+            let patch = serde_json::json!({"active": active});
+            let shown = page(&name);
+            crate::admin::patch(state, kind, name, viewer.caller.clone(), patch)
+                .await
+                .map(|_| redirect(&shown))
+                .map_err(Refusal)
+        };
+    super::route(
+        axum::http::Method::POST,
+        path,
+        crate::auth::Access::Permission(format!("{}s.change", kind.noun())),
+        &format!("Activate or deactivate a {} (form)", kind.noun()),
+        handler,
+    )
 }

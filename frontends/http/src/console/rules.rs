@@ -404,16 +404,6 @@ async fn update(
     }
 }
 
-async fn set_active(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(rule): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Result<Response, Refusal> {
-    let page = link(&rule);
-    super::html::set_active(state, &viewer, KIND, rule, fields, &page).await
-}
-
 async fn clone(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -518,13 +508,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "Change a rule (form)",
             update,
         ),
-        route(
-            Method::POST,
-            "/ui/rules/{rule}/active",
-            permission("change"),
-            "Activate or deactivate a rule (form)",
-            set_active,
-        ),
+        super::html::activate_route(KIND, "/ui/rules/{rule}/active", link),
         route(
             Method::POST,
             "/ui/rules/{rule}/clone",

@@ -38,6 +38,23 @@ fn cookie_header(state: &AppState, name: &str, value: &str, max_age: Option<u64>
     .expect("INVARIANT: cookie names and hex values are header-safe")
 }
 
+/// A page of the sign-in flow, before any session: it sets the double-submit CSRF
+/// cookie its forms repeat.
+fn public_form(
+    state: &AppState,
+    token: &str,
+    status: StatusCode,
+    title: &str,
+    content: Markup,
+) -> Response {
+    let mut response = public_page(status, title, content);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(state, csrf::COOKIE, token, None),
+    );
+    response
+}
+
 /// The sign-in form, with its double-submit CSRF token (a cookie of this page).
 fn login_form(
     state: &AppState,
@@ -48,7 +65,9 @@ fn login_form(
     note: Option<&str>,
     ask_code: bool,
 ) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         status,
         "Sign in",
         html! {
@@ -68,12 +87,7 @@ fn login_form(
                 p { button type="submit" { "Sign in" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 /// The double-submit token of this browser, or a new one.
@@ -211,7 +225,9 @@ fn new_password_fields() -> Markup {
 
 /// The sign-in's forced password change (`must_change_password`).
 fn forced_change(state: &AppState, token: &str, login: &str, message: Option<&str>) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         if message.is_some() {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
@@ -229,12 +245,7 @@ fn forced_change(state: &AppState, token: &str, login: &str, message: Option<&st
                 p { button type="submit" { "Change password" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 async fn forced_change_submit(
@@ -279,7 +290,9 @@ async fn change_password(state: &AppState, fields: &Fields, login: &str) -> Resu
 
 /// MFA is required and the user has no factor: enrol TOTP before signing in.
 fn enrol_at_sign_in(login: &str, token: &str, state: &AppState) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         StatusCode::OK,
         "Set up a second factor",
         html! {
@@ -291,12 +304,7 @@ fn enrol_at_sign_in(login: &str, token: &str, state: &AppState) -> Response {
                 p { button type="submit" { "Set up an authenticator app" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 /// The secret and QR code of a TOTP enrolment, with the form that confirms it.

@@ -295,16 +295,6 @@ async fn update(
     }
 }
 
-async fn set_active(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(user): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Result<Response, Refusal> {
-    let page = link(&user);
-    super::html::set_active(state, &viewer, KIND, user, fields, &page).await
-}
-
 async fn release(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -473,13 +463,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "The form of a new user filled from another",
             duplicate_page,
         ),
-        route(
-            Method::POST,
-            "/ui/users/{user}/active",
-            permission("change"),
-            "Activate or deactivate a user (form)",
-            set_active,
-        ),
+        super::html::activate_route(KIND, "/ui/users/{user}/active", link),
         route(
             Method::POST,
             "/ui/users/{user}/release",
