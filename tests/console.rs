@@ -149,6 +149,12 @@ impl Console {
         url.path().to_owned()
     }
 
+    /// Asserts that the browser is at `path`, showing the page when not.
+    fn at(&self, path: &str) {
+        let here = self.path();
+        assert_eq!(here, path, "{}", self.source());
+    }
+
     fn source(&self) -> String {
         self.runtime
             .block_on(self.browser.source())
@@ -400,26 +406,18 @@ fn sign_in_with_a_password_and_a_totp_code_and_a_wrong_code_is_refused() {
     };
     console.sign_in("tina", Some(wrong));
     assert_eq!(console.path(), "/ui/login");
-    assert!(
-        console.text("#problem").contains("code is wrong"),
-        "{}",
-        console.source()
-    );
+    assert!(console.text("#problem").contains("code is wrong"));
     console.go("/ui/users");
     assert_eq!(console.path(), "/ui/login", "no session after a wrong code");
     // Without a code: asked for one.
     console.sign_in("tina", None);
-    assert!(
-        console.text("#problem").contains("code"),
-        "{}",
-        console.source()
-    );
+    assert!(console.text("#problem").contains("code"));
     console.screenshot("sign-in");
     // The right code: signed in, at the users list.
     // The next period's code (the current one confirmed the enrolment, and a code
     // works once); the server accepts one period of skew.
     console.sign_in("tina", Some(&totp(&secret, 1)));
-    assert_eq!(console.path(), "/ui/users", "{}", console.source());
+    console.at("/ui/users");
     assert!(console.text(".who").contains("tina"));
     // Sign-out ends the session.
     console.press("Sign out");
@@ -438,7 +436,7 @@ fn create_a_user_duplicate_it_and_change_the_copys_username_and_email() {
     console.fill("#f-system_roles", "user");
     console.fill("#f-description", "from the console");
     console.press("Create");
-    assert_eq!(console.path(), "/ui/users/nora", "{}", console.source());
+    console.at("/ui/users/nora");
     console.screenshot("user-details");
     console.follow("Duplicate");
     assert_eq!(console.path(), "/ui/users/nora/duplicate");
@@ -461,18 +459,13 @@ fn create_a_user_duplicate_it_and_change_the_copys_username_and_email() {
     console.fill("#f-username", "nora2");
     console.fill("#f-email", "nora2@example.com");
     console.press("Create");
-    assert_eq!(console.path(), "/ui/users/nora2", "{}", console.source());
+    console.at("/ui/users/nora2");
     // Change the copy's username and email.
     console.follow("Edit");
     console.fill("#f-username", "nora-copy");
     console.fill("#f-email", "nora.copy@example.com");
     console.press("Save");
-    assert_eq!(
-        console.path(),
-        "/ui/users/nora-copy",
-        "{}",
-        console.source()
-    );
+    console.at("/ui/users/nora-copy");
     let user = console.admin().get("/api/v1/users/nora-copy").json;
     assert_eq!(user["email"], "nora.copy@example.com");
     assert_eq!(user["name"], "Nora North");
@@ -485,11 +478,7 @@ fn create_a_user_duplicate_it_and_change_the_copys_username_and_email() {
     console.go("/ui/users/new");
     console.fill("#f-username", "nora");
     console.press("Create");
-    assert!(
-        console.text("#problem").contains("nora"),
-        "{}",
-        console.source()
-    );
+    assert!(console.text("#problem").contains("nora"));
     // The list pages and searches on the server.
     console.go("/ui/users?search=nora");
     assert!(console.text("#results").contains("nora-copy"));
@@ -508,12 +497,7 @@ fn create_a_group_with_a_permanent_and_a_temporary_member_and_a_role_on_a_scope(
     console.fill("#f-member-1", "audrey");
     console.set_value("#f-member-expiry-1", "2031-06-01T12:00");
     console.press("Create");
-    assert_eq!(
-        console.path(),
-        "/ui/groups/night-shift",
-        "{}",
-        console.source()
-    );
+    console.at("/ui/groups/night-shift");
     assert_eq!(console.text("#member-count"), "2");
     let members = console.text("#members");
     assert!(members.contains("permanent"), "{members}");
@@ -522,11 +506,7 @@ fn create_a_group_with_a_permanent_and_a_temporary_member_and_a_role_on_a_scope(
     console.fill("#f-scope", "/Default/Lab");
     console.click("input[name=role][value=system-auditor]");
     console.press("Set roles on scope");
-    assert!(
-        console.text("#roles").contains("/Default/Lab"),
-        "{}",
-        console.source()
-    );
+    assert!(console.text("#roles").contains("/Default/Lab"));
     let group = console.admin().get("/api/v1/groups/night-shift").json;
     assert_eq!(
         group["roles"],
@@ -548,12 +528,7 @@ fn a_rule_with_all_but_root_over_a_node_and_the_access_tester_says_why() {
     console.click("#f-account\\@ALL");
     console.fill("#f-accounts_excluded", "root");
     console.press("Create");
-    assert_eq!(
-        console.path(),
-        "/ui/rules/lab-not-root",
-        "{}",
-        console.source()
-    );
+    console.at("/ui/rules/lab-not-root");
     let rule = console.admin().get("/api/v1/rules/lab-not-root").json;
     assert_eq!(rule["accounts"], json!(["@ALL", "!root"]), "{rule}");
     console.screenshot("rule");
@@ -688,11 +663,7 @@ fn import_users_from_the_template_with_a_dry_run_by_row_and_export_groups_as_xls
     )
     .expect("write");
     upload(&good);
-    assert!(
-        console.text("#import-result").contains("Dry run"),
-        "{}",
-        console.source()
-    );
+    assert!(console.text("#import-result").contains("Dry run"));
     assert!(console.text("#import-rows").contains("imp-two"));
     assert_eq!(
         admin.get("/api/v1/users/imp-one").status,
@@ -903,7 +874,7 @@ fn an_auditor_sees_everything_and_changes_nothing_and_forgeries_are_refused() {
 fn a_plain_user_sees_their_assets_and_profile_only() {
     let console = Console::start();
     console.sign_in("paula", None);
-    assert_eq!(console.path(), "/ui/me/assets", "{}", console.source());
+    console.at("/ui/me/assets");
     let mine = console.text("#my-assets");
     assert!(
         mine.contains("lab-01") && mine.contains("admin") && mine.contains("ssh"),

@@ -417,33 +417,48 @@ async fn export_route(
     query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let format = match query.format.as_deref() {
-        None => Format::Csv,
+    let format = format_named(query.format.as_deref())?;
+    let bytes = export_bytes(&state, kind, format).await?;
+    Ok(attachment(kind.name(), format, bytes))
+}
+
+/// The format a query names (`csv` when none).
+pub(crate) fn format_named(name: Option<&str>) -> Result<Format, ApiError> {
+    match name {
+        None | Some("") => Ok(Format::Csv),
         Some(name) => name
             .parse::<Format>()
-            .map_err(|error| ApiError::BadRequest(error.to_string()))?,
-    };
+            .map_err(|error| ApiError::BadRequest(error.to_string())),
+    }
+}
+
+/// Every entity of `kind` as a sheet, made off the async workers.
+pub(crate) async fn export_bytes(
+    state: &AppState,
+    kind: Kind,
+    format: Format,
+) -> Result<Vec<u8>, ApiError> {
     let snapshot = state.engine().snapshot();
-    let bytes = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::new();
         portcullis_tabular::export(&snapshot, kind, format, &mut bytes).map(|()| bytes)
     })
     .await
     .map_err(|error| ApiError::Internal(error.to_string()))?
-    .map_err(|error| ApiError::Internal(error.to_string()))?;
-    let disposition = format!(
-        "attachment; filename=\"{}.{}\"",
-        kind.name(),
-        format.extension()
-    );
-    Ok((
+    .map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+/// A sheet as a download named `NAME.csv` or `NAME.xlsx`.
+pub(crate) fn attachment(name: &str, format: Format, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{name}.{}\"", format.extension());
+    (
         [
             (header::CONTENT_TYPE, format.content_type().to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 async fn import_route(

@@ -7,8 +7,8 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Query, State};
-use axum::http::{Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::Response;
 use maud::{Markup, html};
 use portcullis_http::console::{self, Refusal, Viewer, page_response, problem};
 use portcullis_http::{Access, ApiError, AppState, Route};
@@ -16,7 +16,7 @@ use portcullis_tabular::{Format, ImportError, Kind};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::spreadsheets::{ImportQuery, import_bytes};
+use crate::spreadsheets::{ImportQuery, attachment, export_bytes, format_named, import_bytes};
 
 #[derive(Debug, Deserialize)]
 struct FileQuery {
@@ -25,28 +25,7 @@ struct FileQuery {
 }
 
 fn format_of(query: &FileQuery) -> Result<Format, ApiError> {
-    match query.format.as_deref() {
-        None | Some("") => Ok(Format::Csv),
-        Some(name) => name
-            .parse::<Format>()
-            .map_err(|error| ApiError::BadRequest(error.to_string())),
-    }
-}
-
-fn file(kind: Kind, format: Format, suffix: &str, bytes: Vec<u8>) -> Response {
-    let disposition = format!(
-        "attachment; filename=\"{}{suffix}.{}\"",
-        kind.name(),
-        format.extension()
-    );
-    (
-        [
-            (header::CONTENT_TYPE, format.content_type().to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        bytes,
-    )
-        .into_response()
+    format_named(query.format.as_deref())
 }
 
 async fn template(kind: Kind, query: FileQuery) -> Result<Response, Refusal> {
@@ -54,20 +33,17 @@ async fn template(kind: Kind, query: FileQuery) -> Result<Response, Refusal> {
     let mut bytes = Vec::new();
     portcullis_tabular::template(kind, format, &mut bytes)
         .map_err(|error| ApiError::Internal(error.to_string()))?;
-    Ok(file(kind, format, "-template", bytes))
+    Ok(attachment(
+        &format!("{}-template", kind.name()),
+        format,
+        bytes,
+    ))
 }
 
 async fn export(kind: Kind, state: AppState, query: FileQuery) -> Result<Response, Refusal> {
     let format = format_of(&query)?;
-    let snapshot = state.engine().snapshot();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        portcullis_tabular::export(&snapshot, kind, format, &mut bytes).map(|()| bytes)
-    })
-    .await
-    .map_err(|error| ApiError::Internal(error.to_string()))?
-    .map_err(|error| ApiError::Internal(error.to_string()))?;
-    Ok(file(kind, format, "", bytes))
+    let bytes = export_bytes(&state, kind, format).await?;
+    Ok(attachment(kind.name(), format, bytes))
 }
 
 fn upload_form(viewer: &Viewer, kind: Kind) -> Markup {

@@ -11,7 +11,8 @@ use portcullis_engine::{EntityKind, RoleAssignment, Time};
 use serde_json::{Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, input, instant, page_response, pager, problem, redirect, text,
+    Fields, Refusal, Viewer, action, input, instant, listing, page_response, pager, param, problem,
+    redirect, search_form, text,
 };
 use super::log::{ChangeFilter, recent, table};
 use super::users::{PAGE, percent_path, refused};
@@ -28,6 +29,16 @@ fn permission(verb: &str) -> Access {
     Access::Permission(format!("groups.{verb}"))
 }
 
+/// The group `name` refers to.
+fn group_of(
+    snapshot: &portcullis_engine::Snapshot,
+    name: &str,
+) -> Result<std::sync::Arc<portcullis_engine::Group>, portcullis_engine::NotFound> {
+    snapshot
+        .group(name)
+        .ok_or_else(|| portcullis_engine::NotFound::new(KIND, name))
+}
+
 pub(crate) fn link(name: &str) -> String {
     format!("/ui/groups/{}", percent_path(name))
 }
@@ -37,20 +48,8 @@ async fn list(
     Extension(viewer): Extension<Viewer>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let query: Vec<(String, String)> = query
-        .into_iter()
-        .filter(|(k, v)| ["search", "offset"].contains(&k.as_str()) && !v.trim().is_empty())
-        .collect();
-    let search = query
-        .iter()
-        .find(|(k, _)| k == "search")
-        .map_or("", |(_, v)| v.as_str())
-        .to_owned();
-    let mut asked = query.clone();
-    asked.push(("limit".to_owned(), PAGE.to_string()));
-    let page = crate::admin::list(KIND, State(state), RawQuery(asked))
-        .await?
-        .0;
+    let (query, page) = listing(state, KIND, query, &["search", "offset"], PAGE).await?;
+    let search = param(&query, "search");
     let items = page["items"].as_array().cloned().unwrap_or_default();
     let count = |group: &Value, field: &str| group[field].as_array().map_or(0, Vec::len);
     Ok(page_response(
@@ -60,10 +59,7 @@ async fn list(
             @if viewer.may("groups.add") {
                 p.actions { a href="/ui/groups/new" { "Create a group" } }
             }
-            form.filters method="get" action="/ui/groups" {
-                div { label for="f-search" { "Search name" } input id="f-search" type="search" name="search" value=(search); }
-                div { button type="submit" { "Filter" } }
-            }
+            (search_form("/ui/groups", &search))
             table {
                 thead { tr { th { "Name" } th { "Users" } th { "Subgroups" } th { "Roles on scopes" } th { "Source" } th { "Description" } } }
                 tbody {
@@ -208,9 +204,7 @@ async fn edit_page(
     Path(group): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
-    let found = snapshot
-        .group(&group)
-        .ok_or_else(|| portcullis_engine::NotFound::new(KIND, &group))?;
+    let found = group_of(&snapshot, &group)?;
     let subgroups: Vec<&str> = found
         .subgroups
         .iter()
@@ -325,10 +319,7 @@ async fn set_scope(
     scope: &str,
     roles: Vec<String>,
 ) -> Result<Response, Refusal> {
-    let found = state
-        .snapshot()
-        .group(group)
-        .ok_or_else(|| portcullis_engine::NotFound::new(KIND, group))?;
+    let found = group_of(&state.snapshot(), group)?;
     let mut assignments: Vec<RoleAssignment> = found
         .roles
         .iter()
@@ -379,9 +370,7 @@ async fn details(
     Path(group): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
-    let found = snapshot
-        .group(&group)
-        .ok_or_else(|| portcullis_engine::NotFound::new(KIND, &group))?;
+    let found = group_of(&snapshot, &group)?;
     let base = link(&found.name);
     let role_names: Vec<String> = snapshot
         .list_json(

@@ -1,6 +1,8 @@
 //! The console's page frame, its security headers, its error pages, and the small
 //! helpers every page uses (forms, times, values of the API's JSON).
 
+use axum::Extension;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
@@ -11,6 +13,7 @@ use super::csrf;
 use super::session::Session;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, JsonBody, RawQuery};
 
 /// Who is looking at a console page: their session and what they may do.
 #[derive(Clone, Debug)]
@@ -383,4 +386,80 @@ pub fn pager(
             }
         }
     }
+}
+
+/// One page of a kind's list as the admin API answers it, for the query parameters
+/// in `kept` (blank ones dropped), at `page_size` rows: the parameters kept (for the
+/// pager) and the page.
+pub(crate) async fn listing(
+    state: crate::AppState,
+    kind: portcullis_engine::EntityKind,
+    query: Vec<(String, String)>,
+    kept: &[&str],
+    page_size: usize,
+) -> Result<(Vec<(String, String)>, Value), Refusal> {
+    let query: Vec<(String, String)> = query
+        .into_iter()
+        .filter(|(key, value)| kept.contains(&key.as_str()) && !value.trim().is_empty())
+        .collect();
+    let mut asked = query.clone();
+    asked.push(("limit".to_owned(), page_size.to_string()));
+    let page = crate::admin::list(kind, State(state), RawQuery(asked))
+        .await?
+        .0;
+    Ok((query, page))
+}
+
+/// The value of `name` among query parameters, or empty.
+pub(crate) fn param(query: &[(String, String)], name: &str) -> String {
+    query
+        .iter()
+        .find(|(key, _)| key == name)
+        .map_or_else(String::new, |(_, value)| value.clone())
+}
+
+/// The search-by-name form of a list page.
+pub(crate) fn search_form(action: &str, search: &str) -> Markup {
+    html! {
+        form.filters method="get" action=(action) {
+            div { label for="f-search" { "Search name" } input id="f-search" type="search" name="search" value=(search); }
+            div { button type="submit" { "Filter" } }
+        }
+    }
+}
+
+/// The route `POST path` that activates or deactivates an entity of `kind` (the
+/// form's `active` is `true` or `false`) as a merge patch through the admin API,
+/// then shows the entity's page (`page` of its name).
+pub(crate) fn activate_route(
+    kind: portcullis_engine::EntityKind,
+    path: &str,
+    page: fn(&str) -> String,
+) -> crate::routes::Route {
+    let handler =
+        move |axum::extract::State(state): axum::extract::State<crate::AppState>,
+              axum::Extension(viewer): axum::Extension<Viewer>,
+              axum::extract::Path(name): axum::extract::Path<String>,
+              axum::extract::Form(fields): axum::extract::Form<Vec<(String, String)>>| async move {
+            let active = Fields(fields).get("active") == Some("true");
+            let patch = serde_json::json!({"active": active});
+            let shown = page(&name);
+            crate::admin::patch(
+                kind,
+                State(state),
+                ApiPath(name),
+                Extension(viewer.caller.clone()),
+                JsonBody(patch),
+            )
+            .await
+            .map(|_| redirect(&shown))
+            .map_err(Refusal)
+        };
+    super::route(
+        axum::http::Method::POST,
+        path,
+        crate::auth::Access::Permission(format!("{}s.change", kind.noun())),
+        &format!("Activate or deactivate a {} (form)", kind.noun()),
+        handler,
+    )
 }

@@ -12,8 +12,8 @@ use portcullis_engine::{EntityKind, ListQuery, Snapshot};
 use serde_json::{Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, checkbox, input, instant, local_input, page_response, pager,
-    problem, redirect, text,
+    Fields, Refusal, Viewer, action, checkbox, input, instant, listing, local_input, page_response,
+    pager, param, problem, redirect, search_form, text,
 };
 use super::users::{PAGE, percent_path, refused};
 use crate::AppState;
@@ -87,21 +87,9 @@ async fn list(
     Extension(viewer): Extension<Viewer>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let query: Vec<(String, String)> = query
-        .into_iter()
-        .filter(|(k, v)| ["search", "offset"].contains(&k.as_str()) && !v.trim().is_empty())
-        .collect();
-    let search = query
-        .iter()
-        .find(|(k, _)| k == "search")
-        .map_or("", |(_, v)| v.as_str())
-        .to_owned();
-    let mut asked = query.clone();
-    asked.push(("limit".to_owned(), PAGE.to_string()));
     let snapshot = state.snapshot();
-    let page = crate::admin::list(KIND, State(state), RawQuery(asked))
-        .await?
-        .0;
+    let (query, page) = listing(state, KIND, query, &["search", "offset"], PAGE).await?;
+    let search = param(&query, "search");
     let items = page["items"].as_array().cloned().unwrap_or_default();
     Ok(page_response(
         &viewer,
@@ -110,10 +98,7 @@ async fn list(
             @if viewer.may("rules.add") {
                 p.actions { a href="/ui/rules/new" { "Create a rule" } }
             }
-            form.filters method="get" action="/ui/rules" {
-                div { label for="f-search" { "Search name" } input id="f-search" type="search" name="search" value=(search); }
-                div { button type="submit" { "Filter" } }
-            }
+            (search_form("/ui/rules", &search))
             table {
                 thead { tr { th { "Name" } th { "Effect" } th { "Users and groups" } th { "Assets and nodes" } th { "Accounts" } th { "Protocols" } th { "Actions" } th { "Active" } th { "Expires" } } }
                 tbody {
@@ -426,24 +411,6 @@ async fn update(
     }
 }
 
-async fn set_active(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(rule): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Result<Response, Refusal> {
-    let active = Fields(fields).get("active") == Some("true");
-    let _written = crate::admin::patch(
-        KIND,
-        State(state),
-        ApiPath(rule.clone()),
-        Extension(viewer.caller.clone()),
-        JsonBody(json!({"active": active})),
-    )
-    .await?;
-    Ok(redirect(&link(&rule)))
-}
-
 async fn clone(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -548,13 +515,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "Change a rule (form)",
             update,
         ),
-        route(
-            Method::POST,
-            "/ui/rules/{rule}/active",
-            permission("change"),
-            "Activate or deactivate a rule (form)",
-            set_active,
-        ),
+        super::html::activate_route(KIND, "/ui/rules/{rule}/active", link),
         route(
             Method::POST,
             "/ui/rules/{rule}/clone",

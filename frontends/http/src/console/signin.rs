@@ -12,7 +12,9 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
-use portcullis_engine::{DenyReason, EntityKind, LoginOutcome, LoginRequest};
+use portcullis_engine::{
+    Auth, AuthError, DenyReason, EntityKind, LoginOutcome, LoginRequest, Time,
+};
 
 use super::html::{
     Fields, Refusal, Viewer, input, notice, page_response, problem, public_page, redirect, text,
@@ -36,6 +38,23 @@ fn cookie_header(state: &AppState, name: &str, value: &str, max_age: Option<u64>
     .expect("INVARIANT: cookie names and hex values are header-safe")
 }
 
+/// A page of the sign-in flow, before any session: it sets the double-submit CSRF
+/// cookie its forms repeat.
+fn public_form(
+    state: &AppState,
+    token: &str,
+    status: StatusCode,
+    title: &str,
+    content: Markup,
+) -> Response {
+    let mut response = public_page(status, title, content);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(state, csrf::COOKIE, token, None),
+    );
+    response
+}
+
 /// The sign-in form, with its double-submit CSRF token (a cookie of this page).
 fn login_form(
     state: &AppState,
@@ -46,7 +65,9 @@ fn login_form(
     note: Option<&str>,
     ask_code: bool,
 ) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         status,
         "Sign in",
         html! {
@@ -66,12 +87,7 @@ fn login_form(
                 p { button type="submit" { "Sign in" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 /// The double-submit token of this browser, or a new one.
@@ -209,7 +225,9 @@ fn new_password_fields() -> Markup {
 
 /// The sign-in's forced password change (`must_change_password`).
 fn forced_change(state: &AppState, token: &str, login: &str, message: Option<&str>) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         if message.is_some() {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
@@ -227,12 +245,7 @@ fn forced_change(state: &AppState, token: &str, login: &str, message: Option<&st
                 p { button type="submit" { "Change password" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 async fn forced_change_submit(
@@ -277,7 +290,9 @@ async fn change_password(state: &AppState, fields: &Fields, login: &str) -> Resu
 
 /// MFA is required and the user has no factor: enrol TOTP before signing in.
 fn enrol_at_sign_in(login: &str, token: &str, state: &AppState) -> Response {
-    let mut response = public_page(
+    public_form(
+        state,
+        token,
         StatusCode::OK,
         "Set up a second factor",
         html! {
@@ -289,12 +304,7 @@ fn enrol_at_sign_in(login: &str, token: &str, state: &AppState) -> Response {
                 p { button type="submit" { "Set up an authenticator app" } }
             }
         },
-    );
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state, csrf::COOKIE, token, None),
-    );
-    response
+    )
 }
 
 /// The secret and QR code of a TOTP enrolment, with the form that confirms it.
@@ -513,25 +523,50 @@ async fn my_password(
     }
 }
 
+/// Runs a self-service call with the form's credentials as the signed-in user: what
+/// `shown` makes of its answer, or the profile with the engine's refusal.
+async fn self_service<T: Send + 'static>(
+    state: &AppState,
+    viewer: &Viewer,
+    fields: &Fields,
+    call: impl FnOnce(&Auth, &LoginRequest, Time) -> Result<T, AuthError> + Send + 'static,
+    shown: impl FnOnce(T) -> Response,
+) -> Result<Response, Refusal> {
+    let request = credentials(fields, viewer.username());
+    match crate::signin::run(state, move |auth, now| call(auth, &request, now)).await {
+        Ok(answer) => Ok(shown(answer)),
+        Err(error) => refused_on_profile(state, viewer, error),
+    }
+}
+
+/// New recovery codes, shown once.
+fn codes_page(viewer: &Viewer, title: &str, codes: &[String]) -> Response {
+    page_response(
+        viewer,
+        title,
+        html! {
+            (recovery_codes(codes))
+            p { a href="/ui/me" { "Back to my profile" } }
+        },
+    )
+}
+
 async fn my_totp(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
-    let request = credentials(&Fields(fields), viewer.username());
-    match crate::signin::run(&state, move |auth, now| auth.enrol_totp(&request, now)).await {
-        Ok(enrolled) => Ok(page_response(
-            &viewer,
-            "Set up an authenticator app",
-            enrolment(
-                viewer.csrf_field(),
-                "/ui/me/totp/confirm",
-                &enrolled.secret,
-                &enrolled.uri,
-            ),
-        )),
-        Err(error) => refused_on_profile(&state, &viewer, error),
-    }
+    let call = |auth: &Auth, request: &LoginRequest, now| auth.enrol_totp(request, now);
+    self_service(&state, &viewer, &Fields(fields), call, |enrolled| {
+        let form = enrolment(
+            viewer.csrf_field(),
+            "/ui/me/totp/confirm",
+            &enrolled.secret,
+            &enrolled.uri,
+        );
+        page_response(&viewer, "Set up an authenticator app", form)
+    })
+    .await
 }
 
 async fn my_totp_confirm(
@@ -541,22 +576,12 @@ async fn my_totp_confirm(
 ) -> Result<Response, Refusal> {
     let fields = Fields(fields);
     let totp = fields.get("totp_code").unwrap_or("").to_owned();
-    let request = credentials(&fields, viewer.username());
-    match crate::signin::run(&state, move |auth, now| {
-        auth.confirm_totp(&request, &totp, now)
+    let call =
+        move |auth: &Auth, request: &LoginRequest, now| auth.confirm_totp(request, &totp, now);
+    self_service(&state, &viewer, &fields, call, |codes| {
+        codes_page(&viewer, "Authenticator app set up", &codes)
     })
     .await
-    {
-        Ok(codes) => Ok(page_response(
-            &viewer,
-            "Authenticator app set up",
-            html! {
-                (recovery_codes(&codes))
-                p { a href="/ui/me" { "Back to my profile" } }
-            },
-        )),
-        Err(error) => refused_on_profile(&state, &viewer, error),
-    }
 }
 
 async fn my_mfa_disable(
@@ -564,11 +589,11 @@ async fn my_mfa_disable(
     Extension(viewer): Extension<Viewer>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
-    let request = credentials(&Fields(fields), viewer.username());
-    match crate::signin::run(&state, move |auth, now| auth.disable_mfa(&request, now)).await {
-        Ok(()) => Ok(redirect("/ui/me?done=mfa-removed")),
-        Err(error) => refused_on_profile(&state, &viewer, error),
-    }
+    let call = |auth: &Auth, request: &LoginRequest, now| auth.disable_mfa(request, now);
+    self_service(&state, &viewer, &Fields(fields), call, |()| {
+        redirect("/ui/me?done=mfa-removed")
+    })
+    .await
 }
 
 async fn my_recovery_codes(
@@ -576,22 +601,11 @@ async fn my_recovery_codes(
     Extension(viewer): Extension<Viewer>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Refusal> {
-    let request = credentials(&Fields(fields), viewer.username());
-    match crate::signin::run(&state, move |auth, now| {
-        auth.new_recovery_codes(&request, now)
+    let call = |auth: &Auth, request: &LoginRequest, now| auth.new_recovery_codes(request, now);
+    self_service(&state, &viewer, &Fields(fields), call, |codes| {
+        codes_page(&viewer, "New recovery codes", &codes)
     })
     .await
-    {
-        Ok(codes) => Ok(page_response(
-            &viewer,
-            "New recovery codes",
-            html! {
-                (recovery_codes(&codes))
-                p { a href="/ui/me" { "Back to my profile" } }
-            },
-        )),
-        Err(error) => refused_on_profile(&state, &viewer, error),
-    }
 }
 
 pub(crate) fn routes() -> Vec<Route> {

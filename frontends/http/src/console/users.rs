@@ -304,24 +304,6 @@ async fn update(
     }
 }
 
-async fn set_active(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(user): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Result<Response, Refusal> {
-    let active = Fields(fields).get("active") == Some("true");
-    let _written = crate::admin::patch(
-        KIND,
-        State(state),
-        ApiPath(user.clone()),
-        Extension(viewer.caller.clone()),
-        JsonBody(json!({"active": active})),
-    )
-    .await?;
-    Ok(redirect(&link(&user)))
-}
-
 async fn release(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -498,13 +480,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "The form of a new user filled from another",
             duplicate_page,
         ),
-        route(
-            Method::POST,
-            "/ui/users/{user}/active",
-            permission("change"),
-            "Activate or deactivate a user (form)",
-            set_active,
-        ),
+        super::html::activate_route(KIND, "/ui/users/{user}/active", link),
         route(
             Method::POST,
             "/ui/users/{user}/release",
