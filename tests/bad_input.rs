@@ -136,7 +136,9 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let mut n_inputs = 0;
     let mut revision = admin.revision();
     for (method, path) in &routes {
-        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+        // The console's pages take forms and a session cookie: the console matrix
+        // (authz.rs) sends each of them empty forms as every kind of user.
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") || path.starts_with("/ui") {
             continue;
         }
         let url = concrete(path, &|segment| {

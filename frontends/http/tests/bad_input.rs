@@ -43,8 +43,10 @@ async fn bodies_that_are_not_json_of_the_right_shape() {
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024)).into_bytes();
     let mut failures = Vec::new();
     let mut checked = 0;
+    // The console's pages take forms and a session, not JSON and a token: their
+    // bad input is the console matrix's (tests/authz.rs in the workspace).
     for (method, path) in portcullis_http::route_list() {
-        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH") || path.starts_with("/ui") {
             continue;
         }
         let url = concrete(&path);
@@ -243,7 +245,7 @@ async fn query_parameters_out_of_range() {
     estate(&server).await;
     let mut failures = Vec::new();
     for (method, path) in portcullis_http::route_list() {
-        if method != "GET" {
+        if method != "GET" || path.starts_with("/ui") {
             continue;
         }
         let url = concrete(&path);

@@ -135,11 +135,14 @@ impl Sessions {
         password: impl FnOnce(Id) -> Option<[u8; 32]>,
     ) -> Option<Session> {
         let key = hash(secret);
+        // The fingerprint reads the store: not under the lock every request takes.
+        let user = self.entries.lock().expect("session lock").get(&key)?.user;
+        let current = password(user);
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("session lock");
         let entry = entries.get_mut(&key)?;
         let matches: bool = entry.hash.ct_eq(&key).into();
-        let same_password = entry.password == password(entry.user);
+        let same_password = entry.user == user && entry.password == current;
         if !matches || !same_password || !self.live(entry, now) {
             entries.remove(&key);
             return None;
