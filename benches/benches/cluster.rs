@@ -25,19 +25,9 @@ use std::time::{Duration, Instant};
 
 use portcullis_benches::{EstateSize, Synthetic, bench_mode};
 use portcullis_cluster::testing::Postgres;
-use portcullis_cluster::{PostgresLog, Settings};
 use portcullis_engine::*;
 
 portcullis_benches::server_allocator!();
-
-fn log(postgres: &Postgres) -> Arc<PostgresLog> {
-    PostgresLog::connect(&Settings {
-        url: postgres.url(),
-        password: None,
-        ca_file: None,
-    })
-    .expect("connect to the bench PostgreSQL")
-}
 
 fn node_with(
     postgres: &Postgres,
@@ -45,8 +35,13 @@ fn node_with(
     name: &str,
     options: EngineOptions,
 ) -> Engine {
-    Engine::open_clustered(dir.join("portcullis.redb"), options, log(postgres), name)
-        .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
+    Engine::open_clustered(
+        dir.join("portcullis.redb"),
+        options,
+        postgres.change_log(),
+        name,
+    )
+    .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
 }
 
 fn create_user(name: &str) -> Vec<Op> {
@@ -210,7 +205,7 @@ fn join(size: EstateSize) {
             ..EngineOptions::default()
         },
     );
-    let observer = log(&postgres);
+    let observer = postgres.change_log();
     let deadline = Instant::now() + Duration::from_secs(120);
     while observer.newest_image_revision().expect("the log answers") != Some(head) {
         assert!(Instant::now() < deadline, "no cluster image was kept");

@@ -91,6 +91,16 @@ impl Postgres {
         self.dir.path().join("data").display().to_string()
     }
 
+    /// A change log on this server, as a node connects to it.
+    pub fn change_log(&self) -> std::sync::Arc<crate::PostgresLog> {
+        crate::PostgresLog::connect(&crate::Settings {
+            url: self.url(),
+            password: None,
+            ca_file: None,
+        })
+        .expect("connect to the test PostgreSQL")
+    }
+
     /// `postgres://portcullis@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)

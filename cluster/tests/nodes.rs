@@ -11,28 +11,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_cluster::testing::Postgres;
-use portcullis_cluster::{PostgresLog, Settings};
 use portcullis_engine::*;
 use serde_json::json;
 
 const ACTOR: &str = "cluster-test";
-
-fn log(postgres: &Postgres) -> Arc<PostgresLog> {
-    PostgresLog::connect(&Settings {
-        url: postgres.url(),
-        password: None,
-        ca_file: None,
-    })
-    .expect("connect to the test PostgreSQL")
-}
 
 fn node(postgres: &Postgres, dir: &Path, name: &str) -> Engine {
     node_with(postgres, dir, name, EngineOptions::default())
 }
 
 fn node_with(postgres: &Postgres, dir: &Path, name: &str, options: EngineOptions) -> Engine {
-    Engine::open_clustered(dir.join("portcullis.redb"), options, log(postgres), name)
-        .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
+    Engine::open_clustered(
+        dir.join("portcullis.redb"),
+        options,
+        postgres.change_log(),
+        name,
+    )
+    .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
 }
 
 fn create(kind: EntityKind, value: serde_json::Value) -> Op {
@@ -341,7 +336,7 @@ fn a_store_that_is_not_the_clusters_is_refused() {
     let refused = Engine::open_clustered(
         dir.path().join("portcullis.redb"),
         EngineOptions::default(),
-        log(&postgres),
+        postgres.change_log(),
         "stray",
     );
     assert!(
@@ -356,7 +351,7 @@ fn a_store_that_is_not_the_clusters_is_refused() {
     let refused = Engine::open_clustered(
         member_dir.path().join("portcullis.redb"),
         EngineOptions::default(),
-        log(&postgres),
+        postgres.change_log(),
         "member",
     );
     assert!(
@@ -566,7 +561,7 @@ fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted
     )
     .expect("age node-b's report");
     // node-a keeps an image and compacts the log (it looks every 5 s).
-    let observer = log(&postgres);
+    let observer = postgres.change_log();
     let head = a.snapshot().revision();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -253,46 +253,45 @@ impl Engine {
     ) -> Result<Engine, Error> {
         let store = Store::open(path.as_ref())?;
         let revision = store.identity()?.revision;
-        let reached = log.id().and_then(|cluster| Ok((cluster, log.head()?.0)));
-        let (cluster, head) = match (reached, store.cluster_id()?) {
-            (Ok(reached), _) => reached,
-            (Err(LogError::Unavailable(message)), Some(_)) => {
+        let joined = store.cluster_id()?;
+        let (store, head) = match log.id().and_then(|cluster| Ok((cluster, log.head()?.0))) {
+            Ok((cluster, head)) => {
+                match joined {
+                    Some(id) if id == cluster => {}
+                    Some(id) => {
+                        return Err(LogError::Refused(format!(
+                            "the store follows another cluster's log (cluster {id:x}, this log is cluster {cluster:x}): start this node with an empty data directory"
+                        ))
+                        .into());
+                    }
+                    None if revision > 0 => {
+                        return Err(LogError::Refused(format!(
+                            "the store holds an estate of its own (revision {revision}), not this cluster's: start this node with an empty data directory"
+                        ))
+                        .into());
+                    }
+                    None => store.join_cluster(cluster)?,
+                }
+                if revision > head {
+                    return Err(LogError::Refused(format!(
+                        "the store is at revision {revision}, past the log's head {head} (was the log's database restored from an older backup?)"
+                    ))
+                    .into());
+                }
+                let store =
+                    start_from_cluster_image(path.as_ref(), store, revision, head, &*log, cluster)?;
+                (store, head)
+            }
+            // A node of the cluster starts from its own store; its follower catches up
+            // once the log is back.
+            Err(LogError::Unavailable(message)) if joined.is_some() => {
                 tracing::warn!(
                     "the cluster's change log is unreachable ({message}): starting at this node's revision {revision}; writes wait for the log"
                 );
-                let link = ClusterLink {
-                    log,
-                    name: name.to_owned(),
-                    head: Mutex::new((revision, None)),
-                    stopping: AtomicBool::new(false),
-                };
-                return Engine::start(store, options, Some(link));
+                (store, revision)
             }
-            (Err(error), _) => return Err(error.into()),
+            Err(error) => return Err(error.into()),
         };
-        match store.cluster_id()? {
-            Some(id) if id == cluster => {}
-            Some(id) => {
-                return Err(LogError::Refused(format!(
-                    "the store follows another cluster's log (cluster {id:x}, this log is cluster {cluster:x}): start this node with an empty data directory"
-                ))
-                .into());
-            }
-            None if revision > 0 => {
-                return Err(LogError::Refused(format!(
-                    "the store holds an estate of its own (revision {revision}), not this cluster's: start this node with an empty data directory"
-                ))
-                .into());
-            }
-            None => store.join_cluster(cluster)?,
-        }
-        if revision > head {
-            return Err(LogError::Refused(format!(
-                "the store is at revision {revision}, past the log's head {head} (was the log's database restored from an older backup?)"
-            ))
-            .into());
-        }
-        let store = start_from_cluster_image(path.as_ref(), store, revision, head, &*log, cluster)?;
         let link = ClusterLink {
             log,
             name: name.to_owned(),
