@@ -30,8 +30,9 @@ use ldap3_proto::proto::{
     LdapSearchRequest, LdapSearchScope,
 };
 use portcullis_benches::{EstateSize, Synthetic, bench_mode, user_name};
-use portcullis_engine::{Actor, Auth, AuthSettings, Engine, Op, Spec, Time, TokenSpec};
+use portcullis_engine::{Actor, Engine, Op, Spec, Time, TokenSpec};
 use portcullis_ldap_server::{BaseDn, LdapServer, Settings, Transport};
+use portcullis_signin::{Auth, AuthSettings};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 

@@ -16,10 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use portcullis_engine::{
-    Auth, AuthSettings, Engine, EntityKind, LockoutSettings, LoginOutcome, LoginRequest, Op, Spec,
-    Time,
-};
+use portcullis_engine::{Engine, EntityKind, Op, Spec, Time};
+use portcullis_signin::{Auth, AuthSettings, LockoutSettings, LoginOutcome, LoginRequest};
 
 portcullis_benches::server_allocator!();
 

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use portcullis_engine::{
-    Actor, Auth, AuthSettings, Engine, EntityKind, LockoutSettings, LoginOutcome, LoginRequest,
-    MfaMethod, Op, PasskeySettings, SmsLimits, Spec, Time,
+use portcullis_engine::{Actor, Engine, EntityKind, Op, Spec, Time};
+use portcullis_signin::{
+    Auth, AuthSettings, LockoutSettings, LoginOutcome, LoginRequest, MfaMethod, PasskeySettings,
+    SmsLimits,
 };
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::Url;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_cluster::testing::Postgres;
 use portcullis_engine::*;
+use portcullis_signin::*;
 use serde_json::json;
 
 const ACTOR: &str = "cluster-test";

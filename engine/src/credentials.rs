@@ -5,14 +5,17 @@
 //! `Engine::write` checks and hashes the plaintext passwords of user specs on the
 //! caller's thread; the writer does the same for a password an edit (`Op::Modify`)
 //! sets, and `Engine::write` gives a user created without an expiry the default one.
-//! All use the engine's one policy, which `Auth::new` sets from the sign-in settings
-//! (`[auth.password_policy]`, `[auth.argon2]`, `default_expiry_days`) and which is
-//! otherwise the default one (no default expiry).
+//! All use the engine's one policy, which sign-in's `Auth::new` (`portcullis-signin`)
+//! sets from its settings (`[auth.password_policy]`, `[auth.argon2]`,
+//! `default_expiry_days`) and which is otherwise the default one (no default expiry).
 
-use crate::auth::{Argon2Settings, DAY, PasswordPolicy};
+use serde::{Deserialize, Serialize};
+
 use crate::error::ValidationError;
 use crate::model::Time;
 use crate::write::Password;
+
+const DAY: i64 = 24 * 60 * 60 * 1_000_000;
 
 /// The longest password accepted, in characters (the sign-in inputs' limit).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
@@ -73,6 +76,15 @@ impl CredentialPolicy {
         password.hashed_under(self)
     }
 
+    /// A hash of a random password under the policy's argon2 parameters: for a sign-in
+    /// to verify against when there is no real hash, so every attempt costs the same.
+    pub fn decoy_hash(&self) -> String {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).expect("INVARIANT: the OS random source is available");
+        let random: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+        crate::secrets::hash_with(&self.hasher, &random)
+    }
+
     /// The argon2id hash of a new plaintext password, or what the password lacks.
     pub(crate) fn hash_new(&self, plain: &str) -> Result<String, ValidationError> {
         self.check(plain)?;
@@ -92,5 +104,131 @@ impl CredentialPolicy {
             return Err(ValidationError::WeakPassword { missing });
         }
         Ok(())
+    }
+}
+
+/// argon2id cost parameters. The defaults are OWASP's first recommendation
+/// (19 MiB, 2 iterations, 1 lane). Stored hashes carry their own parameters, so
+/// changing these affects new hashes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Argon2Settings {
+    pub fn hasher(&self) -> Result<argon2::Argon2<'static>, String> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|error| format!("argon2 parameters: {error}"))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// What a new password must have. Length counts characters, not bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    /// Longer passwords are refused: argon2 hashes anything, but an unbounded input is
+    /// an easy way to make the server work.
+    pub max_length: usize,
+    pub upper: bool,
+    pub lower: bool,
+    pub digit: bool,
+    /// At least one character that is neither a letter, a digit nor a space.
+    pub special: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: 12,
+            max_length: 256,
+            upper: true,
+            lower: true,
+            digit: true,
+            special: false,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// What `password` lacks, as short phrases; empty when it passes.
+    pub fn violations(&self, password: &str) -> Vec<String> {
+        let mut missing = Vec::new();
+        let length = password.chars().count();
+        if length < self.min_length {
+            missing.push(format!("at least {} characters", self.min_length));
+        }
+        if length > self.max_length {
+            missing.push(format!("at most {} characters", self.max_length));
+        }
+        if self.upper && !password.chars().any(char::is_uppercase) {
+            missing.push("an upper-case letter".to_owned());
+        }
+        if self.lower && !password.chars().any(char::is_lowercase) {
+            missing.push("a lower-case letter".to_owned());
+        }
+        if self.digit && !password.chars().any(|c| c.is_ascii_digit()) {
+            missing.push("a digit".to_owned());
+        }
+        if self.special
+            && !password
+                .chars()
+                .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+        {
+            missing.push("a special character".to_owned());
+        }
+        if password.chars().any(char::is_control) {
+            missing.push("no control characters".to_owned());
+        }
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_what_is_missing() {
+        let policy = PasswordPolicy {
+            special: true,
+            ..PasswordPolicy::default()
+        };
+        assert_eq!(
+            policy.violations("short"),
+            [
+                "at least 12 characters",
+                "an upper-case letter",
+                "a digit",
+                "a special character"
+            ]
+        );
+        assert!(policy.violations("Correct-horse-42").is_empty());
+        assert_eq!(
+            policy.violations("Correct horse 42"),
+            ["a special character"]
+        );
+        assert_eq!(
+            PasswordPolicy::default().violations(&"Aa1".repeat(100)),
+            ["at most 256 characters"]
+        );
     }
 }

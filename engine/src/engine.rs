@@ -492,7 +492,7 @@ impl Engine {
     }
 
     /// Sets the credential policy every later write's plaintext passwords must meet
-    /// (`Auth::new` sets it from the sign-in settings).
+    /// (the sign-in crate's `Auth::new` sets it from its settings).
     pub fn set_credential_policy(&self, policy: CredentialPolicy) {
         *self.shared.credentials.write().expect("credentials lock") = Arc::new(policy);
     }
@@ -573,6 +573,12 @@ impl Engine {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.shared.store.side_get(table.name(), key)?)
+    }
+
+    /// The stored argon2id hash (a PHC string) of `user`'s password, for a sign-in to
+    /// verify against. Never log it or hand it on.
+    pub fn password_hash(&self, user: Id) -> Result<Option<String>, Error> {
+        Ok(self.shared.store.password_hash(user)?)
     }
 
     /// Runs a write, counting its duration and outcome in [`Engine::write_stats`].
@@ -820,11 +826,6 @@ impl Engine {
             .map(|hash| sha2::Sha256::digest(hash.as_bytes()).into()))
     }
 
-    /// The store, for the password hashes sign-in verifies against.
-    pub(crate) fn store(&self) -> &Store {
-        &self.shared.store
-    }
-
     /// Where the store lives on disk (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.shared.store.path()
@@ -877,7 +878,7 @@ impl Engine {
     /// What each table of the store holds (entries, bytes stored, B-tree overhead,
     /// free space in its pages): where a store's size goes.
     pub fn store_tables(&self) -> Result<Vec<crate::TableSize>, Error> {
-        Ok(self.store().table_sizes()?)
+        Ok(self.shared.store.table_sizes()?)
     }
 
     /// Writes the snapshot image now (when the store is a file and images are on),

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 mod adoption;
-mod auth;
 mod cluster;
 mod credentials;
 mod engine;
@@ -20,14 +19,8 @@ mod write_stats;
 pub use adoption::{
     AdoptionEntry, AdoptionPolicy, AdoptionRefusal, Matched, MatchedBy, find_match,
 };
-pub use auth::{
-    Argon2Settings, Auth, AuthError, AuthEvent, AuthSettings, BackendError, Credentials, Delivery,
-    DeliveryChannel, DenyReason, HousekeepingReport, LockoutSettings, LoginOutcome, LoginRequest,
-    MfaMethod, MfaPolicy, PasskeyChallenge, PasskeyInfo, PasskeySettings, PasswordBackend,
-    PasswordPolicy, SmsLimits, TotpEnrolment, UserMfaPolicy,
-};
 pub use cluster::{ChangeLog, LockedLog, LogEntry, LogError, NodeStatus};
-pub use credentials::CredentialPolicy;
+pub use credentials::{Argon2Settings, CredentialPolicy, PasswordPolicy};
 pub use engine::{ClusterStatus, Engine, EngineOptions, WriteOutcome};
 pub use error::*;
 pub use eval::*;

@@ -8,7 +8,6 @@ mod working;
 pub use actor::Actor;
 pub(crate) use actor::Authority;
 pub use apply::{MAX_LIST_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS};
-pub(crate) use spec::PasswordForm;
 pub use spec::{
     AccountSpec, AssetSpec, GroupSpec, MemberSpec, NodeSpec, Op, Password, RoleSpec, RuleSpec,
     Spec, SpecEdit, SubgroupSpec, TokenSpec, UserSpec,

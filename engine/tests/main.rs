@@ -1,7 +1,6 @@
 //! Engine tests over the public API, on real redb stores. One binary: each module is
 //! one concern.
 
-mod auth;
 mod differential;
 mod expect;
 mod image;

@@ -135,6 +135,15 @@ impl Snapshot {
             .map(|entry| std::sync::Arc::new(entry.record.unpack()))
     }
 
+    /// The user a login name names: a username, an id, or an email address.
+    pub fn user_by_login(&self, login: &str) -> Option<std::sync::Arc<crate::model::User>> {
+        self.user(login).or_else(|| {
+            let index = self.user_by_email(login)?;
+            self.user_entry(index)
+                .map(|entry| std::sync::Arc::new(entry.record.unpack()))
+        })
+    }
+
     /// A group, by name or id.
     pub fn group(&self, reference: &str) -> Option<std::sync::Arc<Group>> {
         let index = self.group_index(reference)?;

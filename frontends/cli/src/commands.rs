@@ -532,9 +532,9 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
 
 /// An engine sign-in error as a command error: storage and engine failures keep their
 /// exit codes, refusals are bad input (2).
-pub fn auth_error(error: portcullis_engine::AuthError) -> CliError {
+pub fn auth_error(error: portcullis_signin::AuthError) -> CliError {
     match error {
-        portcullis_engine::AuthError::Engine(error) => CliError::Engine(error),
+        portcullis_signin::AuthError::Engine(error) => CliError::Engine(error),
         other => CliError::Input(other.to_string()),
     }
 }
@@ -615,14 +615,14 @@ pub struct HousekeepingArgs {
 fn open_auth(
     data: &DataArg,
     config: &AuthConfigArg,
-) -> Result<(std::sync::Arc<Engine>, portcullis_engine::Auth), CliError> {
+) -> Result<(std::sync::Arc<Engine>, portcullis_signin::Auth), CliError> {
     let file = match &config.config {
         Some(path) => crate::config::read_file(path)?.auth,
         None => None,
     };
     let settings = crate::config::auth_settings(file)?;
     let engine = std::sync::Arc::new(open_store(&data.data, false)?);
-    let auth = portcullis_engine::Auth::new(engine.clone(), settings).map_err(auth_error)?;
+    let auth = portcullis_signin::Auth::new(engine.clone(), settings).map_err(auth_error)?;
     Ok((engine, auth))
 }
 
@@ -655,7 +655,7 @@ fn change_signin(
     data: &DataArg,
     config: &AuthConfigArg,
     (method, path, body): (Method, String, Option<Value>),
-    local: impl FnOnce(&portcullis_engine::Auth) -> Result<(), portcullis_engine::AuthError>,
+    local: impl FnOnce(&portcullis_signin::Auth) -> Result<(), portcullis_signin::AuthError>,
 ) -> Result<(), CliError> {
     if let Some(client) = data.client()? {
         ask(&client, method, &path, body)?;

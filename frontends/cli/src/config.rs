@@ -35,7 +35,7 @@ pub struct FileConfig {
     pub ldap: portcullis_ldap::Sources,
     /// Sign-in: argon2, password policy, lockout, MFA policy, lifetimes, housekeeping.
     #[serde(default)]
-    pub auth: Option<portcullis_engine::AuthSettings>,
+    pub auth: Option<portcullis_signin::AuthSettings>,
     /// The mail server for reset links and emailed codes.
     #[serde(default)]
     pub mail: Option<MailConfig>,
@@ -44,7 +44,7 @@ pub struct FileConfig {
     pub sms: Option<SmsConfig>,
     /// Passkeys: the WebAuthn relying party (`[passkeys]`).
     #[serde(default)]
-    pub passkeys: Option<portcullis_engine::PasskeySettings>,
+    pub passkeys: Option<portcullis_signin::PasskeySettings>,
     #[serde(default)]
     pub signin: SignInConfig,
     /// When the snapshot image is written (`[snapshot]`).
@@ -287,7 +287,7 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     pub settings: portcullis_http::Settings,
     pub bootstrap_token: Option<String>,
-    pub auth: portcullis_engine::AuthSettings,
+    pub auth: portcullis_signin::AuthSettings,
     pub signin: portcullis_http::SignInSettings,
     /// How often housekeeping runs; `None`: never.
     pub housekeeping_interval: Option<Duration>,
@@ -607,8 +607,8 @@ fn ldap_server(
 
 /// The sign-in settings: the `[auth]` table, then `PORTCULLIS_*` variables over it.
 pub fn auth_settings(
-    file: Option<portcullis_engine::AuthSettings>,
-) -> Result<portcullis_engine::AuthSettings, CliError> {
+    file: Option<portcullis_signin::AuthSettings>,
+) -> Result<portcullis_signin::AuthSettings, CliError> {
     let mut auth = file.unwrap_or_default();
     if let Some(value) = env_number("PORTCULLIS_ARGON2_MEMORY_KIB")? {
         auth.argon2.memory_kib = value;
@@ -870,7 +870,7 @@ mod tests {
         let auth = file.auth.unwrap();
         assert_eq!(auth.password_policy.min_length, 14);
         assert_eq!(auth.lockout.lock_minutes, 30);
-        assert_eq!(auth.mfa_policy, portcullis_engine::MfaPolicy::Admins);
+        assert_eq!(auth.mfa_policy, portcullis_signin::MfaPolicy::Admins);
         assert_eq!(file.mail.unwrap().host, "smtp.example.com");
     }
 
@@ -977,8 +977,8 @@ mod tests {
         assert_eq!(
             auth.mfa_methods,
             [
-                portcullis_engine::MfaMethod::Passkey,
-                portcullis_engine::MfaMethod::Sms
+                portcullis_signin::MfaMethod::Passkey,
+                portcullis_signin::MfaMethod::Sms
             ]
         );
         assert_eq!(file.passkeys.unwrap().rp_name, "Portcullis");

@@ -182,7 +182,7 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, CliError> {
     // Users synced from a directory sign in with their directory password: one
     // password backend per LDAP source, tried after the local hash.
     let auth = config.ldap.iter().fold(
-        portcullis_engine::Auth::new(engine.clone(), config.auth.clone())
+        portcullis_signin::Auth::new(engine.clone(), config.auth.clone())
             .map_err(crate::commands::auth_error)?,
         |auth, source| {
             auth.with_backend(Box::new(portcullis_ldap::LdapPasswordBackend::new(
@@ -292,7 +292,7 @@ fn node_name(data: &std::path::Path) -> Result<String, CliError> {
 async fn ldap_directory(
     config: &ServeConfig,
     ldap: &crate::config::LdapServe,
-    auth: Arc<portcullis_engine::Auth>,
+    auth: Arc<portcullis_signin::Auth>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<(&'static str, std::net::SocketAddr)>, CliError> {
     let tls = match &config.tls {
@@ -344,7 +344,7 @@ async fn ldap_directory(
 
 /// Runs sign-in housekeeping now and then every `interval` (deactivation of idle
 /// users when configured, purging of stale sign-in records).
-async fn housekeeping(auth: Arc<portcullis_engine::Auth>, interval: Duration) {
+async fn housekeeping(auth: Arc<portcullis_signin::Auth>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;

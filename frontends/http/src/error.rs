@@ -9,8 +9,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_engine::{
-    AdoptionRefusal, AuthError, EntityKind, Error, NotFound, StoreError, ValidationError,
+    AdoptionRefusal, EntityKind, Error, NotFound, StoreError, ValidationError,
 };
+use portcullis_signin::AuthError;
 use serde_json::json;
 
 use crate::error_format::ErrorFormat;

@@ -40,7 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use portcullis_engine::{Auth, AuthSettings, Engine, Snapshot};
+use portcullis_engine::{Engine, Snapshot};
+use portcullis_signin::{Auth, AuthSettings};
 
 pub use auth::{Access, Caller, Principal};
 pub use console::{ConsoleSettings, console_format};

@@ -11,7 +11,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
-use portcullis_engine::Delivery;
+use portcullis_signin::Delivery;
 
 /// How the connection to the mail server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use portcullis_engine::{
-    Auth, AuthError, Delivery, DeliveryChannel, EntityKind, LoginOutcome, LoginRequest, MfaMethod,
-    NotFound, PasskeyChallenge, Time, User, UserMfaPolicy,
+use portcullis_engine::{EntityKind, NotFound, Time, User};
+use portcullis_signin::{
+    Auth, AuthError, Delivery, DeliveryChannel, LoginOutcome, LoginRequest, MfaMethod,
+    PasskeyChallenge, UserMfaPolicy,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -33,7 +34,7 @@ use crate::mail::{MailSettings, Mailer};
 use crate::routes::Route;
 use crate::sms::{Sms, SmsSettings};
 
-/// Sign-in settings of the HTTP API (the engine's [`portcullis_engine::AuthSettings`]
+/// Sign-in settings of the HTTP API (the engine's [`portcullis_signin::AuthSettings`]
 /// hold the rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInSettings {

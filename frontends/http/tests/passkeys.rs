@@ -6,7 +6,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use portcullis_engine::{AuthSettings, Mfa, PasskeySettings};
+use portcullis_engine::Mfa;
+use portcullis_signin::{AuthSettings, PasskeySettings};
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::Url;

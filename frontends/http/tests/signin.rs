@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use portcullis_engine::{Argon2Settings, Auth, AuthSettings, LockoutSettings, Mfa};
+use portcullis_engine::{Argon2Settings, Mfa};
 use portcullis_http::{AppState, MailSettings, MailTls, SignInSettings};
+use portcullis_signin::{Auth, AuthSettings, LockoutSettings};
 use reqwest::Method;
 use serde_json::{Value, json};
 

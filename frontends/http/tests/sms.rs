@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use portcullis_engine::{AuthSettings, LoginOutcome, LoginRequest, SmsLimits, Time};
+use portcullis_engine::Time;
 use portcullis_http::{SmsSender, SmsSettings};
+use portcullis_signin::{AuthSettings, LoginOutcome, LoginRequest, SmsLimits};
 use serde_json::{Value, json};
 
 use crate::signin::{GOOD, cheap, login, outcome, start_with};
@@ -58,7 +59,7 @@ async fn sms_server(
     settings: AuthSettings,
     sender: SmsSender,
     retries: u32,
-) -> (Server, Arc<portcullis_engine::Auth>) {
+) -> (Server, Arc<portcullis_signin::Auth>) {
     let (server, auth) = start_with(settings, None, move |signin| {
         signin.sms = Some(SmsSettings {
             sender,

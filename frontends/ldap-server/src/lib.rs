@@ -3,7 +3,7 @@
 //!
 //! Every search is answered from the engine's published snapshot at the instant it
 //! arrives: no store I/O, and a membership that has expired is not shown. Binds go
-//! through the engine's sign-in ([`portcullis_engine::Auth`]) exactly as
+//! through the engine's sign-in ([`portcullis_signin::Auth`]) exactly as
 //! `POST /api/v1/auth/login` does (lockout, password backends, events in the
 //! operation log); services bind with an API token. The wire protocol is
 //! `ldap3_proto`'s (kanidm's BER codec); this crate never reads or writes BER itself.
@@ -27,7 +27,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_engine::{Auth, Engine, Snapshot};
+use portcullis_engine::{Engine, Snapshot};
+use portcullis_signin::Auth;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 

@@ -19,7 +19,8 @@ use ldap3_proto::proto::{
     LdapExtendedResponse, LdapFilter, LdapMsg, LdapOp, LdapResult, LdapResultCode,
     LdapSearchRequest, LdapSearchScope,
 };
-use portcullis_engine::{LoginOutcome, LoginRequest, Snapshot, Time};
+use portcullis_engine::{Snapshot, Time};
+use portcullis_signin::{LoginOutcome, LoginRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use portcullis_engine::{
-    Actor, Argon2Settings, Auth, AuthSettings, Engine, Op, Spec, Time, TokenSpec,
-};
+use portcullis_engine::{Actor, Argon2Settings, Engine, Op, Spec, Time, TokenSpec};
 use portcullis_ldap_server::{BaseDn, LdapServer, Settings, Transport};
+use portcullis_signin::{Auth, AuthSettings};
 use serde_json::{Value, json};
 
 pub const BASE: &str = "dc=example,dc=org";

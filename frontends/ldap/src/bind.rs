@@ -11,7 +11,8 @@
 //! servers answer with success).
 
 use ldap3::SearchEntry;
-use portcullis_engine::{BackendError, PasswordBackend, Source as EngineSource, User};
+use portcullis_engine::{Source as EngineSource, User};
+use portcullis_signin::{BackendError, PasswordBackend};
 
 use crate::config::Source;
 use crate::directory::{Directory, escape_filter_value, stable_id};

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use portcullis_engine::{Auth, AuthSettings, LoginOutcome, LoginRequest, Time};
+use portcullis_engine::Time;
 use portcullis_ldap::LdapPasswordBackend;
 use portcullis_ldap::testing::{person, person_dn};
+use portcullis_signin::{Auth, AuthSettings, LoginOutcome, LoginRequest};
 
 use crate::support::World;
 

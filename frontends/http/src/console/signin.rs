@@ -12,9 +12,8 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
-use portcullis_engine::{
-    Auth, AuthError, DenyReason, EntityKind, LoginOutcome, LoginRequest, Time,
-};
+use portcullis_engine::{EntityKind, Time};
+use portcullis_signin::{Auth, AuthError, DenyReason, LoginOutcome, LoginRequest};
 
 use super::html::{
     Fields, Refusal, Viewer, input, notice, page_response, problem, public_page, redirect, text,

@@ -5,13 +5,34 @@
 use std::sync::Arc;
 
 use portcullis_engine::*;
+use portcullis_signin::*;
 use serde_json::json;
-
-use crate::support::edit_user;
 
 const T: Time = Time::from_secs(1_900_000_000);
 const MINUTE: i64 = 60 * 1_000_000;
 const GOOD: &str = "Correct-Horse-42";
+
+/// Creates a user from its JSON spec.
+fn create_user(engine: &Engine, spec: serde_json::Value) {
+    let user = Spec::from_json(EntityKind::User, spec).expect("a user spec");
+    engine
+        .write(&Actor::system("test"), vec![Op::Create(user)])
+        .expect("the user is created");
+}
+
+/// An op that changes the user `target` by `edit`.
+fn edit_user(target: &str, edit: impl FnOnce(&mut UserSpec) + Send + 'static) -> Op {
+    Op::Modify {
+        kind: EntityKind::User,
+        target: target.to_owned(),
+        edit: Box::new(move |spec| {
+            if let Spec::User(spec) = spec {
+                edit(spec);
+            }
+            Ok(())
+        }),
+    }
+}
 
 fn at_minutes(minutes: i64) -> Time {
     T.add_micros(minutes * MINUTE)
@@ -929,7 +950,7 @@ fn an_unreachable_directory_counts_toward_the_lockout() {
     let auth = Auth::new(engine.clone(), settings)
         .unwrap()
         .with_backend(Box::new(Directory));
-    crate::support::create_user(&engine, json!({"username": "down", "source": "ldap:corp"}));
+    create_user(&engine, json!({"username": "down", "source": "ldap:corp"}));
     let status = |now: Time| match auth
         .login(&creds("down", "down-directory-pw", None), now)
         .unwrap()

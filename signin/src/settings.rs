@@ -3,9 +3,10 @@
 //! housekeeping. Plain data with defaults; the server reads them
 //! from its TOML file (`[auth]`) and `PORTCULLIS_*` variables.
 
+use portcullis_engine::{Argon2Settings, PasswordPolicy};
 use serde::{Deserialize, Serialize};
 
-/// Everything the sign-in module can be told. `Default` is what a server without an
+/// Everything sign-in can be told. `Default` is what a server without an
 /// `[auth]` section runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -87,101 +88,6 @@ impl Default for AuthSettings {
     }
 }
 
-/// argon2id cost parameters. The defaults are OWASP's first recommendation
-/// (19 MiB, 2 iterations, 1 lane). Stored hashes carry their own parameters, so
-/// changing these affects new hashes only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Argon2Settings {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for Argon2Settings {
-    fn default() -> Argon2Settings {
-        Argon2Settings {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
-
-impl Argon2Settings {
-    pub(crate) fn hasher(&self) -> Result<argon2::Argon2<'static>, String> {
-        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|error| format!("argon2 parameters: {error}"))?;
-        Ok(argon2::Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            params,
-        ))
-    }
-}
-
-/// What a new password must have. Length counts characters, not bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PasswordPolicy {
-    pub min_length: usize,
-    /// Longer passwords are refused: argon2 hashes anything, but an unbounded input is
-    /// an easy way to make the server work.
-    pub max_length: usize,
-    pub upper: bool,
-    pub lower: bool,
-    pub digit: bool,
-    /// At least one character that is neither a letter, a digit nor a space.
-    pub special: bool,
-}
-
-impl Default for PasswordPolicy {
-    fn default() -> PasswordPolicy {
-        PasswordPolicy {
-            min_length: 12,
-            max_length: 256,
-            upper: true,
-            lower: true,
-            digit: true,
-            special: false,
-        }
-    }
-}
-
-impl PasswordPolicy {
-    /// What `password` lacks, as short phrases; empty when it passes.
-    pub fn violations(&self, password: &str) -> Vec<String> {
-        let mut missing = Vec::new();
-        let length = password.chars().count();
-        if length < self.min_length {
-            missing.push(format!("at least {} characters", self.min_length));
-        }
-        if length > self.max_length {
-            missing.push(format!("at most {} characters", self.max_length));
-        }
-        if self.upper && !password.chars().any(char::is_uppercase) {
-            missing.push("an upper-case letter".to_owned());
-        }
-        if self.lower && !password.chars().any(char::is_lowercase) {
-            missing.push("a lower-case letter".to_owned());
-        }
-        if self.digit && !password.chars().any(|c| c.is_ascii_digit()) {
-            missing.push("a digit".to_owned());
-        }
-        if self.special
-            && !password
-                .chars()
-                .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
-        {
-            missing.push("a special character".to_owned());
-        }
-        if password.chars().any(char::is_control) {
-            missing.push("no control characters".to_owned());
-        }
-        missing
-    }
-}
-
 /// After `max_failures` failed attempts within `window_minutes`, the account (or the
 /// unknown login name) is locked for `lock_minutes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,32 +163,6 @@ pub(crate) const DAY: i64 = 24 * 60 * MINUTE;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_policy_names_what_is_missing() {
-        let policy = PasswordPolicy {
-            special: true,
-            ..PasswordPolicy::default()
-        };
-        assert_eq!(
-            policy.violations("short"),
-            [
-                "at least 12 characters",
-                "an upper-case letter",
-                "a digit",
-                "a special character"
-            ]
-        );
-        assert!(policy.violations("Correct-horse-42").is_empty());
-        assert_eq!(
-            policy.violations("Correct horse 42"),
-            ["a special character"]
-        );
-        assert_eq!(
-            PasswordPolicy::default().violations(&"Aa1".repeat(100)),
-            ["at most 256 characters"]
-        );
-    }
 
     #[test]
     fn settings_parse_with_defaults_and_refuse_unknown_keys() {

@@ -1,4 +1,4 @@
-//! The sign-in module's side records (`SideTable`s), beside the engine's entities:
+//! Sign-in's side records (`SideTable`s), beside the engine's entities:
 //! TOTP secrets and used steps, recovery code hashes, reset-link hashes, emailed and
 //! SMS code hashes, SMS send counters, users' own MFA policies, passkeys and
 //! ceremonies in flight, failure counters and lockouts, and the sign-in event log.
@@ -10,10 +10,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
-use crate::error::StoreError;
-use crate::model::{Id, Time};
-use crate::side::{SideTable, SideTxn};
+use portcullis_engine::{Engine, Id, SideTable, SideTxn, StoreError, Time};
 
 /// User id → [`TotpRecord`].
 pub(crate) const TOTP: SideTable = SideTable::new("auth_totp");
@@ -37,7 +34,7 @@ pub(crate) const PASSKEY_IDS: SideTable = SideTable::new("auth_passkey_ids");
 pub(crate) const CEREMONIES: SideTable = SideTable::new("auth_ceremonies");
 /// Lock key (SHA-256 of the user id, or of an unknown login name) → [`Failures`].
 pub(crate) const FAILURES: SideTable = SideTable::new("auth_failures");
-/// Sequence (8 bytes, big-endian) → JSON [`crate::auth::AuthEvent`].
+/// Sequence (8 bytes, big-endian) → JSON [`crate::AuthEvent`].
 pub(crate) const EVENTS: SideTable = SideTable::new("auth_events");
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -169,7 +166,7 @@ pub(crate) fn read<T: DeserializeOwned>(
 ) -> Result<Option<T>, StoreError> {
     match engine.side_record(table, key) {
         Ok(bytes) => bytes.map(|bytes| decode(table, &bytes)).transpose(),
-        Err(crate::Error::Store(error)) => Err(error),
+        Err(portcullis_engine::Error::Store(error)) => Err(error),
         Err(other) => Err(StoreError::Io(other.to_string())),
     }
 }

@@ -1,6 +1,7 @@
 //! Second factors as pure functions: TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30-second
 //! steps, ±1 step of clock skew), recovery codes and emailed one-time codes.
 
+use portcullis_engine::Id;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
@@ -107,16 +108,21 @@ pub(crate) fn looks_like_recovery_code(code: &str) -> bool {
     code.chars().filter(|c| c.is_ascii_alphanumeric()).count() == 16
 }
 
+/// Whether two stored code hashes are equal, compared in constant time.
+pub(crate) fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
 /// A six-digit emailed code and its stored hash (salted with the user id, so equal
 /// codes of two users differ at rest).
-pub(crate) fn new_email_code(user: &crate::model::Id) -> (String, [u8; 32]) {
+pub(crate) fn new_email_code(user: &Id) -> (String, [u8; 32]) {
     let n = u32::from_le_bytes(random_bytes::<4>()) % 1_000_000;
     let code = format!("{n:06}");
     let hash = email_code_hash(user, &code);
     (code, hash)
 }
 
-pub(crate) fn email_code_hash(user: &crate::model::Id, code: &str) -> [u8; 32] {
+pub(crate) fn email_code_hash(user: &Id, code: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(user.as_bytes());
     hasher.update(code.trim().as_bytes());

@@ -4,7 +4,7 @@
 //! embedding program adds others with [`crate::Auth::with_backend`]: the `portcullis`
 //! binary plugs in one LDAP bind backend per configured `ldap:<name>` source.
 
-use crate::model::{Source, User};
+use portcullis_engine::{Source, User};
 
 /// A directory or service that can verify a user's password.
 ///

@@ -1,9 +1,9 @@
-//! The engine's one test that asserts on durations, in a binary of its own: cargo
-//! runs test binaries one after another, so this test runs alone, and the property
-//! tests of `main` do not load the CPU while it measures. Add a timed test here only
+//! The sign-in crate's one test that asserts on durations, in a binary of its own:
+//! cargo runs test binaries one after another, so this test runs alone, and the tests
+//! of `sign_in` do not load the CPU while it measures. Add a timed test here only
 //! with `--test-threads=1` in `.ci/run`, or it runs beside this one.
 //!
-//! The same property is asserted without a clock in `main` (`auth`: an unknown user
+//! The same property is asserted without a clock in `sign_in` (an unknown user
 //! costs one argon2 verification, like a wrong password); these tests check that
 //! nothing else in a sign-in tells them apart, with every method: a password alone,
 //! with a TOTP code, asking for an emailed or SMS code or a passkey challenge, and
@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use portcullis_engine::*;
+use portcullis_signin::*;
 use serde_json::json;
 
 const T: Time = Time::from_secs(1_900_000_000);

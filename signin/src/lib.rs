@@ -1,6 +1,7 @@
-//! Sign-in: passwords (argon2id, a policy, must-change), login with lockout, second
-//! factors (TOTP, emailed codes, recovery codes), reset links, housekeeping, and the
-//! password backends (local, and whatever the embedding program plugs in: LDAP).
+//! Portcullis sign-in, a crate above the engine: passwords (argon2id, a policy,
+//! must-change), login with lockout, second factors (TOTP, emailed and SMS codes,
+//! recovery codes, passkeys), reset links, housekeeping, and the password backends
+//! (local, and whatever the embedding program plugs in: LDAP).
 //!
 //! No HTTP, no mail, no clock here: every call takes `now`, and what must be sent to a
 //! person (a reset token, an emailed code) is handed back as a [`Delivery`] for the
@@ -10,11 +11,11 @@
 //!
 //! Entity changes (a password, `must_change_password`, `mfa`, `active`, `last_login`)
 //! go through [`Engine::write`] and so reach the operation log; the rest of the state
-//! is this module's side records (`tables.rs`), which it changes only through
+//! is this crate's side records (`tables.rs`), which it changes only through
 //! [`Engine::write_with`]: in the engine's writer, in a write's transaction, so every
 //! read-modify-write of them is serialized with every other write, and in a cluster
 //! every node's (a lockout, a used TOTP step or recovery code holds on every node).
-//! This module opens no transaction of its own. Every attempt, lockout, password and
+//! This crate opens no transaction of its own. Every attempt, lockout, password and
 //! MFA change is also recorded in the sign-in event log ([`Auth::events_since`]) and,
 //! as an `Operation::Event` record, in the operation log, in one write; neither ever
 //! holds a secret or a code.
@@ -40,8 +41,8 @@
 //! - A user whose MFA is required but who has no factor yet gets
 //!   `mfa_enrollment_required`: their password was right, and they may enrol (and
 //!   change their password) with it alone.
-//! - Changes spanning an entity and this module's records (confirming TOTP turns the
-//!   user's `mfa` on) write this module's records first, so a crash in between leaves
+//! - Changes spanning an entity and this crate's records (confirming TOTP turns the
+//!   user's `mfa` on) write this crate's records first, so a crash in between leaves
 //!   a harmless state and a retry completes it.
 
 mod backend;
@@ -55,23 +56,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
-use crate::secrets::hash_with;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use backend::{BackendError, PasswordBackend};
-pub use settings::{
-    Argon2Settings, AuthSettings, LockoutSettings, MfaPolicy, PasskeySettings, PasswordPolicy,
-    SmsLimits,
-};
+pub use settings::{AuthSettings, LockoutSettings, MfaPolicy, PasskeySettings, SmsLimits};
 
-use crate::engine::Engine;
-use crate::error::{Error, NotFound, StoreError, ValidationError};
-use crate::model::{EntityKind, Id, Mfa, Source, Time, User};
-use crate::side::SideTxn;
-use crate::write::{Actor, Op, Password, PasswordForm, Spec};
-pub(crate) use settings::DAY;
-use settings::MINUTE;
+use portcullis_engine::{
+    Actor, CredentialPolicy, Engine, EntityKind, Error, Id, Mfa, NotFound, Op, Password, SideTable,
+    SideTxn, Source, Spec, StoreError, Time, User, ValidationError,
+};
+use settings::{DAY, MINUTE};
 use tables::{
     CEREMONIES, CeremonyKind, CeremonyRecord, EMAIL_CODES, EVENTS, EmailCodeRecord, FAILURES,
     Failures, MFA_POLICY, PASSKEY_IDS, PASSKEYS, PasskeyRecord, PasskeysRecord, RECOVERY, RESETS,
@@ -451,7 +446,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Sign-in for `engine` with `settings`. Creates this module's tables when missing.
+    /// Sign-in for `engine` with `settings`. Sets the engine's credential policy from `settings`.
     pub fn new(engine: Arc<Engine>, settings: AuthSettings) -> Result<Auth, AuthError> {
         let hasher = settings
             .argon2
@@ -483,15 +478,14 @@ impl Auth {
         }
         // Every door's passwords meet the same policy: the engine's, set from these
         // settings (see `CredentialPolicy`).
-        let policy = crate::CredentialPolicy::new(settings.password_policy, &settings.argon2)
+        let policy = CredentialPolicy::new(settings.password_policy, &settings.argon2)
             .map_err(|message| AuthError::Input {
                 field: "argon2",
                 message,
             })?
             .with_default_expiry_days(settings.default_expiry_days);
+        let dummy_hash = policy.decoy_hash();
         engine.set_credential_policy(policy);
-        let random = hex(&mfa::random_bytes::<16>());
-        let dummy_hash = hash_with(&hasher, &random);
         Ok(Auth {
             engine,
             settings,
@@ -618,13 +612,7 @@ impl Auth {
 
     /// The user a login name (username or email) names.
     fn find_login(&self, login: &str) -> Option<Arc<User>> {
-        let snapshot = self.engine.snapshot();
-        snapshot.user(login).or_else(|| {
-            snapshot
-                .user_by_email(login)
-                .and_then(|i| snapshot.user_entry(i))
-                .map(|e| Arc::new(e.record.unpack()))
-        })
+        self.engine.snapshot().user_by_login(login)
     }
 
     /// Evaluates an attempt [`Auth::reserve_attempt`] has counted: a wrong password or
@@ -719,7 +707,7 @@ impl Auth {
         });
         let hash = match user {
             Some(user) if local_applies && user.has_password => {
-                self.engine.store().password_hash(user.id)?
+                self.engine.password_hash(user.id)?
             }
             _ => None,
         };
@@ -914,7 +902,7 @@ impl Auth {
                 let before = record.hashes.len();
                 record
                     .hashes
-                    .retain(|stored| !crate::secrets::hashes_equal(stored, &hash));
+                    .retain(|stored| !mfa::hashes_equal(stored, &hash));
                 if record.hashes.len() == before {
                     return Ok(None);
                 }
@@ -1227,15 +1215,17 @@ impl Auth {
 
     /// Hashes `password` under the engine's credential policy (which `new` set from
     /// these settings): the same check and parameters as every other door.
-    fn new_hash(&self, password: &str) -> Result<String, AuthError> {
+    fn new_hash(&self, password: &str) -> Result<Password, AuthError> {
         let policy = self.engine.credential_policy();
-        policy.hash_new(password).map_err(|error| match error {
-            ValidationError::WeakPassword { missing } => AuthError::WeakPassword(missing),
-            other => AuthError::Input {
-                field: "password",
-                message: other.to_string(),
-            },
-        })
+        policy
+            .prepare(Password::new(password))
+            .map_err(|error| match error {
+                ValidationError::WeakPassword { missing } => AuthError::WeakPassword(missing),
+                other => AuthError::Input {
+                    field: "password",
+                    message: other.to_string(),
+                },
+            })
     }
 
     fn user(&self, reference: &str) -> Result<Arc<User>, AuthError> {
@@ -1249,7 +1239,7 @@ impl Auth {
         &self,
         actor: &str,
         user: &User,
-        hash: String,
+        hash: Password,
         must_change: bool,
     ) -> Result<(), AuthError> {
         if matches!(user.source, Source::Ldap(_) | Source::Scim) {
@@ -1260,7 +1250,7 @@ impl Auth {
         }
         let edit = move |spec: &mut Spec| {
             if let Spec::User(spec) = spec {
-                spec.password = Some(Password(PasswordForm::Hashed(hash)));
+                spec.password = Some(hash);
                 spec.must_change_password = must_change;
             }
             Ok(())
@@ -1340,13 +1330,7 @@ impl Auth {
     pub fn request_reset(&self, login: &str, now: Time) -> Result<Option<Delivery>, AuthError> {
         check_input("login", login)?;
         let login = login.trim();
-        let snapshot = self.engine.snapshot();
-        let user = snapshot.user(login).or_else(|| {
-            snapshot
-                .user_by_email(login)
-                .and_then(|i| snapshot.user_entry(i))
-                .map(|e| Arc::new(e.record.unpack()))
-        });
+        let user = self.engine.snapshot().user_by_login(login);
         let Some(user) = user.filter(|u| {
             u.email.is_some()
                 && !matches!(u.source, Source::Ldap(_) | Source::Scim)
@@ -2240,7 +2224,7 @@ fn new_recovery_codes(txn: &mut SideTxn<'_>, user: Id) -> Vec<String> {
 /// misses or once expired.
 fn take_code(
     txn: &mut SideTxn<'_>,
-    table: crate::SideTable,
+    table: SideTable,
     user: Id,
     code: &str,
     now: Time,
@@ -2250,7 +2234,7 @@ fn take_code(
         return Ok(false);
     };
     let hash = mfa::email_code_hash(&user, code);
-    if now < record.expires_at && crate::secrets::hashes_equal(&record.hash, &hash) {
+    if now < record.expires_at && mfa::hashes_equal(&record.hash, &hash) {
         txn.remove(table, &key)?;
         return Ok(true);
     }

@@ -16,7 +16,7 @@ use webauthn_rs::prelude::{
 
 use super::settings::PasskeySettings;
 use super::tables::PasskeyRecord;
-use crate::model::User;
+use portcullis_engine::User;
 
 /// Why a passkey ceremony step was refused, for the caller to word.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,9 +139,9 @@ impl RelyingParty {
         let mut template = self.decoy_template.clone();
         template["cred"]["cred_id"] = Value::String(base64url(&id));
         let record = PasskeyRecord {
-            id: crate::model::Id::NIL,
+            id: portcullis_engine::Id::NIL,
             name: String::new(),
-            created_at: crate::model::Time::from_micros(0),
+            created_at: portcullis_engine::Time::from_micros(0),
             last_used_at: None,
             credential_id: id.to_vec(),
             passkey: serde_json::to_vec(&template).expect("INVARIANT: JSON serializes"),
