@@ -10,9 +10,8 @@ use portcullis_engine::Actor;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use portcullis_engine::{
-    Actions, Engine, EntityKind, Evaluator, ListQuery, Op, Query, Time, TokenSpec, protocol_name,
-};
+use portcullis_engine::{Actions, Engine, EntityKind, Evaluator, ListQuery, Op, Time, TokenSpec};
+use portcullis_http::CheckRequest;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -108,32 +107,35 @@ pub struct CheckArgs {
 }
 
 impl CheckArgs {
-    /// The question, as the HTTP API takes it (`at` always set: now, unless given).
-    fn question(&self) -> Result<Value, CliError> {
-        Actions::parse_name(&self.action)
-            .map_err(|error| CliError::Input(format!("--action: {error}")))?;
-        let protocol = protocol_name(&self.protocol)
-            .map_err(|error| CliError::Input(format!("--protocol: {error}")))?;
+    /// The question, as the HTTP API takes it (`at` always set: now, unless given),
+    /// with its action and protocol checked.
+    fn question(&self) -> Result<(CheckRequest, Actions, Box<str>), CliError> {
         let at = self
             .at
             .as_deref()
             .map(parse_time)
             .transpose()?
             .unwrap_or_else(Time::now);
-        Ok(json!({
-            "user": self.user,
-            "asset": self.asset,
-            "account": self.account,
-            "protocol": &*protocol,
-            "action": self.action,
-            "at": at,
-        }))
+        let mut question = CheckRequest {
+            user: self.user.clone(),
+            asset: self.asset.clone(),
+            account: self.account.clone(),
+            protocol: self.protocol.clone(),
+            action: self.action.clone(),
+            at: Some(at),
+            min_revision: None,
+        };
+        let (action, protocol) = question
+            .action_and_protocol()
+            .map_err(|error| CliError::Input(format!("--{error}")))?;
+        question.protocol = protocol.to_string();
+        Ok((question, action, protocol))
     }
 
-    /// The answer of `/api/v1/check` (`explain`: of `/api/v1/explain`), from the
-    /// server or from the store.
-    fn answer(&self, explain: bool) -> Result<(Value, Value), CliError> {
-        let question = self.question()?;
+    /// The question and the answer of `/api/v1/check` (`explain`: of
+    /// `/api/v1/explain`), from the server or from the store.
+    fn answer(&self, explain: bool) -> Result<(CheckRequest, Value), CliError> {
+        let (question, action, protocol) = self.question()?;
         if let Some(client) = self.data.client()? {
             let path = if explain {
                 "/api/v1/explain"
@@ -143,20 +145,9 @@ impl CheckArgs {
             let answer = client.json(client.request(Method::POST, path).json(&question))?;
             return Ok((question, answer));
         }
-        let action = Actions::parse_name(&self.action)
-            .map_err(|error| CliError::Input(format!("--action: {error}")))?;
-        let protocol = question["protocol"].as_str().unwrap_or_default().to_owned();
-        let at = parse_time(question["at"].as_str().unwrap_or_default())?;
         let engine = open_store(&self.data.data, false)?;
         let snapshot = engine.snapshot();
-        let query = Query {
-            user: &self.user,
-            asset: &self.asset,
-            account: &self.account,
-            protocol: &protocol,
-            action,
-            at,
-        };
+        let query = question.query(action, &protocol, Time::now);
         let answer = if explain {
             portcullis_http::explanation_json(&snapshot.explain(&query)?)
         } else {
@@ -216,14 +207,14 @@ pub fn explain(args: &CheckArgs) -> Result<Outcome, CliError> {
         return Ok(outcome);
     }
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let at = question.at.map(|at| at.to_string()).unwrap_or_default();
     println!(
-        "{verdict}: {} on {} as {} over {}, {} at {} (granted: {}; revision {})",
+        "{verdict}: {} on {} as {} over {}, {} at {at} (granted: {}; revision {})",
         args.user,
         args.asset,
         args.account,
-        text(&question["protocol"]),
+        question.protocol,
         args.action,
-        text(&question["at"]),
         names(&answer["actions"]),
         answer["revision"]
     );

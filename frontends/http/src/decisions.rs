@@ -9,38 +9,73 @@ use axum::extract::State;
 use portcullis_engine::{
     Actions, Decision, Evaluator, Explanation, Query, Snapshot, Time, protocol_name,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, Params, RawQuery};
 
-/// `POST /api/v1/check` and `/explain`.
-#[derive(Debug, Deserialize)]
+/// A check on the wire: the body of `POST /api/v1/check` and `/explain`, one item of
+/// `/api/v1/check/batch`, what `portcullis check` sends a server or asks its store,
+/// the check fuzz target's input, and the OpenAPI document's `CheckRequest` (a test
+/// holds the document's properties to these fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CheckRequest {
-    user: String,
-    asset: String,
-    account: String,
-    protocol: String,
-    action: String,
-    #[serde(default)]
-    at: Option<Time>,
-    #[serde(default)]
-    min_revision: Option<u64>,
+pub struct CheckRequest {
+    /// The user, by username or id.
+    pub user: String,
+    /// The asset, by name or id.
+    pub asset: String,
+    /// The account's username on the asset, or `@INPUT` / `@ANON`.
+    pub account: String,
+    /// The protocol, such as `ssh` or `rdp`.
+    pub protocol: String,
+    /// An action name (`connect`, `upload`, … or a group of them: `transfer`, `all`).
+    pub action: String,
+    /// The instant to judge at; now when absent (in a batch: the batch's `at`, then
+    /// now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    /// Answer from a snapshot at this revision or later (read-your-writes). Not in a
+    /// batch's items: a batch has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_revision: Option<u64>,
 }
 
+/// A check's refusal before it reaches the estate: an unknown action or a malformed
+/// protocol name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRequestError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for CheckRequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for CheckRequestError {}
+
 impl CheckRequest {
-    /// The action and the protocol, in the engine's terms; an unknown action or a
-    /// malformed protocol name is the route's 422.
-    pub(crate) fn action_and_protocol(&self) -> Result<(Actions, Box<str>), ApiError> {
-        action_and_protocol(&self.action, &self.protocol)
+    /// The action and the protocol, in the engine's terms.
+    pub fn action_and_protocol(&self) -> Result<(Actions, Box<str>), CheckRequestError> {
+        let action = Actions::parse_name(&self.action).map_err(|error| CheckRequestError {
+            field: "action",
+            message: error.to_string(),
+        })?;
+        let protocol = protocol_name(&self.protocol).map_err(|error| CheckRequestError {
+            field: "protocol",
+            message: error.to_string(),
+        })?;
+        Ok((action, protocol))
     }
 
     /// The query this request asks, given its checked action and protocol; at `now()`
     /// when it names no instant.
-    pub(crate) fn query<'a>(
+    pub fn query<'a>(
         &'a self,
         action: Actions,
         protocol: &'a str,
@@ -57,23 +92,16 @@ impl CheckRequest {
     }
 }
 
-/// One check of a batch: like a check, without `min_revision` (the batch has one).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchItem {
-    user: String,
-    asset: String,
-    account: String,
-    protocol: String,
-    action: String,
-    #[serde(default)]
-    at: Option<Time>,
+impl From<CheckRequestError> for ApiError {
+    fn from(error: CheckRequestError) -> ApiError {
+        ApiError::InvalidBody(error.to_string())
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
-    checks: Vec<BatchItem>,
+    checks: Vec<CheckRequest>,
     /// The default instant of every check that names none.
     #[serde(default)]
     at: Option<Time>,
@@ -96,15 +124,6 @@ pub(crate) struct PermissionRequest {
 
 fn global_scope() -> String {
     portcullis_engine::GLOBAL_SCOPE.to_owned()
-}
-
-/// The action and protocol of a check, in the engine's terms.
-fn action_and_protocol(action: &str, protocol: &str) -> Result<(Actions, Box<str>), ApiError> {
-    let action = Actions::parse_name(action)
-        .map_err(|error| ApiError::InvalidBody(format!("action: {error}")))?;
-    let protocol = protocol_name(protocol)
-        .map_err(|error| ApiError::InvalidBody(format!("protocol: {error}")))?;
-    Ok((action, protocol))
 }
 
 /// A decision as the check API answers it: `{allowed, actions, revision, valid_until}`.
@@ -138,24 +157,23 @@ pub(crate) async fn check_batch(
             "checks: a batch holds at most {max} checks"
         )));
     }
+    if let Some(index) = body.checks.iter().position(|c| c.min_revision.is_some()) {
+        return Err(ApiError::InvalidBody(format!(
+            "checks[{index}].min_revision: give it on the batch, which has one"
+        )));
+    }
     let snapshot = state.snapshot_at_least(body.min_revision).await?;
     let now = Time::now();
     let results: Vec<Value> = body
         .checks
         .iter()
         .map(|item| {
-            let answer =
-                action_and_protocol(&item.action, &item.protocol).and_then(|(action, protocol)| {
-                    let query = Query {
-                        user: &item.user,
-                        asset: &item.asset,
-                        account: &item.account,
-                        protocol: &protocol,
-                        action,
-                        at: item.at.or(body.at).unwrap_or(now),
-                    };
+            let answer = item.action_and_protocol().map_err(ApiError::from).and_then(
+                |(action, protocol)| {
+                    let query = item.query(action, &protocol, || body.at.unwrap_or(now));
                     snapshot.check(&query).map_err(ApiError::from)
-                });
+                },
+            );
             match answer {
                 Ok(decision) => {
                     state.metrics().decision(decision.allowed);

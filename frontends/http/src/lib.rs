@@ -45,7 +45,7 @@ use portcullis_signin::{Auth, AuthSettings};
 
 pub use auth::{Access, Caller, Principal};
 pub use console::{ConsoleSettings, console_format};
-pub use decisions::{decision_json, explanation_json};
+pub use decisions::{CheckRequest, CheckRequestError, decision_json, explanation_json};
 pub use error::ApiError;
 pub use error_format::ErrorFormat;
 pub use mail::{MailSettings, MailTls};

@@ -376,3 +376,55 @@ fn schemas() -> Map<String, Value> {
     );
     schemas
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CheckRequest;
+
+    /// The document's `CheckRequest` is the wire type's: the same properties, the same
+    /// required ones, and `BatchRequest`'s items are that schema.
+    #[test]
+    fn the_check_request_schema_is_the_wire_type() {
+        let full = CheckRequest {
+            user: "alice".to_owned(),
+            asset: "web-01".to_owned(),
+            account: "root".to_owned(),
+            protocol: "ssh".to_owned(),
+            action: "connect".to_owned(),
+            at: Some(portcullis_engine::Time::from_secs(0)),
+            min_revision: Some(1),
+        };
+        let serialized = serde_json::to_value(&full).unwrap();
+        let mut wire: Vec<&String> = serialized.as_object().unwrap().keys().collect();
+        wire.sort();
+        let schemas = schemas();
+        let schema = &schemas["CheckRequest"];
+        let mut documented: Vec<&String> =
+            schema["properties"].as_object().unwrap().keys().collect();
+        documented.sort();
+        assert_eq!(documented, wire);
+
+        // Every property the document calls required is one a request cannot omit.
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        for name in wire {
+            let mut without = serialized.clone();
+            without.as_object_mut().unwrap().remove(name);
+            let parses = serde_json::from_value::<CheckRequest>(without).is_ok();
+            assert_eq!(
+                parses,
+                !required.contains(&name.as_str()),
+                "{name}: required in the document exactly when the wire type needs it"
+            );
+        }
+        assert_eq!(
+            schemas["BatchRequest"]["properties"]["checks"]["items"]["$ref"],
+            "#/components/schemas/CheckRequest"
+        );
+    }
+}

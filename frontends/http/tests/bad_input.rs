@@ -232,6 +232,25 @@ async fn wrong_types_and_values_in_known_fields() {
         (422, "invalid_body"),
         "a batch over the page limit"
     );
+    let mut item = check("action", json!("connect"));
+    item["min_revision"] = json!(1);
+    let (got, answer) = server
+        .post(
+            "/api/v1/check/batch",
+            json!({"checks": [check("action", json!("connect")), item]}),
+        )
+        .await;
+    assert_eq!(
+        (got, code(&answer)),
+        (422, "invalid_body"),
+        "a batch item with its own min_revision: {answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("checks[1].min_revision")),
+        "the refusal names the item: {answer}"
+    );
     assert_eq!(
         server.engine.snapshot().revision(),
         before,
