@@ -581,45 +581,25 @@ impl Store {
                 let mut table = txn.open_table(table_of(kind))?;
                 let ids: Vec<Id> = ids.map(|(_, id)| *id).collect();
                 for id in filling_order(&ids) {
-                    match encode_entity(snapshot, kind, *id) {
-                        Some(bytes) => table.insert(key(*id), bytes.as_slice())?,
-                        None => table.remove(key(*id))?,
-                    };
+                    let bytes = encode_entity(snapshot, kind, *id);
+                    put_or_remove(&mut table, key(*id), bytes.as_deref())?;
                 }
             }
             write_members(&txn, &commit)?;
-            let passwords: Vec<_> = commit
-                .secrets
-                .iter()
-                .filter_map(|secret| match secret {
-                    SecretWrite::Password { user, hash } => Some((user, hash)),
-                    SecretWrite::TokenHash { .. } => None,
-                })
-                .collect();
-            if !passwords.is_empty() {
-                let mut table = txn.open_table(PASSWORDS)?;
-                for (user, hash) in passwords {
-                    match hash {
-                        Some(hash) => table.insert(key(*user), hash.as_str())?,
-                        None => table.remove(key(*user))?,
-                    };
-                }
-            }
-            let token_hashes: Vec<_> = commit
-                .secrets
-                .iter()
-                .filter_map(|secret| match secret {
-                    SecretWrite::TokenHash { token, hash } => Some((token, hash)),
-                    SecretWrite::Password { .. } => None,
-                })
-                .collect();
-            if !token_hashes.is_empty() {
-                let mut table = txn.open_table(TOKEN_HASHES)?;
-                for (token, hash) in token_hashes {
-                    match hash {
-                        Some(hash) => table.insert(key(*token), hash.as_slice())?,
-                        None => table.remove(key(*token))?,
-                    };
+            // Each secrets table is opened only when the commit writes to it.
+            let (mut passwords, mut token_hashes) = (None, None);
+            for secret in &commit.secrets {
+                match secret {
+                    SecretWrite::Password { user, hash } => put_or_remove(
+                        opened(&txn, &mut passwords, PASSWORDS)?,
+                        key(*user),
+                        hash.as_deref(),
+                    )?,
+                    SecretWrite::TokenHash { token, hash } => put_or_remove(
+                        opened(&txn, &mut token_hashes, TOKEN_HASHES)?,
+                        key(*token),
+                        hash.as_ref().map(|hash| hash.as_slice()),
+                    )?,
                 }
             }
             if !commit.changes.is_empty() {
@@ -634,10 +614,7 @@ impl Store {
                 let mut side = txn.open_table(SIDE)?;
                 for write in &commit.side {
                     let key = (write.table.as_str(), write.key.as_slice());
-                    match &write.value {
-                        Some(value) => side.insert(key, value.as_slice())?,
-                        None => side.remove(key)?,
-                    };
+                    put_or_remove(&mut side, key, write.value.as_deref())?;
                 }
             }
             let mut meta = txn.open_table(META)?;
@@ -741,14 +718,11 @@ impl Store {
                 value: Some(value.value().to_vec()),
             });
         }
-        let meta = txn.open_table(META)?;
-        let get = |key: &str, default: u64| -> Result<u64, StoreError> {
-            Ok(meta.get(key)?.map_or(default, |v| v.value()))
-        };
+        let identity = identity_in(&txn)?;
         Ok(Dump {
-            revision: get(META_REVISION, 0)?,
-            seq: get(META_SEQ, 0)?,
-            next_node_number: get(META_NEXT_NODE_NUMBER, 1)?,
+            revision: identity.revision,
+            seq: identity.seq,
+            next_node_number: identity.next_node_number,
             rows,
             passwords,
             members,
@@ -883,17 +857,7 @@ impl Store {
 
     /// The store's id, revision, last sequence number and next node number.
     pub(crate) fn identity(&self) -> Result<Identity, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let get = |key: &str, default: u64| -> Result<u64, StoreError> {
-            Ok(meta.get(key)?.map_or(default, |v| v.value()))
-        };
-        Ok(Identity {
-            store_id: get(META_STORE_ID, 0)?,
-            revision: get(META_REVISION, 0)?,
-            seq: get(META_SEQ, 0)?,
-            next_node_number: get(META_NEXT_NODE_NUMBER, 1)?,
-        })
+        identity_in(&self.db.begin_read()?)
     }
 
     /// The stored record of one entity, and for a token its hash.
@@ -946,6 +910,46 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(PASSWORDS)?;
         Ok(table.get(key(user))?.map(|v| v.value().to_owned()))
+    }
+}
+
+/// The store's id, revision, last sequence number and next node number, as `txn`
+/// reads them.
+fn identity_in(txn: &redb::ReadTransaction) -> Result<Identity, StoreError> {
+    let meta = txn.open_table(META)?;
+    let get = |key: &str, default: u64| -> Result<u64, StoreError> {
+        Ok(meta.get(key)?.map_or(default, |v| v.value()))
+    };
+    Ok(Identity {
+        store_id: get(META_STORE_ID, 0)?,
+        revision: get(META_REVISION, 0)?,
+        seq: get(META_SEQ, 0)?,
+        next_node_number: get(META_NEXT_NODE_NUMBER, 1)?,
+    })
+}
+
+/// Writes `value` at `key`, or removes `key` when there is no value.
+fn put_or_remove<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, K, V>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    value: Option<impl std::borrow::Borrow<V::SelfType<'v>>>,
+) -> Result<(), redb::StorageError> {
+    match value {
+        Some(value) => drop(table.insert(key, value)?),
+        None => drop(table.remove(key)?),
+    }
+    Ok(())
+}
+
+/// The table `slot` holds, opened in `txn` on first use.
+fn opened<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t redb::WriteTransaction,
+    slot: &'s mut Option<redb::Table<'t, K, V>>,
+    definition: TableDefinition<K, V>,
+) -> Result<&'s mut redb::Table<'t, K, V>, redb::TableError> {
+    match slot {
+        Some(table) => Ok(table),
+        None => Ok(slot.insert(txn.open_table(definition)?)),
     }
 }
 
@@ -1182,32 +1186,24 @@ pub(crate) fn stored_of(snapshot: &Snapshot, kind: EntityKind, id: Id) -> Option
     })
 }
 
-impl From<redb::TransactionError> for StoreError {
-    fn from(error: redb::TransactionError) -> StoreError {
-        StoreError::Io(error.to_string())
-    }
-}
-impl From<redb::TableError> for StoreError {
-    fn from(error: redb::TableError) -> StoreError {
-        StoreError::Io(error.to_string())
-    }
-}
-impl From<redb::StorageError> for StoreError {
-    fn from(error: redb::StorageError) -> StoreError {
-        StoreError::Io(error.to_string())
-    }
-}
-impl From<redb::CommitError> for StoreError {
-    fn from(error: redb::CommitError) -> StoreError {
-        StoreError::Io(error.to_string())
-    }
+/// Every redb error is an I/O error of the store, with redb's words.
+macro_rules! io_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> StoreError {
+                StoreError::Io(error.to_string())
+            }
+        }
+    )*};
 }
 
-impl From<redb::Error> for StoreError {
-    fn from(error: redb::Error) -> StoreError {
-        StoreError::Io(error.to_string())
-    }
-}
+io_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::Error
+);
 
 #[cfg(test)]
 mod tests {

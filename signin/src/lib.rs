@@ -64,7 +64,7 @@ pub use settings::{AuthSettings, LockoutSettings, MfaPolicy, PasskeySettings, Sm
 
 use portcullis_engine::{
     Actor, CredentialPolicy, Engine, EntityKind, Error, Id, Mfa, NotFound, Op, Password, SideTable,
-    SideTxn, Source, Spec, StoreError, Time, User, ValidationError,
+    SideTxn, Source, Spec, StoreError, Time, User, UserSpec, ValidationError,
 };
 use settings::{DAY, MINUTE};
 use tables::{
@@ -534,25 +534,11 @@ impl Auth {
         match stage {
             Stage::Answer(outcome) => Ok(outcome),
             Stage::NeedsEnrolment(user) => {
-                self.event(
-                    now,
-                    "login_mfa_enrollment_required",
-                    &actor_of(&user),
-                    Some(&user),
-                    None,
-                    None,
-                )?;
+                self.own_event(now, "login_mfa_enrollment_required", &user, None)?;
                 Ok(LoginOutcome::MfaEnrollmentRequired { user })
             }
             Stage::Passed(user) if user.must_change_password => {
-                self.event(
-                    now,
-                    "login_password_change_required",
-                    &actor_of(&user),
-                    Some(&user),
-                    None,
-                    None,
-                )?;
+                self.own_event(now, "login_password_change_required", &user, None)?;
                 Ok(LoginOutcome::PasswordChangeRequired { user })
             }
             Stage::Passed(user) => {
@@ -563,7 +549,7 @@ impl Auth {
                         at: now,
                     }],
                 )?;
-                self.event(now, "login_ok", &actor_of(&user), Some(&user), None, None)?;
+                self.own_event(now, "login_ok", &user, None)?;
                 let user = self
                     .engine
                     .snapshot()
@@ -680,14 +666,7 @@ impl Auth {
             Some(method) => {
                 self.clear_failures(&attempt.lock)?;
                 if method == MfaMethod::RecoveryCode {
-                    self.event(
-                        now,
-                        "recovery_code_used",
-                        &actor_of(&user),
-                        Some(&user),
-                        None,
-                        None,
-                    )?;
+                    self.own_event(now, "recovery_code_used", &user, None)?;
                 }
                 Ok(Stage::Passed(user))
             }
@@ -947,14 +926,7 @@ impl Auth {
             tables::put(txn, EMAIL_CODES, &tables::key(id), &record);
             Ok(())
         })?;
-        self.event(
-            now,
-            "email_code_issued",
-            &actor_of(user),
-            Some(user),
-            None,
-            None,
-        )?;
+        self.own_event(now, "email_code_issued", user, None)?;
         Ok(Delivery {
             channel: DeliveryChannel::Email,
             to,
@@ -1009,14 +981,7 @@ impl Auth {
             tables::put(txn, SMS_CODES, &tables::key(id), &record);
             Ok(())
         })?;
-        self.event(
-            now,
-            "sms_code_issued",
-            &actor_of(user),
-            Some(user),
-            None,
-            None,
-        )?;
+        self.own_event(now, "sms_code_issued", user, None)?;
         Ok(Delivery {
             channel: DeliveryChannel::Sms,
             to,
@@ -1248,10 +1213,23 @@ impl Auth {
                 origin: user.source.to_string(),
             });
         }
+        self.modify_user(actor, user, move |spec| {
+            spec.password = Some(hash);
+            spec.must_change_password = must_change;
+        })
+    }
+
+    /// Changes `user`'s spec by `edit`, in the writer (so no concurrent change is lost),
+    /// as the write of `actor`.
+    fn modify_user(
+        &self,
+        actor: &str,
+        user: &User,
+        edit: impl FnOnce(&mut UserSpec) + Send + 'static,
+    ) -> Result<(), AuthError> {
         let edit = move |spec: &mut Spec| {
             if let Spec::User(spec) = spec {
-                spec.password = Some(hash);
-                spec.must_change_password = must_change;
+                edit(spec);
             }
             Ok(())
         };
@@ -1455,14 +1433,7 @@ impl Auth {
             tables::put(txn, TOTP, &key, &record);
             Ok(())
         })?;
-        self.event(
-            now,
-            "mfa_enrolment_started",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            Some("totp"),
-        )?;
+        self.own_event(now, "mfa_enrolment_started", &user, Some("totp"))?;
         Ok(TotpEnrolment {
             secret: mfa::totp(&secret).get_secret_base32(),
             uri: mfa::otpauth_uri(&secret, &self.settings.totp_issuer, &user.username),
@@ -1495,22 +1466,8 @@ impl Auth {
         if user.mfa == Mfa::Disabled {
             self.set_mfa(&actor_of(&user), &user, Mfa::Enabled)?;
         }
-        self.event(
-            now,
-            "mfa_enabled",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            Some("totp"),
-        )?;
-        self.event(
-            now,
-            "recovery_codes_issued",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            None,
-        )?;
+        self.own_event(now, "mfa_enabled", &user, Some("totp"))?;
+        self.own_event(now, "recovery_codes_issued", &user, None)?;
         Ok(codes)
     }
 
@@ -1523,14 +1480,7 @@ impl Auth {
         let user = self.passed(credentials, now, "recovery_codes")?;
         let id = user.id;
         let codes = self.side(move |txn| Ok(new_recovery_codes(txn, id)))?;
-        self.event(
-            now,
-            "recovery_codes_issued",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            None,
-        )?;
+        self.own_event(now, "recovery_codes_issued", &user, None)?;
         Ok(codes)
     }
 
@@ -1551,14 +1501,7 @@ impl Auth {
         if user.mfa != Mfa::Disabled {
             self.set_mfa(&actor_of(&user), &user, Mfa::Disabled)?;
         }
-        self.event(
-            now,
-            "mfa_disabled",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            None,
-        )
+        self.own_event(now, "mfa_disabled", &user, None)
     }
 
     /// Forgets a user's factors at an administrator's request (a lost phone). Their
@@ -1584,21 +1527,7 @@ impl Auth {
     }
 
     fn set_mfa(&self, actor: &str, user: &User, mfa: Mfa) -> Result<(), AuthError> {
-        let edit = move |spec: &mut Spec| {
-            if let Spec::User(spec) = spec {
-                spec.mfa = mfa;
-            }
-            Ok(())
-        };
-        self.engine.write(
-            &Actor::system(actor),
-            vec![Op::Modify {
-                kind: EntityKind::User,
-                target: user.id.to_string(),
-                edit: Box::new(edit),
-            }],
-        )?;
-        Ok(())
+        self.modify_user(actor, user, move |spec| spec.mfa = mfa)
     }
 
     // ----- passkeys -----------------------------------------------------------------
@@ -1705,14 +1634,7 @@ impl Auth {
             state,
             expires_at: self.ceremony_expiry(now),
         })?;
-        self.event(
-            now,
-            "mfa_enrolment_started",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            Some("passkey"),
-        )?;
+        self.own_event(now, "mfa_enrolment_started", &user, Some("passkey"))?;
         Ok(PasskeyChallenge { ceremony, options })
     }
 
@@ -1888,14 +1810,7 @@ impl Auth {
             return Ok(denied(refusal));
         };
         self.clear_failures(&attempt.lock)?;
-        self.event(
-            now,
-            "passkey_used",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            Some(&used.to_string()),
-        )?;
+        self.own_event(now, "passkey_used", &user, Some(&used.to_string()))?;
         self.conclude(Stage::Passed(user), now)
     }
 
@@ -1975,14 +1890,7 @@ impl Auth {
             key.name = name;
             Ok(())
         })?;
-        self.event(
-            now,
-            "passkey_renamed",
-            &actor_of(&user),
-            Some(&user),
-            None,
-            Some(passkey),
-        )
+        self.own_event(now, "passkey_renamed", &user, Some(passkey))
     }
 
     /// Removes one of the passkeys of the user behind `credentials`.
@@ -2141,6 +2049,18 @@ impl Auth {
                 })
             })
             .collect()
+    }
+
+    /// An event `user` caused themselves (a sign-in, an enrolment), without a login
+    /// name.
+    fn own_event(
+        &self,
+        now: Time,
+        event: &str,
+        user: &User,
+        detail: Option<&str>,
+    ) -> Result<(), AuthError> {
+        self.event(now, event, &actor_of(user), Some(user), None, detail)
     }
 
     fn event(
