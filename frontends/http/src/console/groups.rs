@@ -14,8 +14,9 @@ use super::html::{
     Fields, Refusal, Viewer, action, input, instant, listing, page_response, pager, param, problem,
     redirect, search_form, text,
 };
+use super::html::{answer_form, write_form};
 use super::log::{ChangeFilter, recent, table};
-use super::users::{PAGE, percent_path, refused};
+use super::users::{PAGE, percent_path};
 use crate::AppState;
 use crate::auth::Access;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
@@ -160,22 +161,14 @@ async fn create(
         "members": members,
         "subgroups": fields.list("subgroups"),
     });
-    match crate::admin::create(
-        KIND,
-        State(state),
-        Extension(viewer.caller.clone()),
-        JsonBody(spec),
+    let written = write_form(state, &viewer, KIND, None, spec.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&name),
+        "Create a group",
+        |problem| create_form(&viewer, &fields, Some(problem)),
     )
-    .await
-    {
-        Ok(_) => redirect(&link(&name)),
-        Err(error) => refused(
-            &viewer,
-            "Create a group",
-            create_form(&viewer, &fields, Some(&error.message())),
-            &error,
-        ),
-    }
 }
 
 fn edit_form(
@@ -237,30 +230,23 @@ async fn update(
         "description": fields.get("description").unwrap_or(""),
         "subgroups": fields.list("subgroups"),
     });
-    match crate::admin::patch(
-        KIND,
-        State(state),
-        ApiPath(group.clone()),
-        Extension(viewer.caller.clone()),
-        JsonBody(patch),
-    )
-    .await
-    {
-        Ok(_) => redirect(&link(&name)),
-        Err(error) => refused(
-            &viewer,
-            &format!("Edit {group}"),
+    let written = write_form(state, &viewer, KIND, Some(&group), patch.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&name),
+        &format!("Edit {group}"),
+        |problem| {
             edit_form(
                 &viewer,
                 &group,
                 &name,
                 fields.get("description").unwrap_or(""),
                 fields.get("subgroups").unwrap_or(""),
-                Some(&error.message()),
-            ),
-            &error,
-        ),
-    }
+                Some(problem),
+            )
+        },
+    )
 }
 
 async fn add_member(
@@ -332,12 +318,12 @@ async fn set_scope(
             roles,
         });
     }
-    let _written = crate::admin::patch(
+    write_form(
+        state,
+        viewer,
         KIND,
-        State(state),
-        ApiPath(group.to_owned()),
-        Extension(viewer.caller.clone()),
-        JsonBody(json!({"roles": assignments})),
+        Some(group),
+        json!({"roles": assignments}),
     )
     .await?;
     Ok(redirect(&link(group)))

@@ -126,6 +126,51 @@ pub(crate) fn redirect(location: &str) -> Response {
     secured(response)
 }
 
+/// A form's write through the API's handler for `kind`: a creation, or with `target`
+/// a merge patch of that entity. The same handler, checks and refusals as the API's.
+pub(crate) async fn write_form(
+    state: crate::AppState,
+    viewer: &Viewer,
+    kind: portcullis_engine::EntityKind,
+    target: Option<&str>,
+    spec: Value,
+) -> Result<(), ApiError> {
+    let caller = Extension(viewer.caller.clone());
+    match target {
+        None => crate::admin::create(kind, State(state), caller, JsonBody(spec))
+            .await
+            .map(drop),
+        Some(target) => {
+            let target = ApiPath(target.to_owned());
+            crate::admin::patch(kind, State(state), target, caller, JsonBody(spec))
+                .await
+                .map(drop)
+        }
+    }
+}
+
+/// How a form answers its write: a redirect to `done` when it took; else the page
+/// `title` again, with the form `again` shows for the refusal's message, at the
+/// refusal's status.
+pub(crate) fn answer_form(
+    viewer: &Viewer,
+    written: Result<(), ApiError>,
+    done: &str,
+    title: &str,
+    again: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let error = match written {
+        Ok(()) => return redirect(done),
+        Err(error) => error,
+    };
+    let mut response = page_response(viewer, title, again(&error.message()));
+    *response.status_mut() = match error.status() {
+        StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
+        status => status,
+    };
+    response
+}
+
 /// How the console answers an error of the stack or a refusal: without a session, a
 /// redirect to the sign-in form; otherwise an HTML page with the status and message.
 pub(crate) fn error_response(error: ApiError) -> Response {
@@ -443,17 +488,10 @@ pub(crate) fn activate_route(
               axum::extract::Form(fields): axum::extract::Form<Vec<(String, String)>>| async move {
             let active = Fields(fields).get("active") == Some("true");
             let patch = serde_json::json!({"active": active});
-            let shown = page(&name);
-            crate::admin::patch(
-                kind,
-                State(state),
-                ApiPath(name),
-                Extension(viewer.caller.clone()),
-                JsonBody(patch),
-            )
-            .await
-            .map(|_| redirect(&shown))
-            .map_err(Refusal)
+            write_form(state, &viewer, kind, Some(&name), patch)
+                .await
+                .map(|()| redirect(&page(&name)))
+                .map_err(Refusal)
         };
     super::route(
         axum::http::Method::POST,

@@ -15,7 +15,8 @@ use super::html::{
     Fields, Refusal, Viewer, action, checkbox, input, instant, listing, local_input, page_response,
     pager, param, problem, redirect, search_form, text,
 };
-use super::users::{PAGE, percent_path, refused};
+use super::html::{answer_form, write_form};
+use super::users::{PAGE, percent_path};
 use crate::AppState;
 use crate::auth::Access;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
@@ -288,7 +289,7 @@ fn spec_of(fields: &Fields) -> Value {
             .get(field)
             .map_or(Value::Null, |value| json!(instant(value)))
     };
-    json!({
+    let mut spec = json!({
         "name": fields.get("name").unwrap_or(""),
         "effect": fields.get("effect").unwrap_or("allow"),
         "users": chosen("users"),
@@ -302,7 +303,15 @@ fn spec_of(fields: &Fields) -> Value {
         "expires_at": time("expires_at"),
         "active": fields.ticked("active"),
         "description": fields.get("description").unwrap_or(""),
-    })
+    });
+    // An empty start is no start: a new rule starts at once, an edited one keeps its
+    // own.
+    if spec["starts_at"].is_null() {
+        if let Some(fields) = spec.as_object_mut() {
+            fields.remove("starts_at");
+        }
+    }
+    spec
 }
 
 async fn new_page(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Response {
@@ -325,36 +334,16 @@ async fn create(
     Extension(viewer): Extension<Viewer>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut spec = spec_of(&Fields(fields));
-    if spec["starts_at"].is_null() {
-        if let Some(fields) = spec.as_object_mut() {
-            fields.remove("starts_at");
-        }
-    }
+    let spec = spec_of(&Fields(fields));
     let snapshot = state.snapshot();
-    match crate::admin::create(
-        KIND,
-        State(state),
-        Extension(viewer.caller.clone()),
-        JsonBody(spec.clone()),
+    let written = write_form(state, &viewer, KIND, None, spec.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&text(&spec, "name")),
+        "Create a rule",
+        |problem| form(&snapshot, &viewer, "/ui/rules", &spec, true, Some(problem)),
     )
-    .await
-    {
-        Ok(_) => redirect(&link(&text(&spec, "name"))),
-        Err(error) => refused(
-            &viewer,
-            "Create a rule",
-            form(
-                &snapshot,
-                &viewer,
-                "/ui/rules",
-                &spec,
-                true,
-                Some(&error.message()),
-            ),
-            &error,
-        ),
-    }
 }
 
 async fn edit_page(
@@ -377,38 +366,25 @@ async fn update(
     Path(rule): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut spec = spec_of(&Fields(fields));
-    // An empty start keeps the rule's own.
-    if spec["starts_at"].is_null() {
-        if let Some(fields) = spec.as_object_mut() {
-            fields.remove("starts_at");
-        }
-    }
+    let spec = spec_of(&Fields(fields));
     let snapshot = state.snapshot();
-    match crate::admin::patch(
-        KIND,
-        State(state),
-        ApiPath(rule.clone()),
-        Extension(viewer.caller.clone()),
-        JsonBody(spec.clone()),
-    )
-    .await
-    {
-        Ok(_) => redirect(&link(&text(&spec, "name"))),
-        Err(error) => refused(
-            &viewer,
-            &format!("Edit {rule}"),
+    let written = write_form(state, &viewer, KIND, Some(&rule), spec.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&text(&spec, "name")),
+        &format!("Edit {rule}"),
+        |problem| {
             form(
                 &snapshot,
                 &viewer,
                 &link(&rule),
                 &spec,
                 false,
-                Some(&error.message()),
-            ),
-            &error,
-        ),
-    }
+                Some(problem),
+            )
+        },
+    )
 }
 
 async fn clone(

@@ -133,15 +133,42 @@ fn credentials(fields: &Fields, login: &str) -> LoginRequest {
     }
 }
 
+/// A sign-in form's submission (before any session): its fields, the double-submit
+/// CSRF token of its cookie, the login name, and the credentials it carries.
+struct SignInForm {
+    fields: Fields,
+    token: String,
+    login: String,
+    request: LoginRequest,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for SignInForm {
+    type Rejection = <Form<Vec<(String, String)>> as axum::extract::FromRequest<S>>::Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<SignInForm, Self::Rejection> {
+        let token = form_token(request.headers());
+        let Form(fields) = Form::from_request(request, state).await?;
+        let fields = Fields(fields);
+        let login = fields.get("login").unwrap_or("").to_owned();
+        let request = credentials(&fields, &login);
+        Ok(SignInForm {
+            fields,
+            token,
+            login,
+            request,
+        })
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignInForm {
+        token,
+        login,
+        request,
+        ..
+    }: SignInForm,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
-    let token = form_token(&headers);
-    let login = fields.get("login").unwrap_or("").to_owned();
-    let request = credentials(&fields, &login);
     let outcome = crate::signin::run(&state, move |auth, now| auth.login(&request, now)).await?;
     let form = |status, message: &str, ask_code| {
         login_form(
@@ -249,12 +276,13 @@ fn forced_change(state: &AppState, token: &str, login: &str, message: Option<&st
 
 async fn forced_change_submit(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignInForm {
+        fields,
+        token,
+        login,
+        ..
+    }: SignInForm,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
-    let token = form_token(&headers);
-    let login = fields.get("login").unwrap_or("").to_owned();
     match change_password(&state, &fields, &login).await {
         Ok(()) => Ok(redirect("/ui/login?changed=1")),
         Err(message) => Ok(forced_change(&state, &token, &login, Some(&message))),
@@ -342,13 +370,13 @@ fn recovery_codes(codes: &[String]) -> Markup {
 
 async fn enrol_at_sign_in_submit(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignInForm {
+        token,
+        login,
+        request,
+        ..
+    }: SignInForm,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
-    let token = form_token(&headers);
-    let login = fields.get("login").unwrap_or("").to_owned();
-    let request = credentials(&fields, &login);
     let enrolled =
         crate::signin::run(&state, move |auth, now| auth.enrol_totp(&request, now)).await?;
     let hidden = html! {
@@ -369,12 +397,11 @@ async fn enrol_at_sign_in_submit(
 
 async fn confirm_at_sign_in(
     State(state): State<AppState>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignInForm {
+        fields, request, ..
+    }: SignInForm,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
-    let login = fields.get("login").unwrap_or("").to_owned();
     let totp = fields.get("totp_code").unwrap_or("").to_owned();
-    let request = credentials(&fields, &login);
     let codes = crate::signin::run(&state, move |auth, now| {
         auth.confirm_totp(&request, &totp, now)
     })

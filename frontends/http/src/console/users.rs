@@ -5,20 +5,19 @@
 
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::Response;
 use maud::{Markup, html};
 use portcullis_engine::{EntityKind, Evaluator, GLOBAL_SCOPE, Time};
 use serde_json::{Map, Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, checkbox, input, instant, joined, local_input, notice,
-    page_response, pager, problem, redirect, text,
+    Fields, Refusal, Viewer, action, answer_form, checkbox, input, instant, joined, local_input,
+    notice, page_response, pager, problem, redirect, text, write_form,
 };
 use super::log::{ChangeFilter, recent, table};
 use crate::AppState;
 use crate::auth::Access;
-use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::routes::Route;
 
@@ -198,16 +197,6 @@ fn spec_of(fields: &Fields, creating: bool) -> Value {
     Value::Object(spec)
 }
 
-/// A form page answered again with the engine's refusal, at the refusal's status.
-pub(crate) fn refused(viewer: &Viewer, title: &str, content: Markup, error: &ApiError) -> Response {
-    let mut response = page_response(viewer, title, content);
-    *response.status_mut() = match error.status() {
-        StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
-        status => status,
-    };
-    response
-}
-
 async fn new_page(Extension(viewer): Extension<Viewer>) -> Response {
     page_response(
         &viewer,
@@ -223,22 +212,14 @@ async fn create(
 ) -> Response {
     let fields = Fields(fields);
     let spec = spec_of(&fields, true);
-    match crate::admin::create(
-        KIND,
-        State(state),
-        Extension(viewer.caller.clone()),
-        JsonBody(spec.clone()),
+    let written = write_form(state, &viewer, KIND, None, spec.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&text(&spec, "username")),
+        "Create a user",
+        |problem| form(&viewer, "/ui/users", &spec, true, Some(problem)),
     )
-    .await
-    {
-        Ok(_) => redirect(&link(&text(&spec, "username"))),
-        Err(error) => refused(
-            &viewer,
-            "Create a user",
-            form(&viewer, "/ui/users", &spec, true, Some(&error.message())),
-            &error,
-        ),
-    }
 }
 
 /// Duplicate: the create form, filled from the user's spec, without what must be
@@ -285,23 +266,14 @@ async fn update(
 ) -> Response {
     let fields = Fields(fields);
     let patch = spec_of(&fields, false);
-    match crate::admin::patch(
-        KIND,
-        State(state),
-        ApiPath(user.clone()),
-        Extension(viewer.caller.clone()),
-        JsonBody(patch.clone()),
+    let written = write_form(state, &viewer, KIND, Some(&user), patch.clone()).await;
+    answer_form(
+        &viewer,
+        written,
+        &link(&text(&patch, "username")),
+        &format!("Edit {user}"),
+        |problem| form(&viewer, &link(&user), &patch, false, Some(problem)),
     )
-    .await
-    {
-        Ok(_) => redirect(&link(&text(&patch, "username"))),
-        Err(error) => refused(
-            &viewer,
-            &format!("Edit {user}"),
-            form(&viewer, &link(&user), &patch, false, Some(&error.message())),
-            &error,
-        ),
-    }
 }
 
 async fn release(
