@@ -102,6 +102,31 @@ impl Client {
             Err(refusal) => Err(refusal.into()),
         }
     }
+
+    /// Every item of a paged list (`{revision, total, items}`), page after page from
+    /// offset 0, with the first page's revision. `query` is sent with every page.
+    pub fn all_pages(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(Value, Vec<Value>), CliError> {
+        let mut items = Vec::new();
+        let mut revision = Value::Null;
+        loop {
+            let offset = [("offset", items.len().to_string())];
+            let page = self.json(self.request(Method::GET, path).query(query).query(&offset))?;
+            let read = page["items"].as_array().cloned().unwrap_or_default();
+            let total = page["total"].as_u64().unwrap_or_default();
+            if revision.is_null() {
+                revision = page["revision"].clone();
+            }
+            let done = read.is_empty();
+            items.extend(read);
+            if done || items.len() as u64 >= total {
+                return Ok((revision, items));
+            }
+        }
+    }
 }
 
 /// A 2xx answer's JSON body.

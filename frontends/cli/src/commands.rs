@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use portcullis_engine::{Actions, Engine, EntityKind, Evaluator, ListQuery, Op, Time, TokenSpec};
 use portcullis_http::CheckRequest;
+use portcullis_signin::{Auth, AuthError};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -282,26 +283,11 @@ pub fn list_assets(args: &ListAssetsArgs) -> Result<Outcome, CliError> {
     let (revision, mut assets) = match args.data.client()? {
         Some(client) => {
             let path = format!("/api/v1/users/{}/assets", segment(&args.user));
-            let mut assets = Vec::new();
-            let mut revision = Value::Null;
-            loop {
-                let mut query = vec![("at", at.to_string()), ("offset", assets.len().to_string())];
-                if let Some(node) = &args.node {
-                    query.push(("node", node.clone()));
-                }
-                let page = client.json(client.request(Method::GET, &path).query(&query))?;
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                let total = page["total"].as_u64().unwrap_or_default();
-                if revision.is_null() {
-                    revision = page["revision"].clone();
-                }
-                let read = items.len();
-                assets.extend(items);
-                if read == 0 || assets.len() as u64 >= total {
-                    break;
-                }
+            let mut query = vec![("at", at.to_string())];
+            if let Some(node) = &args.node {
+                query.push(("node", node.clone()));
             }
-            (revision, assets)
+            client.all_pages(&path, &query)?
         }
         None => {
             let engine = open_store(&args.data.data, false)?;
@@ -439,25 +425,7 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
         TokenCommand::List(args) => {
             let (revision, total, items) = match args.data.client()? {
                 Some(client) => {
-                    let mut items = Vec::new();
-                    let mut revision = Value::Null;
-                    loop {
-                        let page = client.json(
-                            client
-                                .request(Method::GET, "/api/v1/tokens")
-                                .query(&[("offset", items.len())]),
-                        )?;
-                        let read = page["items"].as_array().cloned().unwrap_or_default();
-                        let total = page["total"].as_u64().unwrap_or_default();
-                        if revision.is_null() {
-                            revision = page["revision"].clone();
-                        }
-                        let done = read.is_empty();
-                        items.extend(read);
-                        if done || items.len() as u64 >= total {
-                            break;
-                        }
-                    }
+                    let (revision, items) = client.all_pages("/api/v1/tokens", &[])?;
                     (revision, json!(items.len()), items)
                 }
                 None => {
@@ -682,24 +650,22 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
             eprintln!("portcullis: password of `{}` set", args.user);
             Ok(Outcome::Done)
         }
-        UserCommand::ResetMfa(args) => {
+        UserCommand::ResetMfa(args) | UserCommand::Unlock(args) => {
+            // What the server's route (`DELETE /api/v1/users/{user}/…`) and sign-in do.
+            type Forget = fn(&Auth, &str, &str, Time) -> Result<(), AuthError>;
+            let (segment, forget, (before, after)): (_, Forget, _) = match command {
+                UserCommand::ResetMfa(_) => {
+                    ("mfa", Auth::reset_mfa, ("second factors of ", " forgotten"))
+                }
+                _ => ("lockout", Auth::unlock, ("", " unlocked")),
+            };
             change_signin(
                 &args.data,
                 &args.config,
-                (Method::DELETE, user_path(&args.user, "mfa"), None),
-                |auth| auth.reset_mfa(ACTOR, &args.user, now),
+                (Method::DELETE, user_path(&args.user, segment), None),
+                |auth| forget(auth, ACTOR, &args.user, now),
             )?;
-            eprintln!("portcullis: second factors of `{}` forgotten", args.user);
-            Ok(Outcome::Done)
-        }
-        UserCommand::Unlock(args) => {
-            change_signin(
-                &args.data,
-                &args.config,
-                (Method::DELETE, user_path(&args.user, "lockout"), None),
-                |auth| auth.unlock(ACTOR, &args.user, now),
-            )?;
-            eprintln!("portcullis: `{}` unlocked", args.user);
+            eprintln!("portcullis: {before}`{}`{after}", args.user);
             Ok(Outcome::Done)
         }
         UserCommand::Release(args) => {
