@@ -1,7 +1,6 @@
 //! Nodes and assets: the node tree with each node's assets, and an asset's details
 //! with its accounts and protocols and who may reach it.
 
-use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::Response;
@@ -10,9 +9,8 @@ use portcullis_engine::{EntityKind, ListQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::html::{Refusal, Viewer, joined, page_response, pager, text};
+use super::html::{Console, Refusal, joined, page_response, pager, text};
 use super::users::{PAGE, percent_path};
-use crate::AppState;
 use crate::auth::Access;
 use crate::extract::{ApiPath, RawQuery};
 use crate::routes::Route;
@@ -33,8 +31,7 @@ struct TreeQuery {
 }
 
 async fn tree(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Query(query): Query<TreeQuery>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
@@ -109,8 +106,7 @@ async fn tree(
 }
 
 async fn asset(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(asset): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {

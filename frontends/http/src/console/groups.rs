@@ -3,7 +3,7 @@
 //! added and removed), and the details page with the group's operation log.
 
 use axum::Extension;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::Response;
 use maud::{Markup, html};
@@ -11,8 +11,8 @@ use portcullis_engine::{EntityKind, RoleAssignment, Time};
 use serde_json::{Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, input, instant, listing, page_response, pager, param, problem,
-    redirect, search_form, text,
+    Console, Fields, Refusal, Viewer, action, input, instant, listing, page_response, pager, param,
+    problem, redirect, search_form, text,
 };
 use super::html::{answer_form, write_form};
 use super::log::{ChangeFilter, recent, table};
@@ -45,8 +45,7 @@ pub(crate) fn link(name: &str) -> String {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let (query, page) = listing(state, KIND, query, &["search", "offset"], PAGE).await?;
@@ -127,12 +126,7 @@ async fn new_page(Extension(viewer): Extension<Viewer>) -> Response {
     )
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let fields = Fields(fields);
+async fn create(Console { state, viewer }: Console, fields: Fields) -> Response {
     let users = fields
         .0
         .iter()
@@ -192,8 +186,7 @@ fn edit_form(
 }
 
 async fn edit_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
@@ -218,12 +211,10 @@ async fn edit_page(
 }
 
 async fn update(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Response {
-    let fields = Fields(fields);
     let name = fields.get("name").unwrap_or("").to_owned();
     let patch = json!({
         "name": name,
@@ -250,12 +241,10 @@ async fn update(
 }
 
 async fn add_member(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
     let user = fields.get("user").unwrap_or("").to_owned();
     let expires_at = match fields.get("expires_at") {
         Some(text) => Some(
@@ -281,12 +270,11 @@ async fn add_member(
 }
 
 async fn remove_member(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let user = Fields(fields).get("user").unwrap_or("").to_owned();
+    let user = fields.get("user").unwrap_or("").to_owned();
     let _written = crate::admin::remove_member(
         State(state),
         ApiPath((group.clone(), user)),
@@ -330,29 +318,25 @@ async fn set_scope(
 }
 
 async fn add_roles(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
     let scope = fields.get("scope").unwrap_or("*").to_owned();
     set_scope(state, &viewer, &group, &scope, fields.all("role")).await
 }
 
 async fn remove_roles(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let scope = Fields(fields).get("scope").unwrap_or("").to_owned();
+    let scope = fields.get("scope").unwrap_or("").to_owned();
     set_scope(state, &viewer, &group, &scope, Vec::new()).await
 }
 
 async fn details(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(group): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();

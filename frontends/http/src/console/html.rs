@@ -15,6 +15,28 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 
+/// What a signed-in console handler starts from: the server's state and who is
+/// looking (the stack put the [`Viewer`] in the request).
+pub(crate) struct Console {
+    pub(crate) state: crate::AppState,
+    pub(crate) viewer: Viewer,
+}
+
+impl axum::extract::FromRequestParts<crate::AppState> for Console {
+    type Rejection = axum::extract::rejection::ExtensionRejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::AppState,
+    ) -> Result<Console, Self::Rejection> {
+        let Extension(viewer) = Extension::<Viewer>::from_request_parts(parts, state).await?;
+        Ok(Console {
+            state: state.clone(),
+            viewer,
+        })
+    }
+}
+
 /// Who is looking at a console page: their session and what they may do.
 #[derive(Clone, Debug)]
 pub struct Viewer {
@@ -266,6 +288,19 @@ pub(crate) fn public_page(status: StatusCode, title: &str, content: Markup) -> R
 #[derive(Debug, Default, Clone)]
 pub struct Fields(pub Vec<(String, String)>);
 
+/// A form's fields are what an `application/x-www-form-urlencoded` body holds.
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
+    type Rejection = axum::extract::rejection::FormRejection;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Fields, Self::Rejection> {
+        let axum::extract::Form(fields) = axum::extract::Form::from_request(request, state).await?;
+        Ok(Fields(fields))
+    }
+}
+
 impl Fields {
     /// The first value of `name`, trimmed; `None` when absent or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -481,18 +516,17 @@ pub(crate) fn activate_route(
     path: &str,
     page: fn(&str) -> String,
 ) -> crate::routes::Route {
-    let handler =
-        move |axum::extract::State(state): axum::extract::State<crate::AppState>,
-              axum::Extension(viewer): axum::Extension<Viewer>,
-              axum::extract::Path(name): axum::extract::Path<String>,
-              axum::extract::Form(fields): axum::extract::Form<Vec<(String, String)>>| async move {
-            let active = Fields(fields).get("active") == Some("true");
-            let patch = serde_json::json!({"active": active});
-            write_form(state, &viewer, kind, Some(&name), patch)
-                .await
-                .map(|()| redirect(&page(&name)))
-                .map_err(Refusal)
-        };
+    let handler = move |axum::extract::State(state): axum::extract::State<crate::AppState>,
+                        axum::Extension(viewer): axum::Extension<Viewer>,
+                        axum::extract::Path(name): axum::extract::Path<String>,
+                        fields: Fields| async move {
+        let active = fields.get("active") == Some("true");
+        let patch = serde_json::json!({"active": active});
+        write_form(state, &viewer, kind, Some(&name), patch)
+            .await
+            .map(|()| redirect(&page(&name)))
+            .map_err(Refusal)
+    };
     super::route(
         axum::http::Method::POST,
         path,

@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 
-use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::sse::Event;
@@ -15,7 +14,7 @@ use portcullis_engine::{Change, EntityKind, Id};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::html::{Refusal, Viewer, page_response};
+use super::html::{Console, Refusal, page_response};
 use crate::AppState;
 use crate::auth::Access;
 use crate::changes::{CHANGES_VIEW, Credential};
@@ -234,8 +233,7 @@ fn query_of(filter: &ChangeFilter) -> String {
 }
 
 async fn log_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Query(filter): Query<ChangeFilter>,
 ) -> Result<Response, Refusal> {
     let changes = recent(&state, &filter).await?;

@@ -2,7 +2,6 @@
 //! protocols of each asset — every user's own page, whatever their roles (the
 //! decision API's own views, asked for the viewer only).
 
-use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::Response;
@@ -10,9 +9,8 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::html::{Refusal, Viewer, joined, page_response, pager, text};
+use super::html::{Console, Refusal, joined, page_response, pager, text};
 use super::users::percent_path;
-use crate::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, RawQuery};
@@ -30,8 +28,7 @@ struct MineQuery {
 }
 
 async fn my_assets(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Query(query): Query<MineQuery>,
 ) -> Result<Response, Refusal> {
     let Principal::User { id, .. } = &viewer.caller.principal else {

@@ -4,7 +4,7 @@
 //! and deactivate; clone.
 
 use axum::Extension;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::Response;
 use maud::{Markup, html};
@@ -12,8 +12,8 @@ use portcullis_engine::{EntityKind, ListQuery, Snapshot};
 use serde_json::{Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, checkbox, input, instant, listing, local_input, page_response,
-    pager, param, problem, redirect, search_form, text,
+    Console, Fields, Refusal, Viewer, action, checkbox, input, instant, listing, local_input,
+    page_response, pager, param, problem, redirect, search_form, text,
 };
 use super::html::{answer_form, write_form};
 use super::users::{PAGE, percent_path};
@@ -84,8 +84,7 @@ fn names(snapshot: &Snapshot, kind: EntityKind, values: &Value, field: &str) -> 
 }
 
 async fn list(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
@@ -329,12 +328,8 @@ async fn new_page(State(state): State<AppState>, Extension(viewer): Extension<Vi
     )
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let spec = spec_of(&Fields(fields));
+async fn create(Console { state, viewer }: Console, fields: Fields) -> Response {
+    let spec = spec_of(&fields);
     let snapshot = state.snapshot();
     let written = write_form(state, &viewer, KIND, None, spec.clone()).await;
     answer_form(
@@ -347,8 +342,7 @@ async fn create(
 }
 
 async fn edit_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(rule): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();
@@ -361,12 +355,11 @@ async fn edit_page(
 }
 
 async fn update(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(rule): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Response {
-    let spec = spec_of(&Fields(fields));
+    let spec = spec_of(&fields);
     let snapshot = state.snapshot();
     let written = write_form(state, &viewer, KIND, Some(&rule), spec.clone()).await;
     answer_form(
@@ -388,12 +381,11 @@ async fn update(
 }
 
 async fn clone(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(rule): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let name = Fields(fields).get("name").unwrap_or("").to_owned();
+    let name = fields.get("name").unwrap_or("").to_owned();
     let _written = crate::admin::clone(
         KIND,
         State(state),
@@ -406,8 +398,7 @@ async fn clone(
 }
 
 async fn details(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(rule): Path<String>,
 ) -> Result<Response, Refusal> {
     let snapshot = state.snapshot();

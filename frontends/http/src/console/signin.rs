@@ -8,7 +8,7 @@
 
 use axum::Extension;
 use axum::extract::Request;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -16,7 +16,8 @@ use portcullis_engine::{EntityKind, Time};
 use portcullis_signin::{Auth, AuthError, DenyReason, LoginOutcome, LoginRequest};
 
 use super::html::{
-    Fields, Refusal, Viewer, input, notice, page_response, problem, public_page, redirect, text,
+    Console, Fields, Refusal, Viewer, input, notice, page_response, problem, public_page, redirect,
+    text,
 };
 use super::{SESSION_COOKIE, csrf, session};
 use crate::AppState;
@@ -143,12 +144,11 @@ struct SignInForm {
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for SignInForm {
-    type Rejection = <Form<Vec<(String, String)>> as axum::extract::FromRequest<S>>::Rejection;
+    type Rejection = axum::extract::rejection::FormRejection;
 
     async fn from_request(request: Request, state: &S) -> Result<SignInForm, Self::Rejection> {
         let token = form_token(request.headers());
-        let Form(fields) = Form::from_request(request, state).await?;
-        let fields = Fields(fields);
+        let fields = Fields::from_request(request, state).await?;
         let login = fields.get("login").unwrap_or("").to_owned();
         let request = credentials(&fields, &login);
         Ok(SignInForm {
@@ -223,29 +223,27 @@ async fn login(
     })
 }
 
-fn password_fields() -> Markup {
+/// A labelled input of a credential, with the browser's autocomplete hint.
+fn credential_input(label: &str, kind: &str, name: &str, id: &str, autocomplete: &str) -> Markup {
     html! {
         p.field {
-            label for="f-password" { "Current password" }
-            input id="f-password" type="password" name="password" autocomplete="current-password";
+            label for=(id) { (label) }
+            input id=(id) type=(kind) name=(name) autocomplete=(autocomplete);
         }
-        p.field {
-            label for="f-code" { "Code, if you have a second factor" }
-            input id="f-code" type="text" name="code" autocomplete="one-time-code";
-        }
+    }
+}
+
+fn password_fields() -> Markup {
+    html! {
+        (credential_input("Current password", "password", "password", "f-password", "current-password"))
+        (credential_input("Code, if you have a second factor", "text", "code", "f-code", "one-time-code"))
     }
 }
 
 fn new_password_fields() -> Markup {
     html! {
-        p.field {
-            label for="f-new" { "New password" }
-            input id="f-new" type="password" name="new_password" autocomplete="new-password";
-        }
-        p.field {
-            label for="f-repeat" { "New password again" }
-            input id="f-repeat" type="password" name="repeat" autocomplete="new-password";
-        }
+        (credential_input("New password", "password", "new_password", "f-new", "new-password"))
+        (credential_input("New password again", "password", "repeat", "f-repeat", "new-password"))
     }
 }
 
@@ -497,8 +495,7 @@ fn profile(
 }
 
 async fn profile_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Query(query): Query<ProfileQuery>,
 ) -> Result<Response, Refusal> {
     let note = match query.done.as_deref() {
@@ -524,11 +521,9 @@ fn refused_on_profile(
 }
 
 async fn my_password(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
+    Console { state, viewer }: Console,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
     match change_password(&state, &fields, viewer.username()).await {
         Ok(()) => {
             if let crate::auth::Principal::User { id, .. } = &viewer.caller.principal {
@@ -577,13 +572,9 @@ fn codes_page(viewer: &Viewer, title: &str, codes: &[String]) -> Response {
     )
 }
 
-async fn my_totp(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Result<Response, Refusal> {
+async fn my_totp(Console { state, viewer }: Console, fields: Fields) -> Result<Response, Refusal> {
     let call = |auth: &Auth, request: &LoginRequest, now| auth.enrol_totp(request, now);
-    self_service(&state, &viewer, &Fields(fields), call, |enrolled| {
+    self_service(&state, &viewer, &fields, call, |enrolled| {
         let form = enrolment(
             viewer.csrf_field(),
             "/ui/me/totp/confirm",
@@ -596,11 +587,9 @@ async fn my_totp(
 }
 
 async fn my_totp_confirm(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
+    Console { state, viewer }: Console,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
-    let fields = Fields(fields);
     let totp = fields.get("totp_code").unwrap_or("").to_owned();
     let call =
         move |auth: &Auth, request: &LoginRequest, now| auth.confirm_totp(request, &totp, now);
@@ -611,24 +600,22 @@ async fn my_totp_confirm(
 }
 
 async fn my_mfa_disable(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
+    Console { state, viewer }: Console,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
     let call = |auth: &Auth, request: &LoginRequest, now| auth.disable_mfa(request, now);
-    self_service(&state, &viewer, &Fields(fields), call, |()| {
+    self_service(&state, &viewer, &fields, call, |()| {
         redirect("/ui/me?done=mfa-removed")
     })
     .await
 }
 
 async fn my_recovery_codes(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
+    Console { state, viewer }: Console,
+    fields: Fields,
 ) -> Result<Response, Refusal> {
     let call = |auth: &Auth, request: &LoginRequest, now| auth.new_recovery_codes(request, now);
-    self_service(&state, &viewer, &Fields(fields), call, |codes| {
+    self_service(&state, &viewer, &fields, call, |codes| {
         codes_page(&viewer, "New recovery codes", &codes)
     })
     .await

@@ -2,18 +2,17 @@
 //! explanation rule by rule and the group path, "what may U reach" and "who may
 //! reach X" — the decision API's own answers (`decisions.rs`), on a screen.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::Response;
-use axum::{Extension, Json};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::html::{
-    Refusal, Viewer, input, instant, joined, local_input, page_response, problem, text,
+    Console, Refusal, input, instant, joined, local_input, page_response, problem, text,
 };
-use crate::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
@@ -94,8 +93,7 @@ fn explanation(answer: &Value) -> Markup {
 }
 
 async fn tester(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Query(query): Query<TesterQuery>,
 ) -> Result<Response, Refusal> {
     let asked = !query.user.is_empty() && !query.asset.is_empty();

@@ -4,7 +4,7 @@
 //! operation log).
 
 use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::Response;
 use maud::{Markup, html};
@@ -12,11 +12,10 @@ use portcullis_engine::{EntityKind, Evaluator, GLOBAL_SCOPE, Time};
 use serde_json::{Map, Value, json};
 
 use super::html::{
-    Fields, Refusal, Viewer, action, answer_form, checkbox, input, instant, joined, local_input,
-    notice, page_response, pager, problem, redirect, text, write_form,
+    Console, Fields, Refusal, Viewer, action, answer_form, checkbox, input, instant, joined,
+    local_input, notice, page_response, pager, problem, redirect, text, write_form,
 };
 use super::log::{ChangeFilter, recent, table};
-use crate::AppState;
 use crate::auth::Access;
 use crate::extract::{ApiPath, JsonBody, RawQuery};
 use crate::routes::Route;
@@ -44,8 +43,7 @@ pub(crate) fn percent_path(segment: &str) -> String {
 const FILTERS: &[&str] = &["search", "source", "active", "expired", "offset"];
 
 async fn list(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let query: Vec<(String, String)> = query
@@ -205,12 +203,7 @@ async fn new_page(Extension(viewer): Extension<Viewer>) -> Response {
     )
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let fields = Fields(fields);
+async fn create(Console { state, viewer }: Console, fields: Fields) -> Response {
     let spec = spec_of(&fields, true);
     let written = write_form(state, &viewer, KIND, None, spec.clone()).await;
     answer_form(
@@ -225,8 +218,7 @@ async fn create(
 /// Duplicate: the create form, filled from the user's spec, without what must be
 /// unique or belongs to an identity source (as the API's clone).
 async fn duplicate_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(user): Path<String>,
 ) -> Result<Response, Refusal> {
     let mut spec = state.snapshot().spec(KIND, &user)?.to_json();
@@ -246,8 +238,7 @@ async fn duplicate_page(
 }
 
 async fn edit_page(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(user): Path<String>,
 ) -> Result<Response, Refusal> {
     let spec = state.snapshot().spec(KIND, &user)?.to_json();
@@ -259,12 +250,10 @@ async fn edit_page(
 }
 
 async fn update(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(user): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    fields: Fields,
 ) -> Response {
-    let fields = Fields(fields);
     let patch = spec_of(&fields, false);
     let written = write_form(state, &viewer, KIND, Some(&user), patch.clone()).await;
     answer_form(
@@ -277,8 +266,7 @@ async fn update(
 }
 
 async fn release(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(user): Path<String>,
 ) -> Result<Response, Refusal> {
     let _written = crate::admin::release(
@@ -299,8 +287,7 @@ struct DetailQuery {
 }
 
 async fn details(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
+    Console { state, viewer }: Console,
     Path(user): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Response, Refusal> {
