@@ -539,12 +539,7 @@ pub struct AuthConfigArg {
 #[derive(Debug, Args)]
 pub struct SetPasswordArgs {
     #[command(flatten)]
-    pub data: DataArg,
-    #[command(flatten)]
-    pub config: AuthConfigArg,
-    /// The user, by username or id.
-    #[arg(long)]
-    pub user: String,
+    pub target: UserArgs,
     /// The user must choose a new password at their next sign-in.
     #[arg(long)]
     pub must_change: bool,
@@ -603,20 +598,17 @@ fn ask(
     }
 }
 
-/// `/api/v1/users/{user}/{what}`.
-fn user_path(user: &str, what: &str) -> String {
-    format!("/api/v1/users/{}/{what}", segment(user))
-}
-
-/// A change to a user's sign-in state: the request (method, path, body) to the
-/// server `data` names, else `local` on the store.
+/// A change to `target`'s sign-in state: the request (method, what, body) to the
+/// server's `/api/v1/users/{user}/{what}` when `target` names a server, else `local`
+/// on the store.
 fn change_signin(
-    data: &DataArg,
-    config: &AuthConfigArg,
-    (method, path, body): (Method, String, Option<Value>),
+    target: &UserArgs,
+    (method, what, body): (Method, &str, Option<Value>),
     local: impl FnOnce(&portcullis_signin::Auth) -> Result<(), portcullis_signin::AuthError>,
 ) -> Result<(), CliError> {
+    let UserArgs { data, config, user } = target;
     if let Some(client) = data.client()? {
+        let path = format!("/api/v1/users/{}/{what}", segment(user));
         ask(&client, method, &path, body)?;
     } else {
         let (engine, auth) = open_auth(data, config)?;
@@ -640,14 +632,14 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
                     "give the new password on the first line of stdin".to_owned(),
                 ));
             }
-            let body = json!({"password": password, "must_change_password": args.must_change});
+            let (user, must_change) = (&args.target.user, args.must_change);
+            let body = json!({"password": password, "must_change_password": must_change});
             change_signin(
-                &args.data,
-                &args.config,
-                (Method::PUT, user_path(&args.user, "password"), Some(body)),
-                |auth| auth.set_password(ACTOR, &args.user, password, args.must_change, now),
+                &args.target,
+                (Method::PUT, "password", Some(body)),
+                |auth| auth.set_password(ACTOR, user, password, must_change, now),
             )?;
-            eprintln!("portcullis: password of `{}` set", args.user);
+            eprintln!("portcullis: password of `{user}` set");
             Ok(Outcome::Done)
         }
         UserCommand::ResetMfa(args) | UserCommand::Unlock(args) => {
@@ -659,12 +651,9 @@ pub fn user(command: &UserCommand) -> Result<Outcome, CliError> {
                 }
                 _ => ("lockout", Auth::unlock, ("", " unlocked")),
             };
-            change_signin(
-                &args.data,
-                &args.config,
-                (Method::DELETE, user_path(&args.user, segment), None),
-                |auth| forget(auth, ACTOR, &args.user, now),
-            )?;
+            change_signin(args, (Method::DELETE, segment, None), |auth| {
+                forget(auth, ACTOR, &args.user, now)
+            })?;
             eprintln!("portcullis: {before}`{}`{after}", args.user);
             Ok(Outcome::Done)
         }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::{ExitCode, Termination};
 
-use portcullis_engine::{Error, StoreError, ValidationError};
+use portcullis_engine::{Error, StoreError};
 
 /// Why a command could not do its job.
 #[derive(Debug)]
@@ -47,28 +47,8 @@ impl CliError {
             ),
             CliError::System(message) => (3, message.clone()),
             CliError::Engine(error) => match error {
-                Error::Validation(validation) => match validation {
-                    ValidationError::NotFound(_)
-                    | ValidationError::Duplicate { .. }
-                    | ValidationError::DuplicateEmail(_)
-                    | ValidationError::DuplicateId { .. }
-                    | ValidationError::ReservedId { .. }
-                    | ValidationError::LookAlike { .. }
-                    | ValidationError::Invalid { .. }
-                    | ValidationError::WeakPassword { .. }
-                    | ValidationError::GroupCycle { .. }
-                    | ValidationError::NodeCycle { .. }
-                    | ValidationError::NodeNotEmpty(_)
-                    | ValidationError::RootNode
-                    | ValidationError::BuiltinRole(_)
-                    | ValidationError::RoleInUse { .. }
-                    | ValidationError::AmbiguousLogin { .. }
-                    | ValidationError::NotAMember { .. }
-                    | ValidationError::GrantBeyondCaller { .. }
-                    | ValidationError::ActorRevoked(_)
-                    | ValidationError::VersionMismatch { .. }
-                    | ValidationError::Adoption(_) => (2, error.to_string()),
-                },
+                // Every refusal of a write is the input's: bad input, exit 2.
+                Error::Validation(_) => (2, error.to_string()),
                 Error::Store(store) => match store {
                     StoreError::Locked(path) => (
                         3,

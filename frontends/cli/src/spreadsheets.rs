@@ -41,16 +41,25 @@ const ACTOR: &str = "cli:import";
 /// from holding a gigabyte.
 pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// What `export` and `import` both take: the store or server, and the sheet's kind
+/// and format.
+#[derive(Debug, Args)]
+pub struct SheetArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// What the sheet holds: roles, users, groups, nodes, assets or rules.
+    #[arg(long)]
+    pub kind: Kind,
+    /// csv or xlsx; defaults to the file's extension (export: of --output, else csv;
+    /// import: required when reading `-`).
+    #[arg(long)]
+    pub format: Option<Format>,
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    pub data: DataArg,
-    /// What to export: roles, users, groups, nodes, assets or rules.
-    #[arg(long)]
-    pub kind: Kind,
-    /// csv or xlsx; defaults to the extension of --output, else csv.
-    #[arg(long)]
-    pub format: Option<Format>,
+    pub sheet: SheetArgs,
     /// Write here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -63,13 +72,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     #[command(flatten)]
-    pub data: DataArg,
-    /// What the file holds: roles, users, groups, nodes, assets or rules.
-    #[arg(long)]
-    pub kind: Kind,
-    /// csv or xlsx; defaults to the file's extension (required when reading `-`).
-    #[arg(long)]
-    pub format: Option<Format>,
+    pub sheet: SheetArgs,
     /// Update entities that exist (matched by id, else by name) instead of refusing
     /// rows that name them.
     #[arg(long)]
@@ -92,15 +95,16 @@ pub struct ImportArgs {
 /// `portcullis export`.
 pub fn export(args: &ExportArgs) -> Result<Outcome, CliError> {
     let format = args
+        .sheet
         .format
         .or_else(|| args.output.as_deref().and_then(Format::from_path))
         .unwrap_or(Format::Csv);
     let mut bytes = Vec::new();
     if args.template {
-        portcullis_tabular::template(args.kind, format, &mut bytes)
+        portcullis_tabular::template(args.sheet.kind, format, &mut bytes)
             .map_err(|error| CliError::System(error.to_string()))?;
-    } else if let Some(client) = args.data.client()? {
-        let path = format!("/api/v1/{}/export", args.kind.name());
+    } else if let Some(client) = args.sheet.data.client()? {
+        let path = format!("/api/v1/{}/export", args.sheet.kind.name());
         let request = client
             .request(reqwest::Method::GET, &path)
             .query(&[("format", format.extension())]);
@@ -110,8 +114,8 @@ pub fn export(args: &ExportArgs) -> Result<Outcome, CliError> {
             .map_err(|error| CliError::System(format!("cannot read the server's answer: {error}")))?
             .to_vec();
     } else {
-        let engine = open_store(&args.data.data, false)?;
-        portcullis_tabular::export(&engine.snapshot(), args.kind, format, &mut bytes)
+        let engine = open_store(&args.sheet.data.data, false)?;
+        portcullis_tabular::export(&engine.snapshot(), args.sheet.kind, format, &mut bytes)
             .map_err(|error| CliError::System(error.to_string()))?;
     }
     match &args.output {
@@ -129,7 +133,7 @@ pub fn export(args: &ExportArgs) -> Result<Outcome, CliError> {
 /// `portcullis import`: all or nothing; every problem of a refused file is listed.
 pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
     let stdin = args.file.as_os_str() == "-";
-    let format = match args.format {
+    let format = match args.sheet.format {
         Some(format) => format,
         None if stdin => {
             return Err(CliError::Input(
@@ -155,9 +159,9 @@ pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
             CliError::Input(format!("cannot read `{}`: {error}", args.file.display()))
         })?
     };
-    let report = match args.data.client()? {
+    let report = match args.sheet.data.client()? {
         Some(client) => {
-            let path = format!("/api/v1/{}/import", args.kind.name());
+            let path = format!("/api/v1/{}/import", args.sheet.kind.name());
             let request = client
                 .request(reqwest::Method::POST, &path)
                 .query(&[
@@ -182,13 +186,13 @@ pub fn import(args: &ImportArgs) -> Result<Outcome, CliError> {
             }
         }
         None => {
-            let engine = open_store(&args.data.data, true)?;
+            let engine = open_store(&args.sheet.data.data, true)?;
             let bar = progress_bar();
             let mut on_progress = |progress: Progress| show(&bar, progress);
             let result = portcullis_tabular::import(
                 &engine,
                 &Actor::system(ACTOR),
-                args.kind,
+                args.sheet.kind,
                 format,
                 &bytes,
                 ImportOptions {
