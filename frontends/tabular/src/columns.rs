@@ -74,41 +74,45 @@ const fn column(
     }
 }
 
-const fn key(
-    col: Col,
-    header: &'static str,
-    aliases: &'static [&'static str],
-    example: &'static str,
-) -> Column {
-    Column {
-        header,
-        aliases,
-        required: true,
-        example,
-        col,
+impl Column {
+    /// The same column, which every row must fill: the sheet's key.
+    const fn required(self) -> Column {
+        Column {
+            required: true,
+            ..self
+        }
     }
 }
 
+/// The columns several kinds share.
+const ID: Column = column(Col::Id, "ID", &[], "");
+const SOURCE: Column = column(Col::Source, "Source", &[], "import");
+const EXTERNAL_ID: Column = column(Col::ExternalId, "External ID", &[], "");
+
+const fn description(example: &'static str) -> Column {
+    column(
+        Col::Description,
+        "Description",
+        &["Comment", "Note"],
+        example,
+    )
+}
+
 const ROLES: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Role", "Role name"], "lab-operator"),
+    ID,
+    column(Col::Name, "Name", &["Role", "Role name"], "lab-operator").required(),
     column(
         Col::Permissions,
         "Permissions",
         &["Permission"],
         "assets.view, rules.view, decisions.check",
     ),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "reads assets and rules, asks for decisions",
-    ),
+    description("reads assets and rules, asks for decisions"),
 ];
 
 const USERS: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(Col::Username, "Username", &["Login"], "river"),
+    ID,
+    column(Col::Username, "Username", &["Login"], "river").required(),
     column(
         Col::FullName,
         "Name",
@@ -124,8 +128,8 @@ const USERS: &[Column] = &[
         &["Date expired", "Expires", "Expiry"],
         "2030-01-01T00:00:00Z",
     ),
-    column(Col::Source, "Source", &[], "import"),
-    column(Col::ExternalId, "External ID", &[], ""),
+    SOURCE,
+    EXTERNAL_ID,
     column(
         Col::SystemRoles,
         "System roles",
@@ -139,17 +143,12 @@ const USERS: &[Column] = &[
         &["Need update password"],
         "no",
     ),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "on-call DBA",
-    ),
+    description("on-call DBA"),
 ];
 
 const GROUPS: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Group", "Group name"], "lab-team"),
+    ID,
+    column(Col::Name, "Name", &["Group", "Group name"], "lab-team").required(),
     column(
         Col::Members,
         "Members",
@@ -163,35 +162,26 @@ const GROUPS: &[Column] = &[
         &["Role assignments"],
         "system-auditor on *",
     ),
-    column(Col::Source, "Source", &[], "import"),
-    column(Col::ExternalId, "External ID", &[], ""),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "the lab's engineers",
-    ),
+    SOURCE,
+    EXTERNAL_ID,
+    description("the lab's engineers"),
 ];
 
 const NODES: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(
+    ID,
+    column(
         Col::Path,
         "Path",
         &["Full value", "Full path", "Node"],
         "/Default/Lab",
-    ),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "lab machines",
-    ),
+    )
+    .required(),
+    description("lab machines"),
 ];
 
 const ASSETS: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Hostname", "Asset"], "lab-01"),
+    ID,
+    column(Col::Name, "Name", &["Hostname", "Asset"], "lab-01").required(),
     column(Col::Address, "Address", &["IP", "Host"], "10.0.0.5"),
     column(Col::Platform, "Platform", &[], "linux"),
     column(
@@ -208,17 +198,12 @@ const ASSETS: &[Column] = &[
         "root (privileged), deploy (ssh_key)",
     ),
     column(Col::Active, "Active", &["Is active"], "yes"),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "lab build machine",
-    ),
+    description("lab build machine"),
 ];
 
 const RULES: &[Column] = &[
-    column(Col::Id, "ID", &[], ""),
-    key(Col::Name, "Name", &["Rule", "Permission"], "lab-ssh"),
+    ID,
+    column(Col::Name, "Name", &["Rule", "Permission"], "lab-ssh").required(),
     column(Col::Effect, "Effect", &[], "allow"),
     column(Col::Users, "Users", &["User"], "river"),
     column(Col::Groups, "Groups", &["User groups", "Group"], "lab-team"),
@@ -245,12 +230,7 @@ const RULES: &[Column] = &[
         "2030-01-01T00:00:00Z",
     ),
     column(Col::Active, "Active", &["Is active"], "yes"),
-    column(
-        Col::Description,
-        "Description",
-        &["Comment", "Note"],
-        "the lab team may reach the lab",
-    ),
+    description("the lab team may reach the lab"),
 ];
 
 /// The columns of a kind's sheet, in the order an export writes them.
