@@ -129,6 +129,7 @@ impl Default for Argon2Settings {
 }
 
 impl Argon2Settings {
+    /// The argon2id hasher these parameters make, or why they cannot be used.
     pub fn hasher(&self) -> Result<argon2::Argon2<'static>, String> {
         let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
             .map_err(|error| format!("argon2 parameters: {error}"))?;
