@@ -491,9 +491,9 @@ pub fn token(command: &TokenCommand) -> Result<Outcome, CliError> {
 
 /// An engine sign-in error as a command error: storage and engine failures keep their
 /// exit codes, refusals are bad input (2).
-pub fn auth_error(error: portcullis_signin::AuthError) -> CliError {
+pub fn auth_error(error: AuthError) -> CliError {
     match error {
-        portcullis_signin::AuthError::Engine(error) => CliError::Engine(error),
+        AuthError::Engine(error) => CliError::Engine(error),
         other => CliError::Input(other.to_string()),
     }
 }
@@ -569,14 +569,14 @@ pub struct HousekeepingArgs {
 fn open_auth(
     data: &DataArg,
     config: &AuthConfigArg,
-) -> Result<(std::sync::Arc<Engine>, portcullis_signin::Auth), CliError> {
+) -> Result<(std::sync::Arc<Engine>, Auth), CliError> {
     let file = match &config.config {
         Some(path) => crate::config::read_file(path)?.auth,
         None => None,
     };
     let settings = crate::config::auth_settings(file)?;
     let engine = std::sync::Arc::new(open_store(&data.data, false)?);
-    let auth = portcullis_signin::Auth::new(engine.clone(), settings).map_err(auth_error)?;
+    let auth = Auth::new(engine.clone(), settings).map_err(auth_error)?;
     Ok((engine, auth))
 }
 
@@ -604,7 +604,7 @@ fn ask(
 fn change_signin(
     target: &UserArgs,
     (method, what, body): (Method, &str, Option<Value>),
-    local: impl FnOnce(&portcullis_signin::Auth) -> Result<(), portcullis_signin::AuthError>,
+    local: impl FnOnce(&Auth) -> Result<(), AuthError>,
 ) -> Result<(), CliError> {
     let UserArgs { data, config, user } = target;
     if let Some(client) = data.client()? {

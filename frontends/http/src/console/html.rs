@@ -516,8 +516,7 @@ pub(crate) fn activate_route(
     path: &str,
     page: fn(&str) -> String,
 ) -> crate::routes::Route {
-    let handler = move |axum::extract::State(state): axum::extract::State<crate::AppState>,
-                        axum::Extension(viewer): axum::Extension<Viewer>,
+    let handler = move |Console { state, viewer }: Console,
                         axum::extract::Path(name): axum::extract::Path<String>,
                         fields: Fields| async move {
         let active = fields.get("active") == Some("true");
