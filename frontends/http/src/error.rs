@@ -58,7 +58,8 @@ pub enum ApiError {
         message: String,
         problems: serde_json::Value,
     },
-    /// What a sign-in call refused or failed at.
+    /// What a sign-in call refused (its engine errors are [`ApiError::Engine`]:
+    /// convert with `From`).
     Auth(AuthError),
     /// No mail server is configured, or it did not take the message.
     MailUnavailable,
@@ -71,6 +72,17 @@ pub enum ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
         ApiError::Engine(error)
+    }
+}
+
+/// A sign-in error; one that is the engine's is an engine error like any other (the
+/// same status, log line and `Retry-After`).
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Engine(error) => ApiError::Engine(error),
+            other => ApiError::Auth(other),
+        }
     }
 }
 
@@ -372,8 +384,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         match &self {
-            ApiError::Engine(Error::Store(error))
-            | ApiError::Auth(AuthError::Engine(Error::Store(error))) => {
+            ApiError::Engine(Error::Store(error)) => {
                 tracing::error!(%error, "storage failure")
             }
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
@@ -385,9 +396,7 @@ impl IntoResponse for ApiError {
         // cluster whose log is away for the moment.
         let retry = matches!(
             self,
-            ApiError::RevisionNotReached { .. }
-                | ApiError::Engine(Error::Cluster(_))
-                | ApiError::Auth(AuthError::Engine(Error::Cluster(_)))
+            ApiError::RevisionNotReached { .. } | ApiError::Engine(Error::Cluster(_))
         );
         if let ApiError::InvalidFile { problems, .. } = self {
             body["error"]["problems"] = problems;

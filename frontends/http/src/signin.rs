@@ -250,7 +250,7 @@ pub(crate) async fn run<T: Send + 'static>(
     tokio::task::spawn_blocking(move || call(&auth, Time::now()))
         .await
         .map_err(|error| ApiError::Internal(format!("sign-in task failed: {error}")))?
-        .map_err(ApiError::Auth)
+        .map_err(ApiError::from)
 }
 
 /// [`run`] for a self-service call: `call` gets the caller's credentials from
