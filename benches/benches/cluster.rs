@@ -29,21 +29,6 @@ use portcullis_engine::*;
 
 portcullis_benches::server_allocator!();
 
-fn node_with(
-    postgres: &Postgres,
-    dir: &std::path::Path,
-    name: &str,
-    options: EngineOptions,
-) -> Engine {
-    Engine::open_clustered(
-        dir.join("portcullis.redb"),
-        options,
-        postgres.change_log(),
-        name,
-    )
-    .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
-}
-
 fn create_user(name: &str) -> Vec<Op> {
     let spec = serde_json::json!({ "username": name });
     vec![Op::Create(
@@ -176,7 +161,7 @@ fn join(size: EstateSize) {
         ..EngineOptions::default()
     };
     let (head, counts, load_time) = {
-        let loader = node_with(&postgres, loader_dir.path(), "a-loader", no_images);
+        let loader = postgres.node(loader_dir.path(), "a-loader", no_images);
         let started = Instant::now();
         synthetic.load(&loader, portcullis_benches::DEFAULT_BATCH, false);
         let loaded = started.elapsed();
@@ -186,7 +171,7 @@ fn join(size: EstateSize) {
     let timed_join = |name: &str| {
         let dir = tempfile::tempdir().expect("temp dir");
         let started = Instant::now();
-        let joined = node_with(&postgres, dir.path(), name, no_images);
+        let joined = postgres.node(dir.path(), name, no_images);
         let took = started.elapsed();
         let snapshot = joined.snapshot();
         assert_eq!(snapshot.revision(), head, "{name} is at the log's head");
@@ -196,8 +181,7 @@ fn join(size: EstateSize) {
     let replayed = timed_join("b-replay");
     // The loader, started again with images on, keeps one (it is the first node by
     // name and the log is past the image interval).
-    let loader = node_with(
-        &postgres,
+    let loader = postgres.node(
         loader_dir.path(),
         "a-loader",
         EngineOptions {
@@ -293,12 +277,7 @@ fn main() {
                     cluster_image_every: 0,
                     ..EngineOptions::default()
                 };
-                Arc::new(node_with(
-                    &postgres,
-                    dir.path(),
-                    &format!("node-{n}"),
-                    options,
-                ))
+                Arc::new(postgres.node(dir.path(), &format!("node-{n}"), options))
             })
             .collect();
         replication_delay(&nodes[0], &nodes[1], delay_writes);

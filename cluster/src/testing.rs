@@ -101,6 +101,27 @@ impl Postgres {
         .expect("connect to the test PostgreSQL")
     }
 
+    /// An engine node named `name` with its store in `dir`, joined to this server's
+    /// change log.
+    ///
+    /// # Panics
+    ///
+    /// When the node cannot join.
+    pub fn node(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        options: portcullis_engine::EngineOptions,
+    ) -> portcullis_engine::Engine {
+        portcullis_engine::Engine::open_clustered(
+            dir.join("portcullis.redb"),
+            options,
+            self.change_log(),
+            name,
+        )
+        .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
+    }
+
     /// `postgres://portcullis@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)

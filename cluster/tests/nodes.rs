@@ -18,17 +18,7 @@ use serde_json::json;
 const ACTOR: &str = "cluster-test";
 
 fn node(postgres: &Postgres, dir: &Path, name: &str) -> Engine {
-    node_with(postgres, dir, name, EngineOptions::default())
-}
-
-fn node_with(postgres: &Postgres, dir: &Path, name: &str, options: EngineOptions) -> Engine {
-    Engine::open_clustered(
-        dir.join("portcullis.redb"),
-        options,
-        postgres.change_log(),
-        name,
-    )
-    .unwrap_or_else(|error| panic!("node {name} cannot join: {error}"))
+    postgres.node(dir, name, EngineOptions::default())
 }
 
 fn create(kind: EntityKind, value: serde_json::Value) -> Op {
@@ -362,19 +352,6 @@ fn a_store_that_is_not_the_clusters_is_refused() {
     );
 }
 
-/// The code an authenticator app would show at `now` for the Key URI `uri`.
-fn totp_code(uri: &str, now: Time) -> String {
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .expect("a secret in the URI");
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .expect("a base32 secret");
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
-        .generate(u64::try_from(now.as_micros() / 1_000_000).expect("after 1970"))
-}
-
 #[test]
 fn sign_in_state_is_one_for_the_whole_cluster() {
     const GOOD: &str = "Correct-Horse-42";
@@ -384,17 +361,12 @@ fn sign_in_state_is_one_for_the_whole_cluster() {
         .collect();
     let settings = AuthSettings {
         // Cheap parameters: this test counts outcomes, it does not time them.
-        argon2: Argon2Settings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
         lockout: LockoutSettings {
             max_failures: 3,
             window_minutes: 15,
             lock_minutes: 30,
         },
-        ..AuthSettings::default()
+        ..portcullis_signin::testing::cheap_settings()
     };
     let nodes: Vec<(Arc<Engine>, Auth)> = dirs
         .iter()
@@ -464,12 +436,12 @@ fn sign_in_state_is_one_for_the_whole_cluster() {
     let codes = b
         .confirm_totp(
             &creds("dora", GOOD, None),
-            &totp_code(&enrolment.uri, now),
+            &portcullis_signin::testing::authenticator_code(&enrolment.uri, now),
             now,
         )
         .expect("confirm on the other node");
     let later = now.add_micros(60_000_000);
-    let code = totp_code(&enrolment.uri, later);
+    let code = portcullis_signin::testing::authenticator_code(&enrolment.uri, later);
     assert_eq!(status(a, creds("dora", GOOD, Some(&code)), later), "ok");
     assert_eq!(
         status(b, creds("dora", GOOD, Some(&code)), later),
@@ -500,9 +472,9 @@ fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
-    let a = Arc::new(node_with(&postgres, dirs[0].path(), "node-a", options));
+    let a = Arc::new(postgres.node(dirs[0].path(), "node-a", options));
     // node-b follows a little, then goes away.
-    let b = node_with(&postgres, dirs[1].path(), "node-b", options);
+    let b = postgres.node(dirs[1].path(), "node-b", options);
     let early = write(&a, estate_ops());
     reach(&b, early);
     b.close();
@@ -511,17 +483,12 @@ fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted
     let auth = Auth::new(
         a.clone(),
         AuthSettings {
-            argon2: Argon2Settings {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
             lockout: LockoutSettings {
                 max_failures: 1,
                 window_minutes: 15,
                 lock_minutes: 60,
             },
-            ..AuthSettings::default()
+            ..portcullis_signin::testing::cheap_settings()
         },
     )
     .expect("sign-in");
@@ -579,7 +546,7 @@ fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted
     }
     let canonical = a.snapshot().canonical();
     // A new node starts from the image: the entries before it are gone.
-    let c = Arc::new(node_with(&postgres, dirs[2].path(), "node-c", options));
+    let c = Arc::new(postgres.node(dirs[2].path(), "node-c", options));
     let snapshot = reach(&c, head);
     assert!(
         snapshot.canonical() == canonical,
@@ -593,7 +560,7 @@ fn new_and_long_gone_nodes_start_from_the_cluster_image_and_the_log_is_compacted
         "the lockout came with the image"
     );
     // node-b, away longer than the log keeps, starts again from the image.
-    let b = node_with(&postgres, dirs[1].path(), "node-b", options);
+    let b = postgres.node(dirs[1].path(), "node-b", options);
     let snapshot = reach(&b, head);
     assert!(
         snapshot.canonical() == canonical,

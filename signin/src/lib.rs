@@ -50,6 +50,8 @@ mod mfa;
 mod passkey;
 mod settings;
 mod tables;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -41,14 +41,7 @@ fn at_minutes(minutes: i64) -> Time {
 /// Cheap argon2 parameters: the tests count verifications, they do not time them (the
 /// one test that times sign-in has a binary of its own: `timing.rs`).
 fn settings() -> AuthSettings {
-    AuthSettings {
-        argon2: Argon2Settings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..AuthSettings::default()
-    }
+    testing::cheap_settings()
 }
 
 /// [`settings`] with a lockout after `max_failures` failures in `window_minutes`,
@@ -136,19 +129,6 @@ fn creds(login: &str, password: &str, code: Option<&str>) -> Credentials {
         code: code.map(str::to_owned),
         method: None,
     }
-}
-
-/// The code an authenticator app would show at `now` for the Key URI `uri`.
-fn totp_code(uri: &str, now: Time) -> String {
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .expect("a secret in the URI");
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .unwrap();
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
-        .generate(u64::try_from(now.as_micros() / 1_000_000).unwrap())
 }
 
 #[test]
@@ -361,7 +341,7 @@ fn a_right_password_clears_the_count_and_never_uses_up_the_limit() {
     // A right password without the code it needs is not counted; a wrong code is.
     f.person("bob");
     let enrolment = f.auth.enrol_totp(&creds("bob", GOOD, None), T).unwrap();
-    let code = totp_code(&enrolment.uri, T);
+    let code = testing::authenticator_code(&enrolment.uri, T);
     f.auth
         .confirm_totp(&creds("bob", GOOD, None), &code, T)
         .unwrap();
@@ -455,7 +435,7 @@ fn totp_enrolment_confirmation_window_and_replay() {
     let wrong = f
         .auth
         .confirm_totp(&creds("alice", GOOD, None), "000000", T);
-    let right = totp_code(&enrolment.uri, T);
+    let right = testing::authenticator_code(&enrolment.uri, T);
     if right != "000000" {
         assert!(matches!(wrong, Err(AuthError::InvalidCode)));
     }
@@ -479,20 +459,20 @@ fn totp_enrolment_confirmation_window_and_replay() {
     );
     // One step of skew either way.
     let later = T.add_micros(60_000_000);
-    let next = totp_code(&enrolment.uri, later.add_micros(30_000_000));
+    let next = testing::authenticator_code(&enrolment.uri, later.add_micros(30_000_000));
     assert_eq!(f.status("alice", GOOD, Some(&next), later), "ok");
     assert_eq!(
         f.status("alice", GOOD, Some(&next), later),
         "denied:invalid_code"
     );
     let far = T.add_micros(600_000_000);
-    let too_late = totp_code(&enrolment.uri, far.add_micros(-90_000_000));
+    let too_late = testing::authenticator_code(&enrolment.uri, far.add_micros(-90_000_000));
     assert_eq!(
         f.status("alice", GOOD, Some(&too_late), far),
         "denied:invalid_code"
     );
     // A wrong password with a right code is still a wrong password.
-    let fresh = totp_code(&enrolment.uri, far);
+    let fresh = testing::authenticator_code(&enrolment.uri, far);
     assert_eq!(
         f.status("alice", "nope", Some(&fresh), far),
         "denied:invalid_credentials"
@@ -521,7 +501,7 @@ fn recovery_codes_are_single_use_and_the_state_survives_a_reopen() {
         codes = auth
             .confirm_totp(
                 &creds("carol", GOOD, None),
-                &totp_code(&enrolment.uri, T),
+                &testing::authenticator_code(&enrolment.uri, T),
                 T,
             )
             .unwrap();
@@ -622,7 +602,11 @@ fn sign_in_state_of_a_schema_5_store_is_migrated_on_open() {
         }
         let enrolment = auth.enrol_totp(&creds("dora", GOOD, None), T).unwrap();
         codes = auth
-            .confirm_totp(&creds("dora", GOOD, None), &totp_code(&enrolment.uri, T), T)
+            .confirm_totp(
+                &creds("dora", GOOD, None),
+                &testing::authenticator_code(&enrolment.uri, T),
+                T,
+            )
             .unwrap();
         uri = enrolment.uri;
         // eve is locked out.
@@ -646,10 +630,20 @@ fn sign_in_state_of_a_schema_5_store_is_migrated_on_open() {
     };
     // The lock and the factors came along; the used TOTP step stays used.
     assert_eq!(status("eve", None, at_minutes(1)), "locked");
-    assert_eq!(status("dora", Some(&totp_code(&uri, T)), T), "invalid_code");
+    assert_eq!(
+        status("dora", Some(&testing::authenticator_code(&uri, T)), T),
+        "invalid_code"
+    );
     assert_eq!(status("dora", Some(&codes[0]), T), "ok");
     let later = at_minutes(2);
-    assert_eq!(status("dora", Some(&totp_code(&uri, later)), later), "ok");
+    assert_eq!(
+        status(
+            "dora",
+            Some(&testing::authenticator_code(&uri, later)),
+            later
+        ),
+        "ok"
+    );
     // New events go on after the migrated ones.
     let after = auth
         .events_since(events.last().unwrap().seq, usize::MAX)
@@ -680,7 +674,7 @@ fn forced_mfa_cannot_be_turned_off_and_the_global_policy_applies() {
     let mut recovery = std::collections::HashMap::new();
     for name in ["root", "forced", "plain"] {
         let enrolment = f.auth.enrol_totp(&creds(name, GOOD, None), T).unwrap();
-        let code = totp_code(&enrolment.uri, T);
+        let code = testing::authenticator_code(&enrolment.uri, T);
         let codes = f
             .auth
             .confirm_totp(&creds(name, GOOD, None), &code, T)
@@ -971,7 +965,7 @@ fn no_secret_reaches_the_logs() {
     });
     f.person("alice");
     let enrolment = f.auth.enrol_totp(&creds("alice", GOOD, None), T).unwrap();
-    let code = totp_code(&enrolment.uri, T);
+    let code = testing::authenticator_code(&enrolment.uri, T);
     let recovery = f
         .auth
         .confirm_totp(&creds("alice", GOOD, None), &code, T)
@@ -1236,7 +1230,11 @@ fn the_mfa_policy_orders_narrows_and_forces_methods() {
     let enrolment = f.auth.enrol_totp(&creds("pat", GOOD, None), T).unwrap();
     let codes = f
         .auth
-        .confirm_totp(&creds("pat", GOOD, None), &totp_code(&enrolment.uri, T), T)
+        .confirm_totp(
+            &creds("pat", GOOD, None),
+            &testing::authenticator_code(&enrolment.uri, T),
+            T,
+        )
         .unwrap();
     let pat = f.get("pat");
     use MfaMethod::{Email, Passkey, RecoveryCode, Sms, Totp};
@@ -1291,7 +1289,7 @@ fn the_mfa_policy_orders_narrows_and_forces_methods() {
         f.status(
             "pat",
             GOOD,
-            Some(&totp_code(&enrolment.uri, at_minutes(2))),
+            Some(&testing::authenticator_code(&enrolment.uri, at_minutes(2))),
             at_minutes(2)
         ),
         "ok"

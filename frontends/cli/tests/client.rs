@@ -380,20 +380,6 @@ fn twins_gone(args: &[&str]) -> Output {
     run_env(&all, &[("PORTCULLIS_TOKEN", BOOTSTRAP)], "")
 }
 
-/// The code an authenticator app shows now for the Key URI `uri`.
-fn totp_now(uri: &str) -> String {
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .expect("a secret in the URI");
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .unwrap();
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
-        .generate_current()
-        .unwrap()
-}
-
 /// Issue 23: on a store where alice had enrolled TOTP, an `--update` import whose MFA
 /// column said `disabled` switched her second factor off.
 #[test]
@@ -425,7 +411,10 @@ fn an_update_import_that_turns_off_enrolled_totp_is_refused_and_sign_in_still_as
         .expect("an otpauth URI")
         .to_owned();
     let mut confirm = proof.clone();
-    confirm["totp_code"] = json!(totp_now(&uri));
+    confirm["totp_code"] = json!(portcullis_signin::testing::authenticator_code(
+        &uri,
+        portcullis_engine::Time::now()
+    ));
     let confirmed = post("/api/v1/auth/mfa/totp/confirm", confirm);
     assert_eq!(confirmed["status"], "ok", "{confirmed}");
     let asks_for_the_code = || {

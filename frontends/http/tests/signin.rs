@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use portcullis_engine::{Argon2Settings, Mfa};
+use portcullis_engine::Mfa;
 use portcullis_http::{AppState, MailSettings, MailTls, SignInSettings};
 use portcullis_signin::{Auth, AuthSettings, LockoutSettings};
 use reqwest::Method;
@@ -187,14 +187,7 @@ fn body_of(mail: &Mail) -> String {
 }
 
 pub(crate) fn cheap() -> AuthSettings {
-    AuthSettings {
-        argon2: Argon2Settings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..AuthSettings::default()
-    }
+    portcullis_signin::testing::cheap_settings()
 }
 
 /// A server with sign-in `settings`, mail to `smtp_port` when given; and its `Auth`.
@@ -264,20 +257,6 @@ pub(crate) async fn outcome(
 
 pub(crate) async fn public(server: &Server, path: &str, body: Value) -> (u16, Value) {
     server.call(Method::POST, path, None, Some(&body)).await
-}
-
-/// The code an authenticator app would show now for the Key URI `uri`.
-fn totp_now(uri: &str) -> String {
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .expect("a secret in the URI");
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .unwrap();
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
-        .generate_current()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,7 +459,8 @@ async fn totp_enrolment_with_a_qr_code_recovery_codes_and_forced_mfa() {
     )
     .await;
     assert_eq!((status, code(&answer)), (422, "invalid_code"));
-    let first = totp_now(&uri);
+    let first =
+        portcullis_signin::testing::authenticator_code(&uri, portcullis_engine::Time::now());
     let (status, confirmed) = public(
         &server,
         "/api/v1/auth/mfa/totp/confirm",
@@ -532,7 +512,7 @@ async fn totp_enrolment_with_a_qr_code_recovery_codes_and_forced_mfa() {
     let (_, confirmed) = public(
         &server,
         "/api/v1/auth/mfa/totp/confirm",
-        json!({"login": "fay", "password": GOOD, "totp_code": totp_now(&uri)}),
+        json!({"login": "fay", "password": GOOD, "totp_code": portcullis_signin::testing::authenticator_code(&uri, portcullis_engine::Time::now())}),
     )
     .await;
     let codes = confirmed["recovery_codes"].as_array().unwrap().clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use portcullis_engine::{Actor, Argon2Settings, Engine, Op, Spec, Time, TokenSpec};
+use portcullis_engine::{Actor, Engine, Op, Spec, Time, TokenSpec};
 use portcullis_ldap_server::{BaseDn, LdapServer, Settings, Transport};
 use portcullis_signin::{Auth, AuthSettings};
 use serde_json::{Value, json};
@@ -238,14 +238,7 @@ pub fn sorted(mut items: Vec<String>) -> Vec<String> {
 }
 
 pub fn cheap() -> AuthSettings {
-    AuthSettings {
-        argon2: Argon2Settings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..AuthSettings::default()
-    }
+    portcullis_signin::testing::cheap_settings()
 }
 
 pub fn user_spec(value: Value) -> Op {
